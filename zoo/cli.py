@@ -1,0 +1,217 @@
+"""``python -m zoo``: list, download, classify, explain and measure the ResNets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import ZooError
+from .registry import Zoo
+
+DEFAULT_MODEL = "resnet50"
+
+
+def _progress_printer(fraction: float | None, message: str) -> None:
+    # huggingface_hub draws the byte-level bar; we only announce the phases.
+    if fraction in (None, 0.0):
+        print(message, file=sys.stderr, flush=True)
+
+
+def cmd_list(zoo: Zoo, args: argparse.Namespace) -> int:
+    from .hub import cached_path
+    from .stats import model_stats
+
+    rows = []
+    for spec in zoo:
+        rows.append({
+            "name": spec.name, "depth": spec.depth, "repo": spec.repo or spec.path,
+            "revision": spec.revision, "params": model_stats(spec.arch.name, spec.num_classes).params,
+            "top1": spec.top1, "top5": spec.top5, "cached": cached_path(spec) is not None,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':<18}{'depth':>6}  {'params':>11}  {'top-1':>6}  {'top-5':>6}  {'cached':<7}repo")
+    for r in rows:
+        acc = lambda v: f"{v:6.2f}" if v is not None else f"{'-':>6}"  # noqa: E731
+        print(f"{r['name']:<18}{r['depth']:>6}  {r['params']:>11,}  {acc(r['top1'])}  {acc(r['top5'])}  "
+              f"{'yes' if r['cached'] else 'no':<7}{r['repo']}")
+    return 0
+
+
+def cmd_download(zoo: Zoo, args: argparse.Namespace) -> int:
+    from .hub import evict, fetch_weights
+
+    if not args.names and not args.all:
+        raise ZooError("Name at least one model to download, or pass --all.")
+    specs = list(zoo) if args.all else [zoo.get(n) for n in args.names]
+    for spec in specs:
+        if args.force:
+            evict(spec)
+        path = fetch_weights(spec, progress=_progress_printer)
+        print(f"{spec.name}: {path}")
+    return 0
+
+
+def cmd_classify(zoo: Zoo, args: argparse.Namespace) -> int:
+    from .inference import classify
+    from .models import load_model
+
+    spec = zoo.get(args.model)
+    _check_image(args.image)
+    model = load_model(spec, args.device, progress=None if args.json else _progress_printer)
+    result = classify(model, args.image, top_k=args.top)
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return 0
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"{spec.name} on {result.device} ({result.seconds * 1000:.0f} ms):")
+    for p in result.predictions:
+        print(f"  {p.prob * 100:6.2f}%  {p.label}  (class {p.index})")
+    return 0
+
+
+def _check_image(path: str) -> None:
+    # Fail on a bad path before spending seconds on the weights.
+    from .images import load_image
+
+    load_image(path)
+
+
+def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
+    from .explain import METHODS, explain
+    from .inference import classify
+    from .models import load_model
+    from .render import overlay_crop, save_png
+
+    spec = zoo.get(args.model)
+    _check_image(args.image)
+    model = load_model(spec, args.device, progress=None if args.json else _progress_printer)
+    run = classify(model, args.image, top_k=5)
+    params = {}
+    if args.method == "occlusion":
+        params = {"window": args.window, "stride": args.stride}
+    if args.method == "integrated-gradients":
+        params = {"steps": args.steps}
+    ex = explain(model, run, args.method, args.target, **params)
+    if args.npy:
+        import numpy as np
+
+        np.save(args.npy, ex.raw.astype("float32"))
+    if args.out:
+        save_png(overlay_crop(run, ex.raw, cmap=args.cmap, alpha=args.alpha), args.out)
+    if args.json:
+        t = ex.target
+        print(json.dumps({"model": spec.name, "method": args.method,
+                          "target": {"index": t.index, "label": t.label, "prob": t.prob},
+                          "shape": list(ex.raw.shape)}))
+        return 0
+    print(f"{spec.name} · {METHODS[args.method].label} for {ex.target.label!r} "
+          f"(class {ex.target.index}, p={ex.target.prob:.3f}); map {ex.raw.shape[0]}x{ex.raw.shape[1]}, "
+          f"{ex.seconds * 1000:.0f} ms")
+    for path in (args.out, args.npy):
+        if path:
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_stats(zoo: Zoo, args: argparse.Namespace) -> int:
+    from . import stats
+
+    if args.stages:
+        spec = zoo.get(args.stages)
+        rows = stats.stage_stats(spec.arch.name, args.resolution, spec.num_classes)
+        if args.json:
+            print(json.dumps([r.to_json() for r in rows], indent=2))
+        else:
+            print(stats.format_stage_table(spec.name, rows, args.resolution))
+        return 0
+    device = None
+    if args.latency:
+        from .models import resolve_device
+
+        device = resolve_device(args.device)
+    rows = [stats.zoo_row(spec, args.resolution, latency_device=device) for spec in zoo]
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], indent=2))
+    else:
+        print(stats.format_table(rows, args.resolution))
+        print()
+        for note in stats.NOTES:
+            print(f"* {note}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--zoo", metavar="FILE", default=argparse.SUPPRESS,
+                        help="TOML file with extra [[model]] entries (default: $ZOO_FILE)")
+    p = argparse.ArgumentParser(prog="python -m zoo", parents=[common],
+                                description="ImageNet ResNets (18-152) from the Hugging Face Hub: "
+                                            "classify, explain, measure.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", parents=[common], help="the models, their size and whether they are cached")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("download", parents=[common], help="fetch and verify weights")
+    s.add_argument("names", nargs="*", metavar="NAME")
+    s.add_argument("--all", action="store_true", help="every model in the zoo")
+    s.add_argument("--force", action="store_true", help="drop the cached copy first")
+    s.set_defaults(func=cmd_download)
+
+    def model_args(s: argparse.ArgumentParser) -> None:
+        s.add_argument("image", metavar="IMAGE")
+        s.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo name (default {DEFAULT_MODEL})")
+        s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+        s.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = sub.add_parser("classify", parents=[common], help="top-k ImageNet classes of an image")
+    model_args(s)
+    s.add_argument("--top", type=int, default=5, metavar="K")
+    s.set_defaults(func=cmd_classify)
+
+    from .explain import METHODS
+
+    s = sub.add_parser("explain", parents=[common], help="where the network looked")
+    model_args(s)
+    s.add_argument("--method", default="cam", choices=list(METHODS))
+    s.add_argument("--target", default=None, help="class index or name (default: top-1)")
+    s.add_argument("--out", metavar="PNG", help="write the overlay on the model's crop")
+    s.add_argument("--npy", metavar="NPY", help="write the raw map (float32, before normalising/upsampling)")
+    s.add_argument("--cmap", default="jet")
+    s.add_argument("--alpha", type=float, default=0.5)
+    s.add_argument("--window", type=int, default=32, help="occlusion window (pixels)")
+    s.add_argument("--stride", type=int, default=16, help="occlusion stride (pixels)")
+    s.add_argument("--steps", type=int, default=32, help="integrated-gradients steps")
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("stats", parents=[common], help="parameters, FLOPs and speed per depth and stage")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--resolution", type=int, default=224, metavar="N")
+    s.add_argument("--stages", metavar="NAME", help="per-stage table of one model, as in the paper's Table 1")
+    s.add_argument("--latency", action="store_true", help="also measure latency on --device")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    s.set_defaults(func=cmd_stats)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        zoo = Zoo.load(getattr(args, "zoo", None))
+        return args.func(zoo, args)
+    except ZooError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

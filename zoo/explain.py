@@ -1,0 +1,184 @@
+"""Where the network looked: CAM and Captum attributions, one signature, one table.
+
+Every method is ``fn(model, run, target, **params) -> np.ndarray``: a raw float32
+map (h, w) for class ``target`` over the model's input crop, unnormalised. CAM comes
+out of the classification's own forward pass (``run.features``); Captum methods run
+on the model with hooks, inside ``hooks_restored`` and the model's lock.
+
+DeepLift is not offered: torchvision's ResNets reuse one ReLU module several times per
+block, which DeepLift's per-module bookkeeping cannot handle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import UnknownMethodError, ZooError
+from .inference import Classification, Prediction, resolve_target
+from .models import LoadedModel
+
+MethodFn = Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str
+    fn: MethodFn
+    cost: str  # what one map costs, in passes through the network
+    resolution: str  # "feature" (7x7 at 224) or "input" (224x224)
+    signed: bool = False  # True when negative values mean evidence against the class
+
+
+@dataclass
+class Explanation:
+    method: str
+    target: Prediction
+    raw: np.ndarray  # (h, w) float32, as the method produced it
+    seconds: float
+
+
+# --- the hook-free method -------------------------------------------------------------
+
+def cam(model: LoadedModel, run: Classification, target: int) -> np.ndarray:
+    """Class activation map (Zhou et al. 2016): sum_k w_ck f_k(x, y).
+
+    Exact for a network that ends in global average pooling and one linear layer: the
+    spatial mean of this map plus the fc bias is the class logit.
+    """
+    w = model.module.fc.weight[target].detach().float().cpu().numpy()
+    return np.einsum("k,khw->hw", w, run.features).astype(np.float32)
+
+
+# --- Captum methods -------------------------------------------------------------------
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+               "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+
+
+@contextlib.contextmanager
+def hooks_restored(module: nn.Module) -> Iterator[nn.Module]:
+    """Run a block that may add hooks; afterwards every module's hooks are as before.
+
+    Captum removes its hooks itself when all goes well; this also covers an exception
+    raised half-way, and restores train/eval mode and ``requires_grad``.
+    """
+    saved = [(m, {d: dict(getattr(m, d)) for d in _HOOK_DICTS if hasattr(m, d)}) for m in module.modules()]
+    training = module.training
+    grads = [p.requires_grad for p in module.parameters()]
+    try:
+        yield module
+    finally:
+        for m, dicts in saved:
+            for d, hooks in dicts.items():
+                current = getattr(m, d)
+                current.clear()
+                current.update(hooks)
+        module.train(training)
+        for p, g in zip(module.parameters(), grads):
+            p.requires_grad_(g)
+
+
+@contextlib.contextmanager
+def _captum_session(model: LoadedModel, run: Classification) -> Iterator[torch.Tensor]:
+    """The model's lock, restored hooks, gradients on, and a fresh input tensor."""
+    with model.lock, hooks_restored(model.module), torch.enable_grad(), model.autocast():
+        yield model.to_input(run.input.clone()).requires_grad_(True)
+
+
+def _to_map(attr: torch.Tensor, reduce: str) -> np.ndarray:
+    """(1, C, H, W) attributions -> (H, W): 'sum', 'abs' (sum of |.|) or 'mean' over C."""
+    a = attr.detach().float()[0]
+    if reduce == "abs":
+        a = a.abs().sum(0)
+    elif reduce == "mean":
+        a = a.mean(0)
+    else:
+        a = a.sum(0)
+    return a.cpu().numpy().astype(np.float32)
+
+
+def gradcam(model: LoadedModel, run: Classification, target: int, relu: bool = True) -> np.ndarray:
+    from captum.attr import LayerGradCam
+
+    with _captum_session(model, run) as x:
+        layer = model.module.get_submodule(model.spec.cam_layer)
+        attr = LayerGradCam(model.module, layer).attribute(x, target=target, relu_attributions=relu)
+    return attr.detach().float()[0, 0].cpu().numpy().astype(np.float32)
+
+
+def guided_gradcam(model: LoadedModel, run: Classification, target: int) -> np.ndarray:
+    from captum.attr import GuidedGradCam
+
+    with _captum_session(model, run) as x:
+        layer = model.module.get_submodule(model.spec.cam_layer)
+        attr = GuidedGradCam(model.module, layer).attribute(x, target=target)
+    return _to_map(attr, "abs")
+
+
+def integrated_gradients(model: LoadedModel, run: Classification, target: int, steps: int = 32,
+                         batch: int = 8) -> np.ndarray:
+    from captum.attr import IntegratedGradients
+
+    if not 2 <= int(steps) <= 512:
+        raise ZooError(f"Integrated Gradients needs between 2 and 512 steps, got {steps}.")
+    with _captum_session(model, run) as x:
+        # internal_batch_size bounds memory: at most `batch` interpolated images at once.
+        attr = IntegratedGradients(model.module).attribute(
+            x, baselines=torch.zeros_like(x), target=target, n_steps=int(steps), internal_batch_size=batch)
+    return _to_map(attr, "sum")
+
+
+def saliency(model: LoadedModel, run: Classification, target: int) -> np.ndarray:
+    from captum.attr import Saliency
+
+    with _captum_session(model, run) as x:
+        attr = Saliency(model.module).attribute(x, target=target, abs=True)
+    return _to_map(attr, "abs")
+
+
+def occlusion(model: LoadedModel, run: Classification, target: int, window: int = 32, stride: int = 16,
+              batch: int = 16) -> np.ndarray:
+    from captum.attr import Occlusion
+
+    size = run.input.shape[-1]
+    if not (1 <= int(stride) <= int(window) <= size):
+        raise ZooError(f"Occlusion needs 1 <= stride <= window <= {size}; got window {window}, stride {stride}.")
+    with _captum_session(model, run) as x:
+        attr = Occlusion(model.module).attribute(
+            x, target=target, sliding_window_shapes=(3, int(window), int(window)),
+            strides=(3, int(stride), int(stride)), baselines=0.0, perturbations_per_eval=batch)
+    return _to_map(attr, "mean")
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("cam", "CAM (global average pooling)", cam,
+           "free: reuses the classification's forward pass", "feature"),
+    Method("gradcam", "Grad-CAM", gradcam, "1 forward + 1 backward", "feature"),
+    Method("guided-gradcam", "Guided Grad-CAM", guided_gradcam, "2 forwards + 2 backwards", "input"),
+    Method("integrated-gradients", "Integrated Gradients", integrated_gradients,
+           "`steps` forwards + backwards (default 32)", "input", signed=True),
+    Method("saliency", "Saliency (input gradient)", saliency, "1 forward + 1 backward", "input"),
+    Method("occlusion", "Occlusion", occlusion,
+           "1 forward per window position (~ (224/stride)^2, 196 by default)", "input", signed=True),
+)}
+
+
+def explain(model: LoadedModel, run: Classification, method: str = "cam", target: int | str | None = None,
+            **params: Any) -> Explanation:
+    """Map for ``target`` (index, name, or None for the top-1 class) by ``method``."""
+    try:
+        m = METHODS[method]
+    except KeyError:
+        raise UnknownMethodError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.") from None
+    idx = resolve_target(run.labels, target, default=run.predictions[0].index)
+    t0 = time.perf_counter()
+    raw = m.fn(model, run, idx, **params)
+    return Explanation(method, run.prediction(idx), raw, time.perf_counter() - t0)

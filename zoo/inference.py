@@ -1,0 +1,100 @@
+"""Classify an image; keep what the explanations need from the same forward pass."""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import UnknownClassError
+from .images import CropGeometry, crop_geometry, load_image, model_crop, to_tensor
+from .models import LoadedModel
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    prob: float
+
+
+@dataclass
+class Classification:
+    """One forward pass: predictions plus the last stage's features (for CAM)."""
+
+    model: str
+    predictions: list[Prediction]  # top-k, most probable first
+    probs: np.ndarray  # (num_classes,) softmax
+    logits: np.ndarray  # (num_classes,)
+    features: np.ndarray  # (C, h, w) output of the CAM layer, float32
+    image: Image.Image  # the upright RGB original
+    crop: Image.Image  # exactly what the model saw (before normalisation)
+    geometry: CropGeometry
+    input: torch.Tensor = field(repr=False)  # normalised 1x3xHxW on CPU, for attributions
+    device: str = "cpu"
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    labels: tuple[str, ...] = ()
+
+    def prediction(self, index: int) -> Prediction:
+        return Prediction(index, self.labels[index], float(self.probs[index]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model,
+                "predictions": [{"index": p.index, "label": p.label, "prob": p.prob} for p in self.predictions]}
+
+
+def classify(model: LoadedModel, image: Any, top_k: int = 5) -> Classification:
+    """Classify ``image`` (anything ``load_image`` takes) with ``model``."""
+    loaded = load_image(image)
+    pre = model.spec.preprocessing
+    crop = model_crop(loaded.image, pre)
+    batch = to_tensor(crop, pre)
+    t0 = time.perf_counter()
+    with torch.inference_mode(), model.autocast():
+        out = model.features(model.to_input(batch))
+    logits = out["logits"].float()[0]
+    probs = torch.softmax(logits, dim=0)
+    k = max(1, min(int(top_k), probs.numel()))
+    top = torch.topk(probs, k)
+    features = out["features"].float()[0].cpu().numpy()
+    probs_np, logits_np = probs.cpu().numpy(), logits.cpu().numpy()
+    seconds = time.perf_counter() - t0
+    labels = model.labels
+    preds = [Prediction(int(i), labels[int(i)], float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+    return Classification(
+        model=model.spec.name, predictions=preds, probs=probs_np, logits=logits_np, features=features,
+        image=loaded.image, crop=crop, geometry=crop_geometry(loaded.image.size, pre), input=batch,
+        device=str(model.device), seconds=seconds, notes=loaded.notes, labels=labels,
+    )
+
+
+def resolve_target(labels: tuple[str, ...], target: int | str | None, default: int) -> int:
+    """A class index from an index, a digit string, a (case-insensitive) name, or None."""
+    if target is None or (isinstance(target, str) and not target.strip()):
+        return default
+    if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().isdigit()):
+        idx = int(target)
+        if not 0 <= idx < len(labels):
+            raise UnknownClassError(f"Class index {idx} is out of range; this model has classes 0..{len(labels) - 1}.")
+        return idx
+    name = target.strip()
+    lowered = [lab.lower() for lab in labels]
+    if name.lower() in lowered:
+        return lowered.index(name.lower())
+    # "123: tabby" as shown in the app's class picker
+    head, sep, tail = name.partition(":")
+    if sep and head.strip().isdigit():
+        idx = int(head)
+        if idx < len(labels) and tail.strip().lower() == lowered[idx]:
+            return idx
+    close = difflib.get_close_matches(name.lower(), lowered, n=5, cutoff=0.6)
+    close += [lab for lab in lowered if name.lower() in lab and lab not in close][: 5 - len(close)]
+    hint = f" Close matches: {', '.join(labels[lowered.index(c)] for c in close)}." if close else ""
+    raise UnknownClassError(f"Unknown class {name!r}.{hint} Give a class name or an index 0..{len(labels) - 1}.")
