@@ -18,11 +18,12 @@ import hashlib
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Callable
 
 import httpx2
-from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (
     GatedRepoError as HfGatedRepoError,
     HfHubHTTPError,
@@ -47,6 +48,10 @@ ProgressFn = Callable[[float | None, str], None]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HASH_CHUNK = 8 << 20
+# A flaky or down Hub gets a few quick, announced retries, then a clear error; left to
+# itself huggingface_hub would back off silently for ~25 s before failing.
+RETRY_WAITS = (1.0, 2.0)
+_RETRY_STATUS = (408, 429, 500, 502, 503, 504)
 
 
 def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -96,10 +101,12 @@ def fetch_weights(spec: ModelSpec, *, progress: ProgressFn | None = None,
 
 def _download(spec: ModelSpec, cache: Path, progress: ProgressFn | None) -> str:
     what = f"{spec.name} ({spec.repo}, revision {spec.revision}, file {spec.filename})"
-    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+    endpoint = constants.ENDPOINT
     if progress:
         progress(0.0, f"Downloading {spec.name} weights")
     try:
+        if not constants.HF_HUB_OFFLINE:
+            _preflight(spec, progress)
         return hf_hub_download(
             spec.repo, spec.filename, revision=spec.revision, cache_dir=cache,
             tqdm_class=_progress_tqdm(progress, spec.name) if progress else None,
@@ -118,7 +125,7 @@ def _download(spec: ModelSpec, cache: Path, progress: ProgressFn | None) -> str:
     except RemoteEntryNotFoundError:
         raise NotFoundOnHubError(
             f"{what}: the file does not exist at that revision. Check 'filename' in your zoo file.") from None
-    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as e:
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError, httpx2.ConnectError, httpx2.TimeoutException) as e:
         if constants.HF_HUB_OFFLINE:
             raise WeightsUnavailableError(
                 f"Offline mode is on (HF_HUB_OFFLINE=1) and the weights of {what} are not in the cache "
@@ -137,6 +144,25 @@ def _download(spec: ModelSpec, cache: Path, progress: ProgressFn | None) -> str:
         raise WeightsUnavailableError(
             f"Downloading {what} failed midway ({_short(e)}). Nothing broken was kept; run it again "
             "to resume.") from None
+
+
+def _preflight(spec: ModelSpec, progress: ProgressFn | None) -> None:
+    """Ask the Hub for the file's metadata, retrying briefly (and saying so) on faults."""
+    url = hf_hub_url(spec.repo, spec.filename, revision=spec.revision)
+    for attempt, wait in enumerate((*RETRY_WAITS, None), start=1):
+        try:
+            get_hf_file_metadata(url, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+            return
+        except (httpx2.ConnectError, httpx2.TimeoutException, HfHubHTTPError) as e:
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            transient = not isinstance(e, HfHubHTTPError) or status in _RETRY_STATUS
+            if wait is None or not transient:
+                raise
+            why = f"HTTP {status}" if status else "no connection"
+            if progress:
+                progress(None, f"The Hub did not answer for {spec.name} ({why}); retrying in {wait:.0f} s "
+                               f"(attempt {attempt + 1} of {len(RETRY_WAITS) + 1})")
+            time.sleep(wait)
 
 
 def _short(e: BaseException) -> str:

@@ -1,0 +1,111 @@
+"""``python -m zoo`` as a user runs it: output formats, and every user error without a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import EXAMPLES, run_cli
+
+
+def assert_clean_error(r, *needles: str) -> None:
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: "), r.stderr
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+def test_list_json_and_table(zoo_file, hosted, tmp_path):
+    cache = {"HF_HUB_CACHE": str(tmp_path / "c")}
+    r = run_cli("list", "--json", "--zoo", str(zoo_file), env=cache)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [row["name"] for row in rows] == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    assert rows[2]["params"] == 25557032 and rows[2]["depth"] == 50 and rows[0]["cached"] is False
+    r = run_cli("download", "resnet18", "--zoo", str(zoo_file), env=cache)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("list", "--zoo", str(zoo_file), env=cache)
+    assert r.returncode == 0 and "resnet18" in r.stdout
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("resnet18 "))
+    assert " yes " in line
+
+
+def test_unknown_model():
+    assert_clean_error(run_cli("classify", str(EXAMPLES / "chelsea.png"), "--model", "resnet51"),
+                       "Unknown model 'resnet51'", "resnet50")
+
+
+def test_hub_unreachable_with_cold_cache(tmp_path, zoo_file):
+    r = run_cli("classify", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", "--zoo", str(zoo_file),
+                env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path)})
+    assert_clean_error(r, "Cannot reach the Hugging Face Hub (http://127.0.0.1:9)", "resnet18", "not in the cache")
+
+
+def test_builtin_model_when_the_hub_is_unreachable(tmp_path):
+    # What a newcomer sees with the real registry and no network.
+    r = run_cli("classify", str(EXAMPLES / "chelsea.png"), "--json",
+                env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path)})
+    assert_clean_error(r, "timm/resnet50.tv_in1k")
+    assert r.stdout == ""
+
+
+def test_offline_with_cold_cache(tmp_path, zoo_file):
+    r = run_cli("classify", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", "--zoo", str(zoo_file),
+                env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)})
+    assert_clean_error(r, "Offline mode is on (HF_HUB_OFFLINE=1)", "python -m zoo download resnet18")
+
+
+def test_image_path_missing(zoo_file):
+    assert_clean_error(run_cli("classify", "no/such/photo.jpg", "--zoo", str(zoo_file)),
+                       "no/such/photo.jpg does not exist")
+
+
+def test_not_an_image(tmp_path, zoo_file):
+    fake = tmp_path / "photo.jpg"
+    fake.write_bytes(b"this is text, not a JPEG\n" * 10)
+    assert_clean_error(run_cli("classify", str(fake), "--zoo", str(zoo_file)), "photo.jpg is not an image")
+
+
+def test_malformed_zoo_file(tmp_path):
+    bad = tmp_path / "zoo.toml"
+    bad.write_text("[[model]]\nname = 'x'\narch = resnet50\n")
+    assert_clean_error(run_cli("list", "--zoo", str(bad)), "not valid TOML", "line 3")
+
+
+def test_download_requires_names():
+    assert_clean_error(run_cli("download"), "--all")
+
+
+def test_explain_json_and_npy(tmp_path, zoo_file, hosted):
+    npy, png = tmp_path / "map.npy", tmp_path / "overlay.png"
+    r = run_cli("explain", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", "--zoo", str(zoo_file),
+                "--method", "cam", "--target", "tabby", "--npy", str(npy), "--out", str(png), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["model"] == "resnet18" and out["method"] == "cam" and out["shape"] == [7, 7]
+    assert out["target"]["index"] == 281 and out["target"]["label"] == "tabby"
+    raw = np.load(npy)
+    assert raw.dtype == np.float32 and raw.shape == (7, 7)
+    assert png.stat().st_size > 1000
+
+
+def test_explain_unknown_class_lists_close_matches(zoo_file, hosted):
+    r = run_cli("explain", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", "--zoo", str(zoo_file),
+                "--target", "tabby cot")
+    assert_clean_error(r, "Unknown class 'tabby cot'", "tabby")
+
+
+@pytest.mark.parametrize("args", [["stats", "--json"], ["stats", "--json", "--stages", "resnet50"]])
+def test_stats_json_offline_with_empty_cache(tmp_path, args):
+    r = run_cli(*args, env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    if "--stages" in args:
+        assert [s["stage"] for s in rows] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "fc"]
+        assert {"stage", "output_size", "params", "macs"} <= set(rows[0])
+    else:
+        assert {"name", "params", "macs", "flops", "paper_flops", "top1", "top5"} <= set(rows[0])
+        assert [r["params"] for r in rows] == [11689512, 21797672, 25557032, 44549160, 60192808]

@@ -1,0 +1,105 @@
+"""The registry is data: built-in facts, TOML zoo files and their errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from zoo.errors import UnknownModelError, ZooFileError
+from zoo.registry import ARCHITECTURES, BUILTIN, Zoo, parse_zoo_file
+
+
+def test_builtins_match_the_issue_table():
+    by_name = {s.name: s for s in BUILTIN}
+    assert list(by_name) == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    r50 = by_name["resnet50"]
+    assert r50.repo == "timm/resnet50.tv_in1k"
+    assert r50.revision == "78f3ecfdb38e06d9b8397f662e7ab8fee96026fa" and r50.pinned
+    assert r50.sha256 == "5d061a3c593d795bfe682d9b152bafbcf550579873492def3515b46db1189888"
+    assert r50.size_bytes == 102469840 and (r50.top1, r50.top5) == (76.13, 92.86)
+    assert by_name["resnet101"].revision == "main" and by_name["resnet101"].sha256 is None
+    assert by_name["resnet152"].sha256.startswith("15897077")
+    assert [a.blocks_per_stage for a in ARCHITECTURES.values()] == [
+        (2, 2, 2, 2), (3, 4, 6, 3), (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3)]
+    assert [a.paper_flops for a in ARCHITECTURES.values()] == [1.8e9, 3.6e9, 3.8e9, 7.6e9, 11.3e9]
+    for s in BUILTIN:
+        p = s.preprocessing
+        assert (p.resize, p.crop, p.interpolation, p.antialias) == (256, 224, "bilinear", True)
+        assert s.cam_layer == "layer4" and s.license == "bsd-3-clause"
+        # frozen: nobody can change a shared entry at run time
+        with pytest.raises(AttributeError):
+            s.repo = "x"  # type: ignore[misc]
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(UnknownModelError, match=r"Unknown model 'resnet5'.*Did you mean resnet50"):
+        Zoo.load().get("resnet5")
+
+
+def test_zoo_file_adds_and_replaces(tmp_path, monkeypatch):
+    f = tmp_path / "zoo.toml"
+    f.write_text('''
+[[model]]
+name = "resnet50-a1"
+arch = "resnet50"
+repo = "timm/resnet50.a1_in1k"
+crop = 224
+resize = 235
+interpolation = "bicubic"
+
+[[model]]
+name = "flowers"
+arch = "resnet18"
+repo = "me/flowers-resnet18"
+labels = ["daisy", "rose", "tulip"]
+sha256 = "AB''' + "0" * 62 + '''"
+
+[[model]]
+name = "resnet18"
+arch = "resnet18"
+repo = "mirror/resnet18"
+''')
+    zoo = Zoo.load(f)
+    assert zoo.names[:5] == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    assert zoo.get("resnet18").repo == "mirror/resnet18"  # replaced in place
+    a1 = zoo.get("resnet50-a1")
+    assert a1.preprocessing.resize == 235 and a1.preprocessing.interpolation == "bicubic"
+    assert a1.filename == "model.safetensors" and a1.revision == "main" and a1.num_classes == 1000
+    flowers = zoo.get("flowers")
+    assert flowers.num_classes == 3 and flowers.sha256 == "ab" + "0" * 62
+    monkeypatch.setenv("ZOO_FILE", str(f))
+    assert "flowers" in Zoo.load()
+
+
+@pytest.mark.parametrize("body, message", [
+    ('[[model]]\nname = "x"\narch = "resnet50"\nrepo = "a/b"\nrepo = "c/d"\n', r"not valid TOML.*line 5"),
+    ('[[model]]\nname = "x"\nrepo = "a/b"\n', r"model #1 \('x'\): required field 'arch' is missing"),
+    ('[[model]]\nname = "x"\narch = "resnet51"\nrepo = "a/b"\n', r"'arch' is 'resnet51'; it must be one of resnet18"),
+    ('[[model]]\nname = "x"\narch = "resnet50"\nrepo = "a/b"\ncolour = 1\n', r"unknown field\(s\) \['colour'\]"),
+    ('[[model]]\nname = "x"\narch = "resnet50"\nrepo = "a/b"\nfilename = "../../etc/passwd"\n', r"without '\.\.'"),
+    ('[[model]]\nname = "x"\narch = "resnet50"\nrepo = "a/b"\nfilename = "pytorch_model.bin"\n', r"only \.safetensors"),
+    ('[[model]]\nname = "x"\narch = "resnet50"\nrepo = "../x"\n', r"'repo' '\.\./x' is not a Hub repo id"),
+    ('[[model]]\nname = "x"\narch = "resnet50"\n', r"exactly one of 'repo'.*or 'path'"),
+    ('[[model]]\nname = "x"\narch = "resnet50"\nrepo = "a/b"\nsha256 = "abc"\n', r"'sha256' must be 64 hex"),
+    ('[[model]]\nname = "x"\narch = "resnet50"\nrepo = "a/b"\nlabels = "cat"\n', r"'labels' must be a list"),
+    ('[[model]]\nname = "x"\narch = "resnet50"\nrepo = "a/b"\nresize = true\n', r"'resize' must be a int"),
+    ('[[model]]\nname = "x"\narch = "resnet50"\nrepo = "a/b"\n[[model]]\nname = "x"\narch = "resnet18"\nrepo = "c/d"\n',
+     r"name 'x' is used twice"),
+    ('model = 3\n', r"array of tables"),
+])
+def test_malformed_zoo_files_name_the_problem(tmp_path, body, message):
+    f = tmp_path / "bad.toml"
+    f.write_text(body)
+    with pytest.raises(ZooFileError, match=message):
+        parse_zoo_file(f)
+
+
+def test_missing_zoo_file():
+    with pytest.raises(ZooFileError, match="does not exist"):
+        Zoo.load("/nonexistent/zoo.toml")
+
+
+def test_local_path_entries_resolve_relative_to_the_file(tmp_path):
+    f = tmp_path / "zoo.toml"
+    f.write_text('[[model]]\nname = "mine"\narch = "resnet18"\npath = "weights/mine.safetensors"\n')
+    (spec,) = parse_zoo_file(f)
+    assert spec.path == str(tmp_path / "weights" / "mine.safetensors") and spec.repo is None
