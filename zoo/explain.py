@@ -171,13 +171,16 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise UnknownMethodError(f"Unknown method {name!r}; choose one of {', '.join(METHODS)}.")
+    return METHODS[name]
+
+
 def explain(model: LoadedModel, run: Classification, method: str = "cam", target: int | str | None = None,
             **params: Any) -> Explanation:
     """Map for ``target`` (index, name, or None for the top-1 class) by ``method``."""
-    try:
-        m = METHODS[method]
-    except KeyError:
-        raise UnknownMethodError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.") from None
+    m = get_method(method)
     idx = resolve_target(run.labels, target, default=run.predictions[0].index)
     t0 = time.perf_counter()
     raw = m.fn(model, run, idx, **params)

@@ -1,0 +1,41 @@
+"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--preload ...] [--zoo FILE]`."""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--share", action="store_true", help="public gradio.live link (off by default)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--preload", nargs="*", default=[], metavar="NAME", help="models to load at start, or 'all'")
+    p.add_argument("--zoo", metavar="FILE", help="TOML file with extra [[model]] entries (default: $ZOO_FILE)")
+    p.add_argument("--concurrency", type=int, default=2, help="requests run at once (default 2)")
+    args = p.parse_args(argv)
+
+    from ui import MAX_FILE_SIZE, build_app
+    from zoo.errors import ZooError
+    from zoo.registry import Zoo
+    from zoo.service import Explorer
+
+    try:
+        explorer = Explorer(Zoo.load(args.zoo), args.device)
+        names = explorer.zoo.names if args.preload == ["all"] else args.preload
+        for name in names:
+            explorer.cache.get(explorer.zoo.get(name), lambda f, m: f in (None, 0.0) and print(m, flush=True))
+    except ZooError as e:
+        sys.exit(f"error: {e}")
+    demo = build_app(explorer)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
+                show_error=True)
+
+
+if __name__ == "__main__":
+    main()

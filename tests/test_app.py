@@ -1,0 +1,138 @@
+"""The app as clients use it: gradio_client on /classify and /compare, and a real browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def app(zoo, hosted):
+    from ui import MAX_FILE_SIZE, build_app
+    from zoo.service import Explorer
+
+    explorer = Explorer(zoo, "cpu")
+    demo = build_app(explorer)
+    demo.queue(default_concurrency_limit=2)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                            max_file_size=MAX_FILE_SIZE)
+    yield url, explorer
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+
+    return Client(app[0], verbose=False)
+
+
+def test_classify_endpoint_matches_zoo(client, app):
+    from gradio_client import handle_file
+
+    from zoo.inference import classify
+
+    _, explorer = app
+    label, crop, full, raw, details = client.predict(
+        handle_file(str(EXAMPLES / "chelsea.png")), "resnet18", 5, "cam", "", api_name="/classify")
+    direct = classify(explorer.cache.get(explorer.zoo.get("resnet18")), EXAMPLES / "chelsea.png", 5)
+    assert [c["label"] for c in label["confidences"]] == [p.label for p in direct.predictions]
+    assert details["predictions"] == direct.to_json()["predictions"]
+    assert details["target"]["index"] == direct.predictions[0].index and details["shape"] == [7, 7]
+    for path in (crop, full, raw):
+        assert Path(path).stat().st_size > 1000
+
+
+def test_classify_with_a_named_target_and_method(client):
+    from gradio_client import handle_file
+
+    label, *_, details = client.predict(handle_file(str(EXAMPLES / "coffee.png")), "resnet34", 3, "gradcam",
+                                        "tabby", api_name="/classify")
+    assert len(label["confidences"]) == 3
+    assert details["method"] == "gradcam" and details["target"]["label"] == "tabby"
+
+
+def test_compare_endpoint(client, app):
+    from gradio_client import handle_file
+
+    from zoo.inference import classify
+
+    _, explorer = app
+    gallery, table, text, details = client.predict(handle_file(str(EXAMPLES / "rocket.jpg")), api_name="/compare")
+    names = [m["model"] for m in details["models"]]
+    assert names == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    assert len(gallery) == 5 and "Maps show" in text
+    for m in details["models"]:
+        direct = classify(explorer.cache.get(explorer.zoo.get(m["model"])), EXAMPLES / "rocket.jpg", 5)
+        assert [p["label"] for p in m["predictions"]] == [p.label for p in direct.predictions]
+        assert m["target"]["index"] == details["target"]["index"]  # one shared class for all maps
+    assert explorer.cache.loads == {n: 1 for n in names} | explorer.cache.loads
+
+
+def test_errors_are_messages_and_the_app_keeps_serving(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    fake = tmp_path / "notes.jpg"
+    fake.write_bytes(b"definitely not a jpeg" * 50)
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(handle_file(str(fake)), "resnet18", 5, "cam", "", api_name="/classify")
+    with pytest.raises(AppError, match="Unknown class 'tabby kat'.*tabby"):
+        client.predict(handle_file(str(EXAMPLES / "chelsea.png")), "resnet18", 5, "cam", "tabby kat",
+                       api_name="/classify")
+    label, *_ = client.predict(handle_file(str(EXAMPLES / "chelsea.png")), "resnet18", 5, "cam", "",
+                               api_name="/classify")
+    assert len(label["confidences"]) == 5
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.browser
+def test_browser_upload_classify_and_error(app, tmp_path, repo_root):
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium for the browser test")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = app
+    shots = repo_root / "test-artifacts"
+    shots.mkdir(exist_ok=True)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\x00not an image at all" * 20)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(url)
+        upload = page.locator("#image-input input[type=file]")
+
+        # A non-image: a clear message in the page.
+        upload.set_input_files(str(bad))
+        page.locator("#classify-button").click()
+        expect(page.get_by_text("is not an image").first).to_be_visible(timeout=60_000)
+        page.screenshot(path=str(shots / "browser-error.png"))
+
+        # Then a real photo still works (same server, fresh page).
+        page.reload()
+        page.locator("#image-input input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
+        page.locator("#classify-button").click()
+        expect(page.locator("#result-info")).to_contain_text("Map for", timeout=120_000)
+        expect(page.locator("#result-info")).to_contain_text("resnet50")
+        expect(page.locator("#overlay-crop img")).to_be_visible(timeout=30_000)
+        expect(page.locator("#overlay-full img")).to_be_visible()
+        from zoo.inference import classify
+
+        explorer = app[1]
+        top = classify(explorer.cache.get(explorer.zoo.get("resnet50")), EXAMPLES / "chelsea.png", 1)
+        expect(page.locator("#predictions")).to_contain_text(top.predictions[0].label)
+        page.screenshot(path=str(shots / "browser-classify.png"), full_page=True)
+        browser.close()
