@@ -92,20 +92,20 @@ def build_app(explorer: Explorer) -> gr.Blocks:
     class_choices = [f"{i}: {name}" for i, name in enumerate(imagenet_labels())]
     depth_names = [s.name for s in zoo.builtin_depths]
 
-    def render(result: Result, cmap: str, alpha: float, scale: Scale | None = None) -> tuple:
+    def render(result: Result, cmap: str, alpha: float, scale: Scale | None = None) -> tuple[str, str, str]:
+        """The three pictures of one result, as PNG files (gradio would re-encode arrays slowly)."""
         raw = result.explanation.raw
-        crop = overlay_crop(result.run, raw, cmap, alpha, scale)
-        full = overlay_image(result.run, raw, cmap, alpha, scale)
-        fig = raw_figure(raw, cmap, scale, f"{result.run.model} · {result.method}")
-        return crop, full, fig
-
-    def save_downloads(result: Result, crop: np.ndarray) -> list[str]:
         folder = Path(tempfile.mkdtemp(dir=outputs_dir))
         stem = f"{result.run.model}-{result.method}-{result.explanation.target.index}"
-        png = save_png(crop, folder / f"{stem}-overlay.png")
-        npy = folder / f"{stem}-raw.npy"
+        crop = save_png(overlay_crop(result.run, raw, cmap, alpha, scale), folder / f"{stem}-overlay.png")
+        full = save_png(overlay_image(result.run, raw, cmap, alpha, scale), folder / f"{stem}-photo.png")
+        fig = save_png(raw_figure(raw, cmap, scale, f"{result.run.model} · {result.method}"), folder / f"{stem}-raw.png")
+        return str(crop), str(full), str(fig)
+
+    def save_raw(result: Result, folder: Path) -> str:
+        npy = folder / f"{result.run.model}-{result.method}-{result.explanation.target.index}-raw.npy"
         np.save(npy, result.explanation.raw.astype(np.float32))
-        return [str(png), str(npy)]
+        return str(npy)
 
     @gpu
     def run_one(image: Any, model: str, top_k: int, method: str, target: str | None, progress: gr.Progress,
@@ -124,7 +124,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
         result = run_one(image, model, top_k, method, target, progress, window, stride, steps)
         crop, full, fig = render(result, cmap, alpha)
         return (fmt.label_dict(result), crop, full, fig, fmt.result_markdown(result),
-                save_downloads(result, crop), result)
+                [crop, save_raw(result, Path(crop).parent)], result)
 
     @user_errors
     def ui_rerender(result, cmap, alpha):
@@ -147,7 +147,9 @@ def build_app(explorer: Explorer) -> gr.Blocks:
 
     def render_compare(cmp, cmap, alpha, shared):
         scale = Scale.of(*[r.explanation.raw for r in cmp.results]) if shared else None
-        gallery = [(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320),
+        folder = Path(tempfile.mkdtemp(dir=outputs_dir))
+        gallery = [(str(save_png(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320),
+                                 folder / f"{r.run.model}-{cmp.target}.png")),
                     f"{r.run.model}: {r.run.predictions[0].label} ({r.run.predictions[0].prob * 100:.0f}%) · "
                     f"p({cmp.target_label}) = {r.explanation.target.prob:.2f} · {r.seconds * 1000:.0f} ms")
                    for r in cmp.results]

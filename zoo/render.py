@@ -9,12 +9,12 @@ No torch here: numpy, Pillow and matplotlib's colormaps.
 
 from __future__ import annotations
 
-import io
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .errors import ZooError
 from .images import CropGeometry
@@ -130,25 +130,43 @@ def overlay_image(run, raw: np.ndarray, cmap: str = "jet", alpha: float = 0.5, s
     return np.asarray(out)
 
 
-def raw_figure(raw: np.ndarray, cmap: str = "jet", scale: Scale | None = None, title: str = "") -> np.ndarray:
-    """The raw map alone, one cell per value, with a colour bar (RGB uint8)."""
-    from matplotlib.figure import Figure
+@functools.lru_cache(maxsize=1)
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=13)
 
+
+def raw_figure(raw: np.ndarray, cmap: str = "jet", scale: Scale | None = None, title: str = "",
+               cell: int | None = None) -> np.ndarray:
+    """The raw map alone, one flat cell per value, with a labelled colour bar (RGB uint8).
+
+    Drawn with Pillow: a matplotlib figure costs ~0.25 s per request on a small CPU.
+    """
     scale = scale or Scale.of(raw)
-    fig = Figure(figsize=(4.2, 3.6), dpi=100)
-    ax = fig.add_subplot()
-    im = ax.imshow(raw, cmap=cmap, vmin=scale.vmin, vmax=scale.vmax, interpolation="nearest")
-    ax.set_title(title or f"raw map {raw.shape[0]}x{raw.shape[1]}", fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return np.asarray(Image.open(buf).convert("RGB"))
+    h, w = raw.shape
+    cell = cell or max(1, 280 // max(h, w))
+    rgb, _ = colorize(raw, cmap, scale)
+    grid = Image.fromarray(rgb).resize((w * cell, h * cell), Image.Resampling.NEAREST)
+    font = _font()
+    bar_h = grid.height
+    ramp = np.linspace(scale.vmax, scale.vmin, bar_h, dtype=np.float32)[:, None].repeat(16, axis=1)
+    bar = Image.fromarray(colorize(ramp, cmap, scale)[0])
+    top, left = 26, 10
+    canvas = Image.new("RGB", (left + grid.width + 16 + bar.width + 80, top + bar_h + 12), "white")
+    canvas.paste(grid, (left, top))
+    bx = left + grid.width + 16
+    canvas.paste(bar, (bx, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((left, 5), title or f"raw map {h}x{w}", fill="black", font=font)
+    for i in range(5):
+        y = top + round(i * (bar_h - 1) / 4)
+        value = scale.vmax - i * (scale.vmax - scale.vmin) / 4
+        draw.line([(bx + bar.width, y), (bx + bar.width + 4, y)], fill="black")
+        draw.text((bx + bar.width + 7, y - 7), f"{value:.3g}", fill="black", font=font)
+    return np.asarray(canvas)
 
 
 def save_png(rgb: np.ndarray, path: str | Path) -> Path:
+    """Write a PNG fast: light compression costs a few % in size and saves ~10x the time."""
     path = Path(path)
-    Image.fromarray(rgb).save(path, format="PNG")
+    Image.fromarray(rgb).save(path, format="PNG", compress_level=1)
     return path
