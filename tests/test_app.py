@@ -135,4 +135,17 @@ def test_browser_upload_classify_and_error(app, tmp_path, repo_root):
         top = classify(explorer.cache.get(explorer.zoo.get("resnet50")), EXAMPLES / "chelsea.png", 1)
         expect(page.locator("#predictions")).to_contain_text(top.predictions[0].label)
         page.screenshot(path=str(shots / "browser-classify.png"), full_page=True)
+
+        # Compare depths: five maps and an agreement line.
+        page.get_by_role("tab", name="Compare depths").click()
+        page.locator("#compare-image input[type=file]").set_input_files(str(EXAMPLES / "rocket.jpg"))
+        page.locator("#compare-button").click()
+        expect(page.locator("#agreement")).to_contain_text("Maps show", timeout=180_000)
+        expect(page.locator("#compare-gallery img")).to_have_count(5, timeout=30_000)
+        page.screenshot(path=str(shots / "browser-compare.png"), full_page=True)
+
+        # Model zoo: the complexity table works without any download.
+        page.get_by_role("tab", name="Model zoo").click()
+        expect(page.locator("#zoo-table")).to_contain_text("25.56 M", timeout=60_000)
+        page.screenshot(path=str(shots / "browser-zoo.png"), full_page=True)
         browser.close()
