@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
@@ -17,7 +17,11 @@ def main(argv=None) -> None:
     p.add_argument("--preload", nargs="*", default=[], metavar="NAME", help="models to load at start, or 'all'")
     p.add_argument("--zoo", metavar="FILE", help="TOML file with extra [[model]] entries (default: $ZOO_FILE)")
     p.add_argument("--concurrency", type=int, default=2, help="requests run at once (default 2)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
 
     from ui import MAX_FILE_SIZE, build_app
     from zoo.errors import ZooError

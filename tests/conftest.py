@@ -129,6 +129,28 @@ def cold_cache(monkeypatch, tmp_path) -> Path:
     return cache
 
 
+@pytest.fixture(scope="session")
+def app(zoo, hosted):
+    """The app on 127.0.0.1, serving the test zoo; yields (url, explorer)."""
+    from ui import MAX_FILE_SIZE, build_app
+    from zoo.service import Explorer
+
+    explorer = Explorer(zoo, "cpu")
+    demo = build_app(explorer)
+    demo.queue(default_concurrency_limit=2)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                            max_file_size=MAX_FILE_SIZE, show_error=True)
+    yield url.rstrip("/"), explorer
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def client(app):
+    from gradio_client import Client
+
+    return Client(app[0], verbose=False)
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python -m zoo ...`` in a subprocess, with this session's Hub environment."""
     full_env = {**os.environ, **(env or {})}

@@ -11,27 +11,6 @@ import pytest
 from conftest import EXAMPLES
 
 
-@pytest.fixture(scope="module")
-def app(zoo, hosted):
-    from ui import MAX_FILE_SIZE, build_app
-    from zoo.service import Explorer
-
-    explorer = Explorer(zoo, "cpu")
-    demo = build_app(explorer)
-    demo.queue(default_concurrency_limit=2)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
-                            max_file_size=MAX_FILE_SIZE)
-    yield url, explorer
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    from gradio_client import Client
-
-    return Client(app[0], verbose=False)
-
-
 def test_classify_endpoint_matches_zoo(client, app):
     from gradio_client import handle_file
 

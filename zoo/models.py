@@ -190,3 +190,7 @@ class ModelCache:
     def loaded(self) -> list[str]:
         with self._lock:
             return [s.name for s in self._models]
+
+    def models(self) -> list[LoadedModel]:
+        with self._lock:
+            return list(self._models.values())

@@ -125,8 +125,9 @@ def overlay_image(run, raw: np.ndarray, cmap: str = "jet", alpha: float = 0.5, s
     W, H = run.geometry.image_size
     l, t, r, b = run.geometry.box
     k = dw / W, dh / H
-    ImageDraw.Draw(out).rectangle([l * k[0], t * k[1], r * k[0] - 1, b * k[1] - 1], outline=(255, 255, 255),
-                                  width=max(2, dw // 300))
+    x0, y0 = l * k[0], t * k[1]
+    x1, y1 = max(x0, r * k[0] - 1), max(y0, b * k[1] - 1)  # a 1-pixel image has a 1-pixel crop
+    ImageDraw.Draw(out).rectangle([x0, y0, x1, y1], outline=(255, 255, 255), width=max(1, min(dw, dh) // 150))
     return np.asarray(out)
 
 
