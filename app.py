@@ -24,6 +24,7 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
 
     from ui import MAX_FILE_SIZE, build_app
+    from zoo.cli import print_progress
     from zoo.errors import ZooError
     from zoo.registry import Zoo
     from zoo.service import Explorer
@@ -32,7 +33,7 @@ def main(argv=None) -> None:
         explorer = Explorer(Zoo.load(args.zoo), args.device)
         names = explorer.zoo.names if args.preload == ["all"] else args.preload
         for name in names:
-            explorer.cache.get(explorer.zoo.get(name), lambda f, m: f in (None, 0.0) and print(m, flush=True))
+            explorer.cache.get(explorer.zoo.get(name), print_progress)
     except ZooError as e:
         sys.exit(f"error: {e}")
     demo = build_app(explorer)

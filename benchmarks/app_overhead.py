@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
-from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -33,7 +31,7 @@ def main() -> None:
     from zoo.render import overlay_crop, overlay_image, raw_figure
     from zoo.service import Explorer
 
-    explorer = Explorer(Zoo(local_specs(Path(tempfile.gettempdir()) / "rde-bench-weights", [args.model])))
+    explorer = Explorer(Zoo(local_specs(archs=[args.model])))
     demo = build_app(explorer)
     demo.queue(default_concurrency_limit=1)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)

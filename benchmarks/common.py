@@ -7,9 +7,11 @@ sha256 check with its verified record, strict load).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,7 +23,21 @@ from zoo.registry import ARCHITECTURES, ModelSpec  # noqa: E402
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chelsea.png"
 
 
-def local_specs(folder: Path, archs: list[str] | None = None) -> list[ModelSpec]:
+WEIGHTS = Path(tempfile.gettempdir()) / "rde-bench-weights"
+
+
+def setup(doc: str | None) -> tuple[argparse.Namespace, "torch.device", list[ModelSpec]]:  # noqa: F821
+    """Parse --repeats/--device; return them with the device and the five local specs."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    args = ap.parse_args()
+    from zoo.models import resolve_device
+
+    return args, resolve_device(args.device), local_specs(WEIGHTS)
+
+
+def local_specs(folder: Path = WEIGHTS, archs: list[str] | None = None) -> list[ModelSpec]:
     """One spec per depth, backed by random-init safetensors in ``folder`` (made once)."""
     import torch
     import torchvision

@@ -8,25 +8,16 @@ classification's forward pass (features of layer4), so it costs one small einsum
 
 from __future__ import annotations
 
-import argparse
-import tempfile
-from pathlib import Path
-
-from common import EXAMPLE, local_specs, median_time
+from common import EXAMPLE, median_time, setup
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args()
+    args, device, specs = setup(__doc__)
 
     from zoo.explain import explain
     from zoo.inference import classify
-    from zoo.models import load_model, resolve_device
+    from zoo.models import load_model
 
-    device = resolve_device(args.device)
-    specs = local_specs(Path(tempfile.gettempdir()) / "rde-bench-weights")
     print(f"device: {device}")
     print(f"{'model':<11}{'classify ms':>12}{'+CAM ms':>10}{'+Grad-CAM ms':>14}{'CAM ratio':>11}{'Grad-CAM ratio':>16}")
     for spec in specs:

@@ -8,28 +8,18 @@ second start of the app. Prints absolute figures and ratios to ResNet-18 from on
 
 from __future__ import annotations
 
-import argparse
-import tempfile
-from pathlib import Path
-
-from common import EXAMPLE, local_specs, median_time
+from common import EXAMPLE, median_time, setup
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args()
+    args, device, specs = setup(__doc__)
 
     import torch
 
     from zoo.hub import fetch_weights
     from zoo.inference import classify
-    from zoo.models import load_model, resolve_device
+    from zoo.models import load_model
 
-    device = resolve_device(args.device)
-    folder = Path(tempfile.gettempdir()) / "rde-bench-weights"
-    specs = local_specs(folder)
     print(f"device: {device}  torch {torch.__version__}  threads {torch.get_num_threads()}")
     print(f"{'model':<11}{'load ms':>10}{'(min-max)':>16}{'classify ms':>13}{'(min-max)':>16}{'load x':>8}{'classify x':>11}")
     base = None

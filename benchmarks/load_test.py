@@ -15,7 +15,6 @@ import argparse
 import itertools
 import os
 import statistics
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -181,7 +180,7 @@ def main() -> None:
     from zoo.registry import Zoo
     from zoo.service import Explorer
 
-    explorer = Explorer(Zoo(local_specs(Path(tempfile.gettempdir()) / "rde-bench-weights")))
+    explorer = Explorer(Zoo(local_specs()))
     demo = build_app(explorer)
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)

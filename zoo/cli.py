@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from .errors import ZooError
@@ -14,7 +13,7 @@ from .registry import Zoo
 DEFAULT_MODEL = "resnet50"
 
 
-def _progress_printer(fraction: float | None, message: str) -> None:
+def print_progress(fraction: float | None, message: str) -> None:
     # huggingface_hub draws the byte-level bar; we only announce the phases.
     if fraction in (None, 0.0):
         print(message, file=sys.stderr, flush=True)
@@ -51,7 +50,7 @@ def cmd_download(zoo: Zoo, args: argparse.Namespace) -> int:
     for spec in specs:
         if args.force:
             evict(spec)
-        path = fetch_weights(spec, progress=_progress_printer)
+        path = fetch_weights(spec, progress=print_progress)
         print(f"{spec.name}: {path}")
     return 0
 
@@ -62,7 +61,7 @@ def cmd_classify(zoo: Zoo, args: argparse.Namespace) -> int:
 
     spec = zoo.get(args.model)
     _check_image(args.image)
-    model = load_model(spec, args.device, progress=None if args.json else _progress_printer)
+    model = load_model(spec, args.device, progress=None if args.json else print_progress)
     result = classify(model, args.image, top_k=args.top)
     if args.json:
         print(json.dumps(result.to_json()))
@@ -90,7 +89,7 @@ def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
 
     spec = zoo.get(args.model)
     _check_image(args.image)
-    model = load_model(spec, args.device, progress=None if args.json else _progress_printer)
+    model = load_model(spec, args.device, progress=None if args.json else print_progress)
     run = classify(model, args.image, top_k=5)
     params = {}
     if args.method == "occlusion":

@@ -56,7 +56,8 @@ class Explorer:
     def __init__(self, zoo: Zoo, device: str = "auto", cache_size: int | None = None,
                  cache_dir: str | os.PathLike | None = None):
         self.zoo = zoo
-        self.cache = ModelCache(cache_size or max(5, len(zoo.builtin_depths)), device, cache_dir)
+        # Default (ZOO_MODEL_CACHE, 5) holds all five depths, so "compare" never reloads.
+        self.cache = ModelCache(cache_size, device, cache_dir)
 
     @property
     def device(self) -> str:
