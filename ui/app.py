@@ -8,7 +8,9 @@ cache, both made in ``build_app``; nothing per user lives in module globals.
 from __future__ import annotations
 
 import functools
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -83,6 +85,21 @@ def _require_image(image: Any) -> None:
         raise gr.Error("Upload an image first (or pick one of the examples).", print_exception=False)
 
 
+OUTPUT_MAX_AGE_S = 3600
+
+
+def _new_output_folder(root: Path) -> Path:
+    """A fresh folder for one request's files; folders older than an hour are removed."""
+    cutoff = time.time() - OUTPUT_MAX_AGE_S
+    for old in root.iterdir():
+        try:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:  # another request pruned it first
+            pass
+    return Path(tempfile.mkdtemp(dir=root))
+
+
 def build_app(explorer: Explorer) -> gr.Blocks:
     zoo = explorer.zoo
     outputs_dir = Path(tempfile.mkdtemp(prefix="rde-outputs-"))
@@ -95,7 +112,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
     def render(result: Result, cmap: str, alpha: float, scale: Scale | None = None) -> tuple[str, str, str]:
         """The three pictures of one result, as PNG files (gradio would re-encode arrays slowly)."""
         raw = result.explanation.raw
-        folder = Path(tempfile.mkdtemp(dir=outputs_dir))
+        folder = _new_output_folder(outputs_dir)
         stem = f"{result.run.model}-{result.method}-{result.explanation.target.index}"
         crop = save_png(overlay_crop(result.run, raw, cmap, alpha, scale), folder / f"{stem}-overlay.png")
         full = save_png(overlay_image(result.run, raw, cmap, alpha, scale), folder / f"{stem}-photo.png")
@@ -147,7 +164,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
 
     def render_compare(cmp, cmap, alpha, shared):
         scale = Scale.of(*[r.explanation.raw for r in cmp.results]) if shared else None
-        folder = Path(tempfile.mkdtemp(dir=outputs_dir))
+        folder = _new_output_folder(outputs_dir)
         gallery = [(str(save_png(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320),
                                  folder / f"{r.run.model}-{cmp.target}.png")),
                     f"{r.run.model}: {r.run.predictions[0].label} ({r.run.predictions[0].prob * 100:.0f}%) · "
@@ -196,7 +213,9 @@ def build_app(explorer: Explorer) -> gr.Blocks:
             done.append(f"{name}: {Path(path).stat().st_size / 1e6:.0f} MB, verified")
         return "\n\n".join(done) or "Pick at least one model."
 
-    with gr.Blocks(title="ResNet Depth Explorer", analytics_enabled=False) as demo:
+    # delete_cache: gradio drops its copies of served files after an hour, too.
+    with gr.Blocks(title="ResNet Depth Explorer", analytics_enabled=False,
+                   delete_cache=(OUTPUT_MAX_AGE_S, OUTPUT_MAX_AGE_S)) as demo:
         gr.Markdown("# ResNet Depth Explorer\nClassify with an ImageNet ResNet of any depth, see where it looked, "
                     f"and what each depth costs. Device: `{explorer.device}`.")
         with gr.Tab("Classify & explain"):
