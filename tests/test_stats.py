@@ -64,3 +64,34 @@ def test_cached_and_cheap():
     model_stats("resnet101")
     model_stats("resnet101")
     assert model_stats.cache_info().hits >= 1
+
+
+def test_stage_counts_ignore_other_threads_forward_passes(zoo, hosted):
+    """The app computes these tables while other users' requests run forward passes."""
+    import threading
+
+    import torch
+
+    from zoo.models import load_model
+
+    lm = load_model(zoo.get("resnet50"), "cpu")
+    stop = threading.Event()
+
+    def busy() -> None:
+        x = torch.randn(1, 3, 224, 224)
+        with torch.inference_mode():
+            while not stop.is_set():
+                lm.module(x)
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        model_stats.cache_clear()
+        for arch in ("resnet101", "resnet152"):
+            s = model_stats(arch)
+            assert sum(st.macs for st in s.stages) == s.macs
+            assert abs(s.macs / 1e9 - TV_GFLOPS[arch]) / TV_GFLOPS[arch] < 0.01
+    finally:
+        stop.set()
+        worker.join()
+        model_stats.cache_clear()

@@ -84,23 +84,34 @@ def model_stats(arch: str, resolution: int = 224, num_classes: int = 1000) -> Mo
     with torch.device("meta"):
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
         x = torch.empty(1, 3, resolution, resolution)
-    sizes: dict[str, int] = {}
-    handles = [model.get_submodule(mods[0]).register_forward_hook(
-        lambda _m, _i, out, name=name: sizes.__setitem__(name, out.shape[-1] if out.ndim == 4 else 1))
-        for name, mods in STAGES]
+    # Record each stage module's input (hooks on this private meta model only), then count
+    # every stage with a counter of its own and read totals alone. FlopCounterMode's
+    # per-module breakdown relies on process-wide module hooks, which also see forward
+    # passes that other threads (other users of the app) run at the same moment.
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # module -> (input, output)
+    handles = []
+    for name, mods in STAGES:
+        for mod in mods:
+            handles.append(model.get_submodule(mod).register_forward_hook(
+                lambda _m, args, out, key=mod: seen.__setitem__(key, (args[0], out))))
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(x)
     for h in handles:
         h.remove()
-    counts = counter.get_flop_counts()
     total_macs = int(counter.get_total_flops()) // 2
     stages = []
     for i, (name, mods) in enumerate(STAGES):
+        out = seen[mods[0]][1]
         params = sum(p.numel() for m in mods for p in model.get_submodule(m).parameters())
-        macs = sum(int(sum(counts.get(f"ResNet.{m}", {}).values())) for m in mods) // 2
+        macs = 0
+        for m in mods:
+            stage_counter = FlopCounterMode(display=False)
+            with stage_counter, torch.no_grad():
+                model.get_submodule(m)(seen[m][0])
+            macs += int(stage_counter.get_total_flops()) // 2
         layout = f"average pool, {num_classes}-d fc, softmax" if name == "fc" else _layout(arch, i)
-        stages.append(StageStats(name, sizes[name], layout, params, macs, macs / total_macs))
+        stages.append(StageStats(name, out.shape[-1] if out.ndim == 4 else 1, layout, params, macs, macs / total_macs))
     layers = sum(1 for n, m in model.named_modules()
                  if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and "downsample" not in n)
     a = ARCHITECTURES[arch]
