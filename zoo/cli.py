@@ -56,13 +56,14 @@ def cmd_download(zoo: Zoo, args: argparse.Namespace) -> int:
 
 
 def cmd_classify(zoo: Zoo, args: argparse.Namespace) -> int:
+    from .images import load_image
     from .inference import classify
     from .models import load_model
 
     spec = zoo.get(args.model)
-    _check_image(args.image)
+    image = load_image(args.image)  # a bad path fails before seconds are spent on weights
     model = load_model(spec, args.device, progress=None if args.json else print_progress)
-    result = classify(model, args.image, top_k=args.top)
+    result = classify(model, image, top_k=args.top)
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
@@ -74,23 +75,17 @@ def cmd_classify(zoo: Zoo, args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_image(path: str) -> None:
-    # Fail on a bad path before spending seconds on the weights.
-    from .images import load_image
-
-    load_image(path)
-
-
 def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
     from .explain import METHODS, explain
+    from .images import load_image
     from .inference import classify
     from .models import load_model
     from .render import overlay_crop, save_png
 
     spec = zoo.get(args.model)
-    _check_image(args.image)
+    image = load_image(args.image)
     model = load_model(spec, args.device, progress=None if args.json else print_progress)
-    run = classify(model, args.image, top_k=5)
+    run = classify(model, image, top_k=5)
     params = {}
     if args.method == "occlusion":
         params = {"window": args.window, "stride": args.stride}

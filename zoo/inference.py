@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from .errors import UnknownClassError
-from .images import CropGeometry, crop_geometry, load_image, model_crop, to_tensor
+from .images import CropGeometry, LoadedImage, crop_geometry, load_image, model_crop, to_tensor
 from .models import LoadedModel
 
 
@@ -51,8 +51,8 @@ class Classification:
 
 
 def classify(model: LoadedModel, image: Any, top_k: int = 5) -> Classification:
-    """Classify ``image`` (anything ``load_image`` takes) with ``model``."""
-    loaded = load_image(image)
+    """Classify ``image`` (a ``LoadedImage``, or anything ``load_image`` takes) with ``model``."""
+    loaded = image if isinstance(image, LoadedImage) else load_image(image)
     pre = model.spec.preprocessing
     crop = model_crop(loaded.image, pre)
     batch = to_tensor(crop, pre)
@@ -71,7 +71,7 @@ def classify(model: LoadedModel, image: Any, top_k: int = 5) -> Classification:
     return Classification(
         model=model.spec.name, predictions=preds, probs=probs_np, logits=logits_np, features=features,
         image=loaded.image, crop=crop, geometry=crop_geometry(loaded.image.size, pre), input=batch,
-        device=str(model.device), seconds=seconds, notes=loaded.notes, labels=labels,
+        device=str(model.device), seconds=seconds, notes=list(loaded.notes), labels=labels,
     )
 
 

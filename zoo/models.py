@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -67,7 +66,6 @@ class LoadedModel:
     features: nn.Module  # FX graph sharing ``module``'s weights: x -> {"features", "logits"}
     device: torch.device
     labels: tuple[str, ...]
-    load_seconds: float
     # Captum attaches hooks to ``module``; requests that do so take turns on this lock so
     # that no request sees another's hooks. The hook-free forward needs no lock.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -125,7 +123,6 @@ def load_model(spec: ModelSpec, device: torch.device | str = "auto", *, progress
     path = fetch_weights(spec, progress=progress, cache_dir=cache_dir)
     if progress:
         progress(None, f"Loading {spec.name} onto {device.type}")
-    t0 = time.perf_counter()
     state = read_state_dict(path, spec)
     model = build(spec, meta=True)
     try:
@@ -148,7 +145,7 @@ def load_model(spec: ModelSpec, device: torch.device | str = "auto", *, progress
         model = model.to(device)
     feats = create_feature_extractor(model, {spec.cam_layer: "features", "fc": "logits"})
     labels = spec.labels if spec.labels is not None else imagenet_labels()
-    return LoadedModel(spec, model, feats, device, labels, time.perf_counter() - t0)
+    return LoadedModel(spec, model, feats, device, labels)
 
 
 class ModelCache:

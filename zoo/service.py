@@ -70,8 +70,7 @@ class Explorer:
         loaded = load_image(image)  # check the upload before fetching weights
         lm = self.cache.get(spec, progress)
         t0 = time.perf_counter()
-        run = classify(lm, loaded.image, top_k)
-        run.notes = loaded.notes + run.notes
+        run = classify(lm, loaded, top_k)
         ex = explain(lm, run, method, target, **params)
         return Result(run, ex, method, time.perf_counter() - t0)
 
@@ -88,8 +87,7 @@ class Explorer:
                 progress(i / len(specs), f"{spec.name}: classifying ({i + 1} of {len(specs)})")
             lm = self.cache.get(spec, progress)
             t0 = time.perf_counter()
-            run = classify(lm, loaded.image, top_k)
-            run.notes = list(loaded.notes)
+            run = classify(lm, loaded, top_k)
             runs.append((lm, run, time.perf_counter() - t0))
         labels = runs[0][1].labels
         if any(r.labels != labels for _, r, _ in runs):
