@@ -1,4 +1,4 @@
-"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--preload ...] [--zoo FILE]`."""
+"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--precision P] [--preload ...] [--zoo FILE]`."""
 
 import argparse
 import os
@@ -14,6 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     p.add_argument("--share", action="store_true", help="public gradio.live link (off by default)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
+                   help="trunk precision (default: $ZOO_PRECISION or auto)")
     p.add_argument("--preload", nargs="*", default=[], metavar="NAME", help="models to load at start, or 'all'")
     p.add_argument("--zoo", metavar="FILE", help="TOML file with extra [[model]] entries (default: $ZOO_FILE)")
     p.add_argument("--concurrency", type=int, default=2, help="requests run at once (default 2)")
@@ -30,7 +32,7 @@ def main(argv=None) -> None:
     from zoo.service import Explorer
 
     try:
-        explorer = Explorer(Zoo.load(args.zoo), args.device)
+        explorer = Explorer(Zoo.load(args.zoo), args.device, precision=args.precision)
         names = explorer.zoo.names if args.preload == ["all"] else args.preload
         for name in names:
             explorer.cache.get(explorer.zoo.get(name), print_progress)

@@ -40,7 +40,7 @@ def test_cli_classify_matches_plain_torchvision(arch, hosted, zoo_file):
     assert out["model"] == arch and len(out["predictions"]) == 5
     idx, probs = reference_top5(arch, hosted[arch].path, image)
     assert [p["index"] for p in out["predictions"]] == idx
-    np.testing.assert_allclose([p["prob"] for p in out["predictions"]], probs, atol=1e-5)
+    np.testing.assert_allclose([p["prob"] for p in out["predictions"]], probs, atol=1e-4)
     labels = imagenet_labels()
     assert [p["label"] for p in out["predictions"]] == [labels[i] for i in idx]
     assert probs == sorted(probs, reverse=True)

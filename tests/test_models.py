@@ -30,8 +30,11 @@ def test_load_is_strict_eval_and_frozen(zoo, hosted):
     lm = load_model(zoo.get("resnet18"), "cpu")
     assert not lm.module.training and lm.device.type == "cpu"
     assert all(not p.requires_grad for p in lm.module.parameters())
-    assert next(lm.module.parameters()).dtype == torch.float32  # CPU stays fp32
-    assert lm.module.layer1[0].bn1.num_batches_tracked.dtype == torch.int64
+    assert next(lm.module.parameters()).dtype == torch.float32  # the module stays fp32; autocast lowers it
+    # BatchNorm is folded into the convolutions, names unchanged; weights channels-last.
+    assert isinstance(lm.module.layer1[0].bn1, torch.nn.Identity) and lm.module.layer1[0].conv1.bias is not None
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lm.module.modules())
+    assert lm.module.conv1.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_truncated_safetensors_is_a_clear_error(zoo, hosted, tmp_path):

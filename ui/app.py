@@ -217,7 +217,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
     with gr.Blocks(title="ResNet Depth Explorer", analytics_enabled=False,
                    delete_cache=(OUTPUT_MAX_AGE_S, OUTPUT_MAX_AGE_S)) as demo:
         gr.Markdown("# ResNet Depth Explorer\nClassify with an ImageNet ResNet of any depth, see where it looked, "
-                    f"and what each depth costs. Device: `{explorer.device}`.")
+                    f"and what each depth costs. Device: `{explorer.device}`, precision `{explorer.precision}`.")
         with gr.Tab("Classify & explain"):
             with gr.Row():
                 with gr.Column(scale=1):

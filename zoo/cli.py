@@ -62,14 +62,15 @@ def cmd_classify(zoo: Zoo, args: argparse.Namespace) -> int:
 
     spec = zoo.get(args.model)
     image = load_image(args.image)  # a bad path fails before seconds are spent on weights
-    model = load_model(spec, args.device, progress=None if args.json else print_progress)
+    model = load_model(spec, args.device, progress=None if args.json else print_progress,
+                       precision=args.precision)
     result = classify(model, image, top_k=args.top)
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
     for note in result.notes:
         print(f"note: {note}")
-    print(f"{spec.name} on {result.device} ({result.seconds * 1000:.0f} ms):")
+    print(f"{spec.name} on {result.device}, {result.precision} ({result.seconds * 1000:.0f} ms):")
     for p in result.predictions:
         print(f"  {p.prob * 100:6.2f}%  {p.label}  (class {p.index})")
     return 0
@@ -84,7 +85,8 @@ def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
 
     spec = zoo.get(args.model)
     image = load_image(args.image)
-    model = load_model(spec, args.device, progress=None if args.json else print_progress)
+    model = load_model(spec, args.device, progress=None if args.json else print_progress,
+                       precision=args.precision)
     run = classify(model, image, top_k=5)
     params = {}
     if args.method == "occlusion":
@@ -100,7 +102,8 @@ def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
         save_png(overlay_crop(run, ex.raw, cmap=args.cmap, alpha=args.alpha), args.out)
     if args.json:
         t = ex.target
-        print(json.dumps({"model": spec.name, "method": args.method,
+        print(json.dumps({"model": spec.name, "method": args.method, "device": run.device,
+                          "precision": run.precision,
                           "target": {"index": t.index, "label": t.label, "prob": t.prob},
                           "shape": list(ex.raw.shape)}))
         return 0
@@ -140,6 +143,12 @@ def cmd_stats(zoo: Zoo, args: argparse.Namespace) -> int:
     return 0
 
 
+def precision_arg(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
+                   help="trunk precision (default: $ZOO_PRECISION or auto: reduced only where the hardware "
+                        "runs it natively)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--zoo", metavar="FILE", default=argparse.SUPPRESS,
@@ -163,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("image", metavar="IMAGE")
         s.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo name (default {DEFAULT_MODEL})")
         s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+        precision_arg(s)
         s.add_argument("--json", action="store_true", help="print one JSON object")
 
     s = sub.add_parser("classify", parents=[common], help="top-k ImageNet classes of an image")
@@ -191,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stages", metavar="NAME", help="per-stage table of one model, as in the paper's Table 1")
     s.add_argument("--latency", action="store_true", help="also measure latency on --device")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    precision_arg(s)
     s.set_defaults(func=cmd_stats)
     return p
 

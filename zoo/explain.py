@@ -88,8 +88,12 @@ def hooks_restored(module: nn.Module) -> Iterator[nn.Module]:
 
 @contextlib.contextmanager
 def _captum_session(model: LoadedModel, run: Classification) -> Iterator[torch.Tensor]:
-    """The model's lock, restored hooks, gradients on, and a fresh input tensor."""
-    with model.lock, hooks_restored(model.module), torch.enable_grad(), model.autocast():
+    """The model's lock, restored hooks, gradients on, and a fresh input tensor.
+
+    Attributions run in fp32 whatever precision classification uses: gradients in bf16
+    or fp16 are too coarse for maps one is asked to trust.
+    """
+    with model.lock, hooks_restored(model.module), torch.enable_grad():
         yield model.to_input(run.input.clone()).requires_grad_(True)
 
 

@@ -37,6 +37,7 @@ class Classification:
     geometry: CropGeometry
     input: torch.Tensor = field(repr=False)  # normalised 1x3xHxW on CPU, for attributions
     device: str = "cpu"
+    precision: str = "fp32"  # what the trunk ran in; pooling and fc are always fp32
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -46,7 +47,7 @@ class Classification:
         return Prediction(index, self.labels[index], float(self.probs[index]))
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model,
+        return {"model": self.model, "device": self.device, "precision": self.precision,
                 "predictions": [{"index": p.index, "label": p.label, "prob": p.prob} for p in self.predictions]}
 
 
@@ -57,13 +58,13 @@ def classify(model: LoadedModel, image: Any, top_k: int = 5) -> Classification:
     crop = model_crop(loaded.image, pre)
     batch = to_tensor(crop, pre)
     t0 = time.perf_counter()
-    with torch.inference_mode(), model.autocast():
-        out = model.features(model.to_input(batch))
-    logits = out["logits"].float()[0]
+    with torch.inference_mode():
+        feats, logits = model.forward(model.to_input(batch))
+    logits = logits[0]
     probs = torch.softmax(logits, dim=0)
     k = max(1, min(int(top_k), probs.numel()))
     top = torch.topk(probs, k)
-    features = out["features"].float()[0].cpu().numpy()
+    features = feats[0].cpu().numpy()
     probs_np, logits_np = probs.cpu().numpy(), logits.cpu().numpy()
     seconds = time.perf_counter() - t0
     labels = model.labels
@@ -71,7 +72,8 @@ def classify(model: LoadedModel, image: Any, top_k: int = 5) -> Classification:
     return Classification(
         model=model.spec.name, predictions=preds, probs=probs_np, logits=logits_np, features=features,
         image=loaded.image, crop=crop, geometry=crop_geometry(loaded.image.size, pre), input=batch,
-        device=str(model.device), seconds=seconds, notes=list(loaded.notes), labels=labels,
+        device=str(model.device), precision=model.precision_name, seconds=seconds, notes=list(loaded.notes),
+        labels=labels,
     )
 
 

@@ -20,7 +20,7 @@ import torchvision
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
-from torchvision.models.feature_extraction import create_feature_extractor
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from .errors import ArchitectureMismatchError, CorruptWeightsError, ZooError
 from .hub import ProgressFn, fetch_weights
@@ -57,44 +57,135 @@ def imagenet_labels() -> tuple[str, ...]:
     return tuple(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+class PrecisionUnavailableError(ZooError):
+    """A reduced precision was asked for on hardware that does not run it natively."""
+
+
+def cpu_bf16_native() -> bool:
+    """True on CPUs that run bf16 matrix maths natively (AMX tiles or AVX-512 BF16).
+
+    Elsewhere oneDNN emulates bf16 and it is *slower* than fp32, so ``auto`` stays fp32.
+    """
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def resolve_precision(name: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``name`` on ``device``; None means plain fp32.
+
+    ``auto`` picks reduced precision only where the hardware runs it natively: CUDA (bf16
+    where supported, else fp16), Apple MPS (fp16), CPUs with AMX / AVX-512 BF16 (bf16).
+    Asking explicitly for a precision the device cannot run is an error, never a silent
+    fallback.
+    """
+    name = (name or os.environ.get("ZOO_PRECISION") or "auto").lower()
+    if name not in PRECISIONS:
+        raise PrecisionUnavailableError(f"Unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}.")
+    kind = device.type
+    if name == "auto":
+        if kind == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if kind == "mps":
+            return torch.float16
+        return torch.bfloat16 if cpu_bf16_native() else None
+    dtype = _DTYPES[name]
+    if dtype is None:
+        return None
+    if kind == "cpu" and not (dtype == torch.bfloat16 and cpu_bf16_native()):
+        why = ("this CPU has neither AMX nor AVX-512 BF16, so bf16 would be emulated and slower than fp32"
+               if dtype == torch.bfloat16 else "CPUs do not run fp16 convolutions natively")
+        raise PrecisionUnavailableError(f"--precision {name} is not available on the CPU here: {why}. "
+                                        "Use --precision fp32 or auto.")
+    if kind == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise PrecisionUnavailableError("This GPU does not support bf16; use --precision fp16, fp32 or auto.")
+    if kind == "mps" and dtype == torch.bfloat16:
+        raise PrecisionUnavailableError("Apple MPS runs fp16, not bf16; use --precision fp16, fp32 or auto.")
+    return dtype
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return _NAMES[dtype]
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every BatchNorm that follows a convolution into it, in place (inference only).
+
+    torchvision's ResNets always put ``bnN`` right after ``convN`` (and ``downsample.1``
+    after ``downsample.0``); each BN becomes ``nn.Identity`` so module names stay as in
+    torchvision: the output of ``layerS[j].bn2`` is still "the output of the 3x3 layer
+    after BN". No tracing, no copies of the rest of the model.
+    """
+    for parent in list(module.modules()):
+        children = list(parent.named_children())
+        for (cname, conv), (bname, bn) in zip(children, children[1:]):
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var,
+                                            bn.eps, bn.weight, bn.bias)
+                conv.weight, conv.bias = w, b
+                setattr(parent, bname, nn.Identity())
+    return module
+
+
 @dataclass(eq=False)
 class LoadedModel:
-    """A ready model: eval mode, on its device, with a hook-free feature extractor."""
+    """A ready model: eval mode, BatchNorm folded, channels-last, on its device.
+
+    ``module`` is torchvision's ResNet (module names unchanged) in fp32; it serves the
+    explanations and the Depth lab, which need fp32 gradients and per-block access.
+    Classification runs ``forward``: the trunk (stem, layer1-4) at the chosen precision,
+    then global average pooling and ``fc`` in fp32 on the fp32-cast features, so that
+    CAM (from the same features) stays exact whatever precision the trunk ran in.
+    """
 
     spec: ModelSpec
     module: nn.Module
-    features: nn.Module  # FX graph sharing ``module``'s weights: x -> {"features", "logits"}
     device: torch.device
     labels: tuple[str, ...]
-    # Captum attaches hooks to ``module``; requests that do so take turns on this lock so
-    # that no request sees another's hooks. The hook-free forward needs no lock.
+    precision: torch.dtype | None = None  # None: fp32
+    # Captum and TorchCAM attach hooks to ``module``; requests that do so take turns on
+    # this lock so that no request sees another's hooks. ``forward`` needs no lock.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def precision_name(self) -> str:
+        return precision_name(self.precision)
+
     def autocast(self) -> contextlib.AbstractContextManager:
-        return autocast(self.device)
+        return autocast(self.device, self.precision)
 
     def to_input(self, batch: torch.Tensor) -> torch.Tensor:
         return to_input(batch, self.device)
 
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem and the four stages: (N, 3, H, W) -> layer4's (N, C, h, w)."""
+        m = self.module
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        return m.layer4(m.layer3(m.layer2(m.layer1(x))))
 
-def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """Half precision on GPUs (bf16 where supported), None (fp32) on CPU."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return None
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Global average pooling and ``fc``, always in fp32."""
+        return self.module.fc(features.float().mean(dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features fp32, logits fp32) for a prepared input batch (see ``to_input``)."""
+        with self.autocast():
+            features = self.trunk(x)
+        features = features.float()
+        return features, self.head(features)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    dtype = amp_dtype(device)
+def autocast(device: torch.device, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device``; a no-op for fp32."""
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def to_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Move a batch to ``device``; channels_last on CUDA, where convolutions prefer it."""
-    batch = batch.to(device, non_blocking=True)
-    return batch.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else batch
+    """Move a batch to ``device`` in channels-last layout, which the models use on every device."""
+    return batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
 def build(spec: ModelSpec, *, meta: bool = False) -> nn.Module:
@@ -117,9 +208,10 @@ def read_state_dict(path: Path, spec: ModelSpec) -> dict[str, torch.Tensor]:
 
 
 def load_model(spec: ModelSpec, device: torch.device | str = "auto", *, progress: ProgressFn | None = None,
-               cache_dir: str | os.PathLike | None = None) -> LoadedModel:
-    """Fetch, verify and load ``spec``; eval mode, on ``device``."""
+               cache_dir: str | os.PathLike | None = None, precision: str | None = None) -> LoadedModel:
+    """Fetch, verify and load ``spec``; eval mode, BatchNorm folded, on ``device``."""
     device = resolve_device(device) if isinstance(device, str) else device
+    dtype = resolve_precision(precision, device)
     path = fetch_weights(spec, progress=progress, cache_dir=cache_dir)
     if progress:
         progress(None, f"Loading {spec.name} onto {device.type}")
@@ -137,15 +229,13 @@ def load_model(spec: ModelSpec, device: torch.device | str = "auto", *, progress
         # cannot wrap an in-place op. Out-of-place gives identical outputs.
         if isinstance(m, nn.ReLU):
             m.inplace = False
-    model.requires_grad_(False)  # attributions need input gradients only; shared weights never get .grad
     model.eval()
-    if device.type == "cuda":
-        model = model.to(device, memory_format=torch.channels_last)
-    else:
-        model = model.to(device)
-    feats = create_feature_extractor(model, {spec.cam_layer: "features", "fc": "logits"})
+    with torch.no_grad():
+        fold_batchnorm(model)
+    model.requires_grad_(False)  # attributions need input gradients only; shared weights never get .grad
+    model = model.to(device, memory_format=torch.channels_last)
     labels = spec.labels if spec.labels is not None else imagenet_labels()
-    return LoadedModel(spec, model, feats, device, labels)
+    return LoadedModel(spec, model, device, labels, dtype)
 
 
 class ModelCache:
@@ -156,9 +246,11 @@ class ModelCache:
     """
 
     def __init__(self, capacity: int | None = None, device: str = "auto",
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, precision: str | None = None):
         self.capacity = max(1, capacity or int(os.environ.get("ZOO_MODEL_CACHE", "5")))
         self.device = resolve_device(device)
+        # Resolved once, up front: a bad --precision fails at start, not at the first request.
+        self.precision = resolve_precision(precision, self.device)
         self.cache_dir = cache_dir
         self._models: OrderedDict[ModelSpec, LoadedModel] = OrderedDict()
         self._loading: dict[ModelSpec, threading.Lock] = {}
@@ -175,7 +267,8 @@ class ModelCache:
             with self._lock:
                 if spec in self._models:
                     return self._models[spec]
-            model = load_model(spec, self.device, progress=progress, cache_dir=self.cache_dir)
+            model = load_model(spec, self.device, progress=progress, cache_dir=self.cache_dir,
+                               precision=precision_name(self.precision))
             with self._lock:
                 self._models[spec] = model
                 self.loads[spec.name] = self.loads.get(spec.name, 0) + 1

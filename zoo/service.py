@@ -17,7 +17,7 @@ from .explain import Explanation, explain, get_method
 from .hub import ProgressFn
 from .images import load_image
 from .inference import Classification, classify, resolve_target
-from .models import ModelCache
+from .models import ModelCache, precision_name
 from .registry import Zoo
 
 
@@ -34,7 +34,7 @@ class Result:
         t = self.explanation.target
         return {**self.run.to_json(), "method": self.method,
                 "target": {"index": t.index, "label": t.label, "prob": t.prob},
-                "shape": list(self.explanation.raw.shape), "device": self.run.device,
+                "shape": list(self.explanation.raw.shape),
                 "seconds": round(self.seconds, 4), "notes": self.run.notes}
 
 
@@ -54,14 +54,18 @@ class Comparison:
 
 class Explorer:
     def __init__(self, zoo: Zoo, device: str = "auto", cache_size: int | None = None,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, precision: str | None = None):
         self.zoo = zoo
         # Default (ZOO_MODEL_CACHE, 5) holds all five depths, so "compare" never reloads.
-        self.cache = ModelCache(cache_size, device, cache_dir)
+        self.cache = ModelCache(cache_size, device, cache_dir, precision)
 
     @property
     def device(self) -> str:
         return str(self.cache.device)
+
+    @property
+    def precision(self) -> str:
+        return precision_name(self.cache.precision)
 
     def run(self, image: Any, model: str, top_k: int = 5, method: str = "cam", target: int | str | None = None,
             progress: ProgressFn | None = None, **params: Any) -> Result:

@@ -1,0 +1,162 @@
+"""The fast path: BatchNorm folded, channels-last, reduced precision only where native.
+
+Every figure is checked against plain (unfused, fp32, contiguous) torchvision built in
+the test from the same safetensors file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from safetensors.torch import load_file
+
+from conftest import EXAMPLES
+from zoo import models
+from zoo.explain import explain, hooks_restored
+from zoo.images import load_image, model_crop, to_tensor
+from zoo.inference import classify
+from zoo.models import PrecisionUnavailableError, load_model, resolve_precision
+
+EXAMPLE_FILES = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
+
+
+def plain(arch: str, hosted) -> torch.nn.Module:
+    m = torchvision.models.get_model(arch, weights=None)
+    m.load_state_dict(load_file(str(hosted[arch].path)))
+    return m.eval()
+
+
+def plain_input(lm, path):
+    pre = lm.spec.preprocessing
+    return to_tensor(model_crop(load_image(path).image, pre), pre)
+
+
+@pytest.fixture(scope="module")
+def r50(zoo, hosted):
+    return load_model(zoo.get("resnet50"), "cpu", precision="fp32")
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_folded_fp32_equals_plain_torchvision(arch, zoo, hosted):
+    lm = load_model(zoo.get(arch), "cpu", precision="fp32")
+    ref = plain(arch, hosted)
+    for path in EXAMPLE_FILES:
+        run = classify(lm, path, top_k=5)
+        with torch.inference_mode():
+            p = torch.softmax(ref(plain_input(lm, path)), 1)[0].numpy()
+        assert run.precision == "fp32"
+        np.testing.assert_allclose(run.probs, p, atol=1e-4)
+        assert run.predictions[0].index == int(p.argmax())
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34"])
+def test_bf16_fast_path_agrees_with_fp32_on_every_example(arch, zoo, hosted):
+    """bf16 (as on an AMX CPU or a GPU) keeps the top-1 and moves probabilities by < 0.02.
+
+    This CPU may emulate bf16 (slowly); the numbers are what they would be natively.
+    Only the shallower test networks are used: the deeper *random* networks have no
+    trained BatchNorm statistics, their activations grow block after block, and their
+    top-1 margins are tiny next to their feature norms, so any rounding (bf16, or a
+    different fp32 summation order) can reorder them. Trained weights do not behave so.
+    """
+    lm = load_model(zoo.get(arch), "cpu", precision="fp32")
+    fast = dataclasses.replace(lm, precision=torch.bfloat16)
+    worst = 0.0
+    for path in EXAMPLE_FILES:
+        a, b = classify(lm, path), classify(fast, path)
+        assert b.precision == "bf16"
+        assert a.predictions[0].index == b.predictions[0].index, path.name
+        worst = max(worst, float(np.abs(a.probs - b.probs).max()))
+    print(f"{arch}: largest bf16 vs fp32 probability difference: {worst:.4f}")
+    assert worst < 0.02
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_cam_is_exact_at_every_precision(r50, dtype):
+    """mean(CAM) + bias equals the *reported* logit: pooling and fc run in fp32 on the same features."""
+    lm = dataclasses.replace(r50, precision=dtype)
+    run = classify(lm, EXAMPLES / "chelsea.png")
+    bias = lm.module.fc.bias.numpy()
+    for c in [run.predictions[0].index, run.predictions[3].index, 0, 999]:
+        raw = explain(lm, run, "cam", c).raw
+        assert abs(raw.mean() + bias[c] - run.logits[c]) <= 1e-4 * max(1.0, abs(run.logits[c]))
+
+
+@pytest.mark.parametrize("method, params", [("gradcam", {}), ("saliency", {}),
+                                            ("integrated-gradients", {"steps": 4})])
+def test_captum_maps_of_the_folded_model_equal_the_plain_model(r50, hosted, method, params):
+    from captum.attr import IntegratedGradients, LayerGradCam, Saliency
+
+    run = classify(r50, EXAMPLES / "coffee.png")
+    c = run.predictions[0].index
+    ours = explain(r50, run, method, c, **params).raw
+    ref_model = plain("resnet50", hosted).requires_grad_(False)
+    x = plain_input(r50, EXAMPLES / "coffee.png").requires_grad_(True)
+    with hooks_restored(ref_model):
+        if method == "gradcam":
+            ref = LayerGradCam(ref_model, ref_model.layer4).attribute(x, target=c)[0, 0]
+        elif method == "saliency":
+            ref = Saliency(ref_model).attribute(x, target=c, abs=True)[0].abs().sum(0)
+        else:
+            ref = IntegratedGradients(ref_model).attribute(x, baselines=torch.zeros_like(x), target=c,
+                                                           n_steps=4)[0].sum(0)
+    ref = ref.detach().numpy()
+    if method == "gradcam":
+        np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max())
+    else:
+        # Pixel-level gradients pass ~50 ReLU gates; fp32 rounding (folding, or merely
+        # channels-last) flips a few near-zero gates, which moves a few pixels. The maps
+        # must agree as maps: relative L2 error under 1 %, correlation above 0.999.
+        assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) < 1e-2
+        assert np.corrcoef(ours.ravel(), ref.ravel())[0, 1] > 0.999
+
+
+def test_fp32_is_never_silently_changed_and_bf16_is_refused_where_not_native(monkeypatch):
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None
+    monkeypatch.setattr(models, "cpu_bf16_native", lambda: False)
+    assert resolve_precision("auto", cpu) is None
+    with pytest.raises(PrecisionUnavailableError, match="neither AMX nor AVX-512 BF16.*--precision fp32"):
+        resolve_precision("bf16", cpu)
+    with pytest.raises(PrecisionUnavailableError, match="fp16"):
+        resolve_precision("fp16", cpu)
+    monkeypatch.setattr(models, "cpu_bf16_native", lambda: True)
+    assert resolve_precision("auto", cpu) == torch.bfloat16
+    assert resolve_precision("fp32", cpu) is None  # asked for fp32: fp32, even where bf16 is native
+    monkeypatch.setenv("ZOO_PRECISION", "fp32")
+    assert resolve_precision(None, cpu) is None
+    with pytest.raises(PrecisionUnavailableError, match="Unknown precision"):
+        resolve_precision("int8", cpu)
+
+
+def test_loading_traces_nothing(zoo, hosted, monkeypatch):
+    """No FX tracing at load: the model is torchvision's own module tree."""
+    import torch.fx
+
+    def boom(*a, **k):
+        raise AssertionError("traced at load")
+
+    monkeypatch.setattr(torch.fx.Tracer, "trace", boom)
+    lm = load_model(zoo.get("resnet18"), "cpu")
+    assert type(lm.module) is torchvision.models.ResNet
+
+
+def test_cli_and_json_say_which_precision_and_device(zoo_file, hosted):
+    import json
+
+    from conftest import run_cli
+
+    out = run_cli("classify", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", "--json", "--precision", "fp32",
+                  "--zoo", str(zoo_file))
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["precision"] == "fp32" and got["device"] == "cpu"
+    if not models.cpu_bf16_native():
+        bad = run_cli("classify", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", "--precision", "bf16",
+                      "--zoo", str(zoo_file))
+        assert bad.returncode == 2 and "Use --precision fp32 or auto" in bad.stderr and "Traceback" not in bad.stderr
+
