@@ -1,0 +1,97 @@
+"""Classify & explain: one model, top-k, a map for any class; the ``/classify`` endpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from zoo.render import COLORMAPS
+from zoo.service import Result
+
+from .. import format as fmt
+from ..common import (EXAMPLES, Context, gpu, progress_fn, render_result, require_image, safe_image_input,
+                      save_raw, user_errors)
+
+TITLE = "Classify & explain"
+
+
+def build(ctx: Context) -> None:
+    """The tab's components and events; called inside its ``gr.Tab``."""
+    explorer = ctx.explorer
+
+    @gpu
+    def run_one(image: Any, model: str, top_k: int, method: str, target: str | None, progress: gr.Progress,
+                window: int = 32, stride: int = 16, steps: int = 32) -> Result:
+        require_image(image)
+        params: dict[str, Any] = {}
+        if method == "occlusion":
+            params = {"window": int(window), "stride": int(stride)}
+        elif method == "integrated-gradients":
+            params = {"steps": int(steps)}
+        return explorer.run(image, model, int(top_k), method, target or None, progress_fn(progress), **params)
+
+    @user_errors
+    def ui_classify(image, model, top_k, method, target, cmap, alpha, window, stride, steps,
+                    progress=gr.Progress()):
+        result = run_one(image, model, top_k, method, target, progress, window, stride, steps)
+        crop, full, fig = render_result(ctx, result, cmap, alpha)
+        return (fmt.label_dict(result), crop, full, fig, fmt.result_markdown(result),
+                [crop, save_raw(result, Path(crop).parent)], result)
+
+    @user_errors
+    def ui_rerender(result, cmap, alpha):
+        if result is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return render_result(ctx, result, cmap, alpha)
+
+    @user_errors
+    def api_classify(image, model, top_k, method, target, progress=gr.Progress()):
+        """Classify an image with one model and explain its decision."""
+        result = run_one(image, model, top_k, method, target, progress)
+        crop, full, fig = render_result(ctx, result, "jet", 0.5)
+        return fmt.label_dict(result), crop, full, fig, result.to_json()
+
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = safe_image_input(label="Image", elem_id="image-input", height=300)
+            model = gr.Dropdown(ctx.model_choices, value=ctx.default_model, label="Model")
+            method = gr.Dropdown(ctx.method_choices, value="cam", label="Explanation method")
+            target = gr.Dropdown([""] + ctx.class_choices, value="", label="Target class (blank: top-1)",
+                                 allow_custom_value=True, filterable=True)
+            top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k")
+            with gr.Accordion("Display and method settings", open=False):
+                cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
+                alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
+                window = gr.Slider(8, 112, value=32, step=8, label="Occlusion window (px)")
+                stride = gr.Slider(4, 112, value=16, step=4, label="Occlusion stride (px)")
+                steps = gr.Slider(4, 128, value=32, step=4, label="Integrated Gradients steps")
+            go = gr.Button("Classify & explain", variant="primary", elem_id="classify-button")
+        with gr.Column(scale=2):
+            labels = gr.Label(label="Predictions", elem_id="predictions")
+            info = gr.Markdown(elem_id="result-info")
+            with gr.Row():
+                crop_view = gr.Image(label="Map on the model's 224×224 crop", elem_id="overlay-crop",
+                                     format="png")
+                full_view = gr.Image(label="Map on the whole image (outlined: the crop; hatched: not seen)",
+                                     elem_id="overlay-full", format="png")
+            with gr.Row():
+                raw_view = gr.Image(label="Raw map with colour bar", format="png")
+                files = gr.File(label="Downloads: overlay PNG and raw map (.npy)", file_count="multiple")
+    state = gr.State()
+    gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")],
+                inputs=[image], label="Examples (credits: examples/CREDITS.md)")
+    ins = [image, model, top_k, method, target, cmap, alpha, window, stride, steps]
+    go.click(ui_classify, ins, [labels, crop_view, full_view, raw_view, info, files, state],
+             api_visibility="private", concurrency_id="model")
+    for ctl in (cmap, alpha):
+        ctl.change(ui_rerender, [state, cmap, alpha], [crop_view, full_view, raw_view],
+                   api_visibility="private", show_progress="hidden")
+    # The public endpoint: fixed display settings, so its signature stays
+    # /classify(image, model, top_k, method, target).
+    api_json = gr.JSON(visible=False)
+    api_button = gr.Button(visible=False)
+    api_button.click(api_classify, [image, model, top_k, method, target],
+                     [labels, crop_view, full_view, raw_view, api_json], api_name="classify",
+                     concurrency_id="model")

@@ -1,0 +1,84 @@
+"""Compare depths: every depth on one image, maps on a shared scale; the ``/compare`` endpoint."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from zoo.render import COLORMAPS, Scale, overlay_crop, save_png
+from zoo.service import Comparison
+
+from .. import format as fmt
+from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
+                      user_errors)
+
+TITLE = "Compare depths"
+
+
+def build(ctx: Context) -> None:
+    """The tab's components and events; called inside its ``gr.Tab``."""
+    explorer = ctx.explorer
+
+    @gpu
+    def run_compare(image, models, method, target, progress) -> Comparison:
+        require_image(image)
+        return explorer.compare(image, list(models or ctx.depth_names), method, target or None,
+                                progress=progress_fn(progress))
+
+    def render_compare(cmp: Comparison, cmap: str, alpha: float, shared: bool):
+        scale = Scale.of(*[r.explanation.raw for r in cmp.results]) if shared else None
+        folder = new_output_folder(ctx.outputs_dir)
+        gallery = [(str(save_png(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320),
+                                 folder / f"{r.run.model}-{cmp.target}.png")),
+                    f"{r.run.model}: {r.run.predictions[0].label} ({r.run.predictions[0].prob * 100:.0f}%) · "
+                    f"p({cmp.target_label}) = {r.explanation.target.prob:.2f} · {r.seconds * 1000:.0f} ms")
+                   for r in cmp.results]
+        table = gr.Dataframe(value=fmt.compare_table(cmp), headers=["rank"] + [r.run.model for r in cmp.results])
+        return gallery, table, fmt.agreement_markdown(cmp)
+
+    @user_errors
+    def ui_compare(image, models, method, target, cmap, alpha, shared, progress=gr.Progress()):
+        cmp = run_compare(image, models, method, target, progress)
+        return (*render_compare(cmp, cmap, alpha, shared), cmp)
+
+    @user_errors
+    def ui_compare_rerender(cmp, cmap, alpha, shared):
+        if cmp is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return render_compare(cmp, cmap, alpha, shared)
+
+    @user_errors
+    def api_compare(image, progress=gr.Progress()):
+        """Classify one image with every depth; CAMs for the class most depths agree on."""
+        cmp = run_compare(image, ctx.depth_names, "cam", None, progress)
+        gallery, table, text = render_compare(cmp, "jet", 0.5, True)
+        return gallery, table, text, cmp.to_json()
+
+    with gr.Row():
+        with gr.Column(scale=1):
+            c_image = safe_image_input(label="Image", elem_id="compare-image", height=260)
+            c_models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models")
+            c_method = gr.Dropdown(ctx.method_choices, value="cam", label="Method (CAM is free; others cost "
+                                   "one pass or more per model)")
+            c_target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
+                                   label="Target class (blank: the class most depths agree on)")
+            c_shared = gr.Checkbox(value=True, label="Shared colour scale (compare magnitudes honestly)")
+            c_cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
+            c_alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
+            c_go = gr.Button("Compare", variant="primary", elem_id="compare-button")
+        with gr.Column(scale=2):
+            c_text = gr.Markdown(elem_id="agreement")
+            c_gallery = gr.Gallery(label="Maps per depth, on each model's crop", columns=3, height="auto",
+                                   elem_id="compare-gallery")
+            c_table = gr.Dataframe(label="Top-5 per depth", interactive=False)
+    c_state = gr.State()
+    gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[c_image])
+    c_go.click(ui_compare, [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared],
+               [c_gallery, c_table, c_text, c_state], api_visibility="private", concurrency_id="model")
+    for ctl in (c_cmap, c_alpha, c_shared):
+        ctl.change(ui_compare_rerender, [c_state, c_cmap, c_alpha, c_shared], [c_gallery, c_table, c_text],
+                   api_visibility="private", show_progress="hidden")
+    # The public endpoint /compare(image): every built-in depth, CAM, consensus class.
+    c_json = gr.JSON(visible=False)
+    c_api = gr.Button(visible=False)
+    c_api.click(api_compare, [c_image], [c_gallery, c_table, c_text, c_json], api_name="compare",
+                concurrency_id="model")
