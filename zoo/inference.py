@@ -14,6 +14,7 @@ from PIL import Image
 from .errors import UnknownClassError
 from .images import CropGeometry, LoadedImage, crop_geometry, load_image, model_crop, to_tensor
 from .models import LoadedModel
+from .registry import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,29 @@ class Classification:
                 "predictions": [{"index": p.index, "label": p.label, "prob": p.prob} for p in self.predictions]}
 
 
-def classify(model: LoadedModel, image: Any, top_k: int = 5) -> Classification:
-    """Classify ``image`` (a ``LoadedImage``, or anything ``load_image`` takes) with ``model``."""
+@dataclass(frozen=True)
+class Prepared:
+    """One image resized, cropped and normalised for one preprocessing recipe."""
+
+    crop: Image.Image
+    batch: torch.Tensor  # (1, 3, H, W), normalised, on the CPU
+
+
+def prepare(image: LoadedImage, pre: Preprocessing) -> Prepared:
+    crop = model_crop(image.image, pre)
+    return Prepared(crop, to_tensor(crop, pre))
+
+
+def classify(model: LoadedModel, image: Any, top_k: int = 5, prepared: Prepared | None = None) -> Classification:
+    """Classify ``image`` (a ``LoadedImage``, or anything ``load_image`` takes) with ``model``.
+
+    ``prepared``: the image already cropped for ``model.spec.preprocessing`` (compare
+    shares it between models with the same recipe).
+    """
     loaded = image if isinstance(image, LoadedImage) else load_image(image)
     pre = model.spec.preprocessing
-    crop = model_crop(loaded.image, pre)
-    batch = to_tensor(crop, pre)
+    prepared = prepared or prepare(loaded, pre)
+    crop, batch = prepared.crop, prepared.batch
     t0 = time.perf_counter()
     with torch.inference_mode():
         feats, logits = model.forward(model.to_input(batch))

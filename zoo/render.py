@@ -171,3 +171,14 @@ def save_png(rgb: np.ndarray, path: str | Path) -> Path:
     path = Path(path)
     Image.fromarray(rgb).save(path, format="PNG", compress_level=1)
     return path
+
+
+def save_jpeg(rgb: np.ndarray, path: str | Path, quality: int = 90) -> Path:
+    """Write an on-screen picture: about 1/7 of the PNG's bytes and ~15x faster to encode.
+
+    No chroma subsampling (4:4:4), so the colour map's edges stay sharp; at quality 90 it
+    looks the same as the PNG. Downloads stay lossless PNG (``save_png``) and ``.npy``.
+    """
+    path = Path(path)
+    Image.fromarray(rgb).save(path, format="JPEG", quality=quality, subsampling=0)
+    return path

@@ -15,10 +15,10 @@ from typing import Any
 from .errors import ZooError
 from .explain import Explanation, explain, get_method
 from .hub import ProgressFn
-from .images import load_image
-from .inference import Classification, classify, resolve_target
+from .images import LoadedImage, load_image
+from .inference import Classification, Prepared, classify, prepare, resolve_target
 from .models import ModelCache, precision_name
-from .registry import Zoo
+from .registry import Preprocessing, Zoo
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Explorer:
             progress: ProgressFn | None = None, **params: Any) -> Result:
         spec = self.zoo.get(model)
         get_method(method)
-        loaded = load_image(image)  # check the upload before fetching weights
+        loaded = _decoded(image)  # check the upload before fetching weights
         lm = self.cache.get(spec, progress)
         t0 = time.perf_counter()
         run = classify(lm, loaded, top_k)
@@ -84,14 +84,18 @@ class Explorer:
         names = models or [s.name for s in self.zoo.builtin_depths]
         specs = [self.zoo.get(n) for n in names]
         get_method(method)
-        loaded = load_image(image)
+        loaded = _decoded(image)
         runs: list[tuple[Any, Classification, float]] = []
+        prepared: dict[Preprocessing, Prepared] = {}  # one resize-and-crop per distinct recipe
         for i, spec in enumerate(specs):
             if progress:
                 progress(i / len(specs), f"{spec.name}: classifying ({i + 1} of {len(specs)})")
             lm = self.cache.get(spec, progress)
             t0 = time.perf_counter()
-            run = classify(lm, loaded, top_k)
+            pre = spec.preprocessing
+            if pre not in prepared:
+                prepared[pre] = prepare(loaded, pre)
+            run = classify(lm, loaded, top_k, prepared[pre])
             runs.append((lm, run, time.perf_counter() - t0))
         labels = runs[0][1].labels
         if any(r.labels != labels for _, r, _ in runs):
@@ -106,6 +110,11 @@ class Explorer:
         if progress:
             progress(1.0, "done")
         return Comparison(results, idx, labels[idx], agreement(results))
+
+
+def _decoded(image: Any) -> LoadedImage:
+    """Decode once: a ``LoadedImage`` passes through, anything else goes to ``load_image``."""
+    return image if isinstance(image, LoadedImage) else load_image(image)
 
 
 def consensus(runs: list[Classification]) -> int:
