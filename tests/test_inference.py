@@ -34,13 +34,16 @@ def reference_top5(arch: str, weights_path, image_path):
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
 def test_cli_classify_matches_plain_torchvision(arch, hosted, zoo_file):
     image = EXAMPLES / "chelsea.png"
-    r = run_cli("classify", str(image), "--model", arch, "--json", "--zoo", str(zoo_file), "--device", "cpu")
+    # The CLI on one thread, the reference on this process's threads: the figures must agree
+    # across thread counts and CPUs to the 1e-4 the project promises (summation order differs).
+    r = run_cli("classify", str(image), "--model", arch, "--json", "--zoo", str(zoo_file), "--device", "cpu",
+                env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)  # exactly one JSON object on stdout
     assert out["model"] == arch and len(out["predictions"]) == 5
     idx, probs = reference_top5(arch, hosted[arch].path, image)
     assert [p["index"] for p in out["predictions"]] == idx
-    np.testing.assert_allclose([p["prob"] for p in out["predictions"]], probs, atol=1e-5)
+    np.testing.assert_allclose([p["prob"] for p in out["predictions"]], probs, atol=1e-4)
     labels = imagenet_labels()
     assert [p["label"] for p in out["predictions"]] == [labels[i] for i in idx]
     assert probs == sorted(probs, reverse=True)
