@@ -27,7 +27,8 @@ def cmd_list(zoo: Zoo, args: argparse.Namespace) -> int:
     for spec in zoo:
         rows.append({
             "name": spec.name, "depth": spec.depth, "repo": spec.repo or spec.path,
-            "revision": spec.revision, "params": model_stats(spec.arch.name, spec.num_classes).params,
+            "revision": spec.revision,
+            "params": model_stats(spec.arch.name, num_classes=spec.num_classes).params,
             "top1": spec.top1, "top5": spec.top5, "cached": cached_path(spec) is not None,
         })
     if args.json:
