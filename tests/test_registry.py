@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from zoo.errors import UnknownModelError, ZooFileError
-from zoo.registry import ARCHITECTURES, BUILTIN, Zoo, parse_zoo_file
+from zoo.registry import ARCHITECTURES, BUILTIN, Zoo, parse_zoo_file, valid_revision
 
 
 def test_builtins_match_the_issue_table():
@@ -103,3 +105,24 @@ def test_local_path_entries_resolve_relative_to_the_file(tmp_path):
     f.write_text('[[model]]\nname = "mine"\narch = "resnet18"\npath = "weights/mine.safetensors"\n')
     (spec,) = parse_zoo_file(f)
     assert spec.path == str(tmp_path / "weights" / "mine.safetensors") and spec.repo is None
+
+
+@pytest.mark.parametrize("revision", ["../../../X", "main/../../X", "/etc/passwd", "..", "a\\b", "refs//pr",
+                                      "main/", ".hidden", "refs/.x", "x.lock", "mäin", "a b", "main@{1}", "",
+                                      "~", "x:y", "a" * 201])
+def test_revision_must_be_a_name_or_commit(tmp_path, revision):
+    # huggingface_hub writes the revision into its cache as a path (refs/<revision>).
+    f = tmp_path / "zoo.toml"
+    f.write_text('[[model]]\nname = "x"\narch = "resnet18"\nrepo = "a/b"\nrevision = ' + json.dumps(revision) + "\n")
+    with pytest.raises(ZooFileError, match=r"field 'revision' .* must be a branch or tag name"):
+        parse_zoo_file(f)
+
+
+@pytest.mark.parametrize("revision", ["main", "v1.0", "refs/pr/1", "release_2024-01", "0" * 40,
+                                      "78f3ecfdb38e06d9b8397f662e7ab8fee96026fa"])
+def test_branch_tag_and_commit_revisions_are_accepted(tmp_path, revision):
+    f = tmp_path / "zoo.toml"
+    f.write_text(f'[[model]]\nname = "x"\narch = "resnet18"\nrepo = "a/b"\nrevision = "{revision}"\n')
+    (spec,) = parse_zoo_file(f)
+    assert spec.revision == revision and spec.pinned == (len(revision) == 40)
+    assert all(valid_revision(s.revision) for s in BUILTIN)

@@ -143,6 +143,16 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 # Hub repo ids: "owner/name" (or a bare legacy "name"); no "..", no slashes beyond one.
 _REPO_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}")
 _NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,63}")
+# Branch or tag names (git's rules, narrowed) or commit hashes. huggingface_hub writes
+# the revision into the cache as a file path (refs/<revision>), so it must stay a name.
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,199}")
+
+
+def valid_revision(revision: str) -> bool:
+    """A branch/tag name like ``main`` or ``refs/pr/1``, or a commit hash; never a path trick."""
+    return bool(_REVISION.fullmatch(revision)) and not (
+        ".." in revision or "//" in revision or revision.endswith(("/", ".", ".lock"))
+        or any(part.startswith(".") for part in revision.split("/")))
 
 
 class Zoo:
@@ -266,6 +276,10 @@ def _spec_from_table(t: dict[str, Any], i: int, path: Path) -> ModelSpec:
         raise fail("give exactly one of 'repo' (a Hub repo id) or 'path' (a local .safetensors file).")
     if repo is not None and (not _REPO_ID.fullmatch(repo) or ".." in repo):
         raise fail(f"field 'repo' {repo!r} is not a Hub repo id like 'owner/name'.")
+    revision = typed("revision", str, "main")
+    if not valid_revision(revision):
+        raise fail(f"field 'revision' {revision!r} must be a branch or tag name (letters, digits, '.', '_', "
+                   "'-', '/'; no '..') or a 40-hex commit hash.")
     filename = typed("filename", str, "model.safetensors")
     if filename.startswith(("/", "\\")) or ".." in Path(filename).parts or "\\" in filename:
         raise fail(f"field 'filename' {filename!r} must be a path inside the repo, without '..'.")
@@ -315,7 +329,7 @@ def _spec_from_table(t: dict[str, Any], i: int, path: Path) -> ModelSpec:
         name=name,
         arch=ARCHITECTURES[arch],
         repo=repo,
-        revision=typed("revision", str, "main"),
+        revision=revision,
         filename=filename,
         sha256=sha,
         size_bytes=size,
