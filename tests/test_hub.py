@@ -120,3 +120,15 @@ def test_local_path_entries(zoo, hosted, tmp_path):
     with pytest.raises(ChecksumError, match="Check the file"):
         fetch_weights(dataclasses.replace(spec, sha256="1" * 64))
     assert f.path.exists()  # a user's own file is never deleted
+
+
+def test_local_path_that_is_a_fifo_is_not_reported_missing(tmp_path):
+    from zoo.registry import ARCHITECTURES, ModelSpec
+
+    fifo = tmp_path / "weights.safetensors"
+    os.mkfifo(fifo)
+    spec = ModelSpec(name="mine", arch=ARCHITECTURES["resnet18"], path=str(fifo))
+    with pytest.raises(WeightsUnavailableError, match=r"is a FIFO \(named pipe\), not a regular file") as e:
+        fetch_weights(spec)  # returns at once: a FIFO is never opened
+    assert "does not exist" not in str(e.value)
+    assert cached_path(spec) is None

@@ -41,6 +41,7 @@ from .errors import (
     NotFoundOnHubError,
     WeightsUnavailableError,
 )
+from .files import NotRegularFileError, check_regular
 from .registry import ModelSpec
 
 # progress(fraction in [0, 1] or None when unknown, message)
@@ -77,9 +78,18 @@ def fetch_weights(spec: ModelSpec, *, progress: ProgressFn | None = None,
     cache = hub_cache_dir(cache_dir)
     if spec.path is not None:
         local = Path(spec.path)
-        if not local.is_file():
+        try:
+            check_regular(local)  # a FIFO would block the reads below forever
+        except FileNotFoundError:
             raise WeightsUnavailableError(
-                f"{spec.name}: the local weights file {local} named in the zoo file does not exist.")
+                f"{spec.name}: the local weights file {local} named in the zoo file does not exist.") from None
+        except NotRegularFileError as e:
+            raise WeightsUnavailableError(
+                f"{spec.name}: the local weights path {local} named in the zoo file is {e.kind}, not a regular "
+                "file. Point 'path' at a .safetensors file.") from None
+        except OSError as e:
+            raise WeightsUnavailableError(
+                f"{spec.name}: cannot read the local weights file {local} ({e.strerror}).") from None
         _verify(local, spec, cache, progress, evict=False)
         return local
 
