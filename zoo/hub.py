@@ -181,15 +181,32 @@ def _short(e: BaseException) -> str:
 
 
 def _progress_tqdm(progress: ProgressFn, name: str) -> type[hf_tqdm]:
-    """A huggingface_hub tqdm (terminal bar) that also reports to ``progress``."""
+    """A huggingface_hub tqdm (terminal bar when enabled) that also reports to ``progress``.
+
+    Bytes are counted here, not read from ``self.n``: a disabled tqdm (no terminal, or
+    ``HF_HUB_DISABLE_PROGRESS_BARS``) returns from ``update`` without counting.
+    """
 
     class _Tqdm(hf_tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.bytes_done = int(kwargs.get("initial") or 0)  # a resumed download starts part-way
+
         def update(self, n: float | None = 1) -> bool | None:
+            self.bytes_done += int(n or 0)  # negative when a resume is rolled back
             out = super().update(n)
             if self.total:
-                progress(min(self.n / self.total, 1.0),
-                         f"Downloading {name}: {self.n / 1e6:.0f} / {self.total / 1e6:.0f} MB")
+                done = min(max(self.bytes_done, 0), int(self.total))
+                progress(done / self.total, f"Downloading {name}: {done / 1e6:.0f} / {self.total / 1e6:.0f} MB")
             return out
+
+        # Xet downloads: with these two, huggingface_hub reports on this one bar (file bytes
+        # via ``update``) instead of opening a second bar for network bytes.
+        def update_transfer(self, n: float | None = 1) -> None:
+            pass
+
+        def set_transfer_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+            pass
 
     return _Tqdm
 
