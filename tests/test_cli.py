@@ -129,3 +129,14 @@ def test_list_with_a_fine_tuned_head(tmp_path, capsys, monkeypatch):
     assert rows["resnet18"]["params"] == 11689512
     # counted at the default resolution, never at "num_classes" pixels
     assert calls and all(len(a) == 1 and set(k) == {"num_classes"} for a, k in calls), calls
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "occlusion", "--window", "8", "--stride", "4"], "3025 window positions"),
+    (["--method", "integrated-gradients", "--steps", "512"], "between 2 and 128 steps"),
+])
+def test_explain_parameters_over_the_limits(tmp_path, args, message):
+    # refused before any weights are fetched: the Hub here is unreachable
+    r = run_cli("explain", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", *args,
+                env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path)})
+    assert_clean_error(r, message)
