@@ -73,3 +73,21 @@ def make_corpus(folder: Path) -> dict[str, tuple[Path, str | None]]:
         path.write_bytes(data)
         out[name] = (path, err)
     return out
+
+
+def many_frames_gif(frames: int = 10_000, side: int = 1000) -> bytes:
+    """A small GIF (~250 KB for the defaults) of one-pixel frames on a big canvas.
+
+    Decoding every frame at canvas size (as an RGB conversion of each frame would)
+    takes gigabytes; decoding only the first takes a few megabytes.
+    """
+    base = Image.new("P", (side, side), 0)
+    dots = [Image.new("P", (1, 1), i % 2) for i in range(frames - 1)]
+    buf = io.BytesIO()
+    base.save(buf, format="GIF", save_all=True, append_images=dots, duration=10, disposal=1, optimize=False)
+    return buf.getvalue()
+
+
+# A minimal Encapsulated PostScript file: Pillow would hand it to Ghostscript to render.
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\n"
+       b"newpath 0 0 moveto 16 0 lineto 16 16 lineto closepath fill\nshowpage\n%%EOF\n")

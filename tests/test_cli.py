@@ -109,3 +109,34 @@ def test_stats_json_offline_with_empty_cache(tmp_path, args):
     else:
         assert {"name", "params", "macs", "flops", "paper_flops", "top1", "top5"} <= set(rows[0])
         assert [r["params"] for r in rows] == [11689512, 21797672, 25557032, 44549160, 60192808]
+
+
+def test_list_with_a_fine_tuned_head(tmp_path, capsys, monkeypatch):
+    """The README's 3-label "flowers" entry: its fc has 3 outputs, and the list says so."""
+    from zoo import stats
+    from zoo.cli import main
+
+    calls: list[tuple] = []
+    real = stats.model_stats
+    monkeypatch.setattr(stats, "model_stats", lambda *a, **k: calls.append((a, k)) or real(*a, **k))
+    f = tmp_path / "zoo.toml"
+    f.write_text('[[model]]\nname = "flowers"\narch = "resnet18"\nrepo = "me/flowers-resnet18"\n'
+                 'labels = ["daisy", "rose", "tulip"]\n')
+    assert main(["list", "--json", "--zoo", str(f)]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    fc_1000, fc_3 = 512 * 1000 + 1000, 512 * 3 + 3
+    assert rows["flowers"]["params"] == 11689512 - fc_1000 + fc_3
+    assert rows["resnet18"]["params"] == 11689512
+    # counted at the default resolution, never at "num_classes" pixels
+    assert calls and all(len(a) == 1 and set(k) == {"num_classes"} for a, k in calls), calls
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "occlusion", "--window", "8", "--stride", "4"], "3025 window positions"),
+    (["--method", "integrated-gradients", "--steps", "512"], "between 2 and 128 steps"),
+])
+def test_explain_parameters_over_the_limits(tmp_path, args, message):
+    # refused before any weights are fetched: the Hub here is unreachable
+    r = run_cli("explain", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", *args,
+                env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path)})
+    assert_clean_error(r, message)

@@ -172,3 +172,47 @@ def test_cam_peak_lands_on_the_square_in_both_views(zoo, hosted):
         assert not np.isnan(full[int(t) + 1: int(b) - 1, int(l) + 1: int(r) - 1]).any()
     finally:
         lm.module.fc.weight.zero_()  # this model instance is private to the test
+
+
+def test_expensive_parameters_are_refused_before_any_pass(r18, monkeypatch):
+    """The page's sliders are a hint; a raw API call can send anything."""
+    from captum.attr import IntegratedGradients, Occlusion
+
+    from zoo.explain import MAX_IG_STEPS, MAX_OCCLUSION_POSITIONS
+
+    run = classify(r18, EXAMPLES / "rocket.jpg")
+    started: list[str] = []
+    monkeypatch.setattr(Occlusion, "attribute", lambda *a, **k: started.append("occlusion"))
+    monkeypatch.setattr(IntegratedGradients, "attribute", lambda *a, **k: started.append("ig"))
+    assert MAX_OCCLUSION_POSITIONS == 400 and MAX_IG_STEPS == 128
+    with pytest.raises(ZooError, match=r"3025 window positions.*limit is 400.*window and a stride of at least 11"):
+        explain(r18, run, "occlusion", window=8, stride=4)
+    with pytest.raises(ZooError, match=r"484 window positions.*stride of at least 10 for a 32 px window"):
+        explain(r18, run, "occlusion", window=32, stride=9)
+    with pytest.raises(ZooError, match=r"between 2 and 128 steps, got 129"):
+        explain(r18, run, "integrated-gradients", steps=129)
+    with pytest.raises(ZooError, match=r"'steps' must be a whole number"):
+        explain(r18, run, "integrated-gradients", steps=1e9 + 0.5)
+    with pytest.raises(ZooError, match=r"'window' must be a whole number"):
+        explain(r18, run, "occlusion", window="32")
+    assert started == []
+    # the same checks answer before a request is queued, for the page's time estimate
+    with pytest.raises(ZooError, match="limit is 400"):
+        METHODS["occlusion"].passes({"window": 8, "stride": 4}, 224)
+    assert METHODS["occlusion"].passes({"window": 32, "stride": 10}, 224) == 400 + 1
+
+
+@pytest.mark.parametrize("method, params", [
+    ("cam", {}), ("gradcam", {}), ("guided-gradcam", {}), ("saliency", {}),
+    ("integrated-gradients", {"steps": 6}), ("occlusion", {"window": 112, "stride": 56}),
+])
+def test_passes_counts_the_images_through_the_network(r18, method, params):
+    run = classify(r18, EXAMPLES / "rocket.jpg")
+    images: list[int] = []
+    handle = r18.module.register_forward_pre_hook(lambda _m, args: images.append(args[0].shape[0]))
+    try:
+        explain(r18, run, method, None, **params)
+    finally:
+        handle.remove()
+    assert sum(images) == METHODS[method].passes(params, run.input.shape[-1]), images
+    assert METHODS["occlusion"].passes() == 13 * 13 + 1 and METHODS["integrated-gradients"].passes() == 32

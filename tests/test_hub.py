@@ -120,3 +120,31 @@ def test_local_path_entries(zoo, hosted, tmp_path):
     with pytest.raises(ChecksumError, match="Check the file"):
         fetch_weights(dataclasses.replace(spec, sha256="1" * 64))
     assert f.path.exists()  # a user's own file is never deleted
+
+
+def test_local_path_that_is_a_fifo_is_not_reported_missing(tmp_path):
+    from zoo.registry import ARCHITECTURES, ModelSpec
+
+    fifo = tmp_path / "weights.safetensors"
+    os.mkfifo(fifo)
+    spec = ModelSpec(name="mine", arch=ARCHITECTURES["resnet18"], path=str(fifo))
+    with pytest.raises(WeightsUnavailableError, match=r"is a FIFO \(named pipe\), not a regular file") as e:
+        fetch_weights(spec)  # returns at once: a FIFO is never opened
+    assert "does not exist" not in str(e.value)
+    assert cached_path(spec) is None
+
+
+def test_download_progress_counts_bytes_up_to_the_file_size(zoo, hosted, cold_cache):
+    # The tests run with HF_HUB_DISABLE_PROGRESS_BARS=1, as a server without a terminal does:
+    # huggingface_hub's own bar is disabled and counts nothing.
+    assert constants.HF_HUB_DISABLE_PROGRESS_BARS
+    size = hosted["resnet18"].size
+    seen: list[tuple[float | None, str]] = []
+    fetch_weights(zoo.get("resnet18"), progress=lambda f, m: seen.append((f, m)))
+    steps = [(f, m) for f, m in seen if m.startswith("Downloading resnet18:")]
+    assert len(steps) >= 3, seen
+    fractions = [f for f, _ in steps]
+    assert fractions == sorted(fractions) and fractions[0] < 0.5 and fractions[-1] == 1.0
+    megabytes = [int(m.split(": ")[1].split(" / ")[0]) for _, m in steps]
+    assert megabytes[0] < megabytes[-1] == round(size / 1e6)
+    assert steps[-1][1] == f"Downloading resnet18: {size / 1e6:.0f} / {size / 1e6:.0f} MB"

@@ -61,3 +61,99 @@ def test_exif_rotated_photo_is_classified_upright(corpus, zoo, hosted):
     upright = classify(lm, EXAMPLES / "chelsea.png")
     assert [p.index for p in rotated.predictions] == [p.index for p in upright.predictions]
     np.testing.assert_allclose(rotated.probs, upright.probs, atol=1e-6)
+
+
+def test_only_the_promised_formats_are_decoded(tmp_path, monkeypatch):
+    """EPS is refused without Pillow's EPS plugin (and so Ghostscript) ever running."""
+    from PIL import EpsImagePlugin
+
+    from corpus import EPS, save
+    from zoo.images import FORMAT_NAMES, FORMATS
+
+    calls: list[str] = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: calls.append("Ghostscript"))
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: calls.append("EpsImageFile._open"))
+    eps = tmp_path / "drawing.eps"
+    eps.write_bytes(EPS)
+    for source in (eps, EPS):
+        with pytest.raises(ImageError, match=re.escape(f"is not an image in a format accepted here ({FORMAT_NAMES})")):
+            load_image(source)
+    assert calls == []
+
+    small = Image.new("RGB", (32, 24), (10, 200, 30))
+    for fmt in ("ICO", "PPM", "TGA", "PCX", "SGI", "IM", "DDS", "QOI"):
+        with pytest.raises(ImageError, match="not an image in a format accepted here"):
+            load_image(save(small, fmt), name=f"x.{fmt.lower()}")
+    assert set(FORMATS) == {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
+    for fmt in FORMATS + ("MPO",):  # MPO: the multi-picture JPEG of phone cameras
+        kw = {"save_all": True, "append_images": [small]} if fmt == "MPO" else {}
+        loaded = load_image(save(small, fmt, **kw), name=f"x.{fmt.lower()}")
+        assert loaded.image.size == (32, 24) and loaded.image.mode == "RGB", fmt
+
+
+def test_paths_that_are_not_regular_files_are_refused_at_once(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    out: list[BaseException] = []
+    t = threading.Thread(target=lambda: out.append(pytest.raises(ImageError, load_image, fifo).value), daemon=True)
+    t.start()
+    t.join(10)
+    if t.is_alive():  # unblock the reader so the thread can end
+        with open(fifo, "wb"):
+            pass
+    assert out and "FIFO (named pipe), not a regular file" in str(out[0])
+    with pytest.raises(ImageError, match="a directory, not a regular file"):
+        load_image(tmp_path)
+    link = tmp_path / "zero.png"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ImageError, match="a character device, not a regular file"):
+        load_image(link)
+    with pytest.raises(ImageError, match="does not exist"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_huge_canvas_is_refused_from_its_header_before_decoding(monkeypatch):
+    from PIL import ImageFile
+
+    from corpus import bomb_png
+    from zoo.errors import ImageTooLargeError
+
+    decoded: list[object] = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self) or real_load(self))
+    data = bomb_png(9400, 9400)  # a few hundred bytes declaring 88 megapixels
+    with pytest.raises(ImageTooLargeError, match=r"9400x9400 pixels; the limit is 40 megapixels"):
+        load_image(data, name="bomb.png")
+    assert decoded == []
+
+
+def test_running_out_of_memory_while_decoding_is_a_clean_refusal(monkeypatch):
+    from PIL import ImageFile
+
+    from corpus import photo, save
+    from zoo.errors import ImageTooLargeError
+
+    def no_memory(self):
+        raise MemoryError
+
+    data = save(photo(), "PNG")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_memory)
+    with pytest.raises(ImageTooLargeError, match=r"cat\.png \(451x300\) needs more memory.*Send a smaller image"):
+        load_image(data, name="cat.png")
+
+
+def test_many_frames_decode_only_the_first():
+    import time
+
+    from corpus import many_frames_gif
+
+    data = many_frames_gif(10_000, 1000)
+    assert len(data) < 400_000
+    t0 = time.perf_counter()
+    loaded = load_image(data, name="dots.gif")
+    assert time.perf_counter() - t0 < 5
+    assert loaded.image.size == (1000, 1000)
+    assert len(loaded.notes) == 1 and re.fullmatch(r"animated image: used the first of \d{4,} frames", loaded.notes[0])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from zoo.errors import UnknownModelError, ZooFileError
-from zoo.registry import ARCHITECTURES, BUILTIN, Zoo, parse_zoo_file
+from zoo.registry import ARCHITECTURES, BUILTIN, Zoo, parse_zoo_file, valid_revision
 
 
 def test_builtins_match_the_issue_table():
@@ -103,3 +105,87 @@ def test_local_path_entries_resolve_relative_to_the_file(tmp_path):
     f.write_text('[[model]]\nname = "mine"\narch = "resnet18"\npath = "weights/mine.safetensors"\n')
     (spec,) = parse_zoo_file(f)
     assert spec.path == str(tmp_path / "weights" / "mine.safetensors") and spec.repo is None
+
+
+@pytest.mark.parametrize("revision", ["../../../X", "main/../../X", "/etc/passwd", "..", "a\\b", "refs//pr",
+                                      "main/", ".hidden", "refs/.x", "x.lock", "mäin", "a b", "main@{1}", "",
+                                      "~", "x:y", "a" * 201])
+def test_revision_must_be_a_name_or_commit(tmp_path, revision):
+    # huggingface_hub writes the revision into its cache as a path (refs/<revision>).
+    f = tmp_path / "zoo.toml"
+    f.write_text('[[model]]\nname = "x"\narch = "resnet18"\nrepo = "a/b"\nrevision = ' + json.dumps(revision) + "\n")
+    with pytest.raises(ZooFileError, match=r"field 'revision' .* must be a branch or tag name"):
+        parse_zoo_file(f)
+
+
+@pytest.mark.parametrize("revision", ["main", "v1.0", "refs/pr/1", "release_2024-01", "0" * 40,
+                                      "78f3ecfdb38e06d9b8397f662e7ab8fee96026fa"])
+def test_branch_tag_and_commit_revisions_are_accepted(tmp_path, revision):
+    f = tmp_path / "zoo.toml"
+    f.write_text(f'[[model]]\nname = "x"\narch = "resnet18"\nrepo = "a/b"\nrevision = "{revision}"\n')
+    (spec,) = parse_zoo_file(f)
+    assert spec.revision == revision and spec.pinned == (len(revision) == 40)
+    assert all(valid_revision(s.revision) for s in BUILTIN)
+
+
+@pytest.mark.parametrize("field, message", [
+    ('std = [0.1, 0.1, nan]', r"'std' must be three finite numbers"),
+    ('std = [0.1, inf, 0.1]', r"'std' must be three finite numbers"),
+    ('std = 1e-300', r"'std' must be a list"),
+    ('std = [1e-300, 0.2, 0.2]', r"'std' must be at least 0\.001"),
+    ('std = [0.2, 0.2, -0.2]', r"'std' must be at least 0\.001"),
+    ('mean = [0.5, nan, 0.5]', r"'mean' must be three finite numbers"),
+    ('mean = [0.5, -inf, 0.5]', r"'mean' must be three finite numbers"),
+])
+def test_normalisation_must_be_finite_and_sane(tmp_path, field, message):
+    f = tmp_path / "zoo.toml"
+    f.write_text(f'[[model]]\nname = "x"\narch = "resnet18"\nrepo = "a/b"\n{field}\n')
+    with pytest.raises(ZooFileError, match=message):
+        parse_zoo_file(f)
+
+
+def _parse_in_thread(path, seconds: float = 10.0):
+    """parse_zoo_file(path) in a thread: (finished, exception). A hang must not hang the suite."""
+    import threading
+
+    out: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            parse_zoo_file(path)
+            out.append(None)
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    return (not t.is_alive()), (out[0] if out else None)
+
+
+def test_zoo_file_that_is_a_fifo_is_refused_at_once(tmp_path):
+    import os
+
+    fifo = tmp_path / "zoo.toml"
+    os.mkfifo(fifo)
+    finished, error = _parse_in_thread(fifo)
+    if not finished:  # unblock the reader so the thread can end
+        with open(fifo, "wb"):
+            pass
+    assert finished, "reading a FIFO zoo file blocked"
+    assert isinstance(error, ZooFileError) and "FIFO (named pipe), not a regular file" in str(error), error
+
+
+def test_zoo_file_linked_to_a_device_is_refused(tmp_path):
+    link = tmp_path / "zoo.toml"
+    link.symlink_to("/dev/zero")
+    finished, error = _parse_in_thread(link)
+    assert finished and isinstance(error, ZooFileError), error
+    assert "character device, not a regular file" in str(error)
+
+
+def test_oversized_zoo_file_is_refused(tmp_path):
+    f = tmp_path / "zoo.toml"
+    f.write_text('[[model]]\nname = "x"\narch = "resnet18"\nrepo = "a/b"\n' + "# padding\n" * 120_000)
+    with pytest.raises(ZooFileError, match=r"larger than 1024 KB"):
+        parse_zoo_file(f)

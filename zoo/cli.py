@@ -27,7 +27,8 @@ def cmd_list(zoo: Zoo, args: argparse.Namespace) -> int:
     for spec in zoo:
         rows.append({
             "name": spec.name, "depth": spec.depth, "repo": spec.repo or spec.path,
-            "revision": spec.revision, "params": model_stats(spec.arch.name, spec.num_classes).params,
+            "revision": spec.revision,
+            "params": model_stats(spec.arch.name, num_classes=spec.num_classes).params,
             "top1": spec.top1, "top5": spec.top5, "cached": cached_path(spec) is not None,
         })
     if args.json:
@@ -84,15 +85,16 @@ def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
     from .render import overlay_crop, save_png
 
     spec = zoo.get(args.model)
-    image = load_image(args.image)
-    model = load_model(spec, args.device, progress=None if args.json else print_progress,
-                       precision=args.precision)
-    run = classify(model, image, top_k=5)
     params = {}
     if args.method == "occlusion":
         params = {"window": args.window, "stride": args.stride}
     if args.method == "integrated-gradients":
         params = {"steps": args.steps}
+    METHODS[args.method].passes(params, spec.preprocessing.crop)  # parameters over the limits fail now
+    image = load_image(args.image)
+    model = load_model(spec, args.device, progress=None if args.json else print_progress,
+                       precision=args.precision)
+    run = classify(model, image, top_k=5)
     ex = explain(model, run, args.method, args.target, **params)
     if args.npy:
         import numpy as np
@@ -180,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=5, metavar="K")
     s.set_defaults(func=cmd_classify)
 
-    from .explain import METHODS
+    from .explain import MAX_IG_STEPS, MAX_OCCLUSION_POSITIONS, METHODS, MIN_IG_STEPS
 
     s = sub.add_parser("explain", parents=[common], help="where the network looked")
     model_args(s)
@@ -191,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cmap", default="jet")
     s.add_argument("--alpha", type=float, default=0.5)
     s.add_argument("--window", type=int, default=32, help="occlusion window (pixels)")
-    s.add_argument("--stride", type=int, default=16, help="occlusion stride (pixels)")
-    s.add_argument("--steps", type=int, default=32, help="integrated-gradients steps")
+    s.add_argument("--stride", type=int, default=16,
+                   help=f"occlusion stride (pixels); at most {MAX_OCCLUSION_POSITIONS} window positions in all")
+    s.add_argument("--steps", type=int, default=32,
+                   help=f"integrated-gradients steps ({MIN_IG_STEPS}-{MAX_IG_STEPS})")
     s.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("stats", parents=[common], help="parameters, FLOPs and speed per depth and stage")

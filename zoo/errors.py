@@ -50,6 +50,10 @@ class ImageError(ZooError):
     """The input is missing, not an image, or not one we can safely decode."""
 
 
+class ImageTooLargeError(ImageError):
+    """The image's canvas is over the pixel limit, or decoding it ran out of memory."""
+
+
 class UnknownClassError(ZooError, KeyError):
     """A target class name that is not among the model's labels."""
 

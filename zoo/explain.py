@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from types import MappingProxyType
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -25,6 +26,17 @@ from .inference import Classification, Prediction, resolve_target
 from .models import LoadedModel
 
 MethodFn = Callable[..., np.ndarray]
+PassesFn = Callable[[Mapping[str, Any], int], int]
+
+# What one request may cost, enforced here rather than only by the page's sliders: anyone
+# can call the API with any parameters. Both bound the images sent through the network.
+# Occlusion runs one forward per window position: at most 400, about 2.4x the default
+# (window 32, stride 16 on a 224 crop: 13 x 13 = 169).
+MAX_OCCLUSION_POSITIONS = 400
+# Integrated Gradients runs `steps` forwards and backwards: at most 4x the default.
+MIN_IG_STEPS, MAX_IG_STEPS = 2, 128
+OCCLUSION_DEFAULTS: Mapping[str, int] = MappingProxyType({"window": 32, "stride": 16})
+IG_DEFAULTS: Mapping[str, int] = MappingProxyType({"steps": 32})
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,16 @@ class Method:
     cost: str  # what one map costs, in passes through the network
     resolution: str  # "feature" (7x7 at 224) or "input" (224x224)
     signed: bool = False  # True when negative values mean evidence against the class
+    backward: bool = True  # each pass is a forward and a backward (about 3x a forward alone)
+    count: PassesFn = lambda params, size: 1  # noqa: E731 - see ``passes``
+
+    def passes(self, params: Mapping[str, Any] | None = None, size: int = 224) -> int:
+        """Passes through the network for one map on a ``size`` x ``size`` crop.
+
+        Raises ``ZooError`` for parameters the server refuses (the same check ``explain``
+        makes), so a caller can estimate the time, or say what to change, before running.
+        """
+        return self.count(params or {}, int(size))
 
 
 @dataclass
@@ -127,16 +149,61 @@ def guided_gradcam(model: LoadedModel, run: Classification, target: int) -> np.n
     return _to_map(attr, "abs")
 
 
-def integrated_gradients(model: LoadedModel, run: Classification, target: int, steps: int = 32,
+def _whole(params: Mapping[str, Any], key: str, default: int) -> int:
+    """An integer parameter (a slider may send 32.0); anything else is the caller's mistake."""
+    v = params.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or isinstance(v, float) and not v.is_integer():
+        raise ZooError(f"Parameter '{key}' must be a whole number, got {v!r}.")
+    return int(v)
+
+
+def ig_steps(params: Mapping[str, Any]) -> int:
+    """The validated ``steps`` of Integrated Gradients."""
+    steps = _whole(params, "steps", IG_DEFAULTS["steps"])
+    if not MIN_IG_STEPS <= steps <= MAX_IG_STEPS:
+        raise ZooError(f"Integrated Gradients takes between {MIN_IG_STEPS} and {MAX_IG_STEPS} steps, got {steps}. "
+                       f"Choose a number in that range (the default is {IG_DEFAULTS['steps']}).")
+    return steps
+
+
+def occlusion_positions(window: int, stride: int, size: int) -> int:
+    """Window positions (one forward each) of a square window sliding over a square crop."""
+    per_side = (size - window) // stride + 1
+    return per_side * per_side
+
+
+def occlusion_window(params: Mapping[str, Any], size: int) -> tuple[int, int]:
+    """The validated (window, stride) of Occlusion on a ``size`` crop, within the pass limit."""
+    window = _whole(params, "window", OCCLUSION_DEFAULTS["window"])
+    stride = _whole(params, "stride", OCCLUSION_DEFAULTS["stride"])
+    if not (1 <= stride <= window <= size):
+        raise ZooError(f"Occlusion needs 1 <= stride <= window <= {size}; got window {window}, stride {stride}.")
+    n = occlusion_positions(window, stride, size)
+    if n > MAX_OCCLUSION_POSITIONS:
+        side = int(MAX_OCCLUSION_POSITIONS ** 0.5)
+
+        def least(w: int) -> int:  # the smallest stride that keeps a w px window within the limit
+            return (size - w) // side + 1
+
+        if least(window) <= window:
+            hint = f"use a stride of at least {least(window)} for a {window} px window"
+        else:
+            w = next(w for w in range(window, size + 1) if least(w) <= w)
+            hint = f"use a window and a stride of at least {w} px"
+        raise ZooError(f"Occlusion with window {window} and stride {stride} would occlude {n} window positions, "
+                       f"one forward pass each; the limit is {MAX_OCCLUSION_POSITIONS}. To stay within it, {hint}.")
+    return window, stride
+
+
+def integrated_gradients(model: LoadedModel, run: Classification, target: int, steps: int = IG_DEFAULTS["steps"],
                          batch: int = 8) -> np.ndarray:
     from captum.attr import IntegratedGradients
 
-    if not 2 <= int(steps) <= 512:
-        raise ZooError(f"Integrated Gradients needs between 2 and 512 steps, got {steps}.")
+    steps = ig_steps({"steps": steps})
     with _captum_session(model, run) as x:
         # internal_batch_size bounds memory: at most `batch` interpolated images at once.
         attr = IntegratedGradients(model.module).attribute(
-            x, baselines=torch.zeros_like(x), target=target, n_steps=int(steps), internal_batch_size=batch)
+            x, baselines=torch.zeros_like(x), target=target, n_steps=steps, internal_batch_size=batch)
     return _to_map(attr, "sum")
 
 
@@ -148,30 +215,34 @@ def saliency(model: LoadedModel, run: Classification, target: int) -> np.ndarray
     return _to_map(attr, "abs")
 
 
-def occlusion(model: LoadedModel, run: Classification, target: int, window: int = 32, stride: int = 16,
-              batch: int = 16) -> np.ndarray:
+def occlusion(model: LoadedModel, run: Classification, target: int, window: int = OCCLUSION_DEFAULTS["window"],
+              stride: int = OCCLUSION_DEFAULTS["stride"], batch: int = 16) -> np.ndarray:
     from captum.attr import Occlusion
 
-    size = run.input.shape[-1]
-    if not (1 <= int(stride) <= int(window) <= size):
-        raise ZooError(f"Occlusion needs 1 <= stride <= window <= {size}; got window {window}, stride {stride}.")
+    window, stride = occlusion_window({"window": window, "stride": stride}, run.input.shape[-1])
     with _captum_session(model, run) as x:
         attr = Occlusion(model.module).attribute(
-            x, target=target, sliding_window_shapes=(3, int(window), int(window)),
-            strides=(3, int(stride), int(stride)), baselines=0.0, perturbations_per_eval=batch)
+            x, target=target, sliding_window_shapes=(3, window, window),
+            strides=(3, stride, stride), baselines=0.0, perturbations_per_eval=batch)
     return _to_map(attr, "mean")
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("cam", "CAM (global average pooling)", cam,
-           "free: reuses the classification's forward pass", "feature"),
+           "free: reuses the classification's forward pass", "feature", backward=False,
+           count=lambda params, size: 0),
     Method("gradcam", "Grad-CAM", gradcam, "1 forward + 1 backward", "feature"),
-    Method("guided-gradcam", "Guided Grad-CAM", guided_gradcam, "2 forwards + 2 backwards", "input"),
+    Method("guided-gradcam", "Guided Grad-CAM", guided_gradcam, "2 forwards + 2 backwards", "input",
+           count=lambda params, size: 2),
     Method("integrated-gradients", "Integrated Gradients", integrated_gradients,
-           "`steps` forwards + backwards (default 32)", "input", signed=True),
+           f"`steps` forwards + backwards (default {IG_DEFAULTS['steps']}, at most {MAX_IG_STEPS})", "input",
+           signed=True, count=lambda params, size: ig_steps(params)),
     Method("saliency", "Saliency (input gradient)", saliency, "1 forward + 1 backward", "input"),
+    # Captum also runs the unoccluded input once, hence the + 1.
     Method("occlusion", "Occlusion", occlusion,
-           "1 forward per window position (~ (224/stride)^2, 196 by default)", "input", signed=True),
+           "1 forward per window position, ((224 - window) / stride + 1)^2: 169 by default, at most "
+           f"{MAX_OCCLUSION_POSITIONS}", "input", signed=True, backward=False,
+           count=lambda params, size: occlusion_positions(*occlusion_window(params, size), size) + 1),
 )}
 
 

@@ -41,6 +41,7 @@ from .errors import (
     NotFoundOnHubError,
     WeightsUnavailableError,
 )
+from .files import NotRegularFileError, check_regular
 from .registry import ModelSpec
 
 # progress(fraction in [0, 1] or None when unknown, message)
@@ -77,9 +78,18 @@ def fetch_weights(spec: ModelSpec, *, progress: ProgressFn | None = None,
     cache = hub_cache_dir(cache_dir)
     if spec.path is not None:
         local = Path(spec.path)
-        if not local.is_file():
+        try:
+            check_regular(local)  # a FIFO would block the reads below forever
+        except FileNotFoundError:
             raise WeightsUnavailableError(
-                f"{spec.name}: the local weights file {local} named in the zoo file does not exist.")
+                f"{spec.name}: the local weights file {local} named in the zoo file does not exist.") from None
+        except NotRegularFileError as e:
+            raise WeightsUnavailableError(
+                f"{spec.name}: the local weights path {local} named in the zoo file is {e.kind}, not a regular "
+                "file. Point 'path' at a .safetensors file.") from None
+        except OSError as e:
+            raise WeightsUnavailableError(
+                f"{spec.name}: cannot read the local weights file {local} ({e.strerror}).") from None
         _verify(local, spec, cache, progress, evict=False)
         return local
 
@@ -171,15 +181,32 @@ def _short(e: BaseException) -> str:
 
 
 def _progress_tqdm(progress: ProgressFn, name: str) -> type[hf_tqdm]:
-    """A huggingface_hub tqdm (terminal bar) that also reports to ``progress``."""
+    """A huggingface_hub tqdm (terminal bar when enabled) that also reports to ``progress``.
+
+    Bytes are counted here, not read from ``self.n``: a disabled tqdm (no terminal, or
+    ``HF_HUB_DISABLE_PROGRESS_BARS``) returns from ``update`` without counting.
+    """
 
     class _Tqdm(hf_tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.bytes_done = int(kwargs.get("initial") or 0)  # a resumed download starts part-way
+
         def update(self, n: float | None = 1) -> bool | None:
+            self.bytes_done += int(n or 0)  # negative when a resume is rolled back
             out = super().update(n)
             if self.total:
-                progress(min(self.n / self.total, 1.0),
-                         f"Downloading {name}: {self.n / 1e6:.0f} / {self.total / 1e6:.0f} MB")
+                done = min(max(self.bytes_done, 0), int(self.total))
+                progress(done / self.total, f"Downloading {name}: {done / 1e6:.0f} / {self.total / 1e6:.0f} MB")
             return out
+
+        # Xet downloads: with these two, huggingface_hub reports on this one bar (file bytes
+        # via ``update``) instead of opening a second bar for network bytes.
+        def update_transfer(self, n: float | None = 1) -> None:
+            pass
+
+        def set_transfer_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+            pass
 
     return _Tqdm
 

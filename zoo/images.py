@@ -9,22 +9,30 @@ geometry of the crop so explanations can be drawn where the model actually looke
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, ImageTooLargeError
+from .files import NotRegularFileError, open_regular
 from .registry import Preprocessing
 
 # Decoding cost is what a hostile upload attacks: refuse huge canvases before decoding
 # (Pillow reads only the header on open), and shapes that would blow up on resize.
 MAX_PIXELS = 40_000_000
 MAX_ASPECT = 25.0
+# The formats we promise, and the only decoders Pillow may try: the others are never
+# consulted (EPS would launch Ghostscript on the upload; dozens more are rarely audited).
+# JPEG includes MPO, the multi-picture JPEG many phone cameras write.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
 
 @dataclass
@@ -36,75 +44,90 @@ class LoadedImage:
 
 
 def load_image(source: Any, *, name: str | None = None) -> LoadedImage:
-    """Decode ``source`` (path, bytes, PIL image or HxWxC array) to upright RGB."""
+    """Decode ``source`` (path, bytes, PIL image or HxWxC array) to upright RGB.
+
+    Files are opened only if regular (never a FIFO or device) and decoded only as one
+    of ``FORMATS``; the canvas size is checked from the header, before any decoding.
+    Raises ``ImageError`` (``ImageTooLargeError`` for what would not fit in memory).
+    """
     notes: list[str] = []
-    if isinstance(source, Image.Image):
-        img = source
-    elif isinstance(source, np.ndarray):
-        arr = source
-        if arr.ndim not in (2, 3) or arr.size == 0:
-            raise ImageError(f"Expected an HxW or HxWxC image array, got shape {arr.shape}.")
-        if arr.dtype != np.uint8:
-            arr = np.clip(arr, 0, 255).astype(np.uint8)
-        img = Image.fromarray(arr)
-    else:
-        img = _open(source, name)
     label = name or (str(source) if isinstance(source, (str, os.PathLike)) else "the image")
-    w, h = img.size
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"{label} is {w}x{h} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels. "
-                         "Downscale it first.")
-    if min(w, h) < 1 or max(w, h) / min(w, h) > MAX_ASPECT:
-        raise ImageError(f"{label} is {w}x{h}: an aspect ratio beyond {MAX_ASPECT:.0f}:1. The model sees a "
-                         "square center crop, so crop the part you care about first.")
-    n_frames = getattr(img, "n_frames", 1)
-    try:
-        if n_frames > 1:
-            img.seek(0)
-            notes.append(f"animated image: used the first of {n_frames} frames")
-        img.load()
-        if _exif_orientation(img) not in (None, 1):
-            notes.append("rotated upright from its EXIF orientation")
-        img = _to_rgb(ImageOps.exif_transpose(img), notes)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{label} could not be decoded ({e}). It may be truncated or damaged.") from None
+    with contextlib.ExitStack() as files:
+        if isinstance(source, Image.Image):
+            img = source
+        elif isinstance(source, np.ndarray):
+            arr = source
+            if arr.ndim not in (2, 3) or arr.size == 0:
+                raise ImageError(f"Expected an HxW or HxWxC image array, got shape {arr.shape}.")
+            if arr.dtype != np.uint8:
+                arr = np.clip(arr, 0, 255).astype(np.uint8)
+            img = Image.fromarray(arr)
+        else:
+            img = _open(source, name, files)
+        w, h = img.size
+        if w * h > MAX_PIXELS:
+            raise ImageTooLargeError(f"{label} is {w}x{h} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels. "
+                                     "Downscale it first.")
+        if min(w, h) < 1 or max(w, h) / min(w, h) > MAX_ASPECT:
+            raise ImageError(f"{label} is {w}x{h}: an aspect ratio beyond {MAX_ASPECT:.0f}:1. The model sees a "
+                             "square center crop, so crop the part you care about first.")
+        try:
+            n_frames = getattr(img, "n_frames", 1)
+            if n_frames > 1:
+                img.seek(0)
+                notes.append(f"animated image: used the first of {n_frames} frames")
+            img.load()
+            if _exif_orientation(img) not in (None, 1):
+                notes.append("rotated upright from its EXIF orientation")
+            img = _to_rgb(ImageOps.exif_transpose(img), notes)
+        except MemoryError:
+            # A file can be small and its header within limits, yet decode into far more
+            # (frames, tiles, layers). Refuse this image; the process carries on.
+            raise ImageTooLargeError(
+                f"{label} ({w}x{h}) needs more memory to decode than is available. Send a smaller image, "
+                "e.g. a single-frame JPEG or PNG of a few megapixels.") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise ImageError(f"{label} could not be decoded ({e}). It may be truncated or damaged.") from None
     return LoadedImage(img, notes)
 
 
-def _open(source: Any, name: str | None) -> Image.Image:
+def _open(source: Any, name: str | None, files: contextlib.ExitStack) -> Image.Image:
+    """Pillow's lazy open (header only) of bytes or a regular file, for ``FORMATS`` only."""
+    fp: BinaryIO
     if isinstance(source, (bytes, bytearray)):
-        fp: Any = io.BytesIO(source)
         label = name or "the upload"
+        fp = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = name or str(path)
-        if not path.is_file():
-            raise ImageError(f"Image file {path} does not exist.")
-        if path.stat().st_size == 0:
-            raise ImageError(f"{label} is empty (0 bytes).")
-        fp = path
+        try:
+            fp = files.enter_context(open_regular(path))
+        except FileNotFoundError:
+            raise ImageError(f"Image file {path} does not exist.") from None
+        except NotRegularFileError as e:
+            raise ImageError(f"{label} is {e.kind}, not a regular file. Give the path of an image file.") from None
+        except OSError as e:
+            raise ImageError(f"{label} cannot be read ({e.strerror or e}).") from None
     else:
         raise ImageError(f"Cannot read an image from a {type(source).__name__}.")
-    if isinstance(fp, io.BytesIO) and not source:
+    head = fp.read(2048)
+    fp.seek(0)
+    if not head:
         raise ImageError(f"{label} is empty (0 bytes).")
-    head = _head(fp)
     if head.lstrip().startswith((b"<?xml", b"<svg", b"<!DOCTYPE svg")) or b"<svg" in head[:1024]:
         raise ImageError(f"{label} is an SVG drawing; vector images are not supported. Export it as PNG or JPEG.")
     try:
-        return Image.open(fp)
+        return Image.open(fp, formats=FORMATS)
     except Image.DecompressionBombError:
-        raise ImageError(f"{label} declares a canvas too large to decode safely (a decompression bomb?).") from None
+        raise ImageTooLargeError(
+            f"{label} declares a canvas too large to decode safely (a decompression bomb?).") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{label} is not an image Pillow can read. Use a JPEG, PNG, WebP, GIF, BMP or TIFF.") from None
-    except OSError as e:
+        raise ImageError(f"{label} is not an image in a format accepted here ({FORMAT_NAMES}). "
+                         "Convert it to one of these.") from None
+    except MemoryError:
+        raise ImageTooLargeError(f"{label} needs more memory to open than is available. Send a smaller image.") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{label} could not be opened ({e}).") from None
-
-
-def _head(fp: Any) -> bytes:
-    if isinstance(fp, io.BytesIO):
-        return fp.getvalue()[:2048]
-    with open(fp, "rb") as f:
-        return f.read(2048)
 
 
 def _exif_orientation(img: Image.Image) -> int | None:

@@ -15,6 +15,7 @@ module imports neither torch nor huggingface_hub, so it is cheap to import anywh
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -24,10 +25,15 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from .errors import UnknownModelError, ZooFileError
+from .files import FileTooLargeError, NotRegularFileError, read_regular
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PAPER_URL = "https://arxiv.org/abs/1512.03385"
+# A zoo file is a short list of entries; anything bigger is a wrong path (or /dev/zero).
+MAX_ZOO_FILE_BYTES = 1 << 20
+# Normalisation divides by std: a tiny one turns any image into infinities.
+MIN_STD = 1e-3
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,16 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 # Hub repo ids: "owner/name" (or a bare legacy "name"); no "..", no slashes beyond one.
 _REPO_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}")
 _NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,63}")
+# Branch or tag names (git's rules, narrowed) or commit hashes. huggingface_hub writes
+# the revision into the cache as a file path (refs/<revision>), so it must stay a name.
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,199}")
+
+
+def valid_revision(revision: str) -> bool:
+    """A branch/tag name like ``main`` or ``refs/pr/1``, or a commit hash; never a path trick."""
+    return bool(_REVISION.fullmatch(revision)) and not (
+        ".." in revision or "//" in revision or revision.endswith(("/", ".", ".lock"))
+        or any(part.startswith(".") for part in revision.split("/")))
 
 
 class Zoo:
@@ -208,9 +224,15 @@ def parse_zoo_file(path: str | os.PathLike) -> tuple[ModelSpec, ...]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, MAX_ZOO_FILE_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise ZooFileError(f"Zoo file {path} does not exist. Check the path given to --zoo or ZOO_FILE.") from None
+    except NotRegularFileError as e:
+        raise ZooFileError(f"Zoo file {path} is {e.kind}, not a regular file. Give --zoo or ZOO_FILE "
+                           "the path of a TOML file.") from None
+    except FileTooLargeError:
+        raise ZooFileError(f"Zoo file {path} is larger than {MAX_ZOO_FILE_BYTES // 1024} KB; a zoo file lists "
+                           "models, not weights. Check the path given to --zoo or ZOO_FILE.") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ZooFileError(f"Cannot read zoo file {path}: {e}") from None
     try:
@@ -266,6 +288,10 @@ def _spec_from_table(t: dict[str, Any], i: int, path: Path) -> ModelSpec:
         raise fail("give exactly one of 'repo' (a Hub repo id) or 'path' (a local .safetensors file).")
     if repo is not None and (not _REPO_ID.fullmatch(repo) or ".." in repo):
         raise fail(f"field 'repo' {repo!r} is not a Hub repo id like 'owner/name'.")
+    revision = typed("revision", str, "main")
+    if not valid_revision(revision):
+        raise fail(f"field 'revision' {revision!r} must be a branch or tag name (letters, digits, '.', '_', "
+                   "'-', '/'; no '..') or a 40-hex commit hash.")
     filename = typed("filename", str, "model.safetensors")
     if filename.startswith(("/", "\\")) or ".." in Path(filename).parts or "\\" in filename:
         raise fail(f"field 'filename' {filename!r} must be a path inside the repo, without '..'.")
@@ -303,8 +329,11 @@ def _spec_from_table(t: dict[str, Any], i: int, path: Path) -> ModelSpec:
         if v is not None:
             if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
                 raise fail(f"field '{key}' must be a list of three numbers.")
-            if key == "std" and min(v) <= 0:
-                raise fail("field 'std' must be positive.")
+            if not all(math.isfinite(x) for x in v):  # TOML allows nan and inf
+                raise fail(f"field '{key}' must be three finite numbers, got {v}.")
+            if key == "std" and min(v) < MIN_STD:
+                raise fail(f"field 'std' must be at least {MIN_STD:g} per channel (it divides the image), "
+                           f"got {v}.")
             pre_kw[key] = tuple(float(x) for x in v)
     pre = Preprocessing(**pre_kw)
     if pre.crop > pre.resize:
@@ -315,7 +344,7 @@ def _spec_from_table(t: dict[str, Any], i: int, path: Path) -> ModelSpec:
         name=name,
         arch=ARCHITECTURES[arch],
         repo=repo,
-        revision=typed("revision", str, "main"),
+        revision=revision,
         filename=filename,
         sha256=sha,
         size_bytes=size,

@@ -1,21 +1,25 @@
 """What each depth costs: parameters, multiply-adds, FLOPs and latency, per model and stage.
 
 Counts come from the architecture alone: the model is built on the meta device (no
-memory, no weights, no network) and run once under ``torch.utils.flop_counter``.
-Results are cached per (arch, resolution, classes).
+memory, no weights, no network) and run once, its operations counted with the formulas
+of ``torch.utils.flop_counter``. Results are cached per (arch, resolution, classes).
+Nothing here depends on, or disturbs, what other threads run at the same time.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torchvision
-from torch.utils.flop_counter import FlopCounterMode
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from .registry import ARCHITECTURES, ModelSpec
 
@@ -76,40 +80,106 @@ def _layout(arch: str, stage: int) -> str:
     return ("3x3 max pool, stride 2; " if stage == 1 else "") + block
 
 
+# --- counting without nn.Module.__call__ ------------------------------------------------
+#
+# Other threads of the app run forwards while these tables are computed, and some of what
+# they do is process-wide: FlopCounterMode's module tracking registers global module
+# hooks, and torch.fx tracing (torchvision's create_feature_extractor, used when a model
+# loads) patches ``nn.Module.__call__`` and ``__getattr__`` for the whole process, so any
+# module called in another thread meanwhile fails with "module is not installed as a
+# submodule". The counting below is private to this thread: a dispatch mode (modes are
+# thread-local) that sums torch.utils.flop_counter's own formulas, on a model whose modules
+# call their ``forward`` directly and look up their children without the patched methods.
+
+
+class _DirectCalls:
+    """Mixin: calls skip ``nn.Module.__call__`` (hooks, fx patches); lookups skip ``__getattr__``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        tally: _Tally | None = self.__dict__.get("_tally")
+        if tally is None:
+            return self.forward(*args, **kwargs)
+        return tally.run_stage(self.__dict__["_stage"], self.forward, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        d = self.__dict__
+        for store in ("_parameters", "_buffers", "_modules"):
+            if name in d.get(store, ()):
+                return d[store][name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+_DIRECT: dict[type, type] = {}
+
+
+def _direct(model: nn.Module) -> nn.Module:
+    """Give every module of ``model`` (private to the caller) a ``_DirectCalls`` class."""
+    for m in model.modules():
+        cls = type(m)
+        if cls not in _DIRECT:
+            _DIRECT.setdefault(cls, type(cls.__name__, (_DirectCalls, cls), {"__module__": cls.__module__}))
+        m.__class__ = _DIRECT[cls]
+    return model
+
+
+class _Tally(TorchDispatchMode):
+    """FLOPs by torch.utils.flop_counter's registered formulas, billed to the running stage.
+
+    Unlike ``FlopCounterMode`` it tracks modules itself (``_DirectCalls``), with no hooks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stage = ""
+        self.flops: dict[str, int] = defaultdict(int)
+        self.outputs: dict[str, torch.Tensor] = {}
+
+    def run_stage(self, stage: str, forward: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        outer, self.stage = self.stage, stage
+        try:
+            out = forward(*args, **kwargs)
+        finally:
+            self.stage = outer
+        self.outputs.setdefault(stage, out)  # the first module of a stage gives its output size
+        return out
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        # FlopCounterMode also decomposes uncounted ops, looking for matrix products inside;
+        # a ResNet's uncounted ops (batch norm, ReLU, pooling, additions) hold none, and
+        # decomposing batch norm took two thirds of the time. Tests compare with it.
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.flops[self.stage] += int(formula(*args, **kwargs, out_val=out))
+        return out
+
+
 @lru_cache(maxsize=64)
 def model_stats(arch: str, resolution: int = 224, num_classes: int = 1000) -> ModelStats:
-    """Parameters and multiply-adds of ``arch`` at ``resolution``, in total and per stage."""
+    """Parameters and multiply-adds of ``arch`` at ``resolution``, in total and per stage.
+
+    Safe while other threads run, load or trace models (see ``_DirectCalls``).
+    """
     if not 32 <= resolution <= 2048:
         raise ValueError(f"resolution must be between 32 and 2048, got {resolution}")
     with torch.device("meta"):
-        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+        model = _direct(torchvision.models.get_model(arch, weights=None, num_classes=num_classes)).eval()
         x = torch.empty(1, 3, resolution, resolution)
-    # Record each stage module's input (hooks on this private meta model only), then count
-    # every stage with a counter of its own and read totals alone. FlopCounterMode's
-    # per-module breakdown relies on process-wide module hooks, which also see forward
-    # passes that other threads (other users of the app) run at the same moment.
-    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # module -> (input, output)
-    handles = []
+    tally = _Tally()
     for name, mods in STAGES:
         for mod in mods:
-            handles.append(model.get_submodule(mod).register_forward_hook(
-                lambda _m, args, out, key=mod: seen.__setitem__(key, (args[0], out))))
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
+            m = model.get_submodule(mod)
+            object.__setattr__(m, "_stage", name)  # plain attributes, not registered state
+            object.__setattr__(m, "_tally", tally)
+    with tally, torch.no_grad():
         model(x)
-    for h in handles:
-        h.remove()
-    total_macs = int(counter.get_total_flops()) // 2
+    total_macs = sum(tally.flops.values()) // 2
     stages = []
     for i, (name, mods) in enumerate(STAGES):
-        out = seen[mods[0]][1]
+        out = tally.outputs[name]
         params = sum(p.numel() for m in mods for p in model.get_submodule(m).parameters())
-        macs = 0
-        for m in mods:
-            stage_counter = FlopCounterMode(display=False)
-            with stage_counter, torch.no_grad():
-                model.get_submodule(m)(seen[m][0])
-            macs += int(stage_counter.get_total_flops()) // 2
+        macs = tally.flops[name] // 2
         layout = f"average pool, {num_classes}-d fc, softmax" if name == "fc" else _layout(arch, i)
         stages.append(StageStats(name, out.shape[-1] if out.ndim == 4 else 1, layout, params, macs, macs / total_macs))
     layers = sum(1 for n, m in model.named_modules()
@@ -152,19 +222,24 @@ def measure_latency(arch: str, device: torch.device, resolution: int = 224, repe
                     warmup: int = 3, throughput_batch: int | None = None) -> Latency:
     """Median batch-1 latency after warm-up (and images/s at a larger batch on GPU).
 
-    The weights are random: speed depends on the architecture, not the values.
+    The weights are random: speed depends on the architecture, not the values. The
+    network is prepared as the app prepares it (BatchNorm folded, channels-last, the
+    precision ``auto`` or ``$ZOO_PRECISION`` picks), so the figure is what a user gets.
     """
-    from .models import autocast, to_input
+    from .models import autocast, fold_batchnorm, resolve_precision, to_input
 
     torch.manual_seed(0)
-    model = torchvision.models.get_model(arch, weights=None).eval().to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    dtype = resolve_precision(None, device)
+    # Direct calls, as for the counts: a model loading in another thread cannot break this.
+    model = _direct(torchvision.models.get_model(arch, weights=None)).eval()
+    with torch.no_grad():
+        fold_batchnorm(model)
+    model = model.to(device, memory_format=torch.channels_last)
 
     def run(batch: int, n: int) -> list[float]:
         x = to_input(torch.randn(batch, 3, resolution, resolution), device)
         times = []
-        with torch.inference_mode(), autocast(device):
+        with torch.inference_mode(), autocast(device, dtype):
             for _ in range(warmup):
                 model(x)
             _sync(device)
