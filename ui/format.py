@@ -30,6 +30,7 @@ def result_markdown(result: Result, load_note: str = "") -> str:
     if m.signed:
         lines.append("Signed map: positive values support the class, negative values count against it.")
     lines += [f"Note: {n}." for n in result.run.notes]
+    lines += [f"**Note:** {n}" for n in result.explanation.notes]  # e.g. an all-zero map, and why
     if load_note:
         lines.append(load_note)
     return "\n\n".join(lines)
@@ -59,6 +60,10 @@ def agreement_markdown(cmp: Comparison) -> str:
     tail = (f" {len(common)} class(es) appear in every top-5: " + ", ".join(labels[c] for c in common) + "."
             if common else " No class is in every model's top-5.")
     target = f" Maps show **{cmp.target_label}** (class {cmp.target}) for every model."
+    flat = [r for r in cmp.results if r.explanation.notes]
+    if flat:  # all-zero or constant maps look like a real answer; say which and why
+        target += (f" **{', '.join(r.run.model for r in flat)}: flat map.** "
+                   + flat[0].explanation.notes[0])
     times = " Time: " + ", ".join(f"{r.run.model} {r.seconds * 1000:.0f} ms" for r in cmp.results) + "."
     return head + tail + target + times
 

@@ -30,7 +30,8 @@ def build(ctx: Context) -> None:
         gallery = [(str(save_png(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320),
                                  folder / f"{r.run.model}-{cmp.target}.png")),
                     f"{r.run.model}: {r.run.predictions[0].label} ({r.run.predictions[0].prob * 100:.0f}%) · "
-                    f"p({cmp.target_label}) = {r.explanation.target.prob:.2f} · {r.seconds * 1000:.0f} ms")
+                    f"p({cmp.target_label}) = {r.explanation.target.prob:.2f} · {r.seconds * 1000:.0f} ms"
+                    + (" · flat map (see the text)" if r.explanation.notes else ""))
                    for r in cmp.results]
         table = gr.Dataframe(value=fmt.compare_table(cmp), headers=["rank"] + [r.run.model for r in cmp.results])
         return gallery, table, fmt.agreement_markdown(cmp)
