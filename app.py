@@ -17,8 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
                    help="trunk precision (default: $ZOO_PRECISION or auto)")
-    p.add_argument("--preload", nargs="*", default=[], metavar="NAME",
-                   help="models to load at start, 'all', or 'none' (default: none; on a Space every built-in)")
+    p.add_argument("--preload", nargs="*", default=os.environ.get("ZOO_PRELOAD", "").split(), metavar="NAME",
+                   help="models to load at start, 'all', or 'none' (default: $ZOO_PRELOAD, else none; on a Space "
+                        "every built-in)")
     p.add_argument("--zoo", metavar="FILE", help="TOML file with extra [[model]] entries (default: $ZOO_FILE)")
     p.add_argument("--concurrency", type=int, default=2, help="requests run at once (default 2)")
     return p

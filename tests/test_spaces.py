@@ -237,3 +237,55 @@ def test_simulated_cpu_space_preloads_and_caches_every_example_at_start(hosted, 
     assert events[0] == {"event": "import"} and not [e for e in events if e["event"] in ("decorate", "call")]
     assert [e["name"] for e in events if e["event"] == "load"] == ["resnet18", "resnet34", "resnet50", "resnet101",
                                                                     "resnet152"]
+
+
+# --- the README's front matter, as the Hub reads it -----------------------------------
+
+ZEROGPU_PYTHONS = ("3.10", "3.12")  # https://huggingface.co/docs/hub/spaces-zerogpu: 3.10.13 and 3.12.12
+
+
+def front_matter(readme: Path) -> dict:
+    import yaml  # PyYAML comes with gradio
+
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("---\n"), "README.md must open with the Space's YAML front matter"
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+def requirement(repo_root: Path, name: str):
+    from packaging.requirements import Requirement
+
+    for line in (repo_root / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and Requirement(line).name.lower() == name:
+            return Requirement(line)
+    raise AssertionError(f"{name} is not in requirements.txt")
+
+
+def test_front_matter_is_one_a_zerogpu_space_accepts_and_matches_the_code(repo_root):
+    import tomllib
+
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    from zoo.registry import BUILTIN
+
+    fm = front_matter(repo_root / "README.md")
+    assert fm["sdk"] == "gradio" and (repo_root / fm["app_file"]).is_file()
+    python = str(fm["python_version"])
+    assert python in ZEROGPU_PYTHONS or python.rsplit(".", 1)[0] in ZEROGPU_PYTHONS, python
+    requires = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert Version(python) in SpecifierSet(requires.split("#")[0].strip()), (python, requires)
+    sdk = Version(str(fm["sdk_version"]))
+    assert len(sdk.release) == 3 and sdk in requirement(repo_root, "gradio").specifier  # what the Space installs
+    assert sdk.major >= 4  # ZeroGPU: Gradio 4+
+
+    lines = [str(item).split() for item in fm["preload_from_hub"]]
+    by_repo = {spec.repo: spec for spec in BUILTIN}
+    assert sorted(parts[0] for parts in lines) == sorted(by_repo), "one line per built-in repo"
+    for repo, *rest in lines:
+        spec = by_repo[repo]
+        assert rest and rest[0].split(",") == [spec.filename], (repo, rest)
+        commit = rest[1] if len(rest) > 1 else None
+        # A pinned registry entry must be pinned to the same commit here; an unpinned one follows main.
+        assert commit == (spec.revision if spec.pinned else None), (repo, commit, spec.revision)
