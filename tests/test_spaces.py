@@ -162,7 +162,8 @@ def stop(proc: subprocess.Popen) -> None:
 def space_env(hosted, tmp_path: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in SPACE_VARS}
     env.update({"SPACE_ID": "someone/resnet-depth-explorer", "SYSTEM": "spaces", "FAKE_SPACES_RECORD": "1",
-                "FAKE_SPACES_LOG": str(tmp_path / "spaces.jsonl"), "ZOO_FILE": str(one_arch_zoo(hosted, tmp_path / "z.toml")),
+                "FAKE_SPACES_LOG": str(tmp_path / "spaces.jsonl"),
+                "ZOO_FILE": str(one_arch_zoo(hosted, tmp_path / "z.toml")),
                 "HF_HUB_CACHE": str(tmp_path / "hub"), "GRADIO_EXAMPLES_CACHE": str(tmp_path / "examples"),
                 "PYTHONPATH": os.pathsep.join([str(FAKE_SPACES), env.get("PYTHONPATH", "")]), **extra})
     return env
@@ -201,7 +202,8 @@ def test_simulated_zerogpu_space_preloads_at_start_and_runs_models_only_inside_g
     assert all(e["event"] != "load" for e in events[started:])
     # Every model-running function is a GPU function with a duration.
     decorated = {e["fn"].split(".")[-1]: e["duration"] for e in events if e["event"] == "decorate"}
-    assert {"run_one": "callable", "run_compare": "callable", "timed_rows": spaces.LATENCY_S}.items() <= decorated.items()
+    expected = {"run_one": "callable", "run_compare": "callable", "timed_rows": spaces.LATENCY_S}
+    assert expected.items() <= decorated.items(), decorated
     assert all(d == "callable" or 0 < d <= spaces.MAX_S for d in decorated.values()), decorated
     calls = [e for e in events if e["event"] == "call"]
     assert [c["fn"].split(".")[-1] for c in calls] == ["run_one", "run_compare", "run_one"]

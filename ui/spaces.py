@@ -35,8 +35,8 @@ START_S = 15
 MODEL_S = 3  # per model: preprocessing, the forward pass, copies back to the CPU
 PASS_S = 0.05  # per forward (+ backward) pass through one model
 LATENCY_S = 90  # timing all five depths (warm-up, 10 runs, and a batch of 64 each)
-# A visitor's call must fit in their daily quota (2 minutes when not logged in), so no
-# duration asks for more: a longer request would be refused before it starts.
+# ZeroGPU checks a call's duration against the visitor's remaining daily quota before
+# it schedules it (2 minutes a day when not logged in), so no duration asks for more.
 MAX_S = 120
 CROP = 224  # the crop side the built-ins see; occlusion windows slide over it
 

@@ -81,6 +81,7 @@ def build(ctx: Context) -> None:
                 raw_view = gr.Image(label="Raw map with colour bar", format="png")
                 files = gr.File(label="Downloads: overlay PNG and raw map (.npy)", file_count="multiple")
     state = gr.State()
+
     @user_errors
     def ui_example(image, progress=gr.Progress()):
         """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""

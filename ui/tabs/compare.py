@@ -73,6 +73,7 @@ def build(ctx: Context) -> None:
                                    elem_id="compare-gallery")
             c_table = gr.Dataframe(label="Top-5 per depth", interactive=False)
     c_state = gr.State()
+
     @user_errors
     def ui_compare_example(image, progress=gr.Progress()):
         """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
