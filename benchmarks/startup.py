@@ -169,7 +169,8 @@ def main() -> None:
         print(f"{name:<8}{med['ready']:8.1f}{med['example']:10.1f}{med['again']:8.2f}{med['cached']:8.1f}"
               f"{med['preload']:9.1f}{med['ready'] / b:12.2f}{med['example'] / b:14.2f}")
     print("local: nothing preloaded, the example is computed at first use (loads resnet50).")
-    print("space: SPACE_ID set; all five depths preloaded and every example cached before the first visitor.")
+    print("space: SPACE_ID set; all five depths preloaded, then every example computed at start; the page answers\n"
+          "       while gradio is still computing them ('cached': when it is done).")
 
 
 if __name__ == "__main__":
