@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+import time
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -16,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
                    help="trunk precision (default: $ZOO_PRECISION or auto)")
-    p.add_argument("--preload", nargs="*", default=[], metavar="NAME", help="models to load at start, or 'all'")
+    p.add_argument("--preload", nargs="*", default=os.environ.get("ZOO_PRELOAD", "").split(), metavar="NAME",
+                   help="models to load at start, 'all', or 'none' (default: $ZOO_PRELOAD, else none; on a Space "
+                        "every built-in)")
     p.add_argument("--zoo", metavar="FILE", help="TOML file with extra [[model]] entries (default: $ZOO_FILE)")
     p.add_argument("--concurrency", type=int, default=2, help="requests run at once (default 2)")
     return p
@@ -25,23 +28,31 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
 
-    from ui import MAX_FILE_SIZE, build_app
+    from ui import MAX_FILE_SIZE, THEME, build_app
+    from ui.spaces import activate, preload_names
     from zoo.cli import print_progress
     from zoo.errors import ZooError
     from zoo.registry import Zoo
     from zoo.service import Explorer
 
+    activate()  # ZeroGPU: `import spaces` first; it emulates CUDA, so the preloaded models land on `cuda`
+    t0 = time.perf_counter()
     try:
-        explorer = Explorer(Zoo.load(args.zoo), args.device, precision=args.precision)
-        names = explorer.zoo.names if args.preload == ["all"] else args.preload
+        zoo = Zoo.load(args.zoo)
+        names = preload_names(args.preload, zoo.names, [s.name for s in zoo.builtin_depths])
+        # Preloaded models must all stay in the cache: on ZeroGPU nothing loaded later persists.
+        cache_size = max(len(names), int(os.environ.get("ZOO_MODEL_CACHE", "5")))
+        explorer = Explorer(zoo, args.device, cache_size=cache_size, precision=args.precision)
         for name in names:
-            explorer.cache.get(explorer.zoo.get(name), print_progress)
+            explorer.cache.get(zoo.get(name), print_progress)
     except ZooError as e:
         sys.exit(f"error: {e}")
+    if names:
+        print(f"Preloaded {', '.join(names)} on {explorer.device} in {time.perf_counter() - t0:.1f} s", flush=True)
     demo = build_app(explorer)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
-                show_error=True)
+                show_error=True, theme=THEME)
 
 
 if __name__ == "__main__":

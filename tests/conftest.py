@@ -33,6 +33,8 @@ os.environ.update({
 os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ.pop("HF_TOKEN", None)
 os.environ.pop("ZOO_FILE", None)
+for _var in ("SPACE_ID", "SPACES_ZERO_GPU", "ZOO_CACHE_EXAMPLES", "GRADIO_CACHE_EXAMPLES", "GRADIO_CACHE_MODE"):
+    os.environ.pop(_var, None)  # tests run as a local app: lazy example caching, no ZeroGPU
 
 import pytest  # noqa: E402
 
@@ -132,14 +134,14 @@ def cold_cache(monkeypatch, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def app(zoo, hosted):
     """The app on 127.0.0.1, serving the test zoo; yields (url, explorer)."""
-    from ui import MAX_FILE_SIZE, build_app
+    from ui import MAX_FILE_SIZE, THEME, build_app
     from zoo.service import Explorer
 
     explorer = Explorer(zoo, "cpu")
     demo = build_app(explorer)
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
-                            max_file_size=MAX_FILE_SIZE, show_error=True)
+                            max_file_size=MAX_FILE_SIZE, show_error=True, theme=THEME)
     yield url.rstrip("/"), explorer
     demo.close()
 

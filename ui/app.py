@@ -30,6 +30,9 @@ then add the module to ``TABS`` below.
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import gradio as gr
 
 from zoo.service import Explorer
@@ -39,9 +42,19 @@ from .tabs import about, classify, compare, zoo_tab
 
 TABS = (classify, compare, zoo_tab, about)
 
+# Gradio's default theme declares its font at weights 400 and 600, and the 600 file it
+# ships holds almost no glyphs: bold text fell back to another, larger font. Declaring
+# 400 and 700 (a complete file) makes **bold** and semibold labels use the same family.
+THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif",
+                                "system-ui", "sans-serif"])
+
 
 def build_app(explorer: Explorer) -> gr.Blocks:
-    """The whole page: a header, then each module of ``TABS`` in its own tab."""
+    """The whole page: a header, then each module of ``TABS`` in its own tab. Launch it with ``theme=THEME``."""
+    # Cached example results go to a folder of this process: gradio's default,
+    # ./.gradio/cached_examples, outlives the process and would serve results computed
+    # by other weights or older code.
+    os.environ.setdefault("GRADIO_EXAMPLES_CACHE", tempfile.mkdtemp(prefix="rde-examples-"))
     # delete_cache: gradio drops its copies of served files after an hour, too.
     with gr.Blocks(title="ResNet Depth Explorer", analytics_enabled=False,
                    delete_cache=(OUTPUT_MAX_AGE_S, OUTPUT_MAX_AGE_S)) as demo:

@@ -24,17 +24,11 @@ from zoo.registry import Zoo
 from zoo.render import Scale, overlay_crop, overlay_image, raw_figure, save_png
 from zoo.service import Explorer, Result
 
+from .spaces import gpu  # noqa: F401  ZeroGPU as documented (ui/spaces.py); tabs import it from here
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MAX_FILE_SIZE = "20mb"
 OUTPUT_MAX_AGE_S = 3600
-
-try:  # Hugging Face ZeroGPU: run the heavy calls on a GPU slice when the Space has one.
-    import spaces  # type: ignore[import-not-found]
-
-    gpu: Callable = spaces.GPU
-except ImportError:
-    def gpu(fn: Callable) -> Callable:
-        return fn
 
 
 @dataclass(frozen=True)

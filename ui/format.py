@@ -30,6 +30,7 @@ def result_markdown(result: Result, load_note: str = "") -> str:
     if m.signed:
         lines.append("Signed map: positive values support the class, negative values count against it.")
     lines += [f"Note: {n}." for n in result.run.notes]
+    lines += [f"**Note:** {n}" for n in result.explanation.notes]  # e.g. an all-zero map, and why
     if load_note:
         lines.append(load_note)
     return "\n\n".join(lines)
@@ -59,17 +60,44 @@ def agreement_markdown(cmp: Comparison) -> str:
     tail = (f" {len(common)} class(es) appear in every top-5: " + ", ".join(labels[c] for c in common) + "."
             if common else " No class is in every model's top-5.")
     target = f" Maps show **{cmp.target_label}** (class {cmp.target}) for every model."
+    flat = [r for r in cmp.results if r.explanation.notes]
+    if flat:  # all-zero or constant maps look like a real answer; say which and why
+        target += (f" **{', '.join(r.run.model for r in flat)}: flat map.** "
+                   + flat[0].explanation.notes[0])
     times = " Time: " + ", ".join(f"{r.run.model} {r.seconds * 1000:.0f} ms" for r in cmp.results) + "."
     return head + tail + target + times
+
+
+PAPER_RESOLUTION = 224  # the paper's Table 1 counts multiply-adds for 224x224 inputs
+
+
+def paper_scale(resolution: int) -> float:
+    """How many times the multiply-adds grow from 224x224 to ``resolution`` (the pixel count; fc aside)."""
+    return (resolution / PAPER_RESOLUTION) ** 2
+
+
+def zoo_headers(resolution: int) -> list[str]:
+    """Short headers, so that all 13 columns fit at 1400 px; the resolution is in the measured one."""
+    return ["model", "layers", "blocks", "block", "params", f"GMACs at {resolution} px",
+            f"paper GMACs (at {PAPER_RESOLUTION} px)", "GFLOPs", "file MB", "top-1 %", "top-5 %",
+            "latency ms (p10–p90)", "cached"]
+
+
+ZOO_HEADERS = zoo_headers(PAPER_RESOLUTION)
+# Relative widths of ZOO_HEADERS' columns (gradio shares the table's width in these proportions).
+ZOO_COLUMN_WIDTHS = ["10%", "6%", "7%", "9%", "7%", "7%", "11%", "6%", "5%", "6%", "6%", "13%", "7%"]
 
 
 def zoo_table(rows: list[ZooRow], cached: dict[str, bool]) -> list[list[Any]]:
     out = []
     for r in rows:
         lat = f"{r.latency.median_ms:.1f} ({r.latency.p10_ms:.1f}–{r.latency.p90_ms:.1f})" if r.latency else "–"
+        paper = f"{r.paper_flops / 1e9:.1f}"
+        if r.resolution != PAPER_RESOLUTION:  # the paper's figure as printed, and scaled to compare
+            paper += f" (≈ {r.paper_flops * paper_scale(r.resolution) / 1e9:.1f} at {r.resolution})"
         out.append([
             r.name, r.layers, "-".join(map(str, r.blocks_per_stage)), r.block, f"{r.params / 1e6:.2f} M",
-            f"{r.macs / 1e9:.2f}", f"{r.paper_flops / 1e9:.1f}", f"{r.flops / 1e9:.2f}",
+            f"{r.macs / 1e9:.2f}", paper, f"{r.flops / 1e9:.2f}",
             f"{r.size_bytes / 1e6:.1f}" if r.size_bytes else "–",
             f"{r.top1:.2f}" if r.top1 is not None else "–", f"{r.top5:.2f}" if r.top5 is not None else "–",
             lat, "yes" if cached.get(r.name) else "no",
@@ -77,8 +105,18 @@ def zoo_table(rows: list[ZooRow], cached: dict[str, bool]) -> list[list[Any]]:
     return out
 
 
-ZOO_HEADERS = ["model", "layers", "blocks", "block", "params", "GMACs (measured)", "GMACs (paper)", "GFLOPs",
-               "file MB", "top-1 %", "top-5 %", "latency ms (p10–p90)", "cached"]
+def resolution_note(resolution: int) -> str:
+    """What the numbers are measured at, and how to read the paper's 224-px column beside them."""
+    if resolution == PAPER_RESOLUTION:
+        return (f"Measured at {resolution}×{resolution}, the resolution of the paper's Table 1, so the measured "
+                "and paper columns compare directly.")
+    return (f"Measured at **{resolution}×{resolution}**. The paper's figures are for {PAPER_RESOLUTION}×"
+            f"{PAPER_RESOLUTION}; multiply-adds grow with the number of pixels, so the paper column also shows "
+            f"them scaled by ({resolution}/{PAPER_RESOLUTION})² = {paper_scale(resolution):.2f} (≈; the fc layer "
+            "does not grow, but it is under 0.1% of the total). Latency and the plots are at "
+            f"{resolution}×{resolution} too; accuracy is as reported, at {PAPER_RESOLUTION}.")
+
+
 STAGE_HEADERS = ["stage", "output", "layout", "params", "MMACs", "share"]
 
 

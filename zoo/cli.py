@@ -107,8 +107,10 @@ def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
         print(json.dumps({"model": spec.name, "method": args.method, "device": run.device,
                           "precision": run.precision,
                           "target": {"index": t.index, "label": t.label, "prob": t.prob},
-                          "shape": list(ex.raw.shape)}))
+                          "shape": list(ex.raw.shape), "notes": run.notes + ex.notes}))
         return 0
+    for note in run.notes + ex.notes:
+        print(f"note: {note}")
     print(f"{spec.name} · {METHODS[args.method].label} for {ex.target.label!r} "
           f"(class {ex.target.index}, p={ex.target.prob:.3f}); map {ex.raw.shape[0]}x{ex.raw.shape[1]}, "
           f"{ex.seconds * 1000:.0f} ms")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping
 
@@ -65,6 +65,7 @@ class Explanation:
     target: Prediction
     raw: np.ndarray  # (h, w) float32, as the method produced it
     seconds: float
+    notes: list[str] = field(default_factory=list)  # what a reader must know, e.g. "this map is all zero"
 
 
 # --- the hook-free method -------------------------------------------------------------
@@ -259,4 +260,34 @@ def explain(model: LoadedModel, run: Classification, method: str = "cam", target
     idx = resolve_target(run.labels, target, default=run.predictions[0].index)
     t0 = time.perf_counter()
     raw = m.fn(model, run, idx, **params)
-    return Explanation(method, run.prediction(idx), raw, time.perf_counter() - t0)
+    pred = run.prediction(idx)
+    return Explanation(method, pred, raw, time.perf_counter() - t0, flat_map_notes(m, raw, pred.label))
+
+
+# Why a method's map can come out all zero, where it has a reason of its own.
+_ZERO_WHY = {
+    "gradcam": "Grad-CAM keeps only positive evidence (a ReLU over the gradient-weighted layer4 channels), "
+               "and no region of this image counts *for* {label}",
+    "guided-gradcam": "Guided Grad-CAM multiplies by Grad-CAM, whose ReLU keeps only positive evidence, and no "
+                      "region of this image counts *for* {label}",
+}
+
+
+def flat_map_notes(method: Method, raw: np.ndarray, label: str) -> list[str]:
+    """Say when a map shows no "where": all zero, constant or not finite, and why.
+
+    Such a map renders as one flat colour, which readers take for a real (if dull) answer.
+    """
+    try_cam = "" if method.name == "cam" else " CAM shows the negative evidence as well; try it."
+    if raw.size == 0 or not np.isfinite(raw).all():
+        return [f"The {method.label} map for {label} has values that are not finite (NaN or infinity), so it "
+                f"cannot be drawn faithfully.{try_cam}"]
+    peak = float(np.abs(raw).max())
+    if peak == 0.0:
+        why = _ZERO_WHY.get(method.name, "the method found no evidence either way").format(label=label)
+        return [f"The {method.label} map for {label} is all zero: {why}. It says nothing about where the "
+                f"network looked.{try_cam}"]
+    if float(raw.max() - raw.min()) <= 1e-6 * peak:
+        return [f"The {method.label} map for {label} is constant ({float(raw.flat[0]):.3g} everywhere), so it "
+                f"says nothing about where the network looked.{try_cam}"]
+    return []

@@ -35,7 +35,7 @@ class Result:
         return {**self.run.to_json(), "method": self.method,
                 "target": {"index": t.index, "label": t.label, "prob": t.prob},
                 "shape": list(self.explanation.raw.shape),
-                "seconds": round(self.seconds, 4), "notes": self.run.notes}
+                "seconds": round(self.seconds, 4), "notes": self.run.notes + self.explanation.notes}
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ..common import Context
+from ..common import EXAMPLES, Context
 
 TITLE = "About"
 PAPER = "https://arxiv.org/abs/1512.03385"
@@ -29,11 +29,19 @@ blocks (1×1, 3×3, 1×1) keep ResNet-50/101/152 cheaper than VGG-16/19.
 * The model sees only a resized **center crop**; the whole-image view outlines it and hatches what the model
   never saw. Use the **shared colour scale** in *Compare depths* to compare magnitudes across depths.
 
-Weights: the original torchvision ImageNet weights, from the Hugging Face Hub as safetensors, pinned and
-checked by sha256. Example photos: see `examples/CREDITS.md`.
+Weights: the original torchvision ImageNet weights, from the Hugging Face Hub as safetensors, and
+checked by sha256 before they are loaded. Example photos: credits below.
 """
+
+
+def credits_markdown() -> str:
+    """examples/CREDITS.md, read when the page is built (its own heading dropped: the accordion has one)."""
+    lines = (EXAMPLES / "CREDITS.md").read_text(encoding="utf-8").splitlines()
+    return "\n".join(ln for ln in lines if not ln.startswith("# ")).strip()
 
 
 def build(ctx: Context) -> None:
     """Static text; called inside its ``gr.Tab``."""
-    gr.Markdown(ABOUT)
+    gr.Markdown(ABOUT, elem_id="about-text")
+    with gr.Accordion("Credits for the example photographs", open=False, elem_id="credits"):
+        gr.Markdown(credits_markdown())

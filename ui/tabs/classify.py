@@ -13,6 +13,7 @@ from zoo.service import Result
 from .. import format as fmt
 from ..common import (EXAMPLES, Context, gpu, progress_fn, render_result, require_image, safe_image_input,
                       save_raw, user_errors)
+from ..spaces import example_caching
 
 TITLE = "Classify & explain"
 
@@ -21,7 +22,7 @@ def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
     explorer = ctx.explorer
 
-    @gpu
+    @gpu(by_cost=True)  # ZeroGPU duration from the method's passes (ui/spaces.py)
     def run_one(image: Any, model: str, top_k: int, method: str, target: str | None, progress: gr.Progress,
                 window: int = 32, stride: int = 16, steps: int = 32) -> Result:
         require_image(image)
@@ -80,8 +81,21 @@ def build(ctx: Context) -> None:
                 raw_view = gr.Image(label="Raw map with colour bar", format="png")
                 files = gr.File(label="Downloads: overlay PNG and raw map (.npy)", file_count="multiple")
     state = gr.State()
+
+    @user_errors
+    def ui_example(image, progress=gr.Progress()):
+        """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
+        labels_, crop, full, fig, info_, files_, _ = ui_classify(image, ctx.default_model, 5, "cam", "", "jet", 0.5,
+                                                                 32, 16, 32, progress)
+        info_ += "\n\n*A cached example result: change the settings and press Classify & explain to run it again.*"
+        # No state: a cached result cannot be re-rendered, and a stale one must not be.
+        # The controls are reset so that they show what produced the result.
+        return labels_, crop, full, fig, info_, files_, None, ctx.default_model, "cam", 5, "", "jet", 0.5
+
     gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")],
-                inputs=[image], label="Examples (credits: examples/CREDITS.md)")
+                inputs=[image], label="Examples (photo credits: About tab)", fn=ui_example,
+                outputs=[labels, crop_view, full_view, raw_view, info, files, state, model, method, top_k, target,
+                         cmap, alpha], api_name="classify_example", elem_id="classify-examples", **example_caching())
     ins = [image, model, top_k, method, target, cmap, alpha, window, stride, steps]
     go.click(ui_classify, ins, [labels, crop_view, full_view, raw_view, info, files, state],
              api_visibility="private", concurrency_id="model")

@@ -10,6 +10,7 @@ from zoo.service import Comparison
 from .. import format as fmt
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
                       user_errors)
+from ..spaces import example_caching
 
 TITLE = "Compare depths"
 
@@ -18,7 +19,7 @@ def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
     explorer = ctx.explorer
 
-    @gpu
+    @gpu(by_cost=True, default_models=len(ctx.depth_names))  # ZeroGPU duration from models x passes
     def run_compare(image, models, method, target, progress) -> Comparison:
         require_image(image)
         return explorer.compare(image, list(models or ctx.depth_names), method, target or None,
@@ -30,7 +31,8 @@ def build(ctx: Context) -> None:
         gallery = [(str(save_png(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320),
                                  folder / f"{r.run.model}-{cmp.target}.png")),
                     f"{r.run.model}: {r.run.predictions[0].label} ({r.run.predictions[0].prob * 100:.0f}%) · "
-                    f"p({cmp.target_label}) = {r.explanation.target.prob:.2f} · {r.seconds * 1000:.0f} ms")
+                    f"p({cmp.target_label}) = {r.explanation.target.prob:.2f} · {r.seconds * 1000:.0f} ms"
+                    + (" · flat map (see the text)" if r.explanation.notes else ""))
                    for r in cmp.results]
         table = gr.Dataframe(value=fmt.compare_table(cmp), headers=["rank"] + [r.run.model for r in cmp.results])
         return gallery, table, fmt.agreement_markdown(cmp)
@@ -71,7 +73,22 @@ def build(ctx: Context) -> None:
                                    elem_id="compare-gallery")
             c_table = gr.Dataframe(label="Top-5 per depth", interactive=False)
     c_state = gr.State()
-    gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[c_image])
+
+    @user_errors
+    def ui_compare_example(image, progress=gr.Progress()):
+        """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
+        gallery, _, text, cmp = ui_compare(image, ctx.depth_names, "cam", "", "jet", 0.5, True, progress)
+        text += "\n\n*A cached example result: change the settings and press Compare to run it again.*"
+        # The table as a plain value (gradio's cache stores values, not component updates);
+        # no state (a cached result cannot be re-rendered); the controls that gradio's cache
+        # restores faithfully are reset to what produced the result (it returns lists and
+        # booleans as strings, so the model boxes and the shared-scale box are left alone).
+        table = {"headers": ["rank"] + [r.run.model for r in cmp.results], "data": fmt.compare_table(cmp)}
+        return gallery, table, text, None, "cam", "", "jet", 0.5
+
+    gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[c_image], fn=ui_compare_example,
+                outputs=[c_gallery, c_table, c_text, c_state, c_method, c_target, c_cmap, c_alpha],
+                api_name="compare_example", elem_id="compare-examples", **example_caching())
     c_go.click(ui_compare, [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared],
                [c_gallery, c_table, c_text, c_state], api_visibility="private", concurrency_id="model")
     for ctl in (c_cmap, c_alpha, c_shared):

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import gradio as gr
 
 from zoo.hub import cached_path, fetch_weights
 from zoo.models import resolve_device
-from zoo.stats import NOTES, stage_stats, zoo_row
+from zoo.stats import NOTES, ZooRow, stage_stats, zoo_row
 
 from .. import format as fmt
-from ..common import Context, progress_fn, user_errors
+from ..common import Context, gpu, progress_fn, user_errors
 from ..plots import accuracy_vs
+from ..spaces import LATENCY_S
 
 TITLE = "Model zoo"
 
@@ -21,19 +23,39 @@ def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
     explorer, zoo = ctx.explorer, ctx.zoo
 
-    def zoo_tables(resolution: int, stage_model: str, latency: bool, progress=gr.Progress()):
-        device = resolve_device(explorer.device) if latency else None
+    @gpu(duration=LATENCY_S)
+    def timed_rows(resolution: int, progress: gr.Progress) -> list[ZooRow]:
+        """Every model's row with its latency measured on the app's device (slow: runs each model)."""
+        device = resolve_device(explorer.device)
         rows = []
         for i, spec in enumerate(zoo):
-            if latency:
-                progress(i / len(zoo), desc=f"Timing {spec.name} on {device}")
-            rows.append(zoo_row(spec, int(resolution), device))
+            progress(i / len(zoo), desc=f"Timing {spec.name} on {device} ({i + 1} of {len(zoo)})")
+            rows.append(zoo_row(spec, resolution, device))
+        return rows
+
+    def table(rows: list[ZooRow]) -> gr.Dataframe:
         cached = {s.name: cached_path(s) is not None for s in zoo}
+        return gr.Dataframe(value=fmt.zoo_table(rows, cached), headers=fmt.zoo_headers(rows[0].resolution))
+
+    def stages(resolution: int, stage_model: str) -> gr.Dataframe:
         spec = zoo.get(stage_model)
-        stages = stage_stats(spec.arch.name, int(resolution), spec.num_classes)
-        return (gr.Dataframe(value=fmt.zoo_table(rows, cached), headers=fmt.ZOO_HEADERS),
-                gr.Dataframe(value=fmt.stage_table(stages), headers=fmt.STAGE_HEADERS),
-                accuracy_vs(rows, "macs"), accuracy_vs(rows, "latency") if latency else None)
+        rows = stage_stats(spec.arch.name, int(resolution), spec.num_classes)
+        return gr.Dataframe(value=fmt.stage_table(rows), headers=fmt.STAGE_HEADERS)
+
+    @user_errors
+    def refresh(resolution: int, stage_model: str, latency: bool, progress=gr.Progress()):
+        """Everything at ``resolution``; latency only when its box is ticked (it runs every model)."""
+        resolution = int(resolution)
+        rows = timed_rows(resolution, progress) if latency else [zoo_row(s, resolution) for s in zoo]
+        return (table(rows), stages(resolution, stage_model), accuracy_vs(rows, "macs"),
+                accuracy_vs(rows, "latency"), fmt.resolution_note(resolution), rows)
+
+    @user_errors
+    def after_download(resolution: int, rows: list[ZooRow] | None):
+        """The table again with fresh 'cached' and 'file MB' columns, keeping the latency measured before."""
+        latency = {r.name: r.latency for r in rows or [] if r.resolution == int(resolution)}
+        rows = [dataclasses.replace(zoo_row(s, int(resolution)), latency=latency.get(s.name)) for s in zoo]
+        return table(rows), rows
 
     @user_errors
     def ui_download(names, progress=gr.Progress()):
@@ -47,25 +69,33 @@ def build(ctx: Context) -> None:
                 "(MACs, what the paper calls FLOPs) and FLOPs from `torch.utils.flop_counter`, beside the "
                 "paper's Table 1.")
     with gr.Row():
-        z_res = gr.Dropdown([160, 224, 320, 448], value=224, label="Input resolution")
+        z_res = gr.Dropdown([160, 224, 320, 448], value=224, label="Input resolution", elem_id="zoo-resolution")
         z_stage = gr.Dropdown(zoo.names, value=ctx.default_model, label="Per-stage table for")
-        z_lat = gr.Checkbox(value=False, label=f"Measure latency on {explorer.device} (takes a while)")
+        z_lat = gr.Checkbox(value=False, label=f"Measure latency on {explorer.device} (takes a while)",
+                            elem_id="zoo-latency")
         z_go = gr.Button("Refresh")
-    z_table = gr.Dataframe(headers=fmt.ZOO_HEADERS, interactive=False, elem_id="zoo-table")
-    z_stages = gr.Dataframe(headers=fmt.STAGE_HEADERS, interactive=False, label="Per stage (paper Table 1)")
+    # wrap + proportional widths: all 13 columns stay in view at 1400 px (no sideways scroll).
+    z_table = gr.Dataframe(headers=fmt.ZOO_HEADERS, interactive=False, elem_id="zoo-table", wrap=True,
+                           column_widths=fmt.ZOO_COLUMN_WIDTHS)
+    z_note = gr.Markdown(elem_id="zoo-resolution-note")
+    z_stages = gr.Dataframe(headers=fmt.STAGE_HEADERS, interactive=False, label="Per stage (paper Table 1)",
+                            wrap=True)
     with gr.Row():
-        z_plot_macs = gr.Plot(label="Top-1 vs multiply-adds")
-        z_plot_lat = gr.Plot(label="Top-1 vs latency (tick 'Measure latency')")
+        z_plot_macs = gr.Plot(label="Top-1 vs multiply-adds", elem_id="zoo-plot-macs")
+        z_plot_lat = gr.Plot(label="Top-1 vs latency", elem_id="zoo-plot-latency")
     gr.Markdown("\n".join(f"* {n}" for n in NOTES))
     with gr.Row():
-        z_dl = gr.CheckboxGroup(zoo.names, label="Download weights (verified, cached)")
-        z_dl_go = gr.Button("Download")
-    z_dl_out = gr.Markdown()
+        z_dl = gr.CheckboxGroup(zoo.names, label="Download weights (verified, cached)", elem_id="zoo-download-models")
+        z_dl_go = gr.Button("Download", elem_id="zoo-download")
+    z_dl_out = gr.Markdown(elem_id="zoo-download-result")
+    z_rows = gr.State()  # the rows on show, so a download refreshes 'cached' without timing anything again
     z_ins = [z_res, z_stage, z_lat]
-    z_outs = [z_table, z_stages, z_plot_macs, z_plot_lat]
-    z_go.click(zoo_tables, z_ins, z_outs, api_visibility="private")
-    z_stage.change(zoo_tables, z_ins, z_outs, api_visibility="private")
-    z_res.change(zoo_tables, z_ins, z_outs, api_visibility="private")
+    z_outs = [z_table, z_stages, z_plot_macs, z_plot_lat, z_note, z_rows]
+    # Latency is measured only when asked: Refresh, ticking the box, or a new resolution
+    # while it is ticked. The per-stage model and downloads never time anything.
+    for event in (z_go.click, z_res.input, z_lat.input):
+        event(refresh, z_ins, z_outs, api_visibility="private", concurrency_id="model")
+    z_stage.input(user_errors(stages), [z_res, z_stage], [z_stages], api_visibility="private")
     z_dl_go.click(ui_download, [z_dl], [z_dl_out], api_visibility="private").then(
-        zoo_tables, z_ins, z_outs, api_visibility="private")
-    ctx.demo.load(zoo_tables, z_ins, z_outs, api_visibility="private")
+        after_download, [z_res, z_rows], [z_table, z_rows], api_visibility="private")
+    ctx.demo.load(refresh, z_ins, z_outs, api_visibility="private")

@@ -1,0 +1,177 @@
+"""First impression: seconds from `python app.py` to a page that answers, and to the first example result.
+
+    python benchmarks/startup.py [--repeats N] [--device cpu]
+
+Each run starts the app as a subprocess on local random-init weights (no network: a
+zoo file points the five built-in names at them, HF_HUB_OFFLINE=1) and times, from
+the moment it is started:
+
+* ready: the page answers (GET / returns 200);
+* example: the first example's result has arrived (POST /gradio_api/call/classify_example
+  with example 0, then its SSE stream), asked for as soon as the page answers;
+* again: the same example asked for a second time (served from gradio's cache);
+* cached: (space only) every example's result is in gradio's cache: the page can answer
+  before that, while gradio still computes them;
+* preload: (space only) what the app reports for loading the five depths.
+
+Two set-ups, interleaved: "local" (a plain `python app.py`: nothing preloaded, examples
+cached at first use) and "space" (SPACE_ID set, as on a CPU Space: all five depths
+preloaded, every example computed at start). The baseline, measured in the same rounds,
+is a bare process that does the least any start-up must: import torch and torchvision,
+load the five weight files into torchvision's ResNets and classify one image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import EXAMPLE, local_specs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BARE = """
+import sys, torch, torchvision
+from PIL import Image
+from safetensors.torch import load_file
+tf = torchvision.transforms.Compose([torchvision.transforms.Resize(256), torchvision.transforms.CenterCrop(224),
+                                     torchvision.transforms.ToTensor(),
+                                     torchvision.transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+x = tf(Image.open(sys.argv[1]).convert("RGB"))[None]
+for arch, path in zip(sys.argv[2::2], sys.argv[3::2]):
+    m = torchvision.models.get_model(arch, weights=None)
+    m.load_state_dict(load_file(path))
+    with torch.inference_mode():
+        m.eval()(x)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def zoo_file(folder: Path) -> Path:
+    """The five built-in names on local weights (path + sha256), so no download is timed."""
+    entries = [f'[[model]]\nname = "{s.name}"\narch = "{s.arch.name}"\npath = "{s.path}"\nsha256 = "{s.sha256}"\n'
+               f"top1 = 50.0\n" for s in local_specs()]
+    path = folder / "bench-zoo.toml"
+    path.write_text("\n".join(entries))
+    return path
+
+
+def rest_example(url: str, index: int, timeout: float = 900) -> dict:
+    import httpx
+
+    r = httpx.post(f"{url}/gradio_api/call/classify_example", json={"data": [index]}, timeout=60)
+    r.raise_for_status()
+    event = None
+    with httpx.stream("GET", f"{url}/gradio_api/call/classify_example/{r.json()['event_id']}",
+                      timeout=timeout) as s:
+        for line in s.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                if event == "error":
+                    raise RuntimeError(f"example failed: {line}")
+                return json.loads(line[5:])
+    raise RuntimeError("no result")
+
+
+def run_app(space: bool, zoo: Path, device: str, work: Path) -> dict[str, float]:
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if k not in ("SPACE_ID", "SYSTEM", "SPACES_ZERO_GPU")}
+    examples = Path(tempfile.mkdtemp(dir=work))
+    env.update({"ZOO_FILE": str(zoo), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+                "GRADIO_EXAMPLES_CACHE": str(examples), "HF_HUB_CACHE": str(work / "hub")})
+    if space:
+        env.update({"SPACE_ID": "bench/resnet-depth-explorer", "SYSTEM": "spaces"})
+    port = free_port()
+    log_path = work / f"app-{port}.log"
+    log = log_path.open("w")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", device], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app exited: see {log.name}")
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        ready = time.perf_counter() - t0
+        rest_example(url, 0)
+        example = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        rest_example(url, 0)
+        again = time.perf_counter() - t1
+        cached = float("nan")
+        while space:  # both example sets (4 + 2 rows) complete in gradio's cache
+            rows = sorted(len(list(csv.reader(f.open(encoding="utf-8")))) - 1 for f in examples.glob("*/log.csv"))
+            if len(rows) == 2 and rows[0] >= 2 and rows[1] >= 4:
+                cached = time.perf_counter() - t0
+                break
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    found = re.search(r"Preloaded .* in ([0-9.]+) s", log_path.read_text())
+    preload = float(found.group(1)) if found else float("nan")
+    return {"ready": ready, "example": example, "again": again, "cached": cached, "preload": preload}
+
+
+def run_bare() -> float:
+    args = [str(EXAMPLE)]
+    for s in local_specs():
+        args += [s.arch.name, s.path]
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", BARE, *args], check=True)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    args = ap.parse_args()
+    local_specs()  # make the weight files once, outside the timings
+    with tempfile.TemporaryDirectory(prefix="rde-startup-") as tmp:
+        work = Path(tmp)
+        zoo = zoo_file(work)
+        bare: list[float] = []
+        runs: dict[str, list[dict[str, float]]] = {"local": [], "space": []}
+        for _ in range(args.repeats):  # interleaved, so load on the machine hits every path alike
+            bare.append(run_bare())
+            for name in runs:
+                runs[name].append(run_app(name == "space", zoo, args.device, work))
+    b = statistics.median(bare)
+    print(f"device {args.device}, {args.repeats} interleaved round(s), medians in seconds from the process start")
+    print(f"bare baseline (import torch, load five ResNets, classify one image): {b:.1f} s")
+    print(f"{'set-up':<8}{'ready':>8}{'example':>10}{'again':>8}{'cached':>8}{'preload':>9}{'ready/bare':>12}"
+          f"{'example/bare':>14}")
+    for name, rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        print(f"{name:<8}{med['ready']:8.1f}{med['example']:10.1f}{med['again']:8.2f}{med['cached']:8.1f}"
+              f"{med['preload']:9.1f}{med['ready'] / b:12.2f}{med['example'] / b:14.2f}")
+    print("local: nothing preloaded, the example is computed at first use (loads resnet50).")
+    print("space: SPACE_ID set; all five depths preloaded, then every example computed at start; the page answers\n"
+          "       while gradio is still computing them ('cached': when it is done).")
+
+
+if __name__ == "__main__":
+    main()

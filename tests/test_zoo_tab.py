@@ -1,0 +1,138 @@
+"""The Model zoo tab at other resolutions, without top-1 figures, and its Download button; About.
+
+Unit tests check the table and plots against figures computed here; the browser test
+checks that every column is in view at 1400 px, that a download refreshes the cached
+column without timing any model again, and that bold text keeps the page's font.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+
+from ui import format as fmt
+from ui.plots import accuracy_vs
+from zoo.stats import Latency, zoo_row
+
+
+def figure_texts(fig) -> str:
+    return " ".join(t.get_text() for ax in fig.axes for t in ax.texts + [ax.title, ax.xaxis.label])
+
+
+def test_zoo_table_at_448_names_the_resolution_and_scales_the_paper_column(zoo):
+    rows = [zoo_row(s, 448) for s in zoo]
+    headers = fmt.zoo_headers(448)
+    assert "GMACs at 448 px" in headers and "paper GMACs (at 224 px)" in headers and len(headers) == 13
+    table = fmt.zoo_table(rows, {})
+    paper = headers.index("paper GMACs (at 224 px)")
+    assert table[0][paper] == f"1.8 (≈ {1.8 * (448 / 224) ** 2:.1f} at 448)"  # resnet18, Table 1: 1.8 G
+    assert table[4][paper] == f"11.3 (≈ {11.3 * 4:.1f} at 448)"
+    assert "448×448" in fmt.resolution_note(448) and "(448/224)² = 4.00" in fmt.resolution_note(448)
+    assert fmt.zoo_table([zoo_row(zoo.get("resnet18"), 224)], {})[0][paper] == "1.8"  # as printed at 224
+
+
+def test_plots_name_the_resolution_and_explain_empty_plots(zoo):
+    rows = [zoo_row(s, 448) for s in zoo]
+    fig = accuracy_vs(rows, "macs")
+    assert fig.axes[0].get_xlabel() == "multiply-adds (G) at 448×448"
+    xs = sorted(fig.axes[0].lines[0].get_xdata())
+    assert xs == pytest.approx(sorted(r.macs / 1e9 for r in rows))
+
+    assert "tick 'Measure latency'" in figure_texts(accuracy_vs(rows, "latency"))
+    timed = [dataclasses.replace(r, latency=Latency("cpu", 1, 10.0 * (i + 1), 9.0, 11.0, 100.0, 1))
+             for i, r in enumerate(rows)]
+    assert accuracy_vs(timed, "latency").axes[0].get_xlabel() == "median latency (ms) at 448×448, batch 1, cpu"
+
+    unknown = [dataclasses.replace(r, top1=None, top5=None) for r in rows]
+    for x in ("macs", "latency"):
+        text = figure_texts(accuracy_vs([dataclasses.replace(r, latency=t.latency) for r, t in zip(unknown, timed)],
+                                        x))
+        assert "no reported top-1" in text and "resnet152" in text
+    partial = accuracy_vs(unknown[:2] + rows[2:], "macs")
+    assert len(partial.axes[0].lines[0].get_xdata()) == 3
+    assert "resnet18, resnet34" in partial.axes[0].get_title()
+
+
+@pytest.mark.browser
+def test_browser_zoo_tab_columns_resolution_download_and_about(app, repo_root, tmp_path, monkeypatch):
+    from playwright.sync_api import expect, sync_playwright
+
+    from test_app import chromium_path
+
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium for the browser test")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    import zoo.stats
+
+    timed = []
+
+    def fake_latency(arch, device, resolution=224, **kw):  # timing for real takes ~20 s on 2 cores
+        timed.append((arch, resolution))
+        return Latency(str(device), 1, 12.5, 12.0, 13.0, 80.0, 1)
+
+    monkeypatch.setattr(zoo.stats, "measure_latency", fake_latency)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # nothing cached: the column must change
+    url, _ = app
+    shots = repo_root / "test-artifacts"
+    shots.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Model zoo").click()
+        table = page.locator("#zoo-table")
+        expect(table).to_contain_text("25.56 M", timeout=60_000)
+
+        # Every column in view at 1400 px: no header reaches past the table, nothing scrolls sideways.
+        overflow = table.evaluate("""t => {
+            const box = t.getBoundingClientRect();
+            const heads = [...t.querySelectorAll('th')].filter(h => h.innerText.trim());
+            const cut = heads.filter(h => h.getBoundingClientRect().right > box.right + 1).map(h => h.innerText);
+            const scrolls = [...t.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 2
+                && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX)).length;
+            return {n: heads.length, cut, scrolls};
+        }""")
+        assert overflow["n"] >= 13 and overflow["cut"] == [] and overflow["scrolls"] == 0, overflow
+        for header in ("latency ms", "cached"):
+            expect(table.locator("th", has_text=header).first).to_be_in_viewport()
+        page.screenshot(path=str(shots / "zoo-1400.png"), full_page=True)
+
+        # 448 px: the table, the note and the plots say so.
+        page.get_by_label("Input resolution").click()
+        page.get_by_role("option", name="448").click()
+        expect(page.locator("#zoo-resolution-note")).to_contain_text("448×448", timeout=60_000)
+        expect(table).to_contain_text("GMACs at 448 px")
+        expect(table).to_contain_text("(≈ 7.2 at 448)")
+        page.screenshot(path=str(shots / "zoo-448.png"), full_page=True)
+
+        # Latency once (5 models), then a download refreshes 'cached' and keeps the latency, timing nothing.
+        page.locator("#zoo-latency input[type=checkbox]").check()
+        expect(table).to_contain_text("12.5 (12.0–13.0)", timeout=60_000)
+        assert sorted(timed) == sorted((a, 448) for a in ("resnet18", "resnet34", "resnet50", "resnet101",
+                                                          "resnet152"))
+        row = table.get_by_role("row").filter(has_text="resnet18").first
+        expect(row).to_contain_text("no")
+        page.locator("#zoo-download-models").get_by_label("resnet18", exact=True).check()
+        page.locator("#zoo-download").click()
+        expect(page.locator("#zoo-download-result")).to_contain_text("resnet18:", timeout=60_000)
+        expect(row).to_contain_text("yes", timeout=30_000)
+        expect(row).to_contain_text("12.5 (12.0–13.0)")
+        assert len(timed) == 5, "the download timed the models again"
+        page.screenshot(path=str(shots / "zoo-after-download.png"), full_page=True)
+
+        # About: the credits are in the page, and bold text keeps the page's own font.
+        page.get_by_role("tab", name="About").click()
+        page.get_by_text("Credits for the example photographs").click()
+        expect(page.locator("#credits")).to_contain_text("Stefan van der Walt")
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("DOM.enable")
+        cdp.send("CSS.enable")
+        root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+        strong = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "#about-text strong"})["nodeId"]
+        fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": strong})["fonts"]
+        assert fonts and all(f["isCustomFont"] for f in fonts), fonts  # the web font, no system fallback
+        page.screenshot(path=str(shots / "about.png"), full_page=True)
+        browser.close()
