@@ -6,6 +6,7 @@ A tab module imports from here and from ``zoo``; it never reaches into another t
 from __future__ import annotations
 
 import functools
+import inspect
 import shutil
 import tempfile
 import time
@@ -68,6 +69,15 @@ class Context:
 
 def user_errors(fn: Callable) -> Callable:
     """Show errors a user can cause as a message in the page (and the API), not a traceback."""
+    if inspect.isgeneratorfunction(fn):  # a handler that streams results (and can be stopped between them)
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except ZooError as e:
+                raise gr.Error(str(e), print_exception=False) from None
+
+        return stream
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

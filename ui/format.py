@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from zoo.analysis import Analysis
 from zoo.explain import METHODS
 from zoo.service import Comparison, Result
 from zoo.stats import StageStats, ZooRow
@@ -123,3 +124,46 @@ STAGE_HEADERS = ["stage", "output", "layout", "params", "MMACs", "share"]
 def stage_table(rows: list[StageStats]) -> list[list[Any]]:
     return [[r.stage, f"{r.output_size}×{r.output_size}", r.layout, f"{r.params:,}", f"{r.macs / 1e6:.1f}",
              f"{r.share * 100:.1f}%"] for r in rows]
+
+
+def depth_lab_markdown(analyses: list[Analysis]) -> str:
+    """Per model: the figures behind each Depth lab chart, and whether the paper's claims hold here."""
+    if not analyses:
+        return ""
+    lesioned = any(a.blocks[0].lesion is not None for a in analyses)
+    head = ["model", "blocks", "target (p)", "median response std", "median ‖F‖/‖x‖", "grad norm, first → last"]
+    if lesioned:
+        head += ["p, an identity block deleted (mean)", "p, a downsampling block deleted (mean)",
+                 "top-1 kept, one block deleted"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    medians = []
+    for a in analyses:
+        stds = sorted(b.response_std for b in a.blocks)
+        ratios = sorted(b.residual_ratio for b in a.blocks)
+        medians.append(stds[len(stds) // 2])
+        row = [a.model, str(a.num_blocks), f"{a.target.label} ({a.target.prob:.2f})", f"{medians[-1]:.3g}",
+               f"{ratios[len(ratios) // 2]:.3g}", f"{a.blocks[0].grad_norm:.3g} → {a.blocks[-1].grad_norm:.3g}"]
+        if lesioned and a.blocks[0].lesion is not None:
+            ident = [b.lesion.prob for b in a.blocks if not b.downsample]
+            down = [b.lesion.prob for b in a.blocks if b.downsample]
+            kept = sum(b.lesion.top1.index == a.top1.index for b in a.blocks)
+            row += [f"{sum(ident) / len(ident):.2f}" if ident else "–", f"{sum(down) / len(down):.2f}" if down else "–",
+                    f"{kept} of {a.num_blocks}"]
+        elif lesioned:
+            row += ["–", "–", "–"]
+        lines.append("| " + " | ".join(row) + " |")
+    notes = []
+    if len(analyses) > 1:
+        steps = sum(b < a for a, b in zip(medians, medians[1:]))
+        verdict = ("falls at every step, as the paper found" if steps == len(medians) - 1 else
+                   f"falls at {steps} of {len(medians) - 1} steps: the paper's trend does not hold fully here")
+        notes.append(f"**Responses vs depth**: the median response std ({', '.join(a.model for a in analyses)}) "
+                     f"{verdict}.")
+    if lesioned:
+        notes.append("**Lesions**: dashed lines are the undamaged networks. Veit et al. expect one deleted identity "
+                     "block to cost little and a deleted downsampling block (crosses) to cost most.")
+    prec = {a.precision for a in analyses if a.blocks[0].lesion is not None or a.deletions}
+    if prec:
+        notes.append(f"Statistics and gradients in fp32; lesions in {', '.join(sorted(prec))}. "
+                     f"Time: {', '.join(f'{a.model} {a.seconds:.1f} s' for a in analyses)}.")
+    return "\n".join(lines) + "\n\n" + "\n\n".join(notes)

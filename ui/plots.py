@@ -1,11 +1,15 @@
-"""Accuracy against cost, one point per depth (matplotlib figures for ``gr.Plot``)."""
+"""Matplotlib figures for ``gr.Plot``: accuracy against cost; the Depth lab's per-block charts."""
 
 from __future__ import annotations
 
 import textwrap
+from typing import Callable
 
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import LogFormatter
 
+from zoo.analysis import Analysis, BlockStats, relative_depths
 from zoo.stats import ZooRow
 
 SIZE = (5.2, 3.6)
@@ -63,3 +67,169 @@ def accuracy_vs(rows: list[ZooRow], x: str) -> Figure:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+# --- Depth lab -----------------------------------------------------------------------------
+# One line per model, a fixed colour per model across every chart; downsampling blocks
+# (projection shortcuts) drawn as black-edged crosses wherever blocks are plotted.
+
+_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
+_DOWN = dict(marker="X", s=70, edgecolors="black", linewidths=0.8, zorder=3)
+
+
+def _color(i: int) -> str:
+    return _COLORS[i % len(_COLORS)]
+
+
+class _PlainLog(LogFormatter):
+    """LogFormatter's choice of which ticks to label, written as plain numbers ("0.3", "1e+04")."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def _log_y(ax) -> None:
+    """Log scale with plain-text tick labels ("0.01", "3", "1e+04"), minor ones on short ranges.
+
+    The default labels are mathtext, whose parser is shared and not thread-safe: two
+    requests drawing at once (or gradio saving one figure while the next is drawn) broke it.
+    """
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(_PlainLog())
+    ax.yaxis.set_minor_formatter(_PlainLog(labelOnlyBase=False))
+
+
+def _legend_name(a: Analysis) -> str:
+    return f"{a.model} ({a.num_blocks} blocks)"
+
+
+def _figure(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = (7.6, 3.9)) -> tuple[Figure, object]:
+    fig = Figure(figsize=size, dpi=100)
+    ax = fig.add_subplot()
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _down_handle() -> Line2D:
+    return Line2D([], [], linestyle="none", marker="X", markersize=8, markerfacecolor="white",
+                  markeredgecolor="black", label="downsampling block (projection shortcut)")
+
+
+def _finish(fig: Figure, ax, extra: list | None = None) -> Figure:
+    handles, labels = ax.get_legend_handles_labels()
+    for h in extra or []:
+        handles.append(h)
+        labels.append(h.get_label())
+    # Beside the axes, so it never hides a line.
+    ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    return fig
+
+
+def per_block(analyses: list[Analysis], value: Callable[[BlockStats], float], title: str, ylabel: str,
+              log: bool = False) -> Figure | None:
+    """``value`` of every block against relative depth (block / blocks), one line per model."""
+    if not analyses:
+        return None
+    fig, ax = _figure(title, "relative depth (block number / number of blocks)", ylabel)
+    for i, a in enumerate(analyses):
+        xs, ys = relative_depths(a), [value(b) for b in a.blocks]
+        ax.plot(xs, ys, "o-", color=_color(i), markersize=3, linewidth=1.4, label=_legend_name(a))
+        down = [(x, y) for x, y, b in zip(xs, ys, a.blocks) if b.downsample]
+        if down:
+            ax.scatter(*zip(*down), color=_color(i), **_DOWN)
+    if log:
+        _log_y(ax)
+    ax.set_xlim(0, 1.02)
+    return _finish(fig, ax, [_down_handle()])
+
+
+def response_std(analyses: list[Analysis]) -> Figure | None:
+    # Log scale: depths can differ by orders of magnitude, and the claim is about ratios.
+    return per_block(analyses, lambda b: b.response_std, "Layer responses: std of each block's 3×3 output after BN",
+                     "std of bn2 output (log scale)", log=True)
+
+
+def response_std_sorted(analyses: list[Analysis]) -> Figure | None:
+    """Each model's responses sorted from largest to smallest, against the rank (paper Fig. 7, bottom)."""
+    if not analyses:
+        return None
+    fig, ax = _figure("Layer responses sorted by magnitude (as in the paper's Fig. 7)",
+                      "blocks, sorted by response (largest first)", "std of bn2 output (log scale)")
+    for i, a in enumerate(analyses):
+        ys = sorted((b.response_std for b in a.blocks), reverse=True)
+        ax.plot(range(1, len(ys) + 1), ys, "-", color=_color(i), linewidth=1.6, label=_legend_name(a))
+    _log_y(ax)
+    return _finish(fig, ax)
+
+
+def residual_ratio(analyses: list[Analysis]) -> Figure | None:
+    return per_block(analyses, lambda b: b.residual_ratio, "How much each block changes its input",
+                     "‖F(x)‖ / ‖shortcut(x)‖")
+
+
+def grad_norm(analyses: list[Analysis]) -> Figure | None:
+    return per_block(analyses, lambda b: b.grad_norm, "Gradient of the target logit reaching each block",
+                     "‖∂z_target / ∂x_block‖ (log scale)", log=True)
+
+
+def _target_name(analyses: list[Analysis]) -> str:
+    """The shared target's name, for titles; the models may each use their own top-1."""
+    return (f"target: {analyses[0].target.label}" if len({a.target.index for a in analyses}) == 1
+            else "target: each model's top-1")
+
+
+def lesion(analyses: list[Analysis]) -> Figure | None:
+    """p(target) with each block's residual branch deleted; dashed: the undamaged network."""
+    done = [a for a in analyses if a.blocks and a.blocks[0].lesion is not None]
+    if not done:
+        return None
+    fig = per_block(done, lambda b: b.lesion.prob,
+                    f"Lesion study: one block's residual branch deleted\n({_target_name(done)})",
+                    "p(target) with that block deleted")
+    ax = fig.axes[0]
+    for i, a in enumerate(done):
+        if a.baseline_prob is not None:
+            ax.axhline(a.baseline_prob, color=_color(i), linestyle="--", linewidth=1, alpha=0.8)
+    ax.set_ylim(-0.02, 1.02)
+    fig.set_size_inches(7.6, 5.2)
+    return _finish(fig, ax, [_down_handle(), Line2D([], [], color="gray", linestyle="--",
+                                                   label="no block deleted")])
+
+
+def deletions(analyses: list[Analysis]) -> Figure | None:
+    """Mean p(target) and the share of draws keeping the top-1, against k random identity blocks deleted."""
+    done = [a for a in analyses if a.deletions]
+    if not done:
+        return None
+    fig = Figure(figsize=(7.6, 5.2), dpi=100, layout="constrained")
+    upper, lower = fig.subplots(2, 1, sharex=True)
+    for i, a in enumerate(done):
+        ks = [d.k for d in a.deletions]
+        upper.plot(ks, [d.prob_mean for d in a.deletions], "o-", color=_color(i), markersize=4,
+                   label=_legend_name(a))
+        lower.plot(ks, [d.top1_kept * 100 for d in a.deletions], "o-", color=_color(i), markersize=4)
+    upper.set_title(f"k random identity blocks deleted at once\n({_target_name(done)})", fontsize=11)
+    upper.set_ylabel("mean p(target)")
+    lower.set_ylabel("top-1 unchanged\n(% of draws)")
+    lower.set_xlabel("k, blocks deleted at once (seeded random draws)")
+    top = max(d.k for a in done for d in a.deletions)
+    ticks = [0] + [2 ** e for e in range(top.bit_length()) if 2 ** e <= top]
+    lower.set_xscale("symlog", base=2, linthresh=1)  # k doubles from one point to the next
+    lower.set_xticks(ticks, [str(k) for k in ticks])
+    lower.minorticks_off()
+    for ax in (upper, lower):
+        ax.grid(alpha=0.3)
+    upper.set_ylim(-0.02, 1.02)
+    lower.set_ylim(-2, 102)
+    fig.legend(loc="outside right upper", fontsize=8)
+    return fig
+
+
+def depth_lab(analyses: list[Analysis]) -> list[Figure | None]:
+    """The six Depth lab charts, in the tab's order."""
+    return [response_std(analyses), response_std_sorted(analyses), residual_ratio(analyses), grad_norm(analyses),
+            lesion(analyses), deletions(analyses)]

@@ -120,6 +120,46 @@ def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(zoo: Zoo, args: argparse.Namespace) -> int:
+    from .analysis import analyze, check_target
+    from .images import load_image
+    from .models import load_model
+
+    spec = zoo.get(args.model)
+    check_target(spec, args.target)
+    image = load_image(args.image)
+    model = load_model(spec, args.device, progress=None if args.json else print_progress,
+                       precision=args.precision)
+    result = analyze(model, image, args.target, lesion=args.lesion, deletions=args.deletions)
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return 0
+    t = result.target
+    lesions = f", lesions in {result.precision}" if args.lesion or args.deletions else ""
+    print(f"{spec.name} on {result.device}: {result.num_blocks} blocks, target {t.label!r} (class {t.index}, "
+          f"p={t.prob:.3f}); statistics in fp32{lesions}, {result.seconds:.1f} s")
+    head = f"{'block':<11}{'proj':>5}{'response std':>14}{'|F|/|x|':>10}{'grad norm':>12}"
+    if args.lesion:
+        head += f"{'p deleted':>11}  top-1 when deleted"
+    print(head)
+    for b in result.blocks:
+        line = (f"{b.name:<11}{'yes' if b.downsample else '':>5}{b.response_std:14.4g}{b.residual_ratio:10.3f}"
+                f"{b.grad_norm:12.4g}")
+        if b.lesion:
+            line += f"{b.lesion.prob:11.3f}  {b.lesion.top1.label}"
+        print(line)
+    if result.deletions:
+        print(f"\nk identity blocks deleted at random ({result.deletions[1].draws} seeded draws each):")
+        print(f"{'k':>4}{'draws':>7}{'mean p':>9}{'top-1 kept':>12}")
+        for d in result.deletions:
+            print(f"{d.k:>4}{d.draws:>7}{d.prob_mean:9.3f}{d.top1_kept:12.0%}")
+    print("\nresponse std: spread of each block's 3x3-layer output after BN (paper Fig. 7); |F|/|x|: how much "
+          "the block changes its input; grad norm: gradient of the target logit at the block's input"
+          + ("; p deleted: p(target) with the block's residual branch removed (Veit et al. 2016)."
+             if args.lesion else "."))
+    return 0
+
+
 def cmd_stats(zoo: Zoo, args: argparse.Namespace) -> int:
     from . import stats
 
@@ -200,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=32,
                    help=f"integrated-gradients steps ({MIN_IG_STEPS}-{MAX_IG_STEPS})")
     s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("analyze", parents=[common], help="per-block responses, gradients and lesions (Depth lab)")
+    model_args(s)
+    s.add_argument("--target", default=None, help="class index or name (default: top-1)")
+    s.add_argument("--lesion", action="store_true", help="delete each block's residual branch in turn")
+    s.add_argument("--deletions", action="store_true", help="delete k random identity-shortcut blocks at once")
+    s.set_defaults(func=cmd_analyze)
 
     s = sub.add_parser("stats", parents=[common], help="parameters, FLOPs and speed per depth and stage")
     s.add_argument("--json", action="store_true")

@@ -1,4 +1,4 @@
-"""One entry point for front ends: classify + explain one model, or compare depths.
+"""One entry point for front ends: classify + explain one model, compare depths, or analyze them.
 
 The app, its API and the load script all call ``Explorer``; it owns the read-only
 zoo and the locked model cache, and keeps no per-request state.
@@ -10,8 +10,9 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
+from .analysis import Analysis, analyze, check_target
 from .errors import ZooError
 from .explain import Explanation, explain, get_method
 from .hub import ProgressFn
@@ -110,6 +111,28 @@ class Explorer:
         if progress:
             progress(1.0, "done")
         return Comparison(results, idx, labels[idx], agreement(results))
+
+    def analyze(self, image: Any, models: list[str] | None = None, target: int | str | None = None,
+                lesion: bool = False, deletions: bool = False, progress: ProgressFn | None = None) -> list[Analysis]:
+        """Depth lab: per-block statistics (and lesions) of each model for one image."""
+        return list(self.analyze_each(image, models, target, lesion, deletions, progress))
+
+    def analyze_each(self, image: Any, models: list[str] | None = None, target: int | str | None = None,
+                     lesion: bool = False, deletions: bool = False,
+                     progress: ProgressFn | None = None) -> Iterator[Analysis]:
+        """``analyze``, one model at a time, so a front end can show each depth as it finishes (and stop)."""
+        names = models or [s.name for s in self.zoo.builtin_depths]
+        specs = [self.zoo.get(n) for n in names]
+        for spec in specs:
+            check_target(spec, target)  # a typo fails now, not after minutes of work
+        loaded = load_image(image)  # decoded once for every depth
+        for i, spec in enumerate(specs):
+            lm = self.cache.get(spec, progress)
+            step = None
+            if progress:
+                def step(fraction: float | None, message: str, i: int = i) -> None:
+                    progress(None if fraction is None else (i + fraction) / len(specs), message)
+            yield analyze(lm, loaded, target, lesion=lesion, deletions=deletions, progress=step)
 
 
 def _decoded(image: Any) -> LoadedImage:

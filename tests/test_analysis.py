@@ -1,0 +1,477 @@
+"""Depth lab: every number against plain torchvision (unfolded, fp32, with hooks) built in the test."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from safetensors.torch import load_file
+
+from conftest import ARCHS, EXAMPLES, run_cli
+from zoo import analysis as za
+from zoo import explain as zexplain
+from zoo.analysis import analyze, blocks, deletion_sets
+from zoo.images import load_image, model_crop, to_tensor
+from zoo.inference import classify
+from zoo.models import build, load_model
+from zoo.registry import ARCHITECTURES
+
+IMAGE = EXAMPLES / "chelsea.png"
+
+
+def plain(arch: str, hosted) -> torch.nn.Module:
+    """torchvision's own model, BatchNorm unfolded, from the same safetensors file."""
+    m = torchvision.models.get_model(arch, weights=None)
+    m.load_state_dict(load_file(str(hosted[arch].path)))
+    return m.eval()
+
+
+def plain_input(lm, path=IMAGE) -> torch.Tensor:
+    pre = lm.spec.preprocessing
+    return to_tensor(model_crop(load_image(path).image, pre), pre)
+
+
+def plain_blocks(m: torch.nn.Module) -> list[torch.nn.Module]:
+    return [b for stage in (m.layer1, m.layer2, m.layer3, m.layer4) for b in stage]
+
+
+def last_bn(block: torch.nn.Module) -> torch.nn.Module:
+    return block.bn3 if hasattr(block, "bn3") else block.bn2
+
+
+def plain_probs(m: torch.nn.Module, x: torch.Tensor, deleted: set[int] = frozenset()) -> np.ndarray:
+    """Softmax of the plain model with the residual branch of each block in ``deleted`` zeroed by a hook."""
+    handles = [last_bn(b).register_forward_hook(lambda _m, _i, out: torch.zeros_like(out))
+               for i, b in enumerate(plain_blocks(m)) if i in deleted]
+    try:
+        with torch.inference_mode():
+            return torch.softmax(m(x), 1)[0].numpy()
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def hook_count(module: torch.nn.Module) -> int:
+    return sum(len(getattr(m, d)) for m in module.modules() for d in zexplain._HOOK_DICTS if hasattr(m, d))
+
+
+@pytest.fixture(scope="module")
+def r18(zoo, hosted):
+    return load_model(zoo.get("resnet18"), "cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def r50(zoo, hosted):
+    return load_model(zoo.get("resnet50"), "cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def r18_full(r18):
+    return analyze(r18, IMAGE, lesion=True, deletions=True)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_block_counts_and_downsampling_flags(arch, zoo):
+    """From the paper's layout (Table 1): a projection where the shape changes, nowhere else."""
+    a = ARCHITECTURES[arch]
+    expected = [(f"layer{s}.{j}", s, j == 0 and (s > 1 or a.block == "bottleneck"))
+                for s, n in enumerate(a.blocks_per_stage, start=1) for j in range(n)]
+    refs = blocks(build(zoo.get(arch), meta=True))
+    assert [(r.name, r.stage, r.downsample) for r in refs] == expected
+    assert len(refs) == {"resnet18": 8, "resnet34": 16, "resnet50": 16, "resnet101": 33, "resnet152": 50}[arch]
+    assert [r.index for r in refs] == list(range(len(refs)))
+
+
+@pytest.mark.parametrize("fixture", ["r18", "r50"])
+def test_statistics_equal_hooks_on_plain_torchvision(fixture, request, hosted):
+    lm = request.getfixturevalue(fixture)
+    arch = lm.spec.arch.name
+    m, x = plain(arch, hosted), plain_input(lm)
+    for mod in m.modules():  # torchvision adds in place: keep the tensors the hooks capture intact
+        if isinstance(mod, torch.nn.ReLU):
+            mod.inplace = False
+    got = analyze(lm, IMAGE)
+    pb = plain_blocks(m)
+    responses, branches, shortcuts, inputs = {}, {}, {}, {}
+    handles = []
+    for i, b in enumerate(pb):
+        handles.append(b.bn2.register_forward_hook(lambda _m, _i, out, i=i: responses.__setitem__(i, out.detach().clone())))
+        handles.append(last_bn(b).register_forward_hook(lambda _m, _i, out, i=i: branches.__setitem__(i, out.detach().clone())))
+        handles.append(b.register_forward_pre_hook(lambda _m, args, i=i: inputs.__setitem__(i, args[0])))
+        if b.downsample is not None:
+            handles.append(b.downsample.register_forward_hook(lambda _m, _i, out, i=i: shortcuts.__setitem__(i, out.detach().clone())))
+    xg = x.clone().requires_grad_(True)
+    logits = m(xg)[0]
+    c = int(logits.argmax())
+    grads = torch.autograd.grad(logits[c], [inputs[i] for i in range(len(pb))])
+    for h in handles:
+        h.remove()
+    assert got.target.index == c and got.top1.index == c
+    assert got.target.prob == pytest.approx(float(torch.softmax(logits.detach(), 0)[c]), abs=1e-4)
+    assert len(got.blocks) == len(pb)
+    for i, b in enumerate(got.blocks):
+        std = float(responses[i].std(correction=0))
+        s = shortcuts.get(i, inputs[i].detach())
+        ratio = float(branches[i].norm() / s.norm())
+        assert b.response_std == pytest.approx(std, rel=1e-4), b.name
+        assert b.residual_ratio == pytest.approx(ratio, rel=1e-4), b.name
+        assert b.grad_norm == pytest.approx(float(grads[i].norm()), rel=1e-3), b.name
+        assert b.lesion is None
+    assert got.deletions is None and "lesion" not in json.dumps(got.to_json())
+
+
+def test_a_named_target_and_its_gradients(r18, hosted):
+    m, x = plain(r18.spec.arch.name, hosted), plain_input(r18)
+    got = analyze(r18, IMAGE, target="tabby")
+    assert got.target.index == 281 and got.target.label == "tabby"
+    inputs = []
+    handle = m.layer3[1].register_forward_pre_hook(lambda _m, args: inputs.append(args[0]))
+    logits = m(x.clone().requires_grad_(True))[0]
+    handle.remove()
+    (g,) = torch.autograd.grad(logits[281], inputs)
+    assert got.blocks[5].name == "layer3.1"
+    assert got.blocks[5].grad_norm == pytest.approx(float(g.norm()), rel=1e-3)
+    assert got.target.prob == pytest.approx(float(torch.softmax(logits.detach(), 0)[281]), abs=1e-4)
+
+
+def test_each_lesion_equals_plain_torchvision_with_that_branch_zeroed(r18, r18_full, hosted):
+    m, x = plain("resnet18", hosted), plain_input(r18)
+    c = r18_full.target.index
+    for i, b in enumerate(r18_full.blocks):
+        ref = plain_probs(m, x, {i})
+        assert b.lesion.prob == pytest.approx(float(ref[c]), abs=1e-4), b.name
+        assert b.lesion.top1.index == int(ref.argmax()), b.name
+        assert b.lesion.top1.label == r18.labels[int(ref.argmax())]
+    # Deleting nothing is the plain model; k = 0 of the curve and the baseline say so.
+    ref = plain_probs(m, x)
+    assert r18_full.baseline_prob == pytest.approx(float(ref[c]), abs=1e-4)
+    assert r18_full.deletions[0].k == 0 and r18_full.deletions[0].prob_mean == pytest.approx(float(ref[c]), abs=1e-4)
+
+
+def test_lesions_of_a_bottleneck_network(r50, hosted):
+    got = analyze(r50, IMAGE, lesion=True)
+    m, x = plain("resnet50", hosted), plain_input(r50)
+    c = got.target.index
+    for i in (0, 1, 3, 7, 12, 15):  # both kinds of block, in every stage
+        ref = plain_probs(m, x, {i})
+        assert got.blocks[i].lesion.prob == pytest.approx(float(ref[c]), abs=1e-4), got.blocks[i].name
+    # Logits: against the plain model's logits, not its probabilities.
+    handle = m.layer2[2].bn3.register_forward_hook(lambda _m, _i, out: torch.zeros_like(out))
+    with torch.inference_mode():
+        z = m(x)[0]
+    handle.remove()
+    assert got.blocks[5].name == "layer2.2"
+    assert got.blocks[5].lesion.logit == pytest.approx(float(z[c]), rel=1e-4, abs=1e-3)
+
+
+def test_cumulative_deletions_equal_plain_torchvision(r18, r18_full, hosted):
+    refs = blocks(r18.module)
+    drawn = deletion_sets(refs)
+    identity = {r.index for r in refs if not r.downsample}
+    assert [k for k, _ in drawn] == [1, 2, 4, 5]  # resnet18 has 5 identity-shortcut blocks
+    assert all(s <= identity and len(s) == k for k, draw in drawn for s in draw)
+    assert deletion_sets(refs) == drawn  # seeded: reproducible
+    m, x = plain("resnet18", hosted), plain_input(r18)
+    c, top = r18_full.target.index, int(plain_probs(m, x).argmax())
+    for (k, draw), d in zip(drawn, r18_full.deletions[1:]):
+        probs = [plain_probs(m, x, set(s)) for s in draw]
+        assert (d.k, d.draws) == (k, len(draw)) and d.draws == (1 if k == 5 else za.DELETION_DRAWS)
+        assert d.prob_mean == pytest.approx(float(np.mean([p[c] for p in probs])), abs=1e-4)
+        assert d.top1_kept == pytest.approx(float(np.mean([int(p.argmax()) == top for p in probs])))
+
+
+def test_batches_of_any_size_give_the_same_logits(r50):
+    """Variants travel in batches; chunking and reordering must not change any of them."""
+    x = za.prepare(r50, IMAGE)
+    logits, inputs = za.clean_inputs(r50, x)
+    refs = blocks(r50.module)
+    sets = [frozenset({r.index}) for r in refs] + [frozenset({2, 9}), frozenset({5}), frozenset({1, 4, 14})]
+    seen = []
+    full = za.lesioned_logits(r50, inputs, sets, progress=lambda f, msg: seen.append((f, msg)))
+    small = za.lesioned_logits(r50, inputs, sets, max_batch=3)
+    one = torch.stack([za.lesioned_logits(r50, inputs, [s])[0] for s in sets])
+    torch.testing.assert_close(full, one, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(small, one, rtol=1e-4, atol=1e-3)
+    assert seen[-1][0] == pytest.approx(1.0) and seen[-1][1] == "block 16 of 16"
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    with torch.inference_mode():
+        torch.testing.assert_close(logits, r50.forward(x)[1][0])
+
+
+def test_reduced_precision_lesions_keep_fp32_statistics(r18, r18_full):
+    """At bf16 (as on a GPU or an AMX CPU) lesions run at the model's precision, statistics stay fp32."""
+    fast = dataclasses.replace(r18, precision=torch.bfloat16, lock=threading.Lock())
+    got = analyze(fast, IMAGE, lesion=True, deletions=True)
+    assert got.precision == "bf16" and got.to_json()["precision"] == "bf16"
+    for a, b in zip(got.blocks, r18_full.blocks):
+        assert (a.response_std, a.residual_ratio, a.grad_norm) == (b.response_std, b.residual_ratio, b.grad_norm)
+        assert a.lesion.prob == pytest.approx(b.lesion.prob, abs=0.05)
+    assert got.baseline_prob == pytest.approx(r18_full.baseline_prob, abs=0.05)
+
+
+def test_json_schema(r18_full):
+    j = r18_full.to_json()
+    assert set(j) == {"model", "target", "precision", "blocks", "deletions"}
+    assert set(j["target"]) == {"index", "label", "prob"} and j["precision"] == "fp32"
+    for b in j["blocks"]:
+        assert set(b) == {"name", "stage", "downsample", "response_std", "residual_ratio", "grad_norm", "lesion"}
+        assert set(b["lesion"]) == {"prob", "logit", "top1"} and set(b["lesion"]["top1"]) == {"index", "label"}
+    for d in j["deletions"]:
+        assert set(d) == {"k", "draws", "prob_mean", "top1_kept"}
+    json.dumps(j)
+
+
+def test_model_restored_after_a_failure_half_way(r18, monkeypatch):
+    before = classify(r18, IMAGE)
+
+    class Boom(RuntimeError):
+        pass
+
+    original = za.block_forward
+    calls = []
+
+    def fail_in_the_sweep(block, x, lesioned=False):
+        calls.append(lesioned)
+        if sum(calls) == 3:  # the third lesioned block, half-way through the study
+            r18.module.layer2[1].register_forward_hook(lambda *a: None)  # a hook nobody removes
+            r18.module.layer3.train()
+            raise Boom("failure in the middle of a lesion study")
+        return original(block, x, lesioned)
+
+    monkeypatch.setattr(za, "block_forward", fail_in_the_sweep)
+    with pytest.raises(Boom):
+        analyze(r18, IMAGE, lesion=True)
+    assert hook_count(r18.module) == 0
+    assert not r18.lock.locked()
+    assert not any(m.training for m in r18.module.modules())
+    assert all(not p.requires_grad for p in r18.module.parameters())
+
+    def fail_in_the_backward(*a, **k):
+        raise Boom("failure during the gradients")
+
+    monkeypatch.setattr(za, "block_forward", original)
+    monkeypatch.setattr(torch.autograd, "grad", fail_in_the_backward)
+    with pytest.raises(Boom):
+        analyze(r18, IMAGE)
+    monkeypatch.undo()
+    assert not r18.lock.locked() and hook_count(r18.module) == 0
+    np.testing.assert_array_equal(classify(r18, IMAGE).logits, before.logits)
+
+
+def test_no_other_request_sees_a_lesioned_model(r18, r18_full):
+    """A classification run while a lesion study is half-way answers as on a quiet server."""
+    quiet = {p: classify(r18, p).logits for p in (IMAGE, EXAMPLES / "rocket.jpg")}
+    during, errors = {}, []
+
+    def other_request():
+        try:
+            for p in quiet:
+                during[p] = classify(r18, p).logits
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    def progress(_fraction, message):
+        if message.endswith("block 4 of 8") and not during:
+            t = threading.Thread(target=other_request)
+            t.start()
+            t.join(timeout=120)  # classify takes no lock: it must finish while the study waits here
+            assert not t.is_alive()
+
+    got = analyze(r18, IMAGE, lesion=True, deletions=True, progress=progress)
+    assert not errors and set(during) == set(quiet)
+    for p in quiet:
+        np.testing.assert_array_equal(during[p], quiet[p])
+    assert got.to_json() == r18_full.to_json()
+    free = threading.Thread(target=other_request)  # and freely overlapping, for good measure
+    free.start()
+    analyze(r18, EXAMPLES / "rocket.jpg", lesion=True)
+    free.join()
+    for p in quiet:
+        np.testing.assert_array_equal(during[p], quiet[p])
+
+
+def test_process_wide_module_hooks_do_not_reach_the_analysis(r18, r18_full):
+    """FlopCounterMode (the Model zoo tab) installs module hooks for every thread while it counts.
+
+    They must neither run inside an analysis nor break its backward pass (they did: torch's
+    module tracker cannot handle a leaf tensor under ``torch.autograd.grad``).
+    """
+    from torch.nn.modules.module import register_module_forward_hook
+    from torch.utils.module_tracker import ModuleTracker
+
+    ours = set(r18.module.modules())
+    seen = []
+    handle = register_module_forward_hook(lambda mod, _i, _o: seen.append(mod) if mod in ours else None)
+    try:
+        with ModuleTracker():
+            got = analyze(r18, IMAGE, lesion=True, deletions=True)
+    finally:
+        handle.remove()
+    assert not seen
+    assert got.to_json() == r18_full.to_json()
+
+
+def test_progress_names_the_model_and_the_block(r18):
+    seen = []
+    analyze(r18, IMAGE, lesion=True, progress=lambda f, msg: seen.append(msg))
+    assert seen[0].startswith("resnet18: signal analysis")
+    assert "resnet18: lesion study, block 8 of 8" in seen and seen[-1] == "resnet18: done"
+
+
+def test_cli_json_schema_and_text(zoo_file, hosted):
+    r = run_cli("analyze", str(IMAGE), "--model", "resnet18", "--lesion", "--deletions", "--json", "--device", "cpu",
+                "--precision", "fp32", "--zoo", str(zoo_file))
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert set(j) == {"model", "target", "precision", "blocks", "deletions"} and j["model"] == "resnet18"
+    assert [b["name"] for b in j["blocks"]][:3] == ["layer1.0", "layer1.1", "layer2.0"]
+    assert set(j["blocks"][0]) == {"name", "stage", "downsample", "response_std", "residual_ratio", "grad_norm",
+                                   "lesion"}
+    assert [d["k"] for d in j["deletions"]] == [0, 1, 2, 4, 5]
+    r = run_cli("analyze", str(IMAGE), "--model", "resnet18", "--target", "tabby", "--lesion", "--zoo", str(zoo_file))
+    assert r.returncode == 0, r.stderr
+    assert "target 'tabby' (class 281" in r.stdout and "p deleted" in r.stdout
+    assert len([ln for ln in r.stdout.splitlines() if ln.startswith("layer")]) == 8
+    r = run_cli("analyze", str(IMAGE), "--model", "resnet18", "--target", "tabby kat", "--zoo", str(zoo_file))
+    assert r.returncode == 2 and "Unknown class" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_plots_are_labelled_and_thread_safe(r18_full, monkeypatch):
+    """Every chart has a title, axis labels and a legend; none uses mathtext (its parser is shared by threads)."""
+    import matplotlib.mathtext
+
+    from ui import plots
+
+    def no_mathtext(*a, **k):
+        raise AssertionError("mathtext is not thread-safe")
+
+    monkeypatch.setattr(matplotlib.mathtext.MathTextParser, "parse", no_mathtext)
+    signal_only = dataclasses.replace(r18_full, blocks=[dataclasses.replace(b, lesion=None) for b in r18_full.blocks],
+                                      deletions=None)
+    figures = plots.depth_lab([r18_full, signal_only])
+    assert all(f is not None for f in figures)
+    assert plots.depth_lab([signal_only])[4:] == [None, None]
+    for fig in figures:
+        fig.canvas.draw()  # lays out every text
+        for ax in fig.axes:
+            assert ax.get_xlabel() or ax.get_ylabel()
+        assert fig.axes[0].get_title() and (fig.legends or fig.axes[0].get_legend())
+    lesion_ax = figures[4].axes[0]
+    downs = sum(b.downsample for b in r18_full.blocks)
+    crosses = [c for c in lesion_ax.collections if len(c.get_offsets())]
+    assert sum(len(c.get_offsets()) for c in crosses) == downs == 3
+
+
+# --- the app: /analyze as gradio_client and as an anonymous REST caller use it, and the tab in a browser ---
+
+def rest_call(url: str, api_name: str, data: list, timeout: float = 600) -> tuple[str, object]:
+    """POST .../call/<api_name>, then read its event stream: ("complete" | "error", payload)."""
+    import httpx
+
+    r = httpx.post(f"{url}/gradio_api/call/{api_name}", json={"data": data}, timeout=60)
+    r.raise_for_status()
+    event_id = r.json()["event_id"]
+    event = None
+    with httpx.stream("GET", f"{url}/gradio_api/call/{api_name}/{event_id}", timeout=timeout) as s:
+        for line in s.iter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: "):]
+            elif line.startswith("data: ") and event in ("complete", "error"):
+                return event, json.loads(line[len("data: "):])
+    raise AssertionError(f"no complete or error event from /{api_name}")
+
+
+def upload(url: str, path) -> dict:
+    import httpx
+
+    with open(path, "rb") as f:
+        r = httpx.post(f"{url}/gradio_api/upload", files={"files": (path.name, f, "image/png")}, timeout=60)
+    r.raise_for_status()
+    return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}}
+
+
+def assert_same_json(got: dict, expected: dict) -> None:
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def test_analyze_endpoint_with_gradio_client(client, app):
+    from gradio_client import handle_file
+
+    _, explorer = app
+    *figures, text, details = client.predict(handle_file(str(IMAGE)), "resnet18", "", api_name="/analyze")
+    direct = analyze(explorer.cache.get(explorer.zoo.get("resnet18")), IMAGE, lesion=True, deletions=True)
+    assert_same_json(details, direct.to_json())
+    assert len(figures) == 6 and all(f and f.get("plot") for f in figures)
+    assert "resnet18" in text and "median response std" in text
+
+
+def test_analyze_endpoint_over_raw_rest(app):
+    url, explorer = app
+    event, data = rest_call(url, "analyze", [upload(url, EXAMPLES / "rocket.jpg"), "resnet18", "281: tabby"])
+    assert event == "complete", data
+    details = data[-1]
+    direct = analyze(explorer.cache.get(explorer.zoo.get("resnet18")), EXAMPLES / "rocket.jpg", "tabby",
+                     lesion=True, deletions=True)
+    assert details["target"]["label"] == "tabby" and len(details["blocks"]) == 8
+    assert_same_json(details, direct.to_json())
+    event, message = rest_call(url, "analyze", [upload(url, IMAGE), "resnet51", ""])
+    assert event == "error" and "Unknown model 'resnet51'" in json.dumps(message)
+    event, message = rest_call(url, "analyze", [upload(url, IMAGE), "resnet18", "tabby kat"])
+    assert event == "error" and "Unknown class" in json.dumps(message)
+
+
+@pytest.mark.browser
+def test_browser_depth_lab(app, repo_root):
+    from test_app import chromium_path
+
+    if chromium_path() is None:
+        import os
+
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium for the browser test")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = app
+    shots = repo_root / "test-artifacts"
+    shots.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        page.goto(url)
+        page.get_by_role("tab", name="Depth lab").click()
+        page.locator("#lab-image input[type=file]").set_input_files(str(IMAGE))
+        summary = page.locator("#lab-summary")
+
+        # Stop: a lesion study of every depth, stopped once the first depth is in; no other depth follows.
+        page.locator("#lab-lesion-button").click()
+        expect(summary).to_contain_text("resnet18", timeout=180_000)
+        page.locator("#lab-stop").click()
+        page.wait_for_timeout(5000)
+        expect(summary).not_to_contain_text("resnet34")
+
+        # Only resnet18 from here on, to keep it quick. A signal analysis clears the lesion charts.
+        for name in ("resnet34", "resnet50", "resnet101", "resnet152"):
+            page.get_by_label(name, exact=True).uncheck()
+        page.locator("#lab-signal-button").click()
+        expect(page.locator("#lab-plot-lesion img")).to_have_count(0, timeout=180_000)
+        expect(summary).to_contain_text("median response std")
+        expect(summary).not_to_contain_text("a downsampling block deleted")
+        for plot in ("response", "sorted", "ratio", "grad"):
+            expect(page.locator(f"#lab-plot-{plot} img")).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(shots / "browser-depth-lab-signal.png"), full_page=True)
+
+        page.locator("#lab-lesion-button").click()
+        expect(page.locator("#lab-plot-lesion img")).to_be_visible(timeout=180_000)
+        expect(page.locator("#lab-plot-deletions img")).to_be_visible(timeout=30_000)
+        expect(summary).to_contain_text("a downsampling block deleted")
+        expect(summary).to_contain_text("of 8")
+        page.screenshot(path=str(shots / "browser-depth-lab-lesion.png"), full_page=True)
+        browser.close()

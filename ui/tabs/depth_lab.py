@@ -1,0 +1,116 @@
+"""Depth lab: the paper's claims about depth, measured block by block on the user's image; ``/analyze``."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import gradio as gr
+
+from zoo.analysis import Analysis
+
+from .. import format as fmt
+from .. import plots
+from ..common import EXAMPLES, Context, gpu, progress_fn, require_image, safe_image_input, user_errors
+
+TITLE = "Depth lab"
+
+INTRO = """\
+What happens *inside* a residual network, measured on your image, block by block (torchvision's `layerS[j]`).
+
+* **Smaller responses with depth** (He et al. 2016, §4.2, Fig. 7). The *response* of a block is the output of its \
+3×3 layer after BatchNorm, before the ReLU and the addition. The paper found that ResNets respond more weakly than \
+plain networks, and deeper ResNets more weakly still: the more layers, the less each one modifies the signal, as if \
+the residual functions were close to zero. The second chart sorts each depth's responses from largest to smallest, \
+as the paper does. ‖F(x)‖ / ‖shortcut(x)‖ says directly how much each block changes what it receives.
+* **Why identity shortcuts train** (He et al., *Identity Mappings*, 2016). A block computes x + F(x), so the \
+gradient at its input is the gradient at its output *plus* a term through F: the identity term carries the signal \
+back to every earlier block without passing through any weight layer. The gradient chart shows how much of the \
+target logit's gradient reaches each block.
+* **An ensemble of shallow paths** (Veit, Wilber and Belongie 2016). Deleting one block (its residual branch, so \
+it passes x on unchanged) barely hurts a ResNet, except at the downsampling blocks (crosses), which change the \
+signal's shape; deleting several at random degrades it smoothly. In a *plain* network every path runs through \
+every layer, so deleting any single layer breaks it.
+
+**Signal analysis** takes one forward and one backward pass per depth. **Lesion study** also deletes every \
+block in turn and k random identity blocks at once (k = 1, 2, 4, …, five seeded draws each); the lesioned \
+variants reuse the undamaged pass up to their block. Does each claim hold on your image?
+"""
+
+
+def build(ctx: Context) -> None:
+    """The tab's components and events; called inside its ``gr.Tab``."""
+    explorer = ctx.explorer
+
+    @gpu
+    def analyses(image: Any, models: list[str] | None, target: str | None, lesion: bool,
+                 progress: gr.Progress) -> Iterator[Analysis]:
+        require_image(image)
+        yield from explorer.analyze_each(image, list(models or ctx.depth_names), target or None, lesion=lesion,
+                                         deletions=lesion, progress=progress_fn(progress))
+
+    def render(done: list[Analysis], as_json: Any) -> tuple:
+        return (*plots.depth_lab(done), fmt.depth_lab_markdown(done), as_json)
+
+    def stream(image, models, target, lesion, progress) -> Iterator[tuple]:
+        # One update per depth: the charts fill in as each finishes, and Stop takes effect in between.
+        done: list[Analysis] = []
+        for a in analyses(image, models, target, lesion, progress):
+            done.append(a)
+            yield render(done, {"models": [d.to_json() for d in done]})
+
+    @user_errors
+    def ui_signal(image, models, target, progress=gr.Progress()):
+        yield from stream(image, models, target, False, progress)
+
+    @user_errors
+    def ui_lesion(image, models, target, progress=gr.Progress()):
+        yield from stream(image, models, target, True, progress)
+
+    @user_errors
+    def api_analyze(image, model, target, progress=gr.Progress()):
+        """Depth lab for one model: per-block responses, residual ratios, gradients, lesions and deletions."""
+        (a,) = analyses(image, [model], target, True, progress)
+        return render([a], a.to_json())
+
+    with gr.Accordion("What the papers found, and what each chart shows", open=True):
+        gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = safe_image_input(label="Image", elem_id="lab-image", height=260)
+            gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[image])
+        with gr.Column(scale=1):
+            models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Depths")
+            target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
+                                 label="Target class (blank: each model's top-1)")
+            with gr.Row():
+                signal_go = gr.Button("Signal analysis", variant="primary", elem_id="lab-signal-button")
+                lesion_go = gr.Button("Lesion study", variant="secondary", elem_id="lab-lesion-button")
+                stop = gr.Button("Stop", variant="stop", elem_id="lab-stop")
+    summary = gr.Markdown(elem_id="lab-summary")
+
+    def plot(label: str, elem_id: str) -> gr.Plot:
+        # The figure carries its own title; gradio's label badge would cover it.
+        return gr.Plot(label=label, show_label=False, elem_id=elem_id)
+
+    with gr.Row():
+        p_resp = plot("Layer responses vs depth", "lab-plot-response")
+        p_sorted = plot("Layer responses, sorted (paper Fig. 7)", "lab-plot-sorted")
+    with gr.Row():
+        p_ratio = plot("How much each block changes the signal", "lab-plot-ratio")
+        p_grad = plot("Gradient reaching each block", "lab-plot-grad")
+    with gr.Row():
+        p_lesion = plot("Lesion study: one block deleted", "lab-plot-lesion")
+        p_del = plot("k random identity blocks deleted", "lab-plot-deletions")
+    with gr.Accordion("The numbers (JSON)", open=False):
+        numbers = gr.JSON(label="Per model and block")
+    ins = [image, models, target]
+    outs = [p_resp, p_sorted, p_ratio, p_grad, p_lesion, p_del, summary, numbers]
+    signal_ev = signal_go.click(ui_signal, ins, outs, api_visibility="private", concurrency_id="model")
+    lesion_ev = lesion_go.click(ui_lesion, ins, outs, api_visibility="private", concurrency_id="model")
+    stop.click(None, None, None, cancels=[signal_ev, lesion_ev], api_visibility="private")
+    # The public endpoint /analyze(image, model, target): one model, everything (lesions included).
+    api_json = gr.JSON(visible=False)
+    api_button = gr.Button(visible=False)
+    api_model = gr.Textbox(value=ctx.default_model, visible=False, label="model")
+    api_button.click(api_analyze, [image, api_model, target], outs[:-1] + [api_json],
+                     api_name="analyze", concurrency_id="model")
