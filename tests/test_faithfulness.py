@@ -1,0 +1,303 @@
+"""TorchCAM's CAM family and faithfulness scores, checked against TorchCAM itself.
+
+Each map is compared with TorchCAM's own extractor run directly on plain (unfolded,
+fp32, contiguous) torchvision built from the same safetensors; each score with
+``torchcam.metrics.DeletionInsertionMetric`` on the same map and model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from safetensors.torch import load_file
+
+from conftest import EXAMPLES
+from zoo import explain as zexplain
+from zoo.errors import ZooError
+from zoo.explain import METHODS, STAGES, explain, stage_channels, takes_layer
+from zoo.faithfulness import faithfulness
+from zoo.inference import classify
+from zoo.models import load_model
+
+TORCHCAM = {"gradcampp": "GradCAMpp", "smoothgradcampp": "SmoothGradCAMpp", "xgradcam": "XGradCAM",
+            "layercam": "LayerCAM", "scorecam": "ScoreCAM"}
+
+
+def plain(arch: str, hosted) -> torch.nn.Module:
+    m = torchvision.models.get_model(arch, weights=None)
+    m.load_state_dict(load_file(str(hosted[arch].path)))
+    return m.eval()
+
+
+def hook_count(module: torch.nn.Module) -> int:
+    return sum(len(getattr(m, d)) for m in module.modules() for d in zexplain._HOOK_DICTS if hasattr(m, d))
+
+
+@pytest.fixture(scope="module")
+def r18(zoo, hosted):
+    return load_model(zoo.get("resnet18"), "cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def r18_plain(hosted):
+    return plain("resnet18", hosted)
+
+
+@pytest.fixture(scope="module")
+def coffee(r18):
+    return classify(r18, EXAMPLES / "coffee.png")
+
+
+def torchcam_map(model: torch.nn.Module, name: str, layer: str, x: torch.Tensor, target: int,
+                 **kwargs) -> np.ndarray:
+    """TorchCAM's extractor ``name`` on ``model`` exactly as its README shows, unnormalised."""
+    import torchcam.methods
+
+    cls = getattr(torchcam.methods, TORCHCAM[name])
+    with cls(model, layer, **kwargs) as extractor:
+        scores = model(x)
+        out = extractor(target, scores, normalized=False)
+    return out[0][0].detach().numpy()
+
+
+def assert_close_map(ours: np.ndarray, ref: np.ndarray) -> None:
+    assert ours.shape == ref.shape and ours.dtype == np.float32
+    assert np.abs(ref).max() > 0
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+# --- the CAM family equals TorchCAM on plain torchvision --------------------------------
+
+@pytest.mark.parametrize("name, layer", [
+    ("gradcampp", "layer4"), ("gradcampp", "layer2"), ("xgradcam", "layer4"), ("xgradcam", "layer3"),
+    ("layercam", "layer4"), ("layercam", "layer1"), ("smoothgradcampp", "layer4"), ("smoothgradcampp", "layer3"),
+])
+def test_cam_family_equals_torchcam_on_plain_torchvision(name, layer, r18, r18_plain, coffee, hosted):
+    target = coffee.predictions[1].index
+    kwargs = {}
+    if name == "smoothgradcampp":
+        torch.manual_seed(7)  # TorchCAM draws its noise from the global generator
+        kwargs = {"num_samples": 3, "std": 0.3}
+    ref = torchcam_map(r18_plain, name, layer, coffee.input.clone(), target, **kwargs)
+    params = {"samples": 3, "std": 0.3, "seed": 7} if name == "smoothgradcampp" else {}
+    ex = explain(r18, coffee, name, target, layer=layer, **params)
+    side = 224 // 2 ** (STAGES.index(layer) + 2)
+    assert ex.raw.shape == (side, side)
+    if name == "smoothgradcampp" and layer != "layer4":
+        # Below layer4 Smooth Grad-CAM++'s alpha (g2 / (2 g2 + sum g3 A)) is ill-conditioned: TorchCAM's own
+        # fp32 map is ~5e-4 from its fp64 map, and moves as much with the memory layout. So: ours is as
+        # close to the exact (fp64) map as TorchCAM's fp32 map is, and within 1e-3 of that map.
+        torch.manual_seed(7)
+        exact = torchcam_map(plain("resnet18", hosted).double(), name, layer, coffee.input.clone().double(), target,
+                             **kwargs)
+        err = lambda a, b: np.abs(a - b).max() / np.abs(b).max()  # noqa: E731
+        assert err(ex.raw, exact) <= max(1e-4, 3 * err(ref, exact))
+        np.testing.assert_allclose(ex.raw, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+    else:
+        assert_close_map(ex.raw, ref)
+    assert hook_count(r18.module) == 0 and hook_count(r18_plain) == 0
+
+
+def test_scorecam_equals_torchcam(r18, r18_plain, coffee):
+    """On layer1: 64 masked forwards each side (layer4 would be 512, minutes on a small CPU); same code."""
+    target = coffee.predictions[0].index
+    ref = torchcam_map(r18_plain, "scorecam", "layer1", coffee.input.clone(), target, batch_size=32)
+    ex = explain(r18, coffee, "scorecam", target, layer="layer1", batch=32)
+    assert ex.raw.shape == (56, 56)
+    assert_close_map(ex.raw, ref)
+    assert hook_count(r18.module) == 0
+
+
+def test_smoothgradcampp_is_reproducible_and_private(r18, coffee):
+    """Same seed, same map, whatever else draws from torch's global generator meanwhile."""
+    a = explain(r18, coffee, "smoothgradcampp", layer="layer4", samples=2).raw
+    torch.rand(1000)
+    b = explain(r18, coffee, "smoothgradcampp", layer="layer4", samples=2).raw
+    c = explain(r18, coffee, "smoothgradcampp", layer="layer4", samples=2, seed=1).raw
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+# --- layers ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layer", STAGES)
+def test_every_stage_for_the_gradient_methods(layer, r18, coffee):
+    from captum.attr import LayerGradCam
+
+    side = 224 // 2 ** (STAGES.index(layer) + 2)
+    for name in ("gradcam", "gradcampp", "xgradcam", "layercam"):
+        assert takes_layer(name)
+        assert explain(r18, coffee, name, layer=layer).raw.shape == (side, side)
+    assert explain(r18, coffee, "guided-gradcam", layer=layer).raw.shape == (224, 224)
+    # Captum's Grad-CAM on that stage, run directly on the same module
+    x = r18.to_input(coffee.input.clone()).requires_grad_(True)
+    target = coffee.predictions[0].index
+    with zexplain.hooks_restored(r18.module), torch.enable_grad():
+        ref = LayerGradCam(r18.module, r18.module.get_submodule(layer)).attribute(x, target=target)
+    np.testing.assert_allclose(explain(r18, coffee, "gradcam", layer=layer).raw, ref.detach()[0, 0].numpy(),
+                               rtol=1e-5, atol=1e-7)
+    assert hook_count(r18.module) == 0
+
+
+def test_cam_refuses_other_layers_and_says_why(r18, coffee):
+    assert explain(r18, coffee, "cam", layer="layer4").raw.shape == (7, 7)
+    np.testing.assert_array_equal(explain(r18, coffee, "cam", layer="layer4").raw, explain(r18, coffee, "cam").raw)
+    for layer in ("layer1", "layer2", "layer3"):
+        with pytest.raises(ZooError, match=f"CAM is exact only on layer4.*global average pooling.*For {layer}"):
+            explain(r18, coffee, "cam", layer=layer)
+    with pytest.raises(ZooError, match="Unknown layer 'layer5'; choose one of layer1, layer2, layer3, layer4"):
+        explain(r18, coffee, "gradcampp", layer="layer5")
+    assert not takes_layer("saliency") and not takes_layer("occlusion") and takes_layer("cam")
+
+
+def test_stage_channels_match_the_models(zoo, hosted):
+    for arch in ("resnet18", "resnet50"):
+        m = torchvision.models.get_model(arch, weights=None)
+        spec = zoo.get(arch)
+        for layer in STAGES:
+            last = m.get_submodule(layer)[-1]
+            out = (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
+            assert stage_channels(spec.arch, layer) == out
+    assert stage_channels(zoo.get("resnet152").arch, "layer4") == 2048
+
+
+def test_bad_parameters_are_clear(r18, coffee):
+    with pytest.raises(ZooError, match="Score-CAM's batch"):
+        explain(r18, coffee, "scorecam", batch=0)
+    with pytest.raises(ZooError, match="between 1 and 64 noisy samples"):
+        explain(r18, coffee, "smoothgradcampp", samples=1000)
+    assert hook_count(r18.module) == 0
+
+
+@pytest.mark.parametrize("name", list(TORCHCAM))
+def test_hooks_and_modes_restored_after_a_failure_inside_torchcam(name, r18, coffee, monkeypatch):
+    import torchcam.methods
+
+    class Boom(RuntimeError):
+        pass
+
+    cls = getattr(torchcam.methods, TORCHCAM[name])
+
+    def failing_get_weights(self, *a, **k):
+        # a stray hook, a mode change and a requires_grad flip that TorchCAM never undoes
+        self.model.layer2.register_forward_hook(lambda *_: None)
+        self.model.train()
+        self.model.fc.weight.requires_grad_(True)
+        raise Boom("failure in the middle of a TorchCAM extractor")
+
+    monkeypatch.setattr(cls, "_get_weights", failing_get_weights)
+    before = classify(r18, EXAMPLES / "rocket.jpg")
+    with pytest.raises(Boom):
+        explain(r18, coffee, name, layer="layer3", **({"batch": 8} if name == "scorecam" else {}))
+    assert hook_count(r18.module) == 0
+    assert not r18.module.training and not any(m.training for m in r18.module.modules())
+    assert all(not p.requires_grad for p in r18.module.parameters())
+    assert not r18.lock.locked()
+    np.testing.assert_array_equal(classify(r18, EXAMPLES / "rocket.jpg").logits, before.logits)
+
+
+# --- faithfulness scores ----------------------------------------------------------------
+
+class FixedMap:
+    """A stand-in TorchCAM extractor that returns one given map: the metric scores *that* map."""
+
+    def __init__(self, model: torch.nn.Module, raw: np.ndarray):
+        self.model = model
+        self.raw = torch.from_numpy(raw)[None]
+
+    def __call__(self, class_idx=None, scores=None, normalized=True, **kwargs):
+        cam = self.raw.clone()
+        if normalized:  # as TorchCAM's extractors scale their maps
+            cam = cam - cam.amin(dim=(1, 2), keepdim=True)
+            cam = cam / (cam.amax(dim=(1, 2), keepdim=True) + 1e-8)
+        return [cam]
+
+    def fuse_cams(self, cams):
+        return cams[0]
+
+    @contextlib.contextmanager
+    def _hooks_off(self):
+        yield
+
+
+def torchcam_scores(extractor, x: torch.Tensor, target: int) -> dict[str, float]:
+    from torchcam.metrics import DeletionInsertionMetric
+
+    metric = DeletionInsertionMetric(extractor, functools.partial(torch.softmax, dim=-1), steps=20)
+    metric.update(x, class_idx=target)
+    return metric.summary()
+
+
+@pytest.mark.parametrize("method", ["cam", "saliency", "layercam"])
+def test_scores_equal_torchcams_deletion_insertion_metric(method, r18, r18_plain, coffee):
+    target = coffee.predictions[0].index
+    raw = explain(r18, coffee, method, target).raw
+    ours = faithfulness(r18, coffee, raw, target)
+    ref = torchcam_scores(FixedMap(r18_plain, raw), coffee.input.clone(), target)
+    assert abs(ours.deletion_auc - ref["deletion_auc"]) <= 1e-4
+    assert abs(ours.insertion_auc - ref["insertion_auc"]) <= 1e-4
+    assert ours.steps == 20 and ours.forwards == 39 and len(ours.deletion_curve) == len(ours.fractions) == 21
+    assert ours.fractions[0] == 0 and ours.fractions[-1] == 1
+    assert ours.deletion_curve[0] == ours.insertion_curve[-1] == pytest.approx(float(coffee.probs[target]))
+    assert ours.deletion_curve[-1] == ours.insertion_curve[0]
+
+
+def decisive_square(lm):
+    """A grey image with a bright square; class 0 rewired to respond to the square's cell.
+
+    fc row 0 becomes a matched filter (the square cell's features minus the other cells'
+    mean), scaled so that deleting the square costs 12 in logit, with a bias that puts
+    class 0 first by 3. Returns the new classification and the cell (row-major index).
+    """
+    arr = np.full((224, 224, 3), 40, np.uint8)
+    arr[32:96, 128:192] = 255  # rows 1-2, columns 4-5 of layer4's 7x7 grid
+    image = Image.fromarray(arr)
+    run = classify(lm, image)
+    f = run.features.reshape(run.features.shape[0], -1)
+    cell = int(np.argmax(f.sum(0)))
+    d = f[:, cell] - np.delete(f, cell, axis=1).mean(1)
+    d /= np.linalg.norm(d)
+    deleted = run.input.clone()
+    deleted[..., 32:96, 128:192] = 0  # what deletion's baseline makes of the square
+    with torch.inference_mode():
+        f2, _ = lm.forward(lm.to_input(deleted))
+    pooled = run.features.mean((1, 2))
+    scale = 12 / float(d @ (pooled - f2[0].mean((1, 2)).numpy()))
+    with torch.no_grad():
+        lm.module.fc.weight[0] = torch.from_numpy(d * scale)
+        lm.module.fc.bias[0] = float(run.logits.max() + 3 - scale * d @ pooled)
+    return classify(lm, image), cell
+
+
+def test_a_faithful_map_beats_its_negative(zoo, hosted):
+    lm = load_model(zoo.get("resnet18"), "cpu", precision="fp32")  # private: its fc is rewritten below
+    run, cell = decisive_square(lm)
+    assert run.predictions[0].index == 0 and run.predictions[0].prob > 0.9
+    good = explain(lm, run, "cam", 0).raw
+    assert int(np.argmax(good)) == cell and cell in (7 * 1 + 4, 7 * 1 + 5, 7 * 2 + 4, 7 * 2 + 5)  # on the square
+    g, b = faithfulness(lm, run, good, 0), faithfulness(lm, run, -good, 0)
+    # Deleting the square first makes the class fall at once; deleting it last keeps it up for longer.
+    assert g.deletion_auc < b.deletion_auc - 0.15
+    assert g.insertion_auc > b.insertion_auc + 0.15
+    assert g.deletion_curve[2] < 0.5 * g.deletion_curve[0] < b.deletion_curve[2]
+
+
+def test_scores_leave_the_model_alone_and_refuse_bad_maps(r18, coffee):
+    raw = explain(r18, coffee, "gradcampp").raw
+    before = hook_count(r18.module)
+    a = faithfulness(r18, coffee, raw, coffee.predictions[0].index, steps=5, batch=3)
+    b = faithfulness(r18, coffee, raw, coffee.predictions[0].index, steps=5, batch=9)
+    assert a.forwards == b.forwards == 9 and len(a.fractions) == 6
+    np.testing.assert_allclose(a.deletion_curve, b.deletion_curve, atol=1e-5)
+    np.testing.assert_allclose(a.insertion_curve, b.insertion_curve, atol=1e-5)
+    assert hook_count(r18.module) == before == 0
+    bad = raw.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ZooError, match="non-finite"):
+        faithfulness(r18, coffee, bad, 0)
