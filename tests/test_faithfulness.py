@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -301,3 +302,63 @@ def test_scores_leave_the_model_alone_and_refuse_bad_maps(r18, coffee):
     bad[0, 0] = np.nan
     with pytest.raises(ZooError, match="non-finite"):
         faithfulness(r18, coffee, bad, 0)
+
+
+# --- command line -----------------------------------------------------------------------
+
+def test_cli_explain_layer_and_faithfulness_json(zoo_file, hosted, r18, tmp_path):
+    from conftest import run_cli
+
+    npy = tmp_path / "map.npy"
+    r = run_cli("explain", str(EXAMPLES / "coffee.png"), "--model", "resnet18", "--zoo", str(zoo_file),
+                "--precision", "fp32", "--method", "gradcampp", "--layer", "layer3", "--faithfulness",
+                "--npy", str(npy), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["method"] == "gradcampp" and out["layer"] == "layer3" and out["shape"] == [14, 14]
+    f = out["faithfulness"]
+    assert set(f) >= {"deletion_auc", "insertion_auc", "deletion_curve", "insertion_curve", "steps"}
+    assert f["steps"] == 20 and len(f["deletion_curve"]) == len(f["insertion_curve"]) == 21
+    # the same scores in this process, for the map the CLI wrote
+    run = classify(r18, EXAMPLES / "coffee.png")
+    raw = np.load(npy)
+    np.testing.assert_allclose(raw, explain(r18, run, "gradcampp", layer="layer3").raw, rtol=1e-5, atol=1e-6)
+    here = faithfulness(r18, run, raw, out["target"]["index"])
+    assert abs(here.deletion_auc - f["deletion_auc"]) <= 1e-4
+    assert abs(here.insertion_auc - f["insertion_auc"]) <= 1e-4
+    np.testing.assert_allclose(here.deletion_curve, f["deletion_curve"], atol=1e-4)
+
+    r = run_cli("explain", str(EXAMPLES / "coffee.png"), "--model", "resnet18", "--zoo", str(zoo_file),
+                "--method", "saliency", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["layer"] is None and out["faithfulness"] is None and out["shape"] == [224, 224]
+
+
+def test_cli_cam_refuses_other_layers(zoo_file, hosted):
+    from conftest import run_cli
+
+    r = run_cli("explain", str(EXAMPLES / "coffee.png"), "--model", "resnet18", "--zoo", str(zoo_file),
+                "--method", "cam", "--layer", "layer2")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: CAM is exact only on layer4")
+    r = run_cli("explain", str(EXAMPLES / "coffee.png"), "--model", "resnet18", "--zoo", str(zoo_file),
+                "--method", "saliency", "--layer", "layer2")
+    assert r.returncode == 2 and "takes no layer" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_method_all_prints_one_object_per_method(zoo_file, hosted):
+    from conftest import run_cli
+
+    r = run_cli("explain", str(EXAMPLES / "coffee.png"), "--model", "resnet18", "--zoo", str(zoo_file),
+                "--method", "all", "--layer", "layer1", "--window", "112", "--stride", "112", "--steps", "4",
+                "--json")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["method"] for row in rows] == list(METHODS)
+    by = {row["method"]: row for row in rows}
+    assert "exact only on layer4" in by["cam"]["error"]  # CAM refuses layer1; the others go on
+    for name in ("gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam", "scorecam"):
+        assert by[name]["layer"] == "layer1" and by[name]["shape"] == [56, 56]
+    for name in ("saliency", "integrated-gradients", "occlusion"):
+        assert by[name]["layer"] is None and by[name]["shape"] == [224, 224]

@@ -46,6 +46,7 @@ class Explanation:
     target: Prediction
     raw: np.ndarray  # (h, w) float32, as the method produced it
     seconds: float
+    layer: str | None = None  # the stage the map was read from; None for input-gradient methods
 
 
 # --- stages: the layer a map is read from -----------------------------------------------
@@ -325,6 +326,25 @@ def explain(model: LoadedModel, run: Classification, method: str = "cam", target
     """Map for ``target`` (index, name, or None for the top-1 class) by ``method``."""
     m = get_method(method)
     idx = resolve_target(run.labels, target, default=run.predictions[0].index)
+    layer = layer_param(method, params, model.spec.cam_layer)
     t0 = time.perf_counter()
     raw = m.fn(model, run, idx, **params)
-    return Explanation(method, run.prediction(idx), raw, time.perf_counter() - t0)
+    return Explanation(method, run.prediction(idx), raw, time.perf_counter() - t0, layer)
+
+
+def layer_param(method: str, params: dict[str, Any], default: str = "layer4") -> str | None:
+    """The stage ``method`` will read (``params['layer']`` or ``default``); None if it reads no stage.
+
+    Methods of the input pixels refuse a layer rather than ignore it; a blank one is dropped.
+    """
+    layer = params.pop("layer", None)
+    blank = layer is None or not str(layer).strip()
+    if takes_layer(method):
+        params["layer"] = stage_name(layer, default)
+        if get_method(method).fn is cam:  # the one method bound to one stage: refuse before any work
+            check_cam_layer(default, params["layer"])
+        return params["layer"]
+    if not blank:
+        raise LayerError(f"{get_method(method).label} works on the input pixels, not on a stage, so it takes no "
+                         f"layer (got {layer!r}). Layers are for {', '.join(m for m in METHODS if takes_layer(m))}.")
+    return None
