@@ -362,3 +362,173 @@ def test_cli_method_all_prints_one_object_per_method(zoo_file, hosted):
         assert by[name]["layer"] == "layer1" and by[name]["shape"] == [56, 56]
     for name in ("saliency", "integrated-gradients", "occlusion"):
         assert by[name]["layer"] is None and by[name]["shape"] == [224, 224]
+
+
+# --- the app: /rank_methods, as gradio_client and as an anonymous REST caller -------------
+
+def rest_call(url: str, api_name: str, data: list) -> tuple[str, object]:
+    """POST /gradio_api/call/<api_name>, then read its SSE stream: (last event, its data)."""
+    import httpx
+
+    r = httpx.post(f"{url}/gradio_api/call/{api_name}", json={"data": data}, timeout=60)
+    r.raise_for_status()
+    event_id = r.json()["event_id"]
+    event, payload = None, None
+    with httpx.stream("GET", f"{url}/gradio_api/call/{api_name}/{event_id}", timeout=600) as s:
+        for line in s.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                payload = json.loads(line.split(":", 1)[1])
+                break
+    return event, payload
+
+
+def rest_upload(url: str, path) -> dict:
+    import httpx
+
+    with open(path, "rb") as f:
+        r = httpx.post(f"{url}/gradio_api/upload", files={"files": (path.name, f, "image/png")}, timeout=60)
+    r.raise_for_status()
+    return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}}
+
+
+def test_rank_methods_endpoint_with_gradio_client(client, app):
+    from gradio_client import handle_file
+
+    _, explorer = app
+    gallery, details = client.predict(handle_file(str(EXAMPLES / "coffee.png")), "resnet18", "",
+                                      ["cam", "gradcam", "layercam"], api_name="/rank_methods")
+    rows = details["methods"]
+    assert sorted(r["method"] for r in rows) == ["cam", "gradcam", "layercam"]
+    assert [r["deletion_auc"] for r in rows] == sorted(r["deletion_auc"] for r in rows)  # best (lowest) first
+    assert details["sort_by"] == "deletion" and details["steps"] == 20
+    assert len(gallery) == 3 and all("deletion" in item["caption"] for item in gallery)
+    # the same scores computed here, on the app's own model
+    lm = explorer.cache.get(explorer.zoo.get("resnet18"))
+    run = classify(lm, EXAMPLES / "coffee.png")
+    assert details["target"]["index"] == run.predictions[0].index
+    for row in rows:
+        f = faithfulness(lm, run, explain(lm, run, row["method"]).raw, run.predictions[0].index)
+        assert abs(f.deletion_auc - row["deletion_auc"]) <= 1e-4
+        assert abs(f.insertion_auc - row["insertion_auc"]) <= 1e-4
+        assert row["layer"] == "layer4" and len(row["faithfulness"]["deletion_curve"]) == 21
+
+
+def test_rank_methods_endpoint_over_raw_rest(app):
+    url, _ = app
+    image = rest_upload(url, EXAMPLES / "chelsea.png")
+    event, data = rest_call(url, "rank_methods", [image, "resnet18", "tabby", ["xgradcam", "saliency"]])
+    assert event == "complete", data
+    gallery, details = data
+    assert details["target"]["label"] == "tabby"
+    assert {r["method"] for r in details["methods"]} == {"xgradcam", "saliency"}
+    assert {r["layer"] for r in details["methods"]} == {"layer4", None}
+    assert len(gallery) == 2 and gallery[0]["image"]["url"].startswith("http")
+    # an unknown class is a message, not a traceback
+    event, data = rest_call(url, "rank_methods", [image, "resnet18", "tabby kat", ["cam"]])
+    assert event == "error" and "Unknown class 'tabby kat'" in json.dumps(data)
+
+
+def test_classify_endpoint_is_unchanged(client):
+    from gradio_client import handle_file
+
+    *_, details = client.predict(handle_file(str(EXAMPLES / "coffee.png")), "resnet18", 3, "layercam", "",
+                                 api_name="/classify")
+    assert details["method"] == "layercam" and details["shape"] == [7, 7]
+    assert "faithfulness" not in details and "layer" not in details
+
+
+@pytest.mark.browser
+def test_browser_method_ranking(app, repo_root):
+    import re
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    from ui import format as fmt
+
+    url, explorer = app
+    shots = repo_root / "test-artifacts"
+    shots.mkdir(exist_ok=True)
+    keep = {"cam", "gradcam", "layercam"}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.goto(url)
+        page.get_by_role("tab", name="Method ranking").click()
+        page.locator("#rank-image input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
+        page.locator("#rank-model input").click()
+        page.get_by_role("option", name=re.compile(r"^resnet18 ")).click()
+        # Score-CAM's label now counts resnet18's forwards: 512 channels of layer4, + 2
+        expect(page.locator("#rank-methods")).to_contain_text("514 forwards", timeout=30_000)
+        spec = explorer.zoo.get("resnet18")
+        for name in METHODS:
+            box = page.get_by_role("checkbox", name=fmt.method_choice(name, spec)[0], exact=True)
+            box.set_checked(name in keep)
+        page.locator("#rank-button").click()
+        expect(page.locator("#rank-info")).to_contain_text("3 of 3 methods scored", timeout=300_000)
+        expect(page.locator("#rank-gallery img")).to_have_count(3, timeout=30_000)
+        expect(page.locator("#rank-gallery")).to_contain_text("deletion")
+        expect(page.locator("#rank-table")).to_contain_text("Layer-CAM")
+        expect(page.locator("#rank-info")).to_contain_text("deletion AUC, lowest first")
+        page.screenshot(path=str(shots / "browser-rank.png"), full_page=True)
+        # Re-sorting needs no new run
+        page.get_by_label("Insertion AUC (higher is better)").check()
+        expect(page.locator("#rank-info")).to_contain_text("insertion AUC, highest first", timeout=30_000)
+        expect(page.locator("#rank-gallery img")).to_have_count(3)
+        page.screenshot(path=str(shots / "browser-rank-insertion.png"), full_page=True)
+
+        # Classify & explain: a stage, and "Score this map"
+        page.get_by_role("tab", name="Classify & explain").click()
+        page.locator("#image-input input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
+        page.get_by_label("Model", exact=True).first.click()
+        page.get_by_role("option", name=re.compile(r"^resnet18 ")).click()
+        page.get_by_label("Explanation method").click()
+        page.get_by_role("option", name=re.compile(r"^Grad-CAM\+\+ ")).click()
+        page.locator("#layer-input input").click()
+        page.get_by_role("option", name="layer3", exact=True).click()
+        page.locator("#score-input input").check()
+        page.locator("#classify-button").click()
+        expect(page.locator("#result-info")).to_contain_text("from layer3", timeout=300_000)
+        expect(page.locator("#faithfulness-info")).to_contain_text("Deletion AUC", timeout=60_000)
+        expect(page.locator("#faithfulness-info")).to_contain_text("lower is better")
+        page.screenshot(path=str(shots / "browser-classify-score.png"), full_page=True)
+
+        # Compare depths: a faithfulness row per depth and all curves on one plot (two depths, to keep it short)
+        page.get_by_role("tab", name="Compare depths").click()
+        page.locator("#compare-image input[type=file]").set_input_files(str(EXAMPLES / "rocket.jpg"))
+        for name in ("resnet50", "resnet101", "resnet152"):
+            page.get_by_role("checkbox", name=name, exact=True).uncheck()
+        page.locator("#compare-score input").check()
+        page.locator("#compare-button").click()
+        expect(page.locator("#compare-faithfulness")).to_contain_text("resnet34", timeout=300_000)
+        expect(page.locator("#compare-faithfulness")).to_contain_text("deletion AUC (lower is better)")
+        expect(page.locator("#compare-curves img")).to_be_visible(timeout=30_000)  # matplotlib, drawn as a PNG
+        page.screenshot(path=str(shots / "browser-compare-score.png"), full_page=True)
+        browser.close()
+
+
+def test_compare_scores_every_depth_for_the_shared_class(app):
+    from ui import format as fmt
+    from ui.plots import faithfulness_curves
+
+    _, explorer = app
+    cmp = explorer.compare(EXAMPLES / "rocket.jpg", ["resnet18", "resnet34"], "gradcampp", faithfulness=True)
+    assert all(r.faithfulness is not None and r.explanation.target.index == cmp.target for r in cmp.results)
+    for r in cmp.results:
+        lm = explorer.cache.get(explorer.zoo.get(r.run.model))
+        f = faithfulness(lm, r.run, r.explanation.raw, cmp.target)
+        assert f.deletion_auc == pytest.approx(r.faithfulness.deletion_auc, abs=1e-5)
+    models = cmp.to_json()["models"]
+    assert [m["faithfulness"]["steps"] for m in models] == [20, 20] and models[0]["layer"] == "layer4"
+    assert [row[0] for row in fmt.faithfulness_table(cmp)] == ["resnet18", "resnet34"]
+    fig = faithfulness_curves([(r.run.model, r.faithfulness) for r in cmp.results], cmp.target_label)
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2]
+    plain_cmp = explorer.compare(EXAMPLES / "rocket.jpg", ["resnet18"])
+    assert plain_cmp.results[0].faithfulness is None and "faithfulness" not in plain_cmp.to_json()["models"][0]

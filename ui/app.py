@@ -13,7 +13,7 @@ Layout of ``ui``:
   ``progress_fn``; ``gpu`` (ZeroGPU when present); output files (``new_output_folder``,
   ``render_result``, ``save_raw``).
 * ``format.py`` (tables and text), ``plots.py`` (figures): presentation helpers.
-* ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``zoo_tab``, ``about``.
+* ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``zoo_tab``, ``about``.
 
 Adding a tab: write ``ui/tabs/<name>.py`` that defines
 
@@ -35,9 +35,9 @@ import gradio as gr
 from zoo.service import Explorer
 
 from .common import OUTPUT_MAX_AGE_S, Context
-from .tabs import about, classify, compare, zoo_tab
+from .tabs import about, classify, compare, rank, zoo_tab
 
-TABS = (classify, compare, zoo_tab, about)
+TABS = (classify, compare, rank, zoo_tab, about)
 
 
 def build_app(explorer: Explorer) -> gr.Blocks:

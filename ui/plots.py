@@ -1,9 +1,10 @@
-"""Accuracy against cost, one point per depth (matplotlib figures for ``gr.Plot``)."""
+"""Figures for ``gr.Plot`` (matplotlib): accuracy against cost; deletion and insertion curves."""
 
 from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+from zoo.faithfulness import Faithfulness
 from zoo.stats import ZooRow
 
 
@@ -30,4 +31,28 @@ def accuracy_vs(rows: list[ZooRow], x: str) -> Figure | None:
     ax.set_ylabel("ImageNet top-1 (%)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def faithfulness_curves(curves: list[tuple[str, Faithfulness]], target: str = "") -> Figure | None:
+    """Deletion and insertion curves side by side, one line per (name, scores), AUCs in the legends."""
+    if not curves:
+        return None
+    fig = Figure(figsize=(7.6, 2.9), dpi=100)
+    left, right = fig.subplots(1, 2, sharey=True)
+    for name, f in curves:
+        left.plot(f.fractions, f.deletion_curve, marker=".", label=f"{name}: {f.deletion_auc:.3f}")
+        right.plot(f.fractions, f.insertion_curve, marker=".", label=f"{name}: {f.insertion_auc:.3f}")
+    prob = f"p({target})" if target else "target probability"
+    left.set_title("Deletion: top pixels removed first\n(area: lower is better)", fontsize=9)
+    right.set_title("Insertion: top pixels restored first\n(area: higher is better)", fontsize=9)
+    for ax in (left, right):
+        ax.set_xlabel("fraction of pixels", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, title="area", title_fontsize=7)
+    left.set_ylabel(prob, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))  # room above for gr.Plot's label badge
     return fig
