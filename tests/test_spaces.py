@@ -87,13 +87,15 @@ def test_durations_follow_the_cost_and_stay_within_a_visitors_quota():
     one, many = spaces.cost_duration(run_one), spaces.cost_duration(run_compare, default_models=5)
     cam = one(None, "resnet50", 5, "cam", "", None)
     assert cam == 19  # 15 s to start + 3 s for the model + one pass
-    # Occlusion, window 32 stride 16: 13 x 13 positions + the unoccluded pass = 170 passes.
-    assert one(None, "resnet50", 5, "occlusion", "", None) == 27  # ceil(15 + 3 + 170 * 0.05)
-    assert one(None, "resnet50", 5, "integrated-gradients", "", None, steps=128) == 25  # ceil(18 + 129 * 0.05)
-    assert one(None, "resnet50", 5, "occlusion", "", None, window=8, stride=4) == spaces.MAX_S  # 3026 passes
+    # Occlusion, window 32 stride 16: 13 x 13 positions + the unoccluded pass = 170 forwards, + classify.
+    assert one(None, "resnet50", 5, "occlusion", "", None) == 27  # ceil(15 + 3 + 171 * 0.05)
+    # Integrated Gradients: 128 forwards and backwards (a backward ~ two forwards' worth), + classify.
+    assert one(None, "resnet50", 5, "integrated-gradients", "", None, steps=128) == 31  # ceil(18 + 257 * 0.05)
+    # Parameters over the server's limits fail before any pass: no long GPU slot for them.
+    assert one(None, "resnet50", 5, "occlusion", "", None, window=8, stride=4) == 19
     assert many(None, [], "cam", "", None) == 31  # all five depths: ceil(15 + 5 * 3.05)
     assert many(None, ["resnet18", "resnet50"], "cam", "", None) == 22
-    assert spaces.map_passes("occlusion", 224, 224) == 2 and spaces.map_passes("cam") == 1
+    assert spaces.map_passes("occlusion", 224, 224) == 3 and spaces.map_passes("cam") == 1
 
 
 def test_space_policy_preload_and_example_caching(fake_spaces_importable):

@@ -13,7 +13,8 @@ Layout of ``ui``:
   ``progress_fn``; ``gpu`` (ZeroGPU when present); output files (``new_output_folder``,
   ``render_result``, ``save_raw``).
 * ``format.py`` (tables and text), ``plots.py`` (figures): presentation helpers.
-* ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``depth_lab``, ``zoo_tab``, ``about``.
+* ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``depth_lab``, ``zoo_tab``,
+  ``about``.
 
 Adding a tab: write ``ui/tabs/<name>.py`` that defines
 
@@ -38,9 +39,9 @@ import gradio as gr
 from zoo.service import Explorer
 
 from .common import OUTPUT_MAX_AGE_S, Context
-from .tabs import about, classify, compare, depth_lab, zoo_tab
+from .tabs import about, classify, compare, depth_lab, rank, zoo_tab
 
-TABS = (classify, compare, depth_lab, zoo_tab, about)
+TABS = (classify, compare, rank, depth_lab, zoo_tab, about)
 
 # Gradio's default theme declares its font at weights 400 and 600, and the 600 file it
 # ships holds almost no glyphs: bold text fell back to another, larger font. Declaring

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from zoo.analysis import Analysis
-from zoo.explain import METHODS
-from zoo.service import Comparison, Result
+from zoo.explain import METHODS, STAGES, stage_channels
+from zoo.faithfulness import Faithfulness
+from zoo.registry import ModelSpec
+from zoo.service import Comparison, Ranked, Ranking, Result
 from zoo.stats import StageStats, ZooRow
 
 
@@ -24,9 +26,11 @@ def result_markdown(result: Result, load_note: str = "") -> str:
     m = METHODS[result.method]
     lines = [
         f"**{result.run.model}** on `{result.run.device}` · {result.seconds * 1000:.0f} ms "
-        f"(classify {result.run.seconds * 1000:.0f} ms, {m.label} {result.explanation.seconds * 1000:.0f} ms)",
+        f"(classify {result.run.seconds * 1000:.0f} ms, {m.label} {result.explanation.seconds * 1000:.0f} ms"
+        + (f", scoring {result.faithfulness.seconds * 1000:.0f} ms" if result.faithfulness else "") + ")",
         f"Map for **{t.label}** (class {t.index}, p = {t.prob:.3f}) · raw map {result.explanation.raw.shape[0]}"
-        f"×{result.explanation.raw.shape[1]} · cost: {m.cost}",
+        f"×{result.explanation.raw.shape[1]}" + (f" from {result.explanation.layer}" if result.explanation.layer else "")
+        + f" · cost: {m.cost}",
     ]
     if m.signed:
         lines.append("Signed map: positive values support the class, negative values count against it.")
@@ -167,3 +171,62 @@ def depth_lab_markdown(analyses: list[Analysis]) -> str:
         notes.append(f"Statistics and gradients in fp32; lesions in {', '.join(sorted(prec))}. "
                      f"Time: {', '.join(f'{a.model} {a.seconds:.1f} s' for a in analyses)}.")
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes)
+# --- faithfulness ---------------------------------------------------------------------
+
+FAITHFULNESS_NOTE = "deletion: lower is better; insertion: higher is better; costs about 40 forwards"
+
+
+def faithfulness_markdown(f: Faithfulness) -> str:
+    """The two areas with how to read them, and what they cost."""
+    return (f"**Deletion AUC {f.deletion_auc:.3f}** (lower is better: removing the map's top pixels first should "
+            f"make the class fall fast) · **Insertion AUC {f.insertion_auc:.3f}** (higher is better: restoring "
+            f"them first should bring it back fast) · {f.steps} steps, {f.forwards} forwards, "
+            f"{f.seconds * 1000:.0f} ms")
+
+
+def faithfulness_table(cmp: Comparison) -> list[list[Any]]:
+    """One row per depth: its map's two areas for the shared target."""
+    return [[r.run.model, f"{r.faithfulness.deletion_auc:.3f}", f"{r.faithfulness.insertion_auc:.3f}",
+             f"{r.explanation.target.prob:.3f}", f"{r.faithfulness.seconds * 1000:.0f}"]
+            for r in cmp.results if r.faithfulness is not None]
+
+
+FAITHFULNESS_HEADERS = ["model", "deletion AUC (lower is better)", "insertion AUC (higher is better)",
+                        "p(target)", "scoring ms"]
+
+
+def method_choice(name: str, spec: ModelSpec | None = None, layer: str = STAGES[-1]) -> tuple[str, str]:
+    """(label, name) for a method picker; Score-CAM's label counts its forwards for ``spec``."""
+    m = METHODS[name]
+    if name == "scorecam" and spec is not None:
+        channels = stage_channels(spec.arch, layer)
+        return f"{m.label} — {channels + 2} forwards ({channels} channels of {layer}, + 2)", name
+    return f"{m.label} — {m.cost}", name
+
+
+def rank_caption(place: int, r: Ranked) -> str:
+    f = r.faithfulness
+    # Short: a thumbnail shows ~40 characters; the table beside it has the full labels.
+    return (f"{place}. {r.method}: deletion {f.deletion_auc:.3f}, insertion {f.insertion_auc:.3f} "
+            f"({r.explanation.seconds:.1f} s + {f.seconds:.1f} s scoring)")
+
+
+def rank_table(entries: list[Ranked]) -> list[list[Any]]:
+    return [[i + 1, METHODS[r.method].label, f"{r.faithfulness.deletion_auc:.3f}",
+             f"{r.faithfulness.insertion_auc:.3f}", f"{r.explanation.seconds:.2f}", f"{r.faithfulness.seconds:.2f}"]
+            for i, r in enumerate(entries)]
+
+
+RANK_HEADERS = ["rank", "method", "deletion AUC (lower is better)", "insertion AUC (higher is better)", "map s",
+                "scoring s"]
+
+
+def ranking_markdown(ranking: Ranking, total: int, by: str) -> str:
+    t = ranking.target
+    done = len(ranking.entries)
+    head = (f"**{ranking.run.model}** · maps for **{t.label}** (class {t.index}, p = {t.prob:.3f}) · "
+            f"{done} of {total} methods scored")
+    key = ("deletion AUC, lowest first (the class falls fastest when the map's top pixels are removed)"
+           if by == "deletion" else
+           "insertion AUC, highest first (the class returns fastest when the map's top pixels are restored)")
+    return f"{head} · sorted by {key}. Each score costs about 40 forwards."

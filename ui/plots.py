@@ -1,4 +1,5 @@
-"""Matplotlib figures for ``gr.Plot``: accuracy against cost; the Depth lab's per-block charts."""
+"""Matplotlib figures for ``gr.Plot``: accuracy against cost; the Depth lab's per-block charts; deletion
+and insertion curves."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
 
 from zoo.analysis import Analysis, BlockStats, relative_depths
+from zoo.faithfulness import Faithfulness
 from zoo.stats import ZooRow
 
 SIZE = (5.2, 3.6)
@@ -233,3 +235,25 @@ def depth_lab(analyses: list[Analysis]) -> list[Figure | None]:
     """The six Depth lab charts, in the tab's order."""
     return [response_std(analyses), response_std_sorted(analyses), residual_ratio(analyses), grad_norm(analyses),
             lesion(analyses), deletions(analyses)]
+def faithfulness_curves(curves: list[tuple[str, Faithfulness]], target: str = "") -> Figure | None:
+    """Deletion and insertion curves side by side, one line per (name, scores), AUCs in the legends."""
+    if not curves:
+        return None
+    fig = Figure(figsize=(7.6, 2.9), dpi=100)
+    left, right = fig.subplots(1, 2, sharey=True)
+    for name, f in curves:
+        left.plot(f.fractions, f.deletion_curve, marker=".", label=f"{name}: {f.deletion_auc:.3f}")
+        right.plot(f.fractions, f.insertion_curve, marker=".", label=f"{name}: {f.insertion_auc:.3f}")
+    prob = f"p({target})" if target else "target probability"
+    left.set_title("Deletion: top pixels removed first\n(area: lower is better)", fontsize=9)
+    right.set_title("Insertion: top pixels restored first\n(area: higher is better)", fontsize=9)
+    for ax in (left, right):
+        ax.set_xlabel("fraction of pixels", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, title="area", title_fontsize=7)
+    left.set_ylabel(prob, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))  # room above for gr.Plot's label badge
+    return fig

@@ -77,13 +77,18 @@ def activate() -> None:
 
 
 def map_passes(method: str, window: int = 32, stride: int = 16, steps: int = 32) -> int:
-    """Passes through the network one map costs (zoo.explain's cost column, as numbers)."""
-    if method == "occlusion":
-        per_side = math.ceil((CROP - int(window)) / max(int(stride), 1)) + 1
-        return 1 + per_side * per_side
-    if method == "integrated-gradients":
-        return 1 + int(steps)
-    return {"cam": 1, "gradcam": 2, "saliency": 2, "guided-gradcam": 3}.get(method, 4)
+    """Passes through the network one map costs: the classification's forward plus the method's."""
+    from zoo.errors import ZooError
+    from zoo.explain import METHODS
+
+    m = METHODS.get(method)
+    if m is None:
+        return 4
+    params = {"window": window, "stride": stride} if method == "occlusion" else {"steps": steps}
+    try:
+        return 1 + m.passes(params, CROP) * (2 if m.backward else 1)
+    except ZooError:  # parameters the server refuses: the handler fails at once, so any duration will do
+        return 1
 
 
 def cost_duration(fn: Callable, *, default_models: int = 1) -> Callable[..., int]:

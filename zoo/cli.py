@@ -78,46 +78,95 @@ def cmd_classify(zoo: Zoo, args: argparse.Namespace) -> int:
 
 
 def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
-    from .explain import METHODS, explain
+    from .explain import METHODS, layer_param
     from .images import load_image
     from .inference import classify
     from .models import load_model
-    from .render import overlay_crop, save_png
 
     spec = zoo.get(args.model)
-    params = {}
-    if args.method == "occlusion":
-        params = {"window": args.window, "stride": args.stride}
-    if args.method == "integrated-gradients":
-        params = {"steps": args.steps}
-    METHODS[args.method].passes(params, spec.preprocessing.crop)  # parameters over the limits fail now
+    names = list(METHODS) if args.method == "all" else [args.method]
+    if args.method != "all":  # a layer the method refuses, or parameters over the limits, fail now
+        layer_param(args.method, {"layer": args.layer}, spec.cam_layer)
+        METHODS[args.method].passes(method_params(args.method, args), spec.preprocessing.crop)
     image = load_image(args.image)
     model = load_model(spec, args.device, progress=None if args.json else print_progress,
                        precision=args.precision)
     run = classify(model, image, top_k=5)
-    ex = explain(model, run, args.method, args.target, **params)
-    if args.npy:
-        import numpy as np
+    failed = 0
+    for name in names:
+        try:
+            explain_one(model, run, name, args, suffix=args.method == "all")
+        except ZooError as e:
+            if args.method != "all":
+                raise
+            failed += 1  # one method's refusal (CAM below layer4) does not stop the others
+            if args.json:
+                print(json.dumps({"model": spec.name, "method": name, "error": str(e)}), flush=True)
+            else:
+                print(f"{name}: skipped: {e}", flush=True)
+    return 0 if failed < len(names) else 2
 
-        np.save(args.npy, ex.raw.astype("float32"))
-    if args.out:
-        save_png(overlay_crop(run, ex.raw, cmap=args.cmap, alpha=args.alpha), args.out)
+
+def method_params(name: str, args: argparse.Namespace) -> dict:
+    """The command line's parameters for one method."""
+    if name == "occlusion":
+        return {"window": args.window, "stride": args.stride}
+    if name == "integrated-gradients":
+        return {"steps": args.steps}
+    return {}
+
+
+def explain_one(model, run, name: str, args: argparse.Namespace, suffix: bool) -> None:
+    """One method's map (and its scores with --faithfulness); one line or one JSON object."""
+    from pathlib import Path
+
+    from .explain import METHODS, explain, takes_layer
+    from .faithfulness import faithfulness
+    from .render import overlay_crop, save_png
+
+    params = method_params(name, args)
+    if args.layer and (takes_layer(name) or not suffix):  # --method all: input methods just take none
+        params["layer"] = args.layer
+    ex = explain(model, run, name, args.target, **params)
+    scores = faithfulness(model, run, ex.raw, ex.target.index) if args.faithfulness else None
+    paths = []
+    for path, write in ((args.npy, "npy"), (args.out, "png")):
+        if not path:
+            continue
+        path = Path(path)
+        if suffix:
+            path = path.with_name(f"{path.stem}-{name}{path.suffix}")
+        if write == "npy":
+            import numpy as np
+
+            np.save(path, ex.raw.astype("float32"))
+        else:
+            save_png(overlay_crop(run, ex.raw, cmap=args.cmap, alpha=args.alpha), path)
+        paths.append(path)
     if args.json:
         t = ex.target
-        print(json.dumps({"model": spec.name, "method": args.method, "device": run.device,
-                          "precision": run.precision,
-                          "target": {"index": t.index, "label": t.label, "prob": t.prob},
-                          "shape": list(ex.raw.shape), "notes": run.notes + ex.notes}))
-        return 0
+        out = {"model": model.spec.name, "method": name, "device": run.device, "precision": run.precision,
+               "target": {"index": t.index, "label": t.label, "prob": t.prob}, "shape": list(ex.raw.shape),
+               "layer": ex.layer, "seconds": round(ex.seconds, 4), "notes": run.notes + ex.notes,
+               "faithfulness": None}
+        if scores is not None:
+            f = scores.to_json()
+            out["faithfulness"] = {k: f[k] for k in ("deletion_auc", "insertion_auc", "deletion_curve",
+                                                      "insertion_curve", "fractions", "steps", "forwards", "seconds")}
+        print(json.dumps(out), flush=True)
+        return
     for note in run.notes + ex.notes:
         print(f"note: {note}")
-    print(f"{spec.name} · {METHODS[args.method].label} for {ex.target.label!r} "
-          f"(class {ex.target.index}, p={ex.target.prob:.3f}); map {ex.raw.shape[0]}x{ex.raw.shape[1]}, "
-          f"{ex.seconds * 1000:.0f} ms")
-    for path in (args.out, args.npy):
-        if path:
-            print(f"wrote {path}")
-    return 0
+    at = f" at {ex.layer}" if ex.layer else ""
+    print(f"{model.spec.name} · {METHODS[name].label} for {ex.target.label!r} (class {ex.target.index}, "
+          f"p={ex.target.prob:.3f}){at}; map {ex.raw.shape[0]}x{ex.raw.shape[1]}, {ex.seconds * 1000:.0f} ms",
+          flush=True)
+    if scores is not None:
+        print(f"  deletion AUC {scores.deletion_auc:.4f} (lower is better) · insertion AUC "
+              f"{scores.insertion_auc:.4f} (higher is better) · {scores.forwards} forwards, "
+              f"{scores.seconds * 1000:.0f} ms", flush=True)
+    for path in paths:
+        print(f"wrote {path}")
 
 
 def cmd_analyze(zoo: Zoo, args: argparse.Namespace) -> int:
@@ -224,11 +273,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=5, metavar="K")
     s.set_defaults(func=cmd_classify)
 
-    from .explain import MAX_IG_STEPS, MAX_OCCLUSION_POSITIONS, METHODS, MIN_IG_STEPS
+    from .explain import MAX_IG_STEPS, MAX_OCCLUSION_POSITIONS, METHODS, MIN_IG_STEPS, STAGES
 
     s = sub.add_parser("explain", parents=[common], help="where the network looked")
     model_args(s)
-    s.add_argument("--method", default="cam", choices=list(METHODS))
+    s.add_argument("--method", default="cam", choices=[*METHODS, "all"],
+                   help="explanation method, or 'all': one line (or JSON object) per method")
+    s.add_argument("--layer", default=None, choices=STAGES,
+                   help="stage the map is read from (default layer4; CAM works on layer4 only)")
+    s.add_argument("--faithfulness", action="store_true",
+                   help="also score the map: deletion AUC (lower is better) and insertion AUC (higher is better), "
+                        "about 40 forwards")
     s.add_argument("--target", default=None, help="class index or name (default: top-1)")
     s.add_argument("--out", metavar="PNG", help="write the overlay on the model's crop")
     s.add_argument("--npy", metavar="NPY", help="write the raw map (float32, before normalising/upsampling)")

@@ -1,9 +1,10 @@
-"""Where the network looked: CAM and Captum attributions, one signature, one table.
+"""Where the network looked: CAM, Captum attributions and TorchCAM's CAM family, one signature, one table.
 
 Every method is ``fn(model, run, target, **params) -> np.ndarray``: a raw float32
 map (h, w) for class ``target`` over the model's input crop, unnormalised. CAM comes
-out of the classification's own forward pass (``run.features``); Captum methods run
-on the model with hooks, inside ``hooks_restored`` and the model's lock.
+out of the classification's own forward pass (``run.features``); Captum and TorchCAM
+methods run on the model with hooks, inside ``hooks_restored`` and the model's lock.
+Methods that read a stage take ``layer`` (``layer1`` ... ``layer4``, default the last).
 
 DeepLift is not offered: torchvision's ResNets reuse one ReLU module several times per
 block, which DeepLift's per-module bookkeeping cannot handle.
@@ -12,6 +13,7 @@ block, which DeepLift's per-module bookkeeping cannot handle.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -24,6 +26,7 @@ from torch import nn
 from .errors import UnknownMethodError, ZooError
 from .inference import Classification, Prediction, resolve_target
 from .models import LoadedModel
+from .registry import Architecture
 
 MethodFn = Callable[..., np.ndarray]
 PassesFn = Callable[[Mapping[str, Any], int], int]
@@ -66,16 +69,60 @@ class Explanation:
     raw: np.ndarray  # (h, w) float32, as the method produced it
     seconds: float
     notes: list[str] = field(default_factory=list)  # what a reader must know, e.g. "this map is all zero"
+    layer: str | None = None  # the stage the map was read from; None for input-gradient methods
+
+
+# --- stages: the layer a map is read from -----------------------------------------------
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+class LayerError(ZooError):
+    """A layer that is not one of the four stages, or one a method cannot use."""
+
+
+def stage_name(layer: str | None, default: str = "layer4") -> str:
+    """``layer`` checked against the four stages; None or blank means ``default``."""
+    if layer is None or not str(layer).strip():
+        return default
+    name = str(layer).strip().lower()
+    if name not in STAGES:
+        raise LayerError(f"Unknown layer {layer!r}; choose one of {', '.join(STAGES)} (the four stages of a "
+                         "ResNet; layer4 is the last).")
+    return name
+
+
+def check_cam_layer(cam_layer: str, layer: str | None) -> None:
+    """CAM is defined by fc's weights, which apply to the last stage's channels only."""
+    name = stage_name(layer, cam_layer)
+    if name != cam_layer:
+        raise LayerError(
+            f"CAM is exact only on {cam_layer}, the last stage: its output feeds global average pooling and fc, "
+            f"so fc's weights score its channels and no other stage's. For {name}, use Grad-CAM, Grad-CAM++, "
+            "XGrad-CAM, Layer-CAM or Score-CAM, which take any stage.")
+
+
+def stage_channels(arch: Architecture, layer: str | None) -> int:
+    """Channels of a stage's output: 64, 128, 256, 512, times 4 for bottleneck blocks."""
+    i = STAGES.index(stage_name(layer))
+    return 64 * 2 ** i * (4 if arch.block == "bottleneck" else 1)
+
+
+def takes_layer(method: str) -> bool:
+    """True when ``method`` reads a stage and accepts ``layer=``."""
+    return "layer" in inspect.signature(get_method(method).fn).parameters
 
 
 # --- the hook-free method -------------------------------------------------------------
 
-def cam(model: LoadedModel, run: Classification, target: int) -> np.ndarray:
+def cam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
     """Class activation map (Zhou et al. 2016): sum_k w_ck f_k(x, y).
 
     Exact for a network that ends in global average pooling and one linear layer: the
-    spatial mean of this map plus the fc bias is the class logit.
+    spatial mean of this map plus the fc bias is the class logit. Only the last stage
+    feeds that pooling, so ``layer`` may only name it.
     """
+    check_cam_layer(model.spec.cam_layer, layer)
     w = model.module.fc.weight[target].detach().float().cpu().numpy()
     return np.einsum("k,khw->hw", w, run.features).astype(np.float32)
 
@@ -132,21 +179,24 @@ def _to_map(attr: torch.Tensor, reduce: str) -> np.ndarray:
     return a.cpu().numpy().astype(np.float32)
 
 
-def gradcam(model: LoadedModel, run: Classification, target: int, relu: bool = True) -> np.ndarray:
+def gradcam(model: LoadedModel, run: Classification, target: int, relu: bool = True,
+            layer: str | None = None) -> np.ndarray:
     from captum.attr import LayerGradCam
 
+    name = stage_name(layer, model.spec.cam_layer)
     with _captum_session(model, run) as x:
-        layer = model.module.get_submodule(model.spec.cam_layer)
-        attr = LayerGradCam(model.module, layer).attribute(x, target=target, relu_attributions=relu)
+        stage = model.module.get_submodule(name)
+        attr = LayerGradCam(model.module, stage).attribute(x, target=target, relu_attributions=relu)
     return attr.detach().float()[0, 0].cpu().numpy().astype(np.float32)
 
 
-def guided_gradcam(model: LoadedModel, run: Classification, target: int) -> np.ndarray:
+def guided_gradcam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
     from captum.attr import GuidedGradCam
 
+    name = stage_name(layer, model.spec.cam_layer)
     with _captum_session(model, run) as x:
-        layer = model.module.get_submodule(model.spec.cam_layer)
-        attr = GuidedGradCam(model.module, layer).attribute(x, target=target)
+        stage = model.module.get_submodule(name)
+        attr = GuidedGradCam(model.module, stage).attribute(x, target=target)
     return _to_map(attr, "abs")
 
 
@@ -228,6 +278,87 @@ def occlusion(model: LoadedModel, run: Classification, target: int, window: int 
     return _to_map(attr, "mean")
 
 
+# --- TorchCAM's CAM family ------------------------------------------------------------
+# A TorchCAM extractor hooks its layer when built and unhooks on exit. It runs inside the
+# same session as Captum (lock, hooks_restored, fp32 gradients), so no hook, mode or
+# requires_grad survives an exception either. Maps are taken unnormalised (TorchCAM's
+# ``normalized=False``), after the ReLU each method applies.
+
+def _torchcam(model: LoadedModel, run: Classification, target: int, extractor: type, layer: str | None,
+              setup: Callable[[Any], None] | None = None, **kwargs: Any) -> np.ndarray:
+    name = stage_name(layer, model.spec.cam_layer)
+    with _captum_session(model, run) as x:
+        with extractor(model.module, name, **kwargs) as ex:
+            if setup is not None:
+                setup(ex)
+            scores = model.module(x)
+            maps = ex(target, scores, normalized=False)
+    return maps[0][0].detach().float().cpu().numpy().astype(np.float32)
+
+
+def gradcampp(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
+    from torchcam.methods import GradCAMpp
+
+    return _torchcam(model, run, target, GradCAMpp, layer)
+
+
+def xgradcam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
+    from torchcam.methods import XGradCAM
+
+    return _torchcam(model, run, target, XGradCAM, layer)
+
+
+def layercam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
+    from torchcam.methods import LayerCAM
+
+    return _torchcam(model, run, target, LayerCAM, layer)
+
+
+class _SeededNormal:
+    """N(0, std) noise from a private generator, in place of Smooth Grad-CAM++'s distribution.
+
+    TorchCAM samples from torch's global generator, which every thread shares: the map
+    would change from call to call and with other requests. Same ``sample`` interface;
+    with the same seed it draws what ``torch.manual_seed(seed)`` then TorchCAM would.
+    """
+
+    def __init__(self, std: float, seed: int):
+        self.std = std
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self, shape: Any) -> torch.Tensor:
+        return torch.normal(0.0, self.std, size=tuple(shape), generator=self.generator)
+
+
+def smoothgradcampp(model: LoadedModel, run: Classification, target: int, layer: str | None = None,
+                    samples: int = 4, std: float = 0.3, seed: int = 0) -> np.ndarray:
+    from torchcam.methods import SmoothGradCAMpp
+
+    if not 1 <= int(samples) <= 64:
+        raise ZooError(f"Smooth Grad-CAM++ needs between 1 and 64 noisy samples, got {samples}.")
+    if not 0.0 < float(std) <= 5.0:
+        raise ZooError(f"Smooth Grad-CAM++ needs a noise std in (0, 5] (normalised input units), got {std}.")
+
+    def seeded(ex: Any) -> None:
+        ex._distrib = _SeededNormal(float(std), int(seed))
+
+    return _torchcam(model, run, target, SmoothGradCAMpp, layer, setup=seeded, num_samples=int(samples),
+                     std=float(std))
+
+
+def scorecam(model: LoadedModel, run: Classification, target: int, layer: str | None = None,
+             batch: int = 32) -> np.ndarray:
+    """Score-CAM: each channel of the stage, upsampled and min-max scaled, masks the input.
+
+    One forward per channel (``stage_channels``), in batches of ``batch``, plus two.
+    """
+    from torchcam.methods import ScoreCAM
+
+    if not 1 <= int(batch) <= 256:
+        raise ZooError(f"Score-CAM's batch must be between 1 and 256 masked images, got {batch}.")
+    return _torchcam(model, run, target, ScoreCAM, layer, batch_size=int(batch))
+
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("cam", "CAM (global average pooling)", cam,
            "free: reuses the classification's forward pass", "feature", backward=False,
@@ -244,6 +375,18 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "1 forward per window position, ((224 - window) / stride + 1)^2: 169 by default, at most "
            f"{MAX_OCCLUSION_POSITIONS}", "input", signed=True, backward=False,
            count=lambda params, size: occlusion_positions(*occlusion_window(params, size), size) + 1),
+    # TorchCAM's CAM family; every one takes ``layer``.
+    Method("gradcampp", "Grad-CAM++", gradcampp, "1 forward + 1 backward", "feature"),
+    Method("smoothgradcampp", "Smooth Grad-CAM++", smoothgradcampp,
+           "1 forward + `samples` noisy forwards and backwards (default 4)", "feature",
+           count=lambda params, size: 1 + int(params.get("samples", 4))),
+    Method("xgradcam", "XGrad-CAM", xgradcam, "1 forward + 1 backward", "feature"),
+    Method("layercam", "Layer-CAM", layercam, "1 forward + 1 backward", "feature"),
+    Method("scorecam", "Score-CAM", scorecam,
+           "1 forward per channel of the layer, + 2: 512 (ResNet-18/34) or 2048 (ResNet-50 and deeper) at layer4, "
+           "64 to 1024 at layer1-3", "feature", backward=False,
+           # Without the model at hand, the largest stage (2048 channels) bounds the estimate.
+           count=lambda params, size: int(params.get("channels", 2048)) + 2),
 )}
 
 
@@ -258,10 +401,11 @@ def explain(model: LoadedModel, run: Classification, method: str = "cam", target
     """Map for ``target`` (index, name, or None for the top-1 class) by ``method``."""
     m = get_method(method)
     idx = resolve_target(run.labels, target, default=run.predictions[0].index)
+    layer = layer_param(method, params, model.spec.cam_layer)
     t0 = time.perf_counter()
     raw = m.fn(model, run, idx, **params)
     pred = run.prediction(idx)
-    return Explanation(method, pred, raw, time.perf_counter() - t0, flat_map_notes(m, raw, pred.label))
+    return Explanation(method, pred, raw, time.perf_counter() - t0, flat_map_notes(m, raw, pred.label), layer)
 
 
 # Why a method's map can come out all zero, where it has a reason of its own.
@@ -291,3 +435,21 @@ def flat_map_notes(method: Method, raw: np.ndarray, label: str) -> list[str]:
         return [f"The {method.label} map for {label} is constant ({float(raw.flat[0]):.3g} everywhere), so it "
                 f"says nothing about where the network looked.{try_cam}"]
     return []
+
+
+def layer_param(method: str, params: dict[str, Any], default: str = "layer4") -> str | None:
+    """The stage ``method`` will read (``params['layer']`` or ``default``); None if it reads no stage.
+
+    Methods of the input pixels refuse a layer rather than ignore it; a blank one is dropped.
+    """
+    layer = params.pop("layer", None)
+    blank = layer is None or not str(layer).strip()
+    if takes_layer(method):
+        params["layer"] = stage_name(layer, default)
+        if get_method(method).fn is cam:  # the one method bound to one stage: refuse before any work
+            check_cam_layer(default, params["layer"])
+        return params["layer"]
+    if not blank:
+        raise LayerError(f"{get_method(method).label} works on the input pixels, not on a stage, so it takes no "
+                         f"layer (got {layer!r}). Layers are for {', '.join(m for m in METHODS if takes_layer(m))}.")
+    return None

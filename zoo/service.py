@@ -14,10 +14,12 @@ from typing import Any, Iterator
 
 from .analysis import Analysis, analyze, check_target
 from .errors import ZooError
-from .explain import Explanation, explain, get_method
+from .explain import METHODS, Explanation, explain, get_method, layer_param
+from .faithfulness import STEPS, Faithfulness
+from .faithfulness import faithfulness as score_map
 from .hub import ProgressFn
 from .images import LoadedImage, load_image
-from .inference import Classification, Prepared, classify, prepare, resolve_target
+from .inference import Classification, Prediction, Prepared, classify, prepare, resolve_target
 from .models import ModelCache, precision_name
 from .registry import Preprocessing, Zoo
 
@@ -29,14 +31,19 @@ class Result:
     run: Classification
     explanation: Explanation
     method: str
-    seconds: float  # model fetch excluded: classify + explain
+    seconds: float  # model fetch excluded: classify + explain (+ score)
+    faithfulness: Faithfulness | None = None  # deletion/insertion scores, when asked for
 
     def to_json(self) -> dict[str, Any]:
         t = self.explanation.target
-        return {**self.run.to_json(), "method": self.method,
-                "target": {"index": t.index, "label": t.label, "prob": t.prob},
-                "shape": list(self.explanation.raw.shape),
-                "seconds": round(self.seconds, 4), "notes": self.run.notes + self.explanation.notes}
+        out = {**self.run.to_json(), "method": self.method,
+               "target": {"index": t.index, "label": t.label, "prob": t.prob},
+               "shape": list(self.explanation.raw.shape),
+               "seconds": round(self.seconds, 4), "notes": self.run.notes + self.explanation.notes}
+        if self.faithfulness is not None:  # only then: /classify's answer stays as it was
+            out["layer"] = self.explanation.layer
+            out["faithfulness"] = self.faithfulness.to_json()
+        return out
 
 
 @dataclass
@@ -51,6 +58,55 @@ class Comparison:
     def to_json(self) -> dict[str, Any]:
         return {"target": {"index": self.target, "label": self.target_label}, "agreement": self.agreement,
                 "models": [r.to_json() for r in self.results]}
+
+
+# Methods a ranking runs when none are named: those costing a few passes at most
+# (Integrated Gradients, Occlusion and Score-CAM cost tens to thousands).
+RANK_DEFAULT = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam", "smoothgradcampp", "saliency",
+                "guided-gradcam")
+RANK_KEYS = ("deletion", "insertion")
+
+
+@dataclass
+class Ranked:
+    """One method's map of the image and how faithful it is."""
+
+    explanation: Explanation
+    faithfulness: Faithfulness
+
+    @property
+    def method(self) -> str:
+        return self.explanation.method
+
+    def to_json(self) -> dict[str, Any]:
+        f = self.faithfulness
+        return {"method": self.method, "label": METHODS[self.method].label, "layer": self.explanation.layer,
+                "deletion_auc": f.deletion_auc, "insertion_auc": f.insertion_auc,
+                "seconds": round(self.explanation.seconds, 4), "score_seconds": round(f.seconds, 4),
+                "shape": list(self.explanation.raw.shape), "faithfulness": f.to_json()}
+
+
+@dataclass
+class Ranking:
+    """Several methods' maps of one image for one class, each scored."""
+
+    run: Classification
+    target: Prediction
+    entries: list[Ranked] = field(default_factory=list)
+
+    def sorted(self, by: str = "deletion") -> list[Ranked]:
+        """Best first: lowest deletion area, or highest insertion area."""
+        if by not in RANK_KEYS:
+            raise ZooError(f"Sort by 'deletion' (lower is better) or 'insertion' (higher is better), not {by!r}.")
+        if by == "deletion":
+            return sorted(self.entries, key=lambda r: r.faithfulness.deletion_auc)
+        return sorted(self.entries, key=lambda r: -r.faithfulness.insertion_auc)
+
+    def to_json(self, by: str = "deletion") -> dict[str, Any]:
+        t = self.target
+        return {**self.run.to_json(), "target": {"index": t.index, "label": t.label, "prob": t.prob},
+                "sort_by": by, "steps": STEPS, "methods": [r.to_json() for r in self.sorted(by)],
+                "notes": self.run.notes}
 
 
 class Explorer:
@@ -69,19 +125,28 @@ class Explorer:
         return precision_name(self.cache.precision)
 
     def run(self, image: Any, model: str, top_k: int = 5, method: str = "cam", target: int | str | None = None,
-            progress: ProgressFn | None = None, **params: Any) -> Result:
+            progress: ProgressFn | None = None, faithfulness: bool = False, **params: Any) -> Result:
+        """Classify and explain; with ``faithfulness``, also score the map (about 40 forwards)."""
         spec = self.zoo.get(model)
         get_method(method)
+        layer_param(method, dict(params), spec.cam_layer)  # a bad layer fails before any download
         loaded = _decoded(image)  # check the upload before fetching weights
         lm = self.cache.get(spec, progress)
         t0 = time.perf_counter()
         run = classify(lm, loaded, top_k)
         ex = explain(lm, run, method, target, **params)
-        return Result(run, ex, method, time.perf_counter() - t0)
+        scores = None
+        if faithfulness:
+            scores = score_map(lm, run, ex.raw, ex.target.index, progress=progress)
+        return Result(run, ex, method, time.perf_counter() - t0, scores)
 
     def compare(self, image: Any, models: list[str] | None = None, method: str = "cam",
-                target: int | str | None = None, top_k: int = 5, progress: ProgressFn | None = None) -> Comparison:
-        """Every depth on one image; CAMs for one class (default: the one most depths pick)."""
+                target: int | str | None = None, top_k: int = 5, progress: ProgressFn | None = None,
+                faithfulness: bool = False) -> Comparison:
+        """Every depth on one image; CAMs for one class (default: the one most depths pick).
+
+        With ``faithfulness``, each depth's map is scored too (about 40 forwards per depth).
+        """
         names = models or [s.name for s in self.zoo.builtin_depths]
         specs = [self.zoo.get(n) for n in names]
         get_method(method)
@@ -107,7 +172,12 @@ class Explorer:
         for lm, run, secs in runs:
             t0 = time.perf_counter()
             ex = explain(lm, run, method, idx)
-            results.append(Result(run, ex, method, secs + time.perf_counter() - t0))
+            scores = None
+            if faithfulness:
+                if progress:
+                    progress(None, f"{run.model}: scoring its map ({2 * STEPS - 1} forwards)")
+                scores = score_map(lm, run, ex.raw, idx)
+            results.append(Result(run, ex, method, secs + time.perf_counter() - t0, scores))
         if progress:
             progress(1.0, "done")
         return Comparison(results, idx, labels[idx], agreement(results))
@@ -125,7 +195,7 @@ class Explorer:
         specs = [self.zoo.get(n) for n in names]
         for spec in specs:
             check_target(spec, target)  # a typo fails now, not after minutes of work
-        loaded = load_image(image)  # decoded once for every depth
+        loaded = _decoded(image)  # decoded once for every depth
         for i, spec in enumerate(specs):
             lm = self.cache.get(spec, progress)
             step = None
@@ -133,6 +203,47 @@ class Explorer:
                 def step(fraction: float | None, message: str, i: int = i) -> None:
                     progress(None if fraction is None else (i + fraction) / len(specs), message)
             yield analyze(lm, loaded, target, lesion=lesion, deletions=deletions, progress=step)
+
+    def rank_methods(self, image: Any, model: str, target: int | str | None = None,
+                     methods: list[str] | None = None, progress: ProgressFn | None = None) -> Ranking:
+        """Each method's map of ``image`` for one class (default: top-1), scored; see ``iter_rank``."""
+        ranking = None
+        for ranking in self.iter_rank(image, model, target, methods, progress):
+            pass
+        assert ranking is not None
+        return ranking
+
+    def iter_rank(self, image: Any, model: str, target: int | str | None = None,
+                  methods: list[str] | None = None, progress: ProgressFn | None = None) -> Iterator[Ranking]:
+        """The ranking so far, after each method: a caller can show it grow, or stop between methods.
+
+        Every method runs with its default parameters (stage methods on the last stage).
+        """
+        names = list(dict.fromkeys(methods or RANK_DEFAULT))  # in order, once each
+        for name in names:
+            get_method(name)
+        spec = self.zoo.get(model)
+        loaded = _decoded(image)
+        lm = self.cache.get(spec, progress)
+        run = classify(lm, loaded, top_k=5)
+        idx = resolve_target(run.labels, target, default=run.predictions[0].index)
+        ranking = Ranking(run, run.prediction(idx))
+        yield ranking
+        n = len(names)
+        for i, name in enumerate(names):
+            m = METHODS[name]
+            if progress:
+                progress(i / n, f"{spec.name} · {m.label}: computing the map ({i + 1} of {n}; {m.cost})")
+            ex = explain(lm, run, name, idx)
+
+            def scoring(fraction: float | None, message: str, i: int = i, label: str = m.label) -> None:
+                if progress:
+                    progress((i + 0.5 + 0.5 * (fraction or 0.0)) / n, f"{label}: {message}")
+
+            ranking.entries.append(Ranked(ex, score_map(lm, run, ex.raw, idx, progress=scoring)))
+            yield ranking
+        if progress:
+            progress(1.0, "done")
 
 
 def _decoded(image: Any) -> LoadedImage:

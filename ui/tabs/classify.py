@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from zoo.explain import STAGES, takes_layer
 from zoo.render import COLORMAPS
 from zoo.service import Result
 
@@ -14,6 +15,7 @@ from .. import format as fmt
 from ..common import (EXAMPLES, Context, gpu, progress_fn, render_result, require_image, safe_image_input,
                       save_raw, user_errors)
 from ..spaces import example_caching
+from ..plots import faithfulness_curves
 
 TITLE = "Classify & explain"
 
@@ -24,22 +26,32 @@ def build(ctx: Context) -> None:
 
     @gpu(by_cost=True)  # ZeroGPU duration from the method's passes (ui/spaces.py)
     def run_one(image: Any, model: str, top_k: int, method: str, target: str | None, progress: gr.Progress,
-                window: int = 32, stride: int = 16, steps: int = 32) -> Result:
+                window: int = 32, stride: int = 16, steps: int = 32, layer: str | None = None,
+                score: bool = False) -> Result:
         require_image(image)
         params: dict[str, Any] = {}
         if method == "occlusion":
             params = {"window": int(window), "stride": int(stride)}
         elif method == "integrated-gradients":
             params = {"steps": int(steps)}
-        return explorer.run(image, model, int(top_k), method, target or None, progress_fn(progress), **params)
+        if layer and takes_layer(method):  # input-pixel methods have no stage; the dropdown does not apply
+            params["layer"] = layer
+        return explorer.run(image, model, int(top_k), method, target or None, progress_fn(progress),
+                            faithfulness=bool(score), **params)
+
+    def render_scores(result: Result) -> tuple[str, Any]:
+        f = result.faithfulness
+        if f is None:
+            return "", None
+        return fmt.faithfulness_markdown(f), faithfulness_curves([(result.method, f)], result.explanation.target.label)
 
     @user_errors
-    def ui_classify(image, model, top_k, method, target, cmap, alpha, window, stride, steps,
+    def ui_classify(image, model, top_k, method, target, cmap, alpha, window, stride, steps, layer, score,
                     progress=gr.Progress()):
-        result = run_one(image, model, top_k, method, target, progress, window, stride, steps)
+        result = run_one(image, model, top_k, method, target, progress, window, stride, steps, layer, score)
         crop, full, fig = render_result(ctx, result, cmap, alpha)
         return (fmt.label_dict(result), crop, full, fig, fmt.result_markdown(result),
-                [crop, save_raw(result, Path(crop).parent)], result)
+                [crop, save_raw(result, Path(crop).parent)], *render_scores(result), result)
 
     @user_errors
     def ui_rerender(result, cmap, alpha):
@@ -59,6 +71,8 @@ def build(ctx: Context) -> None:
             image = safe_image_input(label="Image", elem_id="image-input", height=300)
             model = gr.Dropdown(ctx.model_choices, value=ctx.default_model, label="Model")
             method = gr.Dropdown(ctx.method_choices, value="cam", label="Explanation method")
+            layer = gr.Dropdown(list(STAGES), value=STAGES[-1], elem_id="layer-input",
+                                label="Layer (stage methods only; CAM is exact on layer4 only)")
             target = gr.Dropdown([""] + ctx.class_choices, value="", label="Target class (blank: top-1)",
                                  allow_custom_value=True, filterable=True)
             top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k")
@@ -68,6 +82,7 @@ def build(ctx: Context) -> None:
                 window = gr.Slider(8, 112, value=32, step=8, label="Occlusion window (px)")
                 stride = gr.Slider(4, 112, value=16, step=4, label="Occlusion stride (px)")
                 steps = gr.Slider(4, 128, value=32, step=4, label="Integrated Gradients steps")
+            score = gr.Checkbox(False, label=f"Score this map ({fmt.FAITHFULNESS_NOTE})", elem_id="score-input")
             go = gr.Button("Classify & explain", variant="primary", elem_id="classify-button")
         with gr.Column(scale=2):
             labels = gr.Label(label="Predictions", elem_id="predictions")
@@ -80,13 +95,15 @@ def build(ctx: Context) -> None:
             with gr.Row():
                 raw_view = gr.Image(label="Raw map with colour bar", format="png")
                 files = gr.File(label="Downloads: overlay PNG and raw map (.npy)", file_count="multiple")
+            faith_info = gr.Markdown(elem_id="faithfulness-info")
+            faith_plot = gr.Plot(label="Deletion and insertion curves", elem_id="faithfulness-plot")
     state = gr.State()
 
     @user_errors
     def ui_example(image, progress=gr.Progress()):
         """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
-        labels_, crop, full, fig, info_, files_, _ = ui_classify(image, ctx.default_model, 5, "cam", "", "jet", 0.5,
-                                                                 32, 16, 32, progress)
+        labels_, crop, full, fig, info_, files_, *_ = ui_classify(image, ctx.default_model, 5, "cam", "", "jet",
+                                                                  0.5, 32, 16, 32, "layer4", False, progress)
         info_ += "\n\n*A cached example result: change the settings and press Classify & explain to run it again.*"
         # No state: a cached result cannot be re-rendered, and a stale one must not be.
         # The controls are reset so that they show what produced the result.
@@ -96,8 +113,8 @@ def build(ctx: Context) -> None:
                 inputs=[image], label="Examples (photo credits: About tab)", fn=ui_example,
                 outputs=[labels, crop_view, full_view, raw_view, info, files, state, model, method, top_k, target,
                          cmap, alpha], api_name="classify_example", elem_id="classify-examples", **example_caching())
-    ins = [image, model, top_k, method, target, cmap, alpha, window, stride, steps]
-    go.click(ui_classify, ins, [labels, crop_view, full_view, raw_view, info, files, state],
+    ins = [image, model, top_k, method, target, cmap, alpha, window, stride, steps, layer, score]
+    go.click(ui_classify, ins, [labels, crop_view, full_view, raw_view, info, files, faith_info, faith_plot, state],
              api_visibility="private", concurrency_id="model")
     for ctl in (cmap, alpha):
         ctl.change(ui_rerender, [state, cmap, alpha], [crop_view, full_view, raw_view],

@@ -11,6 +11,7 @@ from .. import format as fmt
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
                       user_errors)
 from ..spaces import example_caching
+from ..plots import faithfulness_curves
 
 TITLE = "Compare depths"
 
@@ -20,10 +21,19 @@ def build(ctx: Context) -> None:
     explorer = ctx.explorer
 
     @gpu(by_cost=True, default_models=len(ctx.depth_names))  # ZeroGPU duration from models x passes
-    def run_compare(image, models, method, target, progress) -> Comparison:
+    def run_compare(image, models, method, target, progress, score: bool = False) -> Comparison:
         require_image(image)
         return explorer.compare(image, list(models or ctx.depth_names), method, target or None,
-                                progress=progress_fn(progress))
+                                progress=progress_fn(progress), faithfulness=bool(score))
+
+    def render_scores(cmp: Comparison):
+        """A row per depth and every depth's curves on one plot; hidden when not asked for."""
+        rows = fmt.faithfulness_table(cmp)
+        if not rows:
+            return gr.Dataframe(value=None, visible=False), None
+        curves = [(r.run.model, r.faithfulness) for r in cmp.results]
+        return (gr.Dataframe(value=rows, headers=fmt.FAITHFULNESS_HEADERS, visible=True),
+                faithfulness_curves(curves, cmp.target_label))
 
     def render_compare(cmp: Comparison, cmap: str, alpha: float, shared: bool):
         scale = Scale.of(*[r.explanation.raw for r in cmp.results]) if shared else None
@@ -38,9 +48,9 @@ def build(ctx: Context) -> None:
         return gallery, table, fmt.agreement_markdown(cmp)
 
     @user_errors
-    def ui_compare(image, models, method, target, cmap, alpha, shared, progress=gr.Progress()):
-        cmp = run_compare(image, models, method, target, progress)
-        return (*render_compare(cmp, cmap, alpha, shared), cmp)
+    def ui_compare(image, models, method, target, cmap, alpha, shared, score, progress=gr.Progress()):
+        cmp = run_compare(image, models, method, target, progress, score)
+        return (*render_compare(cmp, cmap, alpha, shared), *render_scores(cmp), cmp)
 
     @user_errors
     def ui_compare_rerender(cmp, cmap, alpha, shared):
@@ -64,6 +74,9 @@ def build(ctx: Context) -> None:
             c_target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
                                    label="Target class (blank: the class most depths agree on)")
             c_shared = gr.Checkbox(value=True, label="Shared colour scale (compare magnitudes honestly)")
+            c_score = gr.Checkbox(value=False, elem_id="compare-score",
+                                  label="Score each depth's map (deletion: lower is better; insertion: higher is "
+                                        "better; costs about 40 forwards per depth)")
             c_cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
             c_alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
             c_go = gr.Button("Compare", variant="primary", elem_id="compare-button")
@@ -72,12 +85,15 @@ def build(ctx: Context) -> None:
             c_gallery = gr.Gallery(label="Maps per depth, on each model's crop", columns=3, height="auto",
                                    elem_id="compare-gallery")
             c_table = gr.Dataframe(label="Top-5 per depth", interactive=False)
+            c_faith = gr.Dataframe(label="Faithfulness of each depth's map, for the shared class", interactive=False,
+                                   visible=False, elem_id="compare-faithfulness")
+            c_faith_plot = gr.Plot(label="Deletion and insertion curves, every depth", elem_id="compare-curves")
     c_state = gr.State()
 
     @user_errors
     def ui_compare_example(image, progress=gr.Progress()):
         """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
-        gallery, _, text, cmp = ui_compare(image, ctx.depth_names, "cam", "", "jet", 0.5, True, progress)
+        gallery, _, text, _, _, cmp = ui_compare(image, ctx.depth_names, "cam", "", "jet", 0.5, True, False, progress)
         text += "\n\n*A cached example result: change the settings and press Compare to run it again.*"
         # The table as a plain value (gradio's cache stores values, not component updates);
         # no state (a cached result cannot be re-rendered); the controls that gradio's cache
@@ -89,8 +105,9 @@ def build(ctx: Context) -> None:
     gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[c_image], fn=ui_compare_example,
                 outputs=[c_gallery, c_table, c_text, c_state, c_method, c_target, c_cmap, c_alpha],
                 api_name="compare_example", elem_id="compare-examples", **example_caching())
-    c_go.click(ui_compare, [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared],
-               [c_gallery, c_table, c_text, c_state], api_visibility="private", concurrency_id="model")
+    c_go.click(ui_compare, [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared, c_score],
+               [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_state], api_visibility="private",
+               concurrency_id="model")
     for ctl in (c_cmap, c_alpha, c_shared):
         ctl.change(ui_compare_rerender, [c_state, c_cmap, c_alpha, c_shared], [c_gallery, c_table, c_text],
                    api_visibility="private", show_progress="hidden")

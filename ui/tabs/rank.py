@@ -1,0 +1,135 @@
+"""Method ranking: several methods' maps of one image, each scored for faithfulness; ``/rank_methods``.
+
+The maps appear one by one as their scores come in, sorted by the score the user picks;
+Stop cancels between methods.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from zoo.errors import ZooError
+from zoo.explain import METHODS
+from zoo.render import overlay_crop, save_png
+from zoo.service import RANK_DEFAULT, Ranked, Ranking
+
+from .. import format as fmt
+from ..common import EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input, user_errors
+from ..plots import faithfulness_curves
+
+TITLE = "Method ranking"
+SORT_CHOICES = [("Deletion AUC (lower is better)", "deletion"), ("Insertion AUC (higher is better)", "insertion")]
+
+
+def user_errors_stream(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    """``user_errors`` for a generator handler: errors raised while it streams become messages too."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        try:
+            yield from fn(*args, **kwargs)
+        except ZooError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+
+    return wrapper
+
+
+def build(ctx: Context) -> None:
+    """The tab's components and events; called inside its ``gr.Tab``."""
+    explorer = ctx.explorer
+
+    def choices(model: str) -> list[tuple[str, str]]:
+        spec = ctx.zoo.get(model) if model in ctx.zoo else None
+        return [fmt.method_choice(name, spec) for name in METHODS]
+
+    def picture(folder: Path, ranking: Ranking, r: Ranked) -> str:
+        name = f"{ranking.run.model}-{r.method}-{ranking.target.index}.png"
+        return str(save_png(overlay_crop(ranking.run, r.explanation.raw, "jet", 0.5, size=256), folder / name))
+
+    def render(ranking: Ranking, by: str, total: int, pictures: dict[str, str]):
+        """Gallery (best first), table, text and curves for the ranking so far."""
+        entries = ranking.sorted(by)
+        gallery = [(pictures[r.method], fmt.rank_caption(i + 1, r)) for i, r in enumerate(entries)]
+        table = gr.Dataframe(value=fmt.rank_table(entries), headers=fmt.RANK_HEADERS)
+        curves = faithfulness_curves([(METHODS[r.method].label, r.faithfulness) for r in entries],
+                                     ranking.target.label)
+        return gallery, table, fmt.ranking_markdown(ranking, total, by), curves
+
+    @gpu
+    def stream(image, model, target, methods, progress) -> Iterator[Ranking]:
+        require_image(image)
+        if not methods:
+            raise gr.Error("Tick at least one method to rank.", print_exception=False)
+        yield from explorer.iter_rank(image, model, target or None, list(methods), progress_fn(progress))
+
+    @user_errors_stream
+    def ui_rank(image, model, target, methods, by, progress=gr.Progress()):
+        folder = new_output_folder(ctx.outputs_dir)
+        pictures: dict[str, str] = {}
+        ranking = None
+        for ranking in stream(image, model, target, methods, progress):
+            for r in ranking.entries:
+                if r.method not in pictures:
+                    pictures[r.method] = picture(folder, ranking, r)
+            yield (*render(ranking, by, len(methods), pictures), (ranking, pictures, len(methods)))
+
+    @user_errors
+    def ui_resort(state, by):
+        if state is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        ranking, pictures, total = state
+        return render(ranking, by, total, pictures)
+
+    @user_errors
+    def api_rank(image, model, target, methods, progress=gr.Progress()):
+        """Each named method's map of the image for one class (blank: top-1), scored for faithfulness.
+
+        Returns the maps as a gallery, best deletion score first, and the ranking as JSON
+        (deletion AUC: lower is better; insertion AUC: higher is better).
+        """
+        require_image(image)
+        ranking = explorer.rank_methods(image, model, target or None, list(methods or RANK_DEFAULT),
+                                        progress_fn(progress))
+        folder = new_output_folder(ctx.outputs_dir)
+        gallery = [(picture(folder, ranking, r), fmt.rank_caption(i + 1, r))
+                   for i, r in enumerate(ranking.sorted("deletion"))]
+        return gallery, ranking.to_json("deletion")
+
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = safe_image_input(label="Image", elem_id="rank-image", height=260)
+            model = gr.Dropdown(ctx.model_choices, value=ctx.default_model, label="Model", elem_id="rank-model")
+            target = gr.Dropdown([""] + ctx.class_choices, value="", label="Target class (blank: top-1)",
+                                 allow_custom_value=True, filterable=True)
+            methods = gr.CheckboxGroup(choices(ctx.default_model), value=list(RANK_DEFAULT), elem_id="rank-methods",
+                                       label="Methods (cost of one map, in passes; each score adds about 40 "
+                                             "forwards)")
+            by = gr.Radio(SORT_CHOICES, value="deletion", label="Sort by", elem_id="rank-sort")
+            with gr.Row():
+                go = gr.Button("Rank methods", variant="primary", elem_id="rank-button")
+                stop = gr.Button("Stop", variant="stop", elem_id="rank-stop")
+        with gr.Column(scale=2):
+            info = gr.Markdown(f"Each method's map is scored for faithfulness: {fmt.FAITHFULNESS_NOTE} per map.",
+                               elem_id="rank-info")
+            gallery = gr.Gallery(label="Maps, best first", columns=3, height="auto", elem_id="rank-gallery")
+            table = gr.Dataframe(label="Scores", interactive=False, elem_id="rank-table")
+            curves = gr.Plot(label="Deletion and insertion curves, every method", elem_id="rank-curves")
+    state = gr.State()
+    gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png")], inputs=[image])
+    event = go.click(ui_rank, [image, model, target, methods, by], [gallery, table, info, curves, state],
+                     api_visibility="private", concurrency_id="model")
+    stop.click(None, None, None, cancels=[event], api_visibility="private")
+    by.change(ui_resort, [state, by], [gallery, table, info, curves], api_visibility="private",
+              show_progress="hidden")
+    # Score-CAM's label counts its forwards for the model picked: 514 on ResNet-18, 2050 on ResNet-50.
+    model.change(lambda m, v: gr.CheckboxGroup(choices=choices(m), value=v), [model, methods], [methods],
+                 api_visibility="private", show_progress="hidden")
+    # The public endpoint /rank_methods(image, model, target, methods).
+    api_json = gr.JSON(visible=False)
+    api_button = gr.Button(visible=False)
+    api_button.click(api_rank, [image, model, target, methods], [gallery, api_json], api_name="rank_methods",
+                     concurrency_id="model")
