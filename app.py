@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preload", nargs="*", default=[], metavar="NAME", help="models to load at start, or 'all'")
     p.add_argument("--zoo", metavar="FILE", help="TOML file with extra [[model]] entries (default: $ZOO_FILE)")
     p.add_argument("--concurrency", type=int, default=2, help="requests run at once (default 2)")
+    p.add_argument("--max-batch-images", type=int, default=500, metavar="N",
+                   help="images per request in the Batch tab and /batch (default 500)")
     return p
 
 
@@ -38,7 +40,7 @@ def main(argv=None) -> None:
             explorer.cache.get(explorer.zoo.get(name), print_progress)
     except ZooError as e:
         sys.exit(f"error: {e}")
-    demo = build_app(explorer)
+    demo = build_app(explorer, max_batch_images=args.max_batch_images)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
                 show_error=True)
