@@ -1,4 +1,4 @@
-"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--precision P] [--preload ...] [--zoo FILE]`."""
+"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--precision P] [--preload ...] [--zoo FILE] [--max-batch-images N]`."""
 
 import argparse
 import os

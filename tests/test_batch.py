@@ -15,6 +15,7 @@ import os
 import stat
 import tempfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -210,7 +211,7 @@ def test_a_damaged_file_in_the_middle_is_skipped_and_reported(explorer, plain, t
     for img in result.images:
         assert img.top1(0) == plain("resnet18", Path(img.name))[0][0]
     # Streamed in input order: a, a, skipped, skipped, d, then the result.
-    kinds = [type(e).__name__ for e in events]
+    kinds = [type(e).__name__ for e in events if not isinstance(e, batch.Progress)]
     assert kinds == ["ImageResult", "ImageResult", "Skipped", "Skipped", "ImageResult", "BatchResult"]
 
 
@@ -578,4 +579,20 @@ def test_browser_batch_tab(small_app, tmp_path, repo_root):
         expect(page.locator("#agreement")).to_contain_text("Maps show", timeout=240_000)
         expect(page.locator("#compare-gallery img")).to_have_count(5, timeout=30_000)
         page.screenshot(path=str(shots / "browser-batch-compare.png"), full_page=True)
+
+        # Stop ends the work on the server (the stream is closed and its decoding threads end).
+        page.get_by_role("tab", name="Batch").click()
+        page.locator("#batch-run").click()
+        expect(page.locator("#batch-status")).to_contain_text("images · ETA", timeout=120_000)
+        page.locator("#batch-stop").click()
+        deadline = time.monotonic() + 60
+        while decode_threads() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not decode_threads()
+        time.sleep(1)
+        expect(page.locator("#batch-status")).not_to_contain_text("classified by")  # it never finished
         browser.close()
+
+
+def decode_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("zoo-decode") and t.is_alive()]

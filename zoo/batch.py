@@ -95,6 +95,15 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far the run is, yielded before each model's forward on each chunk: a consumer
+    that is itself a generator (a web handler) can be stopped there."""
+
+    fraction: float
+    message: str
+
+
 @dataclass
 class BatchInput:
     items: list[Item]
@@ -760,9 +769,10 @@ def eta_text(seconds: float | None) -> str:
 def stream(inp: BatchInput, models: Sequence[LoadedModel], *, top_k: int = 5, batch_size: int | None = None,
            workers: int | None = None, thumbnails: int = 0, progress: ProgressFn | None = None,
            cancel: threading.Event | None = None,
-           keep_images: bool = True) -> Iterator[ImageResult | Skipped | BatchResult]:
+           keep_images: bool = True) -> Iterator[ImageResult | Skipped | Progress | BatchResult]:
     """Every model over every item: yields ``Skipped`` and ``ImageResult`` in input order as
-    they are done, then the ``BatchResult``. Closing the generator stops the work."""
+    they are done (and ``Progress`` before each forward), then the ``BatchResult``.
+    Closing the generator stops the work."""
     if not models:
         raise ZooError("Pick at least one model.")
     labels = models[0].labels
@@ -798,12 +808,14 @@ def stream(inp: BatchInput, models: Sequence[LoadedModel], *, top_k: int = 5, ba
                 for m, lm in enumerate(models):
                     if cancel is not None and cancel.is_set():
                         raise Cancelled(f"Stopped after {done} of {total} images.")
-                    if progress and ok:
+                    if ok:
                         elapsed = time.perf_counter() - t_start
                         frac = done_work / total_work
                         eta = elapsed * (1 - frac) / frac if frac > 0 else None
-                        progress(frac, f"{lm.spec.name}: {end} of {total} images · {eta_text(eta)}")
-                    if ok:
+                        step = Progress(frac, f"{lm.spec.name}: {end} of {total} images · {eta_text(eta)}")
+                        if progress:
+                            progress(step.fraction, step.message)
+                        yield step
                         pre = lm.spec.preprocessing
                         if pre not in stacked:
                             stacked[pre] = torch.stack([d.tensors[pre] for d in ok])  # type: ignore[index]

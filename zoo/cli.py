@@ -183,7 +183,7 @@ def cmd_batch(zoo: Zoo, args: argparse.Namespace) -> int:
                         print(json.dumps(r), flush=True)
                 else:
                     print(_image_line(event, records))
-            else:
+            elif isinstance(event, BatchResult):
                 result = event
     finally:
         if out:

@@ -114,11 +114,12 @@ class Explorer:
                      top_k: int = 5, batch_size: int | None = None, max_images: int | None = None,
                      globs: bool = False, thumbnails: int = 0, keep_images: bool = True,
                      progress: ProgressFn | None = None, cancel: Any = None,
-                     ) -> Iterator[batching.ImageResult | batching.Skipped | batching.BatchResult]:
+                     ) -> Iterator[batching.ImageResult | batching.Skipped | batching.Progress | batching.BatchResult]:
         """Many images (files, folders, globs, a zip) through ``models`` (default: every depth).
 
-        Yields each ``Skipped`` file and ``ImageResult`` as it is done, then the
-        ``BatchResult`` (see ``zoo.batch.stream``). Closing the generator stops the work.
+        Yields each ``Skipped`` file and ``ImageResult`` as it is done, ``Progress`` before
+        each forward, then the ``BatchResult`` (see ``zoo.batch.stream``). Closing the
+        generator stops the work.
         """
         specs = list(dict.fromkeys(self.zoo.get(n) for n in (models or [s.name for s in self.zoo.builtin_depths])))
         # Inputs first: a bad path or an unsafe zip fails before seconds are spent on weights.

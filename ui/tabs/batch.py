@@ -10,14 +10,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
 from PIL import Image
 
-from zoo.batch import BatchResult, ImageResult, Skipped, ZipMember, read_source
+from zoo.batch import BatchResult, ImageResult, Progress, Skipped, ZipMember, read_source
 from zoo.errors import ZooError
 from zoo.images import load_image
 
@@ -65,7 +64,7 @@ def build(ctx: Context) -> None:
 
     @gpu
     def run_stream(files: Any, labels_csv: Any, models: list[str] | None,
-                   progress: Any) -> Iterator[ImageResult | Skipped | BatchResult]:
+                   progress: Any) -> Iterator[ImageResult | Skipped | Progress | BatchResult]:
         paths, csv_path = uploads(files, labels_csv)
         # Uploads keep their original names as the last part of gradio's path.
         yield from explorer.batch_stream(paths, list(models or ctx.depth_names), names=[p.name for p in paths],
@@ -88,26 +87,23 @@ def build(ctx: Context) -> None:
                 [str(csv_path), str(json_path)], [m.image.source for m in result.mattered])
 
     def ui_run(files, labels_csv, models, progress=gr.Progress()):
-        # A generator, so that Stop (which cancels the event) ends the work between images:
-        # a plain function would go on running in its worker thread.
-        status = {"text": "Starting…"}
-
-        def report(fraction: float | None, message: str) -> None:
-            status["text"] = message
-            progress(fraction, desc=message)
-
+        # A generator that yields before every forward: Stop cancels the event, gradio then
+        # closes this generator at its next yield, and closing the stream ends the work (a
+        # plain function would go on running in its worker thread).
+        events = run_stream(files, labels_csv, models, lambda f, m: progress(f, desc=m))
         try:
-            last, result = time.monotonic(), None
-            for event in run_stream(files, labels_csv, models, report):
-                if isinstance(event, BatchResult):
+            result = None
+            for event in events:
+                if isinstance(event, Progress):
+                    yield (event.message, *[gr.skip()] * 6)
+                elif isinstance(event, BatchResult):
                     result = event
-                elif time.monotonic() - last > 1.0:
-                    last = time.monotonic()
-                    yield (status["text"], *[gr.skip()] * 6)
             assert result is not None
             yield render(result)
         except ZooError as e:
             raise gr.Error(str(e), print_exception=False) from None
+        finally:
+            events.close()
 
     @user_errors
     def ui_open(sources: list[Path | ZipMember] | None, evt: gr.SelectData):
