@@ -1,4 +1,4 @@
-"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--precision P] [--preload ...] [--zoo FILE]`."""
+"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--precision P] [--preload ...] [--zoo FILE] [--max-batch-images N]`."""
 
 import argparse
 import os
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "every built-in)")
     p.add_argument("--zoo", metavar="FILE", help="TOML file with extra [[model]] entries (default: $ZOO_FILE)")
     p.add_argument("--concurrency", type=int, default=2, help="requests run at once (default 2)")
+    p.add_argument("--max-batch-images", type=int, default=500, metavar="N",
+                   help="images per request in the Batch tab and /batch (default 500)")
     return p
 
 
@@ -49,7 +51,7 @@ def main(argv=None) -> None:
         sys.exit(f"error: {e}")
     if names:
         print(f"Preloaded {', '.join(names)} on {explorer.device} in {time.perf_counter() - t0:.1f} s", flush=True)
-    demo = build_app(explorer)
+    demo = build_app(explorer, max_batch_images=args.max_batch_images)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
                 show_error=True, theme=THEME)

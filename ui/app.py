@@ -13,8 +13,8 @@ Layout of ``ui``:
   ``progress_fn``; ``gpu`` (ZeroGPU when present); output files (``new_output_folder``,
   ``render_result``, ``save_raw``).
 * ``format.py`` (tables and text), ``plots.py`` (figures): presentation helpers.
-* ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``depth_lab``, ``zoo_tab``,
-  ``about``.
+* ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``depth_lab``, ``batch``,
+  ``zoo_tab``, ``about``.
 
 Adding a tab: write ``ui/tabs/<name>.py`` that defines
 
@@ -39,9 +39,9 @@ import gradio as gr
 from zoo.service import Explorer
 
 from .common import OUTPUT_MAX_AGE_S, Context
-from .tabs import about, classify, compare, depth_lab, rank, zoo_tab
+from .tabs import about, batch, classify, compare, depth_lab, rank, zoo_tab
 
-TABS = (classify, compare, rank, depth_lab, zoo_tab, about)
+TABS = (classify, compare, rank, depth_lab, batch, zoo_tab, about)
 
 # Gradio's default theme declares its font at weights 400 and 600, and the 600 file it
 # ships holds almost no glyphs: bold text fell back to another, larger font. Declaring
@@ -50,8 +50,11 @@ THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(
                                 "system-ui", "sans-serif"])
 
 
-def build_app(explorer: Explorer) -> gr.Blocks:
-    """The whole page: a header, then each module of ``TABS`` in its own tab. Launch it with ``theme=THEME``."""
+def build_app(explorer: Explorer, max_batch_images: int = 500) -> gr.Blocks:
+    """The whole page: a header, then each module of ``TABS`` in its own tab (id: its TITLE).
+
+    Launch it with ``theme=THEME``.
+    """
     # Cached example results go to a folder of this process: gradio's default,
     # ./.gradio/cached_examples, outlives the process and would serve results computed
     # by other weights or older code.
@@ -59,10 +62,12 @@ def build_app(explorer: Explorer) -> gr.Blocks:
     # delete_cache: gradio drops its copies of served files after an hour, too.
     with gr.Blocks(title="ResNet Depth Explorer", analytics_enabled=False,
                    delete_cache=(OUTPUT_MAX_AGE_S, OUTPUT_MAX_AGE_S)) as demo:
-        ctx = Context.create(explorer, demo)
+        ctx = Context.create(explorer, demo, max_batch_images)
         gr.Markdown("# ResNet Depth Explorer\nClassify with an ImageNet ResNet of any depth, see where it looked, "
                     f"and what each depth costs. Device: `{explorer.device}`, precision `{explorer.precision}`.")
-        for tab in TABS:
-            with gr.Tab(tab.TITLE):
-                tab.build(ctx)
+        with gr.Tabs() as tabs:
+            ctx.components["tabs"] = tabs  # lets a tab switch to another: gr.Tabs(selected=TITLE)
+            for tab in TABS:
+                with gr.Tab(tab.TITLE, id=tab.TITLE):
+                    tab.build(ctx)
     return demo

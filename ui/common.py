@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,6 +44,10 @@ class Context:
     method_choices: list[tuple[str, str]]  # (label, method name) for method dropdowns
     class_choices: list[str]  # "index: label" for target-class dropdowns
     depth_names: list[str]  # the built-in depths, resnet18 ... resnet152
+    max_batch_images: int = 500  # images per request in the Batch tab (app.py --max-batch-images)
+    # Components a tab offers to others (e.g. "tabs", "compare.image"), registered as tabs are
+    # built, in TABS order: the Batch tab opens an image in Compare depths through these.
+    components: dict[str, Any] = field(default_factory=dict)
 
     @property
     def zoo(self) -> Zoo:
@@ -53,7 +58,7 @@ class Context:
         return "resnet50" if "resnet50" in self.zoo else self.zoo.names[0]
 
     @classmethod
-    def create(cls, explorer: Explorer, demo: gr.Blocks) -> Context:
+    def create(cls, explorer: Explorer, demo: gr.Blocks, max_batch_images: int = 500) -> Context:
         zoo = explorer.zoo
         return cls(
             explorer=explorer,
@@ -64,6 +69,7 @@ class Context:
             method_choices=[(f"{m.label} — {m.cost}", m.name) for m in METHODS.values()],
             class_choices=[f"{i}: {name}" for i, name in enumerate(imagenet_labels())],
             depth_names=[s.name for s in zoo.builtin_depths],
+            max_batch_images=max_batch_images,
         )
 
 
@@ -113,6 +119,27 @@ def safe_image_input(**kwargs: Any) -> gr.Image:
 
     comp.preprocess = preprocess  # type: ignore[method-assign]
     return comp
+
+
+def upload_root() -> Path:
+    """Where gradio keeps uploads: ``GRADIO_TEMP_DIR``, else ``<tmp>/gradio``."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def checked_upload(path: Any) -> Path:
+    """``path`` resolved, if it is a regular file in gradio's upload folder; else a message.
+
+    A file input's value is a path the client sends; gradio checks it, and this checks
+    again so no request can point the app at another file on the server.
+    """
+    refused = gr.Error("That file is not an upload this app received; upload it again.", print_exception=False)
+    try:
+        p = Path(os.fspath(path)).resolve(strict=True)
+    except (OSError, RuntimeError, TypeError, ValueError):
+        raise refused from None
+    if not p.is_relative_to(upload_root()) or not p.is_file():
+        raise refused
+    return p
 
 
 def require_image(image: Any) -> None:

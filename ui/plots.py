@@ -257,3 +257,21 @@ def faithfulness_curves(curves: list[tuple[str, Faithfulness]], target: str = ""
     left.set_ylabel(prob, fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.92))  # room above for gr.Plot's label badge
     return fig
+def agreement_heatmap(models: list[str], matrix) -> Figure:
+    """Depth x depth: the share of images on which two models give the same top-1."""
+    n = len(models)
+    size = 1.6 + 0.9 * n
+    fig = Figure(figsize=(size + 1.0, size), dpi=100)
+    ax = fig.add_subplot()
+    im = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(n), models, rotation=30, ha="right", fontsize=9)
+    ax.set_yticks(range(n), models, fontsize=9)
+    for i in range(n):
+        for j in range(n):
+            v = float(matrix[i][j])
+            ax.text(j, i, f"{v * 100:.0f}%", ha="center", va="center", fontsize=9,
+                    color="black" if v > 0.6 else "white")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="same top-1")
+    ax.set_title("Agreement between depths", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -236,6 +236,93 @@ def cmd_stats(zoo: Zoo, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(zoo: Zoo, args: argparse.Namespace) -> int:
+    """Every chosen depth over many images: JSON lines or a table, a CSV/JSON file, a summary."""
+    import csv
+    import time
+
+    from .batch import BatchResult, ImageResult, Skipped, csv_header, csv_row, prediction_records
+    from .service import Explorer
+
+    models = args.models or [s.name for s in zoo.builtin_depths]
+    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else None
+    as_json_file = bool(args.out and args.out.lower().endswith(".json"))
+    writer = csv.writer(out) if out and not as_json_file else None
+    if writer:
+        writer.writerow(csv_header(args.top))
+    last = [0.0]
+
+    def progress(fraction: float | None, message: str) -> None:
+        # Hub phases always; batch progress every few seconds (it comes once per chunk and model).
+        if fraction is None or time.monotonic() - last[0] > 5:
+            last[0] = time.monotonic()
+            print(message, file=sys.stderr, flush=True)
+
+    result, labels = None, ()
+    try:
+        for event in explorer.batch_stream(args.paths, models, labels_csv=args.labels, top_k=args.top,
+                                           batch_size=args.batch_size, globs=True, keep_images=as_json_file,
+                                           progress=progress):
+            if isinstance(event, Skipped):
+                print(f"skipped {event.name}: {event.reason}", file=sys.stderr)
+            elif isinstance(event, ImageResult):
+                labels = labels or explorer.cache.get(zoo.get(models[0])).labels
+                records = list(prediction_records(event, models, labels, args.top))
+                if writer:
+                    writer.writerows(csv_row(r, args.top) for r in records)
+                if args.json:
+                    for r in records:
+                        print(json.dumps(r), flush=True)
+                else:
+                    print(_image_line(event, records))
+            elif isinstance(event, BatchResult):
+                result = event
+    finally:
+        if out:
+            if as_json_file and isinstance(result, BatchResult):
+                json.dump(result.to_json(), out)
+            out.close()
+    assert isinstance(result, BatchResult)
+    if args.json:
+        print(json.dumps({"summary": result.summary()}))
+    else:
+        print()
+        print(_summary_text(result))
+    if args.out:
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _image_line(img, records: list[dict]) -> str:
+    label = f" [{records[0]['label']}]" if records[0]["label"] else ""
+    mark = {True: " ✓", False: " ✗", None: ""}
+    preds = " · ".join(f"{r['model']}: {r['top'][0]['label']} {r['top'][0]['prob'] * 100:.0f}%{mark[r['correct']]}"
+                       for r in records)
+    return f"{img.name}{label}  {preds}" + ("" if img.agree else "  (depths disagree)")
+
+
+def _summary_text(result) -> str:
+    pct = lambda v, n: "-" if v is None else f"{v * 100:5.1f}% ({n})"  # noqa: E731
+    lines = [f"{result.n_images} images ({result.n_labelled} labelled), {len(result.skipped)} skipped; "
+             f"{result.device}, {result.precision}, batch {result.batch_size}, {result.seconds:.1f} s",
+             f"{'model':<14}{'top-1':>16}{'top-5':>16}{'mean conf':>11}{'images/s':>10}"]
+    for s in result.per_model:
+        lines.append(f"{s.name:<14}{pct(s.top1, s.top1_correct):>16}{pct(s.top5, s.top5_correct):>16}"
+                     f"{s.mean_confidence:11.3f}{s.images_per_s:10.1f}")
+    lines += ["", "Agreement (share of images with the same top-1):",
+              " " * 14 + "".join(f"{n[:10]:>11}" for n in result.models)]
+    for name, row in zip(result.models, result.agreement):
+        lines.append(f"{name:<14}" + "".join(f"{v:11.2f}" for v in row))
+    if result.mattered:
+        lines += ["", "Where depth mattered:"]
+        lines += [f"  {m.image.name}: {m.reason}" for m in result.mattered]
+    if result.skipped:
+        lines += ["", f"Skipped {len(result.skipped)}:"] + [f"  {s.name}: {s.reason}" for s in result.skipped]
+    lines += [f"note: {n}" for n in result.notes]
+    return "\n".join(lines)
+
+
 def precision_arg(s: argparse.ArgumentParser) -> None:
     s.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
                    help="trunk precision (default: $ZOO_PRECISION or auto: reduced only where the hardware "
@@ -311,6 +398,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     precision_arg(s)
     s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("batch", parents=[common], help="many images at once: every depth, accuracy when labelled")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (walked), globs, .zip files")
+    s.add_argument("--models", nargs="+", metavar="NAME", help="zoo names (default: the five depths)")
+    s.add_argument("--labels", metavar="CSV", help="'file,label' rows; otherwise labels come from folder names "
+                                                   "(ImageNet class names or WordNet ids), if any")
+    s.add_argument("--top", type=int, default=5, metavar="K")
+    s.add_argument("--batch-size", type=int, default=None, metavar="N", help="default: 64 on CUDA, 32 on MPS, 16 on CPU")
+    s.add_argument("--out", metavar="FILE", help="every prediction as CSV (or JSON when FILE ends in .json)")
+    s.add_argument("--json", action="store_true", help="JSON lines: one per image and model, then a summary")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    precision_arg(s)
+    s.set_defaults(func=cmd_batch)
     return p
 
 

@@ -10,8 +10,9 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
+from . import batch as batching
 from .analysis import Analysis, analyze, check_target
 from .errors import ZooError
 from .explain import METHODS, Explanation, explain, get_method, layer_param
@@ -250,6 +251,34 @@ def _decoded(image: Any) -> LoadedImage:
     """Decode once: a ``LoadedImage`` passes through, anything else goes to ``load_image``."""
     return image if isinstance(image, LoadedImage) else load_image(image)
 
+
+    def batch_stream(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None, *,
+                     names: Sequence[str] | None = None, labels_csv: str | os.PathLike | None = None,
+                     top_k: int = 5, batch_size: int | None = None, max_images: int | None = None,
+                     globs: bool = False, thumbnails: int = 0, keep_images: bool = True,
+                     progress: ProgressFn | None = None, cancel: Any = None,
+                     ) -> Iterator[batching.ImageResult | batching.Skipped | batching.Progress | batching.BatchResult]:
+        """Many images (files, folders, globs, a zip) through ``models`` (default: every depth).
+
+        Yields each ``Skipped`` file and ``ImageResult`` as it is done, ``Progress`` before
+        each forward, then the ``BatchResult`` (see ``zoo.batch.stream``). Closing the
+        generator stops the work.
+        """
+        specs = list(dict.fromkeys(self.zoo.get(n) for n in (models or [s.name for s in self.zoo.builtin_depths])))
+        # Inputs first: a bad path or an unsafe zip fails before seconds are spent on weights.
+        inp = batching.gather(sources, names=names, labels_csv=labels_csv, max_images=max_images, globs=globs)
+        lms = [self.cache.get(spec, progress) for spec in specs]
+        yield from batching.stream(inp, lms, top_k=top_k, batch_size=batch_size, thumbnails=thumbnails,
+                                   progress=progress, cancel=cancel, keep_images=keep_images)
+
+    def batch(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None,
+              **kwargs: Any) -> batching.BatchResult:
+        """``batch_stream`` to the end: the ``BatchResult``."""
+        result = None
+        for result in self.batch_stream(sources, models, **kwargs):
+            pass
+        assert isinstance(result, batching.BatchResult)
+        return result
 
 def consensus(runs: list[Classification]) -> int:
     """The class most models rank first; ties go to the higher mean probability."""

@@ -68,6 +68,7 @@ def build(ctx: Context) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             c_image = safe_image_input(label="Image", elem_id="compare-image", height=260)
+            ctx.components["compare.image"] = c_image  # the Batch tab opens images here
             c_models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models")
             c_method = gr.Dropdown(ctx.method_choices, value="cam", label="Method (CAM is free; others cost "
                                    "one pass or more per model)")

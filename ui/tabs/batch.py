@@ -1,0 +1,171 @@
+"""Batch: many images (or one .zip) through every chosen depth; the ``/batch`` endpoint.
+
+Accuracy when labels are known (folder names inside a zip, or a ``file,label`` CSV), a
+depth x depth agreement heatmap, "where depth mattered" (a click opens the image in
+Compare depths with its maps), CSV and JSON of every prediction.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+from PIL import Image
+
+from zoo.batch import BatchResult, ImageResult, Progress, Skipped, ZipMember, read_source
+from zoo.errors import ZooError
+from zoo.images import load_image
+
+from .. import format as fmt
+from .. import plots
+from ..common import Context, checked_upload, gpu, new_output_folder, user_errors
+
+TITLE = "Batch"
+THUMB = 56  # px: table thumbnails, kept per image while the batch runs
+PREVIEW = 256  # px: "where depth mattered" pictures
+PRESS_COMPARE = """() => {
+  let tries = 0;
+  const timer = setInterval(() => {
+    const button = document.querySelector('#compare-button');
+    if (button || ++tries > 100) { clearInterval(timer); if (button) setTimeout(() => button.click(), 300); }
+  }, 100);
+}"""
+
+
+def thumbnail_uri(img: Image.Image) -> str:
+    """A small JPEG inline (markdown, data URI): the table shows it without serving files."""
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    return "![](data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii") + ")"
+
+
+def save_picture(source: Path | ZipMember, path: Path, size: int | None = None) -> str:
+    """One batch image again (decoded safely), as PNG; ``size`` bounds the longer side."""
+    image = load_image(read_source(source)).image
+    if size:
+        image.thumbnail((size, size))
+    image.save(path, format="PNG")
+    return str(path)
+
+
+def build(ctx: Context) -> None:
+    """The tab's components and events; called inside its ``gr.Tab``."""
+    explorer = ctx.explorer
+
+    def uploads(files: Any, labels_csv: Any) -> tuple[list[Path], Path | None]:
+        if not files:
+            raise gr.Error("Upload some images, or one .zip of them, first.", print_exception=False)
+        paths = [checked_upload(f) for f in (files if isinstance(files, list) else [files])]
+        return paths, checked_upload(labels_csv) if labels_csv else None
+
+    @gpu
+    def run_stream(files: Any, labels_csv: Any, models: list[str] | None,
+                   progress: Any) -> Iterator[ImageResult | Skipped | Progress | BatchResult]:
+        paths, csv_path = uploads(files, labels_csv)
+        # Uploads keep their original names as the last part of gradio's path.
+        yield from explorer.batch_stream(paths, list(models or ctx.depth_names), names=[p.name for p in paths],
+                                         labels_csv=csv_path, max_images=ctx.max_batch_images,
+                                         thumbnails=THUMB, progress=progress)
+
+    def render(result: BatchResult) -> tuple[Any, ...]:
+        folder = new_output_folder(ctx.outputs_dir)
+        csv_path, json_path = folder / "batch-predictions.csv", folder / "batch-predictions.json"
+        csv_path.write_text(result.to_csv(), encoding="utf-8")
+        json_path.write_text(json.dumps(result.to_json()), encoding="utf-8")
+        gallery = [(save_picture(m.image.source, folder / f"mattered-{i}.png", PREVIEW),
+                    fmt.mattered_caption(result, m)) for i, m in enumerate(result.mattered)]
+        headers = fmt.batch_headers(result)
+        table = gr.Dataframe(value=fmt.batch_rows(result, thumbnail_uri), headers=headers,
+                             datatype=["markdown"] + ["str"] * (len(headers) - 1),
+                             column_widths=[f"{THUMB + 16}px"] + ["auto"] * (len(headers) - 1))
+        return (fmt.batch_markdown(result), fmt.batch_model_table(result),
+                plots.agreement_heatmap(result.models, result.agreement), table, gallery,
+                [str(csv_path), str(json_path)], [m.image.source for m in result.mattered])
+
+    def ui_run(files, labels_csv, models, progress=gr.Progress()):
+        # A generator that yields before every forward: Stop cancels the event, gradio then
+        # closes this generator at its next yield, and closing the stream ends the work (a
+        # plain function would go on running in its worker thread).
+        events = run_stream(files, labels_csv, models, lambda f, m: progress(f, desc=m))
+        try:
+            result = None
+            for event in events:
+                if isinstance(event, Progress):
+                    yield (event.message, *[gr.skip()] * 6)
+                elif isinstance(event, BatchResult):
+                    result = event
+            assert result is not None
+            yield render(result)
+        except ZooError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        finally:
+            events.close()
+
+    @user_errors
+    def ui_open(sources: list[Path | ZipMember] | None, evt: gr.SelectData):
+        """A "where depth mattered" image into Compare depths, which then runs on it."""
+        if not sources or evt.index is None or not 0 <= int(evt.index) < len(sources):
+            return gr.skip(), gr.skip()
+        folder = new_output_folder(ctx.outputs_dir)
+        return save_picture(sources[int(evt.index)], folder / "compare.png"), gr.Tabs(selected="Compare depths")
+
+    @user_errors
+    def api_batch(files, models, progress=gr.Progress()):
+        """Classify many images (or one .zip) with the chosen depths (none: all five); returns the
+        summary (accuracy per depth when the zip's folders name classes, agreement matrix, where
+        depth mattered, skipped files) and every prediction as CSV."""
+        result = None
+        for result in run_stream(files, None, models, lambda f, m: progress(f, desc=m)):
+            pass
+        assert isinstance(result, BatchResult)
+        path = new_output_folder(ctx.outputs_dir) / "batch-predictions.csv"
+        path.write_text(result.to_csv(), encoding="utf-8")
+        return result.summary(), str(path)
+
+    gr.Markdown(f"Up to {ctx.max_batch_images} images per run: pick several files, or one `.zip`. Labels are "
+                "optional: folders inside the zip named after ImageNet classes (`tabby`, `golden retriever`) or "
+                "WordNet ids (`n02123045`), or a CSV of `file,label` rows. Files that are not images are listed "
+                "and skipped.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            b_files = gr.File(label="Images, or one .zip", file_count="multiple", type="filepath",
+                              elem_id="batch-files", height=180)
+            b_labels = gr.File(label="Labels CSV (optional): file,label", file_count="single", type="filepath",
+                               file_types=[".csv", ".txt"], elem_id="batch-labels", height=90)
+            b_models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models")
+            with gr.Row():
+                b_run = gr.Button("Run", variant="primary", elem_id="batch-run")
+                b_stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
+            b_downloads = gr.File(label="Every prediction: CSV and JSON", file_count="multiple", interactive=False,
+                                  elem_id="batch-downloads")
+        with gr.Column(scale=2):
+            b_status = gr.Markdown(elem_id="batch-status")
+            b_accuracy = gr.Dataframe(headers=fmt.BATCH_MODEL_HEADERS, label="Per model", interactive=False,
+                                      elem_id="batch-accuracy")
+            b_heatmap = gr.Plot(label="Agreement between depths", elem_id="batch-heatmap")
+            b_gallery = gr.Gallery(label="Where depth mattered (click one to compare its maps)", columns=6,
+                                   height="auto", object_fit="contain", elem_id="batch-mattered", allow_preview=False)
+    b_table = gr.Dataframe(label="Every image: each depth's top-1", interactive=False, elem_id="batch-table",
+                           max_height=600, wrap=True)
+    b_state = gr.State()
+    outputs = [b_status, b_accuracy, b_heatmap, b_table, b_gallery, b_downloads, b_state]
+    run_event = b_run.click(ui_run, [b_files, b_labels, b_models], outputs, api_visibility="private",
+                            concurrency_id="model")
+    b_stop.click(None, None, None, cancels=[run_event], api_visibility="private")
+
+    compare_image, tabs = ctx.components.get("compare.image"), ctx.components.get("tabs")
+    if compare_image is not None and tabs is not None:
+        # Set the image, switch tab, then press Compare there (its own event, its own inputs).
+        # Gradio renders a tab when it is first shown, so wait for the button to exist.
+        b_gallery.select(ui_open, [b_state], [compare_image, tabs], api_visibility="private").then(
+            None, None, None, js=PRESS_COMPARE, api_visibility="private")
+
+    # The public endpoint /batch(files, models): the summary JSON and a CSV of every prediction.
+    b_json = gr.JSON(visible=False)
+    b_csv = gr.File(visible=False)
+    b_api = gr.Button(visible=False)
+    b_api.click(api_batch, [b_files, b_models], [b_json, b_csv], api_name="batch", concurrency_id="model")
