@@ -246,12 +246,6 @@ class Explorer:
         if progress:
             progress(1.0, "done")
 
-
-def _decoded(image: Any) -> LoadedImage:
-    """Decode once: a ``LoadedImage`` passes through, anything else goes to ``load_image``."""
-    return image if isinstance(image, LoadedImage) else load_image(image)
-
-
     def batch_stream(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None, *,
                      names: Sequence[str] | None = None, labels_csv: str | os.PathLike | None = None,
                      top_k: int = 5, batch_size: int | None = None, max_images: int | None = None,
@@ -279,6 +273,11 @@ def _decoded(image: Any) -> LoadedImage:
             pass
         assert isinstance(result, batching.BatchResult)
         return result
+
+def _decoded(image: Any) -> LoadedImage:
+    """Decode once: a ``LoadedImage`` passes through, anything else goes to ``load_image``."""
+    return image if isinstance(image, LoadedImage) else load_image(image)
+
 
 def consensus(runs: list[Classification]) -> int:
     """The class most models rank first; ties go to the higher mean probability."""
