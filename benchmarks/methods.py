@@ -58,7 +58,8 @@ def main() -> None:
             sync(device)
 
         raw = explain(lm, run, "gradcam").raw
-        jobs = {"1 forward": forward,  # its row: a forward over the one before it, i.e. the noise **{n: (lambda n=n: explain(lm, run, n)) for n in names},
+        # The "1 forward" row is a forward over the forward before it: how noisy the machine is.
+        jobs = {"1 forward": forward, **{n: (lambda n=n: explain(lm, run, n)) for n in names},
                 "faithfulness (2 curves)": lambda: faithfulness(lm, run, raw, run.predictions[0].index)}
         for fn in jobs.values():  # warm-up: first calls pay for allocations and kernel choice
             fn()
@@ -77,7 +78,8 @@ def main() -> None:
             med = statistics.median(times[key])
             table.setdefault(key, {})[spec.name] = f"{statistics.median(ratios[key]):8.1f}x {med * 1e3:9.1f} ms"
         if "scorecam" not in names:
-            table.setdefault("scorecam", {})[spec.name] = f"~{stage_channels(spec.arch, 'layer4') + 2:6d} passes (not run)"
+            passes = stage_channels(spec.arch, "layer4") + 2
+            table.setdefault("scorecam", {})[spec.name] = f"~{passes:6d} passes (not run)"
         print(f"{spec.name}: one fp32 forward {unit * 1e3:.1f} ms", flush=True)
     cols = [s.name for s in specs]
     print()

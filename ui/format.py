@@ -30,8 +30,8 @@ def result_markdown(result: Result, load_note: str = "") -> str:
         f"(classify {result.run.seconds * 1000:.0f} ms, {m.label} {result.explanation.seconds * 1000:.0f} ms"
         + (f", scoring {result.faithfulness.seconds * 1000:.0f} ms" if result.faithfulness else "") + ")",
         f"Map for **{t.label}** (class {t.index}, p = {t.prob:.3f}) · raw map {result.explanation.raw.shape[0]}"
-        f"×{result.explanation.raw.shape[1]}" + (f" from {result.explanation.layer}" if result.explanation.layer else "")
-        + f" · cost: {m.cost}",
+        f"×{result.explanation.raw.shape[1]}"
+        + (f" from {result.explanation.layer}" if result.explanation.layer else "") + f" · cost: {m.cost}",
     ]
     if m.signed:
         lines.append("Signed map: positive values support the class, negative values count against it.")

@@ -18,7 +18,8 @@ from zoo.render import overlay_crop, save_png
 from zoo.service import RANK_DEFAULT, Ranked, Ranking
 
 from .. import format as fmt
-from ..common import EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input, user_errors
+from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
+                      user_errors)
 from ..plots import faithfulness_curves
 
 TITLE = "Method ranking"
