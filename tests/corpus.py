@@ -73,3 +73,17 @@ def make_corpus(folder: Path) -> dict[str, tuple[Path, str | None]]:
         path.write_bytes(data)
         out[name] = (path, err)
     return out
+
+
+def many_frame_gif(frames: int = 10_000, width: int = 1000, height: int = 1000) -> bytes:
+    """A GIF of ``frames`` one-pixel frames on a ``width`` x ``height`` canvas (~23 bytes a frame).
+
+    Written by hand: Pillow would need every full frame in memory to write it. Whoever
+    decodes every frame holds frames x width x height pixels; the first frame alone is small.
+    """
+    header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0xF0, 0, 0)  # global table of 2 colours
+    palette = b"\x80\x80\x80" + b"\xff\x00\x00"
+    frame = (b"\x21\xf9\x04\x00\x00\x00\x00\x00"  # graphic control: no delay, no transparency
+             + b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0)  # image descriptor: 1x1 at (0, 0)
+             + b"\x02\x02\x44\x01\x00")  # LZW, min code size 2: clear, pixel 0, end
+    return header + palette + frame * frames + b"\x3b"

@@ -6,16 +6,17 @@ A tab module imports from here and from ``zoo``; it never reaches into another t
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
 from zoo.errors import ZooError
 from zoo.explain import METHODS
@@ -25,7 +26,8 @@ from zoo.render import Scale, overlay_crop, overlay_image, raw_figure, save_png
 from zoo.service import Explorer, Result
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-MAX_FILE_SIZE = "20mb"
+MAX_FILE_SIZE = "20mb"  # gradio's upload route refuses larger files (``launch(max_file_size=...)``)
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the same limit in bytes (gradio's MB is 1024 * 1024)
 OUTPUT_MAX_AGE_S = 3600
 
 try:  # Hugging Face ZeroGPU: run the heavy calls on a GPU slice when the Space has one.
@@ -72,6 +74,59 @@ class Context:
         )
 
 
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded image file, checked but not opened: ``zoo`` is its only decoder."""
+
+    path: str  # resolved; a regular file inside gradio's upload folder
+    name: str  # the file's name on the visitor's machine, for messages
+
+
+UPLOAD_REFUSED = ("This app only accepts images uploaded to it (with the page's image box, or gradio_client's "
+                  "handle_file). Upload the image, then try again.")
+
+
+def _refuse() -> NoReturn:
+    # One message for every refused payload: it must not tell a missing file from a
+    # directory, a pipe or a file outside the upload folder.
+    raise gr.Error(UPLOAD_REFUSED, print_exception=False)
+
+
+def display_name(orig_name: str | None, path: str) -> str:
+    """The name to show for an upload: the visitor's own file name, never a server folder."""
+    name = "".join(c for c in Path(orig_name or path).name if c.isprintable())[:120]
+    return name or "the image"
+
+
+def checked_upload(payload: Any, upload_folder: str) -> Upload | None:
+    """The file of an image payload, if gradio's upload route wrote it; never opens anything.
+
+    Gradio checks a payload's path only when the payload carries ``meta``, so a raw
+    REST call could name any path (a secret file, a FIFO, ``/proc/self/fd/N``), and a
+    ``data:`` URL would be decoded by gradio outside the upload size limit. Here every
+    payload must name a regular file inside the upload folder, symlinks resolved.
+    """
+    if payload is None:
+        return None
+    path, url = getattr(payload, "path", None), getattr(payload, "url", None)
+    if not isinstance(path, str) or not path or (isinstance(url, str) and url.startswith("data:")):
+        _refuse()
+    try:
+        real = os.path.realpath(path)
+        root = os.path.realpath(upload_folder)
+        inside = os.path.commonpath([real, root]) == root
+        # stat, not open: opening a FIFO (or a pipe's /proc/self/fd/N) blocks until a writer comes.
+        st = os.stat(real) if inside else None
+    except (OSError, ValueError):  # missing, unreadable, a NUL byte in the path, ...
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        _refuse()
+    name = display_name(getattr(payload, "orig_name", None), real)
+    if st.st_size > MAX_UPLOAD_BYTES:  # e.g. fetched by gradio from a URL: no upload limit applied
+        raise gr.Error(f"{name} is larger than {MAX_FILE_SIZE}.", print_exception=False)
+    return Upload(real, name)
+
+
 def user_errors(fn: Callable) -> Callable:
     """Show errors a user can cause as a message in the page (and the API), not a traceback."""
 
@@ -90,30 +145,35 @@ def progress_fn(progress: gr.Progress) -> Callable[[float | None, str], None]:
     return lambda fraction, message: progress(fraction, desc=message)
 
 
-def safe_image_input(**kwargs: Any) -> gr.Image:
-    """An image input whose decoding errors become a clear message.
+class UploadedImage(gr.Image):
+    """``gr.Image`` whose handler gets a checked ``Upload`` (or None), never pixels.
 
-    Gradio opens the upload with Pillow before our code runs; a non-image would
-    otherwise surface as a bare "Error".
+    Gradio's own preprocessing would open any path a raw call names and decode the
+    image (every frame of a GIF, converted to RGB) before our decoder could refuse it
+    or note what it changed. Here the handler gets the checked file and passes
+    ``upload.path`` to ``zoo``, which decodes it exactly as the CLI does.
+
+    A subclass, not a patched instance: gradio rebuilds a component from its class
+    (``block.__class__(**args)``) when an event such as an example click updates it,
+    and that copy would run gradio's preprocessing again.
     """
-    comp = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], **kwargs)
-    original = comp.preprocess
 
-    def preprocess(payload: Any) -> Any:
-        try:
-            return original(payload)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            name = getattr(payload, "orig_name", None) or "The upload"
-            raise gr.Error(f"{name} is not an image we can read ({type(e).__name__}). Use a JPEG, PNG, WebP, "
-                           "GIF, BMP or TIFF.", print_exception=False) from None
+    is_template = True  # drawn in the page as gradio's own "image" component
 
-    comp.preprocess = preprocess  # type: ignore[method-assign]
-    return comp
+    def preprocess(self, payload: Any) -> Upload | None:  # type: ignore[override]
+        # GRADIO_CACHE is where gradio's upload route (and its copies of the examples) write.
+        return checked_upload(payload, self.GRADIO_CACHE)
 
 
-def require_image(image: Any) -> None:
-    if image is None or image == "":
+def safe_image_input(**kwargs: Any) -> UploadedImage:
+    """The image input every tab uses (see ``UploadedImage``)."""
+    return UploadedImage(type="filepath", sources=["upload", "webcam", "clipboard"], **kwargs)
+
+
+def require_image(image: Upload | None) -> Upload:
+    if image is None:
         raise gr.Error("Upload an image first (or pick one of the examples).", print_exception=False)
+    return image
 
 
 def new_output_folder(root: Path) -> Path:

@@ -11,8 +11,8 @@ from zoo.render import COLORMAPS
 from zoo.service import Result
 
 from .. import format as fmt
-from ..common import (EXAMPLES, Context, gpu, progress_fn, render_result, require_image, safe_image_input,
-                      save_raw, user_errors)
+from ..common import (EXAMPLES, Context, Upload, gpu, progress_fn, render_result, require_image,
+                      safe_image_input, save_raw, user_errors)
 
 TITLE = "Classify & explain"
 
@@ -22,15 +22,16 @@ def build(ctx: Context) -> None:
     explorer = ctx.explorer
 
     @gpu
-    def run_one(image: Any, model: str, top_k: int, method: str, target: str | None, progress: gr.Progress,
-                window: int = 32, stride: int = 16, steps: int = 32) -> Result:
-        require_image(image)
+    def run_one(image: Upload | None, model: str, top_k: int, method: str, target: str | None,
+                progress: gr.Progress, window: int = 32, stride: int = 16, steps: int = 32) -> Result:
+        upload = require_image(image)
         params: dict[str, Any] = {}
         if method == "occlusion":
             params = {"window": int(window), "stride": int(stride)}
         elif method == "integrated-gradients":
             params = {"steps": int(steps)}
-        return explorer.run(image, model, int(top_k), method, target or None, progress_fn(progress), **params)
+        return explorer.run(upload.path, model, int(top_k), method, target or None, progress_fn(progress),
+                            **params)
 
     @user_errors
     def ui_classify(image, model, top_k, method, target, cmap, alpha, window, stride, steps,

@@ -8,8 +8,8 @@ from zoo.render import COLORMAPS, Scale, overlay_crop, save_png
 from zoo.service import Comparison
 
 from .. import format as fmt
-from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
-                      user_errors)
+from ..common import (EXAMPLES, Context, Upload, gpu, new_output_folder, progress_fn, require_image,
+                      safe_image_input, user_errors)
 
 TITLE = "Compare depths"
 
@@ -19,9 +19,9 @@ def build(ctx: Context) -> None:
     explorer = ctx.explorer
 
     @gpu
-    def run_compare(image, models, method, target, progress) -> Comparison:
-        require_image(image)
-        return explorer.compare(image, list(models or ctx.depth_names), method, target or None,
+    def run_compare(image: Upload | None, models, method, target, progress) -> Comparison:
+        upload = require_image(image)
+        return explorer.compare(upload.path, list(models or ctx.depth_names), method, target or None,
                                 progress=progress_fn(progress))
 
     def render_compare(cmp: Comparison, cmap: str, alpha: float, shared: bool):
