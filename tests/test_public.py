@@ -195,6 +195,19 @@ def test_app_and_cli_give_the_same_predictions_and_notes(app, zoo_file, tmp_path
     assert notes and details["notes"] == notes, (details["notes"], notes)
 
 
+# --- 9: messages name the visitor's file, never the server's copy --------------------------------------
+
+def test_messages_name_the_uploaded_file_not_the_server_path(app, tmp_path):
+    url, _ = app
+    wide = tmp_path / "my holiday.png"
+    Image.new("RGB", (3000, 100), (90, 90, 90)).save(wide)  # decodes fine; refused for its aspect ratio
+    payload = upload(url, wide)
+    event, out = classify(url, payload)
+    assert event == "error" and "aspect ratio" in out, out
+    assert out.startswith("my holiday.png is 3000x100"), out
+    assert str(UPLOADS) not in out and str(Path(payload["path"]).parent.name) not in out, out
+
+
 # --- 3: the app, started as the README says, survives a GIF of 10,000 frames ---------------------------
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ Layout of ``ui``:
 
 * ``app.py``: ``build_app`` (this file): the page header and the tabs, in ``TABS`` order.
 * ``common.py``: what tabs share: ``Context``; ``user_errors`` (``ZooError`` becomes a
-  message); ``safe_image_input`` (the only way to take an
+  message naming the visitor's file); ``safe_image_input`` (the only way to take an
   image: its handler gets an ``Upload`` whose ``path`` goes to zoo, which alone decodes
   it); ``require_image``;
   ``progress_fn``; ``gpu`` (ZeroGPU when present); output files (``new_output_folder``,

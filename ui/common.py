@@ -135,7 +135,12 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ZooError as e:
-            raise gr.Error(str(e), print_exception=False) from None
+            message = str(e)
+            # zoo names a file by the path it was given: show the visitor's file name instead.
+            for arg in (*args, *kwargs.values()):
+                if isinstance(arg, Upload):
+                    message = message.replace(arg.path, arg.name)
+            raise gr.Error(message, print_exception=False) from None
 
     return wrapper
 
