@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import signal
 import sys
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -18,6 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zoo", metavar="FILE", help="TOML file with extra [[model]] entries (default: $ZOO_FILE)")
     p.add_argument("--concurrency", type=int, default=2, help="requests run at once (default 2)")
     return p
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv=None) -> None:
@@ -37,6 +42,9 @@ def main(argv=None) -> None:
     except ZooError as e:
         sys.exit(f"error: {e}")
     demo = build_app(explorer)
+    # SIGTERM (what Spaces, Docker and systemd send) ends the process without cleanup by
+    # default; as an interrupt, gradio closes the server and the output folder is removed.
+    signal.signal(signal.SIGTERM, _interrupt)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
                 show_error=True)

@@ -290,3 +290,16 @@ def test_a_gif_of_many_frames_is_decoded_once_with_bounded_memory(zoo_file, tmp_
     finally:
         served.stop()
 
+
+# --- 9: no output folder is left behind when the app stops ---------------------------------------------
+
+def test_the_app_leaves_no_output_folder_behind(zoo_file, tmp_path):
+    served = Served(zoo_file, tmp_path)
+    try:
+        assert_still_serving(served.url)
+        assert list(tmp_path.glob("rde-outputs-*")), "outputs are expected under TMPDIR while serving"
+    finally:
+        code = served.stop(signal.SIGTERM)  # what a Space, Docker or systemd sends
+    assert not list(tmp_path.glob("rde-outputs-*")), (tmp_path / "app.log").read_text()[-2000:]
+    assert code == 0, code
+

@@ -45,11 +45,16 @@ class Context:
 
     explorer: Explorer
     demo: gr.Blocks  # the Blocks being built, for page-load events
-    outputs_dir: Path  # per-request output folders go under here (see ``new_output_folder``)
+    outputs: tempfile.TemporaryDirectory  # removed when the process exits (its finalizer runs at exit)
     model_choices: list[tuple[str, str]]  # (label, zoo name) for model dropdowns
     method_choices: list[tuple[str, str]]  # (label, method name) for method dropdowns
     class_choices: list[str]  # "index: label" for target-class dropdowns
     depth_names: list[str]  # the built-in depths, resnet18 ... resnet152
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Per-request output folders go under here (see ``new_output_folder``)."""
+        return Path(self.outputs.name)
 
     @property
     def zoo(self) -> Zoo:
@@ -65,7 +70,7 @@ class Context:
         return cls(
             explorer=explorer,
             demo=demo,
-            outputs_dir=Path(tempfile.mkdtemp(prefix="rde-outputs-")),
+            outputs=tempfile.TemporaryDirectory(prefix="rde-outputs-"),
             model_choices=[(f"{s.name} · {s.depth} layers" + (f" · {s.top1:.1f}% top-1" if s.top1 else ""),
                             s.name) for s in zoo],
             method_choices=[(f"{m.label} — {m.cost}", m.name) for m in METHODS.values()],
