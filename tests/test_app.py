@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -140,6 +141,18 @@ def test_browser_upload_classify_and_error(app, tmp_path, repo_root):
         expect(page.locator("#agreement")).to_contain_text("Maps show", timeout=180_000)
         expect(page.locator("#compare-gallery img")).to_have_count(5, timeout=30_000)
         page.screenshot(path=str(shots / "browser-compare.png"), full_page=True)
+
+        # Stop frees the page at once, and the stopped run's result never lands (its text
+        # would differ: it gives each model's time). All models are loaded by now.
+        shown = page.locator("#agreement").inner_text()
+        page.locator("#compare-method input").click()
+        page.get_by_role("option", name=re.compile("^Grad-CAM")).click()
+        page.locator("#compare-button").click()
+        expect(page.get_by_text(re.compile(r"of 5\)")).first).to_be_visible(timeout=60_000)
+        page.locator("#compare-stop").click()
+        expect(page.get_by_text(re.compile(r"of 5\)"))).to_have_count(0, timeout=5_000)
+        page.wait_for_timeout(10_000)
+        assert page.locator("#agreement").inner_text() == shown
 
         # Model zoo: the complexity table works without any download.
         page.get_by_role("tab", name="Model zoo").click()

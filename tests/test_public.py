@@ -303,3 +303,56 @@ def test_the_app_leaves_no_output_folder_behind(zoo_file, tmp_path):
     assert not list(tmp_path.glob("rde-outputs-*")), (tmp_path / "app.log").read_text()[-2000:]
     assert code == 0, code
 
+
+# --- 8: long work is bounded and can be stopped from the page --------------------------------------------
+
+def page_config(url: str) -> tuple[dict[str, dict], list[dict]]:
+    """The page's components by elem_id, and its event dependencies, as the browser gets them."""
+    config = httpx.get(f"{url}/config", timeout=30).json()
+    by_elem = {c["props"]["elem_id"]: c for c in config["components"] if c.get("props", {}).get("elem_id")}
+    return by_elem, config["dependencies"]
+
+
+def test_sliders_bound_the_cost_and_stop_buttons_cancel_the_runs(app):
+    url, _ = app
+    comps, deps = page_config(url)
+    limits = {"occlusion-window": (16, 56), "occlusion-stride": (8, 28), "ig-steps": (4, 16)}
+    for elem, (lowest, default) in limits.items():
+        props = comps[elem]["props"]
+        assert props["minimum"] == lowest and props["value"] == default, (elem, props)
+    assert comps["ig-steps"]["props"]["maximum"] <= 64
+
+    def deps_of(elem: str) -> list[dict]:
+        return [d for d in deps if [comps[elem]["id"], "click"] in d["targets"]]
+
+    for run, stop in (("classify-button", "classify-stop"), ("compare-button", "compare-stop")):
+        (run_dep,) = deps_of(run)
+        assert [d["cancels"] for d in deps_of(stop) if d["cancels"]] == [[run_dep["id"]]], (run, stop)
+
+
+def test_the_pages_own_endpoint_refuses_settings_beyond_the_sliders(app):
+    """A raw call to the page's own endpoint sent window 8, stride 4: the sliders' ranges hold there too."""
+    url, _ = app
+    comps, deps = page_config(url)
+    go = next(d for d in deps if [comps["classify-button"]["id"], "click"] in d["targets"])
+    image = upload(url, EXAMPLES / "chelsea.png")
+    for method, window, stride, steps, what in (("occlusion", 8, 4, 16, "minimum value 16"),
+                                                ("occlusion", 56, 4, 16, "minimum value 8"),
+                                                ("integrated-gradients", 56, 28, 512, "maximum value 64")):
+        session = f"bounds-{method}-{window}-{stride}-{steps}"
+        data = [image, "resnet18", 3, method, "", "jet", 0.5, window, stride, steps]
+        r = httpx.post(f"{url}/gradio_api/queue/join", json={
+            "data": data, "fn_index": go["id"], "trigger_id": comps["classify-button"]["id"],
+            "session_hash": session, "event_data": None}, timeout=30)
+        r.raise_for_status()
+        t0 = time.monotonic()
+        with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session},
+                          timeout=60) as s:
+            for line in s.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    break
+        assert msg["success"] is False and what in msg["output"]["error"], msg
+        assert time.monotonic() - t0 < 10

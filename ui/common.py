@@ -180,6 +180,15 @@ def safe_image_input(**kwargs: Any) -> UploadedImage:
     return UploadedImage(type="filepath", sources=["upload", "webcam", "clipboard"], **kwargs)
 
 
+def stop_run(button: gr.Button, run: Any) -> None:
+    """Make ``button`` cancel the long event ``run`` (the value of ``.click(...)``).
+
+    The page stops waiting at once and a request still in the queue is dropped; a
+    computation already running ends on its own, as zoo cannot interrupt it yet.
+    """
+    button.click(None, cancels=[run])
+
+
 def require_image(image: Upload | None) -> Upload:
     if image is None:
         raise gr.Error("Upload an image first (or pick one of the examples).", print_exception=False)

@@ -12,9 +12,17 @@ from zoo.service import Result
 
 from .. import format as fmt
 from ..common import (EXAMPLES, Context, Upload, gpu, progress_fn, render_result, require_image,
-                      safe_image_input, save_raw, user_errors)
+                      safe_image_input, save_raw, stop_run, user_errors)
 
 TITLE = "Classify & explain"
+
+# (lowest, highest, default) of the expensive settings. Occlusion costs one forward per
+# window position, ((224 - window) / stride + 1)^2: 49 by default, at most 729; the
+# defaults answer in seconds on a 2-core CPU. The API uses the defaults. gr.Slider
+# refuses values outside its range on the server too, so a raw call is bound as well.
+OCCLUSION_WINDOW = (16, 112, 56)
+OCCLUSION_STRIDE = (8, 112, 28)
+IG_STEPS = (4, 64, 16)
 
 
 def build(ctx: Context) -> None:
@@ -23,7 +31,8 @@ def build(ctx: Context) -> None:
 
     @gpu
     def run_one(image: Upload | None, model: str, top_k: int, method: str, target: str | None,
-                progress: gr.Progress, window: int = 32, stride: int = 16, steps: int = 32) -> Result:
+                progress: gr.Progress, window: int = OCCLUSION_WINDOW[2], stride: int = OCCLUSION_STRIDE[2],
+                steps: int = IG_STEPS[2]) -> Result:
         upload = require_image(image)
         params: dict[str, Any] = {}
         if method == "occlusion":
@@ -65,10 +74,15 @@ def build(ctx: Context) -> None:
             with gr.Accordion("Display and method settings", open=False):
                 cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
                 alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
-                window = gr.Slider(8, 112, value=32, step=8, label="Occlusion window (px)")
-                stride = gr.Slider(4, 112, value=16, step=4, label="Occlusion stride (px)")
-                steps = gr.Slider(4, 128, value=32, step=4, label="Integrated Gradients steps")
-            go = gr.Button("Classify & explain", variant="primary", elem_id="classify-button")
+                window = gr.Slider(*OCCLUSION_WINDOW[:2], value=OCCLUSION_WINDOW[2], step=8,
+                                   label="Occlusion window (px)", elem_id="occlusion-window")
+                stride = gr.Slider(*OCCLUSION_STRIDE[:2], value=OCCLUSION_STRIDE[2], step=4,
+                                   label="Occlusion stride (px)", elem_id="occlusion-stride")
+                steps = gr.Slider(*IG_STEPS[:2], value=IG_STEPS[2], step=4, label="Integrated Gradients steps",
+                                  elem_id="ig-steps")
+            with gr.Row():
+                go = gr.Button("Classify & explain", variant="primary", elem_id="classify-button")
+                stop = gr.Button("Stop", variant="stop", elem_id="classify-stop")
         with gr.Column(scale=2):
             labels = gr.Label(label="Predictions", elem_id="predictions")
             info = gr.Markdown(elem_id="result-info")
@@ -84,8 +98,9 @@ def build(ctx: Context) -> None:
     gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")],
                 inputs=[image], label="Examples (credits: examples/CREDITS.md)")
     ins = [image, model, top_k, method, target, cmap, alpha, window, stride, steps]
-    go.click(ui_classify, ins, [labels, crop_view, full_view, raw_view, info, files, state],
-             api_visibility="private", concurrency_id="model")
+    run = go.click(ui_classify, ins, [labels, crop_view, full_view, raw_view, info, files, state],
+                   api_visibility="private", concurrency_id="model")
+    stop_run(stop, run)
     for ctl in (cmap, alpha):
         ctl.change(ui_rerender, [state, cmap, alpha], [crop_view, full_view, raw_view],
                    api_visibility="private", show_progress="hidden")

@@ -9,7 +9,7 @@ from zoo.service import Comparison
 
 from .. import format as fmt
 from ..common import (EXAMPLES, Context, Upload, gpu, new_output_folder, progress_fn, require_image,
-                      safe_image_input, user_errors)
+                      safe_image_input, stop_run, user_errors)
 
 TITLE = "Compare depths"
 
@@ -58,13 +58,15 @@ def build(ctx: Context) -> None:
             c_image = safe_image_input(label="Image", elem_id="compare-image", height=260)
             c_models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models")
             c_method = gr.Dropdown(ctx.method_choices, value="cam", label="Method (CAM is free; others cost "
-                                   "one pass or more per model)")
+                                   "one pass or more per model)", elem_id="compare-method")
             c_target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
                                    label="Target class (blank: the class most depths agree on)")
             c_shared = gr.Checkbox(value=True, label="Shared colour scale (compare magnitudes honestly)")
             c_cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
             c_alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
-            c_go = gr.Button("Compare", variant="primary", elem_id="compare-button")
+            with gr.Row():
+                c_go = gr.Button("Compare", variant="primary", elem_id="compare-button")
+                c_stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
         with gr.Column(scale=2):
             c_text = gr.Markdown(elem_id="agreement")
             c_gallery = gr.Gallery(label="Maps per depth, on each model's crop", columns=3, height="auto",
@@ -72,8 +74,9 @@ def build(ctx: Context) -> None:
             c_table = gr.Dataframe(label="Top-5 per depth", interactive=False)
     c_state = gr.State()
     gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[c_image])
-    c_go.click(ui_compare, [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared],
-               [c_gallery, c_table, c_text, c_state], api_visibility="private", concurrency_id="model")
+    run = c_go.click(ui_compare, [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared],
+                     [c_gallery, c_table, c_text, c_state], api_visibility="private", concurrency_id="model")
+    stop_run(c_stop, run)
     for ctl in (c_cmap, c_alpha, c_shared):
         ctl.change(ui_compare_rerender, [c_state, c_cmap, c_alpha, c_shared], [c_gallery, c_table, c_text],
                    api_visibility="private", show_progress="hidden")
