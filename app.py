@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -25,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-images", type=int, default=500, metavar="N",
                    help="images per request in the Batch tab and /batch (default 500)")
     return p
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv=None) -> None:
@@ -52,6 +57,9 @@ def main(argv=None) -> None:
     if names:
         print(f"Preloaded {', '.join(names)} on {explorer.device} in {time.perf_counter() - t0:.1f} s", flush=True)
     demo = build_app(explorer, max_batch_images=args.max_batch_images)
+    # SIGTERM (what Spaces, Docker and systemd send) ends the process without cleanup by
+    # default; as an interrupt, gradio closes the server and the output folder is removed.
+    signal.signal(signal.SIGTERM, _interrupt)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
                 show_error=True, theme=THEME)

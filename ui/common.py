@@ -9,15 +9,15 @@ import functools
 import inspect
 import os
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
 from zoo.errors import ZooError
 from zoo.explain import METHODS
@@ -29,7 +29,8 @@ from zoo.service import Explorer, Result
 from .spaces import gpu  # noqa: F401  ZeroGPU as documented (ui/spaces.py); tabs import it from here
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-MAX_FILE_SIZE = "20mb"
+MAX_FILE_SIZE = "20mb"  # gradio's upload route refuses larger files (``launch(max_file_size=...)``)
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the same limit in bytes (gradio's MB is 1024 * 1024)
 OUTPUT_MAX_AGE_S = 3600
 
 
@@ -39,7 +40,7 @@ class Context:
 
     explorer: Explorer
     demo: gr.Blocks  # the Blocks being built, for page-load events
-    outputs_dir: Path  # per-request output folders go under here (see ``new_output_folder``)
+    outputs: tempfile.TemporaryDirectory  # removed when the process exits (its finalizer runs at exit)
     model_choices: list[tuple[str, str]]  # (label, zoo name) for model dropdowns
     method_choices: list[tuple[str, str]]  # (label, method name) for method dropdowns
     class_choices: list[str]  # "index: label" for target-class dropdowns
@@ -48,6 +49,11 @@ class Context:
     # Components a tab offers to others (e.g. "tabs", "compare.image"), registered as tabs are
     # built, in TABS order: the Batch tab opens an image in Compare depths through these.
     components: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Per-request output folders go under here (see ``new_output_folder``)."""
+        return Path(self.outputs.name)
 
     @property
     def zoo(self) -> Zoo:
@@ -63,7 +69,7 @@ class Context:
         return cls(
             explorer=explorer,
             demo=demo,
-            outputs_dir=Path(tempfile.mkdtemp(prefix="rde-outputs-")),
+            outputs=tempfile.TemporaryDirectory(prefix="rde-outputs-"),
             model_choices=[(f"{s.name} · {s.depth} layers" + (f" · {s.top1:.1f}% top-1" if s.top1 else ""),
                             s.name) for s in zoo],
             method_choices=[(f"{m.label} — {m.cost}", m.name) for m in METHODS.values()],
@@ -71,6 +77,59 @@ class Context:
             depth_names=[s.name for s in zoo.builtin_depths],
             max_batch_images=max_batch_images,
         )
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded image file, checked but not opened: ``zoo`` is its only decoder."""
+
+    path: str  # resolved; a regular file inside gradio's upload folder
+    name: str  # the file's name on the visitor's machine, for messages
+
+
+UPLOAD_REFUSED = ("This app only accepts images uploaded to it (with the page's image box, or gradio_client's "
+                  "handle_file). Upload the image, then try again.")
+
+
+def _refuse() -> NoReturn:
+    # One message for every refused payload: it must not tell a missing file from a
+    # directory, a pipe or a file outside the upload folder.
+    raise gr.Error(UPLOAD_REFUSED, print_exception=False)
+
+
+def display_name(orig_name: str | None, path: str) -> str:
+    """The name to show for an upload: the visitor's own file name, never a server folder."""
+    name = "".join(c for c in Path(orig_name or path).name if c.isprintable())[:120]
+    return name or "the image"
+
+
+def checked_upload(payload: Any, upload_folder: str) -> Upload | None:
+    """The file of an image payload, if gradio's upload route wrote it; never opens anything.
+
+    Gradio checks a payload's path only when the payload carries ``meta``, so a raw
+    REST call could name any path (a secret file, a FIFO, ``/proc/self/fd/N``), and a
+    ``data:`` URL would be decoded by gradio outside the upload size limit. Here every
+    payload must name a regular file inside the upload folder, symlinks resolved.
+    """
+    if payload is None:
+        return None
+    path, url = getattr(payload, "path", None), getattr(payload, "url", None)
+    if not isinstance(path, str) or not path or (isinstance(url, str) and url.startswith("data:")):
+        _refuse()
+    try:
+        real = os.path.realpath(path)
+        root = os.path.realpath(upload_folder)
+        inside = os.path.commonpath([real, root]) == root
+        # stat, not open: opening a FIFO (or a pipe's /proc/self/fd/N) blocks until a writer comes.
+        st = os.stat(real) if inside else None
+    except (OSError, ValueError):  # missing, unreadable, a NUL byte in the path, ...
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        _refuse()
+    name = display_name(getattr(payload, "orig_name", None), real)
+    if st.st_size > MAX_UPLOAD_BYTES:  # e.g. fetched by gradio from a URL: no upload limit applied
+        raise gr.Error(f"{name} is larger than {MAX_FILE_SIZE}.", print_exception=False)
+    return Upload(real, name)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -90,7 +149,12 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ZooError as e:
-            raise gr.Error(str(e), print_exception=False) from None
+            message = str(e)
+            # zoo names a file by the path it was given: show the visitor's file name instead.
+            for arg in (*args, *kwargs.values()):
+                if isinstance(arg, Upload):
+                    message = message.replace(arg.path, arg.name)
+            raise gr.Error(message, print_exception=False) from None
 
     return wrapper
 
@@ -100,51 +164,61 @@ def progress_fn(progress: gr.Progress) -> Callable[[float | None, str], None]:
     return lambda fraction, message: progress(fraction, desc=message)
 
 
-def safe_image_input(**kwargs: Any) -> gr.Image:
-    """An image input whose decoding errors become a clear message.
+class UploadedImage(gr.Image):
+    """``gr.Image`` whose handler gets a checked ``Upload`` (or None), never pixels.
 
-    Gradio opens the upload with Pillow before our code runs; a non-image would
-    otherwise surface as a bare "Error".
+    Gradio's own preprocessing would open any path a raw call names and decode the
+    image (every frame of a GIF, converted to RGB) before our decoder could refuse it
+    or note what it changed. Here the handler gets the checked file and passes
+    ``upload.path`` to ``zoo``, which decodes it exactly as the CLI does.
+
+    A subclass, not a patched instance: gradio rebuilds a component from its class
+    (``block.__class__(**args)``) when an event such as an example click updates it,
+    and that copy would run gradio's preprocessing again.
     """
-    comp = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], **kwargs)
-    original = comp.preprocess
 
-    def preprocess(payload: Any) -> Any:
-        try:
-            return original(payload)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            name = getattr(payload, "orig_name", None) or "The upload"
-            raise gr.Error(f"{name} is not an image we can read ({type(e).__name__}). Use a JPEG, PNG, WebP, "
-                           "GIF, BMP or TIFF.", print_exception=False) from None
+    is_template = True  # drawn in the page as gradio's own "image" component
 
-    comp.preprocess = preprocess  # type: ignore[method-assign]
-    return comp
+    def preprocess(self, payload: Any) -> Upload | None:  # type: ignore[override]
+        # GRADIO_CACHE is where gradio's upload route (and its copies of the examples) write.
+        return checked_upload(payload, self.GRADIO_CACHE)
 
 
-def upload_root() -> Path:
-    """Where gradio keeps uploads: ``GRADIO_TEMP_DIR``, else ``<tmp>/gradio``."""
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+def safe_image_input(**kwargs: Any) -> UploadedImage:
+    """The image input every tab uses (see ``UploadedImage``)."""
+    return UploadedImage(type="filepath", sources=["upload", "webcam", "clipboard"], **kwargs)
 
 
-def checked_upload(path: Any) -> Path:
-    """``path`` resolved, if it is a regular file in gradio's upload folder; else a message.
+def stop_run(button: gr.Button, run: Any) -> None:
+    """Make ``button`` cancel the long event ``run`` (the value of ``.click(...)``).
 
-    A file input's value is a path the client sends; gradio checks it, and this checks
-    again so no request can point the app at another file on the server.
+    The page stops waiting at once and a request still in the queue is dropped; a
+    computation already running ends on its own, as zoo cannot interrupt it yet.
     """
-    refused = gr.Error("That file is not an upload this app received; upload it again.", print_exception=False)
-    try:
-        p = Path(os.fspath(path)).resolve(strict=True)
-    except (OSError, RuntimeError, TypeError, ValueError):
-        raise refused from None
-    if not p.is_relative_to(upload_root()) or not p.is_file():
-        raise refused
-    return p
+    button.click(None, cancels=[run])
 
 
-def require_image(image: Any) -> None:
-    if image is None or image == "":
+def checked_file(path: Any) -> Path:
+    """A ``gr.File`` value (a path the client sends), held to the image input's rule.
+
+    Only regular files inside gradio's upload folder pass, with the same message for
+    every refusal; nothing is opened here.
+    """
+    payload = type("Payload", (), {"path": os.fspath(path) if path is not None else None, "url": None,
+                                   "orig_name": None})
+    upload = checked_upload(payload, upload_root())
+    return Path(upload.path)
+
+
+def upload_root() -> str:
+    """Where gradio's upload route writes: ``GRADIO_TEMP_DIR``, else ``<tmp>/gradio`` (gradio's own rule)."""
+    return os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio")
+
+
+def require_image(image: Upload | None) -> Upload:
+    if image is None:
         raise gr.Error("Upload an image first (or pick one of the examples).", print_exception=False)
+    return image
 
 
 def new_output_folder(root: Path) -> Path:

@@ -22,7 +22,7 @@ from zoo.images import load_image
 
 from .. import format as fmt
 from .. import plots
-from ..common import Context, checked_upload, gpu, new_output_folder, user_errors
+from ..common import Context, checked_file, gpu, new_output_folder, user_errors
 
 TITLE = "Batch"
 THUMB = 56  # px: table thumbnails, kept per image while the batch runs
@@ -59,8 +59,8 @@ def build(ctx: Context) -> None:
     def uploads(files: Any, labels_csv: Any) -> tuple[list[Path], Path | None]:
         if not files:
             raise gr.Error("Upload some images, or one .zip of them, first.", print_exception=False)
-        paths = [checked_upload(f) for f in (files if isinstance(files, list) else [files])]
-        return paths, checked_upload(labels_csv) if labels_csv else None
+        paths = [checked_file(f) for f in (files if isinstance(files, list) else [files])]
+        return paths, checked_file(labels_csv) if labels_csv else None
 
     @gpu
     def run_stream(files: Any, labels_csv: Any, models: list[str] | None,

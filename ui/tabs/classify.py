@@ -12,12 +12,20 @@ from zoo.render import COLORMAPS
 from zoo.service import Result
 
 from .. import format as fmt
-from ..common import (EXAMPLES, Context, gpu, progress_fn, render_result, require_image, safe_image_input,
-                      save_raw, user_errors)
+from ..common import (EXAMPLES, Context, Upload, gpu, progress_fn, render_result, require_image,
+                      safe_image_input, save_raw, stop_run, user_errors)
 from ..spaces import example_caching
 from ..plots import faithfulness_curves
 
 TITLE = "Classify & explain"
+
+# (lowest, highest, default) of the expensive settings. Occlusion costs one forward per
+# window position, ((224 - window) / stride + 1)^2: 49 by default, at most 729; the
+# defaults answer in seconds on a 2-core CPU. The API uses the defaults. gr.Slider
+# refuses values outside its range on the server too, so a raw call is bound as well.
+OCCLUSION_WINDOW = (16, 112, 56)
+OCCLUSION_STRIDE = (8, 112, 28)
+IG_STEPS = (4, 64, 16)
 
 
 def build(ctx: Context) -> None:
@@ -25,10 +33,10 @@ def build(ctx: Context) -> None:
     explorer = ctx.explorer
 
     @gpu(by_cost=True)  # ZeroGPU duration from the method's passes (ui/spaces.py)
-    def run_one(image: Any, model: str, top_k: int, method: str, target: str | None, progress: gr.Progress,
-                window: int = 32, stride: int = 16, steps: int = 32, layer: str | None = None,
-                score: bool = False) -> Result:
-        require_image(image)
+    def run_one(image: Upload | None, model: str, top_k: int, method: str, target: str | None,
+                progress: gr.Progress, window: int = OCCLUSION_WINDOW[2], stride: int = OCCLUSION_STRIDE[2],
+                steps: int = IG_STEPS[2], layer: str | None = None, score: bool = False) -> Result:
+        upload = require_image(image)
         params: dict[str, Any] = {}
         if method == "occlusion":
             params = {"window": int(window), "stride": int(stride)}
@@ -36,7 +44,7 @@ def build(ctx: Context) -> None:
             params = {"steps": int(steps)}
         if layer and takes_layer(method):  # input-pixel methods have no stage; the dropdown does not apply
             params["layer"] = layer
-        return explorer.run(image, model, int(top_k), method, target or None, progress_fn(progress),
+        return explorer.run(upload.path, model, int(top_k), method, target or None, progress_fn(progress),
                             faithfulness=bool(score), **params)
 
     def render_scores(result: Result) -> tuple[str, Any]:
@@ -79,11 +87,16 @@ def build(ctx: Context) -> None:
             with gr.Accordion("Display and method settings", open=False):
                 cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
                 alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
-                window = gr.Slider(8, 112, value=32, step=8, label="Occlusion window (px)")
-                stride = gr.Slider(4, 112, value=16, step=4, label="Occlusion stride (px)")
-                steps = gr.Slider(4, 128, value=32, step=4, label="Integrated Gradients steps")
+                window = gr.Slider(*OCCLUSION_WINDOW[:2], value=OCCLUSION_WINDOW[2], step=8,
+                                   label="Occlusion window (px)", elem_id="occlusion-window")
+                stride = gr.Slider(*OCCLUSION_STRIDE[:2], value=OCCLUSION_STRIDE[2], step=4,
+                                   label="Occlusion stride (px)", elem_id="occlusion-stride")
+                steps = gr.Slider(*IG_STEPS[:2], value=IG_STEPS[2], step=4, label="Integrated Gradients steps",
+                                  elem_id="ig-steps")
             score = gr.Checkbox(False, label=f"Score this map ({fmt.FAITHFULNESS_NOTE})", elem_id="score-input")
-            go = gr.Button("Classify & explain", variant="primary", elem_id="classify-button")
+            with gr.Row():
+                go = gr.Button("Classify & explain", variant="primary", elem_id="classify-button")
+                stop = gr.Button("Stop", variant="stop", elem_id="classify-stop")
         with gr.Column(scale=2):
             labels = gr.Label(label="Predictions", elem_id="predictions")
             info = gr.Markdown(elem_id="result-info")
@@ -114,8 +127,9 @@ def build(ctx: Context) -> None:
                 outputs=[labels, crop_view, full_view, raw_view, info, files, state, model, method, top_k, target,
                          cmap, alpha], api_name="classify_example", elem_id="classify-examples", **example_caching())
     ins = [image, model, top_k, method, target, cmap, alpha, window, stride, steps, layer, score]
-    go.click(ui_classify, ins, [labels, crop_view, full_view, raw_view, info, files, faith_info, faith_plot, state],
-             api_visibility="private", concurrency_id="model")
+    run = go.click(ui_classify, ins, [labels, crop_view, full_view, raw_view, info, files, faith_info, faith_plot,
+                                      state], api_visibility="private", concurrency_id="model")
+    stop_run(stop, run)
     for ctl in (cmap, alpha):
         ctl.change(ui_rerender, [state, cmap, alpha], [crop_view, full_view, raw_view],
                    api_visibility="private", show_progress="hidden")

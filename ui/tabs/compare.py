@@ -8,8 +8,8 @@ from zoo.render import COLORMAPS, Scale, overlay_crop, save_png
 from zoo.service import Comparison
 
 from .. import format as fmt
-from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
-                      user_errors)
+from ..common import (EXAMPLES, Context, Upload, gpu, new_output_folder, progress_fn, require_image,
+                      safe_image_input, stop_run, user_errors)
 from ..spaces import example_caching
 from ..plots import faithfulness_curves
 
@@ -21,9 +21,9 @@ def build(ctx: Context) -> None:
     explorer = ctx.explorer
 
     @gpu(by_cost=True, default_models=len(ctx.depth_names))  # ZeroGPU duration from models x passes
-    def run_compare(image, models, method, target, progress, score: bool = False) -> Comparison:
-        require_image(image)
-        return explorer.compare(image, list(models or ctx.depth_names), method, target or None,
+    def run_compare(image: Upload | None, models, method, target, progress, score: bool = False) -> Comparison:
+        upload = require_image(image)
+        return explorer.compare(upload.path, list(models or ctx.depth_names), method, target or None,
                                 progress=progress_fn(progress), faithfulness=bool(score))
 
     def render_scores(cmp: Comparison):
@@ -71,7 +71,7 @@ def build(ctx: Context) -> None:
             ctx.components["compare.image"] = c_image  # the Batch tab opens images here
             c_models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models")
             c_method = gr.Dropdown(ctx.method_choices, value="cam", label="Method (CAM is free; others cost "
-                                   "one pass or more per model)")
+                                   "one pass or more per model)", elem_id="compare-method")
             c_target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
                                    label="Target class (blank: the class most depths agree on)")
             c_shared = gr.Checkbox(value=True, label="Shared colour scale (compare magnitudes honestly)")
@@ -80,7 +80,9 @@ def build(ctx: Context) -> None:
                                         "better; costs about 40 forwards per depth)")
             c_cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
             c_alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
-            c_go = gr.Button("Compare", variant="primary", elem_id="compare-button")
+            with gr.Row():
+                c_go = gr.Button("Compare", variant="primary", elem_id="compare-button")
+                c_stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
         with gr.Column(scale=2):
             c_text = gr.Markdown(elem_id="agreement")
             c_gallery = gr.Gallery(label="Maps per depth, on each model's crop", columns=3, height="auto",
@@ -106,9 +108,10 @@ def build(ctx: Context) -> None:
     gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[c_image], fn=ui_compare_example,
                 outputs=[c_gallery, c_table, c_text, c_state, c_method, c_target, c_cmap, c_alpha],
                 api_name="compare_example", elem_id="compare-examples", **example_caching())
-    c_go.click(ui_compare, [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared, c_score],
-               [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_state], api_visibility="private",
-               concurrency_id="model")
+    run = c_go.click(ui_compare, [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared, c_score],
+                     [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_state], api_visibility="private",
+                     concurrency_id="model")
+    stop_run(c_stop, run)
     for ctl in (c_cmap, c_alpha, c_shared):
         ctl.change(ui_compare_rerender, [c_state, c_cmap, c_alpha, c_shared], [c_gallery, c_table, c_text],
                    api_visibility="private", show_progress="hidden")

@@ -44,8 +44,8 @@ def build(ctx: Context) -> None:
     @gpu
     def analyses(image: Any, models: list[str] | None, target: str | None, lesion: bool,
                  progress: gr.Progress) -> Iterator[Analysis]:
-        require_image(image)
-        yield from explorer.analyze_each(image, list(models or ctx.depth_names), target or None, lesion=lesion,
+        upload = require_image(image)
+        yield from explorer.analyze_each(upload.path, list(models or ctx.depth_names), target or None, lesion=lesion,
                                          deletions=lesion, progress=progress_fn(progress))
 
     def render(done: list[Analysis], as_json: Any) -> tuple:

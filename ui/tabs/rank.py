@@ -62,10 +62,10 @@ def build(ctx: Context) -> None:
 
     @gpu
     def stream(image, model, target, methods, progress) -> Iterator[Ranking]:
-        require_image(image)
+        upload = require_image(image)
         if not methods:
             raise gr.Error("Tick at least one method to rank.", print_exception=False)
-        yield from explorer.iter_rank(image, model, target or None, list(methods), progress_fn(progress))
+        yield from explorer.iter_rank(upload.path, model, target or None, list(methods), progress_fn(progress))
 
     @user_errors_stream
     def ui_rank(image, model, target, methods, by, progress=gr.Progress()):
@@ -92,8 +92,8 @@ def build(ctx: Context) -> None:
         Returns the maps as a gallery, best deletion score first, and the ranking as JSON
         (deletion AUC: lower is better; insertion AUC: higher is better).
         """
-        require_image(image)
-        ranking = explorer.rank_methods(image, model, target or None, list(methods or RANK_DEFAULT),
+        upload = require_image(image)
+        ranking = explorer.rank_methods(upload.path, model, target or None, list(methods or RANK_DEFAULT),
                                         progress_fn(progress))
         folder = new_output_folder(ctx.outputs_dir)
         gallery = [(picture(folder, ranking, r), fmt.rank_caption(i + 1, r))
