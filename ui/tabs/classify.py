@@ -57,9 +57,9 @@ def build(ctx: Context) -> None:
     def ui_classify(image, model, top_k, method, target, cmap, alpha, window, stride, steps, layer, score,
                     progress=gr.Progress()):
         result = run_one(image, model, top_k, method, target, progress, window, stride, steps, layer, score)
-        crop, full, fig = render_result(ctx, result, cmap, alpha)
+        crop, full, fig, png = render_result(ctx, result, cmap, alpha, download=True)
         return (fmt.label_dict(result), crop, full, fig, fmt.result_markdown(result),
-                [crop, save_raw(result, Path(crop).parent)], *render_scores(result), result)
+                [png, save_raw(result, Path(crop).parent)], *render_scores(result), result)
 
     @user_errors
     def ui_rerender(result, cmap, alpha):
@@ -102,9 +102,9 @@ def build(ctx: Context) -> None:
             info = gr.Markdown(elem_id="result-info")
             with gr.Row():
                 crop_view = gr.Image(label="Map on the model's 224×224 crop", elem_id="overlay-crop",
-                                     format="png")
+                                     format="jpeg")
                 full_view = gr.Image(label="Map on the whole image (outlined: the crop; hatched: not seen)",
-                                     elem_id="overlay-full", format="png")
+                                     elem_id="overlay-full", format="jpeg")
             with gr.Row():
                 raw_view = gr.Image(label="Raw map with colour bar", format="png")
                 files = gr.File(label="Downloads: overlay PNG and raw map (.npy)", file_count="multiple")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from zoo.render import COLORMAPS, Scale, overlay_crop, save_png
+from zoo.render import COLORMAPS, Scale, overlay_crop, save_jpeg
 from zoo.service import Comparison
 
 from .. import format as fmt
@@ -38,8 +38,8 @@ def build(ctx: Context) -> None:
     def render_compare(cmp: Comparison, cmap: str, alpha: float, shared: bool):
         scale = Scale.of(*[r.explanation.raw for r in cmp.results]) if shared else None
         folder = new_output_folder(ctx.outputs_dir)
-        gallery = [(str(save_png(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320),
-                                 folder / f"{r.run.model}-{cmp.target}.png")),
+        gallery = [(str(save_jpeg(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320),
+                                 folder / f"{r.run.model}-{cmp.target}.jpg")),
                     f"{r.run.model}: {r.run.predictions[0].label} ({r.run.predictions[0].prob * 100:.0f}%) · "
                     f"p({cmp.target_label}) = {r.explanation.target.prob:.2f} · {r.seconds * 1000:.0f} ms"
                     + (" · flat map (see the text)" if r.explanation.notes else ""))
