@@ -316,6 +316,8 @@ def deletion_sets(refs: list[BlockRef], draws: int = DELETION_DRAWS,
     shape on purpose). Seeded: the same model gives the same draws every time.
     """
     pool = [r.index for r in refs if not r.downsample]
+    if not pool:
+        return []
     rng = np.random.default_rng(seed)
     ks, k = [], 1
     while k < len(pool):
@@ -358,45 +360,40 @@ def analyze(lm: LoadedModel, image: Any, target: int | str | None = None, *, les
 
     x = prepare(lm, image)
     refs = blocks(lm.module)
+    singles = [frozenset({r.index}) for r in refs] if lesion else []
+    drawn = deletion_sets(refs) if deletions else []
+    sets = singles + [s for _, draw in drawn for s in draw]
     with lm.lock, hooks_restored(lm.module):
         say(0.0, f"signal analysis, {len(refs)} blocks (one forward and one backward pass)")
         sig = signal_pass(lm, x, target)
-        c = sig.target
-        labels = lm.labels
-
-        def pred(logits: torch.Tensor, index: int) -> Prediction:
-            return Prediction(index, labels[index], float(torch.softmax(logits.float(), 0)[index]))
-
-        singles = [frozenset({r.index}) for r in refs] if lesion else []
-        drawn = deletion_sets(refs) if deletions else []
-        sets = singles + [s for _, draw in drawn for s in draw]
-        baseline, cut = None, None
-        if sets:
+        if lesion or deletions:
             if lm.precision is None:  # fp32: the signal pass's block inputs are the ones needed
-                base_logits, inputs = sig.logits, sig.inputs
+                base, inputs = sig.logits, sig.inputs
             else:
-                base_logits, inputs = clean_inputs(lm, x)
-            base_logits = base_logits.float()
-            baseline = pred(base_logits, c).prob
-            cut = lesioned_logits(lm, inputs, sets,
-                                  lambda f, msg: say(f, ("lesion study, " if lesion else "deletions, ") + msg))
+                base, inputs = clean_inputs(lm, x)
+        if sets:
+            phase = "lesion study, " if lesion else "deletions, "
+            cut = lesioned_logits(lm, inputs, sets, lambda f, msg: say(f, phase + msg)).float()
+    c, labels = sig.target, lm.labels
+
+    def pred(logits: torch.Tensor, index: int) -> Prediction:
+        return Prediction(index, labels[index], float(torch.softmax(logits.float(), 0)[index]))
 
     lesions: list[Lesion | None] = [None] * len(refs)
     for i in range(len(singles)):
-        z = cut[i]
-        lesions[i] = Lesion(pred(z, c).prob, float(z[c]), pred(z, int(z.argmax())))
+        lesions[i] = Lesion(pred(cut[i], c).prob, float(cut[i, c]), pred(cut[i], int(cut[i].argmax())))
     stats = [BlockStats(r.name, r.stage, r.index, r.downsample, sig.response_std[i], sig.residual_ratio[i],
                         sig.grad_norm[i], lesions[i]) for i, r in enumerate(refs)]
+    baseline = pred(base, c).prob if lesion or deletions else None
     dels = None
     if deletions:
-        top = int(base_logits.argmax())
         dels = [Deletion(0, 1, baseline, 1.0)]
-        row = len(singles)
+        row, top = len(singles), int(base.argmax())
         for k, draw in drawn:
-            z = cut[row: row + len(draw)].float()
+            z = cut[row: row + len(draw)]
             row += len(draw)
-            p = torch.softmax(z, 1)
-            dels.append(Deletion(k, len(draw), float(p[:, c].mean()), float((z.argmax(1) == top).float().mean())))
+            dels.append(Deletion(k, len(draw), float(torch.softmax(z, 1)[:, c].mean()),
+                                 float((z.argmax(1) == top).float().mean())))
     say(1.0, "done")
     return Analysis(model=name, target=pred(sig.logits, c), top1=pred(sig.logits, int(sig.logits.argmax())),
                     blocks=stats, deletions=dels, precision=lm.precision_name, baseline_prob=baseline,
