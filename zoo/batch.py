@@ -244,9 +244,10 @@ def zip_items(path: Path, shown: str | None = None) -> tuple[list[Item], list[Sk
             raise BatchInputError(f"{shown} contains a symbolic link ({info.filename[:80]!r}); links are refused. "
                                   "Zip the files themselves.")
         total += info.file_size
-        if info.file_size > RATIO_FLOOR and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
-            raise BatchInputError(f"{shown}: {info.filename[:80]!r} expands {info.file_size // max(info.compress_size, 1)}"
-                                  f"-fold ({info.file_size / 1e6:.0f} MB); more than {MAX_ZIP_RATIO}:1 looks like a "
+        ratio = info.file_size // max(info.compress_size, 1)
+        if info.file_size > RATIO_FLOOR and ratio > MAX_ZIP_RATIO:
+            raise BatchInputError(f"{shown}: {info.filename[:80]!r} expands {ratio}-fold "
+                                  f"({info.file_size / 1e6:.0f} MB); more than {MAX_ZIP_RATIO}:1 looks like a "
                                   "zip bomb and is refused.")
     if total > MAX_ZIP_TOTAL:
         raise BatchInputError(f"{shown} would expand to {total / 1e9:.1f} GB; the limit is "
@@ -362,7 +363,8 @@ def read_labels_csv(path: str | os.PathLike, name: str | None = None) -> dict[st
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
                 continue
             if len(row) < 2:
-                raise BatchInputError(f"Labels file {shown}, line {lineno}: expected 'file,label', got {row[0][:60]!r}.")
+                raise BatchInputError(f"Labels file {shown}, line {lineno}: expected 'file,label', "
+                                      f"got {row[0][:60]!r}.")
             file, label = row[0].strip(), ",".join(row[1:]).strip()
             if lineno == 1 and file.lower() in ("file", "filename", "path", "image") and \
                     label.lower() in ("label", "class", "target"):

@@ -405,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", metavar="CSV", help="'file,label' rows; otherwise labels come from folder names "
                                                    "(ImageNet class names or WordNet ids), if any")
     s.add_argument("--top", type=int, default=5, metavar="K")
-    s.add_argument("--batch-size", type=int, default=None, metavar="N", help="default: 64 on CUDA, 32 on MPS, 16 on CPU")
+    s.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="default: 64 on CUDA, 32 on MPS, 16 on CPU")
     s.add_argument("--out", metavar="FILE", help="every prediction as CSV (or JSON when FILE ends in .json)")
     s.add_argument("--json", action="store_true", help="JSON lines: one per image and model, then a summary")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])

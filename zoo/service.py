@@ -7,6 +7,7 @@ zoo and the locked model cache, and keeps no per-request state.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -250,7 +251,7 @@ class Explorer:
                      names: Sequence[str] | None = None, labels_csv: str | os.PathLike | None = None,
                      top_k: int = 5, batch_size: int | None = None, max_images: int | None = None,
                      globs: bool = False, thumbnails: int = 0, keep_images: bool = True,
-                     progress: ProgressFn | None = None, cancel: Any = None,
+                     progress: ProgressFn | None = None, cancel: threading.Event | None = None,
                      ) -> Iterator[batching.ImageResult | batching.Skipped | batching.Progress | batching.BatchResult]:
         """Many images (files, folders, globs, a zip) through ``models`` (default: every depth).
 

@@ -27,6 +27,7 @@ from ..common import Context, checked_file, gpu, new_output_folder, user_errors
 TITLE = "Batch"
 THUMB = 56  # px: table thumbnails, kept per image while the batch runs
 PREVIEW = 256  # px: "where depth mattered" pictures
+COMPARE_TAB = "Compare depths"  # the Compare tab's id (build_app gives each tab its TITLE as id)
 PRESS_COMPARE = """() => {
   let tries = 0;
   const timer = setInterval(() => {
@@ -111,7 +112,7 @@ def build(ctx: Context) -> None:
         if not sources or evt.index is None or not 0 <= int(evt.index) < len(sources):
             return gr.skip(), gr.skip()
         folder = new_output_folder(ctx.outputs_dir)
-        return save_picture(sources[int(evt.index)], folder / "compare.png"), gr.Tabs(selected="Compare depths")
+        return save_picture(sources[int(evt.index)], folder / "compare.png"), gr.Tabs(selected=COMPARE_TAB)
 
     @user_errors
     def api_batch(files, models, progress=gr.Progress()):
