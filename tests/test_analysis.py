@@ -427,23 +427,16 @@ def test_analyze_endpoint_over_raw_rest(app):
 
 @pytest.mark.browser
 def test_browser_depth_lab(app, repo_root):
-    from test_app import chromium_path
+    from browser import launch, require_chromium
 
-    if chromium_path() is None:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium for the browser test")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     url, _ = app
     shots = repo_root / "test-artifacts"
     shots.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1500, "height": 1200})
         page.goto(url)
         page.get_by_role("tab", name="Depth lab").click()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
+from browser import launch, require_chromium
 from conftest import EXAMPLES
 
 
@@ -70,16 +69,9 @@ def test_errors_are_messages_and_the_app_keeps_serving(client, tmp_path):
     assert len(label["confidences"]) == 5
 
 
-def chromium_path() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.browser
 def test_browser_upload_classify_and_error(app, tmp_path, repo_root):
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium for the browser test")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     url, _ = app
@@ -88,9 +80,7 @@ def test_browser_upload_classify_and_error(app, tmp_path, repo_root):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\x00not an image at all" * 20)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
 
         def page_loaded() -> None:

@@ -543,12 +543,9 @@ def test_the_app_caps_images_per_request(small_app, tmp_path):
 
 @pytest.mark.browser
 def test_browser_batch_tab(small_app, tmp_path, repo_root):
-    from test_app import chromium_path
+    from browser import launch, require_chromium
 
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium for the browser test")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     shots = repo_root / "test-artifacts"
@@ -557,9 +554,7 @@ def test_browser_batch_tab(small_app, tmp_path, repo_root):
     broken = tmp_path / "browser" / "broken.jpg"
     broken.write_text("not an image")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1200})
         page.goto(small_app)
         page.get_by_role("tab", name="Batch").click()

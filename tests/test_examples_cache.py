@@ -8,7 +8,6 @@ runs are counted on the app's own Explorer.
 from __future__ import annotations
 
 import json
-import os
 
 import httpx
 import pytest
@@ -79,19 +78,16 @@ def test_compare_example_over_rest_is_computed_once(app, model_runs):
 def test_browser_cached_example_shows_a_full_result_without_running_a_model(app, model_runs, repo_root):
     from playwright.sync_api import expect, sync_playwright
 
-    from test_app import chromium_path
+    from browser import launch, require_chromium
 
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium for the browser test")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    require_chromium()
     url, _ = app
     shots = repo_root / "test-artifacts"
     shots.mkdir(exist_ok=True)
     rest_call(url, "classify_example", [1])  # coffee.png, cached now (as it is on a Space from the start)
     before = len(model_runs)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         page.locator("#classify-examples").get_by_role("button").nth(1).click()

@@ -442,11 +442,9 @@ def test_classify_endpoint_is_unchanged(client):
 @pytest.mark.browser
 def test_browser_method_ranking(app, repo_root):
     import re
-    import shutil
+    from browser import launch, require_chromium
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     from ui import format as fmt
@@ -456,9 +454,7 @@ def test_browser_method_ranking(app, repo_root):
     shots.mkdir(exist_ok=True)
     keep = {"cam", "gradcam", "layercam"}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1300})
         page.goto(url)
         page.get_by_role("tab", name="Method ranking").click()

@@ -8,7 +8,6 @@ column without timing any model again, and that bold text keeps the page's font.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
 
@@ -59,12 +58,9 @@ def test_plots_name_the_resolution_and_explain_empty_plots(zoo):
 def test_browser_zoo_tab_columns_resolution_download_and_about(app, repo_root, tmp_path, monkeypatch):
     from playwright.sync_api import expect, sync_playwright
 
-    from test_app import chromium_path
+    from browser import launch, require_chromium
 
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium for the browser test")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    require_chromium()
     import zoo.stats
 
     timed = []
@@ -79,7 +75,7 @@ def test_browser_zoo_tab_columns_resolution_download_and_about(app, repo_root, t
     shots = repo_root / "test-artifacts"
     shots.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         page.get_by_role("tab", name="Model zoo").click()

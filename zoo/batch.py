@@ -18,7 +18,6 @@ import csv
 import glob
 import heapq
 import io
-import json
 import os
 import re
 import stat
