@@ -160,3 +160,20 @@ def test_cli_and_json_say_which_precision_and_device(zoo_file, hosted):
                       "--zoo", str(zoo_file))
         assert bad.returncode == 2 and "Use --precision fp32 or auto" in bad.stderr and "Traceback" not in bad.stderr
 
+
+
+def test_classification_never_runs_another_requests_hooks(r50):
+    """An explanation's hooks on the shared module (Captum's on layer4, Guided Grad-CAM's on
+    every ReLU) must not fire inside a concurrent request's classification."""
+    fired = []
+    handles = [r50.module.layer4.register_forward_hook(lambda *a: fired.append("layer4")),
+               r50.module.layer1[0].relu.register_forward_hook(lambda *a: fired.append("relu")),
+               torch.nn.modules.module.register_module_forward_hook(lambda *a: fired.append("global"))]
+    try:
+        run = classify(r50, EXAMPLES / "chelsea.png")
+    finally:
+        for h in handles:
+            h.remove()
+    assert fired == []
+    ref = classify(r50, EXAMPLES / "chelsea.png")
+    np.testing.assert_array_equal(run.logits, ref.logits)
