@@ -68,7 +68,7 @@ def test_the_apps_own_outputs_are_served(app, client):
     crop = job.outputs()[-1][1] if job.outputs() else None
     assert crop, "no output"
     # the client fetched it through the same file route the tests above probe
-    assert open(crop, "rb").read(4) == b"\x89PNG"
+    assert open(crop, "rb").read(3) == b"\xff\xd8\xff"  # the on-screen overlay is a JPEG
 
 
 def test_share_is_off_by_default_and_binds_to_localhost():

@@ -340,7 +340,7 @@ def test_the_pages_own_endpoint_refuses_settings_beyond_the_sliders(app):
                                                 ("occlusion", 56, 4, 16, "minimum value 8"),
                                                 ("integrated-gradients", 56, 28, 512, "maximum value 64")):
         session = f"bounds-{method}-{window}-{stride}-{steps}"
-        data = [image, "resnet18", 3, method, "", "jet", 0.5, window, stride, steps]
+        data = [image, "resnet18", 3, method, "", "jet", 0.5, window, stride, steps, "layer4", False]
         r = httpx.post(f"{url}/gradio_api/queue/join", json={
             "data": data, "fn_index": go["id"], "trigger_id": comps["classify-button"]["id"],
             "session_hash": session, "event_data": None}, timeout=30)
