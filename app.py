@@ -35,7 +35,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
 
-    from ui import MAX_FILE_SIZE, THEME, build_app
+    from ui import build_app, launch_options
     from ui.spaces import activate, preload_names
     from zoo.cli import print_progress
     from zoo.errors import ZooError
@@ -61,8 +61,7 @@ def main(argv=None) -> None:
     # default; as an interrupt, gradio closes the server and the output folder is removed.
     signal.signal(signal.SIGTERM, _interrupt)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
-                show_error=True, theme=THEME)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options())
 
 
 if __name__ == "__main__":

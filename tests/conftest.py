@@ -134,14 +134,14 @@ def cold_cache(monkeypatch, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def app(zoo, hosted):
     """The app on 127.0.0.1, serving the test zoo; yields (url, explorer)."""
-    from ui import MAX_FILE_SIZE, THEME, build_app
+    from ui import build_app, launch_options
     from zoo.service import Explorer
 
     explorer = Explorer(zoo, "cpu")
     demo = build_app(explorer)
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
-                            max_file_size=MAX_FILE_SIZE, show_error=True, theme=THEME)
+                            **launch_options())
     yield url.rstrip("/"), explorer
     demo.close()
 

@@ -521,12 +521,12 @@ def test_batch_endpoint_refuses_paths_that_are_not_uploads(app):
 @pytest.fixture(scope="module")
 def small_app(app):
     """A second app on the same explorer, allowing 4 images per batch."""
-    from ui import MAX_FILE_SIZE, build_app
+    from ui import build_app, launch_options
 
     demo = build_app(app[1], max_batch_images=4)
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
-                            max_file_size=MAX_FILE_SIZE, show_error=True)
+                            **launch_options())
     yield url.rstrip("/")
     demo.close()
 

@@ -1,6 +1,5 @@
 """Gradio front end of ResNet Depth Explorer (no model logic, no torch)."""
 
-from .app import THEME, build_app
-from .common import MAX_FILE_SIZE
+from .app import build_app, launch_options
 
-__all__ = ["MAX_FILE_SIZE", "THEME", "build_app"]
+__all__ = ["build_app", "launch_options"]

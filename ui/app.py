@@ -43,7 +43,7 @@ import gradio as gr
 
 from zoo.service import Explorer
 
-from .common import OUTPUT_MAX_AGE_S, Context
+from .common import MAX_FILE_SIZE, OUTPUT_MAX_AGE_S, Context
 from .tabs import about, batch, classify, compare, depth_lab, rank, zoo_tab
 
 TABS = (classify, compare, rank, depth_lab, batch, zoo_tab, about)
@@ -54,11 +54,25 @@ TABS = (classify, compare, rank, depth_lab, batch, zoo_tab, about)
 THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif",
                                 "system-ui", "sans-serif"])
 
+# Page-wide style rules; each says why it is there.
+CSS = """
+/* A handler's error is written into the page where its result would be (ui/common.py,
+   page_errors). Gradio also paints an "Error" badge over every output of the event, and
+   over a stopped run's outputs when its cancel races the stream's end: that badge would
+   cover the message and the kept result, so it is not shown. */
+[data-testid="status-tracker"]:has(> .error) { display: none !important; }
+"""
+
+
+def launch_options() -> dict:
+    """What ``demo.launch`` needs besides host and port: theme, style, upload limit, errors shown."""
+    return {"theme": THEME, "css": CSS, "max_file_size": MAX_FILE_SIZE, "show_error": True}
+
 
 def build_app(explorer: Explorer, max_batch_images: int = 500) -> gr.Blocks:
     """The whole page: a header, then each module of ``TABS`` in its own tab (id: its TITLE).
 
-    Launch it with ``theme=THEME``.
+    Launch it with ``**launch_options()``.
     """
     # Cached example results go to a folder of this process: gradio's default,
     # ./.gradio/cached_examples, outlives the process and would serve results computed
