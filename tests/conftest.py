@@ -62,6 +62,23 @@ def make_weights(arch: str, path: Path, seed: int = 0, num_classes: int = 1000) 
     return path
 
 
+def plain_model(arch: str, hosted: dict):
+    """torchvision's own model (BatchNorm unfolded, fp32, eval) from the hosted safetensors: the reference."""
+    import torchvision
+    from safetensors.torch import load_file
+
+    m = torchvision.models.get_model(arch, weights=None)
+    m.load_state_dict(load_file(str(hosted[arch].path)))
+    return m.eval()
+
+
+def hook_count(module) -> int:
+    """Every hook on every submodule of ``module``: zero when an explanation cleaned up."""
+    from zoo.explain import _HOOK_DICTS
+
+    return sum(len(getattr(m, d)) for m in module.modules() for d in _HOOK_DICTS if hasattr(m, d))
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return _ROOT

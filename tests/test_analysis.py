@@ -9,12 +9,9 @@ import threading
 import numpy as np
 import pytest
 import torch
-import torchvision
-from safetensors.torch import load_file
 
-from conftest import ARCHS, EXAMPLES, run_cli
+from conftest import ARCHS, EXAMPLES, hook_count, plain_model, run_cli
 from zoo import analysis as za
-from zoo import explain as zexplain
 from zoo.analysis import analyze, blocks, deletion_sets
 from zoo.images import load_image, model_crop, to_tensor
 from zoo.inference import classify
@@ -24,11 +21,7 @@ from zoo.registry import ARCHITECTURES
 IMAGE = EXAMPLES / "chelsea.png"
 
 
-def plain(arch: str, hosted) -> torch.nn.Module:
-    """torchvision's own model, BatchNorm unfolded, from the same safetensors file."""
-    m = torchvision.models.get_model(arch, weights=None)
-    m.load_state_dict(load_file(str(hosted[arch].path)))
-    return m.eval()
+plain = plain_model
 
 
 def plain_input(lm, path=IMAGE) -> torch.Tensor:
@@ -54,10 +47,6 @@ def plain_probs(m: torch.nn.Module, x: torch.Tensor, deleted: set[int] = frozens
     finally:
         for h in handles:
             h.remove()
-
-
-def hook_count(module: torch.nn.Module) -> int:
-    return sum(len(getattr(m, d)) for m in module.modules() for d in zexplain._HOOK_DICTS if hasattr(m, d))
 
 
 @pytest.fixture(scope="module")

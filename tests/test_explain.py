@@ -9,8 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ARCHS, EXAMPLES
-from zoo import explain as zexplain
+from conftest import ARCHS, EXAMPLES, hook_count
 from zoo.errors import UnknownMethodError, ZooError
 from zoo.explain import METHODS, explain, hooks_restored
 from zoo.inference import classify
@@ -21,10 +20,6 @@ from zoo.render import heat_on_crop, heat_on_image
 @pytest.fixture(scope="module")
 def r18(zoo, hosted):
     return load_model(zoo.get("resnet18"), "cpu")
-
-
-def hook_count(module: torch.nn.Module) -> int:
-    return sum(len(getattr(m, d)) for m in module.modules() for d in zexplain._HOOK_DICTS if hasattr(m, d))
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -16,9 +16,8 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-from safetensors.torch import load_file
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, hook_count, plain_model
 from zoo import explain as zexplain
 from zoo.errors import ZooError
 from zoo.explain import METHODS, STAGES, explain, stage_channels, takes_layer
@@ -30,14 +29,7 @@ TORCHCAM = {"gradcampp": "GradCAMpp", "smoothgradcampp": "SmoothGradCAMpp", "xgr
             "layercam": "LayerCAM", "scorecam": "ScoreCAM"}
 
 
-def plain(arch: str, hosted) -> torch.nn.Module:
-    m = torchvision.models.get_model(arch, weights=None)
-    m.load_state_dict(load_file(str(hosted[arch].path)))
-    return m.eval()
-
-
-def hook_count(module: torch.nn.Module) -> int:
-    return sum(len(getattr(m, d)) for m in module.modules() for d in zexplain._HOOK_DICTS if hasattr(m, d))
+plain = plain_model
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from safetensors.torch import load_file
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, plain_model
 from zoo import models
 from zoo.explain import explain, hooks_restored
 from zoo.images import load_image, model_crop, to_tensor
@@ -24,10 +23,7 @@ from zoo.models import PrecisionUnavailableError, load_model, resolve_precision
 EXAMPLE_FILES = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
 
 
-def plain(arch: str, hosted) -> torch.nn.Module:
-    m = torchvision.models.get_model(arch, weights=None)
-    m.load_state_dict(load_file(str(hosted[arch].path)))
-    return m.eval()
+plain = plain_model
 
 
 def plain_input(lm, path):
