@@ -151,3 +151,75 @@ def test_browser_upload_classify_and_error(app, tmp_path, repo_root):
         expect(page.locator("#zoo-table")).to_contain_text("25.56 M", timeout=60_000)
         page.screenshot(path=str(shots / "browser-zoo.png"), full_page=True)
         browser.close()
+
+
+@pytest.mark.browser
+def test_browser_errors_stay_in_the_page_estimates_and_images_carried_between_tabs(app, repo_root):
+    """Issue 10, items 1, 2 and 7: an error replaces the result (no stale maps, no badges) until the
+    next run; the cost shows before running; an image goes from Classify to Compare and back."""
+    require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = app
+    shots = repo_root / "test-artifacts"
+    shots.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(url)
+        estimate = page.locator("#classify-estimate")
+        expect(estimate).to_contain_text("1 forward pass", timeout=60_000)  # CAM: the classification alone
+        page.locator("#image-input input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
+        page.locator("#classify-button").click()
+        expect(page.locator("#result-info")).to_contain_text("Map for", timeout=120_000)
+        expect(page.locator("#overlay-crop img")).to_be_visible()
+        # After a run the estimate is in seconds, from this device's measured forward time.
+        expect(estimate).to_contain_text("Estimated time on cpu", timeout=30_000)
+        expect(estimate).to_contain_text("resnet50's forward measured here")
+
+        # A made-up class: the message where the result was, every earlier output cleared.
+        target = page.locator("#classify-target input")
+        target.fill("tabby kat")
+        target.press("Enter")
+        page.locator("#classify-button").click()
+        info = page.locator("#result-info")
+        expect(info.locator(".rde-error")).to_contain_text("Unknown class 'tabby kat'", timeout=60_000)
+        expect(page.locator("#overlay-crop img")).to_have_count(0)
+        expect(page.locator("#overlay-full img")).to_have_count(0)
+        expect(page.locator("#predictions")).not_to_contain_text("%")
+        expect(page.get_by_text("Error", exact=True)).to_have_count(0)  # no badges over the outputs
+        # A display change has nothing stale to redraw, and the message stays.
+        page.get_by_text("Display and method settings").click()
+        page.locator("#overlay-crop").scroll_into_view_if_needed()
+        page.get_by_label("Opacity").first.fill("0.8")
+        page.wait_for_timeout(3_000)
+        expect(page.locator("#overlay-crop img")).to_have_count(0)
+        expect(info.locator(".rde-error")).to_be_visible()
+        page.screenshot(path=str(shots / "browser-error-in-page.png"), full_page=True)
+
+        # Occlusion's cost shows before pressing anything.
+        page.locator("#classify-target input").fill("")
+        page.locator("#classify-target input").press("Enter")
+        method = page.get_by_label("Explanation method")
+        method.click()
+        page.get_by_role("option", name=re.compile("^Occlusion")).click()
+        expect(estimate).to_contain_text("51 forward passes")
+        method.click()
+        page.get_by_role("option", name=re.compile("^CAM")).click()
+        expect(estimate).to_contain_text("1 forward pass ")
+
+        # To Compare depths with the same image: it runs there at once and says why it shows its class.
+        page.locator("#classify-to-compare").click()
+        expect(page.locator("#compare-button")).to_be_visible(timeout=30_000)
+        expect(page.locator("#agreement")).to_contain_text("Maps show", timeout=180_000)
+        expect(page.locator("#agreement")).to_contain_text(re.compile(
+            "every model's first choice|the class most models put first|the tied class with the highest probability"))
+        expect(page.locator("#compare-estimate")).to_contain_text("Estimated time on cpu")
+        page.screenshot(path=str(shots / "browser-compare-carried.png"), full_page=True)
+
+        # And back: Classify & explain runs on it.
+        page.locator("#compare-to-classify").click()
+        expect(page.locator("#result-info")).to_contain_text("Map for", timeout=120_000)
+        expect(page.locator("#result-info .rde-error")).to_have_count(0)
+        expect(page.locator("#overlay-crop img")).to_be_visible()
+        browser.close()

@@ -90,7 +90,7 @@ def test_durations_follow_the_cost_and_stay_within_a_visitors_quota():
     # Occlusion, window 32 stride 16: 13 x 13 positions + the unoccluded pass = 170 forwards, + classify.
     assert one(None, "resnet50", 5, "occlusion", "", None) == 27  # ceil(15 + 3 + 171 * 0.05)
     # Integrated Gradients: 128 forwards and backwards (a backward ~ two forwards' worth), + classify.
-    assert one(None, "resnet50", 5, "integrated-gradients", "", None, steps=128) == 31  # ceil(18 + 257 * 0.05)
+    assert one(None, "resnet50", 5, "integrated-gradients", "", None, steps=128) == 38  # ceil(18 + 385 * 0.05)
     # Parameters over the server's limits fail before any pass: no long GPU slot for them.
     assert one(None, "resnet50", 5, "occlusion", "", None, window=8, stride=4) == 19
     assert many(None, [], "cam", "", None) == 31  # all five depths: ceil(15 + 5 * 3.05)

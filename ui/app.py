@@ -61,6 +61,11 @@ CSS = """
    over a stopped run's outputs when its cancel races the stream's end: that badge would
    cover the message and the kept result, so it is not shown. */
 [data-testid="status-tracker"]:has(> .error) { display: none !important; }
+/* That message: it must read as an error, where the result would have been. */
+.rde-error { border-left: 4px solid var(--error-border-color, #ef4444); background: var(--error-background-fill, #fef2f2);
+             color: var(--error-text-color, #b91c1c); padding: 0.6em 0.9em; border-radius: 4px; }
+/* The estimate under each Run button: small, so it reads as a note. */
+.rde-estimate { font-size: var(--text-sm); opacity: 0.85; }
 """
 
 

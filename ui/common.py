@@ -6,6 +6,7 @@ A tab module imports from here and from ``zoo``; it never reaches into another t
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import os
 import shutil
@@ -159,6 +160,48 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def error_markdown(message: str) -> str:
+    """An error as the page shows it, in place of the result (styled by ``.rde-error`` in ui/app.py)."""
+    return f'<div class="rde-error" role="alert"><strong>Could not run:</strong> {html.escape(message)}</div>'
+
+
+def shown_in_page(fn: Callable, outputs: list[Any], message: Any) -> Callable:
+    """``fn`` (wrapped in ``user_errors``) for a page event: an error goes into the page.
+
+    The message goes into ``message`` (one of ``outputs``, where the result's text would
+    be) and every other output is cleared, the state too, so no earlier map, table or
+    download stays beside it and a later colormap change has nothing stale to redraw.
+    It stays until the next run. Public endpoints keep raising ``gr.Error``: a client
+    of the API needs an error, not a page.
+    """
+    at = next(i for i, c in enumerate(outputs) if c is message)
+
+    def cleared(e: gr.Error) -> tuple:
+        values: list[Any] = [None] * len(outputs)
+        values[at] = error_markdown(str(e.message))
+        return tuple(values)
+
+    inner = user_errors(fn)
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from inner(*args, **kwargs)
+            except gr.Error as e:
+                yield cleared(e)
+
+        return stream
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return inner(*args, **kwargs)
+        except gr.Error as e:
+            return cleared(e)
+
+    return wrapper
+
+
 def progress_fn(progress: gr.Progress) -> Callable[[float | None, str], None]:
     """Adapt gradio's progress bar to zoo's ``(fraction, message)`` callback."""
     return lambda fraction, message: progress(fraction, desc=message)
@@ -196,6 +239,33 @@ def stop_run(button: gr.Button, run: Any) -> None:
     computation already running ends on its own, as zoo cannot interrupt it yet.
     """
     button.click(None, cancels=[run])
+
+
+def press_js(elem_id: str) -> str:
+    """Browser code that presses the button ``elem_id`` once it exists.
+
+    Gradio renders a tab's contents when the tab is first shown, so after switching tabs
+    the button may not be there yet: wait for it (up to 10 s).
+    """
+    return f"""() => {{
+  let tries = 0;
+  const timer = setInterval(() => {{
+    const button = document.querySelector('#{elem_id}');
+    if (button || ++tries > 100) {{ clearInterval(timer); if (button) setTimeout(() => button.click(), 300); }}
+  }}, 100);
+}}"""
+
+
+def carry_image(button: Any, source: Any, to: Any, tabs: Any, title: str, press: str | None = None) -> None:
+    """``button`` copies the image of ``source`` into the image input ``to`` of the tab ``title``
+    and switches to that tab; with ``press``, it then presses the button of that elem_id there."""
+
+    def carry(image: Upload | None):
+        return require_image(image).path, gr.Tabs(selected=title)
+
+    event = button.click(carry, [source], [to, tabs], api_visibility="private", show_progress="hidden")
+    if press:
+        event.success(None, None, None, js=press_js(press), api_visibility="private")
 
 
 def checked_file(path: Any) -> Path:

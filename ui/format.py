@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable
 
 from zoo.analysis import Analysis
 from zoo.explain import METHODS, STAGES, stage_channels
 from zoo.faithfulness import Faithfulness
 from zoo.registry import ModelSpec
-from zoo.service import Comparison, Ranked, Ranking, Result
+from zoo.service import Comparison, Estimate, Ranked, Ranking, Result
 from zoo.batch import BatchResult, Mattered
 from zoo.stats import StageStats, ZooRow
 
@@ -55,17 +56,49 @@ def compare_table(cmp: Comparison) -> list[list[Any]]:
     return rows
 
 
+def duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"about {seconds:.0f} s" if seconds >= 10 else f"about {seconds:.1f} s"
+    return f"about {seconds / 60:.0f} min"
+
+
+def estimate_markdown(est: Estimate, device: str) -> str:
+    """The cost of a run before it starts: seconds on this device when a forward was timed here."""
+    passes = f"{est.forwards} forward pass{'' if est.forwards == 1 else 'es'}"  # a backward counts as two
+    if est.seconds is None:
+        return f"Cost: {passes}. The time in seconds shows once a model has run on this device."
+    return f"Estimated time on {device}: **{duration(est.seconds)}** ({passes}, from {est.basis})."
+
+
 def agreement_markdown(cmp: Comparison) -> str:
+    """How far the depths agree, which class the maps show and why, and each model's time."""
     a = cmp.agreement
     labels = cmp.results[0].run.labels
-    n, total = a["top1_majority_count"], a["models"]
-    head = (f"All {total} models agree: **{labels[a['top1_majority']]}**." if a["top1_unanimous"] else
-            f"{n} of {total} models put **{labels[a['top1_majority']]}** first; "
-            + ", ".join(f"{m}: {labels[c]}" for m, c in a["top1"].items() if c != a["top1_majority"]) + ".")
+    n, total, top1 = a["top1_majority_count"], a["models"], a["top1"]
+    firsts = Counter(top1.values())
+    if a["top1_unanimous"]:
+        head = f"All {total} models agree: **{labels[a['top1_majority']]}**."
+    elif n == 1:
+        head = (f"The {total} models put {len(firsts)} different classes first: "
+                + ", ".join(f"{m}: {labels[c]}" for m, c in top1.items()) + ".")
+    else:
+        head = (f"{n} of {total} models put **{labels[a['top1_majority']]}** first; "
+                + ", ".join(f"{m}: {labels[c]}" for m, c in top1.items() if c != a["top1_majority"]) + ".")
     common = a["top5_common"]
     tail = (f" {len(common)} class(es) appear in every top-5: " + ", ".join(labels[c] for c in common) + "."
             if common else " No class is in every model's top-5.")
-    target = f" Maps show **{cmp.target_label}** (class {cmp.target}) for every model."
+    shown = f" Maps show **{cmp.target_label}** (class {cmp.target}) for every model"
+    if cmp.chosen == "given":
+        target = shown + ": the class you picked."
+    elif a["top1_unanimous"]:
+        target = shown + ": every model's first choice."
+    elif sum(1 for v in firsts.values() if v == n) == 1:
+        target = shown + f": the class most models put first ({n} of {total}). Pick a target class to see another."
+    else:  # a tie on first places: zoo.service.consensus breaks it by probability
+        target = (shown + f": no class leads on first places ({n} each), so it is the tied class with the highest "
+                  "probability summed over the models. Pick a target class to see another.")
     flat = [r for r in cmp.results if r.explanation.notes]
     if flat:  # all-zero or constant maps look like a real answer; say which and why
         target += (f" **{', '.join(r.run.model for r in flat)}: flat map.** "

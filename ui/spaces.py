@@ -77,7 +77,7 @@ def activate() -> None:
 
 
 def map_passes(method: str, window: int = 32, stride: int = 16, steps: int = 32) -> int:
-    """Passes through the network one map costs: the classification's forward plus the method's."""
+    """Forward-pass equivalents of one map: the classification's forward plus the method's."""
     from zoo.errors import ZooError
     from zoo.explain import METHODS
 
@@ -86,7 +86,7 @@ def map_passes(method: str, window: int = 32, stride: int = 16, steps: int = 32)
         return 4
     params = {"window": window, "stride": stride} if method == "occlusion" else {"steps": steps}
     try:
-        return 1 + m.passes(params, CROP) * (2 if m.backward else 1)
+        return 1 + m.forwards(params, CROP)  # the classification's forward, then the map's
     except ZooError:  # parameters the server refuses: the handler fails at once, so any duration will do
         return 1
 

@@ -61,6 +61,10 @@ class Method:
         """
         return self.count(params or {}, int(size))
 
+    def forwards(self, params: Mapping[str, Any] | None = None, size: int = 224) -> int:
+        """The map's cost in forward-pass equivalents: a forward and a backward count as three."""
+        return self.passes(params, size) * (3 if self.backward else 1)
+
 
 @dataclass
 class Explanation:

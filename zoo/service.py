@@ -7,9 +7,10 @@ zoo and the locked model cache, and keeps no per-request state.
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -56,9 +57,11 @@ class Comparison:
     target: int
     target_label: str
     agreement: dict[str, Any] = field(default_factory=dict)
+    chosen: str = "consensus"  # how the target was picked: "consensus" (see ``consensus``) or "given"
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": {"index": self.target, "label": self.target_label}, "agreement": self.agreement,
+        return {"target": {"index": self.target, "label": self.target_label, "chosen": self.chosen},
+                "agreement": self.agreement,
                 "models": [r.to_json() for r in self.results]}
 
 
@@ -111,12 +114,69 @@ class Ranking:
                 "notes": self.run.notes}
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """What a request will cost before it runs: forward passes, and seconds on this device."""
+
+    forwards: int  # forward-pass equivalents over all models: classification, map, score
+    seconds: float | None  # None until some model's forward has been timed on this device
+    basis: str  # whose timing it rests on, for the user to judge it
+
+
 class Explorer:
     def __init__(self, zoo: Zoo, device: str = "auto", cache_size: int | None = None,
                  cache_dir: str | os.PathLike | None = None, precision: str | None = None):
         self.zoo = zoo
         # Default (ZOO_MODEL_CACHE, 5) holds all five depths, so "compare" never reloads.
         self.cache = ModelCache(cache_size, device, cache_dir, precision)
+        # Recent classification times per model on this device, for estimates (shared like
+        # the cache: a measurement of the machine, not anyone's request).
+        self._forward_s: dict[str, deque[float]] = {}
+        self._timing_lock = threading.Lock()
+
+    def _timed(self, run: Classification) -> Classification:
+        with self._timing_lock:
+            self._forward_s.setdefault(run.model, deque(maxlen=5)).append(run.seconds)
+        return run
+
+    def forward_seconds(self, model: str) -> tuple[float, str] | None:
+        """One forward of ``model`` here: the median of its recent runs, else another model's
+        scaled by multiply-adds; None before any model ran. With the model whose time it rests on."""
+        from .stats import model_stats
+
+        with self._timing_lock:
+            measured = {name: statistics.median(times) for name, times in self._forward_s.items()}
+        if model in measured:
+            return measured[model], f"{model}'s forward measured here"
+        if not measured:
+            return None
+
+        def macs(name: str) -> int:
+            spec = self.zoo.get(name)
+            return model_stats(spec.arch.name, spec.preprocessing.crop).macs
+
+        other = min(measured, key=lambda n: abs(macs(n) - macs(model)))  # the closest in cost scales best
+        return (measured[other] * macs(model) / macs(other),
+                f"{other}'s forward measured here, scaled by multiply-adds")
+
+    def estimate(self, models: Sequence[str], method: str = "cam", faithfulness: bool = False,
+                 **params: Any) -> Estimate:
+        """The cost of ``run`` (one model) or ``compare`` (several) with these settings, before
+        running them. Raises ``ZooError`` for settings the server would refuse."""
+        m = get_method(method)
+        forwards, seconds, bases = 0, 0.0, []
+        for name in models:
+            spec = self.zoo.get(name)
+            n = 1 + m.forwards(params, spec.preprocessing.crop) + ((2 * STEPS - 1) if faithfulness else 0)
+            forwards += n
+            timed = self.forward_seconds(name) if seconds is not None else None
+            if timed is None:
+                seconds = None
+            else:
+                seconds += n * timed[0]
+                bases.append(timed[1])
+        basis = bases[0] if len(set(bases)) == 1 else "each model's forward measured here or scaled by multiply-adds"
+        return Estimate(forwards, seconds, basis if seconds is not None else "no forward timed on this device yet")
 
     @property
     def device(self) -> str:
@@ -135,7 +195,7 @@ class Explorer:
         loaded = _decoded(image)  # check the upload before fetching weights
         lm = self.cache.get(spec, progress)
         t0 = time.perf_counter()
-        run = classify(lm, loaded, top_k)
+        run = self._timed(classify(lm, loaded, top_k))
         ex = explain(lm, run, method, target, **params)
         scores = None
         if faithfulness:
@@ -163,7 +223,7 @@ class Explorer:
             pre = spec.preprocessing
             if pre not in prepared:
                 prepared[pre] = prepare(loaded, pre)
-            run = classify(lm, loaded, top_k, prepared[pre])
+            run = self._timed(classify(lm, loaded, top_k, prepared[pre]))
             runs.append((lm, run, time.perf_counter() - t0))
         labels = runs[0][1].labels
         if any(r.labels != labels for _, r, _ in runs):
@@ -182,7 +242,8 @@ class Explorer:
             results.append(Result(run, ex, method, secs + time.perf_counter() - t0, scores))
         if progress:
             progress(1.0, "done")
-        return Comparison(results, idx, labels[idx], agreement(results))
+        given = target is not None and not (isinstance(target, str) and not target.strip())
+        return Comparison(results, idx, labels[idx], agreement(results), "given" if given else "consensus")
 
     def analyze(self, image: Any, models: list[str] | None = None, target: int | str | None = None,
                 lesion: bool = False, deletions: bool = False, progress: ProgressFn | None = None) -> list[Analysis]:
@@ -292,7 +353,8 @@ def agreement(results: list[Result]) -> dict[str, Any]:
     sets = [{p.index for p in r.run.predictions[:5]} for r in results]
     common = set.intersection(*sets) if sets else set()
     votes = Counter(top1)
-    majority, n = votes.most_common(1)[0] if votes else (None, 0)
+    majority = consensus([r.run for r in results]) if results else None  # ties broken as for the maps' class
+    n = votes[majority] if results else 0
     return {
         "models": len(results),
         "top1_majority": majority,

@@ -22,19 +22,12 @@ from zoo.images import load_image
 
 from .. import format as fmt
 from .. import plots
-from ..common import Context, checked_file, gpu, new_output_folder, user_errors
+from ..common import Context, checked_file, gpu, new_output_folder, press_js, shown_in_page, user_errors
 
 TITLE = "Batch"
 THUMB = 56  # px: table thumbnails, kept per image while the batch runs
 PREVIEW = 256  # px: "where depth mattered" pictures
 COMPARE_TAB = "Compare depths"  # the Compare tab's id (build_app gives each tab its TITLE as id)
-PRESS_COMPARE = """() => {
-  let tries = 0;
-  const timer = setInterval(() => {
-    const button = document.querySelector('#compare-button');
-    if (button || ++tries > 100) { clearInterval(timer); if (button) setTimeout(() => button.click(), 300); }
-  }, 100);
-}"""
 
 
 def thumbnail_uri(img: Image.Image) -> str:
@@ -154,7 +147,8 @@ def build(ctx: Context) -> None:
                            max_height=600, wrap=True)
     b_state = gr.State()
     outputs = [b_status, b_accuracy, b_heatmap, b_table, b_gallery, b_downloads, b_state]
-    run_event = b_run.click(ui_run, [b_files, b_labels, b_models], outputs, api_visibility="private",
+    run_event = b_run.click(shown_in_page(ui_run, outputs, b_status), [b_files, b_labels, b_models], outputs,
+                            api_visibility="private",
                             concurrency_id="model")
     b_stop.click(None, None, None, cancels=[run_event], api_visibility="private")
 
@@ -163,7 +157,7 @@ def build(ctx: Context) -> None:
         # Set the image, switch tab, then press Compare there (its own event, its own inputs).
         # Gradio renders a tab when it is first shown, so wait for the button to exist.
         b_gallery.select(ui_open, [b_state], [compare_image, tabs], api_visibility="private").then(
-            None, None, None, js=PRESS_COMPARE, api_visibility="private")
+            None, None, None, js=press_js("compare-button"), api_visibility="private")
 
     # The public endpoint /batch(files, models): the summary JSON and a CSV of every prediction.
     b_json = gr.JSON(visible=False)

@@ -7,13 +7,14 @@ from typing import Any
 
 import gradio as gr
 
+from zoo.errors import ZooError
 from zoo.explain import STAGES, takes_layer
 from zoo.render import COLORMAPS
 from zoo.service import Result
 
 from .. import format as fmt
 from ..common import (EXAMPLES, Context, Upload, gpu, progress_fn, render_result, require_image,
-                      safe_image_input, save_raw, stop_run, user_errors)
+                      safe_image_input, save_raw, shown_in_page, stop_run, user_errors)
 from ..spaces import example_caching
 from ..plots import faithfulness_curves
 
@@ -28,6 +29,18 @@ OCCLUSION_STRIDE = (8, 112, 28)
 IG_STEPS = (4, 64, 16)
 
 
+def method_params(method: str, window: int, stride: int, steps: int, layer: str | None = None) -> dict[str, Any]:
+    """The settings of the page that ``method`` takes."""
+    params: dict[str, Any] = {}
+    if method == "occlusion":
+        params = {"window": int(window), "stride": int(stride)}
+    elif method == "integrated-gradients":
+        params = {"steps": int(steps)}
+    if layer and takes_layer(method):  # input-pixel methods have no stage; the dropdown does not apply
+        params["layer"] = layer
+    return params
+
+
 def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
     explorer = ctx.explorer
@@ -37,15 +50,17 @@ def build(ctx: Context) -> None:
                 progress: gr.Progress, window: int = OCCLUSION_WINDOW[2], stride: int = OCCLUSION_STRIDE[2],
                 steps: int = IG_STEPS[2], layer: str | None = None, score: bool = False) -> Result:
         upload = require_image(image)
-        params: dict[str, Any] = {}
-        if method == "occlusion":
-            params = {"window": int(window), "stride": int(stride)}
-        elif method == "integrated-gradients":
-            params = {"steps": int(steps)}
-        if layer and takes_layer(method):  # input-pixel methods have no stage; the dropdown does not apply
-            params["layer"] = layer
         return explorer.run(upload.path, model, int(top_k), method, target or None, progress_fn(progress),
-                            faithfulness=bool(score), **params)
+                            faithfulness=bool(score), **method_params(method, window, stride, steps, layer))
+
+    def ui_estimate(model, method, window, stride, steps, score) -> str:
+        """What pressing the button will cost here, before pressing it."""
+        try:
+            return fmt.estimate_markdown(explorer.estimate([model], method, bool(score),
+                                                           **method_params(method, window, stride, steps)),
+                                         explorer.device)
+        except ZooError as e:  # settings the server refuses: say so now
+            return str(e)
 
     def render_scores(result: Result) -> tuple[str, Any]:
         f = result.faithfulness
@@ -82,7 +97,7 @@ def build(ctx: Context) -> None:
             layer = gr.Dropdown(list(STAGES), value=STAGES[-1], elem_id="layer-input",
                                 label="Layer (stage methods only; CAM is exact on layer4 only)")
             target = gr.Dropdown([""] + ctx.class_choices, value="", label="Target class (blank: top-1)",
-                                 allow_custom_value=True, filterable=True)
+                                 allow_custom_value=True, filterable=True, elem_id="classify-target")
             top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k")
             with gr.Accordion("Display and method settings", open=False):
                 cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
@@ -97,6 +112,10 @@ def build(ctx: Context) -> None:
             with gr.Row():
                 go = gr.Button("Classify & explain", variant="primary", elem_id="classify-button")
                 stop = gr.Button("Stop", variant="stop", elem_id="classify-stop")
+            estimate = gr.Markdown(elem_id="classify-estimate", elem_classes="rde-estimate")
+            to_compare = gr.Button("Compare this image across depths", size="sm", elem_id="classify-to-compare")
+            # Compare depths (built next) wires these: it takes the image, and hands its own back.
+            ctx.components["classify.image"], ctx.components["classify.to_compare"] = image, to_compare
         with gr.Column(scale=2):
             labels = gr.Label(label="Predictions", elem_id="predictions")
             info = gr.Markdown(elem_id="result-info")
@@ -127,9 +146,16 @@ def build(ctx: Context) -> None:
                 outputs=[labels, crop_view, full_view, raw_view, info, files, state, model, method, top_k, target,
                          cmap, alpha], api_name="classify_example", elem_id="classify-examples", **example_caching())
     ins = [image, model, top_k, method, target, cmap, alpha, window, stride, steps, layer, score]
-    run = go.click(ui_classify, ins, [labels, crop_view, full_view, raw_view, info, files, faith_info, faith_plot,
-                                      state], api_visibility="private", concurrency_id="model")
+    outs = [labels, crop_view, full_view, raw_view, info, files, faith_info, faith_plot, state]
+    run = go.click(shown_in_page(ui_classify, outs, info), ins, outs, api_visibility="private",
+                   concurrency_id="model")
     stop_run(stop, run)
+    # The estimate follows the settings, and the first run replaces its guess with a measurement.
+    cost_ins = [model, method, window, stride, steps, score]
+    for ctl in cost_ins:
+        ctl.change(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
+    run.then(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
+    ctx.demo.load(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
     for ctl in (cmap, alpha):
         ctl.change(ui_rerender, [state, cmap, alpha], [crop_view, full_view, raw_view],
                    api_visibility="private", show_progress="hidden")

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import gradio as gr
 
+from zoo.errors import ZooError
 from zoo.render import COLORMAPS, Scale, overlay_crop, save_jpeg
 from zoo.service import Comparison
 
 from .. import format as fmt
-from ..common import (EXAMPLES, Context, Upload, gpu, new_output_folder, progress_fn, require_image,
-                      safe_image_input, stop_run, user_errors)
+from ..common import (EXAMPLES, Context, Upload, carry_image, gpu, new_output_folder, progress_fn, require_image,
+                      safe_image_input, shown_in_page, stop_run, user_errors)
 from ..spaces import example_caching
 from ..plots import faithfulness_curves
 
 TITLE = "Compare depths"
+CLASSIFY_TAB = "Classify & explain"  # that tab's id (build_app gives each tab its TITLE as id)
 
 
 def build(ctx: Context) -> None:
@@ -52,6 +54,14 @@ def build(ctx: Context) -> None:
         cmp = run_compare(image, models, method, target, progress, score)
         return (*render_compare(cmp, cmap, alpha, shared), *render_scores(cmp), cmp)
 
+    def ui_estimate(models, method, score) -> str:
+        """What pressing Compare will cost here, before pressing it."""
+        try:
+            return fmt.estimate_markdown(explorer.estimate(list(models or ctx.depth_names), method, bool(score)),
+                                         explorer.device)
+        except ZooError as e:
+            return str(e)
+
     @user_errors
     def ui_compare_rerender(cmp, cmap, alpha, shared):
         if cmp is None:
@@ -83,6 +93,8 @@ def build(ctx: Context) -> None:
             with gr.Row():
                 c_go = gr.Button("Compare", variant="primary", elem_id="compare-button")
                 c_stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
+            c_estimate = gr.Markdown(elem_id="compare-estimate", elem_classes="rde-estimate")
+            c_to_classify = gr.Button("Classify & explain this image", size="sm", elem_id="compare-to-classify")
         with gr.Column(scale=2):
             c_text = gr.Markdown(elem_id="agreement")
             c_gallery = gr.Gallery(label="Maps per depth, on each model's crop", columns=3, height="auto",
@@ -108,10 +120,22 @@ def build(ctx: Context) -> None:
     gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[c_image], fn=ui_compare_example,
                 outputs=[c_gallery, c_table, c_text, c_state, c_method, c_target, c_cmap, c_alpha],
                 api_name="compare_example", elem_id="compare-examples", **example_caching())
-    run = c_go.click(ui_compare, [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared, c_score],
-                     [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_state], api_visibility="private",
-                     concurrency_id="model")
+    c_outs = [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_state]
+    run = c_go.click(shown_in_page(ui_compare, c_outs, c_text),
+                     [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared, c_score], c_outs,
+                     api_visibility="private", concurrency_id="model")
     stop_run(c_stop, run)
+    cost_ins = [c_models, c_method, c_score]
+    for ctl in cost_ins:
+        ctl.change(ui_estimate, cost_ins, [c_estimate], api_visibility="private", show_progress="hidden")
+    run.then(ui_estimate, cost_ins, [c_estimate], api_visibility="private", show_progress="hidden")
+    ctx.demo.load(ui_estimate, cost_ins, [c_estimate], api_visibility="private", show_progress="hidden")
+    # The image goes both ways between Classify & explain and here; Compare runs at once.
+    tabs, c_image_classify = ctx.components.get("tabs"), ctx.components.get("classify.image")
+    if tabs is not None and c_image_classify is not None:
+        carry_image(ctx.components["classify.to_compare"], c_image_classify, c_image, tabs, TITLE,
+                    press="compare-button")
+        carry_image(c_to_classify, c_image, c_image_classify, tabs, CLASSIFY_TAB, press="classify-button")
     for ctl in (c_cmap, c_alpha, c_shared):
         ctl.change(ui_compare_rerender, [c_state, c_cmap, c_alpha, c_shared], [c_gallery, c_table, c_text],
                    api_visibility="private", show_progress="hidden")

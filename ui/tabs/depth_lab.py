@@ -10,7 +10,8 @@ from zoo.analysis import Analysis
 
 from .. import format as fmt
 from .. import plots
-from ..common import EXAMPLES, Context, gpu, progress_fn, require_image, safe_image_input, user_errors
+from ..common import (EXAMPLES, Context, gpu, progress_fn, require_image, safe_image_input, shown_in_page,
+                      user_errors)
 
 TITLE = "Depth lab"
 
@@ -105,8 +106,10 @@ def build(ctx: Context) -> None:
         numbers = gr.JSON(label="Per model and block")
     ins = [image, models, target]
     outs = [p_resp, p_sorted, p_ratio, p_grad, p_lesion, p_del, summary, numbers]
-    signal_ev = signal_go.click(ui_signal, ins, outs, api_visibility="private", concurrency_id="model")
-    lesion_ev = lesion_go.click(ui_lesion, ins, outs, api_visibility="private", concurrency_id="model")
+    signal_ev = signal_go.click(shown_in_page(ui_signal, outs, summary), ins, outs, api_visibility="private",
+                                concurrency_id="model")
+    lesion_ev = lesion_go.click(shown_in_page(ui_lesion, outs, summary), ins, outs, api_visibility="private",
+                                concurrency_id="model")
     stop.click(None, None, None, cancels=[signal_ev, lesion_ev], api_visibility="private")
     # The public endpoint /analyze(image, model, target): one model, everything (lesions included).
     api_json = gr.JSON(visible=False)

@@ -6,37 +6,22 @@ Stop cancels between methods.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import gradio as gr
 
-from zoo.errors import ZooError
 from zoo.explain import METHODS
 from zoo.render import overlay_crop, save_png
 from zoo.service import RANK_DEFAULT, Ranked, Ranking
 
 from .. import format as fmt
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
-                      user_errors)
+                      shown_in_page, user_errors)
 from ..plots import faithfulness_curves
 
 TITLE = "Method ranking"
 SORT_CHOICES = [("Deletion AUC (lower is better)", "deletion"), ("Insertion AUC (higher is better)", "insertion")]
-
-
-def user_errors_stream(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
-    """``user_errors`` for a generator handler: errors raised while it streams become messages too."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        try:
-            yield from fn(*args, **kwargs)
-        except ZooError as e:
-            raise gr.Error(str(e), print_exception=False) from None
-
-    return wrapper
 
 
 def build(ctx: Context) -> None:
@@ -67,7 +52,7 @@ def build(ctx: Context) -> None:
             raise gr.Error("Tick at least one method to rank.", print_exception=False)
         yield from explorer.iter_rank(upload.path, model, target or None, list(methods), progress_fn(progress))
 
-    @user_errors_stream
+    @user_errors
     def ui_rank(image, model, target, methods, by, progress=gr.Progress()):
         folder = new_output_folder(ctx.outputs_dir)
         pictures: dict[str, str] = {}
@@ -121,7 +106,8 @@ def build(ctx: Context) -> None:
             curves = gr.Plot(label="Deletion and insertion curves, every method", elem_id="rank-curves")
     state = gr.State()
     gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png")], inputs=[image])
-    event = go.click(ui_rank, [image, model, target, methods, by], [gallery, table, info, curves, state],
+    outs = [gallery, table, info, curves, state]
+    event = go.click(shown_in_page(ui_rank, outs, info), [image, model, target, methods, by], outs,
                      api_visibility="private", concurrency_id="model")
     stop.click(None, None, None, cancels=[event], api_visibility="private")
     by.change(ui_resort, [state, by], [gallery, table, info, curves], api_visibility="private",

@@ -1,0 +1,60 @@
+"""Explorer: cost estimates before a run, and how Compare picks and explains its shared class."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import EXAMPLES
+from ui import format as fmt
+from zoo.errors import ZooError
+from zoo.explain import METHODS
+from zoo.faithfulness import STEPS
+from zoo.service import Explorer, consensus
+from zoo.stats import model_stats
+
+
+@pytest.fixture
+def explorer(zoo):
+    return Explorer(zoo, "cpu")
+
+
+def test_an_estimate_counts_passes_before_any_model_ran(explorer):
+    est = explorer.estimate(["resnet50"], "cam")
+    assert est.forwards == 1 and est.seconds is None  # CAM reuses the classification's forward
+    # Grad-CAM: one forward and one backward (counted as two forwards) after the classification.
+    assert explorer.estimate(["resnet50"], "gradcam").forwards == 1 + 3
+    # Occlusion 56/28 px: 7 x 7 positions and the unoccluded image, no backward.
+    assert explorer.estimate(["resnet50"], "occlusion", window=56, stride=28).forwards == 1 + 49 + 1
+    # Scoring the map adds the deletion and insertion curves' forwards; five depths add up.
+    assert explorer.estimate(["resnet50"], "cam", True).forwards == 1 + 2 * STEPS - 1
+    assert explorer.estimate(explorer.zoo.names[:5], "cam").forwards == 5
+    assert METHODS["integrated-gradients"].forwards({"steps": 16}) == 16 * 3
+    with pytest.raises(ZooError, match="positions"):  # what the server would refuse is said before running
+        explorer.estimate(["resnet50"], "occlusion", window=8, stride=4)
+
+
+def test_an_estimate_rests_on_forwards_timed_here(explorer):
+    run = explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
+    one = run.run.seconds
+    est = explorer.estimate(["resnet18"], "gradcam")
+    assert est.seconds == pytest.approx(4 * one) and "resnet18's forward measured here" in est.basis
+    # A model not run yet: the timed one's forward, scaled by multiply-adds.
+    scaled = explorer.estimate(["resnet50"], "cam")
+    ratio = model_stats("resnet50").macs / model_stats("resnet18").macs
+    assert scaled.seconds == pytest.approx(one * ratio) and "scaled by multiply-adds" in scaled.basis
+    text = fmt.estimate_markdown(scaled, "cpu")
+    assert "Estimated time on cpu" in text and "1 forward pass " in text
+
+
+def test_compare_says_how_its_class_was_chosen(explorer):
+    cmp = explorer.compare(EXAMPLES / "rocket.jpg", ["resnet18", "resnet34", "resnet50"])
+    assert cmp.chosen == "consensus" and cmp.to_json()["target"]["chosen"] == "consensus"
+    # The majority the text names is the class the maps show (ties broken the same way).
+    assert cmp.agreement["top1_majority"] == cmp.target == consensus([r.run for r in cmp.results])
+    text = fmt.agreement_markdown(cmp)
+    assert f"Maps show **{cmp.target_label}**" in text
+    assert any(why in text for why in ("every model's first choice", "the class most models put first",
+                                       "the tied class with the highest probability"))
+    given = explorer.compare(EXAMPLES / "rocket.jpg", ["resnet18", "resnet34"], target="tabby")
+    assert given.chosen == "given" and "**tabby** (class 281) for every model: the class you picked" in \
+        fmt.agreement_markdown(given)
