@@ -206,7 +206,7 @@ def test_browser_errors_stay_in_the_page_estimates_and_images_carried_between_ta
         expect(estimate).to_contain_text("51 forward passes")
         method.click()
         page.get_by_role("option", name=re.compile("^CAM")).click()
-        expect(estimate).to_contain_text("1 forward pass ")
+        expect(estimate).to_contain_text("(1 forward pass,")
 
         # To Compare depths with the same image: it runs there at once and says why it shows its class.
         page.locator("#classify-to-compare").click()

@@ -43,7 +43,7 @@ def test_an_estimate_rests_on_forwards_timed_here(explorer):
     ratio = model_stats("resnet50").macs / model_stats("resnet18").macs
     assert scaled.seconds == pytest.approx(one * ratio) and "scaled by multiply-adds" in scaled.basis
     text = fmt.estimate_markdown(scaled, "cpu")
-    assert "Estimated time on cpu" in text and "1 forward pass " in text
+    assert "Estimated time on cpu" in text and "(1 forward pass," in text
 
 
 def test_compare_says_how_its_class_was_chosen(explorer):
@@ -58,3 +58,12 @@ def test_compare_says_how_its_class_was_chosen(explorer):
     given = explorer.compare(EXAMPLES / "rocket.jpg", ["resnet18", "resnet34"], target="tabby")
     assert given.chosen == "given" and "**tabby** (class 281) for every model: the class you picked" in \
         fmt.agreement_markdown(given)
+
+
+def test_timing_every_model_is_estimated_too(explorer):
+    assert explorer.latency_estimate(224).seconds is None
+    explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
+    at224, at448 = explorer.latency_estimate(224), explorer.latency_estimate(448)
+    assert at224.forwards == 13 * len(explorer.zoo.names)  # 3 warm-up and 10 timed forwards per model
+    per_model = [explorer.forward_seconds(n)[0] for n in explorer.zoo.names]
+    assert at224.seconds == pytest.approx(13 * sum(per_model)) and at448.seconds == pytest.approx(4 * at224.seconds)

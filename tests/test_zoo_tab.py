@@ -104,6 +104,8 @@ def test_browser_zoo_tab_columns_resolution_download_and_about(app, repo_root, t
         expect(table).to_contain_text("(≈ 7.2 at 448)")
         page.screenshot(path=str(shots / "zoo-448.png"), full_page=True)
 
+        # Before timing anything, the page says what it costs (65 forwards: 13 per model).
+        expect(page.locator("#zoo-latency-estimate")).to_contain_text("65 forward passes")
         # Latency once (5 models), then a download refreshes 'cached' and keeps the latency, timing nothing.
         page.locator("#zoo-latency input[type=checkbox]").check()
         expect(table).to_contain_text("12.5 (12.0–13.0)", timeout=60_000)

@@ -159,6 +159,17 @@ class Explorer:
         return (measured[other] * macs(model) / macs(other),
                 f"{other}'s forward measured here, scaled by multiply-adds")
 
+    def latency_estimate(self, resolution: int, repeats: int = 10, warmup: int = 3) -> Estimate:
+        """The cost of timing every model (``stats.measure_latency``) at ``resolution``."""
+        n = warmup + repeats
+        forwards, seconds = n * len(self.zoo.names), 0.0
+        for spec in self.zoo:
+            timed = self.forward_seconds(spec.name)
+            if timed is None:
+                return Estimate(forwards, None, "no forward timed on this device yet")
+            seconds += n * timed[0] * (resolution / spec.preprocessing.crop) ** 2  # cost grows with the pixels
+        return Estimate(forwards, seconds, "each model's forward measured here or scaled by multiply-adds")
+
     def estimate(self, models: Sequence[str], method: str = "cam", faithfulness: bool = False,
                  **params: Any) -> Estimate:
         """The cost of ``run`` (one model) or ``compare`` (several) with these settings, before
@@ -261,11 +272,8 @@ class Explorer:
         loaded = _decoded(image)  # decoded once for every depth
         for i, spec in enumerate(specs):
             lm = self.cache.get(spec, progress)
-            step = None
-            if progress:
-                def step(fraction: float | None, message: str, i: int = i) -> None:
-                    progress(None if fraction is None else (i + fraction) / len(specs), message)
-            yield analyze(lm, loaded, target, lesion=lesion, deletions=deletions, progress=step)
+            yield analyze(lm, loaded, target, lesion=lesion, deletions=deletions,
+                          progress=_share(progress, i, len(specs)))
 
     def rank_methods(self, image: Any, model: str, target: int | str | None = None,
                      methods: list[str] | None = None, progress: ProgressFn | None = None) -> Ranking:
@@ -339,6 +347,13 @@ class Explorer:
 def _decoded(image: Any) -> LoadedImage:
     """Decode once: a ``LoadedImage`` passes through, anything else goes to ``load_image``."""
     return image if isinstance(image, LoadedImage) else load_image(image)
+
+
+def _share(progress: ProgressFn | None, i: int, n: int) -> ProgressFn | None:
+    """``progress`` for the ``i``-th of ``n`` equal parts of a job."""
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(None if fraction is None else (i + fraction) / n, message)
 
 
 def consensus(runs: list[Classification]) -> int:

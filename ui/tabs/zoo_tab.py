@@ -74,6 +74,8 @@ def build(ctx: Context) -> None:
         z_lat = gr.Checkbox(value=False, label=f"Measure latency on {explorer.device} (takes a while)",
                             elem_id="zoo-latency")
         z_go = gr.Button("Refresh")
+        z_stop = gr.Button("Stop", variant="stop", elem_id="zoo-stop")
+    z_estimate = gr.Markdown(elem_id="zoo-latency-estimate", elem_classes="rde-estimate")
     # wrap + proportional widths: all 13 columns stay in view at 1400 px (no sideways scroll).
     z_table = gr.Dataframe(headers=fmt.ZOO_HEADERS, interactive=False, elem_id="zoo-table", wrap=True,
                            column_widths=fmt.ZOO_COLUMN_WIDTHS)
@@ -93,8 +95,16 @@ def build(ctx: Context) -> None:
     z_outs = [z_table, z_stages, z_plot_macs, z_plot_lat, z_note, z_rows]
     # Latency is measured only when asked: Refresh, ticking the box, or a new resolution
     # while it is ticked. The per-stage model and downloads never time anything.
-    for event in (z_go.click, z_res.input, z_lat.input):
-        event(refresh, z_ins, z_outs, api_visibility="private", concurrency_id="model")
+    runs = [event(refresh, z_ins, z_outs, api_visibility="private", concurrency_id="model")
+            for event in (z_go.click, z_res.input, z_lat.input)]
+    z_stop.click(None, None, None, cancels=runs, api_visibility="private")
+
+    def latency_estimate(resolution: int) -> str:
+        est = explorer.latency_estimate(int(resolution))
+        return "Measuring latency: " + fmt.estimate_markdown(est, explorer.device)
+
+    for event in (z_res.change, ctx.demo.load, *[r.then for r in runs]):
+        event(latency_estimate, [z_res], [z_estimate], api_visibility="private", show_progress="hidden")
     z_stage.input(user_errors(stages), [z_res, z_stage], [z_stages], api_visibility="private")
     z_dl_go.click(ui_download, [z_dl], [z_dl_out], api_visibility="private").then(
         after_download, [z_res, z_rows], [z_table, z_rows], api_visibility="private")
