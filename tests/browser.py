@@ -6,8 +6,10 @@ browser tests are skipped with a hint.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from typing import Iterator
 
 import pytest
 
@@ -34,3 +36,19 @@ def require_chromium() -> str:
 def launch(playwright):  # -> playwright.sync_api.Browser
     """A headless Chromium with the flags above."""
     return playwright.chromium.launch(executable_path=require_chromium(), args=ARGS)
+
+
+@contextlib.contextmanager
+def open_page(url: str, width: int = 1400, height: int = 1100) -> Iterator:  # Iterator[playwright Page]
+    """A fresh headless Chromium showing ``url`` at ``width`` x ``height``; closed afterwards."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()

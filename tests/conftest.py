@@ -85,6 +85,14 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shots(repo_root) -> Path:
+    """Where browser tests save their screenshots (kept as CI artefacts)."""
+    folder = repo_root / "test-artifacts"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def hub() -> FakeHub:
     return HUB
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from browser import open_page
 from conftest import ARCHS, EXAMPLES, hook_count, plain_model, run_cli
 from zoo import analysis as za
 from zoo.analysis import analyze, blocks, deletion_sets
@@ -415,19 +416,11 @@ def test_analyze_endpoint_over_raw_rest(app):
 
 
 @pytest.mark.browser
-def test_browser_depth_lab(app, repo_root):
-    from browser import launch, require_chromium
-
-    require_chromium()
-    from playwright.sync_api import expect, sync_playwright
+def test_browser_depth_lab(app, shots):
+    from playwright.sync_api import expect
 
     url, _ = app
-    shots = repo_root / "test-artifacts"
-    shots.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1500, "height": 1200})
-        page.goto(url)
+    with open_page(url, 1500, 1200) as page:
         page.get_by_role("tab", name="Depth lab").click()
         page.locator("#lab-image input[type=file]").set_input_files(str(IMAGE))
         summary = page.locator("#lab-summary")
@@ -456,4 +449,3 @@ def test_browser_depth_lab(app, repo_root):
         expect(summary).to_contain_text("a downsampling block deleted")
         expect(summary).to_contain_text("of 8")
         page.screenshot(path=str(shots / "browser-depth-lab-lesion.png"), full_page=True)
-        browser.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import launch, require_chromium
+from browser import open_page
 from conftest import EXAMPLES
 
 
@@ -70,29 +70,13 @@ def test_errors_are_messages_and_the_app_keeps_serving(client, tmp_path):
 
 
 @pytest.mark.browser
-def test_browser_upload_classify_and_error(app, tmp_path, repo_root):
-    require_chromium()
-    from playwright.sync_api import expect, sync_playwright
+def test_browser_upload_classify_and_error(app, tmp_path, shots):
+    from playwright.sync_api import expect
 
     url, _ = app
-    shots = repo_root / "test-artifacts"
-    shots.mkdir(exist_ok=True)
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\x00not an image at all" * 20)
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-
-        def page_loaded() -> None:
-            # Issue 10 (zoo, open): loading a model fx-traces it (create_feature_extractor), which
-            # briefly patches every module's __call__ process-wide, so the page-load statistics
-            # fail if they overlap a model load. Let them finish before asking for model work.
-            page.get_by_role("tab", name="Model zoo").click()
-            expect(page.locator("#zoo-table")).to_contain_text("25.56 M", timeout=120_000)
-            page.get_by_role("tab", name="Classify & explain").click()
-
-        page.goto(url)
-        page_loaded()
+    with open_page(url, 1400, 1100) as page:
         upload = page.locator("#image-input input[type=file]")
 
         # A non-image: a clear message in the page.
@@ -103,7 +87,6 @@ def test_browser_upload_classify_and_error(app, tmp_path, repo_root):
 
         # Then a real photo still works (same server, fresh page).
         page.reload()
-        page_loaded()
         page.locator("#image-input input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
         page.locator("#classify-button").click()
         expect(page.locator("#result-info")).to_contain_text("Map for", timeout=120_000)
@@ -150,23 +133,16 @@ def test_browser_upload_classify_and_error(app, tmp_path, repo_root):
         page.get_by_role("tab", name="Model zoo").click()
         expect(page.locator("#zoo-table")).to_contain_text("25.56 M", timeout=60_000)
         page.screenshot(path=str(shots / "browser-zoo.png"), full_page=True)
-        browser.close()
 
 
 @pytest.mark.browser
-def test_browser_errors_stay_in_the_page_estimates_and_images_carried_between_tabs(app, repo_root):
+def test_browser_errors_stay_in_the_page_estimates_and_images_carried_between_tabs(app, shots):
     """Issue 10, items 1, 2 and 7: an error replaces the result (no stale maps, no badges) until the
     next run; the cost shows before running; an image goes from Classify to Compare and back."""
-    require_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, _ = app
-    shots = repo_root / "test-artifacts"
-    shots.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(url)
+    with open_page(url, 1400, 1100) as page:
         estimate = page.locator("#classify-estimate")
         expect(estimate).to_contain_text("1 forward pass", timeout=60_000)  # CAM: the classification alone
         page.locator("#image-input input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
@@ -222,4 +198,3 @@ def test_browser_errors_stay_in_the_page_estimates_and_images_carried_between_ta
         expect(page.locator("#result-info")).to_contain_text("Map for", timeout=120_000)
         expect(page.locator("#result-info .rde-error")).to_have_count(0)
         expect(page.locator("#overlay-crop img")).to_be_visible()
-        browser.close()

@@ -27,6 +27,7 @@ import torchvision
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
+from browser import open_page
 from conftest import run_cli
 from zoo import batch
 from zoo.batch import BatchInputError, Cancelled, LabelIndex
@@ -542,21 +543,13 @@ def test_the_app_caps_images_per_request(small_app, tmp_path):
 
 
 @pytest.mark.browser
-def test_browser_batch_tab(small_app, tmp_path, repo_root):
-    from browser import launch, require_chromium
+def test_browser_batch_tab(small_app, tmp_path, shots):
+    from playwright.sync_api import expect
 
-    require_chromium()
-    from playwright.sync_api import expect, sync_playwright
-
-    shots = repo_root / "test-artifacts"
-    shots.mkdir(exist_ok=True)
     paths = write_images(tmp_path / "browser", 3, seed=16)
     broken = tmp_path / "browser" / "broken.jpg"
     broken.write_text("not an image")
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
-        page.goto(small_app)
+    with open_page(small_app, 1400, 1200) as page:
         page.get_by_role("tab", name="Batch").click()
         page.locator("#batch-files input[type=file]").set_input_files([str(x) for x in [*paths, broken]])
         expect(page.locator("#batch-files")).to_contain_text("broken", timeout=30_000)
@@ -586,7 +579,6 @@ def test_browser_batch_tab(small_app, tmp_path, repo_root):
         assert not decode_threads()
         time.sleep(1)
         expect(page.locator("#batch-status")).not_to_contain_text("classified by")  # it never finished
-        browser.close()
 
 
 def decode_threads() -> list[threading.Thread]:

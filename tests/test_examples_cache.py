@@ -12,6 +12,7 @@ import json
 import httpx
 import pytest
 
+from browser import open_page
 from conftest import EXAMPLES
 
 
@@ -75,21 +76,13 @@ def test_compare_example_over_rest_is_computed_once(app, model_runs):
 
 
 @pytest.mark.browser
-def test_browser_cached_example_shows_a_full_result_without_running_a_model(app, model_runs, repo_root):
-    from playwright.sync_api import expect, sync_playwright
+def test_browser_cached_example_shows_a_full_result_without_running_a_model(app, model_runs, shots):
+    from playwright.sync_api import expect
 
-    from browser import launch, require_chromium
-
-    require_chromium()
     url, _ = app
-    shots = repo_root / "test-artifacts"
-    shots.mkdir(exist_ok=True)
     rest_call(url, "classify_example", [1])  # coffee.png, cached now (as it is on a Space from the start)
     before = len(model_runs)
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
+    with open_page(url, 1400, 1000) as page:
         page.locator("#classify-examples").get_by_role("button").nth(1).click()
         info = page.locator("#result-info")
         expect(info).to_contain_text("cached example", timeout=60_000)
@@ -109,4 +102,3 @@ def test_browser_cached_example_shows_a_full_result_without_running_a_model(app,
         expect(page.locator("#compare-gallery img")).to_have_count(5, timeout=30_000)
         page.screenshot(path=str(shots / "cached-example-compare.png"), full_page=True)
         assert len(model_runs) == before, "clicking a cached example ran the models"
-        browser.close()

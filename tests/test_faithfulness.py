@@ -17,6 +17,7 @@ import torch
 import torchvision
 from PIL import Image
 
+from browser import open_page
 from conftest import EXAMPLES, hook_count, plain_model
 from zoo import explain as zexplain
 from zoo.errors import ZooError
@@ -432,23 +433,15 @@ def test_classify_endpoint_is_unchanged(client):
 
 
 @pytest.mark.browser
-def test_browser_method_ranking(app, repo_root):
+def test_browser_method_ranking(app, shots):
     import re
-    from browser import launch, require_chromium
-
-    require_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from ui import format as fmt
 
     url, explorer = app
-    shots = repo_root / "test-artifacts"
-    shots.mkdir(exist_ok=True)
     keep = {"cam", "gradcam", "layercam"}
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        page.goto(url)
+    with open_page(url, 1400, 1300) as page:
         page.get_by_role("tab", name="Method ranking").click()
         page.locator("#rank-image input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
         page.locator("#rank-model input").click()
@@ -499,7 +492,6 @@ def test_browser_method_ranking(app, repo_root):
         expect(page.locator("#compare-faithfulness")).to_contain_text("deletion AUC (lower is better)")
         expect(page.locator("#compare-curves img")).to_be_visible(timeout=30_000)  # matplotlib, drawn as a PNG
         page.screenshot(path=str(shots / "browser-compare-score.png"), full_page=True)
-        browser.close()
 
 
 def test_compare_scores_every_depth_for_the_shared_class(app):

@@ -11,6 +11,7 @@ import dataclasses
 
 import pytest
 
+from browser import open_page
 from ui import format as fmt
 from ui.plots import accuracy_vs
 from zoo.stats import Latency, zoo_row
@@ -55,12 +56,9 @@ def test_plots_name_the_resolution_and_explain_empty_plots(zoo):
 
 
 @pytest.mark.browser
-def test_browser_zoo_tab_columns_resolution_download_and_about(app, repo_root, tmp_path, monkeypatch):
-    from playwright.sync_api import expect, sync_playwright
+def test_browser_zoo_tab_columns_resolution_download_and_about(app, shots, tmp_path, monkeypatch):
+    from playwright.sync_api import expect
 
-    from browser import launch, require_chromium
-
-    require_chromium()
     import zoo.stats
 
     timed = []
@@ -72,12 +70,7 @@ def test_browser_zoo_tab_columns_resolution_download_and_about(app, repo_root, t
     monkeypatch.setattr(zoo.stats, "measure_latency", fake_latency)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # nothing cached: the column must change
     url, _ = app
-    shots = repo_root / "test-artifacts"
-    shots.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
+    with open_page(url, 1400, 1000) as page:
         page.get_by_role("tab", name="Model zoo").click()
         table = page.locator("#zoo-table")
         expect(table).to_contain_text("25.56 M", timeout=60_000)
@@ -133,4 +126,3 @@ def test_browser_zoo_tab_columns_resolution_download_and_about(app, repo_root, t
         fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": strong})["fonts"]
         assert fonts and all(f["isCustomFont"] for f in fonts), fonts  # the web font, no system fallback
         page.screenshot(path=str(shots / "about.png"), full_page=True)
-        browser.close()
