@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 
 from browser import open_page
 from conftest import run_cli
+from rest import call, upload_many
 from zoo import batch
 from zoo.batch import BatchInputError, Cancelled, LabelIndex
 from zoo.inference import classify
@@ -468,30 +469,6 @@ def test_batch_endpoint_with_gradio_client(client, app, plain, tmp_path):
         assert int(row["top1_index"]) == plain("resnet18", p)[0][0]
 
 
-def _rest(url: str, api: str, data: list) -> tuple[str, object]:
-    """Call a named endpoint as an anonymous visitor: POST, then read the SSE stream."""
-    r = httpx.post(f"{url}/gradio_api/call/{api}", json={"data": data}, timeout=60)
-    r.raise_for_status()
-    event_id = r.json()["event_id"]
-    kind, payload = None, None
-    with httpx.stream("GET", f"{url}/gradio_api/call/{api}/{event_id}", timeout=300) as s:
-        for line in s.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: ") and kind in ("complete", "error"):
-                payload = json.loads(line[6:]) if line[6:] not in ("", "null") else None
-                return kind, payload
-    raise AssertionError("no complete or error event")
-
-
-def _upload(url: str, *paths: Path) -> list[dict]:
-    files = [("files", (p.name, p.read_bytes())) for p in paths]
-    r = httpx.post(f"{url}/gradio_api/upload", files=files, timeout=60)
-    r.raise_for_status()
-    return [{"path": p, "orig_name": src.name, "meta": {"_type": "gradio.FileData"}}
-            for p, src in zip(r.json(), paths)]
-
-
 def test_batch_endpoint_over_raw_rest_with_a_zip(app, plain, tmp_path):
     url, _ = app
     paths = write_images(tmp_path / "z", 4, seed=14)
@@ -500,7 +477,7 @@ def test_batch_endpoint_over_raw_rest_with_a_zip(app, plain, tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         for i, p in enumerate(paths):
             zf.write(p, f"{class_folder(c18) if i < 2 else 'n02123045'}/{p.name}")
-    kind, out = _rest(url, "batch", [_upload(url, archive), MODELS])
+    kind, out = call(url, "batch", [upload_many(url, [archive]), MODELS])
     assert kind == "complete", out
     summary, csv_file = out
     expected = expected_counts(plain, {str(p): c18 if i < 2 else TABBY for i, p in enumerate(paths)})
@@ -514,7 +491,7 @@ def test_batch_endpoint_over_raw_rest_with_a_zip(app, plain, tmp_path):
 def test_batch_endpoint_refuses_paths_that_are_not_uploads(app):
     url, _ = app
     fake = {"path": "/etc/hostname", "orig_name": "x.png", "meta": {"_type": "gradio.FileData"}}
-    kind, out = _rest(url, "batch", [[fake], ["resnet18"]])
+    kind, out = call(url, "batch", [[fake], ["resnet18"]])
     assert kind == "error"
     assert httpx.get(url, timeout=30).status_code == 200
 

@@ -7,30 +7,11 @@ runs are counted on the app's own Explorer.
 
 from __future__ import annotations
 
-import json
-
-import httpx
 import pytest
 
 from browser import open_page
 from conftest import EXAMPLES
-
-
-def rest_call(url: str, api_name: str, data: list, timeout: float = 600) -> list:
-    """An endpoint as an anonymous visitor calls it: POST the data, then read the SSE stream."""
-    r = httpx.post(f"{url}/gradio_api/call/{api_name}", json={"data": data}, timeout=30)
-    r.raise_for_status()
-    event_id = r.json()["event_id"]
-    event = None
-    with httpx.stream("GET", f"{url}/gradio_api/call/{api_name}/{event_id}", timeout=timeout) as s:
-        for line in s.iter_lines():
-            if line.startswith("event:"):
-                event = line[len("event:"):].strip()
-            elif line.startswith("data:") and event in ("complete", "error"):
-                payload = json.loads(line[len("data:"):])
-                assert event == "complete", payload
-                return payload
-    raise AssertionError("the stream ended without a result")
+from rest import result
 
 
 @pytest.fixture
@@ -49,10 +30,10 @@ def test_classify_example_over_rest_is_computed_once(app, model_runs):
     from zoo.inference import classify
 
     url, explorer = app
-    first = rest_call(url, "classify_example", [0])  # chelsea.png, at the tab's defaults
+    first = result(url, "classify_example", [0])  # chelsea.png, at the tab's defaults
     runs = len(model_runs)
     assert runs <= 1  # 1 at first use; 0 when an earlier test already cached it
-    again = rest_call(url, "classify_example", [0])
+    again = result(url, "classify_example", [0])
     assert len(model_runs) == runs and again == first
     labels, _crop, _full, _raw, info, _files, state, model, method, top_k, target, cmap, alpha = first
     direct = classify(explorer.cache.get(explorer.zoo.get("resnet50")), EXAMPLES / "chelsea.png", 5)
@@ -64,10 +45,10 @@ def test_classify_example_over_rest_is_computed_once(app, model_runs):
 
 def test_compare_example_over_rest_is_computed_once(app, model_runs):
     url, _ = app
-    first = rest_call(url, "compare_example", [1])  # rocket.jpg, every depth
+    first = result(url, "compare_example", [1])  # rocket.jpg, every depth
     runs = len(model_runs)
     assert runs <= 1
-    gallery, table, text, state, method, target, cmap, alpha = rest_call(url, "compare_example", [1])
+    gallery, table, text, state, method, target, cmap, alpha = result(url, "compare_example", [1])
     assert len(model_runs) == runs
     assert len(gallery) == 5 and "Maps show" in text and "cached example" in text and state is None
     assert table["headers"] == ["rank", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
@@ -80,7 +61,7 @@ def test_browser_cached_example_shows_a_full_result_without_running_a_model(app,
     from playwright.sync_api import expect
 
     url, _ = app
-    rest_call(url, "classify_example", [1])  # coffee.png, cached now (as it is on a Space from the start)
+    result(url, "classify_example", [1])  # coffee.png, cached now (as it is on a Space from the start)
     before = len(model_runs)
     with open_page(url, 1400, 1000) as page:
         page.locator("#classify-examples").get_by_role("button").nth(1).click()
@@ -94,7 +75,7 @@ def test_browser_cached_example_shows_a_full_result_without_running_a_model(app,
         assert len(model_runs) == before, "clicking a cached example ran a model"
 
         # Compare depths: the cached rocket example (cached by the REST test, or now).
-        rest_call(url, "compare_example", [1])
+        result(url, "compare_example", [1])
         before = len(model_runs)
         page.get_by_role("tab", name="Compare depths").click()
         page.locator("#compare-examples").get_by_role("button").nth(1).click()

@@ -19,6 +19,7 @@ from PIL import Image
 
 from browser import open_page
 from conftest import EXAMPLES, hook_count, plain_model
+from rest import call, upload
 from zoo import explain as zexplain
 from zoo.errors import ZooError
 from zoo.explain import METHODS, STAGES, explain, stage_channels, takes_layer
@@ -359,33 +360,6 @@ def test_cli_method_all_prints_one_object_per_method(zoo_file, hosted):
 
 # --- the app: /rank_methods, as gradio_client and as an anonymous REST caller -------------
 
-def rest_call(url: str, api_name: str, data: list) -> tuple[str, object]:
-    """POST /gradio_api/call/<api_name>, then read its SSE stream: (last event, its data)."""
-    import httpx
-
-    r = httpx.post(f"{url}/gradio_api/call/{api_name}", json={"data": data}, timeout=60)
-    r.raise_for_status()
-    event_id = r.json()["event_id"]
-    event, payload = None, None
-    with httpx.stream("GET", f"{url}/gradio_api/call/{api_name}/{event_id}", timeout=600) as s:
-        for line in s.iter_lines():
-            if line.startswith("event:"):
-                event = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and event in ("complete", "error"):
-                payload = json.loads(line.split(":", 1)[1])
-                break
-    return event, payload
-
-
-def rest_upload(url: str, path) -> dict:
-    import httpx
-
-    with open(path, "rb") as f:
-        r = httpx.post(f"{url}/gradio_api/upload", files={"files": (path.name, f, "image/png")}, timeout=60)
-    r.raise_for_status()
-    return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}}
-
-
 def test_rank_methods_endpoint_with_gradio_client(client, app):
     from gradio_client import handle_file
 
@@ -410,8 +384,8 @@ def test_rank_methods_endpoint_with_gradio_client(client, app):
 
 def test_rank_methods_endpoint_over_raw_rest(app):
     url, _ = app
-    image = rest_upload(url, EXAMPLES / "chelsea.png")
-    event, data = rest_call(url, "rank_methods", [image, "resnet18", "tabby", ["xgradcam", "saliency"]])
+    image = upload(url, EXAMPLES / "chelsea.png")
+    event, data = call(url, "rank_methods", [image, "resnet18", "tabby", ["xgradcam", "saliency"]])
     assert event == "complete", data
     gallery, details = data
     assert details["target"]["label"] == "tabby"
@@ -419,7 +393,7 @@ def test_rank_methods_endpoint_over_raw_rest(app):
     assert {r["layer"] for r in details["methods"]} == {"layer4", None}
     assert len(gallery) == 2 and gallery[0]["image"]["url"].startswith("http")
     # an unknown class is a message, not a traceback
-    event, data = rest_call(url, "rank_methods", [image, "resnet18", "tabby kat", ["cam"]])
+    event, data = call(url, "rank_methods", [image, "resnet18", "tabby kat", ["cam"]])
     assert event == "error" and "Unknown class 'tabby kat'" in json.dumps(data)
 
 

@@ -25,37 +25,11 @@ from PIL import Image
 
 from conftest import EXAMPLES, run_cli
 from corpus import make_corpus, many_frame_gif
+from rest import call, upload
 
 ROOT = EXAMPLES.parent
 UPLOADS = Path(os.environ["GRADIO_TEMP_DIR"])
 REFUSED = "only accepts images uploaded"  # a fragment of the one message for every refused file
-
-
-def call(url: str, api: str, data: list[Any], timeout: float = 120) -> tuple[str, Any]:
-    """POST /gradio_api/call/<api>, then read its server-sent events: ("complete"|"error", data)."""
-    r = httpx.post(f"{url}/gradio_api/call/{api}", json={"data": data}, timeout=timeout)
-    r.raise_for_status()
-    event_id = r.json()["event_id"]
-    event = ""
-    deadline = time.monotonic() + timeout  # heartbeats keep the stream alive: a read timeout never fires
-    with httpx.stream("GET", f"{url}/gradio_api/call/{api}/{event_id}", timeout=timeout) as s:
-        for line in s.iter_lines():
-            if line.startswith("event:"):
-                event = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and event in ("complete", "error"):
-                data = json.loads(line.split(":", 1)[1])
-                return event, data["error"] if event == "error" and isinstance(data, dict) else data
-            if time.monotonic() > deadline:
-                return "timeout", f"no answer from {api} within {timeout:.0f} s"
-    raise AssertionError(f"no result for {api}")
-
-
-def upload(url: str, path: Path) -> dict[str, Any]:
-    """A file sent the way the page and gradio_client send it: the upload route, then FileData."""
-    with open(path, "rb") as f:
-        r = httpx.post(f"{url}/gradio_api/upload", files={"files": (path.name, f)}, timeout=60)
-    r.raise_for_status()
-    return {"path": r.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
 
 
 def classify(url: str, image: dict[str, Any], timeout: float = 120) -> tuple[str, Any]:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from conftest import EXAMPLES, commit_for
-from test_examples_cache import rest_call
+from rest import result, upload
 from ui import spaces
 
 FAKE_SPACES = Path(__file__).resolve().parent / "fake_spaces"
@@ -171,13 +171,6 @@ def space_env(hosted, tmp_path: Path, **extra: str) -> dict:
     return env
 
 
-def upload(url: str, path: Path) -> dict:
-    with path.open("rb") as f:
-        r = httpx.post(f"{url}/gradio_api/upload", files={"files": (path.name, f, "image/png")}, timeout=30)
-    r.raise_for_status()
-    return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}}
-
-
 def test_simulated_zerogpu_space_preloads_at_start_and_runs_models_only_inside_gpu_calls(hosted, tmp_path, repo_root):
     log = tmp_path / "spaces.jsonl"
     env = space_env(hosted, tmp_path, SPACES_ZERO_GPU="true")
@@ -186,11 +179,11 @@ def test_simulated_zerogpu_space_preloads_at_start_and_runs_models_only_inside_g
     try:
         started = len(log.read_text().splitlines())
         image = upload(url, EXAMPLES / "chelsea.png")
-        *_, details = rest_call(url, "classify", [image, "resnet50", 5, "cam", ""])
+        *_, details = result(url, "classify", [image, "resnet50", 5, "cam", ""])
         assert details["model"] == "resnet50" and details["device"] == "cpu"
-        *_, cmp = rest_call(url, "compare", [image])
+        *_, cmp = result(url, "compare", [image])
         assert len(cmp["models"]) == 5
-        assert "cached example" in rest_call(url, "classify_example", [0])[4]
+        assert "cached example" in result(url, "classify_example", [0])[4]
     finally:
         stop(proc)
     printed = out.read_text()
@@ -230,7 +223,7 @@ def test_simulated_cpu_space_preloads_and_caches_every_example_at_start(hosted, 
                 break
             time.sleep(1)
         assert counts == [2, 4], (counts, out.read_text()[-3000:])
-        labels, *_, info = rest_call(url, "classify_example", [2])[:5]
+        labels, *_, info = result(url, "classify_example", [2])[:5]
         assert "cached example" in info and labels["confidences"]
     finally:
         stop(proc)
