@@ -445,7 +445,7 @@ def test_browser_method_ranking(app, shots):
         page.get_by_label("Model", exact=True).first.click()
         page.get_by_role("option", name=re.compile(r"^resnet18 ")).click()
         page.get_by_label("Explanation method").click()
-        page.get_by_role("option", name=re.compile(r"^Grad-CAM\+\+ ")).click()
+        page.get_by_role("option", name="Grad-CAM++", exact=True).click()
         page.locator("#layer-input input").click()
         page.get_by_role("option", name="layer3", exact=True).click()
         page.locator("#score-input input").check()

@@ -66,6 +66,24 @@ CSS = """
              color: var(--error-text-color, #b91c1c); padding: 0.6em 0.9em; border-radius: 4px; }
 /* The estimate under each Run button: small, so it reads as a note. */
 .rde-estimate { font-size: var(--text-sm); opacity: 0.85; }
+/* Gallery captions and download names wrap rather than end in "…": the end is the point
+   ("p(tabby) = 0.92", ".npy"). */
+.gallery-item .caption-label { white-space: normal !important; overflow: visible !important;
+                               text-overflow: clip !important; max-width: calc(100% - 8px) !important; }
+.file-preview td.filename, .file-preview td.filename .stem { white-space: normal !important;
+    overflow: visible !important; text-overflow: clip !important; overflow-wrap: anywhere; }
+/* A phone: gradio folds the tabs that do not fit into a "•••" menu, where nobody finds
+   them; show that menu's buttons as a second row of tabs instead. */
+@media (max-width: 640px) {
+  .tab-wrapper { flex-wrap: wrap; height: auto !important; }
+  .tab-wrapper .overflow-menu { display: block !important; flex-basis: 100%; width: 100% !important; }
+  .tab-wrapper .overflow-menu > button { display: none !important; }
+  .tab-wrapper .overflow-dropdown { display: flex !important; flex-direction: row !important; flex-wrap: wrap !important;
+                                    position: static !important; min-width: 0 !important; width: 100% !important;
+                                    box-shadow: none !important; border: none !important; padding: 0 !important;
+                                    background: none !important; }
+  .tab-wrapper .overflow-dropdown button { width: auto !important; padding: var(--size-1) var(--size-3); }
+}
 """
 
 

@@ -73,7 +73,8 @@ class Context:
             outputs=tempfile.TemporaryDirectory(prefix="rde-outputs-"),
             model_choices=[(f"{s.name} · {s.depth} layers" + (f" · {s.top1:.1f}% top-1" if s.top1 else ""),
                             s.name) for s in zoo],
-            method_choices=[(f"{m.label} — {m.cost}", m.name) for m in METHODS.values()],
+            # Names only: the cost would be cut off in the box; the estimate under the buttons says it.
+            method_choices=[(m.label, m.name) for m in METHODS.values()],
             class_choices=[f"{i}: {name}" for i, name in enumerate(imagenet_labels())],
             depth_names=[s.name for s in zoo.builtin_depths],
             max_batch_images=max_batch_images,
@@ -319,16 +320,18 @@ def render_result(ctx: Context, result: Result, cmap: str, alpha: float,
     overlay = overlay_crop(result.run, raw, cmap, alpha, scale)
     crop = save_jpeg(overlay, folder / f"{stem}-overlay.jpg")
     full = save_jpeg(overlay_image(result.run, raw, cmap, alpha, scale), folder / f"{stem}-photo.jpg")
-    fig = save_png(raw_figure(raw, cmap, scale, f"{result.run.model} · {result.method}"), folder / f"{stem}-raw.png")
+    h, w = raw.shape
+    fig = save_png(raw_figure(raw, cmap, scale, f"Raw map {h}x{w} · {result.run.model} · {result.method}"),
+                   folder / f"{stem}-raw.png")
     paths = [str(crop), str(full), str(fig)]
     if download:
         native = overlay_crop(result.run, raw, cmap, alpha, scale, size=result.run.crop.width)
-        paths.append(str(save_png(native, folder / f"{stem}-overlay.png")))
+        paths.append(str(save_png(native, folder / f"{stem}.png")))  # short: the whole name shows in the list
     return tuple(paths)
 
 
 def save_raw(result: Result, folder: Path) -> str:
     """The raw map as ``.npy`` beside the result's pictures, for download."""
-    npy = folder / f"{result.run.model}-{result.method}-{result.explanation.target.index}-raw.npy"
+    npy = folder / f"{result.run.model}-{result.method}-{result.explanation.target.index}.npy"
     np.save(npy, result.explanation.raw.astype(np.float32))
     return str(npy)

@@ -92,8 +92,12 @@ def build(ctx: Context) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = safe_image_input(label="Image", elem_id="image-input", height=300)
+            # The examples go right under the image (filled in below, once the outputs exist):
+            # on a phone they come before the empty outputs, not after them.
+            examples_slot = gr.Column()
             model = gr.Dropdown(ctx.model_choices, value=ctx.default_model, label="Model")
-            method = gr.Dropdown(ctx.method_choices, value="cam", label="Explanation method")
+            method = gr.Dropdown(ctx.method_choices, value="cam", label="Explanation method",
+                                 info="What it costs shows under the buttons.")
             layer = gr.Dropdown(list(STAGES), value=STAGES[-1], elem_id="layer-input",
                                 label="Layer (stage methods only; CAM is exact on layer4 only)")
             target = gr.Dropdown([""] + ctx.class_choices, value="", label="Target class (blank: top-1)",
@@ -119,14 +123,18 @@ def build(ctx: Context) -> None:
         with gr.Column(scale=2):
             labels = gr.Label(label="Predictions", elem_id="predictions")
             info = gr.Markdown(elem_id="result-info")
+            # min_width: two maps side by side where there is room, one per row on a phone.
             with gr.Row():
                 crop_view = gr.Image(label="Map on the model's 224×224 crop", elem_id="overlay-crop",
-                                     format="jpeg")
-                full_view = gr.Image(label="Map on the whole image (outlined: the crop; hatched: not seen)",
-                                     elem_id="overlay-full", format="jpeg")
+                                     format="jpeg", min_width=300)
+                full_view = gr.Image(label="Whole photo: crop outlined, rest hatched",
+                                     elem_id="overlay-full", format="jpeg", min_width=300)
             with gr.Row():
-                raw_view = gr.Image(label="Raw map with colour bar", format="png")
-                files = gr.File(label="Downloads: overlay PNG and raw map (.npy)", file_count="multiple")
+                # The figure carries its own title; gradio's label badge would cover it.
+                raw_view = gr.Image(label="Raw map with colour bar", show_label=False, format="png", min_width=300,
+                                    elem_id="raw-map")
+                files = gr.File(label="Downloads: overlay PNG and raw map (.npy)", file_count="multiple",
+                                min_width=300, elem_id="downloads")
             faith_info = gr.Markdown(elem_id="faithfulness-info")
             faith_plot = gr.Plot(label="Deletion and insertion curves", elem_id="faithfulness-plot")
     state = gr.State()
@@ -141,10 +149,12 @@ def build(ctx: Context) -> None:
         # The controls are reset so that they show what produced the result.
         return labels_, crop, full, fig, info_, files_, None, ctx.default_model, "cam", 5, "", "jet", 0.5
 
-    gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")],
-                inputs=[image], label="Examples (photo credits: About tab)", fn=ui_example,
-                outputs=[labels, crop_view, full_view, raw_view, info, files, state, model, method, top_k, target,
-                         cmap, alpha], api_name="classify_example", elem_id="classify-examples", **example_caching())
+    with examples_slot:
+        gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")],
+                    inputs=[image], label="Examples (photo credits: About tab)", fn=ui_example,
+                    outputs=[labels, crop_view, full_view, raw_view, info, files, state, model, method, top_k, target,
+                             cmap, alpha], api_name="classify_example", elem_id="classify-examples",
+                    **example_caching())
     ins = [image, model, top_k, method, target, cmap, alpha, window, stride, steps, layer, score]
     outs = [labels, crop_view, full_view, raw_view, info, files, faith_info, faith_plot, state]
     run = go.click(shown_in_page(ui_classify, outs, info), ins, outs, api_visibility="private",

@@ -42,11 +42,13 @@ def build(ctx: Context) -> None:
         folder = new_output_folder(ctx.outputs_dir)
         gallery = [(str(save_jpeg(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320),
                                  folder / f"{r.run.model}-{cmp.target}.jpg")),
-                    f"{r.run.model}: {r.run.predictions[0].label} ({r.run.predictions[0].prob * 100:.0f}%) · "
-                    f"p({cmp.target_label}) = {r.explanation.target.prob:.2f} · {r.seconds * 1000:.0f} ms"
+                    # Short: the top-1s are in the table and the times in the text above.
+                    f"{r.run.model} · p({cmp.target_label}) = {r.explanation.target.prob:.2f}"
                     + (" · flat map (see the text)" if r.explanation.notes else ""))
                    for r in cmp.results]
-        table = gr.Dataframe(value=fmt.compare_table(cmp), headers=["rank"] + [r.run.model for r in cmp.results])
+        n = len(cmp.results)  # equal shares of the width (cells wrap), so every depth is in view
+        table = gr.Dataframe(value=fmt.compare_table(cmp), headers=["rank"] + [r.run.model for r in cmp.results],
+                             column_widths=["8%"] + [f"{92 / n:.2f}%"] * n)
         return gallery, table, fmt.agreement_markdown(cmp)
 
     @user_errors
@@ -78,10 +80,11 @@ def build(ctx: Context) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             c_image = safe_image_input(label="Image", elem_id="compare-image", height=260)
+            examples_slot = gr.Column()  # the examples, under the image (filled in below)
             ctx.components["compare.image"] = c_image  # the Batch tab opens images here
             c_models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models")
-            c_method = gr.Dropdown(ctx.method_choices, value="cam", label="Method (CAM is free; others cost "
-                                   "one pass or more per model)", elem_id="compare-method")
+            c_method = gr.Dropdown(ctx.method_choices, value="cam", label="Method", elem_id="compare-method",
+                                   info="CAM is free; what the others cost shows under the buttons.")
             c_target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
                                    label="Target class (blank: the class most depths agree on)")
             c_shared = gr.Checkbox(value=True, label="Shared colour scale (compare magnitudes honestly)")
@@ -99,7 +102,10 @@ def build(ctx: Context) -> None:
             c_text = gr.Markdown(elem_id="agreement")
             c_gallery = gr.Gallery(label="Maps per depth, on each model's crop", columns=3, height="auto",
                                    elem_id="compare-gallery")
-            c_table = gr.Dataframe(label="Top-5 per depth", interactive=False)
+            # Wrapped cells: all five depths fit at desktop width; on a phone the table scrolls
+            # sideways with the rank column pinned.
+            c_table = gr.Dataframe(label="Top-5 per depth", interactive=False, wrap=True, pinned_columns=1,
+                                   elem_id="compare-table")
             c_faith = gr.Dataframe(label="Faithfulness of each depth's map, for the shared class", interactive=False,
                                    visible=False, elem_id="compare-faithfulness")
             c_faith_plot = gr.Plot(label="Deletion and insertion curves, every depth", elem_id="compare-curves")
@@ -117,9 +123,11 @@ def build(ctx: Context) -> None:
         table = {"headers": ["rank"] + [r.run.model for r in cmp.results], "data": fmt.compare_table(cmp)}
         return gallery, table, text, None, "cam", "", "jet", 0.5
 
-    gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[c_image], fn=ui_compare_example,
-                outputs=[c_gallery, c_table, c_text, c_state, c_method, c_target, c_cmap, c_alpha],
-                api_name="compare_example", elem_id="compare-examples", **example_caching())
+    with examples_slot:
+        gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[c_image],
+                    fn=ui_compare_example, outputs=[c_gallery, c_table, c_text, c_state, c_method, c_target, c_cmap,
+                                                    c_alpha],
+                    api_name="compare_example", elem_id="compare-examples", **example_caching())
     c_outs = [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_state]
     run = c_go.click(shown_in_page(ui_compare, c_outs, c_text),
                      [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared, c_score], c_outs,
