@@ -9,9 +9,10 @@ Layout of ``ui``:
 
 * ``app.py``: ``build_app`` (this file): the page header and the tabs, in ``TABS`` order.
 * ``common.py``: what tabs share: ``Context``; ``user_errors`` (``ZooError`` becomes a
-  message naming the visitor's file); ``safe_image_input`` (the only way to take an
-  image: its handler gets an ``Upload`` whose ``path`` goes to zoo, which alone decodes
-  it); ``require_image``; ``stop_run`` (a Stop button for a long event);
+  message naming the visitor's file); ``shown_in_page`` (a page event's error replaces its
+  result in the page); ``carry_image`` (an image to another tab); ``safe_image_input``
+  (the only way to take an image: its handler gets an ``Upload`` whose ``path`` goes to
+  zoo, which alone decodes it); ``require_image``; ``stop_run`` (a Stop button for a long event);
   ``progress_fn``; ``gpu`` (ZeroGPU when present); output files (``new_output_folder``,
   ``render_result``, ``save_raw``).
 * ``format.py`` (tables and text), ``plots.py`` (figures): presentation helpers.
@@ -23,7 +24,8 @@ Adding a tab: write ``ui/tabs/<name>.py`` that defines
 * ``TITLE: str``: the tab's label;
 * ``def build(ctx: Context) -> None``: creates the tab's components and wires its
   events; it is called inside ``with gr.Tab(TITLE)``. Handlers are closures over
-  ``ctx``; wrap each in ``@user_errors``, take images with ``safe_image_input`` (never
+  ``ctx``; wrap each in ``@user_errors`` (and a page event's in ``shown_in_page``), take images
+  with ``safe_image_input`` (never
   ``gr.Image`` or ``gr.File`` as an input: they would open paths a raw call names), run
   model work with ``concurrency_id="model"`` so it shares the queue's limit, give long
   work a Stop button (``stop_run``) and bound its cost with the sliders' ranges
