@@ -104,7 +104,11 @@ def test_the_main_flow_works_on_a_phone(app, shots):
         page.screenshot(path=str(shots / "layout-400-classify.png"), full_page=True)
 
         compare(page, expect)
-        # The table scrolls sideways inside its box (the page does not), with the rank column pinned.
+        # One map per row in the gallery too.
+        for i in range(5):
+            b = page.locator("#compare-gallery img").nth(i).bounding_box()
+            assert b["width"] >= 0.75 * width, (i, b)
+        # The page does not scroll sideways; the table stays inside its box.
         assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
         expect(page.locator("#compare-table th").first).to_be_visible()
         page.screenshot(path=str(shots / "layout-400-compare.png"), full_page=True)

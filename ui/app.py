@@ -85,6 +85,8 @@ CSS = """
                                     box-shadow: none !important; border: none !important; padding: 0 !important;
                                     background: none !important; }
   .tab-wrapper .overflow-dropdown button { width: auto !important; padding: var(--size-1) var(--size-3); }
+  /* Galleries: one map per row, as in Classify. */
+  .grid-container { grid-template-columns: 1fr !important; }
 }
 """
 
