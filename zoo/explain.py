@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cancel import check
 from .errors import UnknownMethodError, ZooError
 from .inference import Classification, Prediction, resolve_target
 from .models import LoadedModel
@@ -168,7 +169,24 @@ def _captum_session(model: LoadedModel, run: Classification) -> Iterator[torch.T
     or fp16 are too coarse for maps one is asked to trust.
     """
     with model.lock, hooks_restored(model.module), torch.enable_grad():
+        cancellable(model.module)
         yield model.to_input(run.input.clone()).requires_grad_(True)
+
+
+def cancellable(module: nn.Module) -> None:
+    """Check the request's cancellation token before the stem and each residual block.
+
+    Captum and TorchCAM call ``module(x)`` themselves (Score-CAM hundreds of times), so
+    our own walker's checks never run there; these pre-hooks make a Stop end such a run
+    within one block too. Call it inside ``hooks_restored``, which removes them.
+    """
+    def hook(_module: nn.Module, _args: Any) -> None:
+        check()
+
+    module.register_forward_pre_hook(hook)
+    for name, child in module.named_modules():
+        if name.count(".") == 1 and name.startswith("layer"):  # layerS.j: each residual block
+            child.register_forward_pre_hook(hook)
 
 
 def _to_map(attr: torch.Tensor, reduce: str) -> np.ndarray:

@@ -24,6 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torch.overrides import TorchFunctionMode
 from torchvision.models.resnet import Bottleneck
 
+from .cancel import check
 from .errors import ArchitectureMismatchError, CorruptWeightsError, ZooError
 from .hub import ProgressFn, fetch_weights
 from .registry import ModelSpec
@@ -205,6 +206,7 @@ def call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def stem(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """conv1, bn1, relu, maxpool: the input of ``layer1.0``."""
+    check()  # a stopped request ends here, before the next block (zoo.cancel)
     return call(m.maxpool, call(m.relu, call(m.bn1, call(m.conv1, x))))
 
 
@@ -228,6 +230,7 @@ def shortcut(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def block_forward(block: nn.Module, x: torch.Tensor, lesioned: bool = False) -> torch.Tensor:
     """ReLU(F(x) + shortcut(x)) as torchvision computes it; with ``lesioned``, F is deleted."""
+    check()  # a stopped request ends within one block (zoo.cancel)
     if lesioned:
         # x is already non-negative for an identity block, so this is x itself there.
         return call(block.relu, shortcut(block, x))
