@@ -1,6 +1,7 @@
-"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--precision P] [--preload ...] [--zoo FILE] [--max-batch-images N]`."""
+"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--precision P] [--preload ...] [--zoo FILE] [--max-batch-images N] [--max-request-seconds S] [--max-upload-mb MB] [--trust-proxy]`."""
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -25,7 +26,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=2, help="requests run at once (default 2)")
     p.add_argument("--max-batch-images", type=int, default=500, metavar="N",
                    help="images per request in the Batch tab and /batch (default 500)")
+    public = "default: none; on a Space"
+    p.add_argument("--max-request-seconds", type=float, default=None, metavar="S",
+                   help=f"refuse requests estimated over S seconds, stop runs past 1.5 x S ({public} 60; 0: none)")
+    p.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",
+                   help=f"uploads per visitor per 10 minutes ({public} 100; 0: none)")
+    p.add_argument("--trust-proxy", action="store_true", default=None,
+                   help="take visitors' addresses from X-Forwarded-For (on by default on a Space, whose proxy "
+                        "sets it)")
     return p
+
+
+def limits_from(args: argparse.Namespace, public: bool):
+    """The server's ``zoo.limits.Limits``: a public deployment's defaults on a Space, none locally;
+    each option overrides (0 switches a limit off)."""
+    from zoo.limits import Limits
+
+    base = Limits.public(args.concurrency) if public else Limits(long_slots=args.concurrency)
+    changes = {}
+    if args.max_request_seconds is not None:
+        changes["max_request_seconds"] = args.max_request_seconds or None
+    if args.max_upload_mb is not None:
+        changes["upload_bytes"] = int(args.max_upload_mb * 1024 * 1024) or None
+    return dataclasses.replace(base, **changes)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -36,7 +59,7 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
 
     from ui import build_app, launch_options
-    from ui.spaces import activate, preload_names
+    from ui.spaces import activate, on_space, preload_names
     from zoo.cli import print_progress
     from zoo.errors import ZooError
     from zoo.registry import Zoo
@@ -56,12 +79,16 @@ def main(argv=None) -> None:
         sys.exit(f"error: {e}")
     if names:
         print(f"Preloaded {', '.join(names)} on {explorer.device} in {time.perf_counter() - t0:.1f} s", flush=True)
-    demo = build_app(explorer, max_batch_images=args.max_batch_images)
+    limits = limits_from(args, on_space())
+    trust_proxy = on_space() if args.trust_proxy is None else args.trust_proxy
+    demo = build_app(explorer, max_batch_images=args.max_batch_images, limits=limits, trust_proxy=trust_proxy)
     # SIGTERM (what Spaces, Docker and systemd send) ends the process without cleanup by
     # default; as an interrupt, gradio closes the server and the output folder is removed.
     signal.signal(signal.SIGTERM, _interrupt)
+    # Model work is admitted by the app's own gate (ui/guard.py: lanes, turns per visitor),
+    # so gradio's queue only bounds how many requests may wait at all.
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options())
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(demo))
 
 
 if __name__ == "__main__":

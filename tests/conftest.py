@@ -166,7 +166,7 @@ def app(zoo, hosted):
     demo = build_app(explorer)
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
-                            **launch_options())
+                            **launch_options(demo))
     yield url.rstrip("/"), explorer
     demo.close()
 

@@ -31,7 +31,8 @@ from browser import open_page
 from conftest import run_cli
 from rest import call, upload_many
 from zoo import batch
-from zoo.batch import BatchInputError, Cancelled, LabelIndex
+from zoo import cancel
+from zoo.batch import BatchInputError, LabelIndex
 from zoo.inference import classify
 from zoo.models import imagenet_labels, load_model
 from zoo.registry import Preprocessing
@@ -374,13 +375,13 @@ def test_memory_does_not_grow_with_the_number_of_images(zoo, hosted, tmp_path):
     assert large - small < 60, (small, large)  # holding 252 more decoded images would add ~360 MB
 
 
-def test_stop_flag_and_closing_the_stream_stop_the_work(explorer, tmp_path):
+def test_the_token_and_closing_the_stream_stop_the_work(explorer, tmp_path):
     folder = tmp_path / "stop"
     write_images(folder, 12, seed=10)
-    cancel = threading.Event()
-    with pytest.raises(Cancelled, match="Stopped after 4 of 12"):
-        explorer.batch([folder], ["resnet18"], batch_size=4, cancel=cancel,
-                       progress=lambda f, m: cancel.set() if "4 of 12" in m else None)
+    token = cancel.Token()
+    with cancel.running(token), pytest.raises(cancel.Cancelled, match=r"Stopped\. 4 of 12 images were done"):
+        explorer.batch([folder], ["resnet18"], batch_size=4,
+                       progress=lambda f, m: token.cancel() if "8 of 12" in m else None)
     stream = explorer.batch_stream([folder], ["resnet18"], batch_size=4)
     first = next(e for e in stream if isinstance(e, batch.ImageResult))
     stream.close()
@@ -504,7 +505,7 @@ def small_app(app):
     demo = build_app(app[1], max_batch_images=4)
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
-                            **launch_options())
+                            **launch_options(demo))
     yield url.rstrip("/")
     demo.close()
 

@@ -38,14 +38,20 @@ then add the module to ``TABS`` below.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import gradio as gr
 
 from zoo.service import Explorer
 
-from .common import MAX_FILE_SIZE, OUTPUT_MAX_AGE_S, Context
+from zoo.limits import Limits
+
+from . import server
+from .common import CACHE_SWEEP_S, MAX_FILE_SIZE, OUTPUT_MAX_AGE_S, Context
+from .guard import Guard
 from .tabs import about, batch, classify, compare, depth_lab, rank, zoo_tab
 
 TABS = (classify, compare, rank, depth_lab, batch, zoo_tab, about)
@@ -91,24 +97,44 @@ CSS = """
 """
 
 
-def launch_options() -> dict:
-    """What ``demo.launch`` needs besides host and port: theme, style, upload limit, errors shown."""
-    return {"theme": THEME, "css": CSS, "max_file_size": MAX_FILE_SIZE, "show_error": True}
+def launch_options(demo: gr.Blocks | None = None) -> dict:
+    """What ``demo.launch`` needs besides host and port: theme, style, upload limit, errors, middleware.
+
+    ``show_error`` is off: a ``gr.Error`` (every message written for visitors) is shown
+    anyway, and anything else (gradio's own path messages, a bug's text) must not reach
+    a visitor; ``ui.guard`` logs those and answers with one generic message. With
+    ``demo`` (built by ``build_app``), the HTTP middleware of ``ui.server`` too: the upload
+    budget per visitor, one refusal for any server path, 404 for an unknown endpoint.
+    """
+    options: dict = {"theme": THEME, "css": CSS, "max_file_size": MAX_FILE_SIZE, "show_error": False}
+    if demo is not None:
+        options["app_kwargs"] = {"middleware": server.middleware(demo)}
+    return options
 
 
-def build_app(explorer: Explorer, max_batch_images: int = 500) -> gr.Blocks:
+def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | None = None,
+              trust_proxy: bool = False) -> gr.Blocks:
     """The whole page: a header, then each module of ``TABS`` in its own tab (id: its TITLE).
 
-    Launch it with ``**launch_options()``.
+    ``limits``: what one visitor may ask (``zoo.limits``; default: none, as for a local
+    app); ``trust_proxy``: read visitors' addresses from X-Forwarded-For (on a Space).
+    Launch it with ``**launch_options(demo)``.
     """
-    # Cached example results go to a folder of this process: gradio's default,
-    # ./.gradio/cached_examples, outlives the process and would serve results computed
-    # by other weights or older code.
-    os.environ.setdefault("GRADIO_EXAMPLES_CACHE", tempfile.mkdtemp(prefix="rde-examples-"))
-    # delete_cache: gradio drops its copies of served files after an hour, too.
+    # Cached example results go to a folder of this process, removed when it exits:
+    # gradio's default, ./.gradio/cached_examples, outlives the process and would serve
+    # results computed by other weights or older code.
+    if "GRADIO_EXAMPLES_CACHE" not in os.environ:
+        examples = tempfile.mkdtemp(prefix="rde-examples-")
+        atexit.register(shutil.rmtree, examples, ignore_errors=True)  # app.py turns SIGTERM into a normal exit
+        os.environ["GRADIO_EXAMPLES_CACHE"] = examples
+    # delete_cache: every CACHE_SWEEP_S, gradio drops its copies of served files and the
+    # uploads older than OUTPUT_MAX_AGE_S; our own outputs follow the same rule (ui.server).
     with gr.Blocks(title="ResNet Depth Explorer", analytics_enabled=False,
-                   delete_cache=(OUTPUT_MAX_AGE_S, OUTPUT_MAX_AGE_S)) as demo:
-        ctx = Context.create(explorer, demo, max_batch_images)
+                   delete_cache=(CACHE_SWEEP_S, OUTPUT_MAX_AGE_S)) as demo:
+        ctx = Context.create(explorer, demo, max_batch_images, Guard.create(limits, trust_proxy))
+        demo.rde_context = ctx  # type: ignore[attr-defined]  # for ui.server's middleware and the tests
+        demo.rde_pruning = server.start_pruning(ctx.outputs_dir, CACHE_SWEEP_S, OUTPUT_MAX_AGE_S)  # type: ignore[attr-defined]
+        server.refuse_server_paths()
         gr.Markdown("# ResNet Depth Explorer\nClassify with an ImageNet ResNet of any depth, see where it looked, "
                     f"and what each depth costs. Device: `{explorer.device}`, precision `{explorer.precision}`.")
         with gr.Tabs() as tabs:

@@ -27,12 +27,16 @@ from zoo.registry import Zoo
 from zoo.render import Scale, overlay_crop, overlay_image, raw_figure, save_jpeg, save_png
 from zoo.service import Explorer, Result
 
+from .guard import Guard, stop_button
 from .spaces import gpu  # noqa: F401  ZeroGPU as documented (ui/spaces.py); tabs import it from here
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MAX_FILE_SIZE = "20mb"  # gradio's upload route refuses larger files (``launch(max_file_size=...)``)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the same limit in bytes (gradio's MB is 1024 * 1024)
-OUTPUT_MAX_AGE_S = 3600
+# Files a request wrote (pictures, downloads) and uploads are kept this long, then removed:
+# long enough to download a result or re-render it, short enough to bound the disk.
+OUTPUT_MAX_AGE_S = 900
+CACHE_SWEEP_S = 300  # how often old files are looked for
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Context:
     method_choices: list[tuple[str, str]]  # (label, method name) for method dropdowns
     class_choices: list[str]  # "index: label" for target-class dropdowns
     depth_names: list[str]  # the built-in depths, resnet18 ... resnet152
+    guard: Guard  # the gate, worker threads and upload budget every long event goes through (ui/guard.py)
     max_batch_images: int = 500  # images per request in the Batch tab (app.py --max-batch-images)
     # Components a tab offers to others (e.g. "tabs", "compare.image"), registered as tabs are
     # built, in TABS order: the Batch tab opens an image in Compare depths through these.
@@ -65,8 +70,11 @@ class Context:
         return "resnet50" if "resnet50" in self.zoo else self.zoo.names[0]
 
     @classmethod
-    def create(cls, explorer: Explorer, demo: gr.Blocks, max_batch_images: int = 500) -> Context:
+    def create(cls, explorer: Explorer, demo: gr.Blocks, max_batch_images: int = 500,
+               guard: Guard | None = None) -> Context:
         zoo = explorer.zoo
+        guard = guard or Guard.create()
+        guard.demo = demo
         return cls(
             explorer=explorer,
             demo=demo,
@@ -77,6 +85,7 @@ class Context:
             method_choices=[(m.label, m.name) for m in METHODS.values()],
             class_choices=[f"{i}: {name}" for i, name in enumerate(imagenet_labels())],
             depth_names=[s.name for s in zoo.builtin_depths],
+            guard=guard,
             max_batch_images=max_batch_images,
         )
 
@@ -233,13 +242,13 @@ def safe_image_input(**kwargs: Any) -> UploadedImage:
     return UploadedImage(type="filepath", sources=["upload", "webcam", "clipboard"], **kwargs)
 
 
-def stop_run(button: gr.Button, run: Any) -> None:
-    """Make ``button`` cancel the long event ``run`` (the value of ``.click(...)``).
+def stop_run(button: gr.Button, run: Any, message: Any = None) -> None:
+    """Make ``button`` stop the long event ``run`` (the value of ``.click(...)``); see ``guard.stop_button``.
 
-    The page stops waiting at once and a request still in the queue is dropped; a
-    computation already running ends on its own, as zoo cannot interrupt it yet.
+    A guarded event (``guard.long_event``) stops its work within about one block; with
+    ``message``, "Stopped." is written there.
     """
-    button.click(None, cancels=[run])
+    stop_button(button, [run], message)
 
 
 def press_js(elem_id: str) -> str:

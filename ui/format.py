@@ -8,6 +8,7 @@ from typing import Any, Callable
 from zoo.analysis import Analysis
 from zoo.explain import METHODS, STAGES, stage_channels
 from zoo.faithfulness import Faithfulness
+from zoo.limits import Limits, duration_text, seconds_of
 from zoo.registry import ModelSpec
 from zoo.service import Comparison, Estimate, Ranked, Ranking, Result
 from zoo.batch import BatchResult, Mattered
@@ -64,12 +65,19 @@ def duration(seconds: float) -> str:
     return f"about {seconds / 60:.0f} min"
 
 
-def estimate_markdown(est: Estimate, device: str) -> str:
-    """The cost of a run before it starts: seconds on this device when a forward was timed here."""
+def estimate_markdown(est: Estimate, device: str, limits: Limits | None = None) -> str:
+    """The cost of a run before it starts: seconds on this device when a forward was timed here,
+    and whether this server's ceiling (``zoo.limits``) will refuse it."""
     passes = f"{est.forwards} forward pass{'' if est.forwards == 1 else 'es'}"  # a backward counts as two
     if est.seconds is None:
-        return f"Cost: {passes}. The time in seconds shows once a model has run on this device."
-    return f"Estimated time on {device}: **{duration(est.seconds)}** ({passes}, from {est.basis})."
+        text = f"Cost: {passes}. The time in seconds shows once a model has run on this device."
+    else:
+        text = f"Estimated time on {device}: **{duration(est.seconds)}** ({passes}, from {est.basis})."
+    ceiling = limits.max_request_seconds if limits is not None else None
+    if ceiling is not None and seconds_of(est.forwards, est.seconds)[0] > ceiling:
+        text += (f" **Over this server's limit of {duration_text(ceiling)} per run: it will be refused.** Choose a "
+                 "cheaper setting, or run the app on your own machine.")
+    return text
 
 
 def agreement_markdown(cmp: Comparison) -> str:

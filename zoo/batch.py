@@ -14,7 +14,9 @@ any of its WordNet synonyms, or a WordNet id like ``n02123045``), or a ``file,la
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import glob
 import heapq
 import io
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .cancel import Cancelled, check
 from .errors import ImageError, ZooError
 from .images import load_image, model_crop, to_tensor
 from .models import LoadedModel, imagenet_labels
@@ -64,10 +67,6 @@ class BatchInputError(ZooError):
 
 class NoImagesError(ZooError):
     """Not one of the files could be classified."""
-
-
-class Cancelled(ZooError):
-    """The caller set the cancel flag."""
 
 
 # --- inputs -----------------------------------------------------------------------------
@@ -564,6 +563,7 @@ class BatchResult:
     precision: str
     batch_size: int
     seconds: float
+    partial: bool = False  # the images done so far, while the run goes on (or after it was stopped)
 
     def predictions(self) -> Iterator[dict[str, Any]]:
         """One record per image and model: what the CSV and JSON downloads hold."""
@@ -679,11 +679,14 @@ class _Tally:
         return None
 
     def result(self, labels: tuple[str, ...], top_k: int, skipped: list[Skipped], notes: list[str],
-               device: str, precision: str, batch_size: int, seconds: float) -> BatchResult:
+               device: str, precision: str, batch_size: int, seconds: float, partial: bool = False) -> BatchResult:
         agreement = self.same / self.n if self.n else np.eye(len(self.names))
         mattered = [m for _, _, m in sorted(self.heap, reverse=True)]
-        return BatchResult(self.names, labels, top_k, self.per_model, agreement, mattered, self.images,
-                           skipped, notes, self.n, self.n_labelled, device, precision, batch_size, seconds)
+        # A partial result shares nothing mutable with the tally that goes on counting.
+        copy = (lambda xs: list(xs)) if partial else (lambda xs: xs)
+        per_model = [dataclasses.replace(m) for m in self.per_model] if partial else self.per_model
+        return BatchResult(self.names, labels, top_k, per_model, agreement.copy(), mattered, copy(self.images),
+                           skipped, notes, self.n, self.n_labelled, device, precision, batch_size, seconds, partial)
 
 
 # --- the work -----------------------------------------------------------------------------
@@ -767,13 +770,26 @@ def eta_text(seconds: float | None) -> str:
     return f"ETA {s} s" if s < 90 else f"ETA {s // 60} min {s % 60:02d} s"
 
 
+@contextlib.contextmanager
+def _counted(say: Callable[[], str]) -> Iterator[None]:
+    """A stop (``zoo.cancel.Cancelled``) inside the block says how far the batch got."""
+    try:
+        yield
+    except Cancelled as e:
+        raise Cancelled(f"{e} {say()}", e.reason) from None
+
+
 def stream(inp: BatchInput, models: Sequence[LoadedModel], *, top_k: int = 5, batch_size: int | None = None,
            workers: int | None = None, thumbnails: int = 0, progress: ProgressFn | None = None,
-           cancel: threading.Event | None = None,
-           keep_images: bool = True) -> Iterator[ImageResult | Skipped | Progress | BatchResult]:
+           keep_images: bool = True, partial_every_s: float | None = None,
+           ) -> Iterator[ImageResult | Skipped | Progress | BatchResult]:
     """Every model over every item: yields ``Skipped`` and ``ImageResult`` in input order as
     they are done (and ``Progress`` before each forward), then the ``BatchResult``.
-    Closing the generator stops the work."""
+
+    With ``partial_every_s``, also a ``BatchResult`` with ``partial=True`` of the images done
+    so far, at most that often: a front end shows it, and keeps it when the run is stopped.
+    The request's cancellation token (``zoo.cancel``) is checked before every forward;
+    closing the generator stops the work too."""
     if not models:
         raise ZooError("Pick at least one model.")
     labels = models[0].labels
@@ -793,11 +809,11 @@ def stream(inp: BatchInput, models: Sequence[LoadedModel], *, top_k: int = 5, ba
     # while the cheap and the expensive depths take turns on each chunk.
     weights = [lm.spec.arch.paper_flops for lm in models]
     total_work, done_work = total * sum(weights) or 1.0, 0.0
-    t_start = time.perf_counter()
+    t_start = last_partial = time.perf_counter()
     done = 0
     pool = ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1), thread_name_prefix="zoo-decode")
     try:
-        with Reader() as reader:
+        with Reader() as reader, _counted(lambda: f"{done} of {total} images were done."):
             for chunk in _decoded_chunks(pool, reader, inp.items, pres, thumbnails, bs):
                 ok = [d for d in chunk if d.error is None]
                 end = done + len(chunk)
@@ -807,8 +823,7 @@ def stream(inp: BatchInput, models: Sequence[LoadedModel], *, top_k: int = 5, ba
                 outs = []
                 stacked: dict[Preprocessing, torch.Tensor] = {}
                 for m, lm in enumerate(models):
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled(f"Stopped after {done} of {total} images.")
+                    check()
                     if ok:
                         elapsed = time.perf_counter() - t_start
                         frac = done_work / total_work
@@ -840,6 +855,10 @@ def stream(inp: BatchInput, models: Sequence[LoadedModel], *, top_k: int = 5, ba
                         d.item.source, d.thumbnail, d.notes)
                     tally.add(img)
                     yield img
+                if partial_every_s is not None and tally.n and time.perf_counter() - last_partial >= partial_every_s:
+                    last_partial = time.perf_counter()
+                    yield tally.result(labels, top_k, list(skipped), inp.notes + label_notes, str(models[0].device),
+                                       models[0].precision_name, bs, last_partial - t_start, partial=True)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if tally.n == 0:

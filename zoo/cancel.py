@@ -89,6 +89,17 @@ def check() -> None:
         token.check()
 
 
+def context_with(token: Token | None) -> contextvars.Context:
+    """A copy of the current context in which ``token`` is the current one.
+
+    For work handed to another thread: ``executor.submit(context.run, fn)``; run every
+    step of one request (a generator's ``next``) in the same context.
+    """
+    context = contextvars.copy_context()
+    context.run(_current.set, token)
+    return context
+
+
 @contextlib.contextmanager
 def running(token: Token | None) -> Iterator[Token | None]:
     """Make ``token`` the current one for the block (None: no token, nothing can cancel)."""

@@ -413,7 +413,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
+    if not isinstance(name, str) or name not in METHODS:
         raise UnknownMethodError(f"Unknown method {name!r}; choose one of {', '.join(METHODS)}.")
     return METHODS[name]
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import UnknownClassError
+from .errors import UnknownClassError, ZooError
 from .images import CropGeometry, LoadedImage, crop_geometry, load_image, model_crop, to_tensor
 from .models import LoadedModel
 from .registry import Preprocessing
@@ -95,10 +95,21 @@ def classify(model: LoadedModel, image: Any, top_k: int = 5, prepared: Prepared 
     )
 
 
+def top_k_param(top_k: Any, most: int = 1000) -> int:
+    """``top_k`` as a whole number in 1..``most``; a raw API call may send 2.5, "5" or a list."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, float, np.integer)) or (
+            isinstance(top_k, float) and not top_k.is_integer()) or not 1 <= top_k <= most:
+        raise ZooError(f"top_k must be a whole number from 1 to {most}, got {top_k!r}.")
+    return int(top_k)
+
+
 def resolve_target(labels: tuple[str, ...], target: int | str | None, default: int) -> int:
     """A class index from an index, a digit string, a (case-insensitive) name, or None."""
     if target is None or (isinstance(target, str) and not target.strip()):
         return default
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer, str)):
+        raise UnknownClassError(f"The target class must be a class name or an index 0..{len(labels) - 1}, not "
+                                f"{type(target).__name__}.")
     if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().isdigit()):
         idx = int(target)
         if not 0 <= idx < len(labels):

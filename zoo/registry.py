@@ -177,6 +177,9 @@ class Zoo:
         return cls((*BUILTIN, *extra))
 
     def get(self, name: str) -> ModelSpec:
+        if not isinstance(name, str):  # a raw API call can send anything
+            raise UnknownModelError(f"The model must be a name such as {next(iter(self._specs))!r}, not "
+                                    f"{type(name).__name__}. Known models: {', '.join(self._specs)}.")
         try:
             return self._specs[name]
         except KeyError:

@@ -22,7 +22,7 @@ from .faithfulness import STEPS, Faithfulness
 from .faithfulness import faithfulness as score_map
 from .hub import ProgressFn
 from .images import LoadedImage, load_image
-from .inference import Classification, Prediction, Prepared, classify, prepare, resolve_target
+from .inference import Classification, Prediction, Prepared, classify, prepare, resolve_target, top_k_param
 from .models import ModelCache, precision_name
 from .registry import Preprocessing, Zoo
 
@@ -189,6 +189,52 @@ class Explorer:
         basis = bases[0] if len(set(bases)) == 1 else "each model's forward measured here or scaled by multiply-adds"
         return Estimate(forwards, seconds, basis if seconds is not None else "no forward timed on this device yet")
 
+    def _priced(self, per_model: dict[str, int]) -> Estimate:
+        """An ``Estimate`` from forward-pass equivalents per model, in seconds where timed here."""
+        seconds: float | None = 0.0
+        bases = set()
+        for name, n in per_model.items():
+            timed = self.forward_seconds(name)
+            if timed is None:
+                seconds = None
+                break
+            seconds += n * timed[0]
+            bases.add(timed[1])
+        basis = (next(iter(bases)) if len(bases) == 1 else
+                 "each model's forward measured here or scaled by multiply-adds")
+        return Estimate(sum(per_model.values()), seconds,
+                        basis if seconds is not None else "no forward timed on this device yet")
+
+    def rank_estimate(self, model: str, methods: Sequence[str] | None = None) -> Estimate:
+        """The cost of ``iter_rank``: one classification, then each method's map and its scores."""
+        names = list(dict.fromkeys(methods or RANK_DEFAULT))
+        spec = self.zoo.get(model)
+        size = spec.preprocessing.crop
+        n = 1 + sum(get_method(m).forwards({}, size) + 2 * STEPS - 1 for m in names)
+        return self._priced({model: n})
+
+    def analyze_estimate(self, models: Sequence[str] | None = None, lesion: bool = False) -> Estimate:
+        """The cost of the Depth lab: a forward and a backward per depth; with ``lesion``, a partial
+        forward per block (about half the network on average) and one per deletion draw."""
+        from .analysis import DELETION_DRAWS
+
+        per_model = {}
+        for name in models or [s.name for s in self.zoo.builtin_depths]:
+            arch = self.zoo.get(name).arch
+            n = 3
+            if lesion:
+                blocks = sum(arch.blocks_per_stage)
+                identity = blocks - 4
+                draws = DELETION_DRAWS * max(0, identity.bit_length() - 1) + 1  # k = 1, 2, 4, ... then all
+                n += (blocks + 1) // 2 + draws
+            per_model[name] = n
+        return self._priced(per_model)
+
+    def batch_estimate(self, images: int, models: Sequence[str] | None = None) -> Estimate:
+        """The cost of a batch: one forward per image and model (batched forwards cost less per image,
+        so this errs on the safe side)."""
+        return self._priced({name: int(images) for name in models or [s.name for s in self.zoo.builtin_depths]})
+
     @property
     def device(self) -> str:
         return str(self.cache.device)
@@ -201,6 +247,7 @@ class Explorer:
             progress: ProgressFn | None = None, faithfulness: bool = False, **params: Any) -> Result:
         """Classify and explain; with ``faithfulness``, also score the map (about 40 forwards)."""
         spec = self.zoo.get(model)
+        top_k = top_k_param(top_k)
         get_method(method)
         layer_param(method, dict(params), spec.cam_layer)  # a bad layer fails before any download
         loaded = _decoded(image)  # check the upload before fetching weights
@@ -320,12 +367,13 @@ class Explorer:
                      names: Sequence[str] | None = None, labels_csv: str | os.PathLike | None = None,
                      top_k: int = 5, batch_size: int | None = None, max_images: int | None = None,
                      globs: bool = False, thumbnails: int = 0, keep_images: bool = True,
-                     progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+                     progress: ProgressFn | None = None, partial_every_s: float | None = None,
                      ) -> Iterator[batching.ImageResult | batching.Skipped | batching.Progress | batching.BatchResult]:
         """Many images (files, folders, globs, a zip) through ``models`` (default: every depth).
 
         Yields each ``Skipped`` file and ``ImageResult`` as it is done, ``Progress`` before
-        each forward, then the ``BatchResult`` (see ``zoo.batch.stream``). Closing the
+        each forward, partial ``BatchResult``s with ``partial_every_s``, then the final
+        ``BatchResult`` (see ``zoo.batch.stream``). The request's token or closing the
         generator stops the work.
         """
         specs = list(dict.fromkeys(self.zoo.get(n) for n in (models or [s.name for s in self.zoo.builtin_depths])))
@@ -333,7 +381,7 @@ class Explorer:
         inp = batching.gather(sources, names=names, labels_csv=labels_csv, max_images=max_images, globs=globs)
         lms = [self.cache.get(spec, progress) for spec in specs]
         yield from batching.stream(inp, lms, top_k=top_k, batch_size=batch_size, thumbnails=thumbnails,
-                                   progress=progress, cancel=cancel, keep_images=keep_images)
+                                   progress=progress, keep_images=keep_images, partial_every_s=partial_every_s)
 
     def batch(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None,
               **kwargs: Any) -> batching.BatchResult:

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from .cancel import check
 from .registry import ARCHITECTURES, ModelSpec
 
 # The paper's Table 1 rows, and the torchvision modules that implement them.
@@ -241,9 +242,11 @@ def measure_latency(arch: str, device: torch.device, resolution: int = 224, repe
         times = []
         with torch.inference_mode(), autocast(device, dtype):
             for _ in range(warmup):
+                check()  # a stopped request ends between timed forwards (zoo.cancel)
                 model(x)
             _sync(device)
             for _ in range(n):
+                check()
                 t0 = time.perf_counter()
                 model(x)
                 _sync(device)

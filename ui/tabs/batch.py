@@ -16,17 +16,19 @@ from typing import Any, Iterator
 import gradio as gr
 from PIL import Image
 
-from zoo.batch import BatchResult, ImageResult, Progress, Skipped, ZipMember, read_source
+from zoo.batch import BatchResult, ImageResult, Progress, Skipped, ZipMember, gather, read_source
 from zoo.errors import ZooError
 from zoo.images import load_image
 
 from .. import format as fmt
 from .. import plots
-from ..common import Context, checked_file, gpu, new_output_folder, press_js, shown_in_page, user_errors
+from ..common import Context, checked_file, gpu, new_output_folder, press_js, user_errors
+from ..guard import long_event
 
 TITLE = "Batch"
 THUMB = 56  # px: table thumbnails, kept per image while the batch runs
 PREVIEW = 256  # px: "where depth mattered" pictures
+PARTIAL_S = 3.0  # seconds between partial results in the page
 COMPARE_TAB = "Compare depths"  # the Compare tab's id (build_app gives each tab its TITLE as id)
 
 
@@ -57,15 +59,29 @@ def build(ctx: Context) -> None:
         return paths, checked_file(labels_csv) if labels_csv else None
 
     @gpu
-    def run_stream(files: Any, labels_csv: Any, models: list[str] | None,
-                   progress: Any) -> Iterator[ImageResult | Skipped | Progress | BatchResult]:
+    def run_stream(files: Any, labels_csv: Any, models: list[str] | None, progress: Any,
+                   partial_every_s: float | None = None) -> Iterator[ImageResult | Skipped | Progress | BatchResult]:
         paths, csv_path = uploads(files, labels_csv)
         # Uploads keep their original names as the last part of gradio's path.
         yield from explorer.batch_stream(paths, list(models or ctx.depth_names), names=[p.name for p in paths],
                                          labels_csv=csv_path, max_images=ctx.max_batch_images,
-                                         thumbnails=THUMB, progress=progress)
+                                         thumbnails=THUMB, progress=progress, partial_every_s=partial_every_s)
+
+    def cost(files: Any, labels_csv: Any = None, models: list[str] | None = None):
+        """One forward per image and model; the images are counted (a zip's members too), not decoded."""
+        paths, _ = uploads(files, labels_csv)
+        n = len(gather(paths, names=[p.name for p in paths], max_images=ctx.max_batch_images).items)
+        return explorer.batch_estimate(n, list(models or ctx.depth_names))
 
     def render(result: BatchResult) -> tuple[Any, ...]:
+        if result.partial:  # the images done so far: tables and heatmap only, no files to write
+            headers = fmt.batch_headers(result)
+            table = gr.Dataframe(value=fmt.batch_rows(result, thumbnail_uri), headers=headers,
+                                 datatype=["markdown"] + ["str"] * (len(headers) - 1),
+                                 column_widths=[f"{THUMB + 16}px"] + ["auto"] * (len(headers) - 1))
+            return (f"**Partial results: the {result.n_images} images done so far.**\n\n" + fmt.batch_markdown(result),
+                    fmt.batch_model_table(result), plots.agreement_heatmap(result.models, result.agreement), table,
+                    gr.skip(), gr.skip(), gr.skip())
         folder = new_output_folder(ctx.outputs_dir)
         csv_path, json_path = folder / "batch-predictions.csv", folder / "batch-predictions.json"
         csv_path.write_text(result.to_csv(), encoding="utf-8")
@@ -84,16 +100,14 @@ def build(ctx: Context) -> None:
         # A generator that yields before every forward: Stop cancels the event, gradio then
         # closes this generator at its next yield, and closing the stream ends the work (a
         # plain function would go on running in its worker thread).
-        events = run_stream(files, labels_csv, models, lambda f, m: progress(f, desc=m))
+        # Partial results every few seconds: after a Stop the page keeps what was done.
+        events = run_stream(files, labels_csv, models, lambda f, m: progress(f, desc=m), PARTIAL_S)
         try:
-            result = None
             for event in events:
                 if isinstance(event, Progress):
                     yield (event.message, *[gr.skip()] * 6)
                 elif isinstance(event, BatchResult):
-                    result = event
-            assert result is not None
-            yield render(result)
+                    yield render(event)
         except ZooError as e:
             raise gr.Error(str(e), print_exception=False) from None
         finally:
@@ -147,10 +161,8 @@ def build(ctx: Context) -> None:
                            max_height=600, wrap=True)
     b_state = gr.State()
     outputs = [b_status, b_accuracy, b_heatmap, b_table, b_gallery, b_downloads, b_state]
-    run_event = b_run.click(shown_in_page(ui_run, outputs, b_status), [b_files, b_labels, b_models], outputs,
-                            api_visibility="private",
-                            concurrency_id="model")
-    b_stop.click(None, None, None, cancels=[run_event], api_visibility="private")
+    long_event(ctx.guard, b_run.click, ui_run, [b_files, b_labels, b_models], outputs, cost=cost, message=b_status,
+               stop=b_stop, what="This batch", api_visibility="private")
 
     compare_image, tabs = ctx.components.get("compare.image"), ctx.components.get("tabs")
     if compare_image is not None and tabs is not None:
@@ -163,4 +175,5 @@ def build(ctx: Context) -> None:
     b_json = gr.JSON(visible=False)
     b_csv = gr.File(visible=False)
     b_api = gr.Button(visible=False)
-    b_api.click(api_batch, [b_files, b_models], [b_json, b_csv], api_name="batch", concurrency_id="model")
+    long_event(ctx.guard, b_api.click, api_batch, [b_files, b_models], [b_json, b_csv],
+               cost=lambda files, models=None: cost(files, None, models), what="This batch", api_name="batch")

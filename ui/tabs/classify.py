@@ -14,7 +14,8 @@ from zoo.service import Result
 
 from .. import format as fmt
 from ..common import (EXAMPLES, Context, Upload, gpu, progress_fn, render_result, require_image,
-                      safe_image_input, save_raw, shown_in_page, stop_run, user_errors)
+                      safe_image_input, save_raw, user_errors)
+from ..guard import long_event
 from ..spaces import example_caching
 from ..plots import faithfulness_curves
 
@@ -50,15 +51,19 @@ def build(ctx: Context) -> None:
                 progress: gr.Progress, window: int = OCCLUSION_WINDOW[2], stride: int = OCCLUSION_STRIDE[2],
                 steps: int = IG_STEPS[2], layer: str | None = None, score: bool = False) -> Result:
         upload = require_image(image)
-        return explorer.run(upload.path, model, int(top_k), method, target or None, progress_fn(progress),
+        return explorer.run(upload.path, model, top_k, method, target or None, progress_fn(progress),
                             faithfulness=bool(score), **method_params(method, window, stride, steps, layer))
+
+    def cost(image, model, top_k, method, target, cmap="jet", alpha=0.5, window=OCCLUSION_WINDOW[2],
+             stride=OCCLUSION_STRIDE[2], steps=IG_STEPS[2], layer=None, score=False):
+        """The estimate of one run: the figure the page shows, the server's ceiling checks and ZeroGPU asks for."""
+        return explorer.estimate([model], method, bool(score), **method_params(method, window, stride, steps))
 
     def ui_estimate(model, method, window, stride, steps, score) -> str:
         """What pressing the button will cost here, before pressing it."""
         try:
-            return fmt.estimate_markdown(explorer.estimate([model], method, bool(score),
-                                                           **method_params(method, window, stride, steps)),
-                                         explorer.device)
+            return fmt.estimate_markdown(cost(None, model, 5, method, None, window=window, stride=stride,
+                                              steps=steps, score=score), explorer.device, ctx.guard.limits)
         except ZooError as e:  # settings the server refuses: say so now
             return str(e)
 
@@ -157,9 +162,8 @@ def build(ctx: Context) -> None:
                     **example_caching())
     ins = [image, model, top_k, method, target, cmap, alpha, window, stride, steps, layer, score]
     outs = [labels, crop_view, full_view, raw_view, info, files, faith_info, faith_plot, state]
-    run = go.click(shown_in_page(ui_classify, outs, info), ins, outs, api_visibility="private",
-                   concurrency_id="model")
-    stop_run(stop, run)
+    run = long_event(ctx.guard, go.click, ui_classify, ins, outs, cost=cost, message=info, stop=stop,
+                     api_visibility="private")
     # The estimate follows the settings, and the first run replaces its guess with a measurement.
     cost_ins = [model, method, window, stride, steps, score]
     for ctl in cost_ins:
@@ -173,6 +177,5 @@ def build(ctx: Context) -> None:
     # /classify(image, model, top_k, method, target).
     api_json = gr.JSON(visible=False)
     api_button = gr.Button(visible=False)
-    api_button.click(api_classify, [image, model, top_k, method, target],
-                     [labels, crop_view, full_view, raw_view, api_json], api_name="classify",
-                     concurrency_id="model")
+    long_event(ctx.guard, api_button.click, api_classify, [image, model, top_k, method, target],
+               [labels, crop_view, full_view, raw_view, api_json], cost=cost, api_name="classify")

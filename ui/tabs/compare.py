@@ -10,7 +10,8 @@ from zoo.service import Comparison
 
 from .. import format as fmt
 from ..common import (EXAMPLES, Context, Upload, carry_image, gpu, new_output_folder, progress_fn, require_image,
-                      safe_image_input, shown_in_page, stop_run, user_errors)
+                      safe_image_input, user_errors)
+from ..guard import long_event
 from ..spaces import example_caching
 from ..plots import faithfulness_curves
 
@@ -56,11 +57,14 @@ def build(ctx: Context) -> None:
         cmp = run_compare(image, models, method, target, progress, score)
         return (*render_compare(cmp, cmap, alpha, shared), *render_scores(cmp), cmp)
 
+    def cost(image, models=None, method="cam", target=None, cmap=None, alpha=None, shared=None, score=False):
+        """The estimate of one comparison (the page's figure, the ceiling's, ZeroGPU's)."""
+        return explorer.estimate(list(models or ctx.depth_names), method, bool(score))
+
     def ui_estimate(models, method, score) -> str:
         """What pressing Compare will cost here, before pressing it."""
         try:
-            return fmt.estimate_markdown(explorer.estimate(list(models or ctx.depth_names), method, bool(score)),
-                                         explorer.device)
+            return fmt.estimate_markdown(cost(None, models, method, score=score), explorer.device, ctx.guard.limits)
         except ZooError as e:
             return str(e)
 
@@ -129,10 +133,9 @@ def build(ctx: Context) -> None:
                                                     c_alpha],
                     api_name="compare_example", elem_id="compare-examples", **example_caching())
     c_outs = [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_state]
-    run = c_go.click(shown_in_page(ui_compare, c_outs, c_text),
+    run = long_event(ctx.guard, c_go.click, ui_compare,
                      [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared, c_score], c_outs,
-                     api_visibility="private", concurrency_id="model")
-    stop_run(c_stop, run)
+                     cost=cost, message=c_text, stop=c_stop, api_visibility="private")
     cost_ins = [c_models, c_method, c_score]
     for ctl in cost_ins:
         ctl.change(ui_estimate, cost_ins, [c_estimate], api_visibility="private", show_progress="hidden")
@@ -150,5 +153,5 @@ def build(ctx: Context) -> None:
     # The public endpoint /compare(image): every built-in depth, CAM, consensus class.
     c_json = gr.JSON(visible=False)
     c_api = gr.Button(visible=False)
-    c_api.click(api_compare, [c_image], [c_gallery, c_table, c_text, c_json], api_name="compare",
-                concurrency_id="model")
+    long_event(ctx.guard, c_api.click, api_compare, [c_image], [c_gallery, c_table, c_text, c_json], cost=cost,
+               api_name="compare")

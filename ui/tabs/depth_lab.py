@@ -10,8 +10,9 @@ from zoo.analysis import Analysis
 
 from .. import format as fmt
 from .. import plots
-from ..common import (EXAMPLES, Context, gpu, progress_fn, require_image, safe_image_input, shown_in_page,
+from ..common import (EXAMPLES, Context, gpu, progress_fn, require_image, safe_image_input,
                       user_errors)
+from ..guard import long_event, stop_button
 
 TITLE = "Depth lab"
 
@@ -106,14 +107,18 @@ def build(ctx: Context) -> None:
         numbers = gr.JSON(label="Per model and block")
     ins = [image, models, target]
     outs = [p_resp, p_sorted, p_ratio, p_grad, p_lesion, p_del, summary, numbers]
-    signal_ev = signal_go.click(shown_in_page(ui_signal, outs, summary), ins, outs, api_visibility="private",
-                                concurrency_id="model")
-    lesion_ev = lesion_go.click(shown_in_page(ui_lesion, outs, summary), ins, outs, api_visibility="private",
-                                concurrency_id="model")
-    stop.click(None, None, None, cancels=[signal_ev, lesion_ev], api_visibility="private")
+    def cost_of(lesion: bool):
+        return lambda image, models=None, target=None: explorer.analyze_estimate(list(models or ctx.depth_names),
+                                                                                 lesion)
+
+    signal_ev = long_event(ctx.guard, signal_go.click, ui_signal, ins, outs, cost=cost_of(False), message=summary,
+                           api_visibility="private")
+    lesion_ev = long_event(ctx.guard, lesion_go.click, ui_lesion, ins, outs, cost=cost_of(True), message=summary,
+                           api_visibility="private")
+    stop_button(stop, [signal_ev, lesion_ev], summary)
     # The public endpoint /analyze(image, model, target): one model, everything (lesions included).
     api_json = gr.JSON(visible=False)
     api_button = gr.Button(visible=False)
     api_model = gr.Textbox(value=ctx.default_model, visible=False, label="model")
-    api_button.click(api_analyze, [image, api_model, target], outs[:-1] + [api_json],
-                     api_name="analyze", concurrency_id="model")
+    long_event(ctx.guard, api_button.click, api_analyze, [image, api_model, target], outs[:-1] + [api_json],
+               cost=lambda image, model, target=None: explorer.analyze_estimate([model], True), api_name="analyze")

@@ -17,7 +17,8 @@ from zoo.service import RANK_DEFAULT, Ranked, Ranking
 
 from .. import format as fmt
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
-                      shown_in_page, user_errors)
+                      user_errors)
+from ..guard import long_event
 from ..plots import faithfulness_curves
 
 TITLE = "Method ranking"
@@ -107,9 +108,11 @@ def build(ctx: Context) -> None:
     state = gr.State()
     gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png")], inputs=[image])
     outs = [gallery, table, info, curves, state]
-    event = go.click(shown_in_page(ui_rank, outs, info), [image, model, target, methods, by], outs,
-                     api_visibility="private", concurrency_id="model")
-    stop.click(None, None, None, cancels=[event], api_visibility="private")
+    def cost(image, model, target=None, methods=None, by=None):
+        return explorer.rank_estimate(model, list(methods or RANK_DEFAULT))
+
+    long_event(ctx.guard, go.click, ui_rank, [image, model, target, methods, by], outs, cost=cost, message=info,
+               stop=stop, api_visibility="private")
     by.change(ui_resort, [state, by], [gallery, table, info, curves], api_visibility="private",
               show_progress="hidden")
     # Score-CAM's label counts its forwards for the model picked: 514 on ResNet-18, 2050 on ResNet-50.
@@ -118,5 +121,5 @@ def build(ctx: Context) -> None:
     # The public endpoint /rank_methods(image, model, target, methods).
     api_json = gr.JSON(visible=False)
     api_button = gr.Button(visible=False)
-    api_button.click(api_rank, [image, model, target, methods], [gallery, api_json], api_name="rank_methods",
-                     concurrency_id="model")
+    long_event(ctx.guard, api_button.click, api_rank, [image, model, target, methods], [gallery, api_json],
+               cost=cost, api_name="rank_methods")

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from zoo.cancel import check
 from zoo.hub import cached_path, fetch_weights
 from zoo.models import resolve_device
 from zoo.stats import NOTES, ZooRow, stage_stats, zoo_row
 
 from .. import format as fmt
 from ..common import Context, gpu, progress_fn, user_errors
+from ..guard import long_event, stop_button
 from ..plots import accuracy_vs
 from ..spaces import LATENCY_S
 
@@ -29,6 +31,7 @@ def build(ctx: Context) -> None:
         device = resolve_device(explorer.device)
         rows = []
         for i, spec in enumerate(zoo):
+            check()  # Stop ends the timing between models (and within each, between forwards)
             progress(i / len(zoo), desc=f"Timing {spec.name} on {device} ({i + 1} of {len(zoo)})")
             rows.append(zoo_row(spec, resolution, device))
         return rows
@@ -95,13 +98,17 @@ def build(ctx: Context) -> None:
     z_outs = [z_table, z_stages, z_plot_macs, z_plot_lat, z_note, z_rows]
     # Latency is measured only when asked: Refresh, ticking the box, or a new resolution
     # while it is ticked. The per-stage model and downloads never time anything.
-    runs = [event(refresh, z_ins, z_outs, api_visibility="private", concurrency_id="model")
-            for event in (z_go.click, z_res.input, z_lat.input)]
-    z_stop.click(None, None, None, cancels=runs, api_visibility="private")
+    def cost(resolution: int, stage_model: str = "", latency: bool = False):
+        """Timing every model is long work; the tables alone cost no forward at all."""
+        return explorer.latency_estimate(int(resolution)) if latency else explorer.batch_estimate(0, [])
+
+    runs = [long_event(ctx.guard, event, refresh, z_ins, z_outs, cost=cost, what="Measuring latency",
+                       api_visibility="private") for event in (z_go.click, z_res.input, z_lat.input)]
+    stop_button(z_stop, runs, z_estimate)
 
     def latency_estimate(resolution: int) -> str:
         est = explorer.latency_estimate(int(resolution))
-        return "Measuring latency: " + fmt.estimate_markdown(est, explorer.device)
+        return "Measuring latency: " + fmt.estimate_markdown(est, explorer.device, ctx.guard.limits)
 
     for event in (z_res.change, ctx.demo.load, *[r.then for r in runs]):
         event(latency_estimate, [z_res], [z_estimate], api_visibility="private", show_progress="hidden")

@@ -1,0 +1,289 @@
+"""Issue 17, items 2-5: Stop stops the work, a ceiling per request and per visitor, disk, messages.
+
+Everything is called as an anonymous visitor would: raw HTTP (tests/rest.py), no gradio_client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import EXAMPLES
+from rest import call, upload
+from zoo import cancel
+from zoo.limits import Gate, LimitError, Limits, UploadBudget
+
+IMAGE = EXAMPLES / "chelsea.png"
+LONG = ["resnet50", 5, "scorecam", ""]  # 2050 forwards: minutes on a 2-core CPU
+QUICK = ["resnet18", 3, "cam", ""]
+
+
+# --- the gate on its own ----------------------------------------------------------------
+
+def test_the_ceiling_refuses_up_front_and_names_the_limit():
+    gate = Gate(Limits(max_request_seconds=60))
+    with pytest.raises(LimitError, match=r"about 3.4 min here \(2051 forward passes, measured on this server\); "
+                                         r"this server allows 60 s per request"):
+        gate.check(2051, 205.0)
+    # Before any model ran here, the forward passes are priced at ResNet-152's speed on 2 cores.
+    with pytest.raises(LimitError, match="assumed before any model has run here"):
+        gate.check(2051, None)
+    admitted = gate.check(1, 0.1)
+    assert admitted.lane == "quick" and admitted.deadline_s == 90.0
+    assert gate.check(100, 20.0).lane == "long"
+    assert Gate(Limits()).check(10**6, None).deadline_s is None  # a local app: no ceiling
+
+
+def test_one_visitor_gets_one_long_turn_and_a_short_queue():
+    async def scenario():
+        gate = Gate(Limits(long_slots=2, max_queued=1))
+        long = gate.check(100, 30.0)
+        first = gate.admit("a", long)
+        await first.__aenter__()
+        waits: list[str] = []
+        second = asyncio.ensure_future(_hold(gate, "a", long, waits))  # waits for a's turn
+        await asyncio.sleep(0.05)
+        assert not second.done() and waits == ["Waiting for your previous run to finish"]
+        with pytest.raises(LimitError, match="You already have 2 long runs"):
+            async with gate.admit("a", long):
+                pass
+        async with gate.admit("b", long):  # another visitor is not held up by a's queue
+            assert gate.running["long"] == 2
+        quick = gate.check(1, 0.2)
+        async with gate.admit("a", quick):  # nor is a's own quick work
+            pass
+        await first.__aexit__(None, None, None)
+        await asyncio.wait_for(second, 5)
+        assert gate.running == {"quick": 0, "long": 0}
+
+    asyncio.run(scenario())
+
+
+async def _hold(gate: Gate, visitor: str, admission, waits: list[str]) -> None:
+    async with gate.admit(visitor, admission, waits.append):
+        await asyncio.sleep(0.01)
+
+
+def test_upload_budget_per_visitor_and_window():
+    budget = UploadBudget(1000, window_s=0.2)
+    budget.take("a", 600)
+    with pytest.raises(LimitError, match="Upload limit reached"):
+        budget.take("a", 600)
+    budget.take("b", 600)  # each visitor has their own
+    time.sleep(0.25)
+    budget.take("a", 600)  # the window moved on
+
+
+def test_the_visitor_is_the_proxys_last_public_address():
+    from ui.guard import client_address
+
+    forwarded = {"x-forwarded-for": "1.2.3.4, 8.8.4.4, 10.16.3.80"}  # forged, the proxy's, internal hop
+    assert client_address(forwarded, "10.16.3.1", trust_proxy=True) == "8.8.4.4"
+    assert client_address(forwarded, "127.0.0.1", trust_proxy=False) == "127.0.0.1"  # no proxy: header ignored
+    assert client_address({}, "10.0.0.5", trust_proxy=True) == "10.0.0.5"
+
+
+def test_the_deadline_stops_a_run_between_blocks(served):
+    explorer = served[1].rde_context.explorer
+    token = cancel.Token(deadline_s=0.3)
+    with cancel.running(token), pytest.raises(cancel.Cancelled, match="passed its time limit"):
+        explorer.run(IMAGE, "resnet18", method="scorecam")
+    assert token.reason == "deadline"
+
+
+def test_a_cancelled_token_stops_captum_and_torchcam_inside_their_forwards(served):
+    explorer = served[1].rde_context.explorer
+    lm = explorer.cache.get(explorer.zoo.get("resnet18"))
+    seen = []
+    token = cancel.Token()
+
+    def stop_in_the_middle(_module, _args):
+        seen.append(1)
+        if len(seen) == 3:
+            token.cancel()
+
+    handle = lm.module.layer2.register_forward_pre_hook(stop_in_the_middle)
+    try:
+        with cancel.running(token), pytest.raises(cancel.Cancelled):
+            explorer.run(IMAGE, "resnet18", method="integrated-gradients")
+    finally:
+        handle.remove()
+    assert len(seen) == 3  # no forward went past the block after the stop
+    assert not lm.module.layer2[0]._forward_pre_hooks  # the checks were removed with the explanation
+    explorer.run(IMAGE, "resnet18", method="gradcam")  # and the model still works for everyone
+
+
+# --- the app, as a visitor calls it -------------------------------------------------------
+
+def _fn_index(url: str, api: str) -> int:
+    config = httpx.get(f"{url}/config", timeout=30).json()
+    return next(d["id"] for d in config["dependencies"] if d.get("api_name") == api)
+
+
+def _start(url: str, api: str, data: list) -> str:
+    r = httpx.post(f"{url}/gradio_api/call/{api}", json={"data": data}, timeout=60)
+    r.raise_for_status()
+    return r.json()["event_id"]
+
+
+def _gate(app_explorer_url: str, demo) -> Gate:
+    return demo.rde_context.guard.gate
+
+
+def _wait_running(gate: Gate, lane: str, n: int, timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while gate.running[lane] != n:
+        assert time.monotonic() < end, f"{lane} lane never reached {n} running: {gate.running}"
+        time.sleep(0.1)
+
+
+def _cpu_seconds(window: float) -> float:
+    t0 = time.process_time()
+    time.sleep(window)
+    return time.process_time() - t0
+
+
+@pytest.fixture(scope="module")
+def served(zoo, hosted):
+    """An app of its own (so its gate is visible): no ceiling, like a local app."""
+    from ui import build_app, launch_options
+    from zoo.service import Explorer
+
+    explorer = Explorer(zoo, "cpu", precision="fp32")
+    demo = build_app(explorer, limits=Limits(max_queued=2))
+    demo.queue(default_concurrency_limit=2)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                            **launch_options(demo))
+    yield url.rstrip("/"), demo
+    demo.close()
+
+
+def test_stop_ends_the_work_and_then_frees_the_slot(served):
+    url, demo = served
+    gate = demo.rde_context.guard.gate
+    image = upload(url, IMAGE)
+    event_id = _start(url, "classify", [image, *LONG])
+    _wait_running(gate, "long", 1)
+    time.sleep(1.0)  # well inside Score-CAM's forwards
+    # What the page's Stop sends (gradio_client's cancel too): the /call event's session is its id.
+    r = httpx.post(f"{url}/gradio_api/cancel", json={"session_hash": event_id, "fn_index": _fn_index(url, "classify"),
+                                                     "event_id": event_id}, timeout=120)
+    assert r.status_code == 200
+    # /cancel answers once the handler has ended: the work stopped, the slot is free.
+    assert gate.running == {"quick": 0, "long": 0}
+    assert _cpu_seconds(3.0) < 1.0  # the app is idle (a Score-CAM would keep both cores busy: ~6 CPU-s)
+    assert not [t for t in threading.enumerate() if t.name.startswith("rde-work") and _busy(t)]
+    assert call(url, "classify", [upload(url, IMAGE), *QUICK], timeout=120)[0] == "complete"
+
+
+def _busy(thread: threading.Thread) -> bool:
+    import sys
+    import traceback
+
+    frame = sys._current_frames().get(thread.ident)
+    return frame is not None and "torch" in "".join(traceback.format_stack(frame))
+
+
+def test_closing_the_stream_stops_the_work(served):
+    url, demo = served
+    gate = demo.rde_context.guard.gate
+    event_id = _start(url, "classify", [upload(url, IMAGE), *LONG])
+    with httpx.stream("GET", f"{url}/gradio_api/call/classify/{event_id}", timeout=60) as s:
+        for _ in s.iter_lines():
+            if gate.running["long"] == 1:
+                break  # the visitor goes away mid-run
+    _wait_running(gate, "long", 0, timeout=60)  # noticed within a poll, ended within a block
+    assert _cpu_seconds(2.0) < 1.0
+
+
+def test_a_quick_classify_does_not_wait_behind_long_runs_and_one_visitor_cannot_queue_more(served):
+    url, demo = served
+    gate = demo.rde_context.guard.gate
+    image = upload(url, IMAGE)
+    ids = [_start(url, "classify", [image, *LONG]) for _ in range(3)]  # one runs, two wait for their turn
+    try:
+        _wait_running(gate, "long", 1)
+        event, message = call(url, "classify", [image, *LONG], timeout=60)  # a fourth: refused at once
+        assert event == "error" and "You already have 3 long runs" in message
+        event, data = call(url, "classify", [image, *QUICK], timeout=120)
+        assert event == "complete" and data[4]["predictions"]
+        assert gate.running["long"] == 1  # the long run was still going when the quick one came back
+    finally:
+        fn = _fn_index(url, "classify")
+        for event_id in ids:
+            httpx.post(f"{url}/gradio_api/cancel", json={"session_hash": event_id, "fn_index": fn,
+                                                         "event_id": event_id}, timeout=120)
+    _wait_running(gate, "long", 0, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def public(zoo, hosted):
+    """An app with a public deployment's limits, smaller so that tests reach them."""
+    from ui import build_app, launch_options
+    from zoo.service import Explorer
+
+    explorer = Explorer(zoo, "cpu", precision="fp32")
+    demo = build_app(explorer, limits=Limits(max_request_seconds=20, upload_bytes=1_500_000, upload_window_s=600))
+    demo.queue(default_concurrency_limit=2)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                            **launch_options(demo))
+    yield url.rstrip("/")
+    demo.close()
+
+
+def test_over_the_ceiling_is_refused_before_any_work(public):
+    image = upload(public, IMAGE)
+    event, message = call(public, "classify", [image, "resnet50", 5, "scorecam", ""], timeout=60)
+    assert event == "error"
+    assert "this server allows 20 s per request" in message and "python app.py" in message
+    assert call(public, "classify", [image, *QUICK], timeout=120)[0] == "complete"
+
+
+def test_upload_budget_is_enforced_per_visitor(public, tmp_path):
+    blob = tmp_path / "big.png"
+    blob.write_bytes(b"\0" * 900_000)
+    files = [("files", ("big.png", blob.read_bytes()))]
+    assert httpx.post(f"{public}/gradio_api/upload", files=files, timeout=60).status_code == 200
+    r = httpx.post(f"{public}/gradio_api/upload", files=files, timeout=60)
+    assert r.status_code == 429 and "Upload limit reached" in r.text
+
+
+def test_unknown_endpoints_are_404_with_the_real_ones(app):
+    r = httpx.post(f"{app[0]}/gradio_api/call/nope", json={"data": []}, timeout=30)
+    assert r.status_code == 404
+    assert "/classify" in r.json()["endpoints"] and "No endpoint named /nope" in r.json()["error"]
+
+
+@pytest.mark.parametrize("meta", [True, False])
+def test_a_server_path_gets_the_one_refusal_with_or_without_meta(app, meta):
+    from ui.common import UPLOAD_REFUSED
+
+    payload = {"path": str(EXAMPLES.parent / "zoo" / "registry.py")}
+    if meta:
+        payload["meta"] = {"_type": "gradio.FileData"}
+    event, message = call(app[0], "classify", [payload, *QUICK], timeout=60)
+    assert (event, message) == ("error", UPLOAD_REFUSED)
+
+
+@pytest.mark.parametrize("data, expected", [
+    ([None, "resnet18", 5, "cam", {"a": 1}], "target class must be a class name or an index"),
+    ([None, "resnet18", 2.5, "cam", ""], "top_k must be a whole number"),
+    ([None, {"x": 1}, 5, "cam", ""], "is not in the list of choices"),
+    ([None, "resnet18", 5, ["cam"], ""], "Unknown method"),
+])
+def test_public_parameters_are_checked_with_a_specific_message(app, data, expected):
+    data = [upload(app[0], IMAGE), *data[1:]]
+    event, message = call(app[0], "classify", data, timeout=60)
+    assert event == "error" and expected in message, message
+
+
+def test_unexpected_errors_say_nothing_about_the_server(app):
+    event, message = call(app[0], "classify", [upload(app[0], IMAGE)], timeout=60)  # parameters missing
+    assert event == "error"
+    text = json.dumps(message)
+    assert "object at 0x" not in text and "/" not in (message or "").replace("/classify", "")

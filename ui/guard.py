@@ -1,0 +1,294 @@
+"""How every long event of the page and the API runs: a cost check, a fair turn, a token that stops it.
+
+A tab registers its model-running events through ``long_event`` (or wraps a handler
+with ``guarded``). For each request, on the server's event loop:
+
+1. its estimate (the tab's ``cost`` function, the same ``Explorer`` estimate the page
+   shows) is checked against the ceiling (``zoo.limits.Gate``): over it, the request is
+   refused before any work, with a message that names the limit;
+2. it waits for a slot of its lane (quick or long) and, for long work, its visitor's
+   turn: one visitor cannot hold the server, and a cheap classify never waits behind a
+   batch;
+3. the handler runs in a worker thread with a cancellation token (``zoo.cancel``) as
+   the current one. The token is cancelled when the visitor presses Stop (gradio cancels
+   this coroutine), when the page or the API stream is closed (polled here), or when the
+   deadline passes; the work then ends within about one residual block, and only then is
+   the slot released;
+4. errors: a ``ZooError`` (a limit, a bad setting, a stop at the deadline) is written in
+   the page where the result would be (or raised as ``gr.Error`` for API clients);
+   anything else is logged with its traceback and answered with one generic message, so
+   no server detail (paths, object reprs) reaches a visitor.
+
+Generators (Batch, Depth lab, ranking) stream the same way, each step in the worker
+thread under the same token. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import ipaddress
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gradio as gr
+
+from zoo import cancel
+from zoo.errors import ZooError
+from zoo.limits import Gate, Limits, UploadBudget
+
+log = logging.getLogger("rde")
+
+GENERIC_ERROR = ("Something went wrong on the server while running this. The details are in the server's log; "
+                 "try again, or try other settings.")
+STOPPED_HTML = '<div class="rde-stopped" role="status"><strong>Stopped.</strong> Nothing more is computed for that run.</div>'
+POLL_S = 0.5  # how often a running request checks that its visitor is still connected
+
+
+@dataclass
+class Guard:
+    """What every guarded event of one app shares: the gate, the worker threads, the upload budget."""
+
+    gate: Gate
+    executor: ThreadPoolExecutor
+    uploads: UploadBudget
+    trust_proxy: bool = False  # take the visitor's address from X-Forwarded-For (behind a Space's proxy)
+    demo: Any = None  # the gr.Blocks, to see whether a request's connection is still open
+
+    @classmethod
+    def create(cls, limits: Limits | None = None, trust_proxy: bool = False) -> Guard:
+        limits = limits or Limits()
+        # Bounded: at most one thread per slot (plus one for estimates), however many requests come and go.
+        workers = limits.long_slots + limits.quick_slots + 1
+        return cls(Gate(limits), ThreadPoolExecutor(workers, thread_name_prefix="rde-work"),
+                   UploadBudget(limits.upload_bytes, limits.upload_window_s), trust_proxy)
+
+    @property
+    def limits(self) -> Limits:
+        return self.gate.limits
+
+
+# --- who is asking --------------------------------------------------------------------
+
+def client_address(headers: Any, peer: str | None, trust_proxy: bool) -> str:
+    """The visitor's address: the connection's peer, or behind a trusted proxy the last public
+    address of ``X-Forwarded-For``.
+
+    A Space's proxy appends the address it saw to ``X-Forwarded-For`` (the peer itself is an
+    internal 10.x address); entries to its left come from the client and can be forged, so
+    the rightmost public address is the one the proxy vouches for. Without a proxy
+    (``trust_proxy`` off) the header is ignored: anyone could send it.
+    """
+    if trust_proxy:
+        forwarded = headers.get("x-forwarded-for") if headers is not None else None
+        for part in reversed([p.strip() for p in (forwarded or "").split(",") if p.strip()]):
+            try:
+                addr = ipaddress.ip_address(part)
+            except ValueError:
+                continue
+            if addr.is_global:
+                return str(addr)
+    return peer or "unknown"
+
+
+def visitor_key(request: gr.Request | None, trust_proxy: bool) -> str:
+    if request is None:
+        return "unknown"
+    try:
+        headers = request.headers
+        client = request.client
+        peer = getattr(client, "host", None)
+    except AttributeError:
+        return "unknown"
+    return client_address(headers, peer, trust_proxy)
+
+
+def connection_closed(demo: Any, request: gr.Request | None) -> bool:
+    """True once gradio has marked this request's event dead: its page or its API stream closed.
+
+    Gradio notices a closed ``/queue/data`` or ``/call`` stream and sets ``alive`` False on
+    that session's events (``Queue.clean_events``) but does not stop a running function;
+    this reads that flag. A private structure of gradio 6: when it is not there, nothing
+    is ever reported closed (Stop and the deadline still work).
+    """
+    raw = getattr(request, "request", None) if request is not None else None
+    queue = getattr(demo, "_queue", None)
+    if raw is None or queue is None:
+        return False
+    try:
+        events = [e for job in list(queue.active_jobs) if job for e in job if e.request is raw]
+    except Exception:  # noqa: BLE001 - gradio's internals changed: rely on Stop and the deadline
+        return False
+    return bool(events) and not any(e.alive for e in events)
+
+
+# --- running one request ----------------------------------------------------------------
+
+async def _in_thread(guard: Guard, context: contextvars.Context, token: cancel.Token,
+                     request: gr.Request | None, call: Callable[[], Any]) -> Any:
+    """``call()`` in a worker thread under ``context``; cancel the token on Stop or a closed connection.
+
+    Returns only when the work has ended, also when this coroutine is cancelled (Stop):
+    the token is cancelled, the thread ends within about one block, then CancelledError
+    goes on to gradio, which frees the concurrency slot.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(guard.executor, context.run, call)
+    try:
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=POLL_S)
+            if done:
+                return future.result()
+            if connection_closed(guard.demo, request):
+                token.cancel("closed")
+    except asyncio.CancelledError:
+        token.cancel("stopped")
+        while not future.done():
+            try:
+                await asyncio.wait({future})
+            except asyncio.CancelledError:  # a second Stop: the work is already stopping
+                continue
+        future.exception()  # retrieved (it is usually zoo.cancel.Cancelled): asyncio would log it otherwise
+        raise
+
+
+def _special(fn: Callable) -> int:
+    """How many leading positional parameters of ``fn`` are inputs (before a ``gr.Progress`` default)."""
+    n = 0
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) or isinstance(p.default, gr.Progress):
+            break
+        n += 1
+    return n
+
+
+def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
+            outputs: list[Any] | None = None, message: Any = None, what: str = "This run") -> Callable:
+    """``fn`` (a plain handler or a generator, usually wrapped in ``user_errors``) as a guarded
+    async handler with the same inputs.
+
+    ``cost(*inputs)`` returns an ``Estimate`` (``forwards``, ``seconds``); None means the
+    event costs at most a moment (it runs in the quick lane with no ceiling check).
+    With ``outputs`` and ``message`` (one of them), errors are written in the page (see
+    ``ui.common.shown_in_page``); without, they are raised as ``gr.Error`` for API clients.
+    """
+    from .common import error_markdown  # common imports this module for Context
+
+    n_inputs = _special(fn)
+    takes_progress = any(isinstance(p.default, gr.Progress) for p in inspect.signature(fn).parameters.values())
+    at = None if outputs is None else next(i for i, c in enumerate(outputs) if c is message)
+
+    def failed(text: str) -> Any:
+        if at is None:
+            raise gr.Error(text, print_exception=False)
+        values: list[Any] = [None] * len(outputs)
+        values[at] = error_markdown(text)
+        return tuple(values)
+
+    def unexpected(e: BaseException) -> Any:
+        log.error("Unexpected error in %s", getattr(fn, "__name__", fn), exc_info=e)
+        return failed(GENERIC_ERROR)
+
+    async def admitted(args: tuple, request: gr.Request | None, progress: Any):
+        """(visitor, admission) for this request, or raise ``ZooError`` / ``gr.Error``."""
+        if cost is None:
+            admission = guard.gate.check(0, 0.0, what)
+        else:
+            loop = asyncio.get_running_loop()
+            est = await loop.run_in_executor(guard.executor, functools.partial(cost, *args[:n_inputs]))
+            admission = guard.gate.check(est.forwards, est.seconds, what)
+        return visitor_key(request, guard.trust_proxy), admission
+
+    def split(args: tuple) -> tuple[tuple, gr.Request | None, Any]:
+        *rest, request = args
+        progress = rest[n_inputs] if takes_progress and len(rest) > n_inputs else None
+        return tuple(rest), request, progress
+
+    def told(progress: Any) -> Callable[[str], None]:
+        return (lambda text: progress(None, desc=text)) if progress is not None else (lambda text: None)
+
+    if inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(inspect.unwrap(fn)):
+        async def handler(*args: Any) -> Any:
+            args, request, progress = split(args)
+            try:
+                visitor, admission = await admitted(args, request, progress)
+                async with guard.gate.admit(visitor, admission, told(progress)):
+                    token = cancel.Token(admission.deadline_s)
+                    context = cancel.context_with(token)
+                    steps = context.run(fn, *args)
+                    end = object()
+                    try:
+                        while True:
+                            item = await _in_thread(guard, context, token, request,
+                                                    functools.partial(next, steps, end))
+                            if item is end:
+                                return
+                            yield item
+                    finally:
+                        context.run(steps.close)
+            except (ZooError, gr.Error) as e:
+                yield failed(str(getattr(e, "message", e)) if isinstance(e, gr.Error) else str(e))
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception as e:  # noqa: BLE001 - a bug: logged, and one generic message
+                yield unexpected(e)
+    else:
+        async def handler(*args: Any) -> Any:
+            args, request, progress = split(args)
+            try:
+                visitor, admission = await admitted(args, request, progress)
+                async with guard.gate.admit(visitor, admission, told(progress)):
+                    token = cancel.Token(admission.deadline_s)
+                    return await _in_thread(guard, cancel.context_with(token), token, request,
+                                            functools.partial(fn, *args))
+            except (ZooError, gr.Error) as e:
+                return failed(str(getattr(e, "message", e)) if isinstance(e, gr.Error) else str(e))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                return unexpected(e)
+
+    # Gradio reads a handler's parameters to pass gr.Progress and gr.Request: the inputs,
+    # then fn's own progress parameter, then the request.
+    params = [p for p in inspect.signature(fn).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                    annotation=gr.Request))
+    handler.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    handler.__annotations__ = {"request": gr.Request}
+    handler.__name__ = getattr(fn, "__name__", "handler")
+    handler.__doc__ = fn.__doc__
+    return handler
+
+
+def long_event(guard: Guard, trigger: Callable, fn: Callable, inputs: list[Any], outputs: list[Any], *,
+               cost: Callable[..., Any] | None, message: Any = None, stop: Any = None, what: str = "This run",
+               **kwargs: Any) -> Any:
+    """Register ``fn`` on ``trigger`` (e.g. ``button.click``) as a guarded event.
+
+    ``message``: the output where errors (and, with ``stop``, "Stopped") are written; API
+    events leave it None. The gate, not gradio's queue, limits how many run at once, so
+    the event has no concurrency limit of its own.
+    """
+    handler = guarded(guard, fn, cost, outputs if message is not None else None, message, what)
+    event = trigger(handler, inputs, outputs, concurrency_limit=None, **kwargs)
+    if stop is not None:
+        stop_button(stop, [event], message)
+    return event
+
+
+def stop_button(button: Any, events: list[Any], message: Any = None) -> None:
+    """``button`` stops ``events``: gradio cancels the handler, whose token ends the work.
+
+    With ``message``, "Stopped." is written there, where the result would be.
+    """
+    if message is None:
+        button.click(None, None, None, cancels=events, api_visibility="private")
+    else:
+        button.click(lambda: STOPPED_HTML, None, [message], cancels=events, api_visibility="private",
+                     show_progress="hidden")
+

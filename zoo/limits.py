@@ -1,0 +1,204 @@
+"""What one visitor may ask of a shared server: a cost ceiling per request, fair turns, an upload budget.
+
+``Gate`` admits each request of the app before its work starts:
+
+* **Ceiling.** A request whose estimate (``Explorer.estimate`` and friends, the same
+  figure the page shows under its Run button) is over ``max_request_seconds`` is refused
+  up front, with a message naming the limit and what to do. One that is admitted gets a
+  deadline of ``DEADLINE_FACTOR`` times the ceiling: a run still going then is stopped
+  through its cancellation token (``zoo.cancel``), like a Stop.
+* **Two lanes.** Requests estimated at ``quick_seconds`` or less (a classification with
+  CAM or Grad-CAM) run in the quick lane, everything else in the long lane; each lane has
+  its own slots, so a cheap classify never waits behind a batch.
+* **Fairness per visitor.** A visitor has at most one long request running and
+  ``max_queued`` more waiting; beyond that a long request is refused at once. Quick
+  requests: at most ``max_quick`` in flight per visitor. One client cannot fill the
+  server's queue.
+
+``UploadBudget`` bounds the bytes one visitor uploads per time window.
+
+Everything here runs on the server's event loop (asyncio); it holds counters, never
+requests' data. A "visitor" is a key the front end derives from the connection (see
+``ui.common.visitor_key``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Callable
+
+from .errors import ZooError
+
+# An admitted run may take this many times the ceiling before it is stopped: estimates
+# are within about 1.5x of the measured time once a model has run here.
+DEADLINE_FACTOR = 1.5
+# Before any forward has been timed on this device, an estimate has forward passes but no
+# seconds; the gate then assumes this much per forward pass: ResNet-152 on a 2-core CPU,
+# the dearest built-in on the slowest machine this app is meant for (benchmarks/compare.py).
+ASSUMED_FORWARD_S = 0.3
+
+
+class LimitError(ZooError):
+    """A request over one of the server's limits; the message names the limit and what to do."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The server's limits; ``None`` switches one off. ``Limits()`` is a local app's: no ceiling."""
+
+    max_request_seconds: float | None = None  # estimated seconds one request may cost
+    quick_seconds: float = 3.0  # at most this (estimated) runs in the quick lane
+    long_slots: int = 2  # long requests running at once (app.py --concurrency)
+    quick_slots: int = 2  # quick requests running at once
+    max_queued: int = 2  # long requests one visitor may have waiting behind its running one
+    max_quick: int = 4  # quick requests one visitor may have in flight
+    upload_bytes: int | None = None  # bytes one visitor may upload per window
+    upload_window_s: float = 600.0
+
+    @classmethod
+    def public(cls, concurrency: int = 2) -> Limits:
+        """The defaults of a public deployment (a Space): a one-minute ceiling, 100 MB of uploads per 10 minutes."""
+        return cls(max_request_seconds=60.0, long_slots=concurrency, upload_bytes=100 * 1024 * 1024)
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def seconds_of(forwards: int, seconds: float | None) -> tuple[float, bool]:
+    """(estimated seconds, measured?) of an estimate: measured here, or assumed from its forward passes."""
+    if seconds is not None:
+        return seconds, True
+    return forwards * ASSUMED_FORWARD_S, False
+
+
+def duration_text(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+@dataclass
+class _Visitor:
+    long: int = 0  # long requests in flight (running or waiting)
+    quick: int = 0
+    turn: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))  # one long run at a time
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Where an admitted request runs and until when."""
+
+    lane: str  # "quick" or "long"
+    seconds: float  # its estimate
+    deadline_s: float | None  # stop it after this long (None: no ceiling)
+
+
+class Gate:
+    """Admits requests under ``Limits``; one per server, used from its event loop only."""
+
+    def __init__(self, limits: Limits | None = None):
+        self.limits = limits or Limits()
+        self._lanes: dict[str, asyncio.Semaphore] = {}
+        self._visitors: dict[str, _Visitor] = {}
+        self.running = {"quick": 0, "long": 0}  # for tests, and the waiting message
+
+    def _lane(self, name: str) -> asyncio.Semaphore:
+        # Made on first use, inside the running loop (a Semaphore binds to its loop).
+        if name not in self._lanes:
+            self._lanes[name] = asyncio.Semaphore(self.limits.quick_slots if name == "quick"
+                                                  else self.limits.long_slots)
+        return self._lanes[name]
+
+    def check(self, forwards: int, seconds: float | None, what: str = "This run") -> Admission:
+        """Refuse an estimate over the ceiling (``LimitError``); else say where it runs."""
+        est, measured = seconds_of(forwards, seconds)
+        ceiling = self.limits.max_request_seconds
+        if ceiling is not None and est > ceiling:
+            basis = "measured on this server" if measured else "assumed before any model has run here"
+            raise LimitError(
+                f"{what} would take about {duration_text(est)} here ({forwards} forward passes, {basis}); this "
+                f"server allows {duration_text(ceiling)} per request. Choose a cheaper setting (fewer models, a "
+                "cheaper method, fewer images), or run the app on your own machine, where there is no such "
+                "limit: python app.py (or the command line, python -m zoo ...).")
+        lane = "quick" if est <= self.limits.quick_seconds else "long"
+        return Admission(lane, est, None if ceiling is None else ceiling * DEADLINE_FACTOR)
+
+    @contextlib.asynccontextmanager
+    async def admit(self, visitor: str, admission: Admission,
+                    waiting: Callable[[str], None] | None = None) -> AsyncIterator[Admission]:
+        """Hold a slot of the request's lane (and, for long work, the visitor's turn) for the block.
+
+        Raises ``LimitError`` at once when the visitor already has too many requests in
+        flight. ``waiting(message)`` is told while the request waits for its turn.
+        """
+        v = self._visitors.setdefault(visitor, _Visitor())
+        lim = self.limits
+        if admission.lane == "long" and v.long >= 1 + lim.max_queued:
+            raise LimitError(f"You already have {v.long} long runs on this server (one running, the rest waiting); "
+                             "wait for them to finish, or press Stop, then try again.")
+        if admission.lane == "quick" and v.quick >= lim.max_quick:
+            raise LimitError(f"You already have {v.quick} requests running on this server; wait for them to "
+                             "finish, then try again.")
+        lane = self._lane(admission.lane)
+        turn = v.turn if admission.lane == "long" else None
+        if admission.lane == "long":
+            v.long += 1
+        else:
+            v.quick += 1
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if turn is not None:
+                    if turn.locked() and waiting:
+                        waiting("Waiting for your previous run to finish")
+                    await stack.enter_async_context(turn)
+                if lane.locked() and waiting:
+                    waiting(f"Waiting for a free slot ({self.running[admission.lane]} {admission.lane} "
+                            "runs ahead on this server)")
+                await stack.enter_async_context(lane)
+                self.running[admission.lane] += 1
+                try:
+                    yield admission
+                finally:
+                    self.running[admission.lane] -= 1
+        finally:
+            if admission.lane == "long":
+                v.long -= 1
+            else:
+                v.quick -= 1
+            if v.long == 0 and v.quick == 0:
+                self._visitors.pop(visitor, None)
+
+
+class UploadBudget:
+    """Bytes each visitor uploaded in the last window; thread-safe enough for one event loop."""
+
+    def __init__(self, limit_bytes: int | None, window_s: float):
+        self.limit = limit_bytes
+        self.window = window_s
+        self._sent: dict[str, deque[tuple[float, int]]] = {}
+
+    def used(self, visitor: str, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        q = self._sent.get(visitor)
+        if q is None:
+            return 0
+        while q and q[0][0] < now - self.window:
+            q.popleft()
+        if not q:
+            self._sent.pop(visitor, None)
+            return 0
+        return sum(n for _, n in q)
+
+    def take(self, visitor: str, nbytes: int) -> None:
+        """Count ``nbytes`` against ``visitor``; ``LimitError`` once the window's budget is spent."""
+        if self.limit is None:
+            return
+        now = time.monotonic()
+        used = self.used(visitor, now)
+        if used + nbytes > self.limit:
+            raise LimitError(f"Upload limit reached: this server takes {self.limit / 2**20:.0f} MB of uploads per "
+                             f"visitor every {self.window / 60:.0f} minutes. Wait a few minutes, or run the app on "
+                             "your own machine (python app.py), which has no such limit.")
+        self._sent.setdefault(visitor, deque()).append((now, nbytes))
