@@ -58,33 +58,52 @@ def test_zero_gpu_needs_the_variable_and_the_package(clean_env, tmp_path):
         assert not spaces.zero_gpu()
 
 
+def _estimates():
+    from zoo.registry import Zoo
+    from zoo.service import Explorer
+
+    explorer = Explorer(Zoo.load(None), "cpu")
+
+    def cost(image, model, top_k, method, target, progress=None, window=32, stride=16, steps=32):
+        params = {"window": window, "stride": stride} if method == "occlusion" else (
+            {"steps": steps} if method == "integrated-gradients" else {})
+        return explorer.estimate([model], method, **params)
+
+    def cost_many(image, models, method, target, progress=None):
+        return explorer.estimate(models or [s.name for s in explorer.zoo.builtin_depths], method)
+
+    return cost, cost_many
+
+
 def test_gpu_is_identity_off_zerogpu_and_spaces_gpu_on_it(fake_spaces_importable, tmp_path):
     def run_one(image, model, top_k, method, target, progress, window=32, stride=16, steps=32):
         return method
 
-    assert spaces.gpu(by_cost=True)(run_one) is run_one
+    cost, _ = _estimates()
+    assert spaces.gpu(cost=cost)(run_one) is run_one
     assert spaces.gpu(run_one) is run_one
     fake_spaces_importable.setenv("SPACES_ZERO_GPU", "true")
     log = tmp_path / "log.jsonl"
     fake_spaces_importable.setenv("FAKE_SPACES_LOG", str(log))
-    wrapped = spaces.gpu(by_cost=True)(run_one)
+    wrapped = spaces.gpu(cost=cost)(run_one)
     assert wrapped is not run_one and wrapped("x.png", "resnet18", 5, "occlusion", "", None) == "occlusion"
     events = [json.loads(ln) for ln in log.read_text().splitlines()]
     assert {"event": "decorate", "fn": run_one.__qualname__, "duration": "callable"} in events
     assert {"event": "call", "fn": run_one.__qualname__,
-            "duration": spaces.cost_duration(run_one)("x.png", "resnet18", 5, "occlusion", "", None)} in events
+            "duration": spaces.gpu_seconds_of(cost, "x.png", "resnet18", 5, "occlusion", "", None)} in events
     fixed = spaces.gpu(duration=spaces.LATENCY_S)(lambda: 1)
     assert fixed() == 1
 
 
-def test_durations_follow_the_cost_and_stay_within_a_visitors_quota():
-    def run_one(image, model, top_k, method, target, progress, window=32, stride=16, steps=32):
-        pass
+def test_durations_follow_the_pages_estimate_and_stay_within_a_visitors_quota():
+    cost, cost_many = _estimates()
 
-    def run_compare(image, models, method, target, progress):
-        pass
+    def one(*args, **kwargs):
+        return spaces.gpu_seconds_of(cost, *args, **kwargs)
 
-    one, many = spaces.cost_duration(run_one), spaces.cost_duration(run_compare, default_models=5)
+    def many(*args, **kwargs):
+        return spaces.gpu_seconds_of(cost_many, *args, **kwargs)
+
     cam = one(None, "resnet50", 5, "cam", "", None)
     assert cam == 19  # 15 s to start + 3 s for the model + one pass
     # Occlusion, window 32 stride 16: 13 x 13 positions + the unoccluded pass = 170 forwards, + classify.
@@ -92,10 +111,10 @@ def test_durations_follow_the_cost_and_stay_within_a_visitors_quota():
     # Integrated Gradients: 128 forwards and backwards (a backward ~ two forwards' worth), + classify.
     assert one(None, "resnet50", 5, "integrated-gradients", "", None, steps=128) == 38  # ceil(18 + 385 * 0.05)
     # Parameters over the server's limits fail before any pass: no long GPU slot for them.
-    assert one(None, "resnet50", 5, "occlusion", "", None, window=8, stride=4) == 19
+    assert one(None, "resnet50", 5, "occlusion", "", None, window=8, stride=4) == 18  # start + one model
     assert many(None, [], "cam", "", None) == 31  # all five depths: ceil(15 + 5 * 3.05)
     assert many(None, ["resnet18", "resnet50"], "cam", "", None) == 22
-    assert spaces.map_passes("occlusion", 224, 224) == 3 and spaces.map_passes("cam") == 1
+    assert spaces.gpu_seconds(10**6, 5) == spaces.MAX_S
 
 
 def test_space_policy_preload_and_example_caching(fake_spaces_importable):

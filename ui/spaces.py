@@ -12,7 +12,8 @@ reads). Its rules, and how this app follows them:
 * Work that needs the GPU runs inside ``@spaces.GPU(duration=...)``; each call runs in
   a forked worker that gets a real GPU, so state it creates (a model loaded there, a
   cache entry) does not persist. ``gpu`` below wraps the model-running functions and
-  gives each a duration from what it will cost (``cost_duration``).
+  gives each a duration from what it will cost (``gpu_seconds`` of the request's
+  estimate, the one the page shows and the ceiling checks).
 * Everywhere else (CPU Spaces, local runs, tests) ``gpu`` returns the function as is.
 
 Nothing here imports torch.
@@ -21,7 +22,6 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import math
 import os
 from typing import Any, Callable
@@ -38,7 +38,6 @@ LATENCY_S = 90  # timing all five depths (warm-up, 10 runs, and a batch of 64 ea
 # ZeroGPU checks a call's duration against the visitor's remaining daily quota before
 # it schedules it (2 minutes a day when not logged in), so no duration asks for more.
 MAX_S = 120
-CROP = 224  # the crop side the built-ins see; occlusion windows slide over it
 
 
 def zero_gpu() -> bool:
@@ -52,63 +51,46 @@ def on_space() -> bool:
     return bool(os.environ.get("SPACE_ID"))
 
 
-def gpu(fn: Callable | None = None, *, duration: float | Callable[..., float] = 60, by_cost: bool = False,
-        default_models: int = 1) -> Callable:
+def gpu(fn: Callable | None = None, *, duration: float | Callable[..., float] = 60,
+        cost: Callable[..., Any] | None = None) -> Callable:
     """``spaces.GPU(fn, duration=...)`` on ZeroGPU, ``fn`` unchanged elsewhere.
 
     ``@gpu`` alone asks for ZeroGPU's default, 60 s; ``@gpu(duration=20)`` for 20 s;
-    ``@gpu(by_cost=True)`` for ``cost_duration(fn)``, computed from each call's own
-    arguments (``default_models``: how many models a call without ``models`` runs).
+    ``@gpu(cost=f)`` for ``gpu_seconds(f(*args))``: ``f`` takes ``fn``'s own arguments and
+    returns the request's ``zoo.service.Estimate``, the same figure the page shows and the
+    server's ceiling checks.
     """
     def wrap(f: Callable) -> Callable:
         if not zero_gpu():
             return f
         import spaces  # type: ignore[import-not-found]
 
-        return spaces.GPU(f, duration=cost_duration(f, default_models=default_models) if by_cost else duration)
+        asked: Any = duration if cost is None else (lambda *a, **k: gpu_seconds_of(cost, *a, **k))
+        return spaces.GPU(f, duration=asked)
 
     return wrap(fn) if fn is not None else wrap
+
+
+def gpu_seconds(forwards: int, models: int = 1) -> int:
+    """A ZeroGPU duration: start-up + models x fixed cost + forward passes x PASS_S, within a visitor's quota."""
+    return min(MAX_S, math.ceil(START_S + models * MODEL_S + forwards * PASS_S))
+
+
+def gpu_seconds_of(cost: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    """``gpu_seconds`` of ``cost(*args)``; settings the server refuses fail at once, so any duration will do."""
+    from zoo.errors import ZooError
+
+    try:
+        est = cost(*args, **kwargs)
+    except ZooError:
+        return gpu_seconds(0)
+    return gpu_seconds(est.forwards, getattr(est, "models", 1))
 
 
 def activate() -> None:
     """On ZeroGPU, import ``spaces`` before any model is placed: the import is what emulates CUDA."""
     if zero_gpu():
         import spaces  # type: ignore[import-not-found]  # noqa: F401
-
-
-def map_passes(method: str, window: int = 32, stride: int = 16, steps: int = 32) -> int:
-    """Forward-pass equivalents of one map: the classification's forward plus the method's."""
-    from zoo.errors import ZooError
-    from zoo.explain import METHODS
-
-    m = METHODS.get(method)
-    if m is None:
-        return 4
-    params = {"window": window, "stride": stride} if method == "occlusion" else {"steps": steps}
-    try:
-        return 1 + m.forwards(params, CROP)  # the classification's forward, then the map's
-    except ZooError:  # parameters the server refuses: the handler fails at once, so any duration will do
-        return 1
-
-
-def cost_duration(fn: Callable, *, default_models: int = 1) -> Callable[..., int]:
-    """A ``duration`` callable for ``fn``: start-up + models x (fixed cost + passes x PASS_S).
-
-    It reads ``fn``'s own arguments by name (``method``, ``window``, ``stride``,
-    ``steps``, ``models``), so it follows ``fn``'s signature as that changes.
-    """
-    sig = inspect.signature(fn)
-
-    def duration(*args: Any, **kwargs: Any) -> int:
-        bound = sig.bind_partial(*args, **kwargs)
-        bound.apply_defaults()
-        a = bound.arguments
-        params = {k: a[k] for k in ("window", "stride", "steps") if a.get(k) is not None}
-        passes = map_passes(str(a.get("method") or "cam"), **params)
-        models = len(a["models"]) if a.get("models") else default_models
-        return min(MAX_S, math.ceil(START_S + models * (MODEL_S + passes * PASS_S)))
-
-    return duration
 
 
 def preload_names(requested: list[str], all_names: list[str], builtin_names: list[str]) -> list[str]:

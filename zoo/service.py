@@ -121,6 +121,7 @@ class Estimate:
     forwards: int  # forward-pass equivalents over all models: classification, map, score
     seconds: float | None  # None until some model's forward has been timed on this device
     basis: str  # whose timing it rests on, for the user to judge it
+    models: int = 1  # how many models it runs (a ZeroGPU call pays a fixed cost for each)
 
 
 class Explorer:
@@ -187,7 +188,8 @@ class Explorer:
                 seconds += n * timed[0]
                 bases.append(timed[1])
         basis = bases[0] if len(set(bases)) == 1 else "each model's forward measured here or scaled by multiply-adds"
-        return Estimate(forwards, seconds, basis if seconds is not None else "no forward timed on this device yet")
+        return Estimate(forwards, seconds, basis if seconds is not None else "no forward timed on this device yet",
+                        len(models))
 
     def _priced(self, per_model: dict[str, int]) -> Estimate:
         """An ``Estimate`` from forward-pass equivalents per model, in seconds where timed here."""
@@ -203,7 +205,7 @@ class Explorer:
         basis = (next(iter(bases)) if len(bases) == 1 else
                  "each model's forward measured here or scaled by multiply-adds")
         return Estimate(sum(per_model.values()), seconds,
-                        basis if seconds is not None else "no forward timed on this device yet")
+                        basis if seconds is not None else "no forward timed on this device yet", len(per_model))
 
     def rank_estimate(self, model: str, methods: Sequence[str] | None = None) -> Estimate:
         """The cost of ``iter_rank``: one classification, then each method's map and its scores."""

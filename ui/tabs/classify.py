@@ -46,18 +46,22 @@ def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
     explorer = ctx.explorer
 
-    @gpu(by_cost=True)  # ZeroGPU duration from the method's passes (ui/spaces.py)
+    def cost(image, model, top_k, method, target, cmap="jet", alpha=0.5, window=OCCLUSION_WINDOW[2],
+             stride=OCCLUSION_STRIDE[2], steps=IG_STEPS[2], layer=None, score=False):
+        """The estimate of one run: the figure the page shows, the server's ceiling checks and ZeroGPU asks for."""
+        return explorer.estimate([model], method, bool(score), **method_params(method, window, stride, steps))
+
+    def run_cost(image, model, top_k, method, target, progress=None, window=OCCLUSION_WINDOW[2],
+                 stride=OCCLUSION_STRIDE[2], steps=IG_STEPS[2], layer=None, score=False):
+        return cost(image, model, top_k, method, target, window=window, stride=stride, steps=steps, score=score)
+
+    @gpu(cost=run_cost)  # ZeroGPU's duration from the same estimate (ui/spaces.py)
     def run_one(image: Upload | None, model: str, top_k: int, method: str, target: str | None,
                 progress: gr.Progress, window: int = OCCLUSION_WINDOW[2], stride: int = OCCLUSION_STRIDE[2],
                 steps: int = IG_STEPS[2], layer: str | None = None, score: bool = False) -> Result:
         upload = require_image(image)
         return explorer.run(upload.path, model, top_k, method, target or None, progress_fn(progress),
                             faithfulness=bool(score), **method_params(method, window, stride, steps, layer))
-
-    def cost(image, model, top_k, method, target, cmap="jet", alpha=0.5, window=OCCLUSION_WINDOW[2],
-             stride=OCCLUSION_STRIDE[2], steps=IG_STEPS[2], layer=None, score=False):
-        """The estimate of one run: the figure the page shows, the server's ceiling checks and ZeroGPU asks for."""
-        return explorer.estimate([model], method, bool(score), **method_params(method, window, stride, steps))
 
     def ui_estimate(model, method, window, stride, steps, score) -> str:
         """What pressing the button will cost here, before pressing it."""

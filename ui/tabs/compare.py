@@ -23,7 +23,12 @@ def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
     explorer = ctx.explorer
 
-    @gpu(by_cost=True, default_models=len(ctx.depth_names))  # ZeroGPU duration from models x passes
+    def cost(image, models=None, method="cam", target=None, cmap=None, alpha=None, shared=None, score=False):
+        """The estimate of one comparison (the page's figure, the ceiling's, ZeroGPU's)."""
+        return explorer.estimate(list(models or ctx.depth_names), method, bool(score))
+
+    @gpu(cost=lambda image, models, method, target, progress=None, score=False: cost(image, models, method,
+                                                                                     score=score))
     def run_compare(image: Upload | None, models, method, target, progress, score: bool = False) -> Comparison:
         upload = require_image(image)
         return explorer.compare(upload.path, list(models or ctx.depth_names), method, target or None,
@@ -56,10 +61,6 @@ def build(ctx: Context) -> None:
     def ui_compare(image, models, method, target, cmap, alpha, shared, score, progress=gr.Progress()):
         cmp = run_compare(image, models, method, target, progress, score)
         return (*render_compare(cmp, cmap, alpha, shared), *render_scores(cmp), cmp)
-
-    def cost(image, models=None, method="cam", target=None, cmap=None, alpha=None, shared=None, score=False):
-        """The estimate of one comparison (the page's figure, the ceiling's, ZeroGPU's)."""
-        return explorer.estimate(list(models or ctx.depth_names), method, bool(score))
 
     def ui_estimate(models, method, score) -> str:
         """What pressing Compare will cost here, before pressing it."""
