@@ -126,8 +126,9 @@ def test_browser_upload_classify_and_error(app, tmp_path, shots):
         expect(page.get_by_text(re.compile(r"of 5\)"))).to_have_count(0, timeout=5_000)
         page.wait_for_timeout(10_000)
         # innerText: what is shown. Gradio may paint an "Error" badge when the cancel races the
-        # stream's end; the page's CSS hides it (ui/app.py), so the text must be exactly as before.
-        assert page.locator("#agreement").inner_text() == shown
+        # stream's end; the page's CSS hides it (ui/app.py). The text says the run was stopped.
+        assert page.locator("#agreement").inner_text().startswith("Stopped.")
+        assert "Error" not in page.locator("#agreement").inner_text() and shown
 
         # Model zoo: the complexity table works without any download.
         page.get_by_role("tab", name="Model zoo").click()

@@ -287,3 +287,19 @@ def test_unexpected_errors_say_nothing_about_the_server(app):
     assert event == "error"
     text = json.dumps(message)
     assert "object at 0x" not in text and "/" not in (message or "").replace("/classify", "")
+
+
+def test_old_output_folders_are_pruned_and_gradios_cache_swept(tmp_path, app):
+    import os
+
+    from ui.common import CACHE_SWEEP_S, OUTPUT_MAX_AGE_S
+    from ui.server import prune
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    (old / "overlay.png").write_bytes(b"x" * 1000)
+    os.utime(old, (time.time() - OUTPUT_MAX_AGE_S - 60,) * 2)
+    assert prune(tmp_path, OUTPUT_MAX_AGE_S) == 1
+    assert not old.exists() and new.exists()
+    assert (CACHE_SWEEP_S, OUTPUT_MAX_AGE_S) == (300, 900)  # what the README's disk bound rests on

@@ -204,6 +204,7 @@ class Served:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(tmp / "gradio"), "PYTHONUNBUFFERED": "1"}
+        env.pop("GRADIO_EXAMPLES_CACHE", None)  # set by an app built in this process: the new one makes its own
         self.log = open(tmp / "app.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "app.py", "--port", str(self.port), "--zoo", str(zoo_file)],
                                      cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -272,9 +273,11 @@ def test_the_app_leaves_no_output_folder_behind(zoo_file, tmp_path):
     try:
         assert_still_serving(served.url)
         assert list(tmp_path.glob("rde-outputs-*")), "outputs are expected under TMPDIR while serving"
+        assert list(tmp_path.glob("rde-examples-*")), "the examples' cache is expected under TMPDIR while serving"
     finally:
         code = served.stop(signal.SIGTERM)  # what a Space, Docker or systemd sends
     assert not list(tmp_path.glob("rde-outputs-*")), (tmp_path / "app.log").read_text()[-2000:]
+    assert not list(tmp_path.glob("rde-examples-*")), (tmp_path / "app.log").read_text()[-2000:]
     assert code == 0, code
 
 

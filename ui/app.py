@@ -9,12 +9,16 @@ Layout of ``ui``:
 
 * ``app.py``: ``build_app`` (this file): the page header and the tabs, in ``TABS`` order.
 * ``common.py``: what tabs share: ``Context``; ``user_errors`` (``ZooError`` becomes a
-  message naming the visitor's file); ``shown_in_page`` (a page event's error replaces its
-  result in the page); ``carry_image`` (an image to another tab); ``safe_image_input``
+  message naming the visitor's file); ``carry_image`` (an image to another tab); ``safe_image_input``
   (the only way to take an image: its handler gets an ``Upload`` whose ``path`` goes to
-  zoo, which alone decodes it); ``require_image``; ``stop_run`` (a Stop button for a long event);
-  ``progress_fn``; ``gpu`` (ZeroGPU when present); output files (``new_output_folder``,
-  ``render_result``, ``save_raw``).
+  zoo, which alone decodes it); ``require_image``; ``progress_fn``; ``gpu`` (ZeroGPU when
+  present); output files (``new_output_folder``, ``render_result``, ``save_raw``).
+* ``guard.py``: how every model-running event runs: ``long_event`` registers it with its
+  cost (checked against the server's ceiling, a lane and a turn per visitor), a
+  cancellation token that Stop, a closed page and the deadline cancel, errors written in
+  the page; ``stop_button``.
+* ``server.py``: HTTP middleware (upload budget, unknown endpoints, server paths) and the
+  output folder's pruning.
 * ``format.py`` (tables and text), ``plots.py`` (figures): presentation helpers.
 * ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``depth_lab``, ``batch``,
   ``zoo_tab``, ``about``.
@@ -24,12 +28,14 @@ Adding a tab: write ``ui/tabs/<name>.py`` that defines
 * ``TITLE: str``: the tab's label;
 * ``def build(ctx: Context) -> None``: creates the tab's components and wires its
   events; it is called inside ``with gr.Tab(TITLE)``. Handlers are closures over
-  ``ctx``; wrap each in ``@user_errors`` (and a page event's in ``shown_in_page``), take images
-  with ``safe_image_input`` (never
-  ``gr.Image`` or ``gr.File`` as an input: they would open paths a raw call names), run
-  model work with ``concurrency_id="model"`` so it shares the queue's limit, give long
-  work a Stop button (``stop_run``) and bound its cost with the sliders' ranges
-  (gr.Slider refuses out-of-range values on the server, not only in the page).
+  ``ctx``; wrap each in ``@user_errors``, take images with ``safe_image_input`` (never
+  ``gr.Image`` or ``gr.File`` as an input: they would open paths a raw call names),
+  register every event that runs a model with ``guard.long_event(ctx.guard, button.click,
+  fn, inputs, outputs, cost=..., message=..., stop=...)``: ``cost`` returns the
+  ``Explorer`` estimate of the request from the same inputs (the page shows it under the
+  button, the server refuses it over the ceiling, ZeroGPU sizes its slot from it); long
+  loops in ``zoo`` call ``zoo.cancel.check()`` between steps. Bound costs with the
+  sliders' ranges too (gr.Slider refuses out-of-range values on the server).
   A public endpoint is a hidden button's event with ``api_name=``; everything else
   is ``api_visibility="private"``.
 
@@ -74,6 +80,9 @@ CSS = """
              color: var(--error-text-color, #b91c1c); padding: 0.6em 0.9em; border-radius: 4px; }
 /* The estimate under each Run button: small, so it reads as a note. */
 .rde-estimate { font-size: var(--text-sm); opacity: 0.85; }
+/* "Stopped." where a stopped run's result would be: a notice, not an error. */
+.rde-stopped { border-left: 4px solid var(--color-accent, #f97316); padding: 0.6em 0.9em; border-radius: 4px;
+               background: var(--background-fill-secondary); }
 /* Gallery captions and download names wrap rather than end in "…": the end is the point
    ("p(tabby) = 0.92", ".npy"). */
 .gallery-item .caption-label { white-space: normal !important; overflow: visible !important;

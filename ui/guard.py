@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import html
 import inspect
 import ipaddress
 import logging
@@ -45,7 +46,7 @@ log = logging.getLogger("rde")
 
 GENERIC_ERROR = ("Something went wrong on the server while running this. The details are in the server's log; "
                  "try again, or try other settings.")
-STOPPED_HTML = '<div class="rde-stopped" role="status"><strong>Stopped.</strong> Nothing more is computed for that run.</div>'
+STOPPED = "Nothing more is computed for that run; anything shown here is from an earlier run."
 POLL_S = 0.5  # how often a running request checks that its visitor is still connected
 
 
@@ -267,7 +268,7 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
 
 def long_event(guard: Guard, trigger: Callable, fn: Callable, inputs: list[Any], outputs: list[Any], *,
                cost: Callable[..., Any] | None, message: Any = None, stop: Any = None, what: str = "This run",
-               **kwargs: Any) -> Any:
+               stopped: str = STOPPED, **kwargs: Any) -> Any:
     """Register ``fn`` on ``trigger`` (e.g. ``button.click``) as a guarded event.
 
     ``message``: the output where errors (and, with ``stop``, "Stopped") are written; API
@@ -277,18 +278,22 @@ def long_event(guard: Guard, trigger: Callable, fn: Callable, inputs: list[Any],
     handler = guarded(guard, fn, cost, outputs if message is not None else None, message, what)
     event = trigger(handler, inputs, outputs, concurrency_limit=None, **kwargs)
     if stop is not None:
-        stop_button(stop, [event], message)
+        stop_button(stop, [event], message, stopped)
     return event
 
 
-def stop_button(button: Any, events: list[Any], message: Any = None) -> None:
+def stopped_html(text: str = STOPPED) -> str:
+    return f'<div class="rde-stopped" role="status"><strong>Stopped.</strong> {html.escape(text)}</div>'
+
+
+def stop_button(button: Any, events: list[Any], message: Any = None, text: str = STOPPED) -> None:
     """``button`` stops ``events``: gradio cancels the handler, whose token ends the work.
 
-    With ``message``, "Stopped." is written there, where the result would be.
+    With ``message``, "Stopped." and ``text`` are written there, where the result would be.
     """
     if message is None:
         button.click(None, None, None, cancels=events, api_visibility="private")
     else:
-        button.click(lambda: STOPPED_HTML, None, [message], cancels=events, api_visibility="private",
+        button.click(lambda: stopped_html(text), None, [message], cancels=events, api_visibility="private",
                      show_progress="hidden")
 

@@ -4,8 +4,8 @@
   (``zoo.limits.UploadBudget``, keyed like the request gate: ``ui.guard.client_address``);
   over the budget the upload is refused with 429 and a message saying when to retry.
   With a budget on, an upload must say its length (browsers and gradio_client do).
-* **Unknown endpoints** (``/gradio_api/call/NAME``, ``/gradio_api/run/NAME``) get 404 and
-  the list of the real ones, instead of gradio's 500.
+* **Unknown endpoints** (``/gradio_api/call/NAME``) get 404 and the list of the real
+  ones, instead of gradio's 500.
 * **Server paths.** A payload naming a file gradio did not write is refused by gradio
   before our handlers see it, with a message that holds the absolute path; that refusal
   becomes the app's one refusal for every such payload (``refuse_server_paths``).
@@ -32,7 +32,9 @@ from zoo.limits import LimitError
 
 from .guard import client_address
 
-_ENDPOINT = re.compile(r"/gradio_api/(?:call|run)/(?:v2/)?([^/]+)/?$")
+# The API's named calls. (``/gradio_api/run/predict`` is the page's own route for events
+# outside the queue, such as a cached example, and is left to gradio.)
+_ENDPOINT = re.compile(r"/gradio_api/call/(?:v2/)?([^/]+)/?$")
 
 
 class Guardrails:

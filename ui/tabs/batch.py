@@ -162,7 +162,8 @@ def build(ctx: Context) -> None:
     b_state = gr.State()
     outputs = [b_status, b_accuracy, b_heatmap, b_table, b_gallery, b_downloads, b_state]
     long_event(ctx.guard, b_run.click, ui_run, [b_files, b_labels, b_models], outputs, cost=cost, message=b_status,
-               stop=b_stop, what="This batch", api_visibility="private")
+               stop=b_stop, what="This batch", api_visibility="private",
+               stopped="The results shown are those of the images finished before Stop.")
 
     compare_image, tabs = ctx.components.get("compare.image"), ctx.components.get("tabs")
     if compare_image is not None and tabs is not None:

@@ -1,0 +1,110 @@
+"""A cheap /classify's latency while two long requests run (issue 17: target within 3 s).
+
+    python benchmarks/fairness.py [--repeats 5]
+
+Launches the app on 127.0.0.1 with local random-init weights (no network) and the
+public limits, as two visitors would reach it behind a Space's proxy (X-Forwarded-For).
+Measures a ResNet-18 CAM classification alone, then while two Score-CAM runs on
+ResNet-50 (2050 forwards each, minutes) hold the long lane, interleaving nothing else;
+then stops the long runs with /gradio_api/cancel and checks the app is idle again.
+Raw HTTP, as a visitor calls it. Bounded: stops itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import httpx  # noqa: E402
+
+from common import EXAMPLE, local_specs  # noqa: E402
+
+
+def upload(url: str, headers: dict) -> dict:
+    r = httpx.post(f"{url}/gradio_api/upload", files=[("files", (EXAMPLE.name, EXAMPLE.read_bytes()))],
+                   headers=headers, timeout=60)
+    r.raise_for_status()
+    return {"path": r.json()[0], "orig_name": EXAMPLE.name, "meta": {"_type": "gradio.FileData"}}
+
+
+def start(url: str, data: list, headers: dict) -> str:
+    r = httpx.post(f"{url}/gradio_api/call/classify", json={"data": data}, headers=headers, timeout=60)
+    r.raise_for_status()
+    return r.json()["event_id"]
+
+
+def finish(url: str, event_id: str, timeout: float = 300) -> str:
+    event = ""
+    with httpx.stream("GET", f"{url}/gradio_api/call/classify/{event_id}", timeout=timeout) as s:
+        for line in s.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                return event
+    return "closed"
+
+
+def timed_classify(url: str, headers: dict) -> float:
+    data = [upload(url, headers), "resnet18", 5, "cam", ""]
+    t0 = time.perf_counter()
+    event = finish(url, start(url, data, headers))
+    assert event == "complete", event
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+
+    from ui import build_app, launch_options
+    from zoo.limits import Limits
+    from zoo.registry import Zoo
+    from zoo.service import Explorer
+
+    explorer = Explorer(Zoo(local_specs()), "cpu")
+    # No ceiling (the long runs must be admitted); the public lanes and per-visitor turns.
+    demo = build_app(explorer, limits=Limits(), trust_proxy=True)
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                            **launch_options(demo))
+    url = url.rstrip("/")
+    gate = demo.rde_context.guard.gate
+    visitors = [{"x-forwarded-for": f"8.8.8.{i}"} for i in range(3)]
+    try:
+        timed_classify(url, visitors[0])  # load resnet18, warm up
+        alone = [timed_classify(url, visitors[0]) for _ in range(args.repeats)]
+        long_ids = [start(url, [upload(url, v), "resnet50", 5, "scorecam", ""], v) for v in visitors[1:]]
+        end = time.monotonic() + 120
+        while gate.running["long"] < 2:
+            assert time.monotonic() < end, "the long runs never started"
+            time.sleep(0.2)
+        busy = [timed_classify(url, visitors[0]) for _ in range(args.repeats)]
+        assert gate.running["long"] == 2, "a long run ended while measuring; use a slower long request"
+        config = httpx.get(f"{url}/config", timeout=30).json()
+        fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "classify")
+        t0 = time.perf_counter()
+        for event_id in long_ids:
+            httpx.post(f"{url}/gradio_api/cancel", json={"session_hash": event_id, "fn_index": fn,
+                                                         "event_id": event_id}, timeout=120)
+        stop_s = time.perf_counter() - t0
+        cpu0 = time.process_time()
+        time.sleep(3)
+        idle_cpu = time.process_time() - cpu0
+    finally:
+        demo.close()
+    med_alone, med_busy = statistics.median(alone), statistics.median(busy)
+    print(json.dumps({"classify_alone_s": round(med_alone, 3), "classify_beside_two_long_runs_s": round(med_busy, 3),
+                      "ratio": round(med_busy / med_alone, 2), "target_s": 3.0,
+                      "stop_two_long_runs_s": round(stop_s, 2), "cpu_s_in_3_s_after_stop": round(idle_cpu, 2),
+                      "repeats": args.repeats}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
