@@ -561,3 +561,20 @@ def test_browser_batch_tab(small_app, tmp_path, shots):
 
 def decode_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("zoo-decode") and t.is_alive()]
+
+
+def test_partial_results_stream_and_survive_a_stop(explorer, tmp_path):
+    """Issue 17 item 6.8: the page shows the images done so far, and keeps them after Stop."""
+    folder = tmp_path / "partial"
+    write_images(folder, 8, seed=11)
+    token = cancel.Token()
+    partials = []
+    with cancel.running(token), pytest.raises(cancel.Cancelled, match="4 of 8 images were done"):
+        for event in explorer.batch_stream([folder], ["resnet18"], batch_size=4, partial_every_s=0):
+            if isinstance(event, batch.BatchResult):
+                assert event.partial
+                partials.append(event)
+                token.cancel()  # Stop, right after the first partial result
+    (first,) = partials
+    assert first.n_images == 4 and len(first.images) == 4 and first.per_model[0].images == 4
+    assert [Path(img.name).name for img in first.images] == sorted(p.name for p in folder.iterdir())[:4]
