@@ -38,6 +38,15 @@ for _var in ("SPACE_ID", "SPACES_ZERO_GPU", "ZOO_CACHE_EXAMPLES", "GRADIO_CACHE_
 
 import pytest  # noqa: E402
 
+# ZOO_TEST_NO_NATIVE_BF16=1 runs the suite as on a CPU without AMX or AVX-512 BF16, in this
+# process and in the CLI runs below: ``auto`` resolves to fp32 and an explicit bf16 is refused.
+# (Subprocesses that start app.py still see the real CPU; none of them compares figures.)
+NO_NATIVE_BF16 = os.environ.get("ZOO_TEST_NO_NATIVE_BF16") == "1"
+if NO_NATIVE_BF16:
+    from zoo import models as _models
+
+    _models.cpu_bf16_native = lambda: False
+
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 EXAMPLES = _ROOT / "examples"
 
@@ -158,11 +167,16 @@ def cold_cache(monkeypatch, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def app(zoo, hosted):
-    """The app on 127.0.0.1, serving the test zoo; yields (url, explorer)."""
+    """The app on 127.0.0.1, serving the test zoo; yields (url, explorer).
+
+    In fp32 whatever the CPU: tests compare what it serves with plain fp32 torchvision
+    (tests/test_batch.py) and with ``--precision fp32`` CLI runs. What ``auto`` picks is
+    tested in tests/test_precision.py.
+    """
     from ui import build_app, launch_options
     from zoo.service import Explorer
 
-    explorer = Explorer(zoo, "cpu")
+    explorer = Explorer(zoo, "cpu", precision="fp32")
     demo = build_app(explorer)
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
@@ -181,8 +195,12 @@ def client(app):
 def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python -m zoo ...`` in a subprocess, with this session's Hub environment."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "zoo", *args], cwd=_ROOT, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    command = [sys.executable, "-m", "zoo"]
+    if NO_NATIVE_BF16:  # the same CPU as this process pretends to be
+        command = [sys.executable, "-c", "import runpy, zoo.models as m; m.cpu_bf16_native = lambda: False; "
+                   "runpy.run_module('zoo', run_name='__main__')"]
+    return subprocess.run([*command, *args], cwd=_ROOT, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -6,6 +6,7 @@ Expected figures come from plain torchvision in the test (the same safetensors f
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
 import functools
@@ -15,7 +16,6 @@ import os
 import stat
 import tempfile
 import threading
-import time
 import zipfile
 from pathlib import Path
 
@@ -521,7 +521,8 @@ def test_the_app_caps_images_per_request(small_app, tmp_path):
 
 
 @pytest.mark.browser
-def test_browser_batch_tab(small_app, tmp_path, shots):
+def test_browser_batch_tab(small_app, tmp_path, shots, monkeypatch):
+    import gradio.routes
     from playwright.sync_api import expect
 
     paths = write_images(tmp_path / "browser", 3, seed=16)
@@ -547,15 +548,38 @@ def test_browser_batch_tab(small_app, tmp_path, shots):
         page.screenshot(path=str(shots / "browser-batch-compare.png"), full_page=True)
 
         # Stop ends the work on the server (the stream is closed and its decoding threads end).
-        page.get_by_role("tab", name="Batch").click()
-        page.locator("#batch-run").click()
-        expect(page.locator("#batch-status")).to_contain_text("images · ETA", timeout=120_000)
-        page.locator("#batch-stop").click()
-        deadline = time.monotonic() + 60
-        while decode_threads() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not decode_threads()
-        time.sleep(1)
+        # No race with the run's end, however fast the machine: the run's first forward is held
+        # until the server has taken the Stop (gradio's /cancel has cancelled the event), so it
+        # cannot finish first. The timeouts below only end a broken run.
+        stop_taken, first_forward, forwards = threading.Event(), threading.Event(), []
+        real_forward, real_cancel = batch.classify_batch, gradio.routes.cancel_tasks
+
+        def held_forward(*args, **kwargs):
+            forwards.append(args[0].spec.name)
+            first_forward.set()
+            stop_taken.wait(120)
+            return real_forward(*args, **kwargs)
+
+        async def cancel_tasks(task_ids):
+            # Released once the event is cancelled: cancel_tasks cancels it before its first await.
+            asyncio.get_running_loop().call_soon(stop_taken.set)
+            return await real_cancel(task_ids)
+
+        monkeypatch.setattr(batch, "classify_batch", held_forward)
+        monkeypatch.setattr(gradio.routes, "cancel_tasks", cancel_tasks)
+        try:
+            page.get_by_role("tab", name="Batch").click()
+            page.locator("#batch-run").click()
+            expect(page.locator("#batch-status")).to_contain_text("images · ETA", timeout=120_000)
+            assert first_forward.wait(120), "the run never reached its first forward"
+            page.locator("#batch-stop").click()
+            assert stop_taken.wait(120), "the server never took the Stop"
+            for thread in decode_threads():
+                thread.join(60)
+            assert not decode_threads()
+        finally:
+            stop_taken.set()  # never leave a server thread held
+        assert 1 <= len(forwards) < 5, forwards  # five depths were chosen: it stopped before the end
         expect(page.locator("#batch-status")).not_to_contain_text("classified by")  # it never finished
 
 

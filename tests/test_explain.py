@@ -19,12 +19,14 @@ from zoo.render import heat_on_crop, heat_on_image
 
 @pytest.fixture(scope="module")
 def r18(zoo, hosted):
-    return load_model(zoo.get("resnet18"), "cpu")
+    # fp32 whatever the CPU: its maps are compared with Captum run on the same module in fp32.
+    return load_model(zoo.get("resnet18"), "cpu", precision="fp32")
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_cam_is_exact_for_every_depth(arch, zoo, hosted):
-    lm = load_model(zoo.get(arch), "cpu")
+    # fp32 here; tests/test_fastpath.py checks the same identity with a bf16 trunk.
+    lm = load_model(zoo.get(arch), "cpu", precision="fp32")
     run = classify(lm, EXAMPLES / "chelsea.png")
     bias = lm.module.fc.bias.detach().numpy()
     for c in [run.predictions[0].index, run.predictions[4].index, 281, 999]:

@@ -49,26 +49,8 @@ def test_folded_fp32_equals_plain_torchvision(arch, zoo, hosted):
         assert run.predictions[0].index == int(p.argmax())
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet34"])
-def test_bf16_fast_path_agrees_with_fp32_on_every_example(arch, zoo, hosted):
-    """bf16 (as on an AMX CPU or a GPU) keeps the top-1 and moves probabilities by < 0.02.
-
-    This CPU may emulate bf16 (slowly); the numbers are what they would be natively.
-    Only the shallower test networks are used: the deeper *random* networks have no
-    trained BatchNorm statistics, their activations grow block after block, and their
-    top-1 margins are tiny next to their feature norms, so any rounding (bf16, or a
-    different fp32 summation order) can reorder them. Trained weights do not behave so.
-    """
-    lm = load_model(zoo.get(arch), "cpu", precision="fp32")
-    fast = dataclasses.replace(lm, precision=torch.bfloat16)
-    worst = 0.0
-    for path in EXAMPLE_FILES:
-        a, b = classify(lm, path), classify(fast, path)
-        assert b.precision == "bf16"
-        assert a.predictions[0].index == b.predictions[0].index, path.name
-        worst = max(worst, float(np.abs(a.probs - b.probs).max()))
-    print(f"{arch}: largest bf16 vs fp32 probability difference: {worst:.4f}")
-    assert worst < 0.02
+# What bf16 promises against fp32 (same top-1, probabilities within a stated bound) is
+# checked in tests/test_precision.py, where the CPU runs bf16 natively.
 
 
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16])

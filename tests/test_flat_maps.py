@@ -52,7 +52,7 @@ def plain_torchvision_cam(weights, image_input: torch.Tensor) -> np.ndarray:
 @pytest.fixture(scope="module")
 def zero_case(zoo, hosted):
     """resnet18, chelsea, and a class whose Grad-CAM is all zero by the independent computation."""
-    lm = load_model(zoo.get("resnet18"), "cpu")
+    lm = load_model(zoo.get("resnet18"), "cpu", precision="fp32")  # as the fp32 reference below
     run = classify(lm, EXAMPLES / "chelsea.png")
     cams = plain_torchvision_cam(hosted["resnet18"].path, run.input)
     candidates = [int(c) for c in np.argsort(run.logits)[:100] if (cams[c] <= 0).all()]
@@ -74,7 +74,7 @@ def test_all_zero_gradcam_is_flagged_and_cam_is_not(zero_case):
 def test_cli_explain_prints_the_note_and_json_carries_it(zero_case, zoo_file):
     _, run, c = zero_case
     args = ("explain", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", "--method", "gradcam",
-            "--target", str(c), "--zoo", str(zoo_file))
+            "--target", str(c), "--precision", "fp32", "--zoo", str(zoo_file))
     r = run_cli(*args, "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
