@@ -581,6 +581,7 @@ def test_browser_batch_tab(small_app, tmp_path, shots, monkeypatch):
             stop_taken.set()  # never leave a server thread held
         assert 1 <= len(forwards) < 5, forwards  # five depths were chosen: it stopped before the end
         expect(page.locator("#batch-status")).not_to_contain_text("classified by")  # it never finished
+        expect(page.locator("#batch-status")).to_contain_text("Stopped.")  # said where the result would be
 
 
 def decode_threads() -> list[threading.Thread]:
