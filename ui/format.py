@@ -35,7 +35,8 @@ def result_markdown(result: Result, load_note: str = "") -> str:
         + (f" from {result.explanation.layer}" if result.explanation.layer else "") + f" · cost: {m.cost}",
     ]
     if m.signed:
-        lines.append("Signed map: positive values support the class, negative values count against it.")
+        lines.append("Signed map: positive values support the class, negative values count against it. Drawn "
+                     "in a diverging colormap centred on 0 (red: for, blue: against), whichever colormap is picked.")
     lines += [f"Note: {n}." for n in result.run.notes]
     lines += [f"**Note:** {n}" for n in result.explanation.notes]  # e.g. an all-zero map, and why
     if load_note:

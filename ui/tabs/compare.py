@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from zoo.errors import ZooError
+from zoo.explain import METHODS
 from zoo.render import COLORMAPS, Scale, overlay_crop, save_jpeg
 from zoo.service import Comparison
 
@@ -39,8 +40,9 @@ def build(ctx: Context) -> None:
 
     def render_compare(cmp: Comparison, cmap: str, alpha: float, shared: bool):
         scale = Scale.of(*[r.explanation.raw for r in cmp.results]) if shared else None
+        signed = METHODS[cmp.results[0].method].signed  # diverging colours centred on 0 (zoo.render.map_style)
         folder = new_output_folder(ctx.outputs_dir)
-        gallery = [(str(save_jpeg(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320),
+        gallery = [(str(save_jpeg(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320, signed=signed),
                                  folder / f"{r.run.model}-{cmp.target}.jpg")),
                     # Short: the top-1s are in the table and the times in the text above.
                     f"{r.run.model} · p({cmp.target_label}) = {r.explanation.target.prob:.2f}"

@@ -34,7 +34,8 @@ def build(ctx: Context) -> None:
 
     def picture(folder: Path, ranking: Ranking, r: Ranked) -> str:
         name = f"{ranking.run.model}-{r.method}-{ranking.target.index}.png"
-        return str(save_png(overlay_crop(ranking.run, r.explanation.raw, "jet", 0.5, size=256), folder / name))
+        return str(save_png(overlay_crop(ranking.run, r.explanation.raw, "jet", 0.5, size=256,
+                                         signed=METHODS[r.method].signed), folder / name))
 
     def render(ranking: Ranking, by: str, total: int, pictures: dict[str, str]):
         """Gallery (best first), table, text and curves for the ranking so far."""
