@@ -80,18 +80,21 @@ def build(ctx: Context) -> None:
             image = safe_image_input(label="Image", elem_id="lab-image", height=260)
             gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[image])
         with gr.Column(scale=1):
-            models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Depths")
+            models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Depths", elem_id="lab-models")
             target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
                                  label="Target class (blank: each model's top-1)")
             with gr.Row():
                 signal_go = gr.Button("Signal analysis", variant="primary", elem_id="lab-signal-button")
                 lesion_go = gr.Button("Lesion study", variant="secondary", elem_id="lab-lesion-button")
                 stop = gr.Button("Stop", variant="stop", elem_id="lab-stop")
+            estimate = gr.Markdown(elem_id="lab-estimate", elem_classes="rde-estimate")
     summary = gr.Markdown(elem_id="lab-summary")
 
     def plot(label: str, elem_id: str) -> gr.Plot:
-        # The figure carries its own title; gradio's label badge would cover it.
-        return gr.Plot(label=label, show_label=False, elem_id=elem_id)
+        # The figure carries its own title; gradio's label badge would cover it. Until a run
+        # fills it, the box is hidden (rde-when-filled, ui/app.py): an empty, unlabelled box
+        # says nothing.
+        return gr.Plot(label=label, show_label=False, elem_id=elem_id, elem_classes="rde-when-filled")
 
     with gr.Row():
         p_resp = plot("Layer responses vs depth", "lab-plot-response")
@@ -111,6 +114,15 @@ def build(ctx: Context) -> None:
     lesion_ev = lesion_go.click(shown_in_page(ui_lesion, outs, summary), ins, outs, api_visibility="private",
                                 concurrency_id="model")
     stop.click(None, None, None, cancels=[signal_ev, lesion_ev], api_visibility="private")
+
+    def ui_estimate(models) -> str:
+        """What each button will cost here, before pressing it."""
+        chosen = list(models or ctx.depth_names)
+        return fmt.depth_lab_estimate(explorer.analyze_estimate(chosen), explorer.analyze_estimate(chosen, lesion=True),
+                                      explorer.device)
+
+    for event in (models.change, signal_ev.then, lesion_ev.then, ctx.demo.load):
+        event(ui_estimate, [models], [estimate], api_visibility="private", show_progress="hidden")
     # The public endpoint /analyze(image, model, target): one model, everything (lesions included).
     api_json = gr.JSON(visible=False)
     api_button = gr.Button(visible=False)

@@ -103,8 +103,10 @@ def build(ctx: Context) -> None:
             info = gr.Markdown(f"Each method's map is scored for faithfulness: {fmt.FAITHFULNESS_NOTE} per map.",
                                elem_id="rank-info")
             gallery = gr.Gallery(label="Maps, best first", columns=3, height="auto", elem_id="rank-gallery")
-            table = gr.Dataframe(label="Scores", interactive=False, elem_id="rank-table")
-            curves = gr.Plot(label="Deletion and insertion curves, every method", elem_id="rank-curves")
+            table = gr.Dataframe(label="Scores", interactive=False, elem_id="rank-table", wrap=True, pinned_columns=1,
+                                 column_widths=fmt.RANK_COLUMN_WIDTHS)  # fixed widths: ui/format.py says why
+            curves = gr.Plot(label="Deletion and insertion curves, every method", elem_id="rank-curves",
+                             elem_classes="rde-when-filled")  # hidden until a run fills it (ui/app.py)
     state = gr.State()
     gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png")], inputs=[image])
     outs = [gallery, table, info, curves, state]
