@@ -89,17 +89,25 @@ CSS = """
                                text-overflow: clip !important; max-width: calc(100% - 8px) !important; }
 .file-preview td.filename, .file-preview td.filename .stem { white-space: normal !important;
     overflow: visible !important; text-overflow: clip !important; overflow-wrap: anywhere; }
-/* A phone: gradio folds the tabs that do not fit into a "•••" menu, where nobody finds
-   them; show that menu's buttons as a second row of tabs instead. */
+/* Galleries (height="auto") grow with their maps. Gradio keeps an "auto" gallery between
+   450 px and 55% of the window's height and scrolls inside it: at 1400 x 800 px the second
+   row of Compare's maps (resnet101, resnet152) and their captions were out of sight, and a
+   single row sat in a mostly empty box. */
+.grid-wrap.fixed-height { min-height: 0 !important; max-height: none !important; overflow-y: visible !important; }
+/* An output that stays empty until a run fills it (elem_classes "rde-when-filled": charts,
+   the raw map) is hidden while empty, so the page shows no large blank, unlabelled boxes;
+   while a run is under way its status tracker is showing, and so is the box with its progress. */
+.rde-when-filled:has(.empty[aria-label="Empty value"]):not(:has([data-testid="status-tracker"]:not(.hide))) {
+  display: none !important; }
+/* A phone. The tabs wrap (gr.Tabs(overflow_behavior="wrap"): no "•••" menu, no reshuffling
+   when one is picked) onto exactly two rows of four equal cells, labels on two lines where
+   needed; flowing them would take three rows at 400 px. */
 @media (max-width: 640px) {
-  .tab-wrapper { flex-wrap: wrap; height: auto !important; }
-  .tab-wrapper .overflow-menu { display: block !important; flex-basis: 100%; width: 100% !important; }
-  .tab-wrapper .overflow-menu > button { display: none !important; }
-  .tab-wrapper .overflow-dropdown { display: flex !important; flex-direction: row !important; flex-wrap: wrap !important;
-                                    position: static !important; min-width: 0 !important; width: 100% !important;
-                                    box-shadow: none !important; border: none !important; padding: 0 !important;
-                                    background: none !important; }
-  .tab-wrapper .overflow-dropdown button { width: auto !important; padding: var(--size-1) var(--size-3); }
+  .tab-container.wrap { display: grid !important; grid-template-columns: repeat(4, minmax(0, 1fr));
+                        background: none !important; }
+  .tab-container.wrap > button { white-space: normal !important; height: auto !important; min-height: var(--size-10);
+                                 padding: var(--size-1) !important; justify-content: center; text-align: center;
+                                 line-height: 1.15; overflow: visible !important; }
   /* Galleries: one map per row, as in Classify. */
   .grid-container { grid-template-columns: 1fr !important; }
 }
@@ -146,7 +154,7 @@ def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | 
         server.refuse_server_paths()
         gr.Markdown("# ResNet Depth Explorer\nClassify with an ImageNet ResNet of any depth, see where it looked, "
                     f"and what each depth costs. Device: `{explorer.device}`, precision `{explorer.precision}`.")
-        with gr.Tabs() as tabs:
+        with gr.Tabs(overflow_behavior="wrap") as tabs:  # every tab's button in view, in a fixed place
             ctx.components["tabs"] = tabs  # lets a tab switch to another: gr.Tabs(selected=TITLE)
             for tab in TABS:
                 with gr.Tab(tab.TITLE, id=tab.TITLE):

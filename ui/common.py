@@ -21,7 +21,7 @@ import gradio as gr
 import numpy as np
 
 from zoo.errors import ZooError
-from zoo.explain import METHODS
+from zoo.explain import METHODS, value_unit
 from zoo.models import imagenet_labels
 from zoo.registry import Zoo
 from zoo.render import Scale, overlay_crop, overlay_image, raw_figure, save_jpeg, save_png
@@ -324,17 +324,19 @@ def render_result(ctx: Context, result: Result, cmap: str, alpha: float,
     and it costs a quarter of the encoding.
     """
     raw = result.explanation.raw
+    signed = METHODS[result.method].signed  # drawn on a diverging colormap centred on 0 (zoo.render)
     folder = new_output_folder(ctx.outputs_dir)
     stem = f"{result.run.model}-{result.method}-{result.explanation.target.index}"
-    overlay = overlay_crop(result.run, raw, cmap, alpha, scale)
+    overlay = overlay_crop(result.run, raw, cmap, alpha, scale, signed=signed)
     crop = save_jpeg(overlay, folder / f"{stem}-overlay.jpg")
-    full = save_jpeg(overlay_image(result.run, raw, cmap, alpha, scale), folder / f"{stem}-photo.jpg")
+    full = save_jpeg(overlay_image(result.run, raw, cmap, alpha, scale, signed=signed), folder / f"{stem}-photo.jpg")
     h, w = raw.shape
-    fig = save_png(raw_figure(raw, cmap, scale, f"Raw map {h}x{w} · {result.run.model} · {result.method}"),
+    fig = save_png(raw_figure(raw, cmap, scale, f"Raw map {h}x{w} · {result.run.model} · {result.method}",
+                              signed=signed, unit=value_unit(result.method)),
                    folder / f"{stem}-raw.png")
     paths = [str(crop), str(full), str(fig)]
     if download:
-        native = overlay_crop(result.run, raw, cmap, alpha, scale, size=result.run.crop.width)
+        native = overlay_crop(result.run, raw, cmap, alpha, scale, size=result.run.crop.width, signed=signed)
         paths.append(str(save_png(native, folder / f"{stem}.png")))  # short: the whole name shows in the list
     return tuple(paths)
 

@@ -36,7 +36,8 @@ def result_markdown(result: Result, load_note: str = "") -> str:
         + (f" from {result.explanation.layer}" if result.explanation.layer else "") + f" · cost: {m.cost}",
     ]
     if m.signed:
-        lines.append("Signed map: positive values support the class, negative values count against it.")
+        lines.append("Signed map: positive values support the class, negative values count against it. Drawn "
+                     "in a diverging colormap centred on 0 (red: for, blue: against), whichever colormap is picked.")
     lines += [f"Note: {n}." for n in result.run.notes]
     lines += [f"**Note:** {n}" for n in result.explanation.notes]  # e.g. an all-zero map, and why
     if load_note:
@@ -77,6 +78,22 @@ def estimate_markdown(est: Estimate, device: str, limits: Limits | None = None) 
     if ceiling is not None and seconds_of(est.forwards, est.seconds)[0] > ceiling:
         text += (f" **Over this server's limit of {duration_text(ceiling)} per run: it will be refused.** Choose a "
                  "cheaper setting, or run the app on your own machine.")
+    return text
+
+
+def depth_lab_estimate(signal: Estimate, lesion: Estimate, device: str) -> str:
+    """Under the Depth lab's buttons: what each of its two runs costs."""
+    return (f"Signal analysis: {estimate_markdown(signal, device)}\n\n"
+            f"Lesion study: {estimate_markdown(lesion, device)}")
+
+
+def batch_estimate_markdown(est: Estimate | None, device: str) -> str:
+    """Under the Batch tab's Run button; ``est`` is None until files are picked."""
+    if est is None:
+        return "Cost: one forward pass per image and model. Pick the images to see the total."
+    text = estimate_markdown(est, device)
+    if est.seconds is not None:  # priced from single-image forwards; batches amortise them
+        text += " Batched forwards usually take less per image, so the run is likely shorter."
     return text
 
 
@@ -131,8 +148,23 @@ def zoo_headers(resolution: int) -> list[str]:
 
 
 ZOO_HEADERS = zoo_headers(PAPER_RESOLUTION)
-# Relative widths of ZOO_HEADERS' columns (gradio shares the table's width in these proportions).
-ZOO_COLUMN_WIDTHS = ["10%", "6%", "7%", "9%", "7%", "7%", "11%", "6%", "5%", "6%", "6%", "13%", "7%"]
+# Column widths, in pixels: gradio applies them to the header and the body alike (so they
+# stay aligned) and wraps text between words inside them (wrap=True). Percentages were
+# shares of the table's box: on a 400 px phone they gave 33 px columns that broke every word
+# ("m o d e l"). Fixed widths fit the 1400 px page and, on a phone, the table scrolls
+# sideways inside its box with its first column pinned. Each is at least its longest word.
+ZOO_COLUMN_WIDTHS = [104, 72, 100, 118, 88, 84, 124, 76, 80, 80, 80, 124, 72]  # 1202 px; the box: 1214
+STAGE_COLUMN_WIDTHS = [88, 96, 440, 110, 90, 80]
+
+
+def compare_column_widths(models: int) -> list[int]:
+    """The top-5 table: rank, then one column per depth; five depths fit the Compare tab at 1400 px."""
+    return [56] + [146] * models  # 786 px: the box is 798 px wide at 1400 px
+
+
+FAITHFULNESS_COLUMN_WIDTHS = [110, 190, 200, 110, 110]
+RANK_COLUMN_WIDTHS = [64, 190, 170, 180, 80, 96]
+BATCH_MODEL_COLUMN_WIDTHS = [110, 160, 160, 130, 100]
 
 
 def zoo_table(rows: list[ZooRow], cached: dict[str, bool]) -> list[list[Any]]:

@@ -172,8 +172,9 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
     """``fn`` (a plain handler or a generator, usually wrapped in ``user_errors``) as a guarded
     async handler with the same inputs.
 
-    ``cost(*inputs)`` returns an ``Estimate`` (``forwards``, ``seconds``); None means the
-    event costs at most a moment (it runs in the quick lane with no ceiling check).
+    ``cost(*inputs)`` returns an ``Estimate`` (``forwards``, ``seconds``), or None for a
+    request that costs at most a moment; ``cost=None`` means every request does (both
+    run in the quick lane with no ceiling check).
     With ``outputs`` and ``message`` (one of them), errors are written in the page (see
     ``ui.common.shown_in_page``); without, they are raised as ``gr.Error`` for API clients.
     """
@@ -201,7 +202,9 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
         else:
             loop = asyncio.get_running_loop()
             est = await loop.run_in_executor(guard.executor, functools.partial(cost, *args[:n_inputs]))
-            admission = guard.gate.check(est.forwards, est.seconds, what)
+            # None: this request costs at most a moment (e.g. the zoo's tables without timing).
+            admission = guard.gate.check(0, 0.0, what) if est is None else guard.gate.check(est.forwards,
+                                                                                             est.seconds, what)
         return visitor_key(request, guard.trust_proxy), admission
 
     def split(args: tuple) -> tuple[tuple, gr.Request | None, Any]:

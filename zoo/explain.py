@@ -475,3 +475,28 @@ def layer_param(method: str, params: dict[str, Any], default: str = "layer4") ->
         raise LayerError(f"{get_method(method).label} works on the input pixels, not on a stage, so it takes no "
                          f"layer (got {layer!r}). Layers are for {', '.join(m for m in METHODS if takes_layer(m))}.")
     return None
+
+
+# What each method's raw values are, for the colour bar's label. Captum's methods read the
+# model's logits; CAM's map averages (plus fc's bias) to the class logit, and Integrated
+# Gradients' sums to the logit's change from the baseline (a mean-colour image), so both
+# are in logit units. The CAM family of TorchCAM and Grad-CAM keep the positive part only.
+# ASCII only: the colour bar is drawn with Pillow's built-in font, which has no "≥" or "∂".
+VALUE_UNITS: Mapping[str, str] = MappingProxyType({
+    "cam": "class evidence (logit units)",
+    "gradcam": "attribution (gradient x activation, non-negative)",
+    "guided-gradcam": "attribution magnitude (non-negative)",
+    "integrated-gradients": "attribution (logit units)",
+    "saliency": "gradient magnitude |d logit / d pixel|",
+    "occlusion": "logit drop when occluded",
+    "gradcampp": "attribution (non-negative)",
+    "smoothgradcampp": "attribution (non-negative)",
+    "xgradcam": "attribution (non-negative)",
+    "layercam": "attribution (non-negative)",
+    "scorecam": "attribution (non-negative)",
+})
+
+
+def value_unit(method: str) -> str:
+    """What ``method``'s map values are (for a colour bar's label)."""
+    return VALUE_UNITS.get(method, "attribution")

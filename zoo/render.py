@@ -21,6 +21,10 @@ from .images import CropGeometry
 
 DISPLAY_MAX = 896  # longest side of the whole-image view, in pixels
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "magma", "coolwarm", "gray")
+# A signed map (negative: evidence against the class) needs a colormap whose middle is
+# neutral, centred on 0; jet would paint 0 a strong green and hide the sign.
+DIVERGING = ("coolwarm",)
+SIGNED_CMAP = "coolwarm"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,22 @@ class Scale:
         lo = min(float(np.nanmin(m)) for m in maps)
         hi = max(float(np.nanmax(m)) for m in maps)
         return cls(lo, hi)
+
+    def centred(self) -> "Scale":
+        """Symmetric about 0 and covering this range: 0 falls on a diverging colormap's middle."""
+        m = max(abs(self.vmin), abs(self.vmax))
+        return Scale(-m, m)
+
+
+def map_style(raw: np.ndarray, cmap: str, scale: Scale | None, signed: bool) -> tuple[str, Scale | None]:
+    """The colormap and scale to draw ``raw`` with: a signed map gets a diverging colormap
+    (``SIGNED_CMAP`` unless ``cmap`` is one) and limits symmetric about 0."""
+    if not signed:
+        return cmap, scale
+    if scale is None:
+        finite = raw[np.isfinite(raw)]
+        scale = Scale(float(finite.min()), float(finite.max())) if finite.size else Scale(-1.0, 1.0)
+    return (cmap if cmap in DIVERGING else SIGNED_CMAP), scale.centred()
 
 
 def _weights(coords: np.ndarray, n: int, crop: int) -> np.ndarray:
@@ -133,15 +153,20 @@ def blend(image: Image.Image, heat: np.ndarray, cmap: str = "jet", alpha: float 
 
 
 def overlay_crop(run, raw: np.ndarray, cmap: str = "jet", alpha: float = 0.5, scale: Scale | None = None,
-                 size: int = 448) -> np.ndarray:
-    """The map over exactly the crop the model saw (``run`` is a ``Classification``)."""
+                 size: int = 448, signed: bool = False) -> np.ndarray:
+    """The map over exactly the crop the model saw (``run`` is a ``Classification``).
+
+    ``signed``: the map's sign means something (``Method.signed``); see ``map_style``.
+    """
+    cmap, scale = map_style(raw, cmap, scale, signed)
     crop = run.crop.resize((size, size), Image.Resampling.BICUBIC)
     return blend(crop, heat_on_crop(raw, run.geometry.crop, size), cmap, alpha, scale)
 
 
 def overlay_image(run, raw: np.ndarray, cmap: str = "jet", alpha: float = 0.5, scale: Scale | None = None,
-                  limit: int = DISPLAY_MAX) -> np.ndarray:
+                  limit: int = DISPLAY_MAX, signed: bool = False) -> np.ndarray:
     """The map over the whole photo, crop outlined, nothing painted outside it."""
+    cmap, scale = map_style(raw, cmap, scale, signed)
     dw, dh = display_size(run.geometry.image_size, limit)
     img = run.image.resize((dw, dh), Image.Resampling.BICUBIC) if (dw, dh) != run.image.size else run.image
     out = Image.fromarray(blend(img, heat_on_image(raw, run.geometry, (dw, dh)), cmap, alpha, scale))
@@ -159,12 +184,41 @@ def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=13)
 
 
-def raw_figure(raw: np.ndarray, cmap: str = "jet", scale: Scale | None = None, title: str = "",
-               cell: int | None = None) -> np.ndarray:
-    """The raw map alone, one flat cell per value, with a labelled colour bar (RGB uint8).
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """At most ``n`` round values (steps of 1, 2, 2.5 or 5 times a power of ten) within [lo, hi]."""
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
+        return [float(lo)] if np.isfinite(lo) else []
+    raw_step = (hi - lo) / max(1, n - 1)
+    power = 10.0 ** np.floor(np.log10(raw_step))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw_step * (1 - 1e-9))
+    first = np.ceil(lo / step - 1e-9) * step
+    count = int(np.floor((hi - first) / step + 1e-9)) + 1
+    return [float(round(first + i * step, 12)) or 0.0 for i in range(count)]  # "or 0.0": no -0
 
+
+def tick_labels(ticks: list[float]) -> list[str]:
+    """The ticks as text, all with the decimals their step needs (0.25, 0.50, 0.75), no float noise."""
+    if not ticks:
+        return []
+    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else abs(ticks[0]) or 1.0
+    top = max(abs(t) for t in ticks)
+    if top >= 1e5 or (top > 0 and step < 1e-4):
+        return [f"{t:.2g}" if t else "0" for t in ticks]
+    decimals = 0
+    while decimals < 6 and abs(round(step, decimals) - step) > 1e-9 * max(1.0, step):
+        decimals += 1
+    return [f"{t:.{decimals}f}" for t in ticks]
+
+
+def raw_figure(raw: np.ndarray, cmap: str = "jet", scale: Scale | None = None, title: str = "",
+               cell: int | None = None, signed: bool = False, unit: str = "") -> np.ndarray:
+    """The raw map alone, one flat cell per value, with a colour bar (RGB uint8).
+
+    The bar's ticks sit at round values; ``unit`` (what the values are, e.g. "class
+    evidence (logit units)") is written along it. ``signed`` as in ``map_style``.
     Drawn with Pillow: a matplotlib figure costs ~0.25 s per request on a small CPU.
     """
+    cmap, scale = map_style(raw, cmap, scale, signed)
     scale = scale or Scale.of(raw)
     h, w = raw.shape
     cell = cell or max(1, 280 // max(h, w))
@@ -174,18 +228,32 @@ def raw_figure(raw: np.ndarray, cmap: str = "jet", scale: Scale | None = None, t
     bar_h = grid.height
     ramp = np.linspace(scale.vmax, scale.vmin, bar_h, dtype=np.float32)[:, None].repeat(16, axis=1)
     bar = Image.fromarray(colorize(ramp, cmap, scale)[0])
-    top, left = 26, 10
-    canvas = Image.new("RGB", (left + grid.width + 16 + bar.width + 80, top + bar_h + 12), "white")
-    canvas.paste(grid, (left, top))
+    ticks = nice_ticks(scale.vmin, scale.vmax)
+    labels = tick_labels(ticks)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_w = max((probe.textlength(t, font=font) for t in labels), default=0)
+    unit_h = 18 if unit else 0  # the unit, written along the bar (rotated), beside the tick labels
+    top, left = 30, 10  # the title's line, and room for the top tick's label under it
     bx = left + grid.width + 16
+    canvas = Image.new("RGB", (bx + bar.width + 8 + int(label_w) + 6 + unit_h + 6, top + bar_h + 12), "white")
+    canvas.paste(grid, (left, top))
     canvas.paste(bar, (bx, top))
     draw = ImageDraw.Draw(canvas)
     draw.text((left, 5), title or f"raw map {h}x{w}", fill="black", font=font)
-    for i in range(5):
-        y = top + round(i * (bar_h - 1) / 4)
-        value = scale.vmax - i * (scale.vmax - scale.vmin) / 4
+    span = scale.vmax - scale.vmin
+    for value, text in zip(ticks, labels):
+        # The ramp's row i holds vmax - i * span / (bar_h - 1).
+        y = top + (round((scale.vmax - value) / span * (bar_h - 1)) if span > 0 else 0)
         draw.line([(bx + bar.width, y), (bx + bar.width + 4, y)], fill="black")
-        draw.text((bx + bar.width + 7, y - 7), f"{value:.3g}", fill="black", font=font)
+        draw.text((bx + bar.width + 7, y - 7), text, fill="black", font=font)
+    if unit:
+        length = int(probe.textlength(unit, font=font)) + 4
+        strip = Image.new("RGB", (length, unit_h), "white")
+        ImageDraw.Draw(strip).text((2, 1), unit, fill="black", font=font)
+        strip = strip.rotate(90, expand=True)  # reads bottom to top, as an axis label
+        if strip.height > bar_h:  # a long unit on a small bar: shrink it rather than cut it
+            strip = strip.resize((max(1, strip.width * bar_h // strip.height), bar_h), Image.Resampling.LANCZOS)
+        canvas.paste(strip, (canvas.width - unit_h - 6, top + (bar_h - strip.height) // 2))
     return np.asarray(canvas)
 
 

@@ -6,6 +6,8 @@ zoo and the locked model cache, and keeps no per-request state.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import statistics
 import threading
@@ -191,22 +193,6 @@ class Explorer:
         return Estimate(forwards, seconds, basis if seconds is not None else "no forward timed on this device yet",
                         len(models))
 
-    def _priced(self, per_model: dict[str, int]) -> Estimate:
-        """An ``Estimate`` from forward-pass equivalents per model, in seconds where timed here."""
-        seconds: float | None = 0.0
-        bases = set()
-        for name, n in per_model.items():
-            timed = self.forward_seconds(name)
-            if timed is None:
-                seconds = None
-                break
-            seconds += n * timed[0]
-            bases.add(timed[1])
-        basis = (next(iter(bases)) if len(bases) == 1 else
-                 "each model's forward measured here or scaled by multiply-adds")
-        return Estimate(sum(per_model.values()), seconds,
-                        basis if seconds is not None else "no forward timed on this device yet", len(per_model))
-
     def rank_estimate(self, model: str, methods: Sequence[str] | None = None) -> Estimate:
         """The cost of ``iter_rank``: one classification, then each method's map and its scores."""
         names = list(dict.fromkeys(methods or RANK_DEFAULT))
@@ -214,28 +200,6 @@ class Explorer:
         size = spec.preprocessing.crop
         n = 1 + sum(get_method(m).forwards({}, size) + 2 * STEPS - 1 for m in names)
         return self._priced({model: n})
-
-    def analyze_estimate(self, models: Sequence[str] | None = None, lesion: bool = False) -> Estimate:
-        """The cost of the Depth lab: a forward and a backward per depth; with ``lesion``, a partial
-        forward per block (about half the network on average) and one per deletion draw."""
-        from .analysis import DELETION_DRAWS
-
-        per_model = {}
-        for name in models or [s.name for s in self.zoo.builtin_depths]:
-            arch = self.zoo.get(name).arch
-            n = 3
-            if lesion:
-                blocks = sum(arch.blocks_per_stage)
-                identity = blocks - 4
-                draws = DELETION_DRAWS * max(0, identity.bit_length() - 1) + 1  # k = 1, 2, 4, ... then all
-                n += (blocks + 1) // 2 + draws
-            per_model[name] = n
-        return self._priced(per_model)
-
-    def batch_estimate(self, images: int, models: Sequence[str] | None = None) -> Estimate:
-        """The cost of a batch: one forward per image and model (batched forwards cost less per image,
-        so this errs on the safe side)."""
-        return self._priced({name: int(images) for name in models or [s.name for s in self.zoo.builtin_depths]})
 
     @property
     def device(self) -> str:
@@ -393,6 +357,70 @@ class Explorer:
             pass
         assert isinstance(result, batching.BatchResult)
         return result
+
+    def _priced(self, passes: dict[str, float]) -> Estimate:
+        """An ``Estimate`` from forward-pass equivalents per model, priced by ``forward_seconds``."""
+        forwards = sum(passes.values())
+        seconds: float | None = 0.0
+        bases = []
+        for name, n in passes.items():
+            timed = self.forward_seconds(name) if seconds is not None else None
+            if timed is None:
+                seconds = None
+            else:
+                seconds += n * timed[0]
+                bases.append(timed[1])
+        if seconds is None:
+            return Estimate(math.ceil(forwards), None, "no forward timed on this device yet", len(passes))
+        basis = bases[0] if len(set(bases)) == 1 else "each model's forward measured here or scaled by multiply-adds"
+        return Estimate(math.ceil(forwards), seconds, basis, len(passes))
+
+    def analyze_estimate(self, models: Sequence[str] | None = None, lesion: bool = False) -> Estimate:
+        """The cost of ``analyze`` (Depth lab) for ``models``, before running it.
+
+        Per model: the signal pass (one forward and one backward, three forwards' worth);
+        with ``lesion`` (which the app runs with the deletions), one more clean forward and
+        every lesioned variant from its first deleted block on, in forwards' worth (block
+        counts over the number of blocks). Statistics run in fp32, so on a machine whose
+        classification runs in bf16 the seconds are a low estimate.
+        """
+        names = list(models or [s.name for s in self.zoo.builtin_depths])
+        return self._priced({name: _analysis_passes(self.zoo.get(name).arch.name, lesion) for name in names})
+
+    def batch_estimate(self, sources: Sequence[str | os.PathLike], models: Sequence[str] | None = None, *,
+                       names: Sequence[str] | None = None, max_images: int | None = None) -> Estimate:
+        """The cost of ``batch`` on ``sources`` (files and zips, as the app gets them), before running it.
+
+        One forward per image and model. The images are counted as ``batch`` counts them (a
+        zip's members are listed, nothing is decoded); raises ``ZooError`` for what ``batch``
+        would refuse, such as more than ``max_images``. The seconds rest on single-image
+        forwards: batched ones usually cost less per image, so they are an upper estimate.
+        """
+        inp = batching.gather(sources, names=names, max_images=max_images, globs=False)
+        n = len(inp.items)
+        names_ = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
+        for name in names_:
+            self.zoo.get(name)  # an unknown model fails here, as in batch
+        return self._priced({name: float(n) for name in names_})
+
+
+@functools.lru_cache(maxsize=None)
+def _analysis_passes(arch: str, lesion: bool) -> float:
+    """Forward-pass equivalents of ``analysis.analyze`` on one model of ``arch`` (see ``analyze_estimate``)."""
+    import torch
+    import torchvision
+
+    from .analysis import blocks, deletion_sets
+
+    with torch.device("meta"):  # the block layout only: no weights, no memory
+        refs = blocks(torchvision.models.get_model(arch, weights=None))
+    n = len(refs)
+    passes = 3.0  # one forward and one backward (about two forwards)
+    if lesion:
+        sets = [frozenset({r.index}) for r in refs] + [s for _, draw in deletion_sets(refs) for s in draw]
+        passes += 1 + sum(n - min(s) for s in sets) / n
+    return passes
+
 
 def _decoded(image: Any) -> LoadedImage:
     """Decode once: a ``LoadedImage`` passes through, anything else goes to ``load_image``."""

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import gradio as gr
 from PIL import Image
 
-from zoo.batch import BatchResult, ImageResult, Progress, Skipped, ZipMember, gather, read_source
+from zoo.batch import BatchResult, ImageResult, Progress, Skipped, ZipMember, read_source
 from zoo.errors import ZooError
 from zoo.images import load_image
 
@@ -70,8 +70,8 @@ def build(ctx: Context) -> None:
     def cost(files: Any, labels_csv: Any = None, models: list[str] | None = None):
         """One forward per image and model; the images are counted (a zip's members too), not decoded."""
         paths, _ = uploads(files, labels_csv)
-        n = len(gather(paths, names=[p.name for p in paths], max_images=ctx.max_batch_images).items)
-        return explorer.batch_estimate(n, list(models or ctx.depth_names))
+        return explorer.batch_estimate(paths, list(models or ctx.depth_names), names=[p.name for p in paths],
+                                       max_images=ctx.max_batch_images)
 
     def render(result: BatchResult) -> tuple[Any, ...]:
         if result.partial:  # the images done so far: tables and heatmap only, no files to write
@@ -142,28 +142,52 @@ def build(ctx: Context) -> None:
         with gr.Column(scale=1):
             b_files = gr.File(label="Images, or one .zip", file_count="multiple", type="filepath",
                               elem_id="batch-files", height=180)
+            # No fixed height: at 90 px gradio's drop zone (icon, "Drop File Here - or - Click to
+            # Upload") was cut off.
             b_labels = gr.File(label="Labels CSV (optional): file,label", file_count="single", type="filepath",
-                               file_types=[".csv", ".txt"], elem_id="batch-labels", height=90)
-            b_models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models")
+                               file_types=[".csv", ".txt"], elem_id="batch-labels")
+            b_models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models", elem_id="batch-models")
             with gr.Row():
                 b_run = gr.Button("Run", variant="primary", elem_id="batch-run")
                 b_stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
+            b_estimate = gr.Markdown(elem_id="batch-estimate", elem_classes="rde-estimate")
             b_downloads = gr.File(label="Every prediction: CSV and JSON", file_count="multiple", interactive=False,
-                                  elem_id="batch-downloads")
+                                  elem_id="batch-downloads", elem_classes="rde-when-filled")  # hidden until filled
         with gr.Column(scale=2):
             b_status = gr.Markdown(elem_id="batch-status")
             b_accuracy = gr.Dataframe(headers=fmt.BATCH_MODEL_HEADERS, label="Per model", interactive=False,
-                                      elem_id="batch-accuracy")
-            b_heatmap = gr.Plot(label="Agreement between depths", elem_id="batch-heatmap")
+                                      elem_id="batch-accuracy", wrap=True, pinned_columns=1,
+                                      column_widths=fmt.BATCH_MODEL_COLUMN_WIDTHS)
+            b_heatmap = gr.Plot(label="Agreement between depths", elem_id="batch-heatmap",
+                                elem_classes="rde-when-filled")  # hidden until a run fills it (ui/app.py)
             b_gallery = gr.Gallery(label="Where depth mattered (click one to compare its maps)", columns=6,
-                                   height="auto", object_fit="contain", elem_id="batch-mattered", allow_preview=False)
+                                   height="auto", object_fit="contain", elem_id="batch-mattered", allow_preview=False,
+                                   elem_classes="rde-when-filled")
+    # Headers before a run too (gradio would number the columns 1, 2, 3).
     b_table = gr.Dataframe(label="Every image: each depth's top-1", interactive=False, elem_id="batch-table",
-                           max_height=600, wrap=True)
+                           max_height=600, wrap=True, headers=["", "file", *ctx.depth_names, "depths"])
     b_state = gr.State()
     outputs = [b_status, b_accuracy, b_heatmap, b_table, b_gallery, b_downloads, b_state]
-    long_event(ctx.guard, b_run.click, ui_run, [b_files, b_labels, b_models], outputs, cost=cost, message=b_status,
-               stop=b_stop, what="This batch", api_visibility="private",
-               stopped="The results shown are those of the images finished before Stop.")
+    run_event = long_event(ctx.guard, b_run.click, ui_run, [b_files, b_labels, b_models], outputs, cost=cost,
+                           message=b_status, stop=b_stop, what="This batch", api_visibility="private",
+                           stopped="The results shown are those of the images finished before Stop.")
+
+    def ui_estimate(files, models) -> str:
+        """What Run will cost here: the files are counted (a zip's members listed, nothing decoded)."""
+        if not files:
+            return fmt.batch_estimate_markdown(None, explorer.device)
+        try:
+            paths = [checked_file(f) for f in (files if isinstance(files, list) else [files])]
+            est = explorer.batch_estimate(paths, list(models or ctx.depth_names), names=[p.name for p in paths],
+                                          max_images=ctx.max_batch_images)
+        except ZooError as e:  # too many images, an unsafe zip: say so before Run is pressed
+            return str(e)
+        except gr.Error as e:
+            return str(e.message)
+        return fmt.batch_estimate_markdown(est, explorer.device)
+
+    for event in (b_files.change, b_models.change, run_event.then, ctx.demo.load):
+        event(ui_estimate, [b_files, b_models], [b_estimate], api_visibility="private", show_progress="hidden")
 
     compare_image, tabs = ctx.components.get("compare.image"), ctx.components.get("tabs")
     if compare_image is not None and tabs is not None:

@@ -140,12 +140,14 @@ def build(ctx: Context) -> None:
                                      elem_id="overlay-full", format="jpeg", min_width=300)
             with gr.Row():
                 # The figure carries its own title; gradio's label badge would cover it.
+                # rde-when-filled: hidden until a result fills it (ui/app.py).
                 raw_view = gr.Image(label="Raw map with colour bar", show_label=False, format="png", min_width=300,
-                                    elem_id="raw-map")
+                                    elem_id="raw-map", elem_classes="rde-when-filled")
                 files = gr.File(label="Downloads: overlay PNG and raw map (.npy)", file_count="multiple",
-                                min_width=300, elem_id="downloads")
+                                min_width=300, elem_id="downloads", elem_classes="rde-when-filled")
             faith_info = gr.Markdown(elem_id="faithfulness-info")
-            faith_plot = gr.Plot(label="Deletion and insertion curves", elem_id="faithfulness-plot")
+            faith_plot = gr.Plot(label="Deletion and insertion curves", elem_id="faithfulness-plot",
+                                 elem_classes="rde-when-filled")
     state = gr.State()
 
     @user_errors

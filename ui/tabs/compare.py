@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from zoo.errors import ZooError
+from zoo.explain import METHODS
 from zoo.render import COLORMAPS, Scale, overlay_crop, save_jpeg
 from zoo.service import Comparison
 
@@ -45,16 +46,18 @@ def build(ctx: Context) -> None:
 
     def render_compare(cmp: Comparison, cmap: str, alpha: float, shared: bool):
         scale = Scale.of(*[r.explanation.raw for r in cmp.results]) if shared else None
+        signed = METHODS[cmp.results[0].method].signed  # diverging colours centred on 0 (zoo.render.map_style)
         folder = new_output_folder(ctx.outputs_dir)
-        gallery = [(str(save_jpeg(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320),
+        gallery = [(str(save_jpeg(overlay_crop(r.run, r.explanation.raw, cmap, alpha, scale, size=320, signed=signed),
                                  folder / f"{r.run.model}-{cmp.target}.jpg")),
                     # Short: the top-1s are in the table and the times in the text above.
                     f"{r.run.model} · p({cmp.target_label}) = {r.explanation.target.prob:.2f}"
                     + (" · flat map (see the text)" if r.explanation.notes else ""))
                    for r in cmp.results]
-        n = len(cmp.results)  # equal shares of the width (cells wrap), so every depth is in view
+        # Fixed widths, cells wrapped between words: five depths in view at 1400 px; on a phone
+        # the table scrolls sideways with the rank pinned (ui/format.py says why not percentages).
         table = gr.Dataframe(value=fmt.compare_table(cmp), headers=["rank"] + [r.run.model for r in cmp.results],
-                             column_widths=["8%"] + [f"{92 / n:.2f}%"] * n)
+                             column_widths=fmt.compare_column_widths(len(cmp.results)))
         return gallery, table, fmt.agreement_markdown(cmp)
 
     @user_errors
@@ -87,7 +90,7 @@ def build(ctx: Context) -> None:
             c_image = safe_image_input(label="Image", elem_id="compare-image", height=260)
             examples_slot = gr.Column()  # the examples, under the image (filled in below)
             ctx.components["compare.image"] = c_image  # the Batch tab opens images here
-            c_models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models")
+            c_models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models", elem_id="compare-models")
             c_method = gr.Dropdown(ctx.method_choices, value="cam", label="Method", elem_id="compare-method",
                                    info="CAM is free; what the others cost shows under the buttons.")
             c_target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
@@ -110,10 +113,14 @@ def build(ctx: Context) -> None:
             # Wrapped cells: all five depths fit at desktop width; on a phone the table scrolls
             # sideways with the rank column pinned.
             c_table = gr.Dataframe(label="Top-5 per depth", interactive=False, wrap=True, pinned_columns=1,
+                                   column_widths=fmt.compare_column_widths(len(ctx.depth_names)),
                                    elem_id="compare-table")
             c_faith = gr.Dataframe(label="Faithfulness of each depth's map, for the shared class", interactive=False,
-                                   visible=False, elem_id="compare-faithfulness")
-            c_faith_plot = gr.Plot(label="Deletion and insertion curves, every depth", elem_id="compare-curves")
+                                   visible=False, elem_id="compare-faithfulness", wrap=True, pinned_columns=1,
+                                   column_widths=fmt.FAITHFULNESS_COLUMN_WIDTHS)
+            # Hidden until scoring fills it (rde-when-filled, ui/app.py).
+            c_faith_plot = gr.Plot(label="Deletion and insertion curves, every depth", elem_id="compare-curves",
+                                   elem_classes="rde-when-filled")
     c_state = gr.State()
 
     @user_errors

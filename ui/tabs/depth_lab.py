@@ -81,18 +81,21 @@ def build(ctx: Context) -> None:
             image = safe_image_input(label="Image", elem_id="lab-image", height=260)
             gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[image])
         with gr.Column(scale=1):
-            models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Depths")
+            models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Depths", elem_id="lab-models")
             target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
                                  label="Target class (blank: each model's top-1)")
             with gr.Row():
                 signal_go = gr.Button("Signal analysis", variant="primary", elem_id="lab-signal-button")
                 lesion_go = gr.Button("Lesion study", variant="secondary", elem_id="lab-lesion-button")
                 stop = gr.Button("Stop", variant="stop", elem_id="lab-stop")
+            estimate = gr.Markdown(elem_id="lab-estimate", elem_classes="rde-estimate")
     summary = gr.Markdown(elem_id="lab-summary")
 
     def plot(label: str, elem_id: str) -> gr.Plot:
-        # The figure carries its own title; gradio's label badge would cover it.
-        return gr.Plot(label=label, show_label=False, elem_id=elem_id)
+        # The figure carries its own title; gradio's label badge would cover it. Until a run
+        # fills it, the box is hidden (rde-when-filled, ui/app.py): an empty, unlabelled box
+        # says nothing.
+        return gr.Plot(label=label, show_label=False, elem_id=elem_id, elem_classes="rde-when-filled")
 
     with gr.Row():
         p_resp = plot("Layer responses vs depth", "lab-plot-response")
@@ -107,6 +110,7 @@ def build(ctx: Context) -> None:
         numbers = gr.JSON(label="Per model and block")
     ins = [image, models, target]
     outs = [p_resp, p_sorted, p_ratio, p_grad, p_lesion, p_del, summary, numbers]
+
     def cost_of(lesion: bool):
         return lambda image, models=None, target=None: explorer.analyze_estimate(list(models or ctx.depth_names),
                                                                                  lesion)
@@ -116,6 +120,15 @@ def build(ctx: Context) -> None:
     lesion_ev = long_event(ctx.guard, lesion_go.click, ui_lesion, ins, outs, cost=cost_of(True), message=summary,
                            api_visibility="private")
     stop_button(stop, [signal_ev, lesion_ev], summary)
+
+    def ui_estimate(models) -> str:
+        """What each button will cost here, before pressing it."""
+        chosen = list(models or ctx.depth_names)
+        return fmt.depth_lab_estimate(explorer.analyze_estimate(chosen), explorer.analyze_estimate(chosen, lesion=True),
+                                      explorer.device)
+
+    for event in (models.change, signal_ev.then, lesion_ev.then, ctx.demo.load):
+        event(ui_estimate, [models], [estimate], api_visibility="private", show_progress="hidden")
     # The public endpoint /analyze(image, model, target): one model, everything (lesions included).
     api_json = gr.JSON(visible=False)
     api_button = gr.Button(visible=False)

@@ -35,7 +35,8 @@ def build(ctx: Context) -> None:
 
     def picture(folder: Path, ranking: Ranking, r: Ranked) -> str:
         name = f"{ranking.run.model}-{r.method}-{ranking.target.index}.png"
-        return str(save_png(overlay_crop(ranking.run, r.explanation.raw, "jet", 0.5, size=256), folder / name))
+        return str(save_png(overlay_crop(ranking.run, r.explanation.raw, "jet", 0.5, size=256,
+                                         signed=METHODS[r.method].signed), folder / name))
 
     def render(ranking: Ranking, by: str, total: int, pictures: dict[str, str]):
         """Gallery (best first), table, text and curves for the ranking so far."""
@@ -103,8 +104,10 @@ def build(ctx: Context) -> None:
             info = gr.Markdown(f"Each method's map is scored for faithfulness: {fmt.FAITHFULNESS_NOTE} per map.",
                                elem_id="rank-info")
             gallery = gr.Gallery(label="Maps, best first", columns=3, height="auto", elem_id="rank-gallery")
-            table = gr.Dataframe(label="Scores", interactive=False, elem_id="rank-table")
-            curves = gr.Plot(label="Deletion and insertion curves, every method", elem_id="rank-curves")
+            table = gr.Dataframe(label="Scores", interactive=False, elem_id="rank-table", wrap=True, pinned_columns=1,
+                                 column_widths=fmt.RANK_COLUMN_WIDTHS)  # fixed widths: ui/format.py says why
+            curves = gr.Plot(label="Deletion and insertion curves, every method", elem_id="rank-curves",
+                             elem_classes="rde-when-filled")  # hidden until a run fills it (ui/app.py)
     state = gr.State()
     gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png")], inputs=[image])
     outs = [gallery, table, info, curves, state]

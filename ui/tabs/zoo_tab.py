@@ -79,15 +79,17 @@ def build(ctx: Context) -> None:
         z_go = gr.Button("Refresh")
         z_stop = gr.Button("Stop", variant="stop", elem_id="zoo-stop")
     z_estimate = gr.Markdown(elem_id="zoo-latency-estimate", elem_classes="rde-estimate")
-    # wrap + proportional widths: all 13 columns stay in view at 1400 px (no sideways scroll).
+    # Fixed widths (ui/format.py), wrapped between words: all 13 columns in view at 1400 px;
+    # on a phone the table scrolls sideways in its box, the model's name pinned.
     z_table = gr.Dataframe(headers=fmt.ZOO_HEADERS, interactive=False, elem_id="zoo-table", wrap=True,
-                           column_widths=fmt.ZOO_COLUMN_WIDTHS)
+                           column_widths=fmt.ZOO_COLUMN_WIDTHS, pinned_columns=1)
     z_note = gr.Markdown(elem_id="zoo-resolution-note")
     z_stages = gr.Dataframe(headers=fmt.STAGE_HEADERS, interactive=False, label="Per stage (paper Table 1)",
-                            wrap=True)
-    with gr.Row():
-        z_plot_macs = gr.Plot(label="Top-1 vs multiply-adds", elem_id="zoo-plot-macs")
-        z_plot_lat = gr.Plot(label="Top-1 vs latency", elem_id="zoo-plot-latency")
+                            wrap=True, column_widths=fmt.STAGE_COLUMN_WIDTHS, pinned_columns=1,
+                            elem_id="zoo-stages")
+    with gr.Row():  # min_width: side by side where there is room, one per row on a phone
+        z_plot_macs = gr.Plot(label="Top-1 vs multiply-adds", elem_id="zoo-plot-macs", min_width=320)
+        z_plot_lat = gr.Plot(label="Top-1 vs latency", elem_id="zoo-plot-latency", min_width=320)
     gr.Markdown("\n".join(f"* {n}" for n in NOTES))
     with gr.Row():
         z_dl = gr.CheckboxGroup(zoo.names, label="Download weights (verified, cached)", elem_id="zoo-download-models")
@@ -100,7 +102,7 @@ def build(ctx: Context) -> None:
     # while it is ticked. The per-stage model and downloads never time anything.
     def cost(resolution: int, stage_model: str = "", latency: bool = False):
         """Timing every model is long work; the tables alone cost no forward at all."""
-        return explorer.latency_estimate(int(resolution)) if latency else explorer.batch_estimate(0, [])
+        return explorer.latency_estimate(int(resolution)) if latency else None
 
     runs = [long_event(ctx.guard, event, refresh, z_ins, z_outs, cost=cost, what="Measuring latency",
                        api_visibility="private") for event in (z_go.click, z_res.input, z_lat.input)]
