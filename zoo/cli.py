@@ -297,7 +297,7 @@ def cmd_batch(zoo: Zoo, args: argparse.Namespace) -> int:
 def _image_line(img, records: list[dict]) -> str:
     label = f" [{records[0]['label']}]" if records[0]["label"] else ""
     mark = {True: " ✓", False: " ✗", None: ""}
-    preds = " · ".join(f"{r['model']}: {r['top'][0]['label']} {r['top'][0]['prob'] * 100:.0f}%{mark[r['correct']]}"
+    preds = " · ".join(f"{r['model']}: {r['predictions'][0]['label']} {r['predictions'][0]['prob'] * 100:.0f}%{mark[r['correct']]}"
                        for r in records)
     return f"{img.name}{label}  {preds}" + ("" if img.agree else "  (depths disagree)")
 
