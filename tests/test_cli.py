@@ -133,7 +133,7 @@ def test_list_with_a_fine_tuned_head(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("args, message", [
     (["--method", "occlusion", "--window", "8", "--stride", "4"], "3025 window positions"),
-    (["--method", "integrated-gradients", "--steps", "512"], "between 2 and 128 steps"),
+    (["--method", "integrated-gradients", "--steps", "512"], "between 4 and 64 steps"),
 ])
 def test_explain_parameters_over_the_limits(tmp_path, args, message):
     # refused before any weights are fetched: the Hub here is unreachable

@@ -76,15 +76,17 @@ def activate() -> None:
         import spaces  # type: ignore[import-not-found]  # noqa: F401
 
 
-def map_passes(method: str, window: int = 32, stride: int = 16, steps: int = 32) -> int:
-    """Forward-pass equivalents of one map: the classification's forward plus the method's."""
+def map_passes(method: str, window: int | None = None, stride: int | None = None, steps: int | None = None) -> int:
+    """Forward-pass equivalents of one map: the classification's forward plus the method's
+    (parameters left out take zoo's defaults)."""
     from zoo.errors import ZooError
     from zoo.explain import METHODS
 
     m = METHODS.get(method)
     if m is None:
         return 4
-    params = {"window": window, "stride": stride} if method == "occlusion" else {"steps": steps}
+    given = {"window": window, "stride": stride} if method == "occlusion" else {"steps": steps}
+    params = {k: v for k, v in given.items() if v is not None}
     try:
         return 1 + m.forwards(params, CROP)  # the classification's forward, then the map's
     except ZooError:  # parameters the server refuses: the handler fails at once, so any duration will do

@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=5, metavar="K")
     s.set_defaults(func=cmd_classify)
 
-    from .explain import MAX_IG_STEPS, MAX_OCCLUSION_POSITIONS, METHODS, MIN_IG_STEPS, STAGES
+    from .explain import IG_STEPS, MAX_OCCLUSION_POSITIONS, METHODS, OCCLUSION_STRIDE, OCCLUSION_WINDOW, STAGES
 
     s = sub.add_parser("explain", parents=[common], help="where the network looked")
     model_args(s)
@@ -433,11 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--npy", metavar="NPY", help="write the raw map (float32, before normalising/upsampling)")
     s.add_argument("--cmap", default="jet")
     s.add_argument("--alpha", type=float, default=0.5)
-    s.add_argument("--window", type=int, default=32, help="occlusion window (pixels)")
-    s.add_argument("--stride", type=int, default=16,
-                   help=f"occlusion stride (pixels); at most {MAX_OCCLUSION_POSITIONS} window positions in all")
-    s.add_argument("--steps", type=int, default=32,
-                   help=f"integrated-gradients steps ({MIN_IG_STEPS}-{MAX_IG_STEPS})")
+    # Defaults and limits are zoo.explain's, as in the page and the API.
+    s.add_argument("--window", type=int, default=OCCLUSION_WINDOW.default,
+                   help=f"occlusion window (pixels, default {OCCLUSION_WINDOW.default})")
+    s.add_argument("--stride", type=int, default=OCCLUSION_STRIDE.default,
+                   help=f"occlusion stride (pixels, default {OCCLUSION_STRIDE.default}); at most "
+                        f"{MAX_OCCLUSION_POSITIONS} window positions in all")
+    s.add_argument("--steps", type=int, default=IG_STEPS.default,
+                   help=f"integrated-gradients steps ({IG_STEPS.low}-{IG_STEPS.high}, default {IG_STEPS.default})")
     s.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("analyze", parents=[common], help="per-block responses, gradients and lesions (Depth lab)")

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from zoo.errors import ZooError
-from zoo.explain import STAGES, takes_layer
+from zoo.explain import IG_STEPS, OCCLUSION_STRIDE, OCCLUSION_WINDOW, STAGES, Setting, takes_layer
 from zoo.render import COLORMAPS
 from zoo.service import Result
 
@@ -20,13 +20,14 @@ from ..plots import faithfulness_curves
 
 TITLE = "Classify & explain"
 
-# (lowest, highest, default) of the expensive settings. Occlusion costs one forward per
-# window position, ((224 - window) / stride + 1)^2: 49 by default, at most 729; the
-# defaults answer in seconds on a 2-core CPU. The API uses the defaults. gr.Slider
-# refuses values outside its range on the server too, so a raw call is bound as well.
-OCCLUSION_WINDOW = (16, 112, 56)
-OCCLUSION_STRIDE = (8, 112, 28)
-IG_STEPS = (4, 64, 16)
+
+
+def setting_slider(setting: Setting, label: str, elem_id: str) -> gr.Slider:
+    """A slider for one of zoo's method settings: its range, default and step come from zoo,
+    as the API's and the CLI's do. gr.Slider refuses values outside its range on the server
+    too, so a raw call is bound as well; zoo refuses what would cost too much."""
+    return gr.Slider(setting.low, setting.high, value=setting.default, step=setting.step, label=label,
+                     elem_id=elem_id)
 
 
 def method_params(method: str, window: int, stride: int, steps: int, layer: str | None = None) -> dict[str, Any]:
@@ -47,17 +48,18 @@ def build(ctx: Context) -> None:
 
     @gpu(by_cost=True)  # ZeroGPU duration from the method's passes (ui/spaces.py)
     def run_one(image: Upload | None, model: str, top_k: int, method: str, target: str | None,
-                progress: gr.Progress, window: int = OCCLUSION_WINDOW[2], stride: int = OCCLUSION_STRIDE[2],
-                steps: int = IG_STEPS[2], layer: str | None = None, score: bool = False) -> Result:
+                progress: gr.Progress, window: int = OCCLUSION_WINDOW.default,
+                stride: int = OCCLUSION_STRIDE.default, steps: int = IG_STEPS.default, layer: str | None = None,
+                score: bool = False) -> Result:
         upload = require_image(image)
         return explorer.run(upload.path, model, int(top_k), method, target or None, progress_fn(progress),
                             faithfulness=bool(score), **method_params(method, window, stride, steps, layer))
 
-    def ui_estimate(model, method, window, stride, steps, score) -> str:
+    def ui_estimate(model, method, window, stride, steps, score, layer=None) -> str:
         """What pressing the button will cost here, before pressing it."""
         try:
             return fmt.estimate_markdown(explorer.estimate([model], method, bool(score),
-                                                           **method_params(method, window, stride, steps)),
+                                                           **method_params(method, window, stride, steps, layer)),
                                          explorer.device)
         except ZooError as e:  # settings the server refuses: say so now
             return str(e)
@@ -106,12 +108,9 @@ def build(ctx: Context) -> None:
             with gr.Accordion("Display and method settings", open=False):
                 cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
                 alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
-                window = gr.Slider(*OCCLUSION_WINDOW[:2], value=OCCLUSION_WINDOW[2], step=8,
-                                   label="Occlusion window (px)", elem_id="occlusion-window")
-                stride = gr.Slider(*OCCLUSION_STRIDE[:2], value=OCCLUSION_STRIDE[2], step=4,
-                                   label="Occlusion stride (px)", elem_id="occlusion-stride")
-                steps = gr.Slider(*IG_STEPS[:2], value=IG_STEPS[2], step=4, label="Integrated Gradients steps",
-                                  elem_id="ig-steps")
+                window = setting_slider(OCCLUSION_WINDOW, "Occlusion window (px)", "occlusion-window")
+                stride = setting_slider(OCCLUSION_STRIDE, "Occlusion stride (px)", "occlusion-stride")
+                steps = setting_slider(IG_STEPS, "Integrated Gradients steps", "ig-steps")
             score = gr.Checkbox(False, label=f"Score this map ({fmt.FAITHFULNESS_NOTE})", elem_id="score-input")
             with gr.Row():
                 go = gr.Button("Classify & explain", variant="primary", elem_id="classify-button")
@@ -143,7 +142,9 @@ def build(ctx: Context) -> None:
     def ui_example(image, progress=gr.Progress()):
         """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
         labels_, crop, full, fig, info_, files_, *_ = ui_classify(image, ctx.default_model, 5, "cam", "", "jet",
-                                                                  0.5, 32, 16, 32, "layer4", False, progress)
+                                                                  0.5, OCCLUSION_WINDOW.default,
+                                                                  OCCLUSION_STRIDE.default, IG_STEPS.default,
+                                                                  "layer4", False, progress)
         info_ += "\n\n*A cached example result: change the settings and press Classify & explain to run it again.*"
         # No state: a cached result cannot be re-rendered, and a stale one must not be.
         # The controls are reset so that they show what produced the result.
@@ -161,7 +162,7 @@ def build(ctx: Context) -> None:
                    concurrency_id="model")
     stop_run(stop, run)
     # The estimate follows the settings, and the first run replaces its guess with a measurement.
-    cost_ins = [model, method, window, stride, steps, score]
+    cost_ins = [model, method, window, stride, steps, score, layer]  # the layer: Score-CAM's passes
     for ctl in cost_ins:
         ctl.change(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
     run.then(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
