@@ -174,13 +174,14 @@ def raw_figure(raw: np.ndarray, cmap: str = "jet", scale: Scale | None = None, t
     bar_h = grid.height
     ramp = np.linspace(scale.vmax, scale.vmin, bar_h, dtype=np.float32)[:, None].repeat(16, axis=1)
     bar = Image.fromarray(colorize(ramp, cmap, scale)[0])
-    top, left = 26, 10
+    lines = (title or "").count("\n") + 1  # a long title comes in lines: it must not run off the picture
+    top, left = 26 + 16 * (lines - 1), 10
     canvas = Image.new("RGB", (left + grid.width + 16 + bar.width + 80, top + bar_h + 12), "white")
     canvas.paste(grid, (left, top))
     bx = left + grid.width + 16
     canvas.paste(bar, (bx, top))
     draw = ImageDraw.Draw(canvas)
-    draw.text((left, 5), title or f"raw map {h}x{w}", fill="black", font=font)
+    draw.multiline_text((left, 5), title or f"raw map {h}x{w}", fill="black", font=font, spacing=3)
     for i in range(5):
         y = top + round(i * (bar_h - 1) / 4)
         value = scale.vmax - i * (scale.vmax - scale.vmin) / 4

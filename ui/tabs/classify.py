@@ -81,8 +81,10 @@ def build(ctx: Context) -> None:
     @user_errors
     def ui_rerender(result, cmap, alpha):
         if result is None:
-            return gr.skip(), gr.skip(), gr.skip()
-        return render_result(ctx, result, cmap, alpha)
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        # The download too: it is the overlay as shown, in the colours and opacity now chosen.
+        crop, full, fig, png = render_result(ctx, result, cmap, alpha, download=True)
+        return crop, full, fig, [png, save_raw(result, Path(crop).parent)]
 
     @user_errors
     def api_classify(image, model, top_k, method, target, progress=gr.Progress()):
@@ -117,8 +119,10 @@ def build(ctx: Context) -> None:
                 stop = gr.Button("Stop", variant="stop", elem_id="classify-stop")
             estimate = gr.Markdown(elem_id="classify-estimate", elem_classes="rde-estimate")
             to_compare = gr.Button("Compare this image across depths", size="sm", elem_id="classify-to-compare")
-            # Compare depths (built next) wires these: it takes the image, and hands its own back.
+            # Compare depths (built next) wires these: it takes the image, method and target, and
+            # hands its own back.
             ctx.components["classify.image"], ctx.components["classify.to_compare"] = image, to_compare
+            ctx.components["classify.method"], ctx.components["classify.target"] = method, target
         with gr.Column(scale=2):
             labels = gr.Label(label="Predictions", elem_id="predictions")
             info = gr.Markdown(elem_id="result-info")
@@ -168,7 +172,7 @@ def build(ctx: Context) -> None:
     run.then(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
     ctx.demo.load(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
     for ctl in (cmap, alpha):
-        ctl.change(ui_rerender, [state, cmap, alpha], [crop_view, full_view, raw_view],
+        ctl.change(ui_rerender, [state, cmap, alpha], [crop_view, full_view, raw_view, files],
                    api_visibility="private", show_progress="hidden")
     # The public endpoint: fixed display settings, so its signature stays
     # /classify(image, model, top_k, method, target).
