@@ -7,6 +7,7 @@
   raw map's title is whole and clear of the image's buttons (``test_raw_map_title_...``).
 * 5: an error written where the result would be is scrolled into view.
 * 6: the downloaded overlay follows the colormap and opacity chosen after the run.
+* 11: the crop the model saw, without and with the map, in one ``gr.ImageSlider``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,12 @@ def test_enter_runs_pasted_classes_filter_downloads_follow_the_display_errors_co
         # 1: Enter runs; Saliency is one pass on the input (a map at full resolution).
         run_by_enter(page, expect, "Saliency (input gradient)", "tabby")
         names_whole(page)  # 3
+        # 11: the crop without and with the map, in one slider as wide as the maps.
+        pictures = page.locator("#crop-slider img")
+        expect(pictures).to_have_count(2)
+        slider = page.locator("#crop-slider").bounding_box()
+        assert slider["width"] >= (0.75 * width if width < 640 else 0.45 * 1400 * 2 / 3), slider
+        overlay_src = pictures.nth(1).get_attribute("src")
         page.screenshot(path=str(shots / f"first-use-{width}-run.png"), full_page=True)
 
         # 6: the download follows a colormap and an opacity chosen afterwards.
@@ -99,6 +106,7 @@ def test_enter_runs_pasted_classes_filter_downloads_follow_the_display_errors_co
         expect(page.locator("#downloads a").first).not_to_have_attribute("href", first[0], timeout=30_000)
         recoloured = download(page)
         assert recoloured[1] != first[1]
+        assert page.locator("#crop-slider img").nth(1).get_attribute("src") != overlay_src  # the slider too
         page.get_by_label("Opacity").first.fill("0.9")
         expect(page.locator("#downloads a").first).not_to_have_attribute("href", recoloured[0], timeout=30_000)
         assert download(page)[1] not in (first[1], recoloured[1])
@@ -133,7 +141,8 @@ def test_compare_takes_the_method_and_the_target_along(app, shots):
         expect(page.locator("#compare-button")).to_be_visible(timeout=30_000)
         expect(page.locator("#compare-method input")).to_have_value("Grad-CAM")
         expect(page.locator("#compare-target input")).to_have_value("281: tabby")
-        page.locator("#compare-stop").click()  # five depths of Grad-CAM are not needed here
+        # It runs there at once, with them (a stopped run would leave work in flight at exit).
+        expect(page.locator("#agreement")).to_contain_text("Maps show **tabby**".replace("**", ""), timeout=240_000)
         # And back, after a change here.
         page.locator("#compare-method input").click()
         page.get_by_role("option", name="Layer-CAM", exact=True).click()
@@ -141,7 +150,8 @@ def test_compare_takes_the_method_and_the_target_along(app, shots):
         expect(page.locator("#classify-button")).to_be_visible(timeout=30_000)
         expect(page.get_by_label("Explanation method")).to_have_value("Layer-CAM")
         expect(page.locator("#classify-target input")).to_have_value("281: tabby")
-        page.locator("#classify-stop").click()
+        expect(page.locator("#result-info")).to_contain_text("Map for tabby", timeout=180_000)
+        expect(page.locator("#result-info")).to_contain_text("Layer-CAM")
 
 
 def test_raw_map_title_fits_left_of_the_image_buttons():

@@ -9,7 +9,7 @@ import gradio as gr
 
 from zoo.errors import ZooError
 from zoo.explain import IG_STEPS, OCCLUSION_STRIDE, OCCLUSION_WINDOW, STAGES, Setting, takes_layer
-from zoo.render import COLORMAPS
+from zoo.render import COLORMAPS, overlay_crop, save_jpeg
 from zoo.service import Result
 
 from .. import format as fmt
@@ -64,6 +64,13 @@ def build(ctx: Context) -> None:
         except ZooError as e:  # settings the server refuses: say so now
             return str(e)
 
+    def seen_and_mapped(result: Result, overlay: str) -> tuple[str, str]:
+        """The slider's two pictures: the crop the model saw, and the same crop under the map
+        (``overlay``, as shown above). Opacity 0 draws the crop alone, at the overlay's size."""
+        plain = Path(overlay).with_name(f"{result.run.model}-crop.jpg")
+        save_jpeg(overlay_crop(result.run, result.explanation.raw, alpha=0.0), plain)
+        return str(plain), overlay
+
     def render_scores(result: Result) -> tuple[str, Any]:
         f = result.faithfulness
         if f is None:
@@ -76,15 +83,16 @@ def build(ctx: Context) -> None:
         result = run_one(image, model, top_k, method, target, progress, window, stride, steps, layer, score)
         crop, full, fig, png = render_result(ctx, result, cmap, alpha, download=True)
         return (fmt.label_dict(result), crop, full, fig, fmt.result_markdown(result),
-                [png, save_raw(result, Path(crop).parent)], *render_scores(result), result)
+                [png, save_raw(result, Path(crop).parent)], *render_scores(result), seen_and_mapped(result, crop),
+                result)
 
     @user_errors
     def ui_rerender(result, cmap, alpha):
         if result is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         # The download too: it is the overlay as shown, in the colours and opacity now chosen.
         crop, full, fig, png = render_result(ctx, result, cmap, alpha, download=True)
-        return crop, full, fig, [png, save_raw(result, Path(crop).parent)]
+        return crop, full, fig, [png, save_raw(result, Path(crop).parent)], seen_and_mapped(result, crop)
 
     @user_errors
     def api_classify(image, model, top_k, method, target, progress=gr.Progress()):
@@ -138,6 +146,10 @@ def build(ctx: Context) -> None:
                                     elem_id="raw-map")
                 files = gr.File(label="Downloads: overlay PNG and raw map (.npy)", file_count="multiple",
                                 min_width=300, elem_id="downloads")
+            # What the model saw, and where the map puts the evidence, in one picture: drag the line.
+            crop_slider = gr.ImageSlider(label="The model's crop without and with the map (drag the line)",
+                                         type="filepath", format="jpeg", max_height=448, elem_id="crop-slider",
+                                         buttons=["fullscreen"])
             faith_info = gr.Markdown(elem_id="faithfulness-info")
             faith_plot = gr.Plot(label="Deletion and insertion curves", elem_id="faithfulness-plot")
     state = gr.State()
@@ -161,7 +173,7 @@ def build(ctx: Context) -> None:
                              cmap, alpha], api_name="classify_example", elem_id="classify-examples",
                     **example_caching())
     ins = [image, model, top_k, method, target, cmap, alpha, window, stride, steps, layer, score]
-    outs = [labels, crop_view, full_view, raw_view, info, files, faith_info, faith_plot, state]
+    outs = [labels, crop_view, full_view, raw_view, info, files, faith_info, faith_plot, crop_slider, state]
     run = go.click(shown_in_page(ui_classify, outs, info), ins, outs, api_visibility="private",
                    concurrency_id="model")
     stop_run(stop, run)
@@ -172,7 +184,7 @@ def build(ctx: Context) -> None:
     run.then(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
     ctx.demo.load(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
     for ctl in (cmap, alpha):
-        ctl.change(ui_rerender, [state, cmap, alpha], [crop_view, full_view, raw_view, files],
+        ctl.change(ui_rerender, [state, cmap, alpha], [crop_view, full_view, raw_view, files, crop_slider],
                    api_visibility="private", show_progress="hidden")
     # The public endpoint: fixed display settings, so its signature stays
     # /classify(image, model, top_k, method, target).
