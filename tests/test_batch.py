@@ -429,9 +429,10 @@ def test_cli_json_lines_csv_and_summary(plain, zoo_file, hosted, tmp_path):
     for rec in records:
         name = Path(rec["file"]).name
         idx, probs = plain(rec["model"], folder / name)
-        assert len(rec["top"]) == 3 and rec["top"][0]["index"] == idx[0]
-        np.testing.assert_allclose([t["prob"] for t in rec["top"]], probs[[t["index"] for t in rec["top"]]],
-                                   atol=1e-4)
+        # The same name as `classify --json`'s top-k (issue 17, item 13).
+        top = rec["predictions"]
+        assert "top" not in rec and len(top) == 3 and top[0]["index"] == idx[0]
+        np.testing.assert_allclose([t["prob"] for t in top], probs[[t["index"] for t in top]], atol=1e-4)
         assert rec["label_index"] == labels.get(name)
         assert rec["correct"] == (None if name not in labels else idx[0] == labels[name])
     expected = expected_counts(plain, {str(p): labels.get(p.name) for p in paths})

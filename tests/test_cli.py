@@ -133,10 +133,71 @@ def test_list_with_a_fine_tuned_head(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("args, message", [
     (["--method", "occlusion", "--window", "8", "--stride", "4"], "3025 window positions"),
-    (["--method", "integrated-gradients", "--steps", "512"], "between 2 and 128 steps"),
+    (["--method", "integrated-gradients", "--steps", "512"], "between 4 and 64 steps"),
 ])
 def test_explain_parameters_over_the_limits(tmp_path, args, message):
     # refused before any weights are fetched: the Hub here is unreachable
     r = run_cli("explain", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", *args,
                 env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path)})
     assert_clean_error(r, message)
+
+
+def test_download_draws_a_progress_bar_on_a_terminal_only(zoo_file, hosted, tmp_path):
+    """Issue 17, item 12: with stderr a terminal (a pseudo-terminal here), `download` draws its
+    own bar, rewritten in place; into a pipe it writes the phases only, one line each."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from conftest import _ROOT
+
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "tty")}
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "zoo", "download", "resnet18", "--zoo", str(zoo_file)],
+                                cwd=_ROOT, env=env, stdout=subprocess.PIPE, stderr=follower)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        os.close(leader)
+    err = b"".join(chunks).decode()
+    assert "Downloading resnet18 weights" in err
+    assert "\r[" in err and "] 100%  Downloading resnet18:" in err, err
+    assert "Verifying resnet18 (sha256)" in err
+
+    r = run_cli("download", "resnet18", "--force", "--zoo", str(zoo_file),
+                env={"HF_HUB_CACHE": str(tmp_path / "pipe")})
+    assert r.returncode == 0, r.stderr
+    assert "Downloading resnet18 weights" in r.stderr and "\r" not in r.stderr and "%" not in r.stderr
+    assert r.stdout.startswith("resnet18: ")
+
+
+def test_progress_printer_redraws_one_line():
+    import io
+
+    from zoo.cli import ProgressPrinter
+
+    out = io.StringIO()
+    p = ProgressPrinter(out, tty=True, interval_s=0)
+    p(0.0, "Downloading x weights")
+    p(0.5, "Downloading x: 5 / 10 MB")
+    p(1.0, "Downloading x: 10 / 10 MB")
+    p(None, "Loading x onto cpu")
+    lines = out.getvalue().split("\n")
+    assert lines[0] == "Downloading x weights"
+    assert lines[1].startswith("\r[############------------]  50%") and "\r[########################] 100%" in lines[1]
+    assert lines[2] == "Loading x onto cpu"
+    quiet = io.StringIO()
+    q = ProgressPrinter(quiet, tty=False)
+    q(0.5, "Downloading x: 5 / 10 MB")
+    assert quiet.getvalue() == ""

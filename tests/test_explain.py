@@ -181,13 +181,13 @@ def test_expensive_parameters_are_refused_before_any_pass(r18, monkeypatch):
     started: list[str] = []
     monkeypatch.setattr(Occlusion, "attribute", lambda *a, **k: started.append("occlusion"))
     monkeypatch.setattr(IntegratedGradients, "attribute", lambda *a, **k: started.append("ig"))
-    assert MAX_OCCLUSION_POSITIONS == 400 and MAX_IG_STEPS == 128
+    assert MAX_OCCLUSION_POSITIONS == 400 and MAX_IG_STEPS == 64
     with pytest.raises(ZooError, match=r"3025 window positions.*limit is 400.*window and a stride of at least 11"):
         explain(r18, run, "occlusion", window=8, stride=4)
     with pytest.raises(ZooError, match=r"484 window positions.*stride of at least 10 for a 32 px window"):
         explain(r18, run, "occlusion", window=32, stride=9)
-    with pytest.raises(ZooError, match=r"between 2 and 128 steps, got 129"):
-        explain(r18, run, "integrated-gradients", steps=129)
+    with pytest.raises(ZooError, match=r"between 4 and 64 steps, got 65"):
+        explain(r18, run, "integrated-gradients", steps=65)
     with pytest.raises(ZooError, match=r"'steps' must be a whole number"):
         explain(r18, run, "integrated-gradients", steps=1e9 + 0.5)
     with pytest.raises(ZooError, match=r"'window' must be a whole number"):
@@ -212,4 +212,4 @@ def test_passes_counts_the_images_through_the_network(r18, method, params):
     finally:
         handle.remove()
     assert sum(images) == METHODS[method].passes(params, run.input.shape[-1]), images
-    assert METHODS["occlusion"].passes() == 13 * 13 + 1 and METHODS["integrated-gradients"].passes() == 32
+    assert METHODS["occlusion"].passes() == 7 * 7 + 1 and METHODS["integrated-gradients"].passes() == 16

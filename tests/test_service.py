@@ -37,7 +37,9 @@ def test_an_estimate_rests_on_forwards_timed_here(explorer):
     run = explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
     one = run.run.seconds
     est = explorer.estimate(["resnet18"], "gradcam")
-    assert est.seconds == pytest.approx(4 * one) and "resnet18's forward measured here" in est.basis
+    # The classification, then one Grad-CAM pass at its measured multiple of a forward.
+    assert est.seconds == pytest.approx((1 + METHODS["gradcam"].pass_cost) * one)
+    assert "resnet18's forward measured here" in est.basis
     # A model not run yet: the timed one's forward, scaled by multiply-adds.
     scaled = explorer.estimate(["resnet50"], "cam")
     ratio = model_stats("resnet50").macs / model_stats("resnet18").macs
@@ -67,3 +69,63 @@ def test_timing_every_model_is_estimated_too(explorer):
     assert at224.forwards == 13 * len(explorer.zoo.names)  # 3 warm-up and 10 timed forwards per model
     per_model = [explorer.forward_seconds(n)[0] for n in explorer.zoo.names]
     assert at224.seconds == pytest.approx(13 * sum(per_model)) and at448.seconds == pytest.approx(4 * at224.seconds)
+
+
+COUNTED = [("gradcam", {}), ("guided-gradcam", {}), ("saliency", {}), ("integrated-gradients", {"steps": 4}),
+           ("occlusion", {"window": 112, "stride": 56}), ("layercam", {"layer": "layer3"}),
+           ("smoothgradcampp", {})]
+
+
+def test_an_estimate_counts_every_image_the_network_sees(explorer, monkeypatch):
+    """Issue 17, item 7: the estimate's passes are the images that go through the network, counted
+    as they go: the classification's and scoring's forwards (``LoadedModel.forward``, which no hook
+    sees) and the method's (Captum and TorchCAM call the module: a forward pre-hook counts them)."""
+    from zoo.models import LoadedModel
+
+    seen: list[int] = []
+    plain_forward = LoadedModel.forward
+
+    def counted(self, x):
+        seen.append(x.shape[0])
+        return plain_forward(self, x)
+
+    monkeypatch.setattr(LoadedModel, "forward", counted)
+    module = explorer.cache.get(explorer.zoo.get("resnet18")).module
+    handle = module.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
+    try:
+        for method, params in COUNTED + [("scorecam", {"layer": "layer1"})]:
+            for score in (False, True) if method == "gradcam" else (False,):
+                est = explorer.estimate(["resnet18"], method, score, **params)
+                seen.clear()
+                explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, method, faithfulness=score, **params)
+                assert sum(seen) == est.passes, (method, score, seen)
+                assert est.passes == 1 + METHODS[method].passes(
+                    {**params, "channels": 64}, 224) + (2 * STEPS - 1 if score else 0)
+    finally:
+        handle.remove()
+
+
+def test_an_estimate_follows_what_the_methods_took_here(explorer):
+    """Before a method ran here: its table cost times the measured forward, corrected by how far the
+    methods that did run were from the table. After: its own passes' time, so the estimate of the
+    same request is what that request took (no wall clock asserted: both come from the same timings)."""
+    explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
+    one = explorer.forward_seconds("resnet18")[0]
+    params = {"steps": 8}
+    before = explorer.estimate(["resnet18"], "integrated-gradients", **params)
+    assert before.seconds == pytest.approx(one * (1 + 8 * METHODS["integrated-gradients"].pass_cost))
+    result = explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "integrated-gradients", **params)
+    took = explorer.forward_seconds("resnet18")[0] + result.explanation.seconds
+    after = explorer.estimate(["resnet18"], "integrated-gradients", **params)
+    assert after.seconds == pytest.approx(took) and "the map's passes as timed here" in after.basis
+    # Twice the steps: twice the map's time; another depth: scaled by multiply-adds.
+    assert explorer.pass_seconds("integrated-gradients", "resnet18", one) == pytest.approx(
+        (result.explanation.seconds / 8, True))
+    ratio = model_stats("resnet50").macs / model_stats("resnet18").macs
+    per_pass, measured = explorer.pass_seconds("integrated-gradients", "resnet50", 1.0)
+    assert measured and per_pass == pytest.approx(result.explanation.seconds / 8 * ratio)
+    # A method not run yet takes the table's figure, corrected as Integrated Gradients was.
+    off = (result.explanation.seconds / 8) / (METHODS["integrated-gradients"].pass_cost * explorer.forward_seconds(
+        "resnet18")[0])
+    per_pass, measured = explorer.pass_seconds("saliency", "resnet18", one)
+    assert not measured and per_pass == pytest.approx(METHODS["saliency"].pass_cost * one * off, rel=1e-6)

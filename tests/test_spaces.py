@@ -108,8 +108,8 @@ def test_durations_follow_the_pages_estimate_and_stay_within_a_visitors_quota():
     assert cam == 19  # 15 s to start + 3 s for the model + one pass
     # Occlusion, window 32 stride 16: 13 x 13 positions + the unoccluded pass = 170 forwards, + classify.
     assert one(None, "resnet50", 5, "occlusion", "", None) == 27  # ceil(15 + 3 + 171 * 0.05)
-    # Integrated Gradients: 128 forwards and backwards (a backward ~ two forwards' worth), + classify.
-    assert one(None, "resnet50", 5, "integrated-gradients", "", None, steps=128) == 38  # ceil(18 + 385 * 0.05)
+    # Integrated Gradients: 64 forwards and backwards (a backward ~ two forwards' worth), + classify.
+    assert one(None, "resnet50", 5, "integrated-gradients", "", None, steps=64) == 28  # ceil(18 + 193 * 0.05)
     # Parameters over the server's limits fail before any pass: no long GPU slot for them.
     assert one(None, "resnet50", 5, "occlusion", "", None, window=8, stride=4) == 18  # start + one model
     assert many(None, [], "cam", "", None) == 31  # all five depths: ceil(15 + 5 * 3.05)

@@ -87,8 +87,16 @@ CSS = """
    ("p(tabby) = 0.92", ".npy"). */
 .gallery-item .caption-label { white-space: normal !important; overflow: visible !important;
                                text-overflow: clip !important; max-width: calc(100% - 8px) !important; }
-.file-preview td.filename, .file-preview td.filename .stem { white-space: normal !important;
-    overflow: visible !important; text-overflow: clip !important; overflow-wrap: anywhere; }
+/* A download name is one run of text that wraps only after a hyphen of its stem, its
+   extension kept on the stem's last part ("resnet50-integrated-" / "gradients-281.png"):
+   gradio lays the stem and the extension out as two flex items, which broke names into
+   three pieces. The space gradio puts between the two spans is neither shown (font-size 0)
+   nor a place to break (nowrap on the cell; the stem itself wraps normally). */
+.file-preview td.filename { display: block !important; white-space: nowrap !important; font-size: 0 !important;
+                            overflow: visible !important; }
+.file-preview td.filename .stem, .file-preview td.filename .ext { font-size: var(--text-md); overflow: visible !important;
+                                                                  text-overflow: clip !important; }
+.file-preview td.filename .stem { white-space: normal !important; overflow-wrap: normal; }
 /* Galleries (height="auto") grow with their maps. Gradio keeps an "auto" gallery between
    450 px and 55% of the window's height and scrolls inside it: at 1400 x 800 px the second
    row of Compare's maps (resnet101, resnet152) and their captions were out of sight, and a
@@ -114,8 +122,50 @@ CSS = """
 """
 
 
+# Page-wide behaviour, run once when the page loads (``launch(js=...)``); each part says why.
+PAGE_JS = """
+() => {
+  if (window.rdePageJs) return;
+  window.rdePageJs = true;
+  // gradio 6's Dropdown filters its list in its keydown handler only (BaseDropdown), so a
+  // class name pasted with the mouse, dropped, or set by a script left the whole list
+  // showing. Every input event in a dropdown's box now also sends it a keydown of no key.
+  document.addEventListener("input", (e) => {
+    const box = e.target;
+    if (box instanceof HTMLInputElement && box.getAttribute("role") === "combobox") {
+      box.dispatchEvent(new KeyboardEvent("keydown", {key: "Unidentified", bubbles: true}));
+    }
+  }, true);
+  // Enter in a target-class box runs, as in a search box (a Dropdown has no submit event).
+  // The box takes the typed or highlighted class on Enter itself, a tick later; the press waits.
+  const runs = {"classify-target": "classify-button", "compare-target": "compare-button"};
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" || e.isComposing || !e.isTrusted) return;
+    const box = e.target.closest && e.target.closest(Object.keys(runs).map((id) => "#" + id).join(","));
+    if (box) setTimeout(() => { const b = document.getElementById(runs[box.id]); if (b) b.click(); }, 150);
+  }, true);
+  // An error is written where the result would be (ui/common.py, shown_in_page): when that is
+  // off screen (the page scrolled down to the settings, or a phone's inputs above it), bring
+  // it into view, or the visitor sees only empty panels.
+  const shown = new WeakSet();
+  const reveal = () => {
+    for (const el of document.querySelectorAll(".rde-error")) {
+      if (shown.has(el)) continue;
+      shown.add(el);
+      const r = el.getBoundingClientRect();
+      if (r.height && (r.top < 0 || r.bottom > window.innerHeight)) el.scrollIntoView({block: "center"});
+    }
+  };
+  let queued = false;
+  new MutationObserver(() => {
+    if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; reveal(); }); }
+  }).observe(document.body, {childList: true, subtree: true});
+}
+"""
+
+
 def launch_options(demo: gr.Blocks | None = None) -> dict:
-    """What ``demo.launch`` needs besides host and port: theme, style, upload limit, errors, middleware.
+    """What ``demo.launch`` needs besides host and port: theme, style, script, upload limit, errors, middleware.
 
     ``show_error`` is off: a ``gr.Error`` (every message written for visitors) is shown
     anyway, and anything else (gradio's own path messages, a bug's text) must not reach
@@ -123,7 +173,7 @@ def launch_options(demo: gr.Blocks | None = None) -> dict:
     ``demo`` (built by ``build_app``), the HTTP middleware of ``ui.server`` too: the upload
     budget per visitor, one refusal for any server path, 404 for an unknown endpoint.
     """
-    options: dict = {"theme": THEME, "css": CSS, "max_file_size": MAX_FILE_SIZE, "show_error": False}
+    options: dict = {"theme": THEME, "css": CSS, "js": PAGE_JS, "max_file_size": MAX_FILE_SIZE, "show_error": False}
     if demo is not None:
         options["app_kwargs"] = {"middleware": server.middleware(demo)}
     return options

@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, NoReturn, Sequence
 
 import gradio as gr
 import numpy as np
@@ -266,14 +266,21 @@ def press_js(elem_id: str) -> str:
 }}"""
 
 
-def carry_image(button: Any, source: Any, to: Any, tabs: Any, title: str, press: str | None = None) -> None:
+def carry_image(button: Any, source: Any, to: Any, tabs: Any, title: str, press: str | None = None,
+                also: Sequence[tuple[Any, Any]] = ()) -> None:
     """``button`` copies the image of ``source`` into the image input ``to`` of the tab ``title``
-    and switches to that tab; with ``press``, it then presses the button of that elem_id there."""
+    and switches to that tab; with ``press``, it then presses the button of that elem_id there.
 
-    def carry(image: Upload | None):
-        return require_image(image).path, gr.Tabs(selected=title)
+    ``also``: (from, to) pairs of other settings that go along (the method, the target class),
+    so the other tab runs what the visitor was looking at, not its own defaults.
+    """
+    senders, receivers = [a for a, _ in also], [b for _, b in also]
 
-    event = button.click(carry, [source], [to, tabs], api_visibility="private", show_progress="hidden")
+    def carry(image: Upload | None, *values: Any):
+        return require_image(image).path, gr.Tabs(selected=title), *values
+
+    event = button.click(carry, [source, *senders], [to, tabs, *receivers], api_visibility="private",
+                         show_progress="hidden")
     if press:
         event.success(None, None, None, js=press_js(press), api_visibility="private")
 
@@ -331,7 +338,9 @@ def render_result(ctx: Context, result: Result, cmap: str, alpha: float,
     crop = save_jpeg(overlay, folder / f"{stem}-overlay.jpg")
     full = save_jpeg(overlay_image(result.run, raw, cmap, alpha, scale, signed=signed), folder / f"{stem}-photo.jpg")
     h, w = raw.shape
-    fig = save_png(raw_figure(raw, cmap, scale, f"Raw map {h}x{w} · {result.run.model} · {result.method}",
+    # Two short lines: one long line ran past the picture's edge and under the image's buttons
+    # (top right), "Raw map 224x224 · resnet50 · integrated-gradien".
+    fig = save_png(raw_figure(raw, cmap, scale, f"Raw map {h}x{w}\n{result.run.model} · {result.method}",
                               signed=signed, unit=value_unit(result.method)),
                    folder / f"{stem}-raw.png")
     paths = [str(crop), str(full), str(fig)]

@@ -603,7 +603,7 @@ def prediction_records(img: ImageResult, models: Sequence[str], labels: tuple[st
             "file": img.name, "model": name,
             "label": labels[img.label] if img.label is not None else None, "label_index": img.label,
             "correct": img.correct(m, 1), "correct_top5": img.correct(m, 5),
-            "top": [{"index": int(i), "label": labels[int(i)], "prob": round(float(p), 6)}
+            "predictions": [{"index": int(i), "label": labels[int(i)], "prob": round(float(p), 6)}
                     for i, p in zip(img.top[m, :top_k], img.probs[m, :top_k])],
         }
 
@@ -617,7 +617,7 @@ def csv_row(rec: dict[str, Any], top_k: int) -> list[Any]:
     flag = lambda v: "" if v is None else int(v)  # noqa: E731
     row = [rec["file"], rec["model"], rec["label"] or "", "" if rec["label_index"] is None else rec["label_index"],
            flag(rec["correct"]), flag(rec["correct_top5"])]
-    for p in rec["top"][:top_k]:
+    for p in rec["predictions"][:top_k]:
         row += [p["index"], p["label"], f"{p['prob']:.6f}"]
     return row
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+import time
+from typing import Sequence, TextIO
 
 from .errors import ZooError
 from .registry import Zoo
@@ -13,10 +14,67 @@ from .registry import Zoo
 DEFAULT_MODEL = "resnet50"
 
 
-def print_progress(fraction: float | None, message: str) -> None:
-    # huggingface_hub draws the byte-level bar; we only announce the phases.
-    if fraction in (None, 0.0):
-        print(message, file=sys.stderr, flush=True)
+class ProgressPrinter:
+    """The command line's progress on stderr.
+
+    Each phase (a fraction of None or 0) is a line of its own, wherever stderr goes. On a
+    terminal, a download's or a check's fraction is also drawn as a bar on one line,
+    rewritten in place: huggingface_hub 2.x draws none of its own (``zoo.hub`` turns its
+    bar off, so there is one reporter), and a 9 s download looked like a hang. In a log or
+    a pipe only the phases are written: a line per chunk would flood it.
+    """
+
+    WIDTH = 24  # characters of the bar
+
+    def __init__(self, stream: TextIO | None = None, tty: bool | None = None, interval_s: float = 0.1):
+        self._stream = stream  # None: whatever sys.stderr is at the time (pytest's capture swaps it)
+        self._tty = tty  # None: ask the stream
+        self.interval_s = interval_s  # the fastest redraw; a bar at 100% is always drawn
+        self._last = 0.0
+        self._open = False  # a bar is on the current line, without its newline yet
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stderr
+
+    @property
+    def tty(self) -> bool:
+        if self._tty is not None:
+            return self._tty
+        try:
+            return self.stream.isatty()
+        except (AttributeError, ValueError):  # a closed or unusual stream: no bar
+            return False
+
+    def __call__(self, fraction: float | None, message: str) -> None:
+        if fraction is None or fraction <= 0.0:
+            self._end_bar()
+            print(message, file=self.stream, flush=True)
+            return
+        if not self.tty:
+            return
+        now = time.monotonic()
+        done = fraction >= 1.0
+        if not done and now - self._last < self.interval_s:
+            return
+        self._last = now
+        filled = int(self.WIDTH * min(fraction, 1.0))
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        # \r back to the line's start, \x1b[K clears what a longer previous message left.
+        self.stream.write(f"\r[{bar}] {min(fraction, 1.0) * 100:3.0f}%  {message}\x1b[K")
+        self._open = True
+        if done:
+            self._end_bar()
+        self.stream.flush()
+
+    def _end_bar(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self._open = False
+
+
+# One for the process: app.py reports its preloads through it too.
+print_progress = ProgressPrinter()
 
 
 def cmd_list(zoo: Zoo, args: argparse.Namespace) -> int:
@@ -239,7 +297,6 @@ def cmd_stats(zoo: Zoo, args: argparse.Namespace) -> int:
 def cmd_batch(zoo: Zoo, args: argparse.Namespace) -> int:
     """Every chosen depth over many images: JSON lines or a table, a CSV/JSON file, a summary."""
     import csv
-    import time
 
     from .batch import BatchResult, ImageResult, Skipped, csv_header, csv_row, prediction_records
     from .service import Explorer
@@ -297,8 +354,8 @@ def cmd_batch(zoo: Zoo, args: argparse.Namespace) -> int:
 def _image_line(img, records: list[dict]) -> str:
     label = f" [{records[0]['label']}]" if records[0]["label"] else ""
     mark = {True: " ✓", False: " ✗", None: ""}
-    preds = " · ".join(f"{r['model']}: {r['top'][0]['label']} {r['top'][0]['prob'] * 100:.0f}%{mark[r['correct']]}"
-                       for r in records)
+    preds = " · ".join(f"{r['model']}: {r['predictions'][0]['label']} {r['predictions'][0]['prob'] * 100:.0f}%"
+                       f"{mark[r['correct']]}" for r in records)
     return f"{img.name}{label}  {preds}" + ("" if img.agree else "  (depths disagree)")
 
 
@@ -360,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=5, metavar="K")
     s.set_defaults(func=cmd_classify)
 
-    from .explain import MAX_IG_STEPS, MAX_OCCLUSION_POSITIONS, METHODS, MIN_IG_STEPS, STAGES
+    from .explain import IG_STEPS, MAX_OCCLUSION_POSITIONS, METHODS, OCCLUSION_STRIDE, OCCLUSION_WINDOW, STAGES
 
     s = sub.add_parser("explain", parents=[common], help="where the network looked")
     model_args(s)
@@ -376,11 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--npy", metavar="NPY", help="write the raw map (float32, before normalising/upsampling)")
     s.add_argument("--cmap", default="jet")
     s.add_argument("--alpha", type=float, default=0.5)
-    s.add_argument("--window", type=int, default=32, help="occlusion window (pixels)")
-    s.add_argument("--stride", type=int, default=16,
-                   help=f"occlusion stride (pixels); at most {MAX_OCCLUSION_POSITIONS} window positions in all")
-    s.add_argument("--steps", type=int, default=32,
-                   help=f"integrated-gradients steps ({MIN_IG_STEPS}-{MAX_IG_STEPS})")
+    # Defaults and limits are zoo.explain's, as in the page and the API.
+    s.add_argument("--window", type=int, default=OCCLUSION_WINDOW.default,
+                   help=f"occlusion window (pixels, default {OCCLUSION_WINDOW.default})")
+    s.add_argument("--stride", type=int, default=OCCLUSION_STRIDE.default,
+                   help=f"occlusion stride (pixels, default {OCCLUSION_STRIDE.default}); at most "
+                        f"{MAX_OCCLUSION_POSITIONS} window positions in all")
+    s.add_argument("--steps", type=int, default=IG_STEPS.default,
+                   help=f"integrated-gradients steps ({IG_STEPS.low}-{IG_STEPS.high}, default {IG_STEPS.default})")
     s.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("analyze", parents=[common], help="per-block responses, gradients and lesions (Depth lab)")

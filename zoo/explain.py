@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping
 
@@ -32,15 +32,37 @@ from .registry import Architecture
 MethodFn = Callable[..., np.ndarray]
 PassesFn = Callable[[Mapping[str, Any], int], int]
 
-# What one request may cost, enforced here rather than only by the page's sliders: anyone
-# can call the API with any parameters. Both bound the images sent through the network.
-# Occlusion runs one forward per window position: at most 400, about 2.4x the default
-# (window 32, stride 16 on a 224 crop: 13 x 13 = 169).
+@dataclass(frozen=True)
+class Setting:
+    """One whole-number parameter of a method: the single source of its range, default and step.
+
+    The page's slider, the CLI's option, the API's default and the checks below all read
+    it, so no two of them can disagree.
+    """
+
+    name: str
+    low: int
+    high: int
+    default: int
+    step: int = 1
+
+
+# The defaults answer in seconds on a 2-core CPU. What one request may cost is enforced
+# here, not only by the page's sliders: anyone can call the API with any parameters.
+# Occlusion runs one forward per window position, ((224 - window) / stride + 1)^2: 49 at
+# the defaults (window 56, stride 28), at most MAX_OCCLUSION_POSITIONS; the sliders offer
+# windows and strides within these ranges, and a pair over the limit is refused.
+OCCLUSION_WINDOW = Setting("window", 16, 112, 56, 8)
+OCCLUSION_STRIDE = Setting("stride", 8, 112, 28, 4)
 MAX_OCCLUSION_POSITIONS = 400
-# Integrated Gradients runs `steps` forwards and backwards: at most 4x the default.
-MIN_IG_STEPS, MAX_IG_STEPS = 2, 128
-OCCLUSION_DEFAULTS: Mapping[str, int] = MappingProxyType({"window": 32, "stride": 16})
-IG_DEFAULTS: Mapping[str, int] = MappingProxyType({"steps": 32})
+# Integrated Gradients runs `steps` forwards and backwards, within this range everywhere.
+IG_STEPS = Setting("steps", 4, 64, 16, 4)
+MIN_IG_STEPS, MAX_IG_STEPS = IG_STEPS.low, IG_STEPS.high
+OCCLUSION_DEFAULTS: Mapping[str, int] = MappingProxyType({"window": OCCLUSION_WINDOW.default,
+                                                          "stride": OCCLUSION_STRIDE.default})
+IG_DEFAULTS: Mapping[str, int] = MappingProxyType({"steps": IG_STEPS.default})
+SETTINGS: Mapping[str, tuple[Setting, ...]] = MappingProxyType({
+    "occlusion": (OCCLUSION_WINDOW, OCCLUSION_STRIDE), "integrated-gradients": (IG_STEPS,)})
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,10 @@ class Method:
     signed: bool = False  # True when negative values mean evidence against the class
     backward: bool = True  # each pass is a forward and a backward (about 3x a forward alone)
     count: PassesFn = lambda params, size: 1  # noqa: E731 - see ``passes``
+    # Measured time of one pass, in batch-1 forwards of the same model (PASS_COSTS, below):
+    # below 1 where the method batches its images, near 1 where the backward stops at a
+    # stage, 1.6 to 2 where it goes back to the input.
+    pass_cost: float = 1.0
 
     def passes(self, params: Mapping[str, Any] | None = None, size: int = 224) -> int:
         """Passes through the network for one map on a ``size`` x ``size`` crop.
@@ -65,6 +91,10 @@ class Method:
     def forwards(self, params: Mapping[str, Any] | None = None, size: int = 224) -> int:
         """The map's cost in forward-pass equivalents: a forward and a backward count as three."""
         return self.passes(params, size) * (3 if self.backward else 1)
+
+    def measured_cost(self, params: Mapping[str, Any] | None = None, size: int = 224) -> float:
+        """The map's measured cost in batch-1 forwards of the model (``pass_cost`` per pass)."""
+        return self.passes(params, size) * self.pass_cost
 
 
 @dataclass
@@ -232,10 +262,10 @@ def _whole(params: Mapping[str, Any], key: str, default: int) -> int:
 
 def ig_steps(params: Mapping[str, Any]) -> int:
     """The validated ``steps`` of Integrated Gradients."""
-    steps = _whole(params, "steps", IG_DEFAULTS["steps"])
-    if not MIN_IG_STEPS <= steps <= MAX_IG_STEPS:
-        raise ZooError(f"Integrated Gradients takes between {MIN_IG_STEPS} and {MAX_IG_STEPS} steps, got {steps}. "
-                       f"Choose a number in that range (the default is {IG_DEFAULTS['steps']}).")
+    steps = _whole(params, "steps", IG_STEPS.default)
+    if not IG_STEPS.low <= steps <= IG_STEPS.high:
+        raise ZooError(f"Integrated Gradients takes between {IG_STEPS.low} and {IG_STEPS.high} steps, got {steps}. "
+                       f"Choose a number in that range (the default is {IG_STEPS.default}).")
     return steps
 
 
@@ -381,6 +411,25 @@ def scorecam(model: LoadedModel, run: Classification, target: int, layer: str | 
     return _torchcam(model, run, target, ScoreCAM, layer, batch_size=int(batch))
 
 
+# Measured time of one pass of each method, in batch-1 forwards of the same model
+# (``benchmarks/methods.py``: a map's median time over a paired forward's, divided by the
+# map's passes; ResNet-18 / 50 / 152 on a 2-core CPU, see the README). Batched passes
+# (Occlusion 16 at a time, Score-CAM 32, Integrated Gradients 8) cost less than a lone
+# forward each; a backward to a stage adds little, one to the input about as much as the
+# forward. ``Explorer.estimate`` multiplies these by the forward it measured, and replaces
+# them by what a method's own runs took once it has run (see ``Explorer.pass_seconds``).
+PASS_COSTS: Mapping[str, float] = MappingProxyType({
+    "cam": 0.0, "gradcam": 1.1, "guided-gradcam": 1.6, "integrated-gradients": 1.6, "saliency": 2.0,
+    "occlusion": 0.8, "gradcampp": 1.1, "smoothgradcampp": 1.1, "xgradcam": 1.1, "layercam": 1.1, "scorecam": 1.0,
+})
+
+
+def _occlusion_cost() -> str:
+    w, s = OCCLUSION_WINDOW.default, OCCLUSION_STRIDE.default
+    return (f"1 forward per window position, ((224 - window) / stride + 1)^2: {occlusion_positions(w, s, 224)} "
+            f"by default (window {w}, stride {s} px), at most {MAX_OCCLUSION_POSITIONS}")
+
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("cam", "CAM (global average pooling)", cam,
            "free: reuses the classification's forward pass", "feature", backward=False,
@@ -389,13 +438,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("guided-gradcam", "Guided Grad-CAM", guided_gradcam, "2 forwards + 2 backwards", "input",
            count=lambda params, size: 2),
     Method("integrated-gradients", "Integrated Gradients", integrated_gradients,
-           f"`steps` forwards + backwards (default {IG_DEFAULTS['steps']}, at most {MAX_IG_STEPS})", "input",
+           f"`steps` forwards + backwards (default {IG_STEPS.default}, {IG_STEPS.low} to {IG_STEPS.high})", "input",
            signed=True, count=lambda params, size: ig_steps(params)),
     Method("saliency", "Saliency (input gradient)", saliency, "1 forward + 1 backward", "input"),
     # Captum also runs the unoccluded input once, hence the + 1.
-    Method("occlusion", "Occlusion", occlusion,
-           "1 forward per window position, ((224 - window) / stride + 1)^2: 169 by default, at most "
-           f"{MAX_OCCLUSION_POSITIONS}", "input", signed=True, backward=False,
+    Method("occlusion", "Occlusion", occlusion, _occlusion_cost(), "input", signed=True, backward=False,
            count=lambda params, size: occlusion_positions(*occlusion_window(params, size), size) + 1),
     # TorchCAM's CAM family; every one takes ``layer``.
     Method("gradcampp", "Grad-CAM++", gradcampp, "1 forward + 1 backward", "feature"),
@@ -407,9 +454,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("scorecam", "Score-CAM", scorecam,
            "1 forward per channel of the layer, + 2: 512 (ResNet-18/34) or 2048 (ResNet-50 and deeper) at layer4, "
            "64 to 1024 at layer1-3", "feature", backward=False,
-           # Without the model at hand, the largest stage (2048 channels) bounds the estimate.
+           # ``channels``: the stage's (``stage_channels``), which ``Explorer.estimate`` fills in;
+           # without the model at hand, the largest stage (2048 channels) bounds the estimate.
            count=lambda params, size: int(params.get("channels", 2048)) + 2),
 )}
+for _name, _cost in PASS_COSTS.items():  # the measured figures travel with each Method
+    METHODS[_name] = replace(METHODS[_name], pass_cost=_cost)
 
 
 def get_method(name: str) -> Method:

@@ -41,6 +41,10 @@ from .models import LoadedModel
 
 STEPS = 20
 BATCH = 16  # perturbed images per forward: bounds memory on the deepest model
+# Measured time of one scored image (2 * STEPS - 1 per map, batched) in batch-1 forwards of
+# the model: 34 / 36 / 29 forwards' time for 39 images on ResNet-18 / 50 / 152
+# (benchmarks/methods.py, README). ``Explorer.estimate`` uses it until scoring ran here.
+PASS_COST = 0.85
 
 
 @dataclass

@@ -181,7 +181,7 @@ def _short(e: BaseException) -> str:
 
 
 def _progress_tqdm(progress: ProgressFn, name: str) -> type[hf_tqdm]:
-    """A huggingface_hub tqdm (terminal bar when enabled) that also reports to ``progress``.
+    """A huggingface_hub tqdm that draws nothing itself and reports the bytes to ``progress``.
 
     Bytes are counted here, not read from ``self.n``: a disabled tqdm (no terminal, or
     ``HF_HUB_DISABLE_PROGRESS_BARS``) returns from ``update`` without counting.
@@ -189,6 +189,9 @@ def _progress_tqdm(progress: ProgressFn, name: str) -> type[hf_tqdm]:
 
     class _Tqdm(hf_tqdm):
         def __init__(self, *args, **kwargs) -> None:
+            # ``progress`` is the one reporter (the command line draws its own bar on a
+            # terminal): a second bar from huggingface_hub would fight it for the line.
+            kwargs["disable"] = True
             super().__init__(*args, **kwargs)
             self.bytes_done = int(kwargs.get("initial") or 0)  # a resumed download starts part-way
 

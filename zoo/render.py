@@ -233,13 +233,14 @@ def raw_figure(raw: np.ndarray, cmap: str = "jet", scale: Scale | None = None, t
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     label_w = max((probe.textlength(t, font=font) for t in labels), default=0)
     unit_h = 18 if unit else 0  # the unit, written along the bar (rotated), beside the tick labels
-    top, left = 30, 10  # the title's line, and room for the top tick's label under it
+    lines = (title or "").count("\n") + 1  # a long title comes in lines: it must not run off the picture
+    top, left = 30 + 16 * (lines - 1), 10  # the title's lines, and room for the top tick's label under them
     bx = left + grid.width + 16
     canvas = Image.new("RGB", (bx + bar.width + 8 + int(label_w) + 6 + unit_h + 6, top + bar_h + 12), "white")
     canvas.paste(grid, (left, top))
     canvas.paste(bar, (bx, top))
     draw = ImageDraw.Draw(canvas)
-    draw.text((left, 5), title or f"raw map {h}x{w}", fill="black", font=font)
+    draw.multiline_text((left, 5), title or f"raw map {h}x{w}", fill="black", font=font, spacing=3)
     span = scale.vmax - scale.vmin
     for value, text in zip(ticks, labels):
         # The ramp's row i holds vmax - i * span / (bar_h - 1).

@@ -19,7 +19,8 @@ from typing import Any, Iterator, Sequence
 from . import batch as batching
 from .analysis import Analysis, analyze, check_target
 from .errors import ZooError
-from .explain import METHODS, Explanation, explain, get_method, layer_param
+from .explain import METHODS, Explanation, explain, get_method, layer_param, stage_channels
+from .faithfulness import PASS_COST as FAITHFULNESS_PASS_COST
 from .faithfulness import STEPS, Faithfulness
 from .faithfulness import faithfulness as score_map
 from .hub import ProgressFn
@@ -120,10 +121,14 @@ class Ranking:
 class Estimate:
     """What a request will cost before it runs: forward passes, and seconds on this device."""
 
-    forwards: int  # forward-pass equivalents over all models: classification, map, score
+    forwards: int  # forward-pass equivalents over all models: classification, map, score (a backward: two)
     seconds: float | None  # None until some model's forward has been timed on this device
     basis: str  # whose timing it rests on, for the user to judge it
     models: int = 1  # how many models it runs (a ZeroGPU call pays a fixed cost for each)
+    passes: int = 0  # images through the network over all models, each counted once (as a forward hook sees)
+
+
+FAITHFULNESS = "faithfulness"  # the calibration key of scoring a map (``Explorer.pass_seconds``)
 
 
 class Explorer:
@@ -135,12 +140,50 @@ class Explorer:
         # Recent classification times per model on this device, for estimates (shared like
         # the cache: a measurement of the machine, not anyone's request).
         self._forward_s: dict[str, deque[float]] = {}
+        # Recent passes of each method (and of scoring) here: (seconds per pass per
+        # multiply-add of the model, that pass over the table's PASS_COSTS x the forward then).
+        self._pass_s: dict[str, deque[tuple[float, float | None]]] = {}
         self._timing_lock = threading.Lock()
 
     def _timed(self, run: Classification) -> Classification:
         with self._timing_lock:
             self._forward_s.setdefault(run.model, deque(maxlen=5)).append(run.seconds)
         return run
+
+    def _macs(self, model: str) -> int:
+        from .stats import model_stats
+
+        spec = self.zoo.get(model)
+        return model_stats(spec.arch.name, spec.preprocessing.crop).macs
+
+    @staticmethod
+    def _table_cost(key: str) -> float:
+        return FAITHFULNESS_PASS_COST if key == FAITHFULNESS else METHODS[key].pass_cost
+
+    def _calibrate(self, key: str, model: str, seconds: float, passes: int) -> None:
+        """Remember what one pass of ``key`` (a method, or ``FAITHFULNESS``) took here on ``model``."""
+        if passes <= 0 or seconds <= 0 or self._table_cost(key) <= 0:
+            return
+        per_pass = seconds / passes
+        timed = self.forward_seconds(model)
+        off = per_pass / (self._table_cost(key) * timed[0]) if timed else None
+        with self._timing_lock:
+            self._pass_s.setdefault(key, deque(maxlen=5)).append((per_pass / self._macs(model), off))
+
+    def pass_seconds(self, key: str, model: str, forward_s: float) -> tuple[float, bool]:
+        """One pass of ``key`` on ``model`` here, and whether it was measured.
+
+        Once the method (or scoring) has run here: its passes' median time, scaled by
+        multiply-adds. Before that: the table's multiple of ``forward_s`` (the measured
+        forward), times the median of how far the methods that did run were from the table
+        on this device (batching and backward speed vary with the machine and precision).
+        """
+        with self._timing_lock:
+            own = [per_mac for per_mac, _ in self._pass_s.get(key, ())]
+            offs = [off for runs in self._pass_s.values() for _, off in runs if off is not None]
+        if own:
+            return statistics.median(own) * self._macs(model), True
+        return self._table_cost(key) * forward_s * (statistics.median(offs) if offs else 1.0), False
 
     def forward_seconds(self, model: str) -> tuple[float, str] | None:
         """One forward of ``model`` here: the median of its recent runs, else another model's
@@ -176,30 +219,48 @@ class Explorer:
     def estimate(self, models: Sequence[str], method: str = "cam", faithfulness: bool = False,
                  **params: Any) -> Estimate:
         """The cost of ``run`` (one model) or ``compare`` (several) with these settings, before
-        running them. Raises ``ZooError`` for settings the server would refuse."""
+        running them. Raises ``ZooError`` for settings the server would refuse.
+
+        Seconds: per model, its measured forward (the classification) plus the map's and the
+        scores' passes at ``pass_seconds`` each.
+        """
         m = get_method(method)
-        forwards, seconds, bases = 0, 0.0, []
+        forwards, passes, seconds, bases = 0, 0, 0.0, []
+        scored = (2 * STEPS - 1) if faithfulness else 0
         for name in models:
             spec = self.zoo.get(name)
-            n = 1 + m.forwards(params, spec.preprocessing.crop) + ((2 * STEPS - 1) if faithfulness else 0)
-            forwards += n
+            crop = spec.preprocessing.crop
+            p = dict(params)
+            if method == "scorecam":  # one pass per channel of the stage it reads
+                p["channels"] = stage_channels(spec.arch, p.get("layer"))
+            n = m.passes(p, crop)
+            forwards += 1 + m.forwards(p, crop) + scored
+            passes += 1 + n + scored
             timed = self.forward_seconds(name) if seconds is not None else None
             if timed is None:
                 seconds = None
-            else:
-                seconds += n * timed[0]
-                bases.append(timed[1])
+                continue
+            unit, basis = timed
+            map_s, measured = self.pass_seconds(method, name, unit) if n else (0.0, False)
+            score_s, scores_measured = self.pass_seconds(FAITHFULNESS, name, unit) if scored else (0.0, False)
+            seconds += unit + n * map_s + scored * score_s
+            if measured or scores_measured:
+                basis += "; the map's passes as timed here" if measured else "; scoring as timed here"
+            bases.append(basis)
         basis = bases[0] if len(set(bases)) == 1 else "each model's forward measured here or scaled by multiply-adds"
         return Estimate(forwards, seconds, basis if seconds is not None else "no forward timed on this device yet",
-                        len(models))
+                        models=len(models), passes=passes)
 
     def rank_estimate(self, model: str, methods: Sequence[str] | None = None) -> Estimate:
         """The cost of ``iter_rank``: one classification, then each method's map and its scores."""
         names = list(dict.fromkeys(methods or RANK_DEFAULT))
-        spec = self.zoo.get(model)
-        size = spec.preprocessing.crop
-        n = 1 + sum(get_method(m).forwards({}, size) + 2 * STEPS - 1 for m in names)
-        return self._priced({model: n})
+        each = [self.estimate([model], m, faithfulness=True) for m in names]  # each counts the classification
+        extra = len(each) - 1
+        timed = self.forward_seconds(model)
+        seconds = None if timed is None or any(e.seconds is None for e in each) else (
+            sum(e.seconds for e in each) - extra * timed[0])  # type: ignore[misc]
+        return Estimate(sum(e.forwards for e in each) - extra, seconds, each[0].basis, models=1,
+                        passes=sum(e.passes for e in each) - extra)
 
     @property
     def device(self) -> str:
@@ -221,10 +282,23 @@ class Explorer:
         t0 = time.perf_counter()
         run = self._timed(classify(lm, loaded, top_k))
         ex = explain(lm, run, method, target, **params)
+        self._calibrate_map(ex, spec, params)
         scores = None
         if faithfulness:
             scores = score_map(lm, run, ex.raw, ex.target.index, progress=progress)
+            self._calibrate(FAITHFULNESS, spec.name, scores.seconds, scores.forwards)
         return Result(run, ex, method, time.perf_counter() - t0, scores)
+
+    def _calibrate_map(self, ex: Explanation, spec: Any, params: dict[str, Any]) -> None:
+        """Feed a map's measured time to the estimates of its method."""
+        p = {**params, "layer": ex.layer}
+        if ex.method == "scorecam":
+            p["channels"] = stage_channels(spec.arch, ex.layer)
+        try:
+            n = get_method(ex.method).passes(p, spec.preprocessing.crop)
+        except ZooError:
+            return
+        self._calibrate(ex.method, spec.name, ex.seconds, n)
 
     def compare(self, image: Any, models: list[str] | None = None, method: str = "cam",
                 target: int | str | None = None, top_k: int = 5, progress: ProgressFn | None = None,
@@ -258,11 +332,13 @@ class Explorer:
         for lm, run, secs in runs:
             t0 = time.perf_counter()
             ex = explain(lm, run, method, idx)
+            self._calibrate_map(ex, lm.spec, {})
             scores = None
             if faithfulness:
                 if progress:
                     progress(None, f"{run.model}: scoring its map ({2 * STEPS - 1} forwards)")
                 scores = score_map(lm, run, ex.raw, idx)
+                self._calibrate(FAITHFULNESS, run.model, scores.seconds, scores.forwards)
             results.append(Result(run, ex, method, secs + time.perf_counter() - t0, scores))
         if progress:
             progress(1.0, "done")

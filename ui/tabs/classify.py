@@ -8,8 +8,8 @@ from typing import Any
 import gradio as gr
 
 from zoo.errors import ZooError
-from zoo.explain import STAGES, takes_layer
-from zoo.render import COLORMAPS
+from zoo.explain import IG_STEPS, OCCLUSION_STRIDE, OCCLUSION_WINDOW, STAGES, Setting, takes_layer
+from zoo.render import COLORMAPS, overlay_crop, save_jpeg
 from zoo.service import Result
 
 from .. import format as fmt
@@ -21,13 +21,14 @@ from ..plots import faithfulness_curves
 
 TITLE = "Classify & explain"
 
-# (lowest, highest, default) of the expensive settings. Occlusion costs one forward per
-# window position, ((224 - window) / stride + 1)^2: 49 by default, at most 729; the
-# defaults answer in seconds on a 2-core CPU. The API uses the defaults. gr.Slider
-# refuses values outside its range on the server too, so a raw call is bound as well.
-OCCLUSION_WINDOW = (16, 112, 56)
-OCCLUSION_STRIDE = (8, 112, 28)
-IG_STEPS = (4, 64, 16)
+
+
+def setting_slider(setting: Setting, label: str, elem_id: str) -> gr.Slider:
+    """A slider for one of zoo's method settings: its range, default and step come from zoo,
+    as the API's and the CLI's do. gr.Slider refuses values outside its range on the server
+    too, so a raw call is bound as well; zoo refuses what would cost too much."""
+    return gr.Slider(setting.low, setting.high, value=setting.default, step=setting.step, label=label,
+                     elem_id=elem_id)
 
 
 def method_params(method: str, window: int, stride: int, steps: int, layer: str | None = None) -> dict[str, Any]:
@@ -46,30 +47,40 @@ def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
     explorer = ctx.explorer
 
-    def cost(image, model, top_k, method, target, cmap="jet", alpha=0.5, window=OCCLUSION_WINDOW[2],
-             stride=OCCLUSION_STRIDE[2], steps=IG_STEPS[2], layer=None, score=False):
+    def cost(image, model, top_k, method, target, cmap="jet", alpha=0.5, window=OCCLUSION_WINDOW.default,
+             stride=OCCLUSION_STRIDE.default, steps=IG_STEPS.default, layer=None, score=False):
         """The estimate of one run: the figure the page shows, the server's ceiling checks and ZeroGPU asks for."""
-        return explorer.estimate([model], method, bool(score), **method_params(method, window, stride, steps))
+        return explorer.estimate([model], method, bool(score), **method_params(method, window, stride, steps, layer))
 
-    def run_cost(image, model, top_k, method, target, progress=None, window=OCCLUSION_WINDOW[2],
-                 stride=OCCLUSION_STRIDE[2], steps=IG_STEPS[2], layer=None, score=False):
-        return cost(image, model, top_k, method, target, window=window, stride=stride, steps=steps, score=score)
+    def run_cost(image, model, top_k, method, target, progress=None, window=OCCLUSION_WINDOW.default,
+                 stride=OCCLUSION_STRIDE.default, steps=IG_STEPS.default, layer=None, score=False):
+        return cost(image, model, top_k, method, target, window=window, stride=stride, steps=steps, layer=layer,
+                    score=score)
 
     @gpu(cost=run_cost)  # ZeroGPU's duration from the same estimate (ui/spaces.py)
     def run_one(image: Upload | None, model: str, top_k: int, method: str, target: str | None,
-                progress: gr.Progress, window: int = OCCLUSION_WINDOW[2], stride: int = OCCLUSION_STRIDE[2],
-                steps: int = IG_STEPS[2], layer: str | None = None, score: bool = False) -> Result:
+                progress: gr.Progress, window: int = OCCLUSION_WINDOW.default,
+                stride: int = OCCLUSION_STRIDE.default, steps: int = IG_STEPS.default, layer: str | None = None,
+                score: bool = False) -> Result:
         upload = require_image(image)
         return explorer.run(upload.path, model, top_k, method, target or None, progress_fn(progress),
                             faithfulness=bool(score), **method_params(method, window, stride, steps, layer))
 
-    def ui_estimate(model, method, window, stride, steps, score) -> str:
+    def ui_estimate(model, method, window, stride, steps, score, layer=None) -> str:
         """What pressing the button will cost here, before pressing it."""
         try:
             return fmt.estimate_markdown(cost(None, model, 5, method, None, window=window, stride=stride,
-                                              steps=steps, score=score), explorer.device, ctx.guard.limits)
+                                              steps=steps, layer=layer, score=score), explorer.device,
+                                         ctx.guard.limits)
         except ZooError as e:  # settings the server refuses: say so now
             return str(e)
+
+    def seen_and_mapped(result: Result, overlay: str) -> tuple[str, str]:
+        """The slider's two pictures: the crop the model saw, and the same crop under the map
+        (``overlay``, as shown above). Opacity 0 draws the crop alone, at the overlay's size."""
+        plain = Path(overlay).with_name(f"{result.run.model}-crop.jpg")
+        save_jpeg(overlay_crop(result.run, result.explanation.raw, alpha=0.0), plain)
+        return str(plain), overlay
 
     def render_scores(result: Result) -> tuple[str, Any]:
         f = result.faithfulness
@@ -83,13 +94,16 @@ def build(ctx: Context) -> None:
         result = run_one(image, model, top_k, method, target, progress, window, stride, steps, layer, score)
         crop, full, fig, png = render_result(ctx, result, cmap, alpha, download=True)
         return (fmt.label_dict(result), crop, full, fig, fmt.result_markdown(result),
-                [png, save_raw(result, Path(crop).parent)], *render_scores(result), result)
+                [png, save_raw(result, Path(crop).parent)], *render_scores(result), seen_and_mapped(result, crop),
+                result)
 
     @user_errors
     def ui_rerender(result, cmap, alpha):
         if result is None:
-            return gr.skip(), gr.skip(), gr.skip()
-        return render_result(ctx, result, cmap, alpha)
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        # The download too: it is the overlay as shown, in the colours and opacity now chosen.
+        crop, full, fig, png = render_result(ctx, result, cmap, alpha, download=True)
+        return crop, full, fig, [png, save_raw(result, Path(crop).parent)], seen_and_mapped(result, crop)
 
     @user_errors
     def api_classify(image, model, top_k, method, target, progress=gr.Progress()):
@@ -115,20 +129,19 @@ def build(ctx: Context) -> None:
             with gr.Accordion("Display and method settings", open=False):
                 cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
                 alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
-                window = gr.Slider(*OCCLUSION_WINDOW[:2], value=OCCLUSION_WINDOW[2], step=8,
-                                   label="Occlusion window (px)", elem_id="occlusion-window")
-                stride = gr.Slider(*OCCLUSION_STRIDE[:2], value=OCCLUSION_STRIDE[2], step=4,
-                                   label="Occlusion stride (px)", elem_id="occlusion-stride")
-                steps = gr.Slider(*IG_STEPS[:2], value=IG_STEPS[2], step=4, label="Integrated Gradients steps",
-                                  elem_id="ig-steps")
+                window = setting_slider(OCCLUSION_WINDOW, "Occlusion window (px)", "occlusion-window")
+                stride = setting_slider(OCCLUSION_STRIDE, "Occlusion stride (px)", "occlusion-stride")
+                steps = setting_slider(IG_STEPS, "Integrated Gradients steps", "ig-steps")
             score = gr.Checkbox(False, label=f"Score this map ({fmt.FAITHFULNESS_NOTE})", elem_id="score-input")
             with gr.Row():
                 go = gr.Button("Classify & explain", variant="primary", elem_id="classify-button")
                 stop = gr.Button("Stop", variant="stop", elem_id="classify-stop")
             estimate = gr.Markdown(elem_id="classify-estimate", elem_classes="rde-estimate")
             to_compare = gr.Button("Compare this image across depths", size="sm", elem_id="classify-to-compare")
-            # Compare depths (built next) wires these: it takes the image, and hands its own back.
+            # Compare depths (built next) wires these: it takes the image, method and target, and
+            # hands its own back.
             ctx.components["classify.image"], ctx.components["classify.to_compare"] = image, to_compare
+            ctx.components["classify.method"], ctx.components["classify.target"] = method, target
         with gr.Column(scale=2):
             labels = gr.Label(label="Predictions", elem_id="predictions")
             info = gr.Markdown(elem_id="result-info")
@@ -145,6 +158,10 @@ def build(ctx: Context) -> None:
                                     elem_id="raw-map", elem_classes="rde-when-filled")
                 files = gr.File(label="Downloads: overlay PNG and raw map (.npy)", file_count="multiple",
                                 min_width=300, elem_id="downloads", elem_classes="rde-when-filled")
+            # What the model saw, and where the map puts the evidence, in one picture: drag the line.
+            crop_slider = gr.ImageSlider(label="The model's crop without and with the map (drag the line)",
+                                         type="filepath", format="jpeg", max_height=448, elem_id="crop-slider",
+                                         buttons=["fullscreen"])
             faith_info = gr.Markdown(elem_id="faithfulness-info")
             faith_plot = gr.Plot(label="Deletion and insertion curves", elem_id="faithfulness-plot",
                                  elem_classes="rde-when-filled")
@@ -154,7 +171,9 @@ def build(ctx: Context) -> None:
     def ui_example(image, progress=gr.Progress()):
         """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
         labels_, crop, full, fig, info_, files_, *_ = ui_classify(image, ctx.default_model, 5, "cam", "", "jet",
-                                                                  0.5, 32, 16, 32, "layer4", False, progress)
+                                                                  0.5, OCCLUSION_WINDOW.default,
+                                                                  OCCLUSION_STRIDE.default, IG_STEPS.default,
+                                                                  "layer4", False, progress)
         info_ += "\n\n*A cached example result: change the settings and press Classify & explain to run it again.*"
         # No state: a cached result cannot be re-rendered, and a stale one must not be.
         # The controls are reset so that they show what produced the result.
@@ -167,17 +186,17 @@ def build(ctx: Context) -> None:
                              cmap, alpha], api_name="classify_example", elem_id="classify-examples",
                     **example_caching())
     ins = [image, model, top_k, method, target, cmap, alpha, window, stride, steps, layer, score]
-    outs = [labels, crop_view, full_view, raw_view, info, files, faith_info, faith_plot, state]
+    outs = [labels, crop_view, full_view, raw_view, info, files, faith_info, faith_plot, crop_slider, state]
     run = long_event(ctx.guard, go.click, ui_classify, ins, outs, cost=cost, message=info, stop=stop,
                      api_visibility="private")
     # The estimate follows the settings, and the first run replaces its guess with a measurement.
-    cost_ins = [model, method, window, stride, steps, score]
+    cost_ins = [model, method, window, stride, steps, score, layer]  # the layer: Score-CAM's passes
     for ctl in cost_ins:
         ctl.change(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
     run.then(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
     ctx.demo.load(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
     for ctl in (cmap, alpha):
-        ctl.change(ui_rerender, [state, cmap, alpha], [crop_view, full_view, raw_view],
+        ctl.change(ui_rerender, [state, cmap, alpha], [crop_view, full_view, raw_view, files, crop_slider],
                    api_visibility="private", show_progress="hidden")
     # The public endpoint: fixed display settings, so its signature stays
     # /classify(image, model, top_k, method, target).

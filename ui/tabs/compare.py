@@ -94,7 +94,8 @@ def build(ctx: Context) -> None:
             c_method = gr.Dropdown(ctx.method_choices, value="cam", label="Method", elem_id="compare-method",
                                    info="CAM is free; what the others cost shows under the buttons.")
             c_target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
-                                   label="Target class (blank: the class most depths agree on)")
+                                   label="Target class (blank: the class most depths agree on)",
+                                   elem_id="compare-target")
             c_shared = gr.Checkbox(value=True, label="Shared colour scale (compare magnitudes honestly)")
             c_score = gr.Checkbox(value=False, elem_id="compare-score",
                                   label="Score each depth's map (deletion: lower is better; insertion: higher is "
@@ -152,9 +153,12 @@ def build(ctx: Context) -> None:
     # The image goes both ways between Classify & explain and here; Compare runs at once.
     tabs, c_image_classify = ctx.components.get("tabs"), ctx.components.get("classify.image")
     if tabs is not None and c_image_classify is not None:
+        # The method and the target class go along both ways (both tabs offer the same choices).
+        method, target = ctx.components["classify.method"], ctx.components["classify.target"]
         carry_image(ctx.components["classify.to_compare"], c_image_classify, c_image, tabs, TITLE,
-                    press="compare-button")
-        carry_image(c_to_classify, c_image, c_image_classify, tabs, CLASSIFY_TAB, press="classify-button")
+                    press="compare-button", also=[(method, c_method), (target, c_target)])
+        carry_image(c_to_classify, c_image, c_image_classify, tabs, CLASSIFY_TAB, press="classify-button",
+                    also=[(c_method, method), (c_target, target)])
     for ctl in (c_cmap, c_alpha, c_shared):
         ctl.change(ui_compare_rerender, [c_state, c_cmap, c_alpha, c_shared], [c_gallery, c_table, c_text],
                    api_visibility="private", show_progress="hidden")
