@@ -152,7 +152,8 @@ def explain_one(model, run, name: str, args: argparse.Namespace, suffix: bool) -
         if scores is not None:
             f = scores.to_json()
             out["faithfulness"] = {k: f[k] for k in ("deletion_auc", "insertion_auc", "deletion_curve",
-                                                      "insertion_curve", "fractions", "steps", "forwards", "seconds")}
+                                                      "insertion_curve", "fractions", "steps", "forwards", "seconds",
+                                                      "road")}
         print(json.dumps(out), flush=True)
         return
     for note in run.notes + ex.notes:
@@ -165,6 +166,10 @@ def explain_one(model, run, name: str, args: argparse.Namespace, suffix: bool) -
         print(f"  deletion AUC {scores.deletion_auc:.4f} (lower is better) · insertion AUC "
               f"{scores.insertion_auc:.4f} (higher is better) · {scores.forwards} forwards, "
               f"{scores.seconds * 1000:.0f} ms", flush=True)
+        if scores.road is not None:
+            r = scores.road
+            print(f"  ROAD {r.combined:+.4f} (higher is better; percentiles {', '.join(map(str, r.percentiles))}) · "
+                  f"{r.forwards} forwards, {r.seconds * 1000:.0f} ms", flush=True)
     for path in paths:
         print(f"wrote {path}")
 
@@ -369,8 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layer", default=None, choices=STAGES,
                    help="stage the map is read from (default layer4; CAM works on layer4 only)")
     s.add_argument("--faithfulness", action="store_true",
-                   help="also score the map: deletion AUC (lower is better) and insertion AUC (higher is better), "
-                        "about 40 forwards")
+                   help="also score the map: deletion AUC (lower is better), insertion AUC (higher is better) "
+                        "and ROAD (higher is better), about 50 forwards and a few seconds of imputation")
     s.add_argument("--target", default=None, help="class index or name (default: top-1)")
     s.add_argument("--out", metavar="PNG", help="write the overlay on the model's crop")
     s.add_argument("--npy", metavar="NPY", help="write the raw map (float32, before normalising/upsampling)")

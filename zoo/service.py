@@ -18,7 +18,7 @@ from . import batch as batching
 from .analysis import Analysis, analyze, check_target
 from .errors import ZooError
 from .explain import METHODS, Explanation, explain, get_method, layer_param
-from .faithfulness import STEPS, Faithfulness
+from .faithfulness import STEPS, Faithfulness, road_forwards, road_impute_seconds
 from .faithfulness import faithfulness as score_map
 from .hub import ProgressFn
 from .images import LoadedImage, load_image
@@ -66,10 +66,10 @@ class Comparison:
 
 
 # Methods a ranking runs when none are named: those costing a few passes at most
-# (Integrated Gradients, Occlusion and Score-CAM cost tens to thousands).
+# (Integrated Gradients, Occlusion, Score-CAM and Ablation-CAM cost tens to thousands).
 RANK_DEFAULT = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam", "smoothgradcampp", "saliency",
-                "guided-gradcam")
-RANK_KEYS = ("deletion", "insertion")
+                "guided-gradcam", "hirescam", "gradcam-elementwise", "eigencam", "fullgrad", "shapleycam")
+RANK_KEYS = ("deletion", "insertion", "road")
 
 
 @dataclass
@@ -87,6 +87,7 @@ class Ranked:
         f = self.faithfulness
         return {"method": self.method, "label": METHODS[self.method].label, "layer": self.explanation.layer,
                 "deletion_auc": f.deletion_auc, "insertion_auc": f.insertion_auc,
+                "road_combined": None if f.road is None else f.road.combined,
                 "seconds": round(self.explanation.seconds, 4), "score_seconds": round(f.seconds, 4),
                 "shape": list(self.explanation.raw.shape), "faithfulness": f.to_json()}
 
@@ -100,11 +101,15 @@ class Ranking:
     entries: list[Ranked] = field(default_factory=list)
 
     def sorted(self, by: str = "deletion") -> list[Ranked]:
-        """Best first: lowest deletion area, or highest insertion area."""
+        """Best first: lowest deletion area, highest insertion area, or highest ROAD combined score."""
         if by not in RANK_KEYS:
-            raise ZooError(f"Sort by 'deletion' (lower is better) or 'insertion' (higher is better), not {by!r}.")
+            raise ZooError(f"Sort by 'deletion' (lower is better), 'insertion' (higher is better) or 'road' "
+                           f"(ROAD's combined score, higher is better), not {by!r}.")
         if by == "deletion":
             return sorted(self.entries, key=lambda r: r.faithfulness.deletion_auc)
+        if by == "road":  # maps scored without ROAD go last
+            return sorted(self.entries, key=lambda r: -r.faithfulness.road.combined if r.faithfulness.road
+                          else float("inf"))
         return sorted(self.entries, key=lambda r: -r.faithfulness.insertion_auc)
 
     def to_json(self, by: str = "deletion") -> dict[str, Any]:
@@ -178,13 +183,16 @@ class Explorer:
         forwards, seconds, bases = 0, 0.0, []
         for name in models:
             spec = self.zoo.get(name)
-            n = 1 + m.forwards(params, spec.preprocessing.crop) + ((2 * STEPS - 1) if faithfulness else 0)
+            # Scoring: the deletion/insertion images and ROAD's imputed ones.
+            n = 1 + m.forwards(params, spec.preprocessing.crop) + ((2 * STEPS - 1 + road_forwards())
+                                                                   if faithfulness else 0)
             forwards += n
             timed = self.forward_seconds(name) if seconds is not None else None
             if timed is None:
                 seconds = None
             else:
-                seconds += n * timed[0]
+                # ROAD's sparse solves run on the CPU and do not scale with the model's forward.
+                seconds += n * timed[0] + (road_impute_seconds() if faithfulness else 0.0)
                 bases.append(timed[1])
         basis = bases[0] if len(set(bases)) == 1 else "each model's forward measured here or scaled by multiply-adds"
         return Estimate(forwards, seconds, basis if seconds is not None else "no forward timed on this device yet")
@@ -248,7 +256,7 @@ class Explorer:
             scores = None
             if faithfulness:
                 if progress:
-                    progress(None, f"{run.model}: scoring its map ({2 * STEPS - 1} forwards)")
+                    progress(None, f"{run.model}: scoring its map ({2 * STEPS - 1 + road_forwards()} forwards)")
                 scores = score_map(lm, run, ex.raw, idx)
             results.append(Result(run, ex, method, secs + time.perf_counter() - t0, scores))
         if progress:

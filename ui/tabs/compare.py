@@ -89,8 +89,9 @@ def build(ctx: Context) -> None:
                                    label="Target class (blank: the class most depths agree on)")
             c_shared = gr.Checkbox(value=True, label="Shared colour scale (compare magnitudes honestly)")
             c_score = gr.Checkbox(value=False, elem_id="compare-score",
-                                  label="Score each depth's map (deletion: lower is better; insertion: higher is "
-                                        "better; costs about 40 forwards per depth)")
+                                  label="Score each depth's map (deletion: lower is better; insertion and ROAD: "
+                                        "higher is better; costs about 50 forwards per depth and ROAD's "
+                                        "imputation)")
             c_cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
             c_alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
             with gr.Row():
