@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any, Callable
 
@@ -105,6 +106,43 @@ def agreement_markdown(cmp: Comparison) -> str:
                    + flat[0].explanation.notes[0])
     times = " Time: " + ", ".join(f"{r.run.model} {r.seconds * 1000:.0f} ms" for r in cmp.results) + "."
     return head + tail + target + times
+
+
+def model_title(name: str) -> str:
+    """``resnet152`` -> ``ResNet-152``; any other name as it is."""
+    m = re.fullmatch(r"resnet(\d+)", name)
+    return f"ResNet-{m.group(1)}" if m else name
+
+
+def map_agreement_markdown(cmp: Comparison) -> str:
+    """One sentence on whether the first and last depths look at the same place, then the extremes."""
+    m = cmp.map_agreement
+    n = len(m.models)
+    if n < 2:
+        return ""
+    label = cmp.target_label
+    a, b = m.models[0], m.models[-1]
+    rho, iou = m.pair(a, b)
+    overlap = "" if iou != iou else f" (their top-20 % regions overlap with IoU {iou:.2f})"
+    if rho != rho:  # NaN: a flat map has no order to compare
+        head = f"{model_title(a)} and {model_title(b)} cannot be compared: one of their maps is flat."
+    elif rho >= 0.7:
+        head = f"{model_title(a)} and {model_title(b)} agree on where the {label} is: ρ = {rho:.2f}{overlap}."
+    elif rho >= 0.3:
+        head = (f"{model_title(a)} and {model_title(b)} partly agree on where the {label} is: ρ = {rho:.2f}"
+                f"{overlap}.")
+    else:
+        head = (f"{model_title(a)} and {model_title(b)} look at different places for {label}: ρ = {rho:.2f}"
+                f"{overlap}.")
+    pairs = [(m.spearman[i, j], m.models[i], m.models[j]) for i in range(n) for j in range(i + 1, n)
+             if m.spearman[i, j] == m.spearman[i, j]]
+    extremes = ""
+    if n > 2 and pairs:
+        hi, lo = max(pairs), min(pairs)
+        extremes = (f" Most alike: {model_title(hi[1])} and {model_title(hi[2])} (ρ = {hi[0]:.2f}); least alike: "
+                    f"{model_title(lo[1])} and {model_title(lo[2])} (ρ = {lo[0]:.2f}).")
+    return (f"**{head}**{extremes} ρ is Spearman's rank correlation of two maps as drawn on the crop (1: they rank "
+            "the pixels alike, 0: unrelated); IoU is the overlap of their top-20 % regions (1: the same region).")
 
 
 PAPER_RESOLUTION = 224  # the paper's Table 1 counts multiply-adds for 224x224 inputs

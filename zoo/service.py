@@ -7,6 +7,7 @@ zoo and the locked model cache, and keeps no per-request state.
 from __future__ import annotations
 
 import os
+import functools
 import statistics
 import threading
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from . import batch as batching
+from .agreement import MapAgreement, map_agreement
 from .analysis import Analysis, analyze, check_target
 from .errors import ZooError
 from .explain import METHODS, Explanation, explain, get_method, layer_param
@@ -59,9 +61,14 @@ class Comparison:
     agreement: dict[str, Any] = field(default_factory=dict)
     chosen: str = "consensus"  # how the target was picked: "consensus" (see ``consensus``) or "given"
 
+    @functools.cached_property
+    def map_agreement(self) -> MapAgreement:
+        """Do the depths look at the same place? Each pair of maps, as drawn on the crop (see zoo.agreement)."""
+        return map_agreement([(r.run.model, r.explanation.raw, int(r.run.input.shape[-1])) for r in self.results])
+
     def to_json(self) -> dict[str, Any]:
         return {"target": {"index": self.target, "label": self.target_label, "chosen": self.chosen},
-                "agreement": self.agreement,
+                "agreement": self.agreement, "map_agreement": self.map_agreement.to_json(),
                 "models": [r.to_json() for r in self.results]}
 
 

@@ -12,7 +12,7 @@ from .. import format as fmt
 from ..common import (EXAMPLES, Context, Upload, carry_image, gpu, new_output_folder, progress_fn, require_image,
                       safe_image_input, shown_in_page, stop_run, user_errors)
 from ..spaces import example_caching
-from ..plots import faithfulness_curves
+from ..plots import faithfulness_curves, map_agreement_heatmap
 
 TITLE = "Compare depths"
 CLASSIFY_TAB = "Classify & explain"  # that tab's id (build_app gives each tab its TITLE as id)
@@ -51,10 +51,15 @@ def build(ctx: Context) -> None:
                              column_widths=["8%"] + [f"{92 / n:.2f}%"] * n)
         return gallery, table, fmt.agreement_markdown(cmp)
 
+    def render_map_agreement(cmp: Comparison):
+        """Do the depths look at the same place: a sentence and the depth x depth heatmap."""
+        m = cmp.map_agreement.to_json()
+        return fmt.map_agreement_markdown(cmp), map_agreement_heatmap(m["models"], m["spearman"], m["iou_top20"])
+
     @user_errors
     def ui_compare(image, models, method, target, cmap, alpha, shared, score, progress=gr.Progress()):
         cmp = run_compare(image, models, method, target, progress, score)
-        return (*render_compare(cmp, cmap, alpha, shared), *render_scores(cmp), cmp)
+        return (*render_compare(cmp, cmap, alpha, shared), *render_scores(cmp), *render_map_agreement(cmp), cmp)
 
     def ui_estimate(models, method, score) -> str:
         """What pressing Compare will cost here, before pressing it."""
@@ -107,6 +112,8 @@ def build(ctx: Context) -> None:
             # sideways with the rank column pinned.
             c_table = gr.Dataframe(label="Top-5 per depth", interactive=False, wrap=True, pinned_columns=1,
                                    elem_id="compare-table")
+            c_maps_text = gr.Markdown(elem_id="map-agreement")
+            c_maps_plot = gr.Plot(label="Map agreement between depths", elem_id="map-agreement-plot")
             c_faith = gr.Dataframe(label="Faithfulness of each depth's map, for the shared class", interactive=False,
                                    visible=False, elem_id="compare-faithfulness")
             c_faith_plot = gr.Plot(label="Deletion and insertion curves, every depth", elem_id="compare-curves")
@@ -115,7 +122,8 @@ def build(ctx: Context) -> None:
     @user_errors
     def ui_compare_example(image, progress=gr.Progress()):
         """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
-        gallery, _, text, _, _, cmp = ui_compare(image, ctx.depth_names, "cam", "", "jet", 0.5, True, False, progress)
+        gallery, _, text, _, _, _, _, cmp = ui_compare(image, ctx.depth_names, "cam", "", "jet", 0.5, True, False,
+                                                       progress)
         text += "\n\n*A cached example result: change the settings and press Compare to run it again.*"
         # The table as a plain value (gradio's cache stores values, not component updates);
         # no state (a cached result cannot be re-rendered); the controls that gradio's cache
@@ -129,7 +137,7 @@ def build(ctx: Context) -> None:
                     fn=ui_compare_example, outputs=[c_gallery, c_table, c_text, c_state, c_method, c_target, c_cmap,
                                                     c_alpha],
                     api_name="compare_example", elem_id="compare-examples", **example_caching())
-    c_outs = [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_state]
+    c_outs = [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_maps_text, c_maps_plot, c_state]
     run = c_go.click(shown_in_page(ui_compare, c_outs, c_text),
                      [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared, c_score], c_outs,
                      api_visibility="private", concurrency_id="model")
