@@ -133,7 +133,7 @@ def test_browser_map_agreement_heatmap(app, shots, width):
         sentence = page.locator("#map-agreement")
         expect(sentence).to_contain_text("ResNet-18 and ResNet-152", timeout=30_000)
         expect(sentence).to_contain_text("ρ = ")
-        plot = page.locator("#map-agreement-plot img, #map-agreement-plot canvas, #map-agreement-plot svg").first
+        plot = page.locator("#map-agreement-plot img")  # matplotlib, drawn as a PNG
         expect(plot).to_be_visible(timeout=30_000)
         plot.scroll_into_view_if_needed()
         b = plot.bounding_box()
