@@ -579,6 +579,9 @@ _ZERO_WHY = {
                "and no region of this image counts *for* {label}",
     "guided-gradcam": "Guided Grad-CAM multiplies by Grad-CAM, whose ReLU keeps only positive evidence, and no "
                       "region of this image counts *for* {label}",
+    "eigencam": "Eigen-CAM projects the stage's activations on their first principal component, whose sign is "
+                "arbitrary, and pytorch-grad-cam's ReLU then keeps only the positive side, which is empty here "
+                "(the map ignores the class anyway)",
 }
 
 
