@@ -1,17 +1,19 @@
 """What each explanation method costs, as a multiple of one forward pass, per depth; and what scoring a map costs.
 
     python benchmarks/methods.py [--repeats N] [--device auto] [--models resnet18,resnet50,resnet152]
-                                 [--methods all|NAME,...] [--scorecam auto|yes|no]
+                                 [--methods all|NAME,...] [--scorecam auto|yes|no] [--ablationcam auto|yes|no]
 
 The unit ("1 forward") is one fp32 forward of the same model on the same 224x224 crop,
 batch 1, in inference mode. Each round times, for every method and for the two
 faithfulness curves of the Grad-CAM map (39 perturbed images through ``lm.forward``,
-batched, at the model's precision), one forward right before it and the method itself:
+batched, at the model's precision), for its ROAD score (sparse-solve imputations on the
+CPU, then their forwards) at the default percentiles and at the paper's nine (10..90),
+one forward right before it and the method itself:
 the ratio of the pair cancels slow changes in machine load. Figures are medians over
 rounds (ratios) and the median times. Methods run with their default parameters, on layer4.
 
-Score-CAM runs one forward per channel of layer4 (512 or 2048, + 2): by default (auto) it
-is timed on a GPU only, and on the CPU its pass count is printed instead.
+Score-CAM and Ablation-CAM run one forward per channel of layer4 (512 or 2048, + 2): by
+default (auto) they are timed on a GPU only, and on the CPU their pass count is printed instead.
 """
 
 from __future__ import annotations
@@ -30,19 +32,21 @@ def main() -> None:
     ap.add_argument("--models", default="resnet18,resnet50,resnet152")
     ap.add_argument("--methods", default="all", help="comma-separated method names, or all")
     ap.add_argument("--scorecam", default="auto", choices=["auto", "yes", "no"])
+    ap.add_argument("--ablationcam", default="auto", choices=["auto", "yes", "no"])
     args = ap.parse_args()
 
     import torch
 
     from zoo.explain import METHODS, explain, stage_channels
-    from zoo.faithfulness import faithfulness
+    from zoo.faithfulness import ROAD_PERCENTILES, faithfulness, road
     from zoo.inference import classify
     from zoo.models import load_model, resolve_device
 
     device = resolve_device(args.device)
     names = list(METHODS) if args.methods == "all" else args.methods.split(",")
-    if args.scorecam == "no" or (args.scorecam == "auto" and device.type == "cpu"):
-        names = [n for n in names if n != "scorecam"]
+    skipped = [n for n in ("scorecam", "ablationcam")
+               if getattr(args, n) == "no" or (getattr(args, n) == "auto" and device.type == "cpu")]
+    names = [n for n in names if n not in skipped]
     wanted = args.models.split(",")
     specs = local_specs(archs=wanted)
     print(f"device: {device}, torch threads: {torch.get_num_threads()}, rounds: {args.repeats}, subnormals flushed")
@@ -60,7 +64,11 @@ def main() -> None:
         raw = explain(lm, run, "gradcam").raw
         # The "1 forward" row is a forward over the forward before it: how noisy the machine is.
         jobs = {"1 forward": forward, **{n: (lambda n=n: explain(lm, run, n)) for n in names},
-                "faithfulness (2 curves)": lambda: faithfulness(lm, run, raw, run.predictions[0].index)}
+                "deletion+insertion": lambda: faithfulness(lm, run, raw, run.predictions[0].index,
+                                                           road_percentiles=None),
+                f"ROAD {','.join(map(str, ROAD_PERCENTILES))}": lambda: road(lm, run, raw, run.predictions[0].index),
+                "ROAD 10..90 (paper)": lambda: road(lm, run, raw, run.predictions[0].index,
+                                                    percentiles=range(10, 100, 10))}
         for fn in jobs.values():  # warm-up: first calls pay for allocations and kernel choice
             fn()
         times: dict[str, list[float]] = {k: [] for k in jobs}
@@ -77,9 +85,9 @@ def main() -> None:
         for key in jobs:
             med = statistics.median(times[key])
             table.setdefault(key, {})[spec.name] = f"{statistics.median(ratios[key]):8.1f}x {med * 1e3:9.1f} ms"
-        if "scorecam" not in names:
+        for n in skipped:
             passes = stage_channels(spec.arch, "layer4") + 2
-            table.setdefault("scorecam", {})[spec.name] = f"~{passes:6d} passes (not run)"
+            table.setdefault(n, {})[spec.name] = f"~{passes:6d} passes (not run)"
         print(f"{spec.name}: one fp32 forward {unit * 1e3:.1f} ms", flush=True)
         done = specs[: specs.index(spec) + 1]
         print_table(table, [s.name for s in done])  # after each depth: a long run still leaves figures

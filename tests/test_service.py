@@ -8,7 +8,7 @@ from conftest import EXAMPLES
 from ui import format as fmt
 from zoo.errors import ZooError
 from zoo.explain import METHODS
-from zoo.faithfulness import STEPS
+from zoo.faithfulness import STEPS, road_forwards
 from zoo.service import Explorer, consensus
 from zoo.stats import model_stats
 
@@ -25,8 +25,8 @@ def test_an_estimate_counts_passes_before_any_model_ran(explorer):
     assert explorer.estimate(["resnet50"], "gradcam").forwards == 1 + 3
     # Occlusion 56/28 px: 7 x 7 positions and the unoccluded image, no backward.
     assert explorer.estimate(["resnet50"], "occlusion", window=56, stride=28).forwards == 1 + 49 + 1
-    # Scoring the map adds the deletion and insertion curves' forwards; five depths add up.
-    assert explorer.estimate(["resnet50"], "cam", True).forwards == 1 + 2 * STEPS - 1
+    # Scoring the map adds the deletion and insertion curves' forwards and ROAD's; five depths add up.
+    assert explorer.estimate(["resnet50"], "cam", True).forwards == 1 + 2 * STEPS - 1 + road_forwards()
     assert explorer.estimate(explorer.zoo.names[:5], "cam").forwards == 5
     assert METHODS["integrated-gradients"].forwards({"steps": 16}) == 16 * 3
     with pytest.raises(ZooError, match="positions"):  # what the server would refuse is said before running

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any, Callable
 
@@ -132,6 +133,43 @@ def agreement_markdown(cmp: Comparison) -> str:
     return head + tail + target + times
 
 
+def model_title(name: str) -> str:
+    """``resnet152`` -> ``ResNet-152``; any other name as it is."""
+    m = re.fullmatch(r"resnet(\d+)", name)
+    return f"ResNet-{m.group(1)}" if m else name
+
+
+def map_agreement_markdown(cmp: Comparison) -> str:
+    """One sentence on whether the first and last depths look at the same place, then the extremes."""
+    m = cmp.map_agreement
+    n = len(m.models)
+    if n < 2:
+        return ""
+    label = cmp.target_label
+    a, b = m.models[0], m.models[-1]
+    rho, iou = m.pair(a, b)
+    overlap = "" if iou != iou else f" (their top-20 % regions overlap with IoU {iou:.2f})"
+    if rho != rho:  # NaN: a flat map has no order to compare
+        head = f"{model_title(a)} and {model_title(b)} cannot be compared: one of their maps is flat."
+    elif rho >= 0.7:
+        head = f"{model_title(a)} and {model_title(b)} agree on where the {label} is: ρ = {rho:.2f}{overlap}."
+    elif rho >= 0.3:
+        head = (f"{model_title(a)} and {model_title(b)} partly agree on where the {label} is: ρ = {rho:.2f}"
+                f"{overlap}.")
+    else:
+        head = (f"{model_title(a)} and {model_title(b)} look at different places for {label}: ρ = {rho:.2f}"
+                f"{overlap}.")
+    pairs = [(m.spearman[i, j], m.models[i], m.models[j]) for i in range(n) for j in range(i + 1, n)
+             if m.spearman[i, j] == m.spearman[i, j]]
+    extremes = ""
+    if n > 2 and pairs:
+        hi, lo = max(pairs), min(pairs)
+        extremes = (f" Most alike: {model_title(hi[1])} and {model_title(hi[2])} (ρ = {hi[0]:.2f}); least alike: "
+                    f"{model_title(lo[1])} and {model_title(lo[2])} (ρ = {lo[0]:.2f}).")
+    return (f"**{head}**{extremes} ρ is Spearman's rank correlation of two maps as drawn on the crop (1: they rank "
+            "the pixels alike, 0: unrelated); IoU is the overlap of their top-20 % regions (1: the same region).")
+
+
 PAPER_RESOLUTION = 224  # the paper's Table 1 counts multiply-adds for 224x224 inputs
 
 
@@ -247,7 +285,19 @@ def depth_lab_markdown(analyses: list[Analysis]) -> str:
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes)
 # --- faithfulness ---------------------------------------------------------------------
 
-FAITHFULNESS_NOTE = "deletion: lower is better; insertion: higher is better; costs about 40 forwards"
+FAITHFULNESS_NOTE = ("deletion: lower is better; insertion: higher is better; ROAD: higher is better; costs "
+                     "about 50 forwards and ROAD's imputation, a few seconds on a CPU")
+# When the scores disagree: the README's "Which score to trust" says the same at length.
+SCORES_DISAGREE = ("When deletion/insertion and ROAD disagree, trust ROAD: deletion and insertion fill the removed "
+                   "pixels with flat mean-colour patches, an input the network never saw in training, so part of "
+                   "the drop they measure is the patch itself; ROAD fills them by interpolating the neighbours "
+                   "(plus a little noise), which keeps the image plausible. Differences of a few hundredths in "
+                   "any of the three are noise.")
+
+
+def road_text(f: Faithfulness) -> str:
+    """ROAD's combined score, or a dash when the map was scored without it."""
+    return "–" if f.road is None else f"{f.road.combined:+.3f}"
 
 
 def faithfulness_markdown(f: Faithfulness) -> str:
@@ -255,24 +305,29 @@ def faithfulness_markdown(f: Faithfulness) -> str:
     return (f"**Deletion AUC {f.deletion_auc:.3f}** (lower is better: removing the map's top pixels first should "
             f"make the class fall fast) · **Insertion AUC {f.insertion_auc:.3f}** (higher is better: restoring "
             f"them first should bring it back fast) · {f.steps} steps, {f.forwards} forwards, "
-            f"{f.seconds * 1000:.0f} ms")
+            f"{f.seconds * 1000:.0f} ms" + ("" if f.road is None else
+            f"\n\n**ROAD {f.road.combined:+.3f}** (higher is better: the class should fall when the most relevant "
+            f"pixels are imputed, and stay when the least relevant are) · percentiles "
+            f"{', '.join(map(str, f.road.percentiles))}, {f.road.forwards} forwards, {f.road.seconds * 1000:.0f} ms"
+            f"\n\n{SCORES_DISAGREE}"))
 
 
 def faithfulness_table(cmp: Comparison) -> list[list[Any]]:
     """One row per depth: its map's two areas for the shared target."""
     return [[r.run.model, f"{r.faithfulness.deletion_auc:.3f}", f"{r.faithfulness.insertion_auc:.3f}",
-             f"{r.explanation.target.prob:.3f}", f"{r.faithfulness.seconds * 1000:.0f}"]
+             road_text(r.faithfulness), f"{r.explanation.target.prob:.3f}",
+             f"{(r.faithfulness.seconds + (r.faithfulness.road.seconds if r.faithfulness.road else 0)) * 1000:.0f}"]
             for r in cmp.results if r.faithfulness is not None]
 
 
 FAITHFULNESS_HEADERS = ["model", "deletion AUC (lower is better)", "insertion AUC (higher is better)",
-                        "p(target)", "scoring ms"]
+                        "ROAD (higher is better)", "p(target)", "scoring ms"]
 
 
 def method_choice(name: str, spec: ModelSpec | None = None, layer: str = STAGES[-1]) -> tuple[str, str]:
     """(label, name) for a method picker; Score-CAM's label counts its forwards for ``spec``."""
     m = METHODS[name]
-    if name == "scorecam" and spec is not None:
+    if name in ("scorecam", "ablationcam") and spec is not None:
         channels = stage_channels(spec.arch, layer)
         return f"{m.label} — {channels + 2} forwards ({channels} channels of {layer}, + 2)", name
     return f"{m.label} — {m.cost}", name
@@ -281,18 +336,23 @@ def method_choice(name: str, spec: ModelSpec | None = None, layer: str = STAGES[
 def rank_caption(place: int, r: Ranked) -> str:
     f = r.faithfulness
     # Short: a thumbnail shows ~40 characters; the table beside it has the full labels.
-    return (f"{place}. {r.method}: deletion {f.deletion_auc:.3f}, insertion {f.insertion_auc:.3f} "
-            f"({r.explanation.seconds:.1f} s + {f.seconds:.1f} s scoring)")
+    return (f"{place}. {r.method}: deletion {f.deletion_auc:.3f}, insertion {f.insertion_auc:.3f}, "
+            f"ROAD {road_text(f)} ({r.explanation.seconds:.1f} s + {scoring_seconds(f):.1f} s scoring)")
+
+
+def scoring_seconds(f: Faithfulness) -> float:
+    return f.seconds + (f.road.seconds if f.road else 0.0)
 
 
 def rank_table(entries: list[Ranked]) -> list[list[Any]]:
     return [[i + 1, METHODS[r.method].label, f"{r.faithfulness.deletion_auc:.3f}",
-             f"{r.faithfulness.insertion_auc:.3f}", f"{r.explanation.seconds:.2f}", f"{r.faithfulness.seconds:.2f}"]
+             f"{r.faithfulness.insertion_auc:.3f}", road_text(r.faithfulness), f"{r.explanation.seconds:.2f}",
+             f"{scoring_seconds(r.faithfulness):.2f}"]
             for i, r in enumerate(entries)]
 
 
-RANK_HEADERS = ["rank", "method", "deletion AUC (lower is better)", "insertion AUC (higher is better)", "map s",
-                "scoring s"]
+RANK_HEADERS = ["rank", "method", "deletion AUC (lower is better)", "insertion AUC (higher is better)",
+                "ROAD (higher is better)", "map s", "scoring s"]
 
 
 def ranking_markdown(ranking: Ranking, total: int, by: str) -> str:
@@ -300,10 +360,13 @@ def ranking_markdown(ranking: Ranking, total: int, by: str) -> str:
     done = len(ranking.entries)
     head = (f"**{ranking.run.model}** · maps for **{t.label}** (class {t.index}, p = {t.prob:.3f}) · "
             f"{done} of {total} methods scored")
-    key = ("deletion AUC, lowest first (the class falls fastest when the map's top pixels are removed)"
-           if by == "deletion" else
-           "insertion AUC, highest first (the class returns fastest when the map's top pixels are restored)")
-    return f"{head} · sorted by {key}. Each score costs about 40 forwards."
+    key = {"deletion": "deletion AUC, lowest first (the class falls fastest when the map's top pixels are removed)",
+           "insertion": "insertion AUC, highest first (the class returns fastest when the map's top pixels are "
+                        "restored)",
+           "road": "ROAD, highest first (imputing the map's top pixels hurts the class most, its bottom pixels "
+                   "least)"}[by]
+    return (f"{head} · sorted by {key}. Each score costs about 50 forwards and ROAD's imputation.\n\n"
+            f"{SCORES_DISAGREE}")
 # --- Batch tab -----------------------------------------------------------------------------
 
 BATCH_MODEL_HEADERS = ["model", "top-1", "top-5", "mean confidence", "images/s"]

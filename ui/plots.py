@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 from typing import Callable
 
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
@@ -273,5 +274,30 @@ def agreement_heatmap(models: list[str], matrix) -> Figure:
                     color="black" if v > 0.6 else "white")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="same top-1")
     ax.set_title("Agreement between depths", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def map_agreement_heatmap(models: list[str], spearman, iou) -> Figure | None:
+    """Depth x depth: Spearman's ρ between two depths' maps (colour), with the IoU of their top-20 % regions."""
+    n = len(models)
+    if n < 2:
+        return None
+    size = 1.6 + 0.9 * n
+    fig = Figure(figsize=(size + 1.0, size), dpi=100)
+    ax = fig.add_subplot()
+    rho = np.array([[np.nan if v is None else float(v) for v in row] for row in spearman])
+    overlap = np.array([[np.nan if v is None else float(v) for v in row] for row in iou])
+    im = ax.imshow(np.ma.masked_invalid(rho), vmin=-1.0, vmax=1.0, cmap="coolwarm")
+    ax.set_xticks(range(n), models, rotation=30, ha="right", fontsize=9)
+    ax.set_yticks(range(n), models, fontsize=9)
+    for i in range(n):
+        for j in range(n):
+            r, o = rho[i, j], overlap[i, j]
+            text = ("ρ –" if np.isnan(r) else f"ρ {r:.2f}") + "\n" + ("IoU –" if np.isnan(o) else f"IoU {o:.2f}")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7 if n > 4 else 8,
+                    color="white" if not np.isnan(r) and abs(r) > 0.6 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Spearman ρ of the maps")
+    ax.set_title("Do the depths look at the same place?", fontsize=10)
     fig.tight_layout()
     return fig

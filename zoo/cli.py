@@ -210,7 +210,8 @@ def explain_one(model, run, name: str, args: argparse.Namespace, suffix: bool) -
         if scores is not None:
             f = scores.to_json()
             out["faithfulness"] = {k: f[k] for k in ("deletion_auc", "insertion_auc", "deletion_curve",
-                                                      "insertion_curve", "fractions", "steps", "forwards", "seconds")}
+                                                      "insertion_curve", "fractions", "steps", "forwards", "seconds",
+                                                      "road")}
         print(json.dumps(out), flush=True)
         return
     for note in run.notes + ex.notes:
@@ -223,8 +224,70 @@ def explain_one(model, run, name: str, args: argparse.Namespace, suffix: bool) -
         print(f"  deletion AUC {scores.deletion_auc:.4f} (lower is better) · insertion AUC "
               f"{scores.insertion_auc:.4f} (higher is better) · {scores.forwards} forwards, "
               f"{scores.seconds * 1000:.0f} ms", flush=True)
+        if scores.road is not None:
+            r = scores.road
+            print(f"  ROAD {r.combined:+.4f} (higher is better; percentiles {', '.join(map(str, r.percentiles))}) · "
+                  f"{r.forwards} forwards, {r.seconds * 1000:.0f} ms", flush=True)
     for path in paths:
         print(f"wrote {path}")
+
+
+def cmd_compare(zoo: Zoo, args: argparse.Namespace) -> int:
+    """Several depths on one image, maps for one shared class, and how far the maps agree."""
+    from pathlib import Path
+
+    from .explain import get_method
+    from .images import load_image
+    from .service import Explorer
+
+    get_method(args.method)  # a typo fails before any download
+    models = args.models or [s.name for s in zoo.builtin_depths]
+    for name in models:
+        zoo.get(name)
+    image = load_image(args.image)
+    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
+    cmp = explorer.compare(image, models, args.method, args.target, faithfulness=args.faithfulness,
+                           progress=None if args.json else print_progress)
+    written = []
+    if args.npy_dir:
+        import numpy as np
+
+        folder = Path(args.npy_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for r in cmp.results:
+            path = folder / f"{r.run.model}-{args.method}-{cmp.target}.npy"
+            np.save(path, r.explanation.raw.astype("float32"))
+            written.append(path)
+    if args.json:
+        print(json.dumps(cmp.to_json()))
+        return 0
+    for r in cmp.results:
+        for note in r.run.notes + r.explanation.notes:
+            print(f"note: {r.run.model}: {note}")
+    print(f"{args.method} maps for {cmp.target_label!r} (class {cmp.target}; "
+          f"{'the class you gave' if cmp.chosen == 'given' else 'the class most models put first'}):")
+    for r in cmp.results:
+        top = r.run.predictions[0]
+        line = (f"  {r.run.model:<14} top-1 {top.label!r} ({top.prob:.3f}) · p(target) "
+                f"{r.explanation.target.prob:.3f} · map {r.explanation.raw.shape[0]}x{r.explanation.raw.shape[1]} · "
+                f"{r.seconds * 1000:.0f} ms")
+        if r.faithfulness is not None:
+            f = r.faithfulness
+            line += f" · deletion {f.deletion_auc:.3f}, insertion {f.insertion_auc:.3f}"
+            if f.road is not None:
+                line += f", ROAD {f.road.combined:+.3f}"
+        print(line)
+    m = cmp.map_agreement
+    if len(m.models) > 1:
+        print(f"\nDo the depths look at the same place? (on the {m.size}x{m.size} crop)")
+        for title, matrix in (("Spearman rank correlation", m.spearman),
+                              ("IoU of the top-20 % regions", m.iou_top20)):
+            print(f"{title}:\n" + " " * 14 + "".join(f"{n[:10]:>11}" for n in m.models))
+            for name, row in zip(m.models, matrix):
+                print(f"{name:<14}" + "".join(f"{'-' if v != v else f'{v:.2f}':>11}" for v in row))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
 
 
 def cmd_analyze(zoo: Zoo, args: argparse.Namespace) -> int:
@@ -426,8 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layer", default=None, choices=STAGES,
                    help="stage the map is read from (default layer4; CAM works on layer4 only)")
     s.add_argument("--faithfulness", action="store_true",
-                   help="also score the map: deletion AUC (lower is better) and insertion AUC (higher is better), "
-                        "about 40 forwards")
+                   help="also score the map: deletion AUC (lower is better), insertion AUC (higher is better) "
+                        "and ROAD (higher is better), about 50 forwards and a few seconds of imputation")
     s.add_argument("--target", default=None, help="class index or name (default: top-1)")
     s.add_argument("--out", metavar="PNG", help="write the overlay on the model's crop")
     s.add_argument("--npy", metavar="NPY", help="write the raw map (float32, before normalising/upsampling)")
@@ -442,6 +505,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=IG_STEPS.default,
                    help=f"integrated-gradients steps ({IG_STEPS.low}-{IG_STEPS.high}, default {IG_STEPS.default})")
     s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("compare", parents=[common], help="several depths on one image: maps for one shared "
+                                                         "class, and whether they look at the same place")
+    s.add_argument("image", metavar="IMAGE")
+    s.add_argument("--models", nargs="+", metavar="NAME", help="zoo names (default: the five depths)")
+    s.add_argument("--method", default="cam", choices=list(METHODS), help="explanation method (default cam)")
+    s.add_argument("--target", default=None, help="class index or name (default: the class most models put first)")
+    s.add_argument("--faithfulness", action="store_true", help="also score each depth's map (deletion, insertion, "
+                                                               "ROAD)")
+    s.add_argument("--npy-dir", metavar="DIR", help="write each model's raw map as DIR/<model>-<method>-<class>.npy")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    precision_arg(s)
+    s.add_argument("--json", action="store_true", help="print one JSON object: what /compare's details hold")
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("analyze", parents=[common], help="per-block responses, gradients and lesions (Depth lab)")
     model_args(s)

@@ -430,6 +430,135 @@ def _occlusion_cost() -> str:
             f"by default (window {w}, stride {s} px), at most {MAX_OCCLUSION_POSITIONS}")
 
 
+
+# --- pytorch-grad-cam's methods -------------------------------------------------------
+# pytorch-grad-cam (``grad-cam`` on PyPI) has CAM methods TorchCAM lacks. Its CAM objects
+# hook the layers when built; ``_gradcam_lib`` releases them in ``finally`` rather than
+# through ``with``: the library's ``__exit__`` swallows IndexError (it prints and returns
+# True), which would turn a failure into a missing map. The session around it (lock,
+# hooks_restored, fp32 gradients, cancellation pre-hooks) is the one every method uses.
+# Maps are taken before the library's min-max scaling and resizing: its ``get_cam_image``
+# output (feature resolution, unnormalised) after the ReLU it applies next.
+
+MAX_ABLATION_BATCH = 256
+
+
+def _gradcam_lib(model: LoadedModel, run: Classification, target: int, cls_name: str, layer: str | None,
+                 whole: bool = False, score: str = "ClassifierOutputTarget", **kwargs: Any) -> np.ndarray:
+    """Run pytorch-grad-cam's ``cls_name`` on ``layer`` for ``target``; the raw map.
+
+    ``whole``: the method reads the whole network (FullGrad) and its own output, already
+    at the input's resolution, is the map. ``score``: the library's target class (what is
+    differentiated; by default the class's logit).
+    """
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils import model_targets
+
+    cls = getattr(pytorch_grad_cam, cls_name)
+    with _captum_session(model, run) as x, _modules_restored(model.module):
+        layers = [] if whole else [model.module.get_submodule(stage_name(layer, model.spec.cam_layer))]
+        extractor = cls(model.module, layers, **kwargs)
+        try:
+            maps: list[np.ndarray] = []
+            if not whole:
+                image = extractor.get_cam_image
+
+                def kept(*args: Any, **kw: Any) -> np.ndarray:
+                    out = image(*args, **kw)
+                    maps.append(np.asarray(out.detach().cpu() if isinstance(out, torch.Tensor) else out))
+                    return out
+
+                extractor.get_cam_image = kept
+            out = extractor(input_tensor=x, targets=[getattr(model_targets, score)(int(target))])
+        finally:
+            extractor.activations_and_grads.release()
+    raw = out[0] if whole else np.maximum(maps[0][0], 0)  # the library's own ReLU, before scaling
+    return np.ascontiguousarray(raw, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _modules_restored(module: nn.Module) -> Iterator[None]:
+    """Every submodule back in its place afterwards: Ablation-CAM swaps a stage for an
+    ablation layer while it runs, and an exception (or a Stop) half-way must not leave it there."""
+    saved = [(m, dict(m._modules)) for m in module.modules()]
+    try:
+        yield
+    finally:
+        for m, children in saved:
+            if dict(m._modules) != children:
+                m._modules.clear()
+                m._modules.update(children)
+
+
+def hirescam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
+    """HiResCAM (Draelos & Carin 2020): sum over channels of gradient x activation, element-wise."""
+    return _gradcam_lib(model, run, target, "HiResCAM", layer)
+
+
+def gradcam_elementwise(model: LoadedModel, run: Classification, target: int,
+                        layer: str | None = None) -> np.ndarray:
+    """Grad-CAM element-wise: like HiResCAM, with a ReLU on each gradient x activation before the sum."""
+    return _gradcam_lib(model, run, target, "GradCAMElementWise", layer)
+
+
+def eigencam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
+    """Eigen-CAM (Muhammad & Yeasin 2020): the stage's first principal component. Class-agnostic:
+    ``target`` does not change it (the same map for every class)."""
+    return _gradcam_lib(model, run, target, "EigenCAM", layer)
+
+
+def shapleycam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
+    """ShapleyCAM (Cai et al. 2025): channel weights from the gradient minus half the Hessian-vector
+    product, of the paper's ReST score (the logit plus the log-softmax of the class).
+
+    With the bare logit the Hessian is zero in a ReLU network (everything after the stage is
+    piecewise linear) and ShapleyCAM would be Grad-CAM; ReST's softmax term is what curves.
+    """
+    return _gradcam_lib(model, run, target, "ShapleyCAM", layer, score="ClassifierOutputReST")
+
+
+def fullgrad(model: LoadedModel, run: Classification, target: int) -> np.ndarray:
+    """FullGrad (Srinivas & Fleuret 2019): |input x input-gradient| plus |bias x gradient| of every
+    conv/BN bias, each min-max scaled and upsampled; at the input's resolution, scaled to [0, 1].
+
+    BatchNorm is folded into the convolutions here, so each conv's bias is the folded BN
+    bias and its output is BN's output: the same terms as on plain torchvision.
+    """
+    return _gradcam_lib(model, run, target, "FullGrad", None, whole=True)
+
+
+class _NoBar:
+    """Stands in for the ``tqdm`` module inside pytorch-grad-cam's Ablation-CAM: no progress
+    bar on the server's stderr for each request (progress goes through the app's own)."""
+
+    @staticmethod
+    def tqdm(iterable: Any, *args: Any, **kwargs: Any) -> Any:
+        return iterable
+
+
+def ablation_batch(params: Mapping[str, Any]) -> int:
+    """The validated ``batch`` (ablated copies per forward) of Ablation-CAM."""
+    batch = _whole(params, "batch", 32)
+    if not 1 <= batch <= MAX_ABLATION_BATCH:
+        raise ZooError(f"Ablation-CAM's batch must be between 1 and {MAX_ABLATION_BATCH} ablated copies, got "
+                       f"{batch}.")
+    return batch
+
+
+def ablationcam(model: LoadedModel, run: Classification, target: int, layer: str | None = None,
+                batch: int = 32) -> np.ndarray:
+    """Ablation-CAM (Desai & Ramaswamy 2020): each channel's weight is the relative drop of the
+    target's logit when that channel of the stage is zeroed; one forward per channel, in
+    batches of ``batch``, plus two. Nothing is skipped (the library's ratio stays 1.0)."""
+    import pytorch_grad_cam.ablation_cam as ablation_module
+    from pytorch_grad_cam import AblationLayer
+
+    batch = ablation_batch({"batch": batch})
+    ablation_module.tqdm = _NoBar
+    # A fresh ablation layer per call: the library's default one is shared by every instance.
+    return _gradcam_lib(model, run, target, "AblationCAM", layer, ablation_layer=AblationLayer(),
+                        batch_size=batch)
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("cam", "CAM (global average pooling)", cam,
            "free: reuses the classification's forward pass", "feature", backward=False,
@@ -457,6 +586,20 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            # ``channels``: the stage's (``stage_channels``), which ``Explorer.estimate`` fills in;
            # without the model at hand, the largest stage (2048 channels) bounds the estimate.
            count=lambda params, size: int(params.get("channels", 2048)) + 2),
+    # pytorch-grad-cam's methods that neither Captum nor TorchCAM has.
+    Method("hirescam", "HiResCAM", hirescam, "1 forward + 1 backward", "feature"),
+    Method("gradcam-elementwise", "Grad-CAM element-wise", gradcam_elementwise, "1 forward + 1 backward",
+           "feature"),
+    Method("eigencam", "Eigen-CAM", eigencam, "1 forward (no backward; the same map for every class)",
+           "feature", backward=False),
+    Method("ablationcam", "Ablation-CAM", ablationcam,
+           "1 forward per channel of the layer, + 2: 512 (ResNet-18/34) or 2048 (ResNet-50 and deeper) at layer4, "
+           "64 to 1024 at layer1-3 (batched, 32 at a time)", "feature", backward=False,
+           count=lambda params, size: (ablation_batch(params), int(params.get("channels", 2048)) + 2)[1]),
+    Method("fullgrad", "FullGrad", fullgrad, "1 forward + 1 backward (every conv bias's gradient)", "input"),
+    # The Hessian-vector product is a second backward through the graph of the first.
+    Method("shapleycam", "ShapleyCAM", shapleycam, "1 forward + 2 backwards (gradient, then Hessian-vector "
+           "product)", "feature", count=lambda params, size: 2),
 )}
 for _name, _cost in PASS_COSTS.items():  # the measured figures travel with each Method
     METHODS[_name] = replace(METHODS[_name], pass_cost=_cost)
@@ -486,6 +629,9 @@ _ZERO_WHY = {
                "and no region of this image counts *for* {label}",
     "guided-gradcam": "Guided Grad-CAM multiplies by Grad-CAM, whose ReLU keeps only positive evidence, and no "
                       "region of this image counts *for* {label}",
+    "eigencam": "Eigen-CAM projects the stage's activations on their first principal component, whose sign is "
+                "arbitrary, and pytorch-grad-cam's ReLU then keeps only the positive side, which is empty here "
+                "(the map ignores the class anyway)",
 }
 
 

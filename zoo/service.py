@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import functools
 import statistics
 import threading
 import time
@@ -17,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from . import batch as batching
+from .agreement import MapAgreement, map_agreement
 from .analysis import Analysis, analyze, check_target
 from .errors import ZooError
 from .explain import METHODS, Explanation, explain, get_method, layer_param, stage_channels
 from .faithfulness import PASS_COST as FAITHFULNESS_PASS_COST
-from .faithfulness import STEPS, Faithfulness
+from .faithfulness import STEPS, Faithfulness, road_forwards, road_impute_seconds
 from .faithfulness import faithfulness as score_map
 from .hub import ProgressFn
 from .images import LoadedImage, load_image
@@ -62,17 +64,22 @@ class Comparison:
     agreement: dict[str, Any] = field(default_factory=dict)
     chosen: str = "consensus"  # how the target was picked: "consensus" (see ``consensus``) or "given"
 
+    @functools.cached_property
+    def map_agreement(self) -> MapAgreement:
+        """Do the depths look at the same place? Each pair of maps, as drawn on the crop (see zoo.agreement)."""
+        return map_agreement([(r.run.model, r.explanation.raw, int(r.run.input.shape[-1])) for r in self.results])
+
     def to_json(self) -> dict[str, Any]:
         return {"target": {"index": self.target, "label": self.target_label, "chosen": self.chosen},
-                "agreement": self.agreement,
+                "agreement": self.agreement, "map_agreement": self.map_agreement.to_json(),
                 "models": [r.to_json() for r in self.results]}
 
 
 # Methods a ranking runs when none are named: those costing a few passes at most
-# (Integrated Gradients, Occlusion and Score-CAM cost tens to thousands).
+# (Integrated Gradients, Occlusion, Score-CAM and Ablation-CAM cost tens to thousands).
 RANK_DEFAULT = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam", "smoothgradcampp", "saliency",
-                "guided-gradcam")
-RANK_KEYS = ("deletion", "insertion")
+                "guided-gradcam", "hirescam", "gradcam-elementwise", "eigencam", "fullgrad", "shapleycam")
+RANK_KEYS = ("deletion", "insertion", "road")
 
 
 @dataclass
@@ -90,6 +97,7 @@ class Ranked:
         f = self.faithfulness
         return {"method": self.method, "label": METHODS[self.method].label, "layer": self.explanation.layer,
                 "deletion_auc": f.deletion_auc, "insertion_auc": f.insertion_auc,
+                "road_combined": None if f.road is None else f.road.combined,
                 "seconds": round(self.explanation.seconds, 4), "score_seconds": round(f.seconds, 4),
                 "shape": list(self.explanation.raw.shape), "faithfulness": f.to_json()}
 
@@ -103,11 +111,15 @@ class Ranking:
     entries: list[Ranked] = field(default_factory=list)
 
     def sorted(self, by: str = "deletion") -> list[Ranked]:
-        """Best first: lowest deletion area, or highest insertion area."""
+        """Best first: lowest deletion area, highest insertion area, or highest ROAD combined score."""
         if by not in RANK_KEYS:
-            raise ZooError(f"Sort by 'deletion' (lower is better) or 'insertion' (higher is better), not {by!r}.")
+            raise ZooError(f"Sort by 'deletion' (lower is better), 'insertion' (higher is better) or 'road' "
+                           f"(ROAD's combined score, higher is better), not {by!r}.")
         if by == "deletion":
             return sorted(self.entries, key=lambda r: r.faithfulness.deletion_auc)
+        if by == "road":  # maps scored without ROAD go last
+            return sorted(self.entries, key=lambda r: -r.faithfulness.road.combined if r.faithfulness.road
+                          else float("inf"))
         return sorted(self.entries, key=lambda r: -r.faithfulness.insertion_auc)
 
     def to_json(self, by: str = "deletion") -> dict[str, Any]:
@@ -226,12 +238,12 @@ class Explorer:
         """
         m = get_method(method)
         forwards, passes, seconds, bases = 0, 0, 0.0, []
-        scored = (2 * STEPS - 1) if faithfulness else 0
+        scored = (2 * STEPS - 1 + road_forwards()) if faithfulness else 0  # deletion/insertion, then ROAD
         for name in models:
             spec = self.zoo.get(name)
             crop = spec.preprocessing.crop
             p = dict(params)
-            if method == "scorecam":  # one pass per channel of the stage it reads
+            if method in ("scorecam", "ablationcam"):  # one pass per channel of the stage it reads
                 p["channels"] = stage_channels(spec.arch, p.get("layer"))
             n = m.passes(p, crop)
             forwards += 1 + m.forwards(p, crop) + scored
@@ -243,7 +255,8 @@ class Explorer:
             unit, basis = timed
             map_s, measured = self.pass_seconds(method, name, unit) if n else (0.0, False)
             score_s, scores_measured = self.pass_seconds(FAITHFULNESS, name, unit) if scored else (0.0, False)
-            seconds += unit + n * map_s + scored * score_s
+            # ROAD's sparse solves run on the CPU and do not scale with the model's forward.
+            seconds += unit + n * map_s + scored * score_s + (road_impute_seconds() if faithfulness else 0.0)
             if measured or scores_measured:
                 basis += "; the map's passes as timed here" if measured else "; scoring as timed here"
             bases.append(basis)
@@ -336,7 +349,7 @@ class Explorer:
             scores = None
             if faithfulness:
                 if progress:
-                    progress(None, f"{run.model}: scoring its map ({2 * STEPS - 1} forwards)")
+                    progress(None, f"{run.model}: scoring its map ({2 * STEPS - 1 + road_forwards()} forwards)")
                 scores = score_map(lm, run, ex.raw, idx)
                 self._calibrate(FAITHFULNESS, run.model, scores.seconds, scores.forwards)
             results.append(Result(run, ex, method, secs + time.perf_counter() - t0, scores))

@@ -14,7 +14,7 @@ from ..common import (EXAMPLES, Context, Upload, carry_image, gpu, new_output_fo
                       safe_image_input, user_errors)
 from ..guard import long_event
 from ..spaces import example_caching
-from ..plots import faithfulness_curves
+from ..plots import faithfulness_curves, map_agreement_heatmap
 
 TITLE = "Compare depths"
 CLASSIFY_TAB = "Classify & explain"  # that tab's id (build_app gives each tab its TITLE as id)
@@ -60,10 +60,15 @@ def build(ctx: Context) -> None:
                              column_widths=fmt.compare_column_widths(len(cmp.results)))
         return gallery, table, fmt.agreement_markdown(cmp)
 
+    def render_map_agreement(cmp: Comparison):
+        """Do the depths look at the same place: a sentence and the depth x depth heatmap."""
+        m = cmp.map_agreement.to_json()
+        return fmt.map_agreement_markdown(cmp), map_agreement_heatmap(m["models"], m["spearman"], m["iou_top20"])
+
     @user_errors
     def ui_compare(image, models, method, target, cmap, alpha, shared, score, progress=gr.Progress()):
         cmp = run_compare(image, models, method, target, progress, score)
-        return (*render_compare(cmp, cmap, alpha, shared), *render_scores(cmp), cmp)
+        return (*render_compare(cmp, cmap, alpha, shared), *render_scores(cmp), *render_map_agreement(cmp), cmp)
 
     def ui_estimate(models, method, score) -> str:
         """What pressing Compare will cost here, before pressing it."""
@@ -98,8 +103,9 @@ def build(ctx: Context) -> None:
                                    elem_id="compare-target")
             c_shared = gr.Checkbox(value=True, label="Shared colour scale (compare magnitudes honestly)")
             c_score = gr.Checkbox(value=False, elem_id="compare-score",
-                                  label="Score each depth's map (deletion: lower is better; insertion: higher is "
-                                        "better; costs about 40 forwards per depth)")
+                                  label="Score each depth's map (deletion: lower is better; insertion and ROAD: "
+                                        "higher is better; costs about 50 forwards per depth and ROAD's "
+                                        "imputation)")
             c_cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
             c_alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
             with gr.Row():
@@ -116,6 +122,8 @@ def build(ctx: Context) -> None:
             c_table = gr.Dataframe(label="Top-5 per depth", interactive=False, wrap=True, pinned_columns=1,
                                    column_widths=fmt.compare_column_widths(len(ctx.depth_names)),
                                    elem_id="compare-table")
+            c_maps_text = gr.Markdown(elem_id="map-agreement")
+            c_maps_plot = gr.Plot(label="Map agreement between depths", elem_id="map-agreement-plot")
             c_faith = gr.Dataframe(label="Faithfulness of each depth's map, for the shared class", interactive=False,
                                    visible=False, elem_id="compare-faithfulness", wrap=True, pinned_columns=1,
                                    column_widths=fmt.FAITHFULNESS_COLUMN_WIDTHS)
@@ -127,7 +135,8 @@ def build(ctx: Context) -> None:
     @user_errors
     def ui_compare_example(image, progress=gr.Progress()):
         """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
-        gallery, _, text, _, _, cmp = ui_compare(image, ctx.depth_names, "cam", "", "jet", 0.5, True, False, progress)
+        gallery, _, text, _, _, _, _, cmp = ui_compare(image, ctx.depth_names, "cam", "", "jet", 0.5, True, False,
+                                                       progress)
         text += "\n\n*A cached example result: change the settings and press Compare to run it again.*"
         # The table as a plain value (gradio's cache stores values, not component updates);
         # no state (a cached result cannot be re-rendered); the controls that gradio's cache
@@ -141,7 +150,7 @@ def build(ctx: Context) -> None:
                     fn=ui_compare_example, outputs=[c_gallery, c_table, c_text, c_state, c_method, c_target, c_cmap,
                                                     c_alpha],
                     api_name="compare_example", elem_id="compare-examples", **example_caching())
-    c_outs = [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_state]
+    c_outs = [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_maps_text, c_maps_plot, c_state]
     run = long_event(ctx.guard, c_go.click, ui_compare,
                      [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared, c_score], c_outs,
                      cost=cost, message=c_text, stop=c_stop, api_visibility="private")

@@ -22,7 +22,8 @@ from ..guard import long_event
 from ..plots import faithfulness_curves
 
 TITLE = "Method ranking"
-SORT_CHOICES = [("Deletion AUC (lower is better)", "deletion"), ("Insertion AUC (higher is better)", "insertion")]
+SORT_CHOICES = [("Deletion AUC (lower is better)", "deletion"), ("Insertion AUC (higher is better)", "insertion"),
+                ("ROAD (higher is better)", "road")]
 
 
 def build(ctx: Context) -> None:
@@ -77,7 +78,8 @@ def build(ctx: Context) -> None:
         """Each named method's map of the image for one class (blank: top-1), scored for faithfulness.
 
         Returns the maps as a gallery, best deletion score first, and the ranking as JSON
-        (deletion AUC: lower is better; insertion AUC: higher is better).
+        (deletion AUC: lower is better; insertion AUC: higher is better; ROAD's combined score,
+        ``road_combined``: higher is better).
         """
         upload = require_image(image)
         ranking = explorer.rank_methods(upload.path, model, target or None, list(methods or RANK_DEFAULT),
@@ -94,8 +96,8 @@ def build(ctx: Context) -> None:
             target = gr.Dropdown([""] + ctx.class_choices, value="", label="Target class (blank: top-1)",
                                  allow_custom_value=True, filterable=True)
             methods = gr.CheckboxGroup(choices(ctx.default_model), value=list(RANK_DEFAULT), elem_id="rank-methods",
-                                       label="Methods (cost of one map, in passes; each score adds about 40 "
-                                             "forwards)")
+                                       label="Methods (cost of one map, in passes; each score adds about 50 "
+                                             "forwards and ROAD's imputation)")
             by = gr.Radio(SORT_CHOICES, value="deletion", label="Sort by", elem_id="rank-sort")
             with gr.Row():
                 go = gr.Button("Rank methods", variant="primary", elem_id="rank-button")
