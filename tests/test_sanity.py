@@ -330,3 +330,15 @@ def test_cli_explain_layer_all(zoo_file, tmp_path):
     r = run_cli("explain", str(EXAMPLES / "coffee.png"), "--model", "resnet18", "--zoo", str(zoo_file),
                 "--method", "cam", "--layer", "all")
     assert r.returncode == 2 and "exact only on layer4" in r.stderr
+
+
+def test_every_depth_streams_one_report_per_depth(zoo, image, hosted):
+    explorer = Explorer(zoo, "cpu", precision="fp32")
+    seen = []
+    for reports in explorer.iter_sanity_depths(image, "cam", ["resnet18", "resnet34"]):
+        seen.append([r.model for r in reports])
+    assert seen[0] == ["resnet18"] and seen[-1] == ["resnet18", "resnet34"]
+    assert len(seen) == 2 * 7
+    assert all(r.done and r.methods[0].method == "cam" for r in reports)
+    with pytest.raises(sanity.SanityError, match="limit here is 5"):
+        next(explorer.iter_sanity_depths(image, "cam", ["resnet18", "resnet34"], max_forwards=5))

@@ -338,7 +338,7 @@ def sanity_verdict(check: Any, model: str = "") -> str:
         return f"**{who}: no verdict.** Its original map is flat, so there is nothing to compare."
     if v is None:
         return f"**{who}:** not yet at the step where fc and layer4 are random."
-    nums = (f"with fc and {check.verdict_at} random its map keeps a rank correlation of "
+    nums = (f"with fc and all of layer4 random its map keeps a rank correlation of "
             f"{_num(v.spearman_abs)} (|map|) and an SSIM of {v.ssim:.2f} with the original")
     if check.method == "edges":
         return (f"**{who} fails, as it must:** {nums}. It never reads the network, so no weight can change it: "

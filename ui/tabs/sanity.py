@@ -70,13 +70,13 @@ def build(ctx: Context) -> None:
         if not methods:
             raise gr.Error("Tick at least one method to check.", print_exception=False)
         yield from explorer.iter_sanity(upload.path, model, list(methods), target or None, granularity,
-                                        int(seed), PARAMS, progress_fn(progress), max_forwards=MAX_FORWARDS)
+                                        int(seed or 0), PARAMS, progress_fn(progress), max_forwards=MAX_FORWARDS)
 
     @gpu
     def every_depth(image, method, target, granularity, seed, progress) -> Iterator[list[Any]]:
         upload = require_image(image)
         yield from explorer.iter_sanity_depths(upload.path, method, ctx.depth_names, target or None, granularity,
-                                               int(seed), PARAMS, progress_fn(progress), max_forwards=MAX_FORWARDS)
+                                               int(seed or 0), PARAMS, progress_fn(progress), max_forwards=MAX_FORWARDS)
 
     @user_errors
     def ui_sanity(image, model, methods, target, granularity, seed, progress=gr.Progress()):
