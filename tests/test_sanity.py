@@ -328,6 +328,11 @@ def test_cli_explain_layer_all(zoo_file, tmp_path):
     assert all(row["passes"] == 3 for row in rows)
     assert np.load(tmp_path / "m-layer1.npy").shape == (56, 56)
     r = run_cli("explain", str(EXAMPLES / "coffee.png"), "--model", "resnet18", "--zoo", str(zoo_file),
+                "--method", "layercam", "--layer", "all", "--out", str(tmp_path / "o.png"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("Layer-CAM for") == 4 and "one forward and one backward for all four" in r.stdout
+    assert (tmp_path / "o-layer4.png").is_file()
+    r = run_cli("explain", str(EXAMPLES / "coffee.png"), "--model", "resnet18", "--zoo", str(zoo_file),
                 "--method", "cam", "--layer", "all")
     assert r.returncode == 2 and "exact only on layer4" in r.stderr
 
