@@ -300,4 +300,50 @@ def map_agreement_heatmap(models: list[str], spearman, iou) -> Figure | None:
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Spearman ρ of the maps")
     ax.set_title("Do the depths look at the same place?", fontsize=10)
     fig.tight_layout()
+
+
+def sanity_chart(series: list[tuple[str, list]], verdict_at: list[str], threshold: float,
+                 title: str = "") -> Figure | None:
+    """Similarity with the original map against the randomization step: |rank|, signed rank, SSIM.
+
+    ``series``: (name, steps) per line, each step a ``zoo.sanity.Step``; ``verdict_at``: the
+    step of each series after which fc and layer4 are random (dashed). Series with the same
+    steps share named ticks; otherwise (every block of different depths) the x axis is the
+    share of the cascade randomized.
+    """
+    if not series:
+        return None
+    names = [[s.randomized for s in steps] for _, steps in series]
+    same = all(n == names[0] for n in names)
+    fig = Figure(figsize=(9.6, 3.8), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 3, sharey=True)
+    panels = (("spearman_abs", "rank correlation of |map|"), ("spearman", "rank correlation, signed"),
+              ("ssim", "SSIM"))
+    for ax, (key, label) in zip(axes, panels):
+        for i, ((name, steps), verdict) in enumerate(zip(series, verdict_at)):
+            n = len(steps)
+            xs = list(range(n)) if same else [k / max(1, len(names[i]) - 1) for k in range(n)]
+            ys = [getattr(s, key) for s in steps]
+            ax.plot(xs, [float("nan") if y is None else y for y in ys], marker=".", color=_color(i), label=name)
+            if verdict in names[i]:
+                k = names[i].index(verdict)
+                x = k if same else k / max(1, len(names[i]) - 1)
+                ax.axvline(x, color=_color(i) if not same else "#888888", ls="--", lw=0.8)
+        ax.axhline(threshold, color="#aa3333", ls=":", lw=0.9)
+        ax.set_title(label, fontsize=9)
+        ax.set_ylim(-1.05, 1.05)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        if same:
+            ticks = names[0]
+            every = max(1, len(ticks) // 12)
+            ax.set_xticks(range(0, len(ticks), every), [ticks[k] for k in range(0, len(ticks), every)],
+                          rotation=45, ha="right")
+        else:
+            ax.set_xlabel("share of the cascade randomized", fontsize=8)
+    axes[0].set_ylabel("similarity with the original map", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return fig

@@ -142,6 +142,8 @@ def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
     from .models import load_model
 
     spec = zoo.get(args.model)
+    if args.layer == "all":
+        return explain_every_stage(zoo, args)
     names = list(METHODS) if args.method == "all" else [args.method]
     if args.method != "all":  # a layer the method refuses, or parameters over the limits, fail now
         layer_param(args.method, {"layer": args.layer}, spec.cam_layer)
@@ -163,6 +165,116 @@ def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
             else:
                 print(f"{name}: skipped: {e}", flush=True)
     return 0 if failed < len(names) else 2
+
+
+def explain_every_stage(zoo: Zoo, args: argparse.Namespace) -> int:
+    """``explain --layer all``: the method's maps at layer1 ... layer4, one line (or JSON object) each."""
+    from pathlib import Path
+
+    from .explain import METHODS, check_every_stage, every_stage, every_stage_passes
+    from .images import load_image
+    from .inference import classify
+    from .models import load_model
+    from .render import overlay_crop, save_png
+
+    if args.method == "all":
+        raise ZooError("--layer all shows one method at every stage; name one method with --method.")
+    if args.faithfulness:
+        raise ZooError("--faithfulness scores one map; use it with one --layer, not --layer all.")
+    check_every_stage(args.method)  # CAM and the input methods have no map at every stage
+    spec = zoo.get(args.model)
+    params = method_params(args.method, args)
+    passes = every_stage_passes(args.method, params, spec.preprocessing.crop)
+    image = load_image(args.image)
+    model = load_model(spec, args.device, progress=None if args.json else print_progress,
+                       precision=args.precision)
+    run = classify(model, image, top_k=5)
+    maps = every_stage(model, run, args.method, args.target, **params)
+    for ex in maps:
+        paths = []
+        for path, kind in ((args.npy, "npy"), (args.out, "png")):
+            if not path:
+                continue
+            path = Path(path)
+            path = path.with_name(f"{path.stem}-{ex.layer}{path.suffix}")
+            if kind == "npy":
+                import numpy as np
+
+                np.save(path, ex.raw.astype("float32"))
+            else:
+                save_png(overlay_crop(run, ex.raw, cmap=args.cmap, alpha=args.alpha), path)
+            paths.append(path)
+        t = ex.target
+        if args.json:
+            print(json.dumps({"model": spec.name, "method": args.method, "device": run.device,
+                              "precision": run.precision, "target": {"index": t.index, "label": t.label,
+                                                                     "prob": t.prob},
+                              "layer": ex.layer, "shape": list(ex.raw.shape), "seconds": round(ex.seconds, 4),
+                              "passes": passes, "notes": run.notes + ex.notes}), flush=True)
+            continue
+        for note in ex.notes:
+            print(f"note: {note}")
+        print(f"{spec.name} · {METHODS[args.method].label} for {t.label!r} (class {t.index}) at {ex.layer}: "
+              f"map {ex.raw.shape[0]}x{ex.raw.shape[1]}", flush=True)
+        for path in paths:
+            print(f"wrote {path}")
+    if not args.json:
+        how = ("one forward and one backward for all four" if passes == 3
+               else f"one run per stage ({passes} forward-pass equivalents)")
+        print(f"every stage: {how}. Earlier stages are finer (56x56 at layer1) and see less abstract features "
+              "(edges, textures); each stage's map is a different layer's evidence, so maps can flip between "
+              "stages.")
+    return 0
+
+
+def cmd_sanity(zoo: Zoo, args: argparse.Namespace) -> int:
+    """The sanity check (Adebayo et al. 2018): does each method's map depend on the weights?"""
+    from . import sanity
+    from .explain import METHODS
+    from .images import load_image
+    from .models import resolve_device
+
+    spec = zoo.get(args.model)
+    methods = sanity.check_methods(args.methods)
+    params = {"integrated-gradients": {"steps": args.steps}} if "integrated-gradients" in methods else {}
+    n = sanity.forwards(spec, methods, args.granularity, params)
+    maps = sanity.step_count(spec, args.granularity)
+    image = load_image(args.image)
+    if not args.json:
+        print(f"{spec.name}: {len(methods)} method(s) x {maps} maps (the original, then {maps - 1} randomization "
+              f"steps), about {n} forward-pass equivalents, in fp32; seed {args.seed}", file=sys.stderr, flush=True)
+
+    def progress(fraction: float | None, message: str) -> None:
+        if not args.json:
+            print(message, file=sys.stderr, flush=True)
+
+    report = sanity.sanity_check(spec, image, methods, target=args.target, granularity=args.granularity,
+                                 seed=args.seed, device=resolve_device(args.device), params=params,
+                                 progress=progress)
+    if args.npy_dir:
+        paths = report.save_maps(args.npy_dir)
+        if not args.json:
+            print(f"wrote {len(paths)} maps to {args.npy_dir}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.to_json()))
+        return 0
+    t = report.target
+    print(f"{spec.name}, class {t.label!r} ({t.index}), granularity {report.granularity}, seed {report.seed}: "
+          f"similarity of each map with the original as the layers are randomized, top down")
+    fmt = lambda v: f"{v:6.2f}" if v is not None else f"{'-':>6}"  # noqa: E731
+    for m in report.methods:
+        at = f" at {m.layer}" if m.layer else ""
+        verdict = {True: "PASSES", False: "FAILS", None: "no verdict"}[m.passes]
+        print(f"\n{METHODS[m.method].label}{at}: {verdict}")
+        print(f"  {'randomized':<12}{'|rank|':>8}{'rank':>8}{'SSIM':>8}")
+        for s in m.steps:
+            mark = "  <- verdict" if s.randomized == m.verdict_at else ""
+            print(f"  {s.randomized:<12}{fmt(s.spearman_abs):>8}{fmt(s.spearman):>8}{fmt(s.ssim):>8}{mark}")
+        for note in m.notes:
+            print(f"  note: {note}")
+    print(f"\nA method passes when, with fc and layer4 random, both the rank correlation of the absolute maps and "
+          f"SSIM fall below {sanity.PASS_BELOW}. 'edges' never reads the network: it must fail.")
+    return 0
 
 
 def method_params(name: str, args: argparse.Namespace) -> dict:
@@ -486,8 +598,10 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(s)
     s.add_argument("--method", default="cam", choices=[*METHODS, "all"],
                    help="explanation method, or 'all': one line (or JSON object) per method")
-    s.add_argument("--layer", default=None, choices=STAGES,
-                   help="stage the map is read from (default layer4; CAM works on layer4 only)")
+    s.add_argument("--layer", default=None, choices=[*STAGES, "all"],
+                   help="stage the map is read from (default layer4; CAM works on layer4 only); 'all': the "
+                        "method's maps at layer1 ... layer4, one forward and one backward for Grad-CAM, XGrad-CAM "
+                        "and Layer-CAM")
     s.add_argument("--faithfulness", action="store_true",
                    help="also score the map: deletion AUC (lower is better), insertion AUC (higher is better) "
                         "and ROAD (higher is better), about 50 forwards and a few seconds of imputation")
@@ -519,6 +633,22 @@ def build_parser() -> argparse.ArgumentParser:
     precision_arg(s)
     s.add_argument("--json", action="store_true", help="print one JSON object: what /compare's details hold")
     s.set_defaults(func=cmd_compare)
+
+    from .sanity import DEFAULT_METHODS, GRANULARITIES, SEED
+
+    s = sub.add_parser("sanity", parents=[common],
+                       help="can I trust this map? re-initialise the layers top down and watch each map change")
+    model_args(s)
+    s.add_argument("--methods", nargs="+", metavar="METHOD", choices=list(METHODS),
+                   help=f"methods to check (default: {' '.join(DEFAULT_METHODS)}); 'edges' is the control")
+    s.add_argument("--target", default=None, help="class index or name (default: top-1 of the original model)")
+    s.add_argument("--granularity", default="stage", choices=GRANULARITIES,
+                   help="'stage': fc, layer4 ... layer1, stem (6 steps); 'block': every residual block, top down")
+    s.add_argument("--seed", type=int, default=SEED, help=f"seed of the re-initialisation (default {SEED})")
+    s.add_argument("--steps", type=int, default=32,
+                   help=f"integrated-gradients steps ({MIN_IG_STEPS}-{MAX_IG_STEPS})")
+    s.add_argument("--npy-dir", metavar="DIR", help="write each step's map on the crop as METHOD-STEP.npy")
+    s.set_defaults(func=cmd_sanity)
 
     s = sub.add_parser("analyze", parents=[common], help="per-block responses, gradients and lesions (Depth lab)")
     model_args(s)

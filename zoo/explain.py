@@ -605,6 +605,30 @@ for _name, _cost in PASS_COSTS.items():  # the measured figures travel with each
     METHODS[_name] = replace(METHODS[_name], pass_cost=_cost)
 
 
+# --- a control that reads no network --------------------------------------------------
+
+def edges(model: LoadedModel, run: Classification, target: int) -> np.ndarray:
+    """Sobel gradient magnitude of the crop the model saw, in grey (0-1): an edge detector.
+
+    It reads neither the network nor the class, yet looks like a plausible saliency map:
+    the control of the sanity check (Adebayo et al. 2018, which compares saliency maps
+    with an edge detector; pytorch-grad-cam ships the same baseline as ``sobel_cam``).
+    Grey as ``PIL``'s "L" (ITU-R 601-2 luma); 3x3 Sobel kernels with the border mirrored
+    without repeating the edge pixel (OpenCV's default, SciPy's ``mode="mirror"``).
+    """
+    grey = np.asarray(run.crop.convert("L"), dtype=np.float64) / 255.0
+    p = np.pad(grey, 1, mode="reflect")
+    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
+    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
+    return np.hypot(gx, gy).astype(np.float32)
+
+
+# Appended, never reordered: other tables and tests list the methods in this order.
+METHODS["edges"] = Method("edges", "Edges (Sobel; ignores the network)", edges,
+                          "free: no network at all (a control: an edge detector)", "input", backward=False,
+                          count=lambda params, size: 0)
+
+
 def get_method(name: str) -> Method:
     if not isinstance(name, str) or name not in METHODS:
         raise UnknownMethodError(f"Unknown method {name!r}; choose one of {', '.join(METHODS)}.")
@@ -696,3 +720,88 @@ VALUE_UNITS: Mapping[str, str] = MappingProxyType({
 def value_unit(method: str) -> str:
     """What ``method``'s map values are (for a colour bar's label)."""
     return VALUE_UNITS.get(method, "attribution")
+
+
+# --- every stage at once ----------------------------------------------------------------
+# Grad-CAM, XGrad-CAM and Layer-CAM need only each stage's activations A and the gradient G
+# of the target logit with respect to them: one forward and one backward give all four
+# stages. They are computed here as Captum (LayerGradCam) and TorchCAM (XGradCAM, LayerCAM)
+# compute them, and the tests hold them to those libraries. Every other stage method is run
+# once per stage.
+
+def _gradcam_from(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1))
+
+
+def _xgradcam_from(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    w = (g * a).flatten(2).sum(-1) / a.flatten(2).sum(-1).add(1e-8)
+    return torch.relu(torch.nansum(w[..., None, None] * a, dim=1))
+
+
+def _layercam_from(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return torch.relu(torch.nansum(torch.relu(g) * a, dim=1))
+
+
+ONE_PASS: Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = MappingProxyType(
+    {"gradcam": _gradcam_from, "xgradcam": _xgradcam_from, "layercam": _layercam_from})
+
+
+def check_every_stage(method: str) -> None:
+    """Refuse, before any work, a method that has no map at every stage (CAM, input methods)."""
+    m = get_method(method)
+    if not takes_layer(method) or m.fn is cam:
+        what = ("CAM is exact only on layer4, the last stage" if m.fn is cam
+                else f"{m.label} works on the input pixels, not on a stage")
+        raise LayerError(f"{what}, so it has no map at every stage. For every stage, use one of "
+                         f"{', '.join(n for n in METHODS if takes_layer(n) and METHODS[n].fn is not cam)}.")
+
+
+def every_stage_passes(method: str, params: Mapping[str, Any] | None = None, size: int = 224) -> int:
+    """Forward-pass equivalents of ``every_stage``: 3 (one forward, one backward) or 4 maps' worth."""
+    check_every_stage(method)
+    if method in ONE_PASS:
+        return 3
+    return 4 * get_method(method).forwards({k: v for k, v in (params or {}).items() if k != "layer"}, size)
+
+
+def every_stage(model: LoadedModel, run: Classification, method: str = "gradcam", target: int | str | None = None,
+                **params: Any) -> list[Explanation]:
+    """``method``'s maps at ``layer1`` ... ``layer4``, finest first.
+
+    Grad-CAM, XGrad-CAM and Layer-CAM: one forward and one backward through the hook-free
+    walker, every stage's output and its gradient at once. Other stage methods: one run per
+    stage. In fp32, like every explanation.
+    """
+    check_every_stage(method)
+    params.pop("layer", None)
+    m = get_method(method)
+    idx = resolve_target(run.labels, target, default=run.predictions[0].index)
+    pred = run.prediction(idx)
+    if method not in ONE_PASS:
+        out = []
+        for stage in STAGES:
+            check()
+            out.append(explain(model, run, method, idx, layer=stage, **params))
+        return out
+    from .models import block_forward, call, stem
+
+    t0 = time.perf_counter()
+    module = model.module
+    with torch.enable_grad():
+        x = model.to_input(run.input.clone()).requires_grad_(True)  # something must need a gradient
+        h = stem(module, x)
+        acts = []
+        for name in STAGES:
+            for block in module.get_submodule(name):
+                h = block_forward(block, h)
+            acts.append(h)
+        logits = call(module.fc, h.float().mean(dim=(2, 3)))
+        grads = torch.autograd.grad(logits[0, idx], acts)
+    seconds = (time.perf_counter() - t0) / len(STAGES)  # the pass is shared: each map gets a quarter
+    fn = ONE_PASS[method]
+    out = []
+    for name, a, g in zip(STAGES, acts, grads):
+        with torch.no_grad():
+            raw = fn(a.detach().float(), g.float())[0].cpu().numpy().astype(np.float32)
+        out.append(Explanation(method, pred, raw, seconds, flat_map_notes(m, raw, pred.label), name))
+    return out

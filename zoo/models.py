@@ -287,15 +287,8 @@ def read_state_dict(path: Path, spec: ModelSpec) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def load_model(spec: ModelSpec, device: torch.device | str = "auto", *, progress: ProgressFn | None = None,
-               cache_dir: str | os.PathLike | None = None, precision: str | None = None) -> LoadedModel:
-    """Fetch, verify and load ``spec``; eval mode, BatchNorm folded, on ``device``."""
-    device = resolve_device(device) if isinstance(device, str) else device
-    dtype = resolve_precision(precision, device)
-    path = fetch_weights(spec, progress=progress, cache_dir=cache_dir)
-    if progress:
-        progress(None, f"Loading {spec.name} onto {device.type}")
-    state = read_state_dict(path, spec)
+def assigned(spec: ModelSpec, state: dict[str, torch.Tensor]) -> nn.Module:
+    """``build(spec)`` with ``state`` assigned (strict): torchvision's module, BatchNorm not yet folded."""
     model = build(spec, meta=True)
     try:
         model.load_state_dict(state, strict=True, assign=True)
@@ -304,6 +297,28 @@ def load_model(spec: ModelSpec, device: torch.device | str = "auto", *, progress
         raise ArchitectureMismatchError(
             f"{spec.name}: the weights in {spec.source} do not fit {spec.arch.name} with "
             f"{spec.num_classes} classes: {detail[:400]}. Check 'arch' (and 'labels') in your zoo file.") from None
+    return model
+
+
+def load_model(spec: ModelSpec, device: torch.device | str = "auto", *, progress: ProgressFn | None = None,
+               cache_dir: str | os.PathLike | None = None, precision: str | None = None) -> LoadedModel:
+    """Fetch, verify and load ``spec``; eval mode, BatchNorm folded, on ``device``."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    dtype = resolve_precision(precision, device)
+    path = fetch_weights(spec, progress=progress, cache_dir=cache_dir)
+    if progress:
+        progress(None, f"Loading {spec.name} onto {device.type}")
+    model = assigned(spec, read_state_dict(path, spec))
+    return ready(spec, model, device, dtype)
+
+
+def ready(spec: ModelSpec, model: nn.Module, device: torch.device, dtype: torch.dtype | None = None) -> LoadedModel:
+    """A torchvision ResNet with its weights in place, made a ``LoadedModel`` (in place).
+
+    What every model goes through before use: out-of-place ReLUs, eval mode, BatchNorm
+    folded, no parameter gradients, channels-last on ``device``. The sanity check
+    (``zoo.sanity``) prepares its private, partly re-initialised copies with it too.
+    """
     for m in model.modules():
         # torchvision reuses in-place ReLUs; Captum's backward hooks (Guided Grad-CAM)
         # cannot wrap an in-place op. Out-of-place gives identical outputs.

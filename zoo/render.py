@@ -274,3 +274,48 @@ def save_jpeg(rgb: np.ndarray, path: str | Path, quality: int = 90) -> Path:
     path = Path(path)
     Image.fromarray(rgb).save(path, format="JPEG", quality=quality, subsampling=0)
     return path
+
+
+def strip(crop: Image.Image, heats: list[np.ndarray], titles: list[str], notes: list[str] | None = None,
+          cmap: str = "inferno", cell: int = 112, per_row: int = 12, heading: str = "") -> np.ndarray:
+    """The sanity check's picture (Adebayo et al. 2018, Fig. 2): the crop, then each map, left to right.
+
+    Each map is drawn as the similarity sees it (|map| scaled to its own largest value,
+    ``zoo.sanity.unit_abs``), titled above (the step) and noted below (its similarity);
+    long runs (every block of a ResNet-152) wrap after ``per_row`` cells.
+    """
+    notes = notes or [""] * len(heats)
+    font = _font()
+    cells = [("input", "", crop.convert("RGB").resize((cell, cell), Image.Resampling.BICUBIC))]
+    for heat, title, note in zip(heats, titles, notes):
+        a = np.abs(np.nan_to_num(heat.astype(np.float64)))
+        peak = a.max() if a.size else 0.0
+        rgb, _ = colorize((a / peak if peak > 0 else a).astype(np.float32), cmap, Scale(0.0, 1.0))
+        cells.append((title, note, Image.fromarray(rgb).resize((cell, cell), Image.Resampling.BILINEAR)))
+    gap, top, bottom = 6, 18, 18
+    head = 22 if heading else 0
+    cols = min(per_row, len(cells))
+    rows = -(-len(cells) // cols)
+    canvas = Image.new("RGB", (cols * (cell + gap) + gap, head + rows * (top + cell + bottom) + 4), "white")
+    draw = ImageDraw.Draw(canvas)
+    if heading:
+        draw.text((gap, 4), heading, fill="black", font=_font())
+    for i, (title, note, picture) in enumerate(cells):
+        x = gap + (i % cols) * (cell + gap)
+        y = head + (i // cols) * (top + cell + bottom)
+        canvas.paste(picture, (x, y + top))
+        draw.text((x, y + 2), title, fill="black", font=font)
+        if note:
+            draw.text((x, y + top + cell + 2), note, fill="#333333", font=font)
+    return np.asarray(canvas)
+
+
+def stack(pictures: list[np.ndarray], gap: int = 8) -> np.ndarray:
+    """RGB pictures one under another on white, left-aligned (the sanity check's rows)."""
+    width = max(p.shape[1] for p in pictures)
+    canvas = Image.new("RGB", (width, sum(p.shape[0] for p in pictures) + gap * (len(pictures) - 1)), "white")
+    y = 0
+    for p in pictures:
+        canvas.paste(Image.fromarray(p), (0, y))
+        y += p.shape[0] + gap
+    return np.asarray(canvas)

@@ -493,6 +493,91 @@ class Explorer:
         return self._priced({name: float(n) for name in names_})
 
 
+    # --- can I trust this map? (zoo.sanity) and every stage at once ---------------------------
+
+    def sanity_estimate(self, models: Sequence[str], methods: Sequence[str] | None = None,
+                        granularity: str = "stage", params: dict[str, dict[str, Any]] | None = None) -> Estimate:
+        """The cost of ``sanity`` on each of ``models``: per step, a classification and one map per method."""
+        from . import sanity
+
+        return self._priced({n: sanity.forwards(self.zoo.get(n), methods, granularity, params) for n in models})
+
+    def iter_sanity(self, image: Any, model: str, methods: Sequence[str] | None = None,
+                    target: int | str | None = None, granularity: str = "stage", seed: int | None = None,
+                    params: dict[str, dict[str, Any]] | None = None, progress: ProgressFn | None = None,
+                    max_forwards: int | None = None) -> Iterator[Any]:
+        """The sanity check (``zoo.sanity``) of ``methods`` on ``model``: the report after each step.
+
+        Runs on a private copy of the weights on this explorer's device, never on the cached
+        model. ``max_forwards`` refuses a run that would cost more (the app's bound per request).
+        """
+        from . import sanity
+
+        spec = self.zoo.get(model)
+        est = sanity.forwards(spec, methods, granularity, params)
+        if max_forwards is not None and est > max_forwards:
+            raise sanity.SanityError(
+                f"This check would cost {est} forward passes on {spec.name} ({sanity.step_count(spec, granularity)} "
+                f"maps per method); the limit here is {max_forwards}. Tick fewer or cheaper methods, use the "
+                "'stage' granularity, or run it with python -m zoo sanity.")
+        loaded = _decoded(image)
+        yield from sanity.iter_sanity(spec, loaded, methods, target, granularity,
+                                      sanity.SEED if seed is None else int(seed), self.cache.device, params,
+                                      self.cache.cache_dir, progress)
+
+    def sanity(self, image: Any, model: str, methods: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        """``iter_sanity`` to the end: the finished ``zoo.sanity.SanityReport``."""
+        report = None
+        for report in self.iter_sanity(image, model, methods, **kwargs):
+            pass
+        return report
+
+    def iter_sanity_depths(self, image: Any, method: str, models: Sequence[str] | None = None,
+                           target: int | str | None = None, granularity: str = "stage", seed: int | None = None,
+                           params: dict[str, dict[str, Any]] | None = None, progress: ProgressFn | None = None,
+                           max_forwards: int | None = None) -> Iterator[list[Any]]:
+        """One method's sanity check on every depth (default: the five built-ins), side by side.
+
+        Yields the reports so far after each step of each depth; whether a method passes can
+        depend on depth. The target is resolved per depth (blank: each model's own top-1).
+        """
+        from . import sanity
+
+        names = list(models or [s.name for s in self.zoo.builtin_depths])
+        specs = [self.zoo.get(n) for n in names]
+        total = sum(sanity.forwards(s, [method], granularity, params) for s in specs)
+        if max_forwards is not None and total > max_forwards:
+            raise sanity.SanityError(
+                f"Checking {get_method(method).label} on {len(specs)} depths would cost {total} forward passes; the "
+                f"limit here is {max_forwards}. Pick a cheaper method, or run it with python -m zoo sanity.")
+        loaded = _decoded(image)
+        done: list[Any] = []
+        for i, spec in enumerate(specs):
+            for report in self.iter_sanity(loaded, spec.name, [method], target, granularity, seed, params,
+                                           _share(progress, i, len(specs))):
+                yield done + [report]
+            done.append(report)
+
+    def every_stage_estimate(self, model: str, method: str, **params: Any) -> Estimate:
+        """The cost of ``every_stage``: a classification and the maps (one pass for Grad-CAM-like methods)."""
+        from .explain import every_stage_passes
+
+        spec = self.zoo.get(model)
+        return self._priced({model: 1 + every_stage_passes(method, params, spec.preprocessing.crop)})
+
+    def every_stage(self, image: Any, model: str, method: str = "gradcam", target: int | str | None = None,
+                    progress: ProgressFn | None = None, **params: Any) -> tuple[Classification, list[Explanation]]:
+        """Classify, then ``method``'s maps at layer1 ... layer4 (``zoo.explain.every_stage``)."""
+        from .explain import check_every_stage, every_stage
+
+        spec = self.zoo.get(model)
+        check_every_stage(method)  # CAM and input methods fail before any download
+        loaded = _decoded(image)
+        lm = self.cache.get(spec, progress)
+        run = self._timed(classify(lm, loaded, top_k=5))
+        return run, every_stage(lm, run, method, target, **params)
+
+
 @functools.lru_cache(maxsize=None)
 def _analysis_passes(arch: str, lesion: bool) -> float:
     """Forward-pass equivalents of ``analysis.analyze`` on one model of ``arch`` (see ``analyze_estimate``)."""

@@ -13,6 +13,7 @@ from zoo.render import COLORMAPS, overlay_crop, save_jpeg
 from zoo.service import Result
 
 from .. import format as fmt
+from ..every_stage import build_section as every_stage_section
 from ..common import (EXAMPLES, Context, Upload, gpu, progress_fn, render_result, require_image,
                       safe_image_input, save_raw, user_errors)
 from ..guard import long_event
@@ -204,3 +205,5 @@ def build(ctx: Context) -> None:
     api_button = gr.Button(visible=False)
     long_event(ctx.guard, api_button.click, api_classify, [image, model, top_k, method, target],
                [labels, crop_view, full_view, raw_view, api_json], cost=cost, api_name="classify")
+    # "Every stage" (issue 18, part 5): its own section and event, from this tab's inputs.
+    every_stage_section(ctx, image, model, method, target, cmap, alpha)

@@ -1,0 +1,142 @@
+"""Issue 18 in the page: the Sanity check tab (strip, chart, verdicts) at 1400 px and on a 400 px phone,
+its public endpoint /sanity, and Classify & explain's "Every stage" view."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from browser import open_page
+from conftest import EXAMPLES
+
+CUT = "e => e.scrollWidth > e.clientWidth + 1"
+
+
+def test_sanity_endpoint(client):
+    from gradio_client import handle_file
+
+    picture, details = client.predict(handle_file(str(EXAMPLES / "chelsea.png")), "resnet18", ["gradcam", "edges"],
+                                      api_name="/sanity")
+    from PIL import Image
+
+    with Image.open(picture) as im:  # two strips of 8 cells (the input and 7 maps), one under the other
+        assert im.width >= 8 * 112 and im.height >= 2 * 112
+    assert details["model"] == "resnet18" and details["seed"] == 0 and details["granularity"] == "stage"
+    by = {m["method"]: m for m in details["methods"]}
+    assert by["edges"]["passes"] is False
+    assert [s["randomized"] for s in by["gradcam"]["steps"]] == ["none", "fc", "layer4", "layer3", "layer2",
+                                                                 "layer1", "stem"]
+    assert by["gradcam"]["steps"][0]["ssim"] == 1.0
+
+
+def test_sanity_endpoint_refuses_a_run_over_the_limit(client):
+    from gradio_client import handle_file
+
+    with pytest.raises(Exception, match="limit here is"):
+        client.predict(handle_file(str(EXAMPLES / "chelsea.png")), "resnet152", ["scorecam"], api_name="/sanity")
+
+
+def _pick_methods(page, keep: set[str]) -> None:
+    from ui.tabs.sanity import DEFAULT_METHODS
+    from zoo.explain import METHODS
+
+    for name in set(DEFAULT_METHODS) | keep:
+        page.locator("#sanity-methods").get_by_role("checkbox", name=METHODS[name].label, exact=True).set_checked(
+            name in keep)
+
+
+def _run_sanity(page, expect) -> None:
+    page.get_by_role("tab", name="Sanity check").or_(page.get_by_role("button", name="Sanity check", exact=True)
+                                                     ).first.click()
+    page.locator("#sanity-image input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
+    page.locator("#sanity-model input").click()
+    page.get_by_role("option", name=re.compile(r"^resnet18 ")).click()
+    _pick_methods(page, {"gradcam", "edges"})
+    expect(page.locator("#sanity-estimate")).to_contain_text("7 maps per method", timeout=30_000)
+    page.locator("#sanity-button").click()
+    expect(page.locator("#sanity-info")).to_contain_text("Maps computed: 14 of 14", timeout=300_000)
+    expect(page.locator("#sanity-info")).to_contain_text("fails, as it must")
+    expect(page.locator("#sanity-strips img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#sanity-chart")).to_be_visible()
+
+
+@pytest.mark.browser
+def test_sanity_tab_at_1400_px(app, shots):
+    from playwright.sync_api import expect
+
+    url, _ = app
+    with open_page(url, 1400, 1100) as page:
+        _run_sanity(page, expect)
+        # The strips are drawn wide enough to read: each of a row's 8 cells well over 60 px on screen,
+        # and the picture whole (not cropped by its box).
+        img = page.locator("#sanity-strips img")
+        b = img.bounding_box()
+        assert b["width"] >= 8 * 60, b
+        assert img.evaluate("e => e.naturalWidth / e.naturalHeight") == pytest.approx(b["width"] / b["height"],
+                                                                                       rel=0.02)
+        verdicts = page.locator("#sanity-info li")
+        expect(verdicts).to_have_count(2)
+        for i in range(2):
+            assert not verdicts.nth(i).evaluate(CUT), verdicts.nth(i).inner_text()
+        expect(page.locator("#sanity-chart img").first).to_be_visible(
+            timeout=30_000)
+        page.screenshot(path=str(shots / "sanity-1400.png"), full_page=True)
+
+        # Classify & explain: every stage at once.
+        page.get_by_role("tab", name="Classify & explain").click()
+        page.locator("#image-input input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
+        page.get_by_label("Explanation method").click()
+        page.get_by_role("option", name="Grad-CAM", exact=True).click()
+        page.get_by_text("Every stage: the method's maps").click()
+        expect(page.locator("#stages-estimate")).to_contain_text("forward pass", timeout=30_000)
+        page.locator("#stages-button").click()
+        expect(page.locator("#stages-gallery img")).to_have_count(4, timeout=300_000)
+        expect(page.locator("#stages-info")).to_contain_text("one forward and one backward for all four stages")
+        for i, name in enumerate(("layer1", "layer2", "layer3", "layer4")):
+            expect(page.locator("#stages-gallery .caption-label").nth(i)).to_contain_text(name)
+        page.locator("#stages-section").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "every-stage-1400.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_sanity_tab_on_a_phone(app, shots):
+    from playwright.sync_api import expect
+
+    url, _ = app
+    width = 400
+    with open_page(url, width, 860) as page:
+        tab = page.get_by_role("button", name="Sanity check", exact=True).or_(
+            page.get_by_role("tab", name="Sanity check", exact=True)).first
+        expect(tab).to_be_visible()
+        b = tab.bounding_box()
+        assert b["x"] >= 0 and b["x"] + b["width"] <= width, b
+        _run_sanity(page, expect)
+        b = page.locator("#sanity-strips img").bounding_box()  # the strips at the page's width
+        assert b["width"] >= 0.75 * width and b["x"] + b["width"] <= width + 1, b
+        chart = page.locator("#sanity-chart").bounding_box()
+        assert chart["width"] >= 0.75 * width and chart["x"] + chart["width"] <= width + 1, chart
+        assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
+        page.screenshot(path=str(shots / "sanity-400.png"), full_page=True)
+
+
+def test_verdict_words():
+    import numpy as np
+
+    from ui import format as fmt
+    from zoo.sanity import MethodCheck, Step
+
+    def check(method, at_layer4, first=None):
+        m = MethodCheck(method, None, verdict_at="layer4")
+        m.steps = [Step("none", 1.0, 1.0, 1.0), Step("fc", 0.9, 0.9, 0.9), Step("layer4", *at_layer4)]
+        m.heats = [first if first is not None else np.eye(4)] * 3
+        return m
+
+    assert "passes" in fmt.sanity_verdict(check("gradcam", (0.1, 0.1, 0.2)))
+    text = fmt.sanity_verdict(check("gradcam", (0.7, 0.7, 0.2)))
+    assert "fails" in text and "0.70" in text and "0.5" in text
+    assert "fails, as it must" in fmt.sanity_verdict(check("edges", (1.0, 1.0, 1.0)))
+    assert "no verdict" in fmt.sanity_verdict(check("gradcam", (None, None, 1.0), np.zeros((4, 4))))
+    # A map that became constant has no ranking left: it counts as 0, so SSIM decides.
+    assert check("gradcam", (None, None, 0.3)).passes is True
+    assert fmt.sanity_notes(check("gradcam", (None, None, 0.3)))[2] == "r –  S 0.30"
