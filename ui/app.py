@@ -16,7 +16,7 @@ Layout of ``ui``:
   ``progress_fn``; ``gpu`` (ZeroGPU when present); output files (``new_output_folder``,
   ``render_result``, ``save_raw``).
 * ``format.py`` (tables and text), ``plots.py`` (figures): presentation helpers.
-* ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``depth_lab``, ``batch``,
+* ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``depth_lab``, ``landscape``, ``batch``,
   ``zoo_tab``, ``about``.
 
 Adding a tab: write ``ui/tabs/<name>.py`` that defines
@@ -46,9 +46,9 @@ import gradio as gr
 from zoo.service import Explorer
 
 from .common import MAX_FILE_SIZE, OUTPUT_MAX_AGE_S, Context
-from .tabs import about, batch, classify, compare, depth_lab, rank, zoo_tab
+from .tabs import about, batch, classify, compare, depth_lab, landscape, rank, zoo_tab
 
-TABS = (classify, compare, rank, depth_lab, batch, zoo_tab, about)
+TABS = (classify, compare, rank, depth_lab, landscape, batch, zoo_tab, about)
 
 # Gradio's default theme declares its font at weights 400 and 600, and the 600 file it
 # ships holds almost no glyphs: bold text fell back to another, larger font. Declaring

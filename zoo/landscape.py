@@ -219,8 +219,9 @@ def gather_images(sources: Any, *, max_images: int = DEFAULT_MAX_IMAGES, names: 
     with batching.Reader() as reader:
         for n, item in enumerate(inp.items):
             if len(out) == max_images:
-                out.notes.append(f"Averaged over the first {max_images} of {len(inp.items)} images "
-                                 f"(raise the limit to use more: each costs one forward per grid point).")
+                out.notes.append(f"Averaged over the first {max_images} image(s); {len(inp.items) - n} more "
+                                 "file(s) not used (raise the limit to use more: each image costs one forward "
+                                 "per grid point).")
                 break
             try:
                 out.images.append(load_image(reader.read(item), name=item.name))
