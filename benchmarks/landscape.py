@@ -1,12 +1,12 @@
 """What an error surface (zoo.landscape) costs per grid point, per depth, and what the defaults cost.
 
-    python benchmarks/landscape.py [--points 9] [--images 1] [--device auto] [--archs resnet18 resnet152]
+    python benchmarks/landscape.py [--grid 3] [--images 1] [--device auto] [--archs resnet18 resnet152]
 
 For each depth: one grid point = set every conv/fc weight to theta + a*delta + b*eta (in place,
 on the private fp32 copy) + one fp32 forward of the images; measured as the median over a
-3 x 3 grid run through ``zoo.landscape.stream`` (``--points`` points, after the centre pass),
-next to a bare torchvision fp32 forward (BatchNorm unfolded, NCHW, batch = images, inference
-mode) timed in the same run. Then the whole run for all five depths at several grid sizes,
+3 x 3 grid (``--grid``) run through ``zoo.landscape.stream``, next to a bare torchvision fp32
+forward (BatchNorm unfolded, NCHW, batch = images, inference mode) timed between the grid
+points, so both see the same load on a shared machine. Then the whole run for all five depths at several grid sizes,
 projected from these medians plus each depth's measured setup (weights, directions, centre
 pass): which defaults stay within about a minute here.
 
@@ -16,6 +16,7 @@ Random-init weights, subnormals flushed (see common.py): timings, not values.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -48,7 +49,7 @@ def main() -> None:
             torch.cuda.synchronize()
 
     print(f"device: {device}  torch {torch.__version__}  threads {torch.get_num_threads()}  images {args.images}  "
-          f"measured grid {args.grid}x{args.grid}")
+          f"measured grid {args.grid}x{args.grid}  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'model':<11}{'bare fwd ms':>12}{'point ms':>10}{'x bare':>8}{'setup s':>9}{'run s':>8}")
     rows = []
     for spec in specs:
@@ -57,21 +58,31 @@ def main() -> None:
         bare = bare.eval().to(device)
         pre = spec.preprocessing
         x = torch.cat([zl.to_tensor(zl.model_crop(image.image, pre), pre)] * args.images).to(device)
-        fwd = []
-        for r in range(4):
+        fwd: list[float] = []
+
+        def bare_forward() -> None:
             sync()
             t0 = time.perf_counter()
             with torch.inference_mode():
                 bare(x)
             sync()
-            if r:
-                fwd.append(time.perf_counter() - t0)
-        del bare
+            fwd.append(time.perf_counter() - t0)
+
+        bare_forward()  # warm-up
+        fwd.clear()
         t0 = time.perf_counter()
-        result = zl.landscape(spec, images, device=device, grid=args.grid, dims=2)
-        run_s = time.perf_counter() - t0
+        bare_s = 0.0
+        # The bare forwards run between the grid points (at each Step), so both see the same machine load.
+        for event in zl.stream(spec, images, device=device, grid=args.grid, dims=2):
+            if isinstance(event, zl.Step):
+                bare_forward()
+                bare_s += fwd[-1]
+            else:
+                result = event
+        run_s = time.perf_counter() - t0 - bare_s
+        del bare
         point = result.point_seconds
-        setup = run_s - point * result.points  # weights, directions, centre pass (and the medians' slack)
+        setup = run_s - result.points * point  # weights, directions, centre pass (and the median's slack)
         bare_ms = statistics.median(fwd) * 1e3
         rows.append((spec.name, point, setup))
         print(f"{spec.name:<11}{bare_ms:12.0f}{point * 1e3:10.0f}{point * 1e3 / bare_ms:8.2f}{setup:9.1f}{run_s:8.1f}")
@@ -80,6 +91,7 @@ def main() -> None:
         n = zl.grid_points(grid, dims)
         total = sum(setup + n * point for _, point, setup in rows)
         print(f"  {dims}-D, grid {grid:>2} ({n:>3} points per depth): {total:6.0f} s")
+    print(f"(load average now {os.getloadavg()[0]:.1f}: on a shared machine the times scale with it, the ratios less)")
 
 
 if __name__ == "__main__":

@@ -325,18 +325,28 @@ def _summary_text(result) -> str:
 
 def cmd_landscape(zoo: Zoo, args: argparse.Namespace) -> int:
     """The loss around one model's weights along filter-normalized random directions (Li et al. 2018)."""
+    import time
+
     from .landscape import Landscape
     from .service import Explorer
 
     if args.directions_out and not args.directions_out.lower().endswith(".safetensors"):
         raise ZooError("--directions-out writes safetensors: give a file name ending in .safetensors.")
     explorer = Explorer(zoo, args.device, cache_size=1, precision=args.precision)
+    last = [0.0]
+
+    def progress(fraction: float | None, message: str) -> None:
+        # Hub phases and the first point always; then where the grid is, every 10 seconds.
+        if fraction in (None, 0.0) or time.monotonic() - last[0] > 10:
+            last[0] = time.monotonic()
+            print(message, file=sys.stderr, flush=True)
+
     result = None
     for event in explorer.landscape_each(args.paths, [args.model], args.target, grid=args.grid, span=args.span,
                                          dims=args.dims, seed=args.seed, max_images=args.max_images,
                                          labels_csv=args.labels, globs=True,
                                          keep_directions=bool(args.directions_out),
-                                         progress=None if args.json else print_progress):
+                                         progress=None if args.json else progress):
         if isinstance(event, Landscape):
             result = event
     assert isinstance(result, Landscape)

@@ -64,13 +64,14 @@ def build(ctx: Context) -> None:
         # closes it at its next yield, and closing the stream ends the work.
         total = len(models or ctx.depth_names)
         done: list[Landscape] = []
+        text = ""
         for event in events(image, models, target, dims, grid, span, seed, progress):
             if isinstance(event, Landscape):
                 done.append(event)
-                yield (plots.landscape_figure(done), fmt.landscape_markdown(done, total),
-                       {"models": [d.to_json() for d in done]})
-            else:
-                yield gr.skip(), f"{len(done)} of {total} depths done · {event.message}", gr.skip()
+                text = fmt.landscape_markdown(done, total)
+                yield plots.landscape_figure(done), text, {"models": [d.to_json() for d in done]}
+            else:  # where the run is, above what the finished depths said
+                yield gr.skip(), f"*Running: {event.message}*\n\n{text}", gr.skip()
 
     @user_errors
     def api_landscape(image, model, progress=gr.Progress()):
