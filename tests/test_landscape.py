@@ -225,6 +225,22 @@ def test_the_endpoint(client):
     assert "resnet18" in summary
 
 
+def test_the_tab_bounds_the_grid_and_its_stop_button_cancels_the_run(app):
+    import httpx
+
+    url, _ = app
+    config = httpx.get(f"{url}/config", timeout=30).json()
+    comps = {c["props"]["elem_id"]: c for c in config["components"] if c.get("props", {}).get("elem_id")}
+    grid = comps["landscape-grid"]["props"]
+    assert grid["maximum"] <= 15 and grid["value"] == 7 and grid["minimum"] == 3  # gr.Slider holds on the server
+
+    def deps_of(elem: str) -> list[dict]:
+        return [d for d in config["dependencies"] if [comps[elem]["id"], "click"] in d["targets"]]
+
+    (run,) = deps_of("landscape-run")
+    assert [d["cancels"] for d in deps_of("landscape-stop") if d["cancels"]] == [[run["id"]]]
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("width", [1400, 400])
 def test_the_plot_in_the_page(app, shots, width):

@@ -326,11 +326,15 @@ def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu
     deltas = filter_normalized(model, gen)
     etas = filter_normalized(model, gen) if dims == 2 else {}
     params = dict(model.named_parameters())
-    perturbed = [(params[n], n) for n in deltas]
+    perturbed = [(params[n], n) for n in deltas]  # conv and fc weights, in parameter order
     theta = {n: p.detach().clone() for p, n in perturbed}  # clone keeps channels-last
     fmt = {n: (torch.channels_last if params[n].dim() == 4 else torch.contiguous_format) for n in deltas}
     d_dev = {n: d.to(device).contiguous(memory_format=fmt[n]) for n, d in deltas.items()}
     e_dev = {n: e.to(device).contiguous(memory_format=fmt[n]) for n, e in etas.items()}
+    directions = None
+    if keep_directions:  # as drawn (contiguous, on the CPU), for save_directions
+        directions = {f"delta.{k}": v for k, v in deltas.items()} | {f"eta.{k}": v for k, v in etas.items()}
+    del deltas, etas  # otherwise a second copy of each direction (channels-last above) stays in memory
     # Each point costs one pass over the weights: a row's theta + b * eta is computed once
     # per row (one more copy of the weights in 2-D), then p = row + a * delta per point.
     row = {n: torch.empty_like(v) for n, v in theta.items()} if dims == 2 else theta
@@ -399,9 +403,6 @@ def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu
     if nonfinite:
         notes.append(f"{nonfinite} grid point(s) gave a non-finite loss (the perturbed network overflowed); "
                      "try a smaller span.")
-    directions = None
-    if keep_directions:
-        directions = {f"delta.{k}": v for k, v in deltas.items()} | {f"eta.{k}": v for k, v in etas.items()}
     yield Landscape(
         model=spec.name, arch=spec.arch.name, seed=int(seed), dims=dims, span=float(span), alphas=alphas,
         betas=betas, loss=loss, center_loss=center_loss,
