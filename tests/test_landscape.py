@@ -225,6 +225,45 @@ def test_the_endpoint(client):
     assert "resnet18" in summary
 
 
+def test_the_tab_averages_over_extra_files_as_batch_reads_them(app, tmp_path):
+    """The page's own event, called raw: the image plus a zip whose folder names the class."""
+    import zipfile
+
+    import httpx
+
+    from rest import upload, upload_many
+
+    url, _ = app
+    archive = tmp_path / "more.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(EXAMPLES / "rocket.jpg", "goldfish/rocket.jpg")
+        z.writestr("readme.txt", "not an image")
+    config = httpx.get(f"{url}/config", timeout=30).json()
+    comps = {c["props"]["elem_id"]: c for c in config["components"] if c.get("props", {}).get("elem_id")}
+    run = next(d for d in config["dependencies"] if [comps["landscape-run"]["id"], "click"] in d["targets"])
+    image = upload(url, IMAGE)
+    (more,) = upload_many(url, [archive])
+    session = "landscape-more"
+    data = [image, ["resnet18"], "", 1, 3, 0.2, 0, [more]]
+    httpx.post(f"{url}/gradio_api/queue/join", json={"data": data, "fn_index": run["id"], "session_hash": session,
+                                                    "trigger_id": comps["landscape-run"]["id"], "event_data": None},
+               timeout=30).raise_for_status()
+    last = None
+    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}, timeout=300) as s:
+        for line in s.iter_lines():
+            if line.startswith("data:"):
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    last = msg
+                    break
+    assert last and last["success"], last
+    details = last["output"]["data"][2]["models"][0]
+    chosen = {i["name"].split("/")[-1]: i["chosen"] for i in details["images"]}
+    assert chosen == {"chelsea.png": "top-1", "rocket.jpg": "label"}
+    assert [s["name"].split("/")[-1] for s in details["skipped"]] == ["readme.txt"]
+    assert "Skipped: " in last["output"]["data"][1]
+
+
 def test_the_tab_bounds_the_grid_and_its_stop_button_cancels_the_run(app):
     import httpx
 

@@ -333,4 +333,7 @@ def landscape_markdown(done: list[Landscape], total: int) -> str:
                      f"{ls.points} points, {ls.point_seconds * 1000:.0f} ms each, {ls.seconds:.0f} s in all")
     notes = dict.fromkeys(n for ls in done for n in ls.notes)
     lines += [f"Note: {n}" for n in notes]
+    if first.skipped:  # files that were not images: named with the reason, not silently dropped
+        lines.append("Skipped: " + "; ".join(f"{s.name} ({s.reason})" for s in first.skipped[:5])
+                     + (" …" if len(first.skipped) > 5 else ""))
     return "\n".join(lines)

@@ -11,8 +11,8 @@ from zoo.landscape import MAX_SPAN, Landscape
 
 from .. import format as fmt
 from .. import plots
-from ..common import (EXAMPLES, Context, gpu, progress_fn, require_image, safe_image_input, shown_in_page, stop_run,
-                      user_errors)
+from ..common import (EXAMPLES, Context, checked_file, gpu, progress_fn, require_image, safe_image_input, shown_in_page,
+                      stop_run, user_errors)
 
 TITLE = "Error surfaces"
 
@@ -22,6 +22,7 @@ TITLE = "Error surfaces"
 GRID = (3, 15, 7)
 SPAN = (0.1, 2.0, 1.0)
 DIMS = [("2-D: contour and surface per depth", 2), ("1-D: every depth's curve along δ", 1)]
+MAX_IMAGES = 8  # the image and the optional extra files, together: each costs a forward per grid point
 
 INTRO = """\
 **How to read them.** The centre (red +) is the trained network θ; moving right or up adds α·δ + β·η, two random \
@@ -44,28 +45,34 @@ def build(ctx: Context) -> None:
 
     @gpu(duration=120)
     def events(image: Any, models: list[str] | None, target: str | None, dims: int, grid: int, span: float,
-               seed: float, progress: gr.Progress) -> Iterator[Any]:
+               seed: float, progress: gr.Progress, more: Any = None) -> Iterator[Any]:
         upload = require_image(image)
-        yield from explorer.landscape_each(upload.path, list(models or ctx.depth_names), target or None,
+        # Extra files (images, or a zip whose folders may name classes) join the image, as Batch reads them.
+        extra = [checked_file(f) for f in (more if isinstance(more, list) else [more] if more else [])]
+        sources = [upload.path, *map(str, extra)] if extra else upload.path
+        yield from explorer.landscape_each(sources, list(models or ctx.depth_names), target or None,
                                            grid=int(grid), span=float(span), dims=int(dims), seed=int(seed or 0),
-                                           names=[upload.name], progress=progress_fn(progress))
+                                           names=[upload.name, *(p.name for p in extra)], max_images=MAX_IMAGES,
+                                           progress=progress_fn(progress))
 
-    def ui_estimate(models, dims, grid) -> str:
+    def ui_estimate(models, dims, grid, more=None) -> str:
         """What pressing Run will cost here, before pressing it."""
+        files = len(more) if isinstance(more, list) else 1 if more else 0
         try:
-            est = explorer.landscape_estimate(list(models or ctx.depth_names), 1, int(grid), int(dims))
+            est = explorer.landscape_estimate(list(models or ctx.depth_names), min(MAX_IMAGES, 1 + files), int(grid),
+                                              int(dims))
         except ZooError as e:
             return str(e)
         return fmt.estimate_markdown(est, explorer.device)
 
     @user_errors
-    def ui_run(image, models, target, dims, grid, span, seed, progress=gr.Progress()):
+    def ui_run(image, models, target, dims, grid, span, seed, more, progress=gr.Progress()):
         # A generator that yields before every grid point: Stop cancels the event, gradio then
         # closes it at its next yield, and closing the stream ends the work.
         total = len(models or ctx.depth_names)
         done: list[Landscape] = []
         text = ""
-        for event in events(image, models, target, dims, grid, span, seed, progress):
+        for event in events(image, models, target, dims, grid, span, seed, progress, more):
             if isinstance(event, Landscape):
                 done.append(event)
                 text = fmt.landscape_markdown(done, total)
@@ -85,6 +92,8 @@ def build(ctx: Context) -> None:
         with gr.Column(scale=1, min_width=300):
             image = safe_image_input(label="Image", elem_id="landscape-image", height=260)
             gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[image])
+            more = gr.File(label=f"More images, or a .zip (optional; the loss is averaged over up to {MAX_IMAGES})",
+                           file_count="multiple", type="filepath", elem_id="landscape-more", height=90)
         with gr.Column(scale=1, min_width=300):
             models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Depths",
                                       elem_id="landscape-models")
@@ -109,11 +118,11 @@ def build(ctx: Context) -> None:
     plot = gr.Plot(label="Error surfaces", show_label=False, elem_id="landscape-plot")
     with gr.Accordion("The numbers (JSON)", open=False):
         numbers = gr.JSON(label="Per model: alphas, betas, loss[beta][alpha]")
-    ins = [image, models, target, dims, grid, span, seed]
+    ins = [image, models, target, dims, grid, span, seed, more]
     outs = [plot, summary, numbers]
     run = go.click(shown_in_page(ui_run, outs, summary), ins, outs, api_visibility="private", concurrency_id="model")
     stop_run(stop, run)
-    cost_ins = [models, dims, grid]
+    cost_ins = [models, dims, grid, more]
     for ctl in cost_ins:
         ctl.change(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
     run.then(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
