@@ -92,8 +92,8 @@ def build(ctx: Context) -> None:
         with gr.Column(scale=1, min_width=300):
             image = safe_image_input(label="Image", elem_id="landscape-image", height=260)
             gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[image])
-            more = gr.File(label=f"More images, or a .zip (optional; the loss is averaged over up to {MAX_IMAGES})",
-                           file_count="multiple", type="filepath", elem_id="landscape-more", height=90)
+            more = gr.File(label=f"More images or a .zip (optional; up to {MAX_IMAGES} in all)",
+                           file_count="multiple", type="filepath", elem_id="landscape-more", height=130)
         with gr.Column(scale=1, min_width=300):
             models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Depths",
                                       elem_id="landscape-models")
