@@ -13,6 +13,7 @@ from .. import format as fmt
 from .. import plots
 from ..common import (EXAMPLES, Context, checked_file, gpu, progress_fn, require_image, safe_image_input, shown_in_page,
                       stop_run, user_errors)
+from ..spaces import MAX_S
 
 TITLE = "Error surfaces"
 
@@ -43,7 +44,7 @@ def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
     explorer = ctx.explorer
 
-    @gpu(duration=120)
+    @gpu(duration=MAX_S)  # ZeroGPU: the longest a call may ask for; Stop ends a run sooner
     def events(image: Any, models: list[str] | None, target: str | None, dims: int, grid: int, span: float,
                seed: float, progress: gr.Progress, more: Any = None) -> Iterator[Any]:
         upload = require_image(image)
