@@ -20,7 +20,7 @@ Layout of ``ui``:
 * ``server.py``: HTTP middleware (upload budget, unknown endpoints, server paths) and the
   output folder's pruning.
 * ``format.py`` (tables and text), ``plots.py`` (figures): presentation helpers.
-* ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``sanity``, ``depth_lab``, ``batch``,
+* ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``sanity``, ``depth_lab``, ``landscape``, ``batch``,
   ``zoo_tab``, ``about``.
 
 Adding a tab: write ``ui/tabs/<name>.py`` that defines
@@ -58,9 +58,9 @@ from zoo.limits import Limits
 from . import server
 from .common import CACHE_SWEEP_S, MAX_FILE_SIZE, OUTPUT_MAX_AGE_S, Context
 from .guard import Guard
-from .tabs import about, batch, classify, compare, depth_lab, rank, sanity, zoo_tab
+from .tabs import about, batch, classify, compare, depth_lab, landscape, rank, sanity, zoo_tab
 
-TABS = (classify, compare, rank, sanity, depth_lab, batch, zoo_tab, about)
+TABS = (classify, compare, rank, sanity, depth_lab, landscape, batch, zoo_tab, about)
 
 # Gradio's default theme declares its font at weights 400 and 600, and the 600 file it
 # ships holds almost no glyphs: bold text fell back to another, larger font. Declaring

@@ -555,6 +555,66 @@ def _summary_text(result) -> str:
     return "\n".join(lines)
 
 
+def cmd_landscape(zoo: Zoo, args: argparse.Namespace) -> int:
+    """The loss around one model's weights along filter-normalized random directions (Li et al. 2018)."""
+    import time
+
+    from .landscape import Landscape
+    from .service import Explorer
+
+    if args.directions_out and not args.directions_out.lower().endswith(".safetensors"):
+        raise ZooError("--directions-out writes safetensors: give a file name ending in .safetensors.")
+    explorer = Explorer(zoo, args.device, cache_size=1, precision=args.precision)
+    last = [0.0]
+
+    def progress(fraction: float | None, message: str) -> None:
+        # Hub phases and the first point always; then where the grid is, every 10 seconds.
+        if fraction in (None, 0.0) or time.monotonic() - last[0] > 10:
+            last[0] = time.monotonic()
+            print(message, file=sys.stderr, flush=True)
+
+    result = None
+    for event in explorer.landscape_each(args.paths, [args.model], args.target, grid=args.grid, span=args.span,
+                                         dims=args.dims, seed=args.seed, max_images=args.max_images,
+                                         labels_csv=args.labels, globs=True,
+                                         keep_directions=bool(args.directions_out),
+                                         progress=None if args.json else progress):
+        if isinstance(event, Landscape):
+            result = event
+    assert isinstance(result, Landscape)
+    if args.directions_out:
+        result.save_directions(args.directions_out)
+    for s in result.skipped:
+        print(f"skipped {s.name}: {s.reason}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(_landscape_text(result))
+    if args.directions_out:
+        print(f"wrote {args.directions_out} (delta and eta by parameter name; seed {result.seed})", file=sys.stderr)
+    return 0
+
+
+def _landscape_text(r) -> str:
+    n = len(r.images)
+    lines = [f"{r.model} on {r.device}, fp32: cross-entropy averaged over {n} image(s), filter-normalized "
+             f"directions, seed {r.seed}, {r.points} points ({r.point_seconds * 1000:.0f} ms each), "
+             f"{r.seconds:.1f} s",
+             "targets: " + ", ".join(f"{i.name}: {i.label} ({i.chosen})" for i in r.images[:8])
+             + (" ..." if n > 8 else ""),
+             f"loss at the trained weights: {r.center_loss:.4g}"]
+    if r.dims == 1:
+        lines += [f"{'alpha':>8}  loss"] + [f"{a:8.2f}  {v:.4g}" for a, v in zip(r.alphas, r.loss[0])]
+    else:
+        lines.append("loss[beta][alpha]; rows: beta from -span to +span, columns: alpha")
+        corner = "b \\ a"
+        lines.append(f"{corner:>7}" + "".join(f"{a:>9.2f}" for a in r.alphas))
+        for b, row in zip(r.betas, r.loss):
+            lines.append(f"{b:7.2f}" + "".join(f"{v:9.3g}" for v in row))
+    lines += [f"note: {note}" for note in r.notes]
+    return "\n".join(lines)
+
+
 def precision_arg(s: argparse.ArgumentParser) -> None:
     s.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
                    help="trunk precision (default: $ZOO_PRECISION or auto: reduced only where the hardware "
@@ -679,6 +739,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     precision_arg(s)
     s.set_defaults(func=cmd_batch)
+
+    from .landscape import DEFAULT_MAX_IMAGES, MAX_GRID, MAX_IMAGES, MAX_SPAN, MIN_GRID
+
+    s = sub.add_parser("landscape", parents=[common],
+                       help="the loss around a model's weights along random directions (Li et al. 2018)")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="an image, or files, folders, globs, a .zip (as batch)")
+    s.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo name (default {DEFAULT_MODEL})")
+    s.add_argument("--target", default=None, help="class index or name for every image (default: each image's "
+                                                   "label from its folder or --labels, else the model's top-1)")
+    s.add_argument("--labels", metavar="CSV", help="'file,label' rows, as for batch")
+    s.add_argument("--grid", type=int, default=11, metavar="N",
+                   help=f"points per axis, odd, {MIN_GRID}-{MAX_GRID} (default 11: 11 x 11 in 2-D)")
+    s.add_argument("--span", type=float, default=1.0, help=f"alpha, beta in [-span, span] (default 1, at most "
+                                                           f"{MAX_SPAN:g})")
+    s.add_argument("--dims", type=int, default=2, choices=[1, 2], help="2: a surface; 1: a curve along delta only")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
+    s.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES, metavar="N",
+                   help=f"average over the first N images (default {DEFAULT_MAX_IMAGES}, at most {MAX_IMAGES})")
+    s.add_argument("--directions-out", metavar="FILE.safetensors",
+                   help="save delta and eta, keyed by torchvision parameter name, to recompute any point")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    precision_arg(s)  # accepted like everywhere; the landscape itself always runs in fp32
+    s.set_defaults(func=cmd_landscape)
     return p
 
 

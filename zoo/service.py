@@ -578,6 +578,90 @@ class Explorer:
         return run, every_stage(lm, run, method, target, **params)
 
 
+    # --- error surfaces (zoo.landscape) ----------------------------------------------------
+
+    def landscape_estimate(self, models: Sequence[str], images: int = 1, grid: int = 11, dims: int = 2) -> Estimate:
+        """The cost of ``landscape_each`` before it runs: (grid points + 1 centre pass) x images per model.
+
+        Seconds rest on an earlier landscape of the model here (fp32, perturbation included)
+        when there is one, else on the app's forwards (which may run in reduced precision:
+        then the landscape, always fp32, takes longer than said). Raises ``ZooError`` for
+        settings the server would refuse.
+        """
+        from . import landscape as zl
+
+        zl.check_settings(grid, zl.DEFAULT_SPAN, dims, zl.DEFAULT_SEED)
+        points = zl.grid_points(grid, dims)
+        per_model = (points + 1) * max(1, int(images))
+        measured = self._landscape_seconds()
+        seconds: float | None = 0.0
+        bases = []
+        for name in models:
+            self.zoo.get(name)
+            if name in measured:
+                seconds += per_model * measured[name]
+                bases.append("an earlier landscape measured here")
+                continue
+            timed = self.forward_seconds(name)
+            if timed is None:
+                seconds = None
+                break
+            seconds += per_model * timed[0]
+            bases.append(timed[1])
+        if seconds is None:
+            return Estimate(per_model * len(models), None, "no forward timed on this device yet", models=len(models))
+        basis = bases[0] if len(set(bases)) == 1 else "each model's forward or landscape measured here"
+        return Estimate(per_model * len(models), seconds, basis, models=len(models))
+
+    def _landscape_seconds(self) -> dict[str, float]:
+        """Seconds per image-forward of recent landscapes, per model (a measurement of the machine)."""
+        # Created on first use, so that __init__ stays as it is.
+        store = self.__dict__.setdefault("_landscape_s", {})
+        with self._timing_lock:
+            return {name: statistics.median(v) for name, v in store.items()}
+
+    def landscape_each(self, sources: Any, models: list[str] | None = None, target: int | str | None = None, *,
+                       grid: int = 11, span: float = 1.0, dims: int = 2, seed: int = 0, max_images: int = 8,
+                       names: Sequence[str] | None = None, labels_csv: str | os.PathLike | None = None,
+                       globs: bool = False, keep_directions: bool = False,
+                       progress: ProgressFn | None = None) -> Iterator[Any]:
+        """Error surfaces (``zoo.landscape``) of each model: yields each ``Step`` (before every
+        grid point: a generator consumer can stop there) and each model's ``Landscape``.
+
+        ``sources``: one image, or paths (files, folders, a zip) read as Batch reads them,
+        up to ``max_images``. Each model runs on a private fp32 copy of its weights; the
+        shared model is never touched.
+        """
+        from . import landscape as zl
+
+        names_ = models or [s.name for s in self.zoo.builtin_depths]
+        specs = [self.zoo.get(n) for n in names_]
+        zl.check_settings(grid, span, dims, seed)
+        for spec in specs:
+            zl.check_target(spec, target)  # a typo fails now, not after minutes of work
+        images = zl.gather_images(sources, max_images=max_images, names=names, labels_csv=labels_csv, globs=globs)
+        for k, spec in enumerate(specs):
+            for event in zl.stream(spec, images, device=self.cache.device, target=target, grid=grid, span=span,
+                                   dims=dims, seed=seed, keep_directions=keep_directions,
+                                   progress=_share(progress, k, len(specs)), cache_dir=self.cache.cache_dir):
+                if isinstance(event, zl.Landscape) and event.point_seconds > 0:
+                    with self._timing_lock:
+                        self.__dict__.setdefault("_landscape_s", {}).setdefault(
+                            spec.name, deque(maxlen=5)).append(event.point_seconds / len(event.images))
+                yield event
+
+    def landscape(self, image: Any, model: str, target: int | str | None = None, **kwargs: Any) -> Any:
+        """One model's ``zoo.landscape.Landscape`` (see ``landscape_each``)."""
+        from .landscape import Landscape
+
+        result = None
+        for event in self.landscape_each(image, [model], target, **kwargs):
+            if isinstance(event, Landscape):
+                result = event
+        assert result is not None
+        return result
+
+
 @functools.lru_cache(maxsize=None)
 def _analysis_passes(arch: str, lesion: bool) -> float:
     """Forward-pass equivalents of ``analysis.analyze`` on one model of ``arch`` (see ``analyze_estimate``)."""

@@ -1,0 +1,142 @@
+"""Error surfaces: the loss around each depth's trained weights (Li et al. 2018), on the user's image; ``/landscape``."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import gradio as gr
+
+from zoo.errors import ZooError
+from zoo.landscape import MAX_SPAN, Landscape
+
+from .. import format as fmt
+from .. import plots
+from ..common import (EXAMPLES, Context, checked_file, gpu, progress_fn, require_image, safe_image_input,
+                      user_errors)
+from ..guard import long_event
+
+TITLE = "Error surfaces"
+
+# The app's defaults: a 7 x 7 surface for all five depths on one image takes about a minute on
+# a 2-core CPU (benchmarks/landscape.py; README, "Error surfaces"). The command line defaults to
+# the paper's 11 x 11. The slider bounds what a visitor can ask for; the estimate says the cost.
+GRID = (3, 15, 7)
+SPAN = (0.1, 2.0, 1.0)
+DIMS = [("2-D: contour and surface per depth", 2), ("1-D: every depth's curve along δ", 1)]
+MAX_IMAGES = 8  # the image and the optional extra files, together: each costs a forward per grid point
+
+INTRO = """\
+**How to read them.** The centre (red +) is the trained network θ; moving right or up adds α·δ + β·η, two random \
+directions whose every filter has the norm of the matching filter of θ (*filter-normalized*), so ±1 moves each \
+filter by its own size; the colour (one logarithmic scale for every depth) is the cross-entropy of the target \
+class on your image. **What the paper found** (Li et al., [*Visualizing the Loss Landscape of Neural \
+Nets*](https://arxiv.org/abs/1712.09913), NeurIPS 2018): without shortcuts the surface turns chaotic as the network \
+gets deeper, while residual networks keep a smooth, nearly convex bowl around θ at every depth. The five depths \
+here all have shortcuts: expect bowls, and see whether depth changes their width or shape.
+
+Each grid point is one forward pass per image with every convolution and fc weight moved (biases and BatchNorm \
+stay as trained, as in the paper), on a private fp32 copy of the weights: the other tabs are not affected. \
+Stop ends a run between two points.
+"""
+
+
+def build(ctx: Context) -> None:
+    """The tab's components and events; called inside its ``gr.Tab``."""
+    explorer = ctx.explorer
+
+    def cost(image: Any, models: list[str] | None = None, target: Any = None, dims: int = 2, grid: int = 11,
+             span: Any = None, seed: Any = None, more: Any = None):
+        """The estimate of one run: the page's figure, the ceiling's and ZeroGPU's."""
+        files = len(more) if isinstance(more, list) else 1 if more else 0
+        return explorer.landscape_estimate(list(models or ctx.depth_names), min(MAX_IMAGES, 1 + files), int(grid),
+                                           int(dims))
+
+    @gpu(cost=lambda image, models, target, dims, grid, span, seed, progress=None, more=None:
+         cost(image, models, target, dims, grid, span, seed, more))
+    def events(image: Any, models: list[str] | None, target: str | None, dims: int, grid: int, span: float,
+               seed: float, progress: gr.Progress, more: Any = None) -> Iterator[Any]:
+        upload = require_image(image)
+        # Extra files (images, or a zip whose folders may name classes) join the image, as Batch reads them.
+        extra = [checked_file(f) for f in (more if isinstance(more, list) else [more] if more else [])]
+        sources = [upload.path, *map(str, extra)] if extra else upload.path
+        yield from explorer.landscape_each(sources, list(models or ctx.depth_names), target or None,
+                                           grid=int(grid), span=float(span), dims=int(dims), seed=int(seed or 0),
+                                           names=[upload.name, *(p.name for p in extra)], max_images=MAX_IMAGES,
+                                           progress=progress_fn(progress))
+
+    def ui_estimate(models, dims, grid, more=None) -> str:
+        """What pressing Run will cost here, before pressing it."""
+        try:
+            est = cost(None, models, None, dims, grid, more=more)
+        except ZooError as e:
+            return str(e)
+        return fmt.estimate_markdown(est, explorer.device, ctx.guard.limits)
+
+    @user_errors
+    def ui_run(image, models, target, dims, grid, span, seed, more, progress=gr.Progress()):
+        # A generator that yields before every grid point: Stop cancels the event, gradio then
+        # closes it at its next yield, and closing the stream ends the work.
+        total = len(models or ctx.depth_names)
+        done: list[Landscape] = []
+        text = ""
+        for event in events(image, models, target, dims, grid, span, seed, progress, more):
+            if isinstance(event, Landscape):
+                done.append(event)
+                text = fmt.landscape_markdown(done, total)
+                yield plots.landscape_figure(done), text, {"models": [d.to_json() for d in done]}
+            else:  # where the run is, above what the finished depths said
+                yield gr.skip(), f"*Running: {event.message}*\n\n{text}", gr.skip()
+
+    @user_errors
+    def api_landscape(image, model, progress=gr.Progress()):
+        """The loss around one model's weights on the image: a 2-D surface at the tab's defaults."""
+        done = [e for e in events(image, [model], None, 2, GRID[2], SPAN[2], 0, progress) if isinstance(e, Landscape)]
+        return plots.landscape_figure(done), fmt.landscape_markdown(done, 1), done[0].to_json()
+
+    with gr.Accordion("How to read these plots, and what the paper found", open=True):
+        gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            image = safe_image_input(label="Image", elem_id="landscape-image", height=260)
+            gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[image])
+            more = gr.File(label=f"More images or a .zip (optional; up to {MAX_IMAGES} in all)",
+                           file_count="multiple", type="filepath", elem_id="landscape-more", height=130)
+        with gr.Column(scale=1, min_width=300):
+            models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Depths",
+                                      elem_id="landscape-models")
+            dims = gr.Radio(DIMS, value=2, label="Plot", elem_id="landscape-dims")
+            with gr.Row():
+                grid = gr.Slider(*GRID[:2], value=GRID[2], step=2, label="Grid points per axis (odd)",
+                                 elem_id="landscape-grid", min_width=160)
+                span = gr.Slider(SPAN[0], min(SPAN[1], MAX_SPAN), value=SPAN[2], step=0.1,
+                                 label="Span: α, β in [−span, span]", elem_id="landscape-span", min_width=160)
+            with gr.Row():
+                seed = gr.Number(0, precision=0, minimum=0, maximum=2 ** 31 - 1, label="Seed of the directions",
+                                 elem_id="landscape-seed", min_width=120)
+                target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
+                                     label="Target class (blank: each model's top-1)", elem_id="landscape-target",
+                                     min_width=160)
+            with gr.Row():
+                go = gr.Button("Run", variant="primary", elem_id="landscape-run")
+                stop = gr.Button("Stop", variant="stop", elem_id="landscape-stop")
+            estimate = gr.Markdown(elem_id="landscape-estimate", elem_classes="rde-estimate")
+    summary = gr.Markdown(elem_id="landscape-summary")
+    # The figure carries its own title; gradio's label badge would cover it.
+    plot = gr.Plot(label="Error surfaces", show_label=False, elem_id="landscape-plot")
+    with gr.Accordion("The numbers (JSON)", open=False):
+        numbers = gr.JSON(label="Per model: alphas, betas, loss[beta][alpha]")
+    ins = [image, models, target, dims, grid, span, seed, more]
+    outs = [plot, summary, numbers]
+    run = long_event(ctx.guard, go.click, ui_run, ins, outs, cost=cost, message=summary, stop=stop,
+                     what="This error surface", api_visibility="private")
+    cost_ins = [models, dims, grid, more]
+    for ctl in cost_ins:
+        ctl.change(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
+    run.then(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
+    ctx.demo.load(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
+    # The public endpoint /landscape(image, model): one model, a 2-D surface at the defaults above.
+    api_json = gr.JSON(visible=False)
+    api_button = gr.Button(visible=False)
+    api_model = gr.Textbox(value=ctx.default_model, visible=False, label="model")
+    long_event(ctx.guard, api_button.click, api_landscape, [image, api_model], [plot, summary, api_json],
+               cost=lambda image, model: cost(image, [model]), what="This error surface", api_name="landscape")
