@@ -20,8 +20,8 @@ Layout of ``ui``:
 * ``server.py``: HTTP middleware (upload budget, unknown endpoints, server paths) and the
   output folder's pruning.
 * ``format.py`` (tables and text), ``plots.py`` (figures): presentation helpers.
-* ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``sanity``, ``depth_lab``, ``landscape``, ``batch``,
-  ``zoo_tab``, ``about``.
+* ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``sanity``, ``depth_lab``,
+  ``landscape``, ``batch``, ``zoo_tab``, ``about``.
 
 Adding a tab: write ``ui/tabs/<name>.py`` that defines
 
@@ -200,7 +200,8 @@ def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | 
                    delete_cache=(CACHE_SWEEP_S, OUTPUT_MAX_AGE_S)) as demo:
         ctx = Context.create(explorer, demo, max_batch_images, Guard.create(limits, trust_proxy))
         demo.rde_context = ctx  # type: ignore[attr-defined]  # for ui.server's middleware and the tests
-        demo.rde_pruning = server.start_pruning(ctx.outputs_dir, CACHE_SWEEP_S, OUTPUT_MAX_AGE_S)  # type: ignore[attr-defined]
+        pruning = server.start_pruning(ctx.outputs_dir, CACHE_SWEEP_S, OUTPUT_MAX_AGE_S)
+        demo.rde_pruning = pruning  # type: ignore[attr-defined]  # set it to stop the pruning thread
         server.refuse_server_paths()
         gr.Markdown("# ResNet Depth Explorer\nClassify with an ImageNet ResNet of any depth, see where it looked, "
                     f"and what each depth costs. Device: `{explorer.device}`, precision `{explorer.precision}`.")

@@ -118,7 +118,8 @@ def build(ctx: Context) -> None:
             est = explorer.sanity_estimate([model], methods, granularity, PARAMS)
             maps = step_count(ctx.zoo.get(model), granularity)
             text = (f"{maps} maps per method (the original, then {maps - 1} randomization steps), "
-                    f"{maps * len(methods)} in all. " + fmt.estimate_markdown(est, explorer.device, ctx.guard.limits))
+                    f"{maps * len(methods)} in all. "
+                    + fmt.estimate_markdown(est, explorer.device, ctx.guard.limits))
             if est.forwards > MAX_FORWARDS:
                 text += f" Over this server's limit of {MAX_FORWARDS} forward passes: tick fewer methods."
             return text
@@ -129,7 +130,8 @@ def build(ctx: Context) -> None:
         try:
             est = explorer.sanity_estimate(ctx.depth_names, [method], granularity, PARAMS)
             maps = sum(step_count(ctx.zoo.get(n), granularity) for n in ctx.depth_names)
-            text = f"{maps} maps over {len(ctx.depth_names)} depths. " + fmt.estimate_markdown(est, explorer.device, ctx.guard.limits)
+            text = (f"{maps} maps over {len(ctx.depth_names)} depths. "
+                    + fmt.estimate_markdown(est, explorer.device, ctx.guard.limits))
             if est.forwards > MAX_FORWARDS:
                 text += f" Over this server's limit of {MAX_FORWARDS} forward passes: pick a cheaper method."
             return text
