@@ -1,19 +1,22 @@
-"""A loopback HTTP server that answers ``hf_hub_download`` the way the Hub does.
+"""A loopback HTTP server that answers ``hf_hub_download`` and ``model_info`` the way the Hub does.
 
 ``HEAD``/``GET /{repo_id}/resolve/{revision}/{filename}`` with ``X-Repo-Commit``,
 ``ETag: "<sha256>"`` and ``Content-Length``; ranges for resumed downloads; errors as
-a status plus ``X-Error-Code``. Knobs let a test break it: answer 500, cut a body
-off midway, gate a repo, or serve other bytes than the ETag promises.
+a status plus ``X-Error-Code``. ``GET /api/models/{repo_id}[/revision/{revision}]``
+answers ``huggingface_hub.model_info`` (with ``?blobs=true``, each file's size, blob id
+and LFS sha256, as ``files_metadata=True`` asks). Knobs let a test break it: answer
+500, cut a body off midway, gate a repo, or serve other bytes than the ETag promises.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 
 @dataclass
@@ -107,6 +110,8 @@ class FakeHub:
                 if hub.fail_status:
                     return self._error(hub.fail_status, None)
                 path = unquote(urlparse(self.path).path).lstrip("/")
+                if path.startswith("api/models/"):
+                    return self._model_info(path.removeprefix("api/models/"), body)
                 repo_id, sep, rest = path.partition("/resolve/")
                 if not sep:
                     return self._error(404, None)
@@ -151,5 +156,35 @@ class FakeHub:
                         left -= len(chunk)
                 if limit < size:
                     self.close_connection = True
+
+            def _model_info(self, rest: str, body: bool) -> None:
+                """``model_info``: the repo's commit and files; sizes and LFS digests with ``blobs=true``."""
+                repo_id, sep, revision = rest.partition("/revision/")
+                repo = hub.repos.get(repo_id)
+                if repo is None:
+                    return self._error(404, "RepoNotFound")
+                if repo.gated:
+                    return self._error(403, "GatedRepo")
+                if sep and revision not in ("main", repo.commit):
+                    return self._error(404, "RevisionNotFound")
+                blobs = parse_qs(urlparse(self.path).query).get("blobs", [""])[0].lower() == "true"
+                siblings = []
+                for name, hosted in repo.files.items():
+                    entry: dict = {"rfilename": name}
+                    if blobs:  # an LFS file: the Hub gives the pointer's git oid and the content's sha256
+                        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{hosted.sha256}\n" \
+                                  f"size {hosted.size}\n".encode()
+                        entry.update(size=hosted.size, blobId=hashlib.sha1(b"blob %d\0" % len(pointer) + pointer)
+                                     .hexdigest(), lfs={"sha256": hosted.sha256, "size": hosted.size,
+                                                        "pointerSize": len(pointer)})
+                    siblings.append(entry)
+                data = json.dumps({"id": repo_id, "modelId": repo_id, "sha": repo.commit, "private": False,
+                                   "gated": False, "siblings": siblings}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
 
         return Handler

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 
 import pytest
 
 from zoo.errors import UnknownModelError, ZooFileError
-from zoo.registry import ARCHITECTURES, BUILTIN, Zoo, parse_zoo_file, valid_revision
+from zoo.registry import ARCHITECTURES, BUILTIN, Provenance, Zoo, parse_zoo_file, unsourced_pins, valid_revision
 
 
 def test_builtins_match_the_issue_table():
@@ -19,7 +21,9 @@ def test_builtins_match_the_issue_table():
     assert r50.sha256 == "5d061a3c593d795bfe682d9b152bafbcf550579873492def3515b46db1189888"
     assert r50.size_bytes == 102469840 and (r50.top1, r50.top5) == (76.13, 92.86)
     assert by_name["resnet101"].revision == "main" and by_name["resnet101"].sha256 is None
-    assert by_name["resnet152"].sha256.startswith("15897077")
+    r152 = by_name["resnet152"]
+    assert r152.revision == "1f8fa579af406a6f10e457a6dce6909c9157a70f" and r152.pinned and r152.size_bytes is None
+    assert r152.sha256 == "15897077afdf4d6334dc0c3f8e6fb483afb3faa9298c139f3c6eb29bca6ae5b2"
     assert [a.blocks_per_stage for a in ARCHITECTURES.values()] == [
         (2, 2, 2, 2), (3, 4, 6, 3), (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3)]
     assert [a.paper_flops for a in ARCHITECTURES.values()] == [1.8e9, 3.6e9, 3.8e9, 7.6e9, 11.3e9]
@@ -30,6 +34,32 @@ def test_builtins_match_the_issue_table():
         # frozen: nobody can change a shared entry at run time
         with pytest.raises(AttributeError):
             s.repo = "x"  # type: ignore[misc]
+
+
+def test_every_builtin_pin_has_a_recorded_source():
+    # A pinned commit, size or sha256 is a claim about bytes on the Hub: each says where it was read and when.
+    # A value nobody can show a source for must not be a hard check (leave it out: the ETag check remains).
+    for spec in BUILTIN:
+        assert unsourced_pins(spec) == [], (
+            f"{spec.name} pins {unsourced_pins(spec)} without a source: give it read=Provenance(date, where) "
+            "(`python -m zoo pin` prints one), or leave the value out")
+        if spec.provenance is not None:
+            assert "huggingface.co" in spec.provenance.where or "zoo pin" in spec.provenance.where, spec.name
+    assert [s.name for s in BUILTIN if s.provenance is None] == ["resnet101"]  # nothing pinned, nothing to source
+
+
+def test_an_unsourced_pin_is_caught():
+    r18 = next(s for s in BUILTIN if s.name == "resnet18")
+    today = dt.date(2026, 11, 29)
+    assert unsourced_pins(dataclasses.replace(r18, provenance=None)) == ["revision", "size_bytes", "sha256"]
+    bare = dataclasses.replace(r18, revision="main", size_bytes=None, provenance=None)
+    assert unsourced_pins(bare) == ["sha256"]  # a digest alone needs a source too
+    assert unsourced_pins(dataclasses.replace(bare, sha256=None)) == []  # nothing pinned: the Hub's ETag decides
+    for bad in (Provenance("2026-11-30", "https://huggingface.co/x"),  # read tomorrow
+                Provenance("last week", "https://huggingface.co/x"),  # not a date
+                Provenance("2026-11-29", "  ")):  # read nowhere
+        assert unsourced_pins(dataclasses.replace(bare, provenance=bad), today) == ["sha256"], bad
+    assert unsourced_pins(dataclasses.replace(bare, provenance=Provenance("2026-11-29", "x")), today) == []
 
 
 def test_unknown_model_suggests_close_names():

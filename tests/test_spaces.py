@@ -296,8 +296,14 @@ def test_front_matter_is_one_a_zerogpu_space_accepts_and_matches_the_code(repo_r
     assert len(sdk.release) == 3 and sdk in requirement(repo_root, "gradio").specifier  # what the Space installs
     assert sdk.major >= 4  # ZeroGPU: Gradio 4+
 
-    lines = [str(item).split() for item in fm["preload_from_hub"]]
-    by_repo = {spec.repo: spec for spec in BUILTIN}
+    check_preload_lines(fm["preload_from_hub"], BUILTIN)
+
+
+def check_preload_lines(items: list, builtin) -> None:
+    """The front matter's ``preload_from_hub`` agrees with the registry: one line per built-in repo, its file,
+    and the registry's commit where the registry pins one (none where it follows main)."""
+    lines = [str(item).split() for item in items]
+    by_repo = {spec.repo: spec for spec in builtin}
     assert sorted(parts[0] for parts in lines) == sorted(by_repo), "one line per built-in repo"
     for repo, *rest in lines:
         spec = by_repo[repo]

@@ -1,4 +1,4 @@
-"""``python -m zoo``: list, download, classify, explain and measure the ResNets."""
+"""``python -m zoo``: list, download, pin, classify, explain and measure the ResNets."""
 
 from __future__ import annotations
 
@@ -112,6 +112,53 @@ def cmd_download(zoo: Zoo, args: argparse.Namespace) -> int:
         path = fetch_weights(spec, progress=print_progress)
         print(f"{spec.name}: {path}")
     return 0
+
+
+def cmd_pin(zoo: Zoo, args: argparse.Namespace) -> int:
+    """Each model's current commit, size and LFS sha256 on the Hub, as registry and front-matter lines."""
+    import datetime as dt
+
+    from huggingface_hub import constants
+
+    from .pin import front_matter_line, read_hub_file, report, require_online
+
+    specs = [zoo.get(n) for n in args.names] if args.names else zoo.builtin_depths
+    require_online()
+    today = dt.date.today()
+    print(f"# Read from {constants.ENDPOINT} on {today.isoformat()} with huggingface_hub.model_info"
+          "(files_metadata=True).\n# 'DIFFERS' marks a value the registry does not hold yet. Paste the lines "
+          "below over the old ones.", flush=True)
+    failed: list[str] = []
+    differ: dict[str, list[str]] = {}
+    front: list[str] = []
+    for spec in specs:
+        try:
+            hub = read_hub_file(spec)
+        except ZooError as e:
+            print(f"error: {spec.name}: {e}", file=sys.stderr, flush=True)
+            failed.append(spec.name)
+            if spec.builtin:  # keep the block whole: this line as the registry has it now
+                front.append(f"  - {spec.repo} {spec.filename}" + (f" {spec.revision}" if spec.pinned else "")
+                             + "  # not read from the Hub: unchanged")
+            continue
+        lines, changed = report(spec, hub, today)
+        print("\n" + "\n".join(lines), flush=True)
+        if changed:
+            differ[spec.name] = changed
+        if spec.builtin:
+            front.append(front_matter_line(hub))
+    if front:
+        print("\n# README.md, front matter:\npreload_from_hub:\n" + "\n".join(front))
+    done = len(specs) - len(failed)
+    if differ:
+        print(f"\n# {len(differ)} of {done} differ from the registry: "
+              + "; ".join(f"{n} ({', '.join(c)})" for n, c in differ.items())
+              + ". After pasting, run the tests: tests/test_spaces.py checks the front matter against the registry.")
+    elif done:
+        print(f"\n# All {done} match the registry; nothing to paste.")
+    if failed:
+        print(f"# Not read: {', '.join(failed)} (see the errors above).")
+    return 2 if failed else 0
 
 
 def cmd_classify(zoo: Zoo, args: argparse.Namespace) -> int:
@@ -639,6 +686,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--all", action="store_true", help="every model in the zoo")
     s.add_argument("--force", action="store_true", help="drop the cached copy first")
     s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("pin", parents=[common],
+                       help="read each model's current commit, size and sha256 from the Hub; print the lines to "
+                            "paste into zoo/registry.py and the README's front matter")
+    s.add_argument("names", nargs="*", metavar="NAME", help="zoo names (default: the five built-in depths)")
+    s.set_defaults(func=cmd_pin)
 
     def model_args(s: argparse.ArgumentParser) -> None:
         s.add_argument("image", metavar="IMAGE")

@@ -14,6 +14,7 @@ module imports neither torch nor huggingface_hub, so it is cheap to import anywh
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import math
 import os
@@ -72,6 +73,20 @@ class Preprocessing:
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """Where a built-in's pinned values (commit, size, sha256) were read, and when.
+
+    A pinned value is a claim about bytes on someone else's server: a wrong digest is fatal on a real Space
+    (every download refused) and invisible in the tests (they serve generated weights). So every built-in
+    value carries this record, and one whose source cannot be shown is not pinned at all
+    (``unsourced_pins``; checked by tests/test_registry.py). ``python -m zoo pin`` writes new ones.
+    """
+
+    read_on: str  # ISO date, YYYY-MM-DD
+    where: str  # the pages or the call the values were read from
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything about one set of weights. Built-ins and TOML entries alike."""
 
@@ -91,6 +106,7 @@ class ModelSpec:
     license: str | None = None
     description: str = ""
     builtin: bool = False
+    provenance: Provenance | None = None  # built-ins: where revision, size and sha256 were read
 
     @property
     def depth(self) -> int:
@@ -112,37 +128,97 @@ class ModelSpec:
         return f"{self.repo}@{self.revision[:12]}/{self.filename}"
 
 
-def _tv_entry(arch: str, revision: str, size: int | None, sha: str | None, top1: float, top5: float) -> ModelSpec:
+def _tv_entry(arch: str, top1: float, top5: float, *, revision: str = "main", size: int | None = None,
+              sha256: str | None = None, read: Provenance | None = None) -> ModelSpec:
     return ModelSpec(
         name=arch,
         arch=ARCHITECTURES[arch],
         repo=f"timm/{arch}.tv_in1k",
         revision=revision,
-        sha256=sha,
+        sha256=sha256,
         size_bytes=size,
         top1=top1,
         top5=top5,
         license="bsd-3-clause",
         description="Original torchvision ImageNet weights (IMAGENET1K_V1), as published by timm.",
         builtin=True,
+        provenance=read,
     )
 
 
-# The original torchvision ImageNet-1k weights as timm publishes them on the Hub.
-# Key names equal torchvision's, so strict loading works. resnet101 and resnet152 have
-# no known commit; their bytes are checked against the sha256 the Hub sends as ETag
-# (and resnet152's against the known digest as well).
+# The original torchvision ImageNet-1k weights as timm publishes them on the Hub. Key names equal
+# torchvision's, so strict loading works.
+#
+# Every pinned value says where it was read and when (``read=``). A value nobody can show a source for is
+# left out: that entry follows ``main`` and its file is checked against the sha256 the Hub sends for it
+# (the ETag) instead. ``python -m zoo pin`` reads the current commit, size and LFS sha256 of each entry
+# from the Hub and prints these lines, stamped with their own source, ready to paste over them.
+#
+# The values below were read on 2026-11-29 from stored copies of the Hub's own pages (the copies' dates are
+# not known) and from other public projects that pin the same values; none was read from the Hub's API.
+# Run `python -m zoo pin` with network to replace them with first-hand readings (README, "Deploy").
 BUILTIN: tuple[ModelSpec, ...] = (
-    _tv_entry("resnet18", "bbd144b3e5565108aad885f145491d11bc6ce807", 46807446,
-              "694f673df6520a3158624e8a89af086f59923ee4cd7436fe5bc3bc71d295ad81", 69.76, 89.08),
-    _tv_entry("resnet34", "1b7b21cca82ff974d341713f777bf740c2db38c4", 87278522,
-              "0bb82595a564991a9d424708b33f5d843f5aaed7f6c0886ff10849ff97022235", 73.31, 91.42),
-    _tv_entry("resnet50", "78f3ecfdb38e06d9b8397f662e7ab8fee96026fa", 102469840,
-              "5d061a3c593d795bfe682d9b152bafbcf550579873492def3515b46db1189888", 76.13, 92.86),
-    _tv_entry("resnet101", "main", None, None, 77.37, 93.55),
-    _tv_entry("resnet152", "main", None,
-              "15897077afdf4d6334dc0c3f8e6fb483afb3faa9298c139f3c6eb29bca6ae5b2", 78.31, 94.05),
+    _tv_entry("resnet18", 69.76, 89.08,
+              revision="bbd144b3e5565108aad885f145491d11bc6ce807", size=46807446,
+              sha256="694f673df6520a3158624e8a89af086f59923ee4cd7436fe5bc3bc71d295ad81",
+              read=Provenance("2026-11-29",
+                              "sha256: https://huggingface.co/timm/resnet18.tv_in1k/blob/main/model.safetensors "
+                              "(Git LFS details: this SHA256, 46.8 MB; file last changed in a987fd6 'Add model'); "
+                              "commit, size and sha256: the same three values pinned together by independent "
+                              "public projects (found by code search)")),
+    _tv_entry("resnet34", 73.31, 91.42,
+              revision="1b7b21cca82ff974d341713f777bf740c2db38c4", size=87278522,
+              sha256="0bb82595a564991a9d424708b33f5d843f5aaed7f6c0886ff10849ff97022235",
+              read=Provenance("2026-11-29",
+                              "commit, size and sha256: the same three values pinned together by independent "
+                              "public projects (found by code search); consistent with "
+                              "https://huggingface.co/timm/resnet34.tv_in1k/tree/main (model.safetensors "
+                              "87.3 MB, last changed in 'Add model')")),
+    _tv_entry("resnet50", 76.13, 92.86,
+              revision="78f3ecfdb38e06d9b8397f662e7ab8fee96026fa", size=102469840,
+              sha256="5d061a3c593d795bfe682d9b152bafbcf550579873492def3515b46db1189888",
+              read=Provenance("2026-11-29",
+                              "commit: https://huggingface.co/timm/resnet50.tv_in1k/commit/"
+                              "78f3ecfdb38e06d9b8397f662e7ab8fee96026fa ('transformers tag', README.md only); "
+                              "sha256: https://huggingface.co/timm/resnet50.tv_in1k/blob/main/model.safetensors "
+                              "(this SHA256, 102 MB; file last changed in aa6c2d3 'Add model'); commit, size and "
+                              "sha256: pinned together by independent public projects (found by code search)")),
+    # Not pinned: no page or project seen shows its full commit (only 54887a0, abbreviated) or its digest.
+    _tv_entry("resnet101", 77.37, 93.55),
+    # No exact size seen (the pages round it to 241 MB): the size is left out, the commit and digest are pinned.
+    _tv_entry("resnet152", 78.31, 94.05,
+              revision="1f8fa579af406a6f10e457a6dce6909c9157a70f", size=None,
+              sha256="15897077afdf4d6334dc0c3f8e6fb483afb3faa9298c139f3c6eb29bca6ae5b2",
+              read=Provenance("2026-11-29",
+                              "commit: https://huggingface.co/timm/resnet152.tv_in1k/commit/"
+                              "1f8fa579af406a6f10e457a6dce6909c9157a70f ('Fix library_name.', parent 2a9b5c2, "
+                              "README.md only) and its tree (model.safetensors 241 MB, last changed in 'Add "
+                              "model'); sha256: https://huggingface.co/timm/resnet152.tv_in1k/blob/main/"
+                              "model.safetensors (this SHA256, 241 MB; file last changed in 2a9b5c2 'Add "
+                              "model'), and the same SHA256 for theunnecessarythings/vision_models "
+                              "resnet152.safetensors on the Hub")),
 )
+
+
+def unsourced_pins(spec: ModelSpec, today: dt.date | None = None) -> list[str]:
+    """What ``spec`` pins without a usable source: the values a built-in must not hold (empty: all sourced).
+
+    A pinned commit, a size or a sha256 needs a ``Provenance`` that names where it was read and a read date
+    that is a real date and not in the future.
+    """
+    pinned = [what for what, held in (("revision", spec.pinned), ("size_bytes", spec.size_bytes is not None),
+                                      ("sha256", spec.sha256 is not None)) if held]
+    if not pinned:
+        return []
+    prov = spec.provenance
+    if prov is None or not prov.where.strip():
+        return pinned
+    try:
+        read_on = dt.date.fromisoformat(prov.read_on)
+    except (TypeError, ValueError):
+        return pinned
+    return pinned if read_on > (today or dt.date.today()) else []
+
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
