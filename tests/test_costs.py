@@ -62,8 +62,8 @@ def test_the_cost_texts_name_the_same_numbers(repo_root):
     assert set(re.findall(r"\d+", ig)) == {str(IG_STEPS.default), str(IG_STEPS.low), str(IG_STEPS.high)}
     readme = (repo_root / "README.md").read_text()
     assert f"`steps` forwards + backwards (default {IG_STEPS.default}, {IG_STEPS.low} to {IG_STEPS.high})" in readme
-    assert (f"{DEFAULT_POSITIONS} by default (window {OCCLUSION_WINDOW.default}, stride {OCCLUSION_STRIDE.default} px), "
-            f"at most {MAX_OCCLUSION_POSITIONS}") in readme
+    w, s = OCCLUSION_WINDOW.default, OCCLUSION_STRIDE.default
+    assert f"{DEFAULT_POSITIONS} by default (window {w}, stride {s} px), at most {MAX_OCCLUSION_POSITIONS}" in readme
     assert f"Integrated Gradients to {IG_STEPS.high}\n  steps" in readme
     # Every method carries its measured pass cost; CAM's map costs nothing.
     assert set(PASS_COSTS) == set(METHODS) and METHODS["cam"].measured_cost() == 0

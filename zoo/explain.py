@@ -412,15 +412,22 @@ def scorecam(model: LoadedModel, run: Classification, target: int, layer: str | 
 
 
 # Measured time of one pass of each method, in batch-1 forwards of the same model
-# (``benchmarks/methods.py``: a map's median time over a paired forward's, divided by the
-# map's passes; ResNet-18 / 50 / 152 on a 2-core CPU, see the README). Batched passes
+# (``benchmarks/methods.py``: a map's median time over a paired fp32 forward's, divided by
+# the map's passes; ResNet-18 / 50 / 152 on a 2-core CPU, see the README). Batched passes
 # (Occlusion 16 at a time, Score-CAM 32, Integrated Gradients 8) cost less than a lone
 # forward each; a backward to a stage adds little, one to the input about as much as the
 # forward. ``Explorer.estimate`` multiplies these by the forward it measured, and replaces
 # them by what a method's own runs took once it has run (see ``Explorer.pass_seconds``).
+# The two dear ones are in the Explorer's own unit, the classification's forward at the
+# model's precision (bf16 on CPUs with AVX-512 BF16, where it is no faster than fp32):
+# ``benchmarks/estimate.py`` on such a 2-core CPU, shared and loaded (so noisy: the forward
+# itself varied 2x between runs), gave Integrated Gradients 1.24 (ResNet-18), 0.74 and 1.78
+# (ResNet-50) forwards a pass, Occlusion 0.73, 0.28 and 0.56; issue 17's ResNet-50 run, 0.63
+# and 0.56. The figures below are about their geometric means; the fp32 ones (1.6, 0.8)
+# overestimated Integrated Gradients 2.4x there.
 PASS_COSTS: Mapping[str, float] = MappingProxyType({
-    "cam": 0.0, "gradcam": 1.1, "guided-gradcam": 1.6, "integrated-gradients": 1.6, "saliency": 2.0,
-    "occlusion": 0.8, "gradcampp": 1.1, "smoothgradcampp": 1.1, "xgradcam": 1.1, "layercam": 1.1, "scorecam": 1.0,
+    "cam": 0.0, "gradcam": 1.1, "guided-gradcam": 1.6, "integrated-gradients": 0.9, "saliency": 2.0,
+    "occlusion": 0.55, "gradcampp": 1.1, "smoothgradcampp": 1.1, "xgradcam": 1.1, "layercam": 1.1, "scorecam": 1.0,
 })
 
 
