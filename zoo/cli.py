@@ -758,8 +758,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--granularity", default="stage", choices=GRANULARITIES,
                    help="'stage': fc, layer4 ... layer1, stem (6 steps); 'block': every residual block, top down")
     s.add_argument("--seed", type=int, default=SEED, help=f"seed of the re-initialisation (default {SEED})")
-    s.add_argument("--steps", type=int, default=32,
-                   help=f"integrated-gradients steps ({MIN_IG_STEPS}-{MAX_IG_STEPS})")
+    s.add_argument("--steps", type=int, default=IG_STEPS.default,
+                   help=f"integrated-gradients steps ({IG_STEPS.low}-{IG_STEPS.high}, default {IG_STEPS.default})")
     s.add_argument("--npy-dir", metavar="DIR", help="write each step's map on the crop as METHOD-STEP.npy")
     s.set_defaults(func=cmd_sanity)
 
