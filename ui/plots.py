@@ -301,6 +301,7 @@ def map_agreement_heatmap(models: list[str], spearman, iou) -> Figure | None:
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Spearman ρ of the maps")
     ax.set_title("Do the depths look at the same place?", fontsize=10)
     fig.tight_layout()
+    return fig
 
 
 def sanity_chart(series: list[tuple[str, list]], verdict_at: list[str], threshold: float,
