@@ -143,3 +143,26 @@ def test_browser_map_agreement_heatmap(app, shots, width):
         assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
         assert not sentence.evaluate("e => e.scrollWidth > e.clientWidth + 1")
         page.screenshot(path=str(shots / f"map-agreement-{width}.png"), full_page=True)
+
+
+def test_heatmap_keeps_every_label_inside_the_picture():
+    from ui.plots import map_agreement_heatmap
+
+    names = ["resnet18", "resnet34", "resnet50", "resnet101", "my-resnet152-finetuned"]
+    rho = [[1.0 if i == j else 0.5 for j in range(5)] for i in range(5)]
+    rho[0][4] = rho[4][0] = None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = map_agreement_heatmap(names, rho, rho)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    box = fig.bbox
+    texts = [t for ax in fig.axes for t in (*ax.get_xticklabels(), *ax.get_yticklabels(), ax.yaxis.label)]
+    assert len(texts) >= 10
+    for t in texts:
+        if t.get_text():
+            e = t.get_window_extent(renderer)
+            assert e.x0 >= box.x0 - 1 and e.x1 <= box.x1 + 1 and e.y0 >= box.y0 - 1, t.get_text()
+            assert e.y1 <= box.y0 + 0.92 * box.height + 1, t.get_text()  # below gr.Plot's label badge
+    assert map_agreement_heatmap(["resnet18"], [[1.0]], [[1.0]]) is None

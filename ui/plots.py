@@ -285,13 +285,18 @@ def map_agreement_heatmap(models: list[str], spearman, iou) -> Figure | None:
     if n < 2:
         return None
     size = 1.6 + 0.9 * n
-    fig = Figure(figsize=(size + 1.0, size), dpi=100)
+    # Constrained layout keeps the longest model names and the colour bar inside the picture; the
+    # top 8 % stays empty for gr.Plot's label badge (the badge names the chart, so no title).
+    fig = Figure(figsize=(size + 1.4, size + 0.3), dpi=100, layout="constrained")
+    fig.get_layout_engine().set(rect=(0, 0, 1, 0.92))
     ax = fig.add_subplot()
     rho = np.array([[np.nan if v is None else float(v) for v in row] for row in spearman])
     overlap = np.array([[np.nan if v is None else float(v) for v in row] for row in iou])
     im = ax.imshow(np.ma.masked_invalid(rho), vmin=-1.0, vmax=1.0, cmap="coolwarm")
-    ax.set_xticks(range(n), models, rotation=30, ha="right", fontsize=9)
-    ax.set_yticks(range(n), models, fontsize=9)
+    # Custom zoo names can be long: shortened, so that a slanted first label stays in the picture.
+    names = [m if len(m) <= 12 else m[:11] + "…" for m in models]
+    ax.set_xticks(range(n), names, rotation=30, ha="right", fontsize=9)
+    ax.set_yticks(range(n), names, fontsize=9)
     for i in range(n):
         for j in range(n):
             r, o = rho[i, j], overlap[i, j]
@@ -299,8 +304,6 @@ def map_agreement_heatmap(models: list[str], spearman, iou) -> Figure | None:
             ax.text(j, i, text, ha="center", va="center", fontsize=7 if n > 4 else 8,
                     color="white" if not np.isnan(r) and abs(r) > 0.6 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Spearman ρ of the maps")
-    ax.set_title("Do the depths look at the same place?", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
