@@ -226,6 +226,8 @@ def test_the_other_tabs_at_1400_px(app, shots):
         ticked = [i for i in range(boxes.count()) if boxes.nth(i).locator("input").is_checked()]
         for i in ticked[4:]:
             boxes.nth(i).click()
+        # CAM, Grad-CAM, Guided Grad-CAM, Saliency on ResNet-50: 1 + (0 + 3 + 6 + 3) + 4 x 39 scoring forwards.
+        expect(page.locator("#rank-estimate")).to_contain_text("169 forward passes")
         page.locator("#rank-button").click()
         expect(page.locator("#rank-info")).to_contain_text("4 of 4 methods scored", timeout=240_000)
         expect(page.locator("#rank-gallery .caption-label")).to_have_count(4, timeout=30_000)

@@ -391,6 +391,20 @@ class Explorer:
             self.zoo.get(name)  # an unknown model fails here, as in batch
         return self._priced({name: float(n) for name in names_})
 
+    def rank_estimate(self, model: str, methods: Sequence[str] | None = None) -> Estimate:
+        """The cost of ``iter_rank`` (Method ranking), before running it: one classification,
+        then each method's map (at its defaults, Score-CAM over the last stage's channels) and
+        its deletion and insertion scores."""
+        from .explain import stage_channels
+
+        spec = self.zoo.get(model)
+        size = spec.preprocessing.crop
+        passes = 1
+        for name in dict.fromkeys(methods or RANK_DEFAULT):
+            params = {"channels": stage_channels(spec.arch, None)} if name == "scorecam" else {}
+            passes += get_method(name).forwards(params, size) + 2 * STEPS - 1
+        return self._priced({model: float(passes)})
+
 
 @functools.lru_cache(maxsize=None)
 def _analysis_passes(arch: str, lesion: bool) -> float:
