@@ -287,10 +287,13 @@ def test_the_main_flow_works_on_a_phone(app, shots):
         page.screenshot(path=str(shots / "layout-400-classify.png"), full_page=True)
 
         compare(page, expect)
-        # One map per row in the gallery too.
+        # One map per row in the gallery too, each one loaded once scrolled to (they load lazily).
         for i in range(5):
-            b = page.locator("#compare-gallery img").nth(i).bounding_box()
+            img = page.locator("#compare-gallery img").nth(i)
+            b = img.bounding_box()
             assert b["width"] >= 0.75 * width, (i, b)
+            img.scroll_into_view_if_needed()
+            page.wait_for_function("e => e.complete && e.naturalWidth > 0", arg=img.element_handle(), timeout=10_000)
         # The page does not scroll sideways; the table scrolls inside its box, every word whole.
         assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
         expect(page.locator("#compare-table th").first).to_be_visible()
