@@ -53,3 +53,14 @@ def test_batch_estimate_counts_images_and_models(explorer, tmp_path):
     # What the run would refuse is said before it runs.
     with pytest.raises(BatchInputError, match="Too many files"):
         explorer.batch_estimate([photos, single], ["resnet18"], max_images=2)
+
+
+def test_method_ranking_estimate_counts_maps_and_scores(explorer):
+    score = 2 * 20 - 1  # the deletion and insertion curves: 39 forwards per map (zoo.faithfulness.STEPS = 20)
+    # CAM is free, Grad-CAM is a forward and a backward (three forwards' worth); one classification in all.
+    est = explorer.rank_estimate("resnet18", ["cam", "gradcam"])
+    assert est.forwards == 1 + (0 + score) + (3 + score) and est.seconds is None
+    # Score-CAM: one forward per channel of layer4 (512 on ResNet-18, 2048 on ResNet-50), plus two.
+    assert explorer.rank_estimate("resnet18", ["scorecam"]).forwards == 1 + 514 + score
+    assert explorer.rank_estimate("resnet50", ["scorecam"]).forwards == 1 + 2050 + score
+    assert explorer.rank_estimate("resnet18").forwards > est.forwards  # no methods named: the cheap eight

@@ -226,6 +226,8 @@ def test_the_other_tabs_at_1400_px(app, shots):
         ticked = [i for i in range(boxes.count()) if boxes.nth(i).locator("input").is_checked()]
         for i in ticked[4:]:
             boxes.nth(i).click()
+        # CAM, Grad-CAM, Guided Grad-CAM, Saliency on ResNet-50: 1 + (0 + 3 + 6 + 3) + 4 x 39 scoring forwards.
+        expect(page.locator("#rank-estimate")).to_contain_text("169 forward passes")
         page.locator("#rank-button").click()
         expect(page.locator("#rank-info")).to_contain_text("4 of 4 methods scored", timeout=240_000)
         expect(page.locator("#rank-gallery .caption-label")).to_have_count(4, timeout=30_000)
@@ -285,10 +287,13 @@ def test_the_main_flow_works_on_a_phone(app, shots):
         page.screenshot(path=str(shots / "layout-400-classify.png"), full_page=True)
 
         compare(page, expect)
-        # One map per row in the gallery too.
+        # One map per row in the gallery too, each one loaded once scrolled to (they load lazily).
         for i in range(5):
-            b = page.locator("#compare-gallery img").nth(i).bounding_box()
+            img = page.locator("#compare-gallery img").nth(i)
+            b = img.bounding_box()
             assert b["width"] >= 0.75 * width, (i, b)
+            img.scroll_into_view_if_needed()
+            page.wait_for_function("e => e.complete && e.naturalWidth > 0", arg=img.element_handle(), timeout=10_000)
         # The page does not scroll sideways; the table scrolls inside its box, every word whole.
         assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
         expect(page.locator("#compare-table th").first).to_be_visible()

@@ -203,7 +203,6 @@ def compare_column_widths(models: int) -> list[int]:
 
 FAITHFULNESS_COLUMN_WIDTHS = [110, 190, 200, 110, 110]
 RANK_COLUMN_WIDTHS = [64, 190, 170, 180, 80, 96]
-BATCH_MODEL_COLUMN_WIDTHS = [110, 160, 160, 130, 100]
 
 
 def zoo_table(rows: list[ZooRow], cached: dict[str, bool]) -> list[list[Any]]:

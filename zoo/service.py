@@ -492,7 +492,6 @@ class Explorer:
             self.zoo.get(name)  # an unknown model fails here, as in batch
         return self._priced({name: float(n) for name in names_})
 
-
     # --- can I trust this map? (zoo.sanity) and every stage at once ---------------------------
 
     def sanity_estimate(self, models: Sequence[str], methods: Sequence[str] | None = None,

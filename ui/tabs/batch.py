@@ -156,8 +156,7 @@ def build(ctx: Context) -> None:
         with gr.Column(scale=2):
             b_status = gr.Markdown(elem_id="batch-status")
             b_accuracy = gr.Dataframe(headers=fmt.BATCH_MODEL_HEADERS, label="Per model", interactive=False,
-                                      elem_id="batch-accuracy", wrap=True, pinned_columns=1,
-                                      column_widths=fmt.BATCH_MODEL_COLUMN_WIDTHS)
+                                      elem_id="batch-accuracy")  # natural widths: it fits, and scrolls on a phone
             b_heatmap = gr.Plot(label="Agreement between depths", elem_id="batch-heatmap",
                                 elem_classes="rde-when-filled")  # hidden until a run fills it (ui/app.py)
             b_gallery = gr.Gallery(label="Where depth mattered (click one to compare its maps)", columns=6,
@@ -186,7 +185,8 @@ def build(ctx: Context) -> None:
             return str(e.message)
         return fmt.batch_estimate_markdown(est, explorer.device)
 
-    for event in (b_files.change, b_models.change, run_event.then, ctx.demo.load):
+    # Not after a run: a batch records no forward times, so its estimate would not change.
+    for event in (b_files.change, b_models.change, ctx.demo.load):
         event(ui_estimate, [b_files, b_models], [b_estimate], api_visibility="private", show_progress="hidden")
 
     compare_image, tabs = ctx.components.get("compare.image"), ctx.components.get("tabs")

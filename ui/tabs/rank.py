@@ -102,6 +102,7 @@ def build(ctx: Context) -> None:
             with gr.Row():
                 go = gr.Button("Rank methods", variant="primary", elem_id="rank-button")
                 stop = gr.Button("Stop", variant="stop", elem_id="rank-stop")
+            estimate = gr.Markdown(elem_id="rank-estimate", elem_classes="rde-estimate")
         with gr.Column(scale=2):
             info = gr.Markdown(f"Each method's map is scored for faithfulness: {fmt.FAITHFULNESS_NOTE} per map.",
                                elem_id="rank-info")
@@ -116,8 +117,18 @@ def build(ctx: Context) -> None:
     def cost(image, model, target=None, methods=None, by=None):
         return explorer.rank_estimate(model, list(methods or RANK_DEFAULT))
 
-    long_event(ctx.guard, go.click, ui_rank, [image, model, target, methods, by], outs, cost=cost, message=info,
-               stop=stop, api_visibility="private")
+    event = long_event(ctx.guard, go.click, ui_rank, [image, model, target, methods, by], outs, cost=cost,
+                       message=info, stop=stop, api_visibility="private")
+
+    def ui_estimate(model, methods) -> str:
+        """What Rank methods will cost here, before pressing it."""
+        if not methods:
+            return "Tick at least one method to rank."
+        return fmt.estimate_markdown(explorer.rank_estimate(model, list(methods)), explorer.device,
+                                     ctx.guard.limits)
+
+    for trigger in (model.change, methods.change, event.then, ctx.demo.load):
+        trigger(ui_estimate, [model, methods], [estimate], api_visibility="private", show_progress="hidden")
     by.change(ui_resort, [state, by], [gallery, table, info, curves], api_visibility="private",
               show_progress="hidden")
     # Score-CAM's label counts its forwards for the model picked: 514 on ResNet-18, 2050 on ResNet-50.
