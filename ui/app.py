@@ -144,7 +144,7 @@ PAGE_JS = """
     const box = e.target.closest && e.target.closest(Object.keys(runs).map((id) => "#" + id).join(","));
     if (box) setTimeout(() => { const b = document.getElementById(runs[box.id]); if (b) b.click(); }, 150);
   }, true);
-  // An error is written where the result would be (ui/common.py, shown_in_page): when that is
+  // An error is written where the result would be (ui/guard.py, guarded): when that is
   // off screen (the page scrolled down to the settings, or a phone's inputs above it), bring
   // it into view, or the visitor sees only empty panels.
   const shown = new WeakSet();

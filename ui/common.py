@@ -6,7 +6,6 @@ A tab module imports from here and from ``zoo``; it never reaches into another t
 from __future__ import annotations
 
 import functools
-import html
 import inspect
 import os
 import shutil
@@ -27,7 +26,7 @@ from zoo.registry import Zoo
 from zoo.render import Scale, overlay_crop, overlay_image, raw_figure, save_jpeg, save_png
 from zoo.service import Explorer, Result
 
-from .guard import Guard, stop_button
+from .guard import Guard
 from .spaces import gpu  # noqa: F401  ZeroGPU as documented (ui/spaces.py); tabs import it from here
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -170,48 +169,6 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def error_markdown(message: str) -> str:
-    """An error as the page shows it, in place of the result (styled by ``.rde-error`` in ui/app.py)."""
-    return f'<div class="rde-error" role="alert"><strong>Could not run:</strong> {html.escape(message)}</div>'
-
-
-def shown_in_page(fn: Callable, outputs: list[Any], message: Any) -> Callable:
-    """``fn`` (wrapped in ``user_errors``) for a page event: an error goes into the page.
-
-    The message goes into ``message`` (one of ``outputs``, where the result's text would
-    be) and every other output is cleared, the state too, so no earlier map, table or
-    download stays beside it and a later colormap change has nothing stale to redraw.
-    It stays until the next run. Public endpoints keep raising ``gr.Error``: a client
-    of the API needs an error, not a page.
-    """
-    at = next(i for i, c in enumerate(outputs) if c is message)
-
-    def cleared(e: gr.Error) -> tuple:
-        values: list[Any] = [None] * len(outputs)
-        values[at] = error_markdown(str(e.message))
-        return tuple(values)
-
-    inner = user_errors(fn)
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def stream(*args: Any, **kwargs: Any) -> Any:
-            try:
-                yield from inner(*args, **kwargs)
-            except gr.Error as e:
-                yield cleared(e)
-
-        return stream
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return inner(*args, **kwargs)
-        except gr.Error as e:
-            return cleared(e)
-
-    return wrapper
-
-
 def progress_fn(progress: gr.Progress) -> Callable[[float | None, str], None]:
     """Adapt gradio's progress bar to zoo's ``(fraction, message)`` callback."""
     return lambda fraction, message: progress(fraction, desc=message)
@@ -240,15 +197,6 @@ class UploadedImage(gr.Image):
 def safe_image_input(**kwargs: Any) -> UploadedImage:
     """The image input every tab uses (see ``UploadedImage``)."""
     return UploadedImage(type="filepath", sources=["upload", "webcam", "clipboard"], **kwargs)
-
-
-def stop_run(button: gr.Button, run: Any, message: Any = None) -> None:
-    """Make ``button`` stop the long event ``run`` (the value of ``.click(...)``); see ``guard.stop_button``.
-
-    A guarded event (``guard.long_event``) stops its work within about one block; with
-    ``message``, "Stopped." is written there.
-    """
-    stop_button(button, [run], message)
 
 
 def press_js(elem_id: str) -> str:

@@ -89,11 +89,11 @@ def depth_lab_estimate(signal: Estimate, lesion: Estimate, device: str) -> str:
             f"Lesion study: {estimate_markdown(lesion, device)}")
 
 
-def batch_estimate_markdown(est: Estimate | None, device: str) -> str:
+def batch_estimate_markdown(est: Estimate | None, device: str, limits: Limits | None = None) -> str:
     """Under the Batch tab's Run button; ``est`` is None until files are picked."""
     if est is None:
         return "Cost: one forward pass per image and model. Pick the images to see the total."
-    text = estimate_markdown(est, device)
+    text = estimate_markdown(est, device, limits)
     if est.seconds is not None:  # priced from single-image forwards; batches amortise them
         text += " Batched forwards usually take less per image, so the run is likely shorter."
     return text

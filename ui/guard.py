@@ -175,11 +175,11 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
     ``cost(*inputs)`` returns an ``Estimate`` (``forwards``, ``seconds``), or None for a
     request that costs at most a moment; ``cost=None`` means every request does (both
     run in the quick lane with no ceiling check).
-    With ``outputs`` and ``message`` (one of them), errors are written in the page (see
-    ``ui.common.shown_in_page``); without, they are raised as ``gr.Error`` for API clients.
+    With ``outputs`` and ``message`` (one of them), an error is written in ``message``, where
+    the result would be, and every other output (the state too) is cleared, so nothing
+    stale stays beside it or is redrawn later; it stays until the next run. Without them,
+    errors are raised as ``gr.Error``: an API client needs an error, not a page.
     """
-    from .common import error_markdown  # common imports this module for Context
-
     n_inputs = _special(fn)
     takes_progress = any(isinstance(p.default, gr.Progress) for p in inspect.signature(fn).parameters.values())
     at = None if outputs is None else next(i for i, c in enumerate(outputs) if c is message)
@@ -283,6 +283,11 @@ def long_event(guard: Guard, trigger: Callable, fn: Callable, inputs: list[Any],
     if stop is not None:
         stop_button(stop, [event], message, stopped)
     return event
+
+
+def error_markdown(message: str) -> str:
+    """An error as the page shows it, in place of the result (styled by ``.rde-error`` in ui/app.py)."""
+    return f'<div class="rde-error" role="alert"><strong>Could not run:</strong> {html.escape(message)}</div>'
 
 
 def stopped_html(text: str = STOPPED) -> str:

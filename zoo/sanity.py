@@ -47,7 +47,7 @@ from .explain import STAGES, explain, get_method, layer_param
 from .hub import ProgressFn, fetch_weights
 from .images import LoadedImage
 from .inference import Classification, Prediction, classify, prepare, resolve_target
-from .models import LoadedModel, assigned, read_state_dict, ready
+from .models import assigned, read_state_dict, ready
 from .registry import ModelSpec
 from .render import heat_on_crop
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import functools
 import statistics
 import threading
 import time

@@ -167,9 +167,9 @@ def build(ctx: Context) -> None:
                            max_height=600, wrap=True, headers=["", "file", *ctx.depth_names, "depths"])
     b_state = gr.State()
     outputs = [b_status, b_accuracy, b_heatmap, b_table, b_gallery, b_downloads, b_state]
-    run_event = long_event(ctx.guard, b_run.click, ui_run, [b_files, b_labels, b_models], outputs, cost=cost,
-                           message=b_status, stop=b_stop, what="This batch", api_visibility="private",
-                           stopped="The results shown are those of the images finished before Stop.")
+    long_event(ctx.guard, b_run.click, ui_run, [b_files, b_labels, b_models], outputs, cost=cost,
+               message=b_status, stop=b_stop, what="This batch", api_visibility="private",
+               stopped="The results shown are those of the images finished before Stop.")
 
     def ui_estimate(files, models) -> str:
         """What Run will cost here: the files are counted (a zip's members listed, nothing decoded)."""
@@ -183,7 +183,7 @@ def build(ctx: Context) -> None:
             return str(e)
         except gr.Error as e:
             return str(e.message)
-        return fmt.batch_estimate_markdown(est, explorer.device)
+        return fmt.batch_estimate_markdown(est, explorer.device, ctx.guard.limits)
 
     # Not after a run: a batch records no forward times, so its estimate would not change.
     for event in (b_files.change, b_models.change, ctx.demo.load):
