@@ -157,6 +157,11 @@ async def _in_thread(guard: Guard, context: contextvars.Context, token: cancel.T
         raise
 
 
+def _text(e: Exception) -> str:
+    """What a user error says: a ``gr.Error``'s message, a ``ZooError``'s text."""
+    return str(e.message) if isinstance(e, gr.Error) else str(e)
+
+
 def _special(fn: Callable) -> int:
     """How many leading positional parameters of ``fn`` are inputs (before a ``gr.Progress`` default)."""
     n = 0
@@ -235,7 +240,7 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
                     finally:
                         context.run(steps.close)
             except (ZooError, gr.Error) as e:
-                yield failed(str(getattr(e, "message", e)) if isinstance(e, gr.Error) else str(e))
+                yield failed(_text(e))
             except (asyncio.CancelledError, GeneratorExit):
                 raise
             except Exception as e:  # noqa: BLE001 - a bug: logged, and one generic message
@@ -250,7 +255,7 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
                     return await _in_thread(guard, cancel.context_with(token), token, request,
                                             functools.partial(fn, *args))
             except (ZooError, gr.Error) as e:
-                return failed(str(getattr(e, "message", e)) if isinstance(e, gr.Error) else str(e))
+                return failed(_text(e))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001

@@ -39,11 +39,11 @@ from torch import nn
 
 from . import batch as batching
 from .cancel import check
-from .errors import ArchitectureMismatchError, ImageError, ZooError
+from .errors import ImageError, ZooError
 from .hub import ProgressFn, fetch_weights
 from .images import LoadedImage, load_image, model_crop, to_tensor
 from .inference import resolve_target
-from .models import block_forward, build, call, imagenet_labels, read_state_dict, stem
+from .models import assigned, block_forward, call, imagenet_labels, read_state_dict, stem
 from .registry import ModelSpec
 
 DEFAULT_GRID = 11  # points per axis: 11 x 11 = 121 points in 2-D, as the issue asks
@@ -252,14 +252,7 @@ def private_model(spec: ModelSpec, device: torch.device, *, progress: ProgressFn
     """torchvision's model with BatchNorm unfolded, fp32, eval mode, from the verified file; nobody else's."""
     path = fetch_weights(spec, progress=progress, cache_dir=cache_dir)
     state = read_state_dict(path, spec)  # fresh tensors: this copy shares no memory with the app's model
-    model = build(spec, meta=True)
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as e:
-        detail = " ".join(str(e).split())
-        raise ArchitectureMismatchError(
-            f"{spec.name}: the weights in {spec.source} do not fit {spec.arch.name} with "
-            f"{spec.num_classes} classes: {detail[:400]}. Check 'arch' (and 'labels') in your zoo file.") from None
+    model = assigned(spec, state)  # strict, as load_model loads; BatchNorm stays unfolded
     model.eval().requires_grad_(False)
     return model.to(device, memory_format=torch.channels_last)
 
