@@ -100,8 +100,11 @@ CSS = """
 /* Galleries (height="auto") grow with their maps. Gradio keeps an "auto" gallery between
    450 px and 55% of the window's height and scrolls inside it: at 1400 x 800 px the second
    row of Compare's maps (resnet101, resnet152) and their captions were out of sight, and a
-   single row sat in a mostly empty box. */
-.grid-wrap.fixed-height { min-height: 0 !important; max-height: none !important; overflow-y: visible !important; }
+   single row sat in a mostly empty box. Only these two: applied to every gallery, together
+   with the wrapping tabs it made the Batch tab's Stop lose its race with a short run
+   (tests/test_batch.py::test_browser_batch_tab), and Batch's thumbnails fit one row anyway. */
+#compare-gallery .grid-wrap.fixed-height, #rank-gallery .grid-wrap.fixed-height {
+  min-height: 0 !important; max-height: none !important; overflow-y: visible !important; }
 /* An output that stays empty until a run fills it (elem_classes "rde-when-filled": charts,
    the raw map) is hidden while empty, so the page shows no large blank, unlabelled boxes;
    while a run is under way its status tracker is showing, and so is the box with its progress. */
