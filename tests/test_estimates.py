@@ -56,7 +56,10 @@ def test_batch_estimate_counts_images_and_models(explorer, tmp_path):
 
 
 def test_method_ranking_estimate_counts_maps_and_scores(explorer):
-    score = 2 * 20 - 1  # the deletion and insertion curves: 39 forwards per map (zoo.faithfulness.STEPS = 20)
+    from zoo.faithfulness import road_forwards
+
+    # The deletion and insertion curves, 39 forwards per map (zoo.faithfulness.STEPS = 20), then ROAD's.
+    score = 2 * 20 - 1 + road_forwards()
     # CAM is free, Grad-CAM is a forward and a backward (three forwards' worth); one classification in all.
     est = explorer.rank_estimate("resnet18", ["cam", "gradcam"])
     assert est.forwards == 1 + (0 + score) + (3 + score) and est.seconds is None

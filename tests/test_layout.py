@@ -82,7 +82,8 @@ def whole_gallery(page, elem_id: str, count: int) -> None:
     assert captions.count() == count
     for i in range(count):
         assert inside(captions.nth(i).bounding_box(), box), (elem_id, captions.nth(i).inner_text())
-TABS = ("Classify & explain", "Compare depths", "Method ranking", "Depth lab", "Batch", "Model zoo", "About")
+TABS = ("Classify & explain", "Compare depths", "Method ranking", "Sanity check", "Depth lab", "Error surfaces", "Batch",
+        "Model zoo", "About")
 
 
 def classify(page, expect) -> None:
@@ -226,8 +227,11 @@ def test_the_other_tabs_at_1400_px(app, shots):
         ticked = [i for i in range(boxes.count()) if boxes.nth(i).locator("input").is_checked()]
         for i in ticked[4:]:
             boxes.nth(i).click()
-        # CAM, Grad-CAM, Guided Grad-CAM, Saliency on ResNet-50: 1 + (0 + 3 + 6 + 3) + 4 x 39 scoring forwards.
-        expect(page.locator("#rank-estimate")).to_contain_text("169 forward passes")
+        # CAM, Grad-CAM, Guided Grad-CAM, Saliency on ResNet-50: 1 + (0 + 3 + 6 + 3) + 4 x (39 + ROAD's)
+        # scoring forwards.
+        from zoo.faithfulness import road_forwards
+
+        expect(page.locator("#rank-estimate")).to_contain_text(f"{169 + 4 * road_forwards()} forward passes")
         page.locator("#rank-button").click()
         expect(page.locator("#rank-info")).to_contain_text("4 of 4 methods scored", timeout=240_000)
         expect(page.locator("#rank-gallery .caption-label")).to_have_count(4, timeout=30_000)

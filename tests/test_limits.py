@@ -104,8 +104,7 @@ def test_a_cancelled_token_stops_captum_and_torchcam_inside_their_forwards(serve
 
     def stop_in_the_middle(_module, _args):
         seen.append(1)
-        if len(seen) == 3:
-            token.cancel()
+        token.cancel()  # Stop, during Captum's first forward
 
     handle = lm.module.layer2.register_forward_pre_hook(stop_in_the_middle)
     try:
@@ -113,7 +112,7 @@ def test_a_cancelled_token_stops_captum_and_torchcam_inside_their_forwards(serve
             explorer.run(IMAGE, "resnet18", method="integrated-gradients")
     finally:
         handle.remove()
-    assert len(seen) == 3  # no forward went past the block after the stop
+    assert len(seen) == 1  # Captum's forward went no further than the next block
     assert not lm.module.layer2[0]._forward_pre_hooks  # the checks were removed with the explanation
     explorer.run(IMAGE, "resnet18", method="gradcam")  # and the model still works for everyone
 

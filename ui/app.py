@@ -111,10 +111,10 @@ CSS = """
 .rde-when-filled:has(.empty[aria-label="Empty value"]):not(:has([data-testid="status-tracker"]:not(.hide))) {
   display: none !important; }
 /* A phone. The tabs wrap (gr.Tabs(overflow_behavior="wrap"): no "•••" menu, no reshuffling
-   when one is picked) onto exactly two rows of four equal cells, labels on two lines where
-   needed; flowing them would take three rows at 400 px. */
+   when one is picked) onto exactly two rows of five equal cells (nine tabs), labels on two
+   lines where needed; flowing them would take three or four rows at 400 px. */
 @media (max-width: 640px) {
-  .tab-container.wrap { display: grid !important; grid-template-columns: repeat(4, minmax(0, 1fr));
+  .tab-container.wrap { display: grid !important; grid-template-columns: repeat(5, minmax(0, 1fr));
                         background: none !important; }
   .tab-container.wrap > button { white-space: normal !important; height: auto !important; min-height: var(--size-10);
                                  padding: var(--size-1) !important; justify-content: center; text-align: center;

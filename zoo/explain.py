@@ -428,6 +428,10 @@ def scorecam(model: LoadedModel, run: Classification, target: int, layer: str | 
 PASS_COSTS: Mapping[str, float] = MappingProxyType({
     "cam": 0.0, "gradcam": 1.1, "guided-gradcam": 1.6, "integrated-gradients": 0.9, "saliency": 2.0,
     "occlusion": 0.55, "gradcampp": 1.1, "smoothgradcampp": 1.1, "xgradcam": 1.1, "layercam": 1.1, "scorecam": 1.0,
+    # pytorch-grad-cam's (benchmarks/methods.py on ResNet-18/50 under load, README: about ±50 %);
+    # Ablation-CAM's batched passes priced as Score-CAM's; edges reads no network.
+    "hirescam": 2.1, "gradcam-elementwise": 2.5, "eigencam": 2.4, "ablationcam": 1.0, "fullgrad": 7.0,
+    "shapleycam": 1.0, "edges": 0.0,
 })
 
 
@@ -608,9 +612,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("shapleycam", "ShapleyCAM", shapleycam, "1 forward + 2 backwards (gradient, then Hessian-vector "
            "product)", "feature", count=lambda params, size: 2),
 )}
-for _name, _cost in PASS_COSTS.items():  # the measured figures travel with each Method
-    METHODS[_name] = replace(METHODS[_name], pass_cost=_cost)
-
 
 # --- a control that reads no network --------------------------------------------------
 
@@ -634,6 +635,8 @@ def edges(model: LoadedModel, run: Classification, target: int) -> np.ndarray:
 METHODS["edges"] = Method("edges", "Edges (Sobel; ignores the network)", edges,
                           "free: no network at all (a control: an edge detector)", "input", backward=False,
                           count=lambda params, size: 0)
+for _name, _cost in PASS_COSTS.items():  # the measured figures travel with each Method
+    METHODS[_name] = replace(METHODS[_name], pass_cost=_cost)
 
 
 def get_method(name: str) -> Method:
@@ -721,6 +724,13 @@ VALUE_UNITS: Mapping[str, str] = MappingProxyType({
     "xgradcam": "attribution (non-negative)",
     "layercam": "attribution (non-negative)",
     "scorecam": "attribution (non-negative)",
+    "hirescam": "attribution (gradient x activation, non-negative)",
+    "gradcam-elementwise": "attribution (gradient x activation, non-negative)",
+    "eigencam": "first principal component of the stage (non-negative)",
+    "ablationcam": "attribution (non-negative)",
+    "fullgrad": "attribution, scaled to [0, 1]",
+    "shapleycam": "attribution (non-negative)",
+    "edges": "edge magnitude (Sobel, normalised pixel units)",
 })
 
 
