@@ -201,8 +201,8 @@ def compare_column_widths(models: int) -> list[int]:
     return [56] + [146] * models  # 786 px: the box is 798 px wide at 1400 px
 
 
-FAITHFULNESS_COLUMN_WIDTHS = [110, 190, 200, 110, 110]
-RANK_COLUMN_WIDTHS = [64, 190, 170, 180, 80, 96]
+FAITHFULNESS_COLUMN_WIDTHS = [110, 190, 200, 130, 110, 110]
+RANK_COLUMN_WIDTHS = [56, 150, 150, 160, 110, 70, 90]  # 786 px: the box is 798 px wide at 1400 px
 
 
 def zoo_table(rows: list[ZooRow], cached: dict[str, bool]) -> list[list[Any]]:
