@@ -302,3 +302,25 @@ def test_old_output_folders_are_pruned_and_gradios_cache_swept(tmp_path, app):
     assert prune(tmp_path, OUTPUT_MAX_AGE_S) == 1
     assert not old.exists() and new.exists()
     assert (CACHE_SWEEP_S, OUTPUT_MAX_AGE_S) == (300, 900)  # what the README's disk bound rests on
+
+
+def test_a_request_waiting_for_the_model_stops_waiting(served):
+    """Two explanations on one model take turns (its lock); a stopped one stops waiting for its turn."""
+    explorer = served[1].rde_context.explorer
+    lm = explorer.cache.get(explorer.zoo.get("resnet18"))
+    token, outcome = cancel.Token(), []
+
+    def queued() -> None:
+        try:
+            with cancel.running(token):
+                explorer.run(IMAGE, "resnet18", method="gradcam")
+            outcome.append("finished")
+        except cancel.Cancelled:
+            outcome.append("stopped")
+
+    with lm.lock:  # another request's Score-CAM, say, holds the model
+        waiter = threading.Thread(target=queued)
+        waiter.start()
+        token.cancel()
+        waiter.join(60)
+        assert outcome == ["stopped"]  # while the model was still held: it never got its turn

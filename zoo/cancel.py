@@ -89,6 +89,21 @@ def check() -> None:
         token.check()
 
 
+@contextlib.contextmanager
+def holding(lock: threading.Lock, poll_s: float = 0.1) -> Iterator[None]:
+    """Hold ``lock`` for the block; waiting for it, a stopped request stops waiting.
+
+    A request queued behind another's Score-CAM on the same model would otherwise sit in
+    ``lock.acquire()`` for minutes after its visitor pressed Stop.
+    """
+    while not lock.acquire(timeout=poll_s):
+        check()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def context_with(token: Token | None) -> contextvars.Context:
     """A copy of the current context in which ``token`` is the current one.
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cancel import check
+from .cancel import check, holding
 from .errors import UnknownMethodError, ZooError
 from .inference import Classification, Prediction, resolve_target
 from .models import LoadedModel
@@ -198,7 +198,7 @@ def _captum_session(model: LoadedModel, run: Classification) -> Iterator[torch.T
     Attributions run in fp32 whatever precision classification uses: gradients in bf16
     or fp16 are too coarse for maps one is asked to trust.
     """
-    with model.lock, hooks_restored(model.module), torch.enable_grad():
+    with holding(model.lock), hooks_restored(model.module), torch.enable_grad():
         cancellable(model.module)
         yield model.to_input(run.input.clone()).requires_grad_(True)
 
