@@ -26,6 +26,7 @@ thread under the same token. Nothing here imports torch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import html
@@ -220,14 +221,19 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
     def told(progress: Any) -> Callable[[str], None]:
         return (lambda text: progress(None, desc=text)) if progress is not None else (lambda text: None)
 
+    @contextlib.asynccontextmanager
+    async def turn(args: tuple, request: gr.Request | None, progress: Any):
+        """Admitted (ceiling, lane, the visitor's turn) for the block: (token, context to run the work in)."""
+        visitor, admission = await admitted(args, request, progress)
+        async with guard.gate.admit(visitor, admission, told(progress)):
+            token = cancel.Token(admission.deadline_s)
+            yield token, cancel.context_with(token)
+
     if inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(inspect.unwrap(fn)):
         async def handler(*args: Any) -> Any:
             args, request, progress = split(args)
             try:
-                visitor, admission = await admitted(args, request, progress)
-                async with guard.gate.admit(visitor, admission, told(progress)):
-                    token = cancel.Token(admission.deadline_s)
-                    context = cancel.context_with(token)
+                async with turn(args, request, progress) as (token, context):
                     steps = context.run(fn, *args)
                     end = object()
                     try:
@@ -249,11 +255,8 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
         async def handler(*args: Any) -> Any:
             args, request, progress = split(args)
             try:
-                visitor, admission = await admitted(args, request, progress)
-                async with guard.gate.admit(visitor, admission, told(progress)):
-                    token = cancel.Token(admission.deadline_s)
-                    return await _in_thread(guard, cancel.context_with(token), token, request,
-                                            functools.partial(fn, *args))
+                async with turn(args, request, progress) as (token, context):
+                    return await _in_thread(guard, context, token, request, functools.partial(fn, *args))
             except (ZooError, gr.Error) as e:
                 return failed(_text(e))
             except asyncio.CancelledError:
