@@ -28,6 +28,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import ZooError
+from .executor import Progress
 
 VERSION = 1
 # What must match for --resume to go on with a file: a different model list, precision or
@@ -239,24 +240,41 @@ def _jsonable(v: Any) -> bool:
 
 
 class Journaled:
-    """An ``Executor`` that keeps a journal: results of items already in the file come from
-    the file, the others from the wrapped executor, and each new (key, model) is written as
-    it arrives. Both engines, both commands."""
+    """An ``Executor`` that keeps a journal at ``path``: results of items already in the file
+    come from the file, the others from the wrapped executor, and each new (key, model) is
+    written as it arrives. Both engines, both commands (``command``: "batch", "robustness").
 
-    def __init__(self, inner: Any, journal: Journal):
+    The file is opened when the run starts (the run's top-k is known then) and closed when
+    it ends, however it ends. ``resume``: read the file and go on; otherwise start it afresh.
+    A plan may add fields that must match on resume through ``journal_fields()`` (a seed,
+    say)."""
+
+    def __init__(self, inner: Any, path: str | os.PathLike, *, command: str, resume: bool):
         self.inner = inner
-        self.journal = journal
-        self.names, self.device, self.precision, self.labels = inner.names, inner.device, inner.precision, inner.labels
-        self.resumed = 0  # items whose results came from the file
+        self.path = Path(path)
+        self.command = command
+        self.resume = resume
+        for attr in ("names", "depths", "preprocessings", "labels", "device", "precision", "weights"):
+            setattr(self, attr, getattr(inner, attr))
+        self.resumed = 0  # items whose results came from the file, in the last run
+        self.journal: Journal | None = None
+
+    def default_batch_size(self) -> int:
+        return self.inner.default_batch_size()
 
     def run(self, items: Sequence[tuple[int, Any]], plan: Any, *, keep_k: int, batch_size: int) -> Iterator[Any]:
-        j = self.journal
-        todo, done = [], []
-        for i, it in items:
-            (done if j.complete(i, it, plan) else todo).append((i, it))
-        self.resumed = len(done)
-        yield from j.replay(done)
-        for event in self.inner.run(todo, plan, keep_k=keep_k, batch_size=batch_size):
-            if hasattr(event, "sample") or hasattr(event, "reason"):
-                j.record(event)
-            yield event
+        extra = plan.journal_fields() if hasattr(plan, "journal_fields") else {}
+        with Journal.open(self.path, command=self.command, names=self.names, labels=self.labels,
+                          precision=self.precision, keep_k=keep_k, resume=self.resume, extra=extra) as j:
+            self.journal = j
+            todo, done = [], []
+            for i, it in items:
+                (done if j.complete(i, it, plan) else todo).append((i, it))
+            self.resumed = len(done)
+            yield from j.replay(done)
+            if not todo:
+                return
+            for event in self.inner.run(todo, plan, keep_k=keep_k, batch_size=batch_size):
+                if not isinstance(event, Progress):
+                    j.record(event)
+                yield event

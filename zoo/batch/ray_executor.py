@@ -40,8 +40,9 @@ from ..errors import ZooError
 # Environment the workers need to find the same weights as the driver: the Hub endpoint
 # and cache, offline mode, the zoo file, the precision. Forwarded when set on the driver.
 FORWARDED_ENV = ("HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_ETAG_TIMEOUT",
-                 "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_PROGRESS_BARS", "ZOO_FILE", "ZOO_PRECISION",
-                 "ZOO_RAY_FAULT", "ZOO_RAY_FAULT_MARKER")
+                 "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_PROGRESS_BARS", "ZOO_FILE", "ZOO_PRECISION")
+# Read at each run (not only when Ray starts), so that a test can lose a worker on purpose.
+FAULT_ENV = ("ZOO_RAY_FAULT", "ZOO_RAY_FAULT_MARKER")
 # CPU reserved for each decode task: decoding is real work, but on a small machine the
 # actors must still fit beside it.
 DECODE_CPUS = 0.5
@@ -89,7 +90,9 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus
     if address is None:
         # A local instance on a small machine: no dashboard, a modest object store (the
         # pipeline holds a few batches of tensors, never the dataset).
-        kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1,
+        # address="local": a new instance even where `ray start` left one running (which
+        # --ray-address auto joins) or RAY_ADDRESS is set.
+        kwargs.update(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
                       object_store_memory=(object_store_mb or 512) << 20)
         if num_gpus is not None:
             kwargs["num_gpus"] = num_gpus
@@ -114,15 +117,19 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus
 # --- what runs on the workers -------------------------------------------------------------
 
 def _samples(row: dict[str, Any], plan: Any) -> list[dict[str, Any]]:
-    """One item -> its samples' rows (a CPU task). Tensors travel as one pickled list in
-    ``plan.pres`` order, so rows of every shape share one schema."""
+    """One item -> its samples' rows (a CPU task): ``plan.load`` once, ``plan.sample`` per key.
+
+    Tensors travel as one pickled list in ``plan.pres`` order, so that rows of every
+    shape share one schema. An item whose load or any sample fails is one error row (the
+    local executor keeps the samples it scored before the failing one; here none are made)."""
     from ..errors import ZooError
 
     index = int(row["index"])
     item = pickle.loads(row["item"])
     data = row["data"] if row["data"] is not None and len(row["data"]) else Path(row["path"])
     try:
-        samples = plan.samples(index, item, data)
+        loaded = plan.load(index, item, data)
+        samples = [plan.sample(loaded, index, key) for key in plan.keys(index, item)]
     except ZooError as e:
         return [{"index": index, "key": "", "target": -1, "meta": b"", "x": b"",
                  "error": _reason(str(e), item.name)}]
@@ -190,9 +197,9 @@ class ModelWorker:
 
 
 def _maybe_fault(m: int, calls: int) -> None:
-    """``ZOO_RAY_FAULT=M:N``: model M's actor dies (the process exits) on its N-th batch,
-    once per marker file (``ZOO_RAY_FAULT_MARKER``), or every time without one. How the
-    tests lose a worker mid-run, on a real cluster."""
+    """``ZOO_RAY_FAULT=M:N``: model M's actor dies (its process exits) on its N-th batch: how
+    the tests lose a worker mid-run, as a lost node would. With ``ZOO_RAY_FAULT_MARKER=FILE``
+    only once (the restarted actor lives), else in every incarnation."""
     spec = os.environ.get("ZOO_RAY_FAULT")
     if not spec:
         return
@@ -227,16 +234,16 @@ class RayExecutor:
         if not specs:
             raise ZooError("Pick at least one model.")
         from ..models import imagenet_labels, precision_name, resolve_precision
+        from .executor import same_labels
 
         self.ray = connect(address, num_cpus=num_cpus)
         self.specs = list(specs)
         self.names = tuple(s.name for s in self.specs)
-        labels = {s.labels if s.labels is not None else None for s in self.specs}
-        if len(labels) > 1:
-            raise ZooError(f"Models {', '.join(self.names)} do not share one label set; run models that predict "
-                           "the same classes together.")
-        only = labels.pop()
-        self.labels = only if only is not None else imagenet_labels()
+        self.labels = same_labels(self.names, [s.labels if s.labels is not None else imagenet_labels()
+                                               for s in self.specs])
+        self.depths = tuple(s.depth for s in self.specs)
+        self.preprocessings = tuple(s.preprocessing for s in self.specs)
+        self.weights = tuple(s.arch.paper_flops for s in self.specs)
         res = self.ray.cluster_resources()
         self.gpus = int(res.get("GPU", 0))
         self.cpus = float(res.get("CPU", 1))
@@ -253,6 +260,13 @@ class RayExecutor:
         self.workers = workers
         self.threads = threads
         self.max_restarts = max_restarts
+
+    def default_batch_size(self) -> int:
+        import torch
+
+        from .executor import default_batch_size
+
+        return default_batch_size(torch.device(self.device))
 
     def plan_resources(self) -> dict[str, Any]:
         """Actors per model, CPUs/GPUs per actor, torch threads per actor."""
@@ -272,9 +286,8 @@ class RayExecutor:
     def run(self, items: Sequence[tuple[int, Any]], plan: Any, *, keep_k: int, batch_size: int
             ) -> Iterator[Any]:
         from ..cancel import check
-        from .executor import Failed, Sample, Scored
+        from .executor import Failed, Progress, Sample, Scored, eta_text
         from .inputs import Reader
-        from . import Progress
 
         ray = self.ray
         if not items:
@@ -300,6 +313,7 @@ class RayExecutor:
         ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), math.ceil(len(rows) / batch_size))))
         ds = ds.flat_map(_samples, fn_args=(plan,), num_cpus=res["decode_cpus"])
         pres = list(plan.pres)
+        fault = {k: os.environ[k] for k in FAULT_ENV if k in os.environ}
         for m, spec in enumerate(self.specs):
             ds = ds.map_batches(
                 ModelWorker, batch_size=batch_size, batch_format="numpy",
@@ -308,11 +322,12 @@ class RayExecutor:
                                            threads=res["threads"], last=m == len(self.specs) - 1),
                 compute=ray.data.ActorPoolStrategy(size=res["size"]),
                 num_cpus=res["num_cpus"], num_gpus=res["num_gpus"] or None,
-                udf_modifying_row_count=False,
+                udf_modifying_row_count=False, runtime_env={"env_vars": fault} if fault else None,
                 **({} if self.max_restarts == -1 else {"max_restarts": self.max_restarts,
                                                          "max_task_retries": 0}))
-        total = len(rows)
-        done: set[int] = set()
+        n_keys = {r["index"]: len(plan.keys(r["index"], by_index[r["index"]])) for r in rows}
+        total = sum(n_keys.values()) or 1
+        done = 0
         t0 = time.perf_counter()
         n_models = len(self.specs)
         it_batches = ds.iter_batches(batch_size=None, batch_format="numpy")
@@ -323,7 +338,7 @@ class RayExecutor:
                     i = int(batch["index"][r])
                     item = by_index[i]
                     if batch["error"][r]:
-                        done.add(i)
+                        done += n_keys[i]
                         yield Failed(i, item, str(batch["error"][r]))
                         continue
                     target = int(batch["target"][r])
@@ -336,12 +351,12 @@ class RayExecutor:
                                  np.stack([batch[f"top{m}"][r] for m in range(n_models)]).astype(np.int32),
                                  np.stack([batch[f"prob{m}"][r] for m in range(n_models)]).astype(np.float32),
                                  tp, np.array([batch[f"sec{m}"][r] for m in range(n_models)], np.float64))
-                    done.add(i)
+                    done += 1
                 elapsed = time.perf_counter() - t0
-                frac = len(done) / total
+                frac = min(1.0, done / total)
                 eta = elapsed * (1 - frac) / frac if frac else None
-                yield Progress(frac, f"ray: {len(done)} of {total} items · "
-                                     + (f"ETA {eta:.0f} s" if eta is not None else "ETA …"))
+                yield Progress(frac, f"ray: {done} of {total} {getattr(plan, 'noun', 'items')} done · "
+                                     f"{eta_text(eta)}")
         except Exception as e:
             if isinstance(e, ZooError):
                 raise
