@@ -15,9 +15,10 @@ A Ray Data pipeline, built per run:
    ``Failed``; the order is the order of completion.
 
 Retries: Ray Data's actor pools restart a dead actor (``max_restarts=-1``) and resubmit
-the batch it held (``max_task_retries=-1``); CPU tasks are retried on a lost worker or
-node (Ray's ``max_retries``, 3 by default). A lost worker therefore costs time, never a
-result. What does fail the run (a Python error in a model, Ctrl-C, a driver crash) is what
+the batch it held (``max_task_retries=-1``); its CPU tasks are run again when their
+worker or node is lost (``max_retries=-1`` on system errors). Those defaults are kept on
+purpose (``max_restarts=0`` turns actor restarts off, for a test). A lost worker therefore
+costs time, never a result. What does fail the run (a Python error in a model, Ctrl-C, a driver crash) is what
 ``--out FILE.jsonl`` / ``--resume`` are for (``zoo.batch.journal``).
 
 Ray is imported only here, and this module only with ``--engine ray``.
