@@ -4,9 +4,9 @@ A Ray Data pipeline, built per run:
 
 1. ``from_items``: one row per item: its position, the ``Item`` (pickled) and its bytes
    when it is a zip member (the driver reads zips; workers get bytes), else its path.
-2. ``flat_map`` in CPU tasks: ``plan.samples`` decodes and preprocesses each item into its
-   ``Sample``s (one for ``zoo batch``; the clean crop and every corruption for ``zoo
-   robustness``); a file that cannot be used becomes one error row.
+2. ``flat_map`` in CPU tasks: ``plan.load`` decodes each item once and ``plan.sample``
+   makes each of its ``Sample``s (one for ``zoo batch``; the clean crop and every
+   corruption for ``zoo robustness``); a file that cannot be used becomes one error row.
 3. One ``map_batches`` per model with a callable class: an actor pool per model, each
    actor loading its model once through ``zoo.models.load_model`` (the verified Hub
    download, sha256 checked on that node) at the run's device and precision, then running
@@ -18,8 +18,8 @@ Retries: Ray Data's actor pools restart a dead actor (``max_restarts=-1``) and r
 the batch it held (``max_task_retries=-1``); its CPU tasks are run again when their
 worker or node is lost (``max_retries=-1`` on system errors). Those defaults are kept on
 purpose (``max_restarts=0`` turns actor restarts off, for a test). A lost worker therefore
-costs time, never a result. What does fail the run (a Python error in a model, Ctrl-C, a driver crash) is what
-``--out FILE.jsonl`` / ``--resume`` are for (``zoo.batch.journal``).
+costs time, never a result. What does fail the run (a Python error in a model, Ctrl-C, a
+driver crash) is what ``--out FILE.jsonl`` / ``--resume`` are for (``zoo.batch.journal``).
 
 Ray is imported only here, and this module only with ``--engine ray``.
 """
@@ -69,8 +69,6 @@ def worker_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[2])  # the folder holding the zoo package
     paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
     env["PYTHONPATH"] = os.pathsep.join(paths)
-    # Ray starts workers with OMP_NUM_THREADS=1 when no CPU count is set; we set torch's
-    # threads ourselves, per actor.
     return env
 
 
@@ -103,9 +101,9 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"at {address}" if address else "locally"
-        raise RayUnavailableError(f"Could not start or reach a Ray cluster {where} ({' '.join(str(e).split())[:300]}). "
-                                  "Start one with `ray start --head`, or drop --ray-address to start a local "
-                                  "instance.") from None
+        detail = " ".join(str(e).split())[:300]
+        raise RayUnavailableError(f"Could not start or reach a Ray cluster {where} ({detail}). Start one with "
+                                  "`ray start --head`, or drop --ray-address to start a local instance.") from None
     import logging
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # a line per pipeline start and end otherwise
@@ -361,6 +359,9 @@ class RayExecutor:
         except Exception as e:
             if isinstance(e, ZooError):
                 raise
+            cause = _zoo_cause(e)
+            if cause is not None:  # our own error on a worker (weights that fail their check...): as is
+                raise cause from None
             raise ZooError(f"The Ray run failed: {_ray_error(e)} Rerun with --resume to go on from the journal "
                            "(--out FILE.jsonl).") from e
         finally:
@@ -373,6 +374,17 @@ def _json_key(text: str) -> list:
     import json
 
     return json.loads(text)
+
+
+def _zoo_cause(e: BaseException) -> ZooError | None:
+    """The ``ZooError`` a worker raised, inside Ray's wrapping of it, if that is what failed."""
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, ZooError):
+            return e
+        e = getattr(e, "cause", None) or e.__cause__
+        seen += 1
+    return None
 
 
 def _ray_error(e: BaseException) -> str:
