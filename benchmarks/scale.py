@@ -25,8 +25,9 @@ The estimate: the sweep is 50,000 images x 95 corrupted crops (19 corruptions x 
 severities) x 5 depths. On this CPU: the measured seconds per image of --model, scaled to
 each depth by multiply-adds (as the app's cost estimates do). On one GPU and on N GPU
 nodes: --gpu-rn50 images/s for ResNet-50 (an assumption, printed), scaled the same way,
-times the measured Ray overhead per image; making the corrupted crops costs CPU time on
-top (not counted: it depends on the corruption; see the README).
+times the measured Ray overhead per image. Making the corrupted crops costs CPU time besides
+(--corrupt-s per image): printed as core-hours, and as the cores a GPU node needs to keep
+its GPU fed.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def main() -> None:
     ap.add_argument("--gpu-rn50", type=float, default=2000.0,
                     help="assumed ResNet-50 images/s of one data-centre GPU (eager PyTorch, bf16, batch 64)")
     ap.add_argument("--nodes", type=int, nargs="+", default=[8, 32], help="GPU node counts for the estimate")
+    ap.add_argument("--corrupt-s", type=float, default=4.0,
+                    help="CPU seconds to make one image's 95 corrupted crops (default: about 4 s, the README's "
+                         "Robustness figure from benchmarks/robustness.py on this machine)")
     args = ap.parse_args()
 
     import ray
@@ -140,9 +144,13 @@ def main() -> None:
     ovh = max(1.0, overhead or 1.0)
     print(f"\nImageNet-val robustness sweep: {SWEEP_IMAGES:,} images x {SWEEP_CROPS} crops x 5 depths = "
           f"{crops * 5:,} forwards (forwards only; the corrupted crops are made on CPUs besides):")
-    print(f"  this CPU ({cpus} cores, local executor): {_human(cpu_s)}")
+    corrupt = SWEEP_IMAGES * args.corrupt_s  # one core's seconds
+    print(f"  this CPU ({cpus} cores, local executor): {_human(cpu_s)} of forwards, plus "
+          f"{_human(corrupt / cpus)} making the crops at {args.corrupt_s:g} s per image on {cpus} cores")
     print(f"  one GPU at {args.gpu_rn50:.0f} ResNet-50 images/s (assumed): {_human(gpu_one)} "
           f"(x {ovh:.2f} through Ray: {_human(gpu_one * ovh)})")
+    print(f"  making the crops: {corrupt / 3600:,.0f} core-hours; a GPU node needs about "
+          f"{corrupt / (gpu_one * ovh):.0f} cores making crops to keep its GPU busy")
     for n in args.nodes:
         print(f"  Ray cluster of {n} GPU nodes (one GPU each, Ray overhead {ovh:.2f} as measured here, linear "
               f"scaling assumed): {_human(gpu_one * ovh / n)}")
