@@ -223,7 +223,7 @@ class RayExecutor:
 
     ``specs``: the models (their ``ModelSpec``s travel to the actors, which fetch and verify
     the weights themselves). ``workers``: actors per model (default: from the cluster's
-    GPUs, or its CPUs shared out between the models). ``threads``: torch threads per CPU
+    GPUs, or one per CPU shared out between the models). ``threads``: torch threads per CPU
     actor (default: the CPUs of a node over the actors on it).
     """
 
@@ -277,9 +277,12 @@ class RayExecutor:
             return {"size": size, "num_gpus": gpu, "num_cpus": min(1.0, self.cpus / (size * n_models + 1)),
                     "threads": self.threads or 1, "decode_cpus": 1.0}
         decode = DECODE_CPUS if self.cpus <= 8 else 1.0
-        size = self.workers or max(1, int((self.cpus - decode) // n_models))
+        # One single-threaded actor per core beats fewer actors with more torch threads: on
+        # 2 cores, two 1-thread actors ran 1.9x the images/s of one 2-thread actor
+        # (benchmarks/scale.py, README "Scaling out").
+        size = self.workers or max(1, int(self.cpus // n_models))
         per_actor = min(1.0, max(0.05, (self.cpus - decode) / (size * n_models)))
-        threads = self.threads or max(1, int((os.cpu_count() or 1) // size))
+        threads = self.threads or max(1, int((os.cpu_count() or 1) // (size * n_models)))
         return {"size": size, "num_gpus": 0, "num_cpus": per_actor, "threads": threads, "decode_cpus": decode}
 
     def run(self, items: Sequence[tuple[int, Any]], plan: Any, *, keep_k: int, batch_size: int
