@@ -502,3 +502,17 @@ def landscape_markdown(done: list[Landscape], total: int) -> str:
         lines.append("Skipped: " + "; ".join(f"{s.name} ({s.reason})" for s in first.skipped[:5])
                      + (" …" if len(first.skipped) > 5 else ""))
     return "\n".join(lines)
+
+
+def selfcheck_markdown(result: Any) -> str:
+    """A ``zoo.selfcheck.SelfCheck`` as the page shows it: the health line, then a table per model."""
+    mark = {"pass": "✅ pass", "warn": "⚠️ passes, not pinned", "fail": "❌ fails"}
+    lines = [f"**{result.health_line()}**", "",
+             "| model | result | pin | sha256 | photos (accepted class in top-5) |", "|---|---|---|---|---|"]
+    for m in result.models:
+        photos = "; ".join(f"{p.file}: {'✓' if p.passed else '✗'} {p.top5[0]['label']} {p.top5[0]['prob']:.2f}"
+                           for p in m.photos) or "–"
+        lines.append(f"| {m.model} | {mark[m.status]} | {m.pin} | {m.sha} | {photos} |")
+    lines.append("")
+    lines += [f"* **{m.model}**: {m.diagnosis}" for m in result.models]
+    return "\n".join(lines)
