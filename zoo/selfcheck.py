@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .cancel import check
-from .errors import ZooError
+from .errors import ChecksumError, ZooError
 from .hub import ProgressFn
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -265,6 +265,11 @@ def check_model(cache: Any, spec: Any, progress: ProgressFn | None = None,
                              f"--force {spec.name}, or check the sha256 in the zoo file.")
             return out
         lm = cache.get(spec, progress)
+    except ChecksumError as e:
+        out.sha, out.sha_ok = "the file's sha256 differs from the expected one", False
+        out.diagnosis = f"The weights file is not the pinned one: {e}"
+        out.seconds = time.perf_counter() - t0
+        return out
     except ZooError as e:
         out.diagnosis = f"Could not load the weights: {e}"
         out.seconds = time.perf_counter() - t0
