@@ -66,7 +66,8 @@ def test_the_tool_list_is_the_documented_tools(mcp_app):
     assert sorted(t.name for t in tools) == sorted(TOOLS)  # not the examples', batch, ranking or landscape endpoints
     by_name = {t.name: t for t in tools}
     for tool in tools:
-        assert len(tool.description) > 80, tool.name
+        assert len(tool.description) > 80 and "Returns:" in tool.description, tool.name
+        assert "upload_file_to_gradio" not in tool.description  # no such tool here
         props = tool.inputSchema["properties"]
         for name, prop in props.items():  # every argument is explained to the agent
             assert prop.get("description"), (tool.name, name)
@@ -76,6 +77,8 @@ def test_the_tool_list_is_the_documented_tools(mcp_app):
     assert "gradcam" in classify.inputSchema["properties"]["method"]["description"]
     assert classify.inputSchema["properties"]["image"]["type"] == "string"
     assert "layer1" in by_name["explain"].inputSchema["properties"]["layer"]["description"]
+    assert "enum" not in classify.inputSchema["properties"]["target"]  # any class name or index, as the API takes
+    assert "guided-gradcam" in by_name["sanity"].inputSchema["properties"]["methods"]["description"]
 
 
 def test_classify_answers_as_the_http_endpoint(mcp_app):

@@ -67,7 +67,7 @@ def test_weights_that_answer_as_imagenet_pass(explorer, checked_weights):
     assert [p.file for p in m.photos] == ["chelsea.png", "coffee.png", "rocket.jpg"]
     assert [p.top5[0]["label"] for p in m.photos] == ["tabby", "espresso", "missile"]
     assert all(p.input.kind == "ok" for p in m.photos)
-    assert result.health_line().startswith("Self-check: all 1 models pass")
+    assert result.health_line().startswith("Self-check: the model passes (sha256 verified")
     js = result.to_json()
     assert js["models"][0]["photos"][0]["accepted"] == ["tabby", "tiger cat", "Egyptian cat"]
 

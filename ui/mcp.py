@@ -91,7 +91,7 @@ Returns:
 Args:
     {IMAGE}
     {MODEL}
-    methods: the methods to check, a list from {{methods}} (default: cam, gradcam, saliency, integrated-gradients and the edges control). Each step costs one classification and one map per method.
+    methods: the methods to check, a list from {{methods}} (default: {{sanity_methods}}; edges is the control, a map that reads no network). Each step costs one classification and one map per method.
 
 Returns:
     a strip of maps per method; and a JSON object with, per method, each step's similarity to the original map (Spearman rank correlation, SSIM) and a verdict.
@@ -130,7 +130,10 @@ def describe_tools(demo: Any, model_names: list[str]) -> None:
     its own, so setting them here touches nothing else. Only ``TOOLS`` are offered as tools
     (``_only_tools``); the other endpoints stay as they are for the HTTP API.
     """
-    values = {"models": ", ".join(model_names), "methods": ", ".join(METHODS), "layers": ", ".join(STAGES)}
+    from zoo.sanity import DEFAULT_METHODS
+
+    values = {"models": ", ".join(model_names), "methods": ", ".join(METHODS), "layers": ", ".join(STAGES),
+              "sanity_methods": ", ".join(DEFAULT_METHODS)}
     for fn in demo.fns.values():
         if fn.api_name in TOOLS and fn.fn is not None:
             fn.fn.__name__ = fn.api_name
@@ -152,10 +155,13 @@ def _has_file(value: Any) -> bool:
 
 
 def _adapt_gradio_mcp() -> None:
-    """Three changes to gradio 6's MCP server, for apps built here (``rde_tools`` set); others keep gradio's.
+    """Four changes to gradio 6's MCP server, for apps built here (``rde_tools`` set); others keep gradio's.
 
     * **Only ``TOOLS`` are tools** (``get_tool_to_endpoint``): gradio offers every named
       endpoint; one left out is unknown to ``tools/call`` as well.
+    * **No tool that is not there**: gradio's description of a tool with a file argument tells
+      the agent to use an ``upload_file_to_gradio`` tool, which this server does not offer;
+      the image argument's own text says what to send (``get_fn_description``).
     * **Free-text choices stay free** (``get_input_schema``): a dropdown that takes any value
       (the target class: a name or an index) would be an ``enum`` of its 1001 entries in the
       tool's schema, and the MCP server refuses any other value ("tabby") before the call.
@@ -177,6 +183,7 @@ def _adapt_gradio_mcp() -> None:
         return
     tool_to_endpoint = GradioMCPServer.get_tool_to_endpoint
     input_schema = GradioMCPServer.get_input_schema
+    fn_description = GradioMCPServer.get_fn_description
     postprocess = GradioMCPServer.postprocess_output_data
 
     def ours(server: Any) -> bool:
@@ -198,6 +205,12 @@ def _adapt_gradio_mcp() -> None:
                     prop.pop("enum", None)
         return schema, positions
 
+    def get_fn_description(self: Any, block_fn: Any, tool_name: str) -> tuple[str, dict[str, str]]:
+        description, parameters = fn_description(self, block_fn, tool_name)
+        if ours(self):  # it names a tool this server does not have; the image argument says what to send
+            description = description.replace(self._file_data_tool_description, "")
+        return description, parameters
+
     async def execute_without_progress(self: Any, job: Any) -> list[Any]:
         from anyio.to_thread import run_sync
 
@@ -217,6 +230,7 @@ def _adapt_gradio_mcp() -> None:
 
     GradioMCPServer.get_tool_to_endpoint = get_tool_to_endpoint  # type: ignore[method-assign]
     GradioMCPServer.get_input_schema = get_input_schema  # type: ignore[method-assign]
+    GradioMCPServer.get_fn_description = get_fn_description  # type: ignore[method-assign]
     GradioMCPServer._execute_tool_without_progress = execute_without_progress  # type: ignore[method-assign]
     GradioMCPServer.postprocess_output_data = postprocess_output_data  # type: ignore[method-assign]
     GradioMCPServer.rde_adapted = True  # type: ignore[attr-defined]

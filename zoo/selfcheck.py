@@ -158,7 +158,8 @@ class SelfCheck:
         warned = [m.model for m in self.models if m.status == "warn"]
         n = len(self.models)
         if not failed:
-            line = f"Self-check: all {n} models pass (sha256 verified, example photos answered as ImageNet expects)"
+            who = "the model passes" if n == 1 else f"all {n} models pass"
+            line = f"Self-check: {who} (sha256 verified, example photos answered as ImageNet expects)"
             return line + (f"; not pinned: {', '.join(warned)}." if warned else ".")
         first = failed[0]
         return (f"Self-check: {n - len(failed)} of {n} models pass; {', '.join(m.model for m in failed)} "
