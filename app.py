@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import logging
 import os
 import signal
 import sys
@@ -86,7 +87,11 @@ def main(argv=None) -> None:
     # answers. Not on ZeroGPU, where no model may run outside a GPU call (the Model zoo tab runs it there).
     health = None
     if names and on_space() and not zero_gpu():
-        health = explorer.selfcheck(names, print_progress).health_line()
+        try:
+            health = explorer.selfcheck(names, print_progress).health_line()
+        except Exception as e:  # noqa: BLE001 - a bug in the check must not keep the Space from starting
+            health = f"Self-check: could not run ({type(e).__name__}); see the server's log."
+            logging.getLogger("rde").exception("The self-check failed")
         print(health, flush=True)
     limits = limits_from(args, on_space())
     trust_proxy = on_space() if args.trust_proxy is None else args.trust_proxy

@@ -161,5 +161,62 @@ def test_app_py_offers_mcp_by_flag_and_environment(monkeypatch):
     monkeypatch.setenv("RDE_MCP", "1")
     assert enabled(flag) is True
     monkeypatch.setenv("RDE_MCP", "0")
-    assert enabled(flag) is False
-    json.dumps(flag)  # None: the environment decides
+    assert enabled(flag) is False  # flag is None without --mcp: the environment decides
+
+
+def guardrails_call(scope: dict, budget_bytes: int | None = None) -> tuple[int, dict]:
+    """ui.server's middleware on one request: (status, the scope the app behind it got)."""
+    from types import SimpleNamespace
+
+    from ui.guard import Guard
+    from ui.server import Guardrails
+    from zoo.limits import Limits
+
+    seen: dict = {}
+    status: list[int] = []
+
+    async def app(scope, receive, send):
+        seen.update(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    ctx = SimpleNamespace(guard=Guard.create(Limits(upload_bytes=budget_bytes)))
+    middleware = Guardrails(app, SimpleNamespace(rde_context=ctx, fns={}))
+    asyncio.run(middleware({"type": "http", "method": "POST", "query_string": b"", **scope}, receive, send))
+    return status[0], seen
+
+
+def test_a_tool_calls_body_is_an_upload_and_its_caller_the_visitor():
+    from ui.guard import VISITOR_HEADER, client_address
+    from ui.server import MCP_MAX_BODY
+    from starlette.datastructures import Headers
+
+    def scope(path, peer, length, *headers):
+        return {"path": path, "client": (peer, 5000),
+                "headers": [(b"content-length", str(length).encode()), *headers]}
+
+    forged = (VISITOR_HEADER.encode(), b"198.51.100.7")
+    # The caller's address travels with the tool call, whatever it claimed.
+    status, seen = guardrails_call(scope("/gradio_api/mcp/", "203.0.113.5", 100, forged))
+    assert status == 200 and dict(seen["headers"])[VISITOR_HEADER.encode()] == b"203.0.113.5"
+    # From anyone else the header is dropped: only the app's own loopback client may send it ...
+    status, seen = guardrails_call(scope("/gradio_api/queue/join", "203.0.113.5", 100, forged))
+    assert VISITOR_HEADER.encode() not in dict(seen["headers"])
+    # ... and only from loopback is it believed.
+    assert client_address(Headers({VISITOR_HEADER: "203.0.113.5"}), "127.0.0.1", False) == "203.0.113.5"
+    assert client_address(Headers({VISITOR_HEADER: "198.51.100.7"}), "203.0.113.9", False) == "203.0.113.9"
+    # The body counts against the visitor's upload budget, and is bounded.
+    assert guardrails_call(scope("/gradio_api/mcp/", "203.0.113.5", 2000), budget_bytes=1000)[0] == 429
+    assert guardrails_call(scope("/gradio_api/mcp/", "203.0.113.5", MCP_MAX_BODY + 1))[0] == 413
+    # The upload gradio's MCP server then makes for that call is not counted twice.
+    mcp_upload = scope("/gradio_api/upload", "127.0.0.1", 2000, (b"x-gradio-user", b"mcp"))
+    assert guardrails_call(mcp_upload, budget_bytes=1000)[0] == 200
+    assert guardrails_call(scope("/gradio_api/upload", "203.0.113.5", 2000, (b"x-gradio-user", b"mcp")),
+                           budget_bytes=1000)[0] == 429
