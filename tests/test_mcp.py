@@ -213,7 +213,8 @@ def test_a_tool_calls_body_is_an_upload_and_its_caller_the_visitor():
     assert client_address(Headers({VISITOR_HEADER: "203.0.113.5"}), "127.0.0.1", False) == "203.0.113.5"
     assert client_address(Headers({VISITOR_HEADER: "198.51.100.7"}), "203.0.113.9", False) == "203.0.113.9"
     # The body counts against the visitor's upload budget, and is bounded.
-    assert guardrails_call(scope("/gradio_api/mcp/", "203.0.113.5", 2000), budget_bytes=1000)[0] == 429
+    for route in ("/gradio_api/mcp/", "/gradio_api/mcp/messages/"):  # streamable HTTP, and the SSE transport's
+        assert guardrails_call(scope(route, "203.0.113.5", 2000), budget_bytes=1000)[0] == 429
     assert guardrails_call(scope("/gradio_api/mcp/", "203.0.113.5", MCP_MAX_BODY + 1))[0] == 413
     # The upload gradio's MCP server then makes for that call is not counted twice.
     mcp_upload = scope("/gradio_api/upload", "127.0.0.1", 2000, (b"x-gradio-user", b"mcp"))

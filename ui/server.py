@@ -41,7 +41,8 @@ from .guard import VISITOR_HEADER, client_address, is_loopback
 # The API's named calls. (``/gradio_api/run/predict`` is the page's own route for events
 # outside the queue, such as a cached example, and is left to gradio.)
 _ENDPOINT = re.compile(r"/gradio_api/call/(?:v2/)?([^/]+)/?$")
-_MCP = re.compile(r"/gradio_api/mcp(?:/http)?/?$")
+# Gradio's MCP routes: streamable HTTP (/mcp, /mcp/http) and the SSE transport (/mcp/sse, /mcp/messages/).
+_MCP = re.compile(r"/gradio_api/mcp(?:/http|/sse|/messages)?/?$")
 # A tool call with a 20 MB image as a data URL (base64: 4/3 of the bytes) and the JSON around it.
 MCP_MAX_BODY = 28 * 1024 * 1024
 
