@@ -221,3 +221,39 @@ def test_a_tool_calls_body_is_an_upload_and_its_caller_the_visitor():
     assert guardrails_call(mcp_upload, budget_bytes=1000)[0] == 200
     assert guardrails_call(scope("/gradio_api/upload", "203.0.113.5", 2000, (b"x-gradio-user", b"mcp")),
                            budget_bytes=1000)[0] == 429
+
+
+def test_app_py_serves_the_tools_when_rde_mcp_is_set(zoo_file, tmp_path):
+    """``python app.py`` itself, as a Space starts it with the variable RDE_MCP=1."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from test_public import ROOT, free_port
+    from ui.mcp import TOOLS
+
+    port = free_port()
+    env = {**os.environ, "RDE_MCP": "1", "TMPDIR": str(tmp_path), "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    env.pop("GRADIO_EXAMPLES_CACHE", None)
+    log = tmp_path / "app.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--zoo", str(zoo_file)], cwd=ROOT,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        tools = session_run(f"{url}/gradio_api/mcp/", lambda s: s.list_tools()).tools
+        assert sorted(t.name for t in tools) == sorted(TOOLS)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
