@@ -208,7 +208,8 @@ def _adapt_gradio_mcp() -> None:
     def get_fn_description(self: Any, block_fn: Any, tool_name: str) -> tuple[str, dict[str, str]]:
         description, parameters = fn_description(self, block_fn, tool_name)
         if ours(self):  # it names a tool this server does not have; the image argument says what to send
-            description = description.replace(self._file_data_tool_description, "")
+            description = description.replace(self._file_data_tool_description, "").replace(".. Returns:",
+                                                                                           ". Returns:")
         return description, parameters
 
     async def execute_without_progress(self: Any, job: Any) -> list[Any]:
