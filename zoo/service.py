@@ -491,6 +491,69 @@ class Explorer:
             self.zoo.get(name)  # an unknown model fails here, as in batch
         return self._priced({name: float(n) for name in names_})
 
+    # --- robustness: ImageNet-C corruptions (zoo.robustness) -------------------------------------
+
+    def robustness_estimate(self, models: Sequence[str] | None = None, corruptions: Sequence[str] | None = None,
+                            severities: Sequence[int] | None = None, *, images: int = 1,
+                            sources: Sequence[str | os.PathLike] | None = None, names: Sequence[str] | None = None,
+                            max_images: int | None = None) -> Estimate:
+        """The cost of a sweep (one image) or a folder run, before it runs.
+
+        Forwards: per image and model, the clean crop and one per (corruption, severity).
+        Seconds: those forwards at ``forward_seconds`` (single-image forwards: batched ones cost
+        less, so an upper estimate) plus making the corrupted crops, at each corruption's
+        measured cost (``zoo.robustness.Corruption.seconds``) per distinct preprocessing.
+        With ``sources`` the images are counted as ``batch`` counts them (``max_images``
+        refused as there). Raises ``ZooError`` for an unknown model, corruption or severity.
+        """
+        raise NotImplementedError
+
+    def robustness_live_estimate(self, models: Sequence[str] | None = None, corruption: str = "fog",
+                                 severity: int = 3, method: str | None = None) -> Estimate:
+        """The cost of ``robustness_live``: one corrupted crop, each model's forward and, with
+        ``method``, its map (as ``estimate`` prices it)."""
+        raise NotImplementedError
+
+    def robustness_live(self, image: Any, corruption: str, severity: int, models: list[str] | None = None, *,
+                        method: str | None = None, target: int | str | None = None, seed: int = 0,
+                        top_k: int = 5, progress: ProgressFn | None = None) -> Any:
+        """Every depth on ``image`` corrupted by ``corruption`` at ``severity`` (0: the clean
+        crop): a ``zoo.robustness.Live``. With ``method``, each depth's map of the corrupted
+        crop for one class (``target``, default: the class most depths pick on the clean crop),
+        so a front end can show whether the map drifts before the answer flips. The seed of the
+        crop is ``zoo.robustness.sample_seed(seed, "image", corruption, severity)``, as in a sweep.
+        """
+        raise NotImplementedError
+
+    def robustness_sweep(self, image: Any, models: list[str] | None = None, *,
+                         corruptions: Sequence[str] | None = None, severities: Sequence[int] | None = None,
+                         target: int | str | None = None, seed: int = 0, batch_size: int | None = None,
+                         progress: ProgressFn | None = None) -> Iterator[Any]:
+        """Every corruption x severity x depth on one image (``zoo.robustness.sweep_stream``):
+        yields ``SweepProgress`` (naming the corruption running) and partial ``Sweep``s between
+        batches, then the finished ``Sweep``. The request's token or closing the generator stops it.
+        """
+        raise NotImplementedError
+
+    def robustness_stream(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None, *,
+                          corruptions: Sequence[str] | None = None, severities: Sequence[int] | None = None,
+                          names: Sequence[str] | None = None, labels_csv: str | os.PathLike | None = None,
+                          seed: int = 0, save_dir: str | os.PathLike | None = None, top_k: int = 5,
+                          batch_size: int | None = None, max_images: int | None = None, globs: bool = False,
+                          progress: ProgressFn | None = None, partial_every_s: float | None = None,
+                          ) -> Iterator[Any]:
+        """A folder (files, folders, globs, a zip, read as Batch reads them) under every
+        corruption (``zoo.robustness.stream``): yields ``Skipped``, one ``SampleResult`` per
+        (image, corruption, severity), ``Progress``, partial ``FolderSummary``s with
+        ``partial_every_s``, then the final ``FolderSummary``.
+        """
+        raise NotImplementedError
+
+    def robustness(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None,
+                   **kwargs: Any) -> Any:
+        """``robustness_stream`` to the end: the ``FolderSummary``."""
+        raise NotImplementedError
+
     # --- can I trust this map? (zoo.sanity) and every stage at once ---------------------------
 
     def sanity_estimate(self, models: Sequence[str], methods: Sequence[str] | None = None,
