@@ -251,18 +251,17 @@ def crop_path(save_dir: Path, name: str, corruption: str, severity: int, tag: st
 
 @dataclass
 class RobustnessPlan:
-    """The executor's ``Plan`` for robustness: per image, the clean crop and one ``Sample`` per
-    (corruption, severity) for each distinct preprocessing. Picklable.
+    """The executor's ``Plan`` (``zoo.batch.Plan``) for robustness: per image, the clean crop
+    and one ``Sample`` per (corruption, severity), each with a tensor per distinct
+    preprocessing. Picklable (a Ray executor makes samples in CPU tasks).
 
-    Sample keys: ``(name, "clean", 0)`` and ``(name, corruption, severity)``; ``meta`` holds
-    ``corruption``, ``severity``, ``seed`` and ``corrupt_s`` (seconds spent corrupting).
-    ``image`` (optional) is an already decoded image used instead of the item's bytes (the
-    one-image sweep). ``save_dir`` writes each crop the first model saw as a lossless PNG.
-
-    ``per_corruption``: the one-image sweep passes the image once per corruption, as item
-    indices 0 (the clean crop) and 1..C (corruption ``corruptions[i - 1]`` at every severity),
-    so the executor corrupts the next corruptions in its pool while the forwards of the
-    previous ones run, and a progress message can name the corruption running.
+    ``load`` decodes the image once and crops it once per preprocessing; ``sample`` corrupts
+    one crop (in the executor's pool, while the forwards of earlier samples run). Sample keys:
+    ``(name, "clean", 0)`` and ``(name, corruption, severity)``, corruption by corruption;
+    ``meta`` holds ``corruption``, ``severity``, ``seed`` and ``corrupt_s`` (seconds spent
+    corrupting). ``image`` (optional): an already decoded image used instead of the item's
+    bytes (the one-image sweep). ``save_dir``: each crop a model saw, as a lossless PNG
+    (``crop_path``).
     """
 
     pres: tuple[Preprocessing, ...]
@@ -272,46 +271,40 @@ class RobustnessPlan:
     targets: dict[int, int | None] = field(default_factory=dict)  # item index -> label class
     image: Image.Image | None = None
     save_dir: Path | None = None
-    per_corruption: bool = False
-
-    def cells(self, index: int) -> list[tuple[str, int]]:
-        """The (corruption, severity) pairs item ``index`` produces, the clean crop as (CLEAN, 0)."""
-        every = [(c, s) for c in self.corruptions for s in self.severities]
-        if not self.per_corruption:
-            return [(CLEAN, 0), *every]
-        if index == 0:
-            return [(CLEAN, 0)]
-        return [(self.corruptions[index - 1], s) for s in self.severities]
+    noun: str = "crops"
 
     def keys(self, index: int, item: Item) -> list[tuple]:
-        return [(item.name, c, s) for c, s in self.cells(index)]
+        return [(item.name, CLEAN, 0)] + [(item.name, c, s) for c in self.corruptions for s in self.severities]
 
-    def samples(self, index: int, item: Item, data: Path | bytes) -> list[Any]:
-        from .batch import Sample
-        from .images import load_image, model_crop, to_tensor
+    def load(self, index: int, item: Item, data: Path | bytes) -> dict[Preprocessing, np.ndarray]:
+        from .images import load_image, model_crop
 
         image = self.image if self.image is not None else load_image(data, name=item.name).image
-        crops = {pre: np.asarray(model_crop(image, pre)) for pre in self.pres}
-        target = self.targets.get(index)
-        out = []
-        for corruption, severity in self.cells(index):
-            seed = 0 if severity == 0 else sample_seed(self.seed, item.name, corruption, severity)
-            tensors, spent = {}, 0.0
-            for p, pre in enumerate(self.pres):
-                t0 = time.perf_counter()
-                arr = crops[pre] if severity == 0 else corrupt_array(crops[pre], corruption, severity, seed)
-                spent += time.perf_counter() - t0
-                pil = Image.fromarray(arr)
-                tensors[pre] = to_tensor(pil, pre)[0]
-                if self.save_dir is not None:
-                    tag = "" if len(self.pres) == 1 else _pre_tag(pre)
-                    path = crop_path(self.save_dir, item.name, corruption, severity, tag)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    pil.save(path, format="PNG")
-            out.append(Sample(index, (item.name, corruption, severity), tensors, target,
-                              {"corruption": corruption, "severity": severity, "seed": seed,
-                               "corrupt_s": spent}))
-        return out
+        return {pre: np.asarray(model_crop(image, pre)) for pre in self.pres}
+
+    def sample(self, loaded: dict[Preprocessing, np.ndarray], index: int, key: tuple) -> Any:
+        from .batch import Sample
+        from .images import to_tensor
+
+        name, corruption, severity = key
+        seed = 0 if severity == 0 else sample_seed(self.seed, name, corruption, severity)
+        tensors, spent = {}, 0.0
+        for pre in self.pres:
+            t0 = time.perf_counter()
+            arr = loaded[pre] if severity == 0 else corrupt_array(loaded[pre], corruption, severity, seed)
+            spent += time.perf_counter() - t0
+            pil = Image.fromarray(arr)
+            tensors[pre] = to_tensor(pil, pre)[0]
+            if self.save_dir is not None:
+                path = crop_path(self.save_dir, name, corruption, severity, "" if len(self.pres) == 1 else _pre_tag(pre))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pil.save(path, format="PNG")
+        return Sample(index, tuple(key), tensors, self.targets.get(index),
+                      {"corruption": corruption, "severity": severity, "seed": seed, "corrupt_s": spent})
+
+    def describe(self, sample: Any) -> str:
+        c, s = sample.meta["corruption"], sample.meta["severity"]
+        return "clean" if c == CLEAN else f"{_label(c)}, severity {s}"
 
 
 # --- one image: the sweep ---------------------------------------------------------------------
@@ -713,10 +706,6 @@ def summarize(results: Sequence[SampleResult], models: Sequence[str], depths: Se
 
 # --- the runs -----------------------------------------------------------------------------------
 
-def _pres(executor: Any) -> tuple[Preprocessing, ...]:
-    return tuple(dict.fromkeys(lm.spec.preprocessing for lm in executor.models))
-
-
 def _dense(top_idx: np.ndarray, top_p: np.ndarray, n: int) -> np.ndarray:
     """(M, n) probabilities from a full top-n ranking."""
     out = np.zeros((top_idx.shape[0], n), dtype=np.float32)
@@ -742,11 +731,12 @@ def sweep_stream(executor: Any, image: Image.Image, *, name: str = "image", corr
     labels = tuple(executor.labels)
     given = None if target is None or (isinstance(target, str) and not target.strip()) \
         else resolve_target(labels, target, 0)
-    models = tuple(executor.names)
-    depths = tuple(lm.spec.depth for lm in executor.models)
+    models, depths = tuple(executor.names), tuple(executor.depths)
     M, C, S = len(models), len(names), len(sevs)
-    plan = RobustnessPlan(_pres(executor), names, sevs, seed, image=image.convert("RGB"), per_corruption=True)
-    item = Item(name, Path(name))
+    plan = RobustnessPlan(tuple(dict.fromkeys(executor.preprocessings)), names, sevs, seed, image=image.convert("RGB"))
+    # The plan holds the decoded image and never reads the item's bytes; the executor only
+    # checks that its source exists, so any existing file serves.
+    item = Item(name, Path(__file__))
     probs: dict[tuple[str, int], np.ndarray] = {}
     total = C * S
     t0 = time.perf_counter()
@@ -772,24 +762,20 @@ def sweep_stream(executor: Any, image: Image.Image, *, name: str = "image", corr
                      ct1, ct1p, clean[:, tgt] if clean is not None else np.full(M, np.nan), top1, top1_p, target_p,
                      done, total, time.perf_counter() - t0, executor.device, executor.precision)
 
-    items = [(k, item) for k in range(C + 1)]
-    running = None
-    for event in executor.run(items, plan, keep_k=len(labels), batch_size=batch_size or 0):
-        if isinstance(event, Progress):
-            # The executor reports forwards; say which corruption they belong to.
-            corruption = running
-            msg = f"{_label(corruption)}: {event.message}" if corruption else event.message
+    running: str | None = CLEAN
+    for event in executor.run([(0, item)], plan, keep_k=len(labels),
+                              batch_size=batch_size or executor.default_batch_size()):
+        if isinstance(event, Progress):  # before a forward; its message names the crops in the batch
             if progress:
-                progress(event.fraction, msg)
-            yield SweepProgress(event.fraction, msg, corruption)
+                progress(event.fraction, event.message)
+            yield SweepProgress(event.fraction, event.message, running)
             continue
         if isinstance(event, Failed):
             raise ZooError(f"{name}: {event.reason}")
         assert isinstance(event, Scored)
         c, s = event.sample.meta["corruption"], event.sample.meta["severity"]
         probs[(c, s)] = _dense(event.top_idx, event.top_p, len(labels))
-        nxt = [x for x in names if any((x, v) not in probs for v in sevs)]
-        running = nxt[0] if nxt else None
+        running = next((x for x in names if any((x, v) not in probs for v in sevs)), None)
         check()
         if c == CLEAN or sevs.index(s) == S - 1:  # a corruption (or the clean crop) complete
             yield state()
@@ -815,11 +801,10 @@ def stream(executor: Any, inp: Any, *, corruptions: Sequence[str] | None = None,
     sevs = severity_list(severities)
     seed = check_seed(seed)
     labels = tuple(executor.labels)
-    models = tuple(executor.names)
-    depths = tuple(lm.spec.depth for lm in executor.models)
+    models, depths = tuple(executor.names), tuple(executor.depths)
     targets, label_notes = resolve_labels(inp.items, labels)
     keep = max(1, min(max(int(top_k), 5), len(labels)))
-    plan = RobustnessPlan(_pres(executor), names, sevs, seed, {i: t for i, t in enumerate(targets)},
+    plan = RobustnessPlan(tuple(dict.fromkeys(executor.preprocessings)), names, sevs, seed, {i: t for i, t in enumerate(targets)},
                           save_dir=Path(save_dir) if save_dir is not None else None)
     imagenet = labels == imagenet_labels()
     tally = _FolderTally(len(models), len(names), len(sevs))
@@ -834,7 +819,8 @@ def stream(executor: Any, inp: Any, *, corruptions: Sequence[str] | None = None,
             executor.precision, partial
         return s
 
-    for event in executor.run(list(enumerate(inp.items)), plan, keep_k=keep, batch_size=batch_size or 0):
+    for event in executor.run(list(enumerate(inp.items)), plan, keep_k=keep,
+                              batch_size=batch_size or executor.default_batch_size()):
         if isinstance(event, Progress):
             if progress:
                 progress(event.fraction, event.message)

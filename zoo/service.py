@@ -531,11 +531,15 @@ class Explorer:
         c = rb.get_corruption(corruption)
         sev = rb.check_severity(severity)
         names_ = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
-        est = self.estimate(names_, method or "cam") if method else self._priced({n: 1.0 for n in names_})
+        est = self.estimate(names_, method) if method else self._priced({n: 1.0 for n in names_})
+        # A corrupted crop is classified clean too (the default target is the clean consensus).
+        clean = self._priced({n: 1.0 for n in names_}) if sev else Estimate(0, 0.0, "")
         pres = list(dict.fromkeys(self.zoo.get(n).preprocessing for n in names_))
         corrupt_s = sum(rb.corruption_seconds([c.name], [sev], p.crop) for p in pres) if sev else 0.0
-        seconds = None if est.seconds is None else est.seconds + corrupt_s
-        return Estimate(est.forwards, seconds, est.basis, models=len(names_), passes=est.passes or est.forwards)
+        seconds = None if est.seconds is None or clean.seconds is None else est.seconds + clean.seconds + corrupt_s
+        forwards = est.forwards + clean.forwards
+        return Estimate(forwards, seconds, est.basis, models=len(names_),
+                        passes=(est.passes or est.forwards) + clean.forwards)
 
     def robustness_live(self, image: Any, corruption: str, severity: int, models: list[str] | None = None, *,
                         method: str | None = None, target: int | str | None = None, seed: int = 0,
