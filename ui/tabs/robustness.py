@@ -307,7 +307,8 @@ def build(ctx: Context) -> None:
         text = ""
         for event in sweep_events(image, models, None, target, seed, progress):
             if isinstance(event, SweepProgress):
-                yield f"*Running: {event.message}*\n\n{text}", *[gr.skip()] * 5
+                running = LABELS.get(event.corruption or "", "the clean crop")
+                yield f"*Running: {running} ({event.message})*\n\n{text}", *[gr.skip()] * 5
             elif isinstance(event, Sweep):
                 text = sweep_markdown(event, corruption)
                 heat, lines = sweep_charts(event, corruption)
