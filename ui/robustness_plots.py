@@ -39,9 +39,11 @@ def probability_heatmaps(models: Sequence[str], corruptions: Sequence[str], seve
     n = len(models)
     rows = _label(corruptions, corruption_labels)
     xs = [0, *severities]
-    fig = figure("robustness-heatmap", f"p({target_label}) under each corruption and severity, per depth",
-                 rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.012 if n > 3 else 0.03,
-                 subplot_titles=[depth_label(m) for m in models], height=150 + 19 * len(corruptions))
+    grid = dict(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.012 if n > 3 else 0.03,
+                subplot_titles=[depth_label(m) for m in models]) if n > 1 else {}
+    title = f"p({target_label}) under each corruption and severity" + (", per depth" if n > 1 else
+                                                                        f": {depth_label(models[0])}")
+    fig = figure("robustness-heatmap", title, height=150 + 19 * len(corruptions), **grid)
     for i, model in enumerate(models):
         z = [[float(clean_p[i])] + [float(v) for v in target_p[i, c]] for c in range(len(corruptions))]
         z = [[None if not np.isfinite(v) else v for v in row] for row in z]
@@ -53,12 +55,12 @@ def probability_heatmaps(models: Sequence[str], corruptions: Sequence[str], seve
             colorbar=dict(title=dict(text=f"p({target_label})", side="right"), thickness=10, len=0.9),
             hovertemplate=hover(depth_label(model), ("corruption", "%{y}"), ("severity", "%{x}"),
                                 (f"p({target_label})", "%{z:.3f}"), ("top-1", "%{customdata}"))),
-            row=1, col=i + 1)
+            **({"row": 1, "col": i + 1} if n > 1 else {}))
     # Severity 0 is the clean crop; rows read top-down in the table's order.
     fig.update_xaxes(tickvals=xs, ticktext=["clean", *map(str, severities)], tickangle=0, showgrid=False,
                      showline=False, ticks="", tickfont=dict(size=10))
     fig.update_yaxes(autorange="reversed", showgrid=False, showline=False, ticks="", tickfont=dict(size=10))
-    fig.update_xaxes(title_text="severity", row=1, col=(n + 1) // 2)
+    fig.update_xaxes(title_text="severity", **({"row": 1, "col": (n + 1) // 2} if n > 1 else {}))
     fig.update_annotations(font_size=12)
     fig.update_layout(margin=dict(l=10, r=10, t=70, b=10))
     return fig

@@ -261,7 +261,9 @@ def build(ctx: Context) -> None:
     def ui_live(image, models, corruption, severity, method, target, seed, progress=gr.Progress()):
         live = run_live(image, models, corruption, severity, method, target, seed, progress)
         crop, gallery, rows, info = render_live(live)
-        return crop, gallery, gr.Dataframe(value=rows, headers=LIVE_HEADERS), info
+        # At least three columns: a lone map would fill the row at 1400 px.
+        return (crop, gr.Gallery(value=gallery, columns=max(3, len(gallery))),
+                gr.Dataframe(value=rows, headers=LIVE_HEADERS), info)
 
     @user_errors
     def api_live(image, models, corruption, severity, method, progress=gr.Progress()):
@@ -450,10 +452,11 @@ def build(ctx: Context) -> None:
         with gr.Column(scale=2, min_width=300):
             live_info = gr.Markdown(elem_id="robust-live-info")
             with gr.Row():
-                live_crop = gr.Image(label="The corrupted crop the models saw", format="png", min_width=240,
+                live_crop = gr.Image(label="The corrupted crop the models saw", format="png", min_width=240, scale=1,
                                      elem_id="robust-crop", elem_classes="rde-when-filled", height=260)
                 live_table = gr.Dataframe(headers=LIVE_HEADERS, label="Each depth on this crop", interactive=False,
-                                          wrap=True, pinned_columns=1, elem_id="robust-live-table", min_width=300)
+                                          wrap=True, pinned_columns=1, elem_id="robust-live-table", min_width=300,
+                                          scale=2)
             live_gallery = gr.Gallery(label="Each depth's map on the corrupted crop", columns=5, height="auto",
                                       object_fit="contain", allow_preview=False, elem_id="robust-gallery",
                                       elem_classes="rde-when-filled")
