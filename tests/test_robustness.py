@@ -148,3 +148,193 @@ def test_brightness_follows_imagenet_c_within_one_level():
         ref = np.uint8(np.clip(hsv2rgb(hsv), 0, 1) * 255)
         diff = np.abs(rb.corrupt_array(x, "brightness", s, 0).astype(int) - ref.astype(int))
         assert diff.max() <= 1 and (diff == 0).mean() > 0.9
+
+
+# --- runs through the models --------------------------------------------------------------------
+
+MODELS = ["resnet18", "resnet34"]
+SWEEP = ("gaussian_noise", "fog")
+
+
+@pytest.fixture(scope="module")
+def explorer(zoo, hosted) -> Explorer:
+    return Explorer(zoo, "cpu", precision="fp32")  # compared with fp32 torchvision below
+
+
+@pytest.fixture(scope="module")
+def nets(hosted):
+    out = {}
+    for arch in MODELS:
+        m = torchvision.models.get_model(arch, weights=None)
+        m.load_state_dict(load_file(str(hosted[arch].path)))
+        out[arch] = m.eval()
+    return out
+
+
+def photo(seed: int, size=(200, 150)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    w, h = size
+    x = np.zeros((h, w, 3), dtype=np.uint8)
+    x[:] = rng.integers(0, 256, 3, dtype=np.uint8)
+    x[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = rng.integers(0, 256, (h // 2, w // 2, 3), dtype=np.uint8)
+    return Image.fromarray(x)
+
+
+def plain_probs(net, crop: Image.Image) -> np.ndarray:
+    """torchvision on a 224 crop as it is: ToTensor + Normalize, nothing of zoo."""
+    tf = torchvision.transforms.Compose([torchvision.transforms.ToTensor(),
+                                         torchvision.transforms.Normalize([0.485, 0.456, 0.406],
+                                                                          [0.229, 0.224, 0.225])])
+    with torch.no_grad():
+        return torch.softmax(net(tf(crop.convert("RGB")).unsqueeze(0))[0], 0).numpy()
+
+
+def test_sweep_equals_plain_torchvision_on_the_library_crops(explorer, nets):
+    img = photo(1)
+    events = list(explorer.robustness_sweep(img, MODELS, corruptions=SWEEP, seed=5, batch_size=8))
+    progress = [e for e in events if isinstance(e, rb.SweepProgress)]
+    sweeps = [e for e in events if isinstance(e, rb.Sweep)]
+    final = sweeps[-1]
+    assert not final.partial and final.done == final.total == 10 and any(s.partial for s in sweeps)
+    assert any("Fog, severity" in p.message for p in progress)  # progress names the corruption running
+    clean = torchvision.transforms.CenterCrop(224)(torchvision.transforms.Resize(256)(img))
+    for m, arch in enumerate(MODELS):
+        p0 = plain_probs(nets[arch], clean)
+        assert final.clean_top1[m] == p0.argmax()
+        for c, name in enumerate(SWEEP):
+            for s, severity in enumerate((1, 2, 3, 4, 5)):
+                x = library_output(np.asarray(clean), name, severity, rb.sample_seed(5, "image", name, severity))
+                p = plain_probs(nets[arch], Image.fromarray(x))
+                assert final.top1[m, c, s] == p.argmax()
+                assert final.target_p[m, c, s] == pytest.approx(p[final.target], abs=1e-4)
+    # The breaking points and the sentence say what the arrays say.
+    bps = final.breaking_points()
+    for m in range(2):
+        for c in range(2):
+            changed = [s for i, s in enumerate((1, 2, 3, 4, 5)) if final.top1[m, c, i] != final.clean_top1[m]]
+            assert bps[m, c] == (changed[0] if changed else 0)
+    data = final.to_json()
+    assert json.loads(json.dumps(data))["target"]["label"] == final.target_label
+    # The same seed reproduces (to float noise: another batch composition); the crops' own
+    # reproduction, bit for bit, is tested above.
+    again = [e for e in explorer.robustness_sweep(img, MODELS[:1], corruptions=["fog"],
+                                                  seed=5, target=final.target) if isinstance(e, rb.Sweep)][-1]
+    np.testing.assert_array_equal(again.top1[0, 0], final.top1[0, 1])
+    np.testing.assert_allclose(again.target_p[0, 0], final.target_p[0, 1], atol=1e-5)
+
+
+def test_live_is_the_sweeps_cell_and_maps_the_corrupted_crop(explorer):
+    img = photo(2)
+    live = explorer.robustness_live(img, "fog", 3, MODELS, method="cam", seed=5)
+    sweep = [e for e in explorer.robustness_sweep(img, MODELS, corruptions=["fog"], severities=[3], seed=5)
+             if isinstance(e, rb.Sweep)][-1]
+    clean = np.asarray(torchvision.transforms.CenterCrop(224)(torchvision.transforms.Resize(256)(img)))
+    np.testing.assert_array_equal(np.asarray(live.crop), library_output(clean, "fog", 3,
+                                                                        rb.sample_seed(5, "image", "fog", 3)))
+    assert live.target == sweep.target and live.method == "cam"
+    for m, r in enumerate(live.results):
+        assert r.run.predictions[0].index == sweep.top1[m, 0, 0]
+        assert float(r.run.probs[sweep.target]) == pytest.approx(sweep.target_p[m, 0, 0], abs=1e-5)
+        assert r.explanation.target.index == live.target and r.run.crop is live.crop or m > 0
+    zero = explorer.robustness_live(img, "fog", 0, MODELS[:1])
+    np.testing.assert_array_equal(np.asarray(zero.crop), clean)
+
+
+def test_verdict_sentence_from_breaking_points():
+    labels = tuple(f"class{i}" for i in range(3))
+    top1 = np.array([[[0, 1, 1, 1, 1]], [[0, 0, 0, 0, 2]]])  # (M=2, C=1, S=5)
+    sweep = rb.Sweep(("resnet18", "resnet152"), (18, 152), ("fog",), (1, 2, 3, 4, 5), labels, 0, 0, "consensus",
+                     np.array([0, 0]), np.array([0.9, 0.9]), np.array([0.9, 0.9]), top1, np.zeros((2, 1, 5)),
+                     np.zeros((2, 1, 5)), 5, 5)
+    assert sweep.breaking_point("resnet18", "fog") == 2 and sweep.breaking_point(1, 0) == 5
+    v = sweep.verdict()
+    assert (v.best, v.best_kept_through, v.best_lost_at, v.worst, v.worst_lost_at) == ("resnet152", 4, 5,
+                                                                                       "resnet18", 2)
+    assert v.sentence() == ("resnet152 kept class0 through fog 4 and lost it at 5; resnet18 lost it at fog 2.")
+
+
+def test_stop_ends_a_sweep_between_batches(explorer):
+    token = cancel.Token()
+    seen = []
+
+    def progress(fraction, message):
+        seen.append(message)
+        if len(seen) == 3:
+            token.cancel()
+
+    with cancel.running(token), pytest.raises(cancel.Cancelled, match="Stopped"):
+        for _ in explorer.robustness_sweep(photo(3), MODELS[:1], corruptions=SWEEP, batch_size=4,
+                                           progress=progress):
+            pass
+    assert len(seen) == 3  # no forward after the Stop
+    assert not [t for t in threading.enumerate() if t.name.startswith("zoo-prepare")]
+
+
+def test_estimate_counts_forwards_and_the_gate_refuses_over_the_ceiling(explorer, tmp_path):
+    est = explorer.robustness_estimate(MODELS, ["fog", "glass_blur"], [1, 2])
+    assert est.forwards == 2 * (1 + 2 * 2) and est.models == 2
+    for p in (photo(4), photo(5)):
+        p.save(tmp_path / f"{len(list(tmp_path.iterdir()))}.png")
+    folder = explorer.robustness_estimate(MODELS, sources=[tmp_path])
+    assert folder.forwards == 2 * 2 * (1 + 19 * 5)
+    explorer.robustness_live(photo(4), "fog", 1, MODELS)  # times a forward here
+    est = explorer.robustness_estimate(MODELS, ["glass_blur"], [5])
+    cheap = explorer.robustness_estimate(MODELS, ["pixelate"], [5])
+    assert est.seconds is not None and est.seconds - cheap.seconds == pytest.approx(
+        rb.get_corruption("glass_blur").seconds - rb.get_corruption("pixelate").seconds)
+    whole = explorer.robustness_estimate(["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
+    with pytest.raises(LimitError, match=r"this server allows 10 s per request"):
+        Gate(Limits(max_request_seconds=10)).check(whole.forwards, whole.seconds, "This sweep")
+    with pytest.raises(rb.UnknownCorruptionError):
+        explorer.robustness_estimate(MODELS, ["rain"])
+
+
+def test_cli_lines_saved_crops_and_summary(nets, zoo_file, hosted, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    photo(6).save(folder / "a.png")
+    photo(7, (160, 240)).save(folder / "b.png")
+    clean_a = torchvision.transforms.CenterCrop(224)(torchvision.transforms.Resize(256)(photo(6)))
+    label_a = int(plain_probs(nets["resnet18"], clean_a).argmax())  # right on the clean crop, for resnet18
+    (tmp_path / "labels.csv").write_text(f"a.png,{label_a}\nb.png,tabby\n")
+    corruptions = ["gaussian_noise", "jpeg_compression"]
+    r = run_cli("robustness", str(folder), "--models", *MODELS, "--corruptions", *corruptions,
+                "--labels", str(tmp_path / "labels.csv"), "--seed", "3", "--save-dir", str(tmp_path / "crops"),
+                "--json", "--batch-size", "8", "--device", "cpu", "--precision", "fp32", "--zoo", str(zoo_file))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+    records, summary = lines[:-1], lines[-1]["summary"]
+    assert len(records) == 2 * len(MODELS) * (1 + 2 * 5)
+    for rec in records:
+        png = rb.crop_path(tmp_path / "crops", rec["file"], rec["corruption"], rec["severity"])
+        assert png.is_relative_to(tmp_path / "crops") and png.name == f"{rec['corruption']}-{rec['severity']}.png"
+        p = plain_probs(nets[rec["model"]], Image.open(png))  # what the model saw, saved losslessly
+        assert rec["predictions"][0]["index"] == p.argmax()
+        np.testing.assert_allclose([t["prob"] for t in rec["predictions"]],
+                                   p[[t["index"] for t in rec["predictions"]]], atol=1e-4)
+        if rec["severity"]:
+            assert rec["seed"] == rb.sample_seed(3, rec["file"], rec["corruption"], rec["severity"])
+    # Accuracy, CE and mCE counted here from the lines alone.
+    err = {}
+    for m in MODELS:
+        for c in corruptions:
+            for s in range(1, 6):
+                rows = [x for x in records if (x["model"], x["corruption"], x["severity"]) == (m, c, s)]
+                acc = sum(x["correct"] for x in rows) / len(rows)
+                assert summary["accuracy"][m][c][str(s)] == pytest.approx(acc)
+                err[m, c, s] = 1 - acc
+        clean = [x for x in records if x["model"] == m and x["corruption"] == "clean"]
+        assert summary["clean_accuracy"][m] == pytest.approx(sum(x["correct"] for x in clean) / 2)
+    assert summary["reference"] == "resnet18"
+    alexnet = {"gaussian_noise": 0.886428, "jpeg_compression": 0.606500}  # the paper's
+    for m in MODELS:
+        ces, ces_a = [], []
+        for c in corruptions:
+            ref = sum(err["resnet18", c, s] for s in range(1, 6))
+            ce = sum(err[m, c, s] for s in range(1, 6)) / ref if ref else None
+            assert summary["ce"][m][c] == (pytest.approx(ce) if ce is not None else None)
+            ces += [ce] if ce is not None else []
+            ces_a.append(sum(err[m, c, s] for s in range(1, 6)) / 5 / alexnet[c])
+            assert summary["ce_alexnet"][m][c] == pytest.approx(ces_a[-1])
+        assert summary["mce"][m] == pytest.approx(np.mean(ces))
+        assert summary["mce_alexnet"][m] == pytest.approx(np.mean(ces_a))

@@ -599,7 +599,8 @@ class Explorer:
         first = prepared[specs[0].preprocessing]
         return rb.Live(c.name, sev, item_seed, first[1].crop, first[0].crop, idx, labels[idx], results, method)
 
-    def _executor(self, models: list[str] | None, progress: ProgressFn | None) -> Any:
+    def local_executor(self, models: Sequence[str] | None = None, progress: ProgressFn | None = None) -> Any:
+        """A ``zoo.batch.LocalExecutor`` over ``models`` (default: every depth), loaded from the cache."""
         specs = list(dict.fromkeys(self.zoo.get(n) for n in (models or [s.name for s in self.zoo.builtin_depths])))
         lms = [self.cache.get(spec, progress) for spec in specs]
         return batching.LocalExecutor(lms)
@@ -618,7 +619,7 @@ class Explorer:
         for name in models or []:
             self.zoo.get(name)
         loaded = _decoded(image)  # a bad upload fails before any download
-        executor = self._executor(models, progress)
+        executor = self.local_executor(models, progress)
         if target is not None:
             resolve_target(executor.labels, target, 0)
         for event in rb.sweep_stream(executor, loaded.image, corruptions=cs, severities=sevs, seed=seed,
@@ -641,11 +642,12 @@ class Explorer:
                           seed: int = 0, save_dir: str | os.PathLike | None = None, top_k: int = 5,
                           batch_size: int | None = None, max_images: int | None = None, globs: bool = False,
                           progress: ProgressFn | None = None, partial_every_s: float | None = None,
-                          ) -> Iterator[Any]:
+                          executor: Any = None) -> Iterator[Any]:
         """A folder (files, folders, globs, a zip, read as Batch reads them) under every
         corruption (``zoo.robustness.stream``): yields ``Skipped``, one ``SampleResult`` per
         (image, corruption, severity), ``Progress``, partial ``FolderSummary``s with
-        ``partial_every_s``, then the final ``FolderSummary``.
+        ``partial_every_s``, then the final ``FolderSummary``. ``executor``: another engine
+        (``zoo.batch.Executor``) over ``models``; default, ``local_executor``.
         """
         from . import robustness as rb
 
@@ -655,7 +657,7 @@ class Explorer:
             self.zoo.get(name)
         # Inputs first: a bad path or an unsafe zip fails before seconds are spent on weights.
         inp = batching.gather(sources, names=names, labels_csv=labels_csv, max_images=max_images, globs=globs)
-        executor = self._executor(models, progress)
+        executor = executor or self.local_executor(models, progress)
         yield from rb.stream(executor, inp, corruptions=cs, severities=sevs, seed=seed, save_dir=save_dir,
                              top_k=top_k, batch_size=batch_size, progress=progress,
                              partial_every_s=partial_every_s)
