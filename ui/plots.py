@@ -119,7 +119,7 @@ def hover(title: str, *rows: tuple[str, str]) -> str:
 
 def _literal(text: str) -> str:
     # Escaped for Plotly's HTML subset; "%{" would start a template field.
-    return html.escape(text).replace("%{", "%&#123;")
+    return html.escape(text, quote=False).replace("%{", "%&#123;")
 
 
 def _floats(values: Iterable[Any]) -> list[float | None]:
@@ -166,9 +166,8 @@ def message(text: str, name: str = "chart") -> Chart:
 
 def _axis_title(fig: go.Figure, ref: str) -> str:
     """The title of axis ``x``, ``x2``, ``y3``... of ``fig``."""
-    key = ref[0] + "axis" + ref[1:]
-    ax = fig.layout[key]
-    text = ax.title.text if ax is not None and ax.title is not None else None
+    ax = fig.to_dict()["layout"].get(ref[0] + "axis" + ref[1:], {})
+    text = ax.get("title", {}).get("text")
     return re.sub(r"<[^>]+>", " ", text or ref).strip()
 
 
@@ -704,3 +703,16 @@ def _log10_norm(lo: float, hi: float):
     from matplotlib.colors import Normalize
 
     return Normalize(vmin=lo, vmax=hi)
+
+
+# --- gradio glue -----------------------------------------------------------------------------------
+
+DATA_LABEL = "Chart data (CSV). To save a chart as PNG: the camera icon at its top right"
+
+
+def data_files(elem_id: str, label: str = DATA_LABEL):
+    """The download box for a tab's chart data (``csv_files``), hidden until a run fills it."""
+    import gradio as gr
+
+    return gr.File(label=label, file_count="multiple", interactive=False, elem_id=elem_id,
+                   elem_classes="rde-when-filled")
