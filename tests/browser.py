@@ -87,7 +87,7 @@ def hover_cell(page, plot: str, row: int, col: int, rows: int, cols: int, timeou
     chart = page.locator(f"{plot} .js-plotly-plot")
     expect(chart).to_be_visible(timeout=timeout)
     chart.scroll_into_view_if_needed()
-    box = chart.locator(".nsewdrag").first.bounding_box()  # the plot area
+    box = chart.locator(".heatmaplayer image").first.bounding_box()  # the cells, drawn as one picture
     x, y = box["x"] + (col + 0.5) * box["width"] / cols, box["y"] + (row + 0.5) * box["height"] / rows
     page.mouse.move(x - 5, y - 5)
     page.mouse.move(x, y, steps=4)

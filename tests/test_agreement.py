@@ -145,10 +145,11 @@ def test_browser_map_agreement_heatmap(app, shots, width):
         # Hovering a cell names the two depths and gives both figures, as Compare computes them.
         names = [s.name for s in explorer.zoo.builtin_depths]
         m = explorer.compare(EXAMPLES / "chelsea.png", names, "cam").map_agreement.to_json()
-        tip = hover_cell(page, "#map-agreement-plot", 0, 4, 5, 5)
-        assert f"{m['models'][0]} and {m['models'][4]}" in tip, tip
-        assert f"Spearman ρ of the maps: {m['spearman'][0][4]:.3f}" in tip, tip
-        assert f"IoU of the top-20 % regions: {m['iou_top20'][0][4]:.3f}" in tip, tip
+        # The bottom-left cell: the modebar, shown on hover, sits over the top-right one.
+        tip = hover_cell(page, "#map-agreement-plot", 4, 0, 5, 5)
+        assert f"{m['models'][4]} and {m['models'][0]}" in tip, tip
+        assert f"Spearman ρ of the maps: {m['spearman'][4][0]:.3f}" in tip, tip
+        assert f"IoU of the top-20 % regions: {m['iou_top20'][4][0]:.3f}" in tip, tip
         expect(page.locator("#compare-chart-data")).to_contain_text("map-agreement")
         page.screenshot(path=str(shots / f"map-agreement-{width}.png"), full_page=True)
 

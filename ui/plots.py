@@ -98,9 +98,11 @@ def figure(name: str, title: str = "", x: str = "", y: str = "", *, log_x: bool 
     fig = Chart(make_subplots(rows=rows, cols=cols, **subplots)) if rows * cols > 1 else Chart()
     fig.update_layout(
         meta={"name": name},
-        title=dict(text=title, font=dict(size=14), x=0.0, xanchor="left", y=0.98, yanchor="top") if title else None,
+        title=dict(text=title, font=dict(size=14), x=0.0, xanchor="left", y=1.0, yanchor="top", yref="container",
+                   pad=dict(t=10)) if title else None,
         height=height, template="plotly_white", font=dict(size=12, color="#333333"),
-        margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+        # Room for the title's lines (a subtitle is a second line), and the modebar above the plot.
+        margin=dict(l=10, r=10, t=(45 + 20 * title.count("<br>")) if title else 30, b=10),
         hovermode="closest", hoverlabel=dict(font_size=12, align="left"),
         # Under the plot, horizontal: beside it, it would take half a phone's width.
         legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.18, yanchor="top", font=dict(size=11),
@@ -461,8 +463,9 @@ def _short(names: list[str]) -> list[str]:
 def _heatmap_axes(fig: go.Figure, models: list[str]) -> None:
     short = _short(models)
     fig.update_xaxes(tickvals=models, ticktext=short, tickangle=-30, showgrid=False, showline=False, ticks="")
+    # Cells fill the width (not forced square): wide ones on a desktop, narrow on a phone.
     fig.update_yaxes(tickvals=models, ticktext=short, autorange="reversed", showgrid=False, showline=False,
-                     ticks="", scaleanchor="x", constrain="domain")
+                     ticks="")
 
 
 def agreement_heatmap(models: list[str], matrix) -> Chart:
@@ -492,8 +495,9 @@ def map_agreement_heatmap(models: list[str], spearman, iou) -> Chart | None:
     fig = figure("map-agreement", height=260 + 45 * n)
     fig.add_trace(go.Heatmap(z=rho, x=list(models), y=list(models), zmin=-1.0, zmax=1.0, colorscale="RdBu",
                              reversescale=True, name="Spearman ρ", customdata=overlap, meta={"columns": ["IoU top 20 %"]},
-                             text=text, texttemplate="%{text}", textfont=dict(size=11 if n <= 4 else 9),
-                             colorbar=dict(title=dict(text="Spearman ρ of the maps", side="right"), thickness=12),
+                             text=text, texttemplate="%{text}", textfont=dict(size=11 if n <= 3 else 9),
+                             # A short colour bar title: on a phone every pixel goes to the cells.
+                             colorbar=dict(title=dict(text="ρ", side="top"), thickness=10),
                              hovertemplate="<b>%{y} and %{x}</b><br>Spearman ρ of the maps: %{z:.3f}<br>"
                                            "IoU of the top-20 % regions: %{customdata:.3f}<extra></extra>"))
     _heatmap_axes(fig, list(models))
