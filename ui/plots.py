@@ -98,9 +98,11 @@ def figure(name: str, title: str = "", x: str = "", y: str = "", *, log_x: bool 
     fig = Chart(make_subplots(rows=rows, cols=cols, **subplots)) if rows * cols > 1 else Chart()
     fig.update_layout(
         meta={"name": name},
-        title=dict(text=title, font=dict(size=14), x=0.0, xanchor="left", y=0.98, yanchor="top") if title else None,
+        title=dict(text=title, font=dict(size=14), x=0.0, xanchor="left", y=1.0, yanchor="top", yref="container",
+                   pad=dict(t=10)) if title else None,
         height=height, template="plotly_white", font=dict(size=12, color="#333333"),
-        margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+        # Room for the title's lines (a subtitle is a second line), and the modebar above the plot.
+        margin=dict(l=10, r=10, t=(45 + 20 * title.count("<br>")) if title else 30, b=10),
         hovermode="closest", hoverlabel=dict(font_size=12, align="left"),
         # Under the plot, horizontal: beside it, it would take half a phone's width.
         legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.18, yanchor="top", font=dict(size=11),
@@ -119,7 +121,7 @@ def hover(title: str, *rows: tuple[str, str]) -> str:
 
 def _literal(text: str) -> str:
     # Escaped for Plotly's HTML subset; "%{" would start a template field.
-    return html.escape(text).replace("%{", "%&#123;")
+    return html.escape(text, quote=False).replace("%{", "%&#123;")
 
 
 def _floats(values: Iterable[Any]) -> list[float | None]:
@@ -166,9 +168,8 @@ def message(text: str, name: str = "chart") -> Chart:
 
 def _axis_title(fig: go.Figure, ref: str) -> str:
     """The title of axis ``x``, ``x2``, ``y3``... of ``fig``."""
-    key = ref[0] + "axis" + ref[1:]
-    ax = fig.layout[key]
-    text = ax.title.text if ax is not None and ax.title is not None else None
+    ax = fig.to_dict()["layout"].get(ref[0] + "axis" + ref[1:], {})
+    text = ax.get("title", {}).get("text")
     return re.sub(r"<[^>]+>", " ", text or ref).strip()
 
 
@@ -462,8 +463,9 @@ def _short(names: list[str]) -> list[str]:
 def _heatmap_axes(fig: go.Figure, models: list[str]) -> None:
     short = _short(models)
     fig.update_xaxes(tickvals=models, ticktext=short, tickangle=-30, showgrid=False, showline=False, ticks="")
+    # Cells fill the width (not forced square): wide ones on a desktop, narrow on a phone.
     fig.update_yaxes(tickvals=models, ticktext=short, autorange="reversed", showgrid=False, showline=False,
-                     ticks="", scaleanchor="x", constrain="domain")
+                     ticks="")
 
 
 def agreement_heatmap(models: list[str], matrix) -> Chart:
@@ -493,8 +495,9 @@ def map_agreement_heatmap(models: list[str], spearman, iou) -> Chart | None:
     fig = figure("map-agreement", height=260 + 45 * n)
     fig.add_trace(go.Heatmap(z=rho, x=list(models), y=list(models), zmin=-1.0, zmax=1.0, colorscale="RdBu",
                              reversescale=True, name="Spearman ρ", customdata=overlap, meta={"columns": ["IoU top 20 %"]},
-                             text=text, texttemplate="%{text}", textfont=dict(size=11 if n <= 4 else 9),
-                             colorbar=dict(title=dict(text="Spearman ρ of the maps", side="right"), thickness=12),
+                             text=text, texttemplate="%{text}", textfont=dict(size=11 if n <= 3 else 9),
+                             # A short colour bar title: on a phone every pixel goes to the cells.
+                             colorbar=dict(title=dict(text="ρ", side="top"), thickness=10),
                              hovertemplate="<b>%{y} and %{x}</b><br>Spearman ρ of the maps: %{z:.3f}<br>"
                                            "IoU of the top-20 % regions: %{customdata:.3f}<extra></extra>"))
     _heatmap_axes(fig, list(models))
@@ -704,3 +707,16 @@ def _log10_norm(lo: float, hi: float):
     from matplotlib.colors import Normalize
 
     return Normalize(vmin=lo, vmax=hi)
+
+
+# --- gradio glue -----------------------------------------------------------------------------------
+
+DATA_LABEL = "Chart data (CSV). To save a chart as PNG: the camera icon at its top right"
+
+
+def data_files(elem_id: str, label: str = DATA_LABEL):
+    """The download box for a tab's chart data (``csv_files``), hidden until a run fills it."""
+    import gradio as gr
+
+    return gr.File(label=label, file_count="multiple", interactive=False, elem_id=elem_id,
+                   elem_classes="rde-when-filled")
