@@ -20,7 +20,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from . import plots
-from .plots import Chart, color, depth_label, figure, hover
+from .plots import Chart, _literal, color, depth_label, figure, hover
 
 COLORSCALE = "Viridis"
 
@@ -41,8 +41,8 @@ def probability_heatmaps(models: Sequence[str], corruptions: Sequence[str], seve
     xs = [0, *severities]
     grid = dict(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.012 if n > 3 else 0.03,
                 subplot_titles=[depth_label(m) for m in models]) if n > 1 else {}
-    title = f"p({target_label}) under each corruption and severity" + (", per depth" if n > 1 else
-                                                                        f": {depth_label(models[0])}")
+    title = (f"p({_literal(target_label)})<br>per corruption and severity"
+             + (", per depth" if n > 1 else f", {depth_label(models[0])}"))
     fig = figure("robustness-heatmap", title, height=150 + 19 * len(corruptions), **grid)
     for i, model in enumerate(models):
         z = [[float(clean_p[i])] + [float(v) for v in target_p[i, c]] for c in range(len(corruptions))]
@@ -52,7 +52,7 @@ def probability_heatmaps(models: Sequence[str], corruptions: Sequence[str], seve
         fig.add_trace(go.Heatmap(
             z=z, x=xs, y=rows, zmin=0.0, zmax=1.0, colorscale=COLORSCALE, name=depth_label(model),
             showscale=i == n - 1, showlegend=False, xgap=1, ygap=1, customdata=tops,
-            colorbar=dict(title=dict(text=f"p({target_label})", side="right"), thickness=10, len=0.9),
+            colorbar=dict(title=dict(text="p", side="top"), thickness=10, len=0.9),
             hovertemplate=hover(depth_label(model), ("corruption", "%{y}"), ("severity", "%{x}"),
                                 (f"p({target_label})", "%{z:.3f}"), ("top-1", "%{customdata}"))),
             **({"row": 1, "col": i + 1} if n > 1 else {}))
@@ -62,7 +62,7 @@ def probability_heatmaps(models: Sequence[str], corruptions: Sequence[str], seve
     fig.update_yaxes(autorange="reversed", showgrid=False, showline=False, ticks="", tickfont=dict(size=10))
     fig.update_xaxes(title_text="severity", **({"row": 1, "col": (n + 1) // 2} if n > 1 else {}))
     fig.update_annotations(font_size=12)
-    fig.update_layout(margin=dict(l=10, r=10, t=70, b=10))
+    fig.update_layout(margin=dict(l=10, r=10, t=85, b=10))  # the title's two lines, then the depths
     return fig
 
 
@@ -74,8 +74,9 @@ def severity_lines(models: Sequence[str], severities: Sequence[int], corruption:
     ``target_p`` / ``top1``: (M, S) for that corruption. A cross marks a severity at which the depth's
     top-1 is not its clean top-1 (its answer flipped).
     """
-    fig = figure("robustness-lines", f"p({target_label}) under {corruption}, per depth", x="severity (0 = clean)",
-                 y=f"p({target_label})", height=380)
+    fig = figure("robustness-lines", f"p({_literal(target_label)})<br>under {_literal(corruption)}, per depth",
+                 x="severity (0 = clean)",
+                 y="probability of the class", height=380)
     xs = [0, *severities]
     for i, model in enumerate(models):
         ys = [float(clean_p[i]), *[float(v) for v in target_p[i]]]
