@@ -247,7 +247,7 @@ def test_browser_robustness_tab_at_1400_and_400_px(served, shots, tmp_path):
     path = picture(tmp_path / "e.png", 4, (160, 120))
     with open_page(url, 1400, 1100) as page:
         page.get_by_role("tab", name="Robustness", exact=True).click()
-        expect(page.locator("#robust-sweep-estimate")).to_contain_text("forward passes")
+        expect(page.locator("#robust-sweep-estimate")).to_contain_text("forward passes", timeout=60_000)
         for sel in ("#robust-heatmap", "#robust-lines", "#robust-crop", "#robust-gallery"):  # empty until a run
             expect(page.locator(sel)).to_be_hidden()
         page.locator("#robust-image input[type=file]").set_input_files(str(path))
@@ -282,6 +282,25 @@ def test_browser_robustness_tab_at_1400_and_400_px(served, shots, tmp_path):
         expect(page.locator("#robust-lines .gtitle")).to_contain_text("Contrast", timeout=60_000)
         expect(page.locator("#robust-live-info")).to_contain_text("Contrast at severity 3", timeout=120_000)
 
+        # A folder (a zip whose folder names the class), one depth, the paper's 15 corruptions at severity 1.
+        archive = tmp_path / "folder.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.write(picture(tmp_path / "f.png", 5, (90, 90)), "tabby/f.png")
+        page.locator("#robust-files input[type=file]").set_input_files(str(archive))
+        for name in ("resnet34", "resnet50", "resnet101", "resnet152"):
+            page.locator("#robust-folder-models label", has_text=name).click()
+        for severity in ("2", "3", "4", "5"):
+            page.locator("#robust-folder-severities label", has_text=severity).click()
+        expect(page.locator("#robust-folder-estimate")).to_contain_text("16 forward passes", timeout=30_000)
+        page.locator("#robust-folder-run").click()
+        expect(page.locator("#robust-folder-status")).to_contain_text("1 image (1 labelled)", timeout=120_000)
+        expect(page.locator("#robust-folder-status")).not_to_contain_text("Partial", timeout=120_000)
+        expect(page.locator("#robust-folder-summary")).to_contain_text("resnet18")
+        expect(page.locator("#robust-folder-ce")).to_contain_text("Glass blur")
+        expect(page.locator("#robust-folder-chart .js-plotly-plot")).to_be_visible()
+        expect(page.locator("#robust-folder-downloads")).to_contain_text("robustness-predictions")
+        page.screenshot(path=str(shots / "robustness-1400-folder.png"), full_page=True)
+
         # A phone: nothing past the screen's edge, the charts as wide as the page.
         page.set_viewport_size({"width": 400, "height": 860})
         page.wait_for_timeout(1000)  # Plotly redraws on resize
@@ -293,3 +312,16 @@ def test_browser_robustness_tab_at_1400_and_400_px(served, shots, tmp_path):
             assert sel.endswith("img") or b["width"] >= 0.8 * 400, (sel, b)
         page.locator("#robust-heatmap").scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "robustness-400.png"), full_page=True)
+
+
+def test_the_endpoints_never_open_a_server_path(served):
+    from ui.common import UPLOAD_REFUSED
+
+    url, _ = served
+    fake = {"path": "/etc/hostname", "orig_name": "x.png", "meta": {"_type": "gradio.FileData"}}
+    for api, data in (("robustness", [[fake], ["resnet18"], ["fog"]]),
+                      ("robustness_sweep", [{"path": "/etc/hostname"}, ["resnet18"], ["fog"]]),
+                      ("robustness_live", [{"path": "/etc/hostname"}, ["resnet18"], "fog", 1, "none"])):
+        event, message = call(url, api, data, timeout=60)
+        assert event == "error", (api, message)
+        assert "hostname" not in message and (api == "robustness" or message == UPLOAD_REFUSED), (api, message)
