@@ -184,7 +184,7 @@ def folder_markdown(s: FolderSummary) -> str:
     if s.labelled:
         text += (f" CE = a depth's errors summed over the severities ÷ {s.reference}'s (the shallowest depth of the "
                  "run); mCE = its mean over the corruptions: below 1 is more robust than the reference.")
-        if s.mce_alexnet is None:
+        if s.mce_alexnet is None and not any("AlexNet" in n for n in s.notes):
             text += (" mCE ÷ AlexNet (the paper's figure) needs ImageNet labels, all five severities and at least one "
                      "of the 15 benchmark corruptions.")
     else:
