@@ -40,9 +40,13 @@ def probability_heatmaps(models: Sequence[str], corruptions: Sequence[str], seve
     rows = _label(corruptions, corruption_labels)
     xs = [0, *severities]
     grid = dict(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.012 if n > 3 else 0.03,
-                subplot_titles=[depth_label(m) for m in models]) if n > 1 else {}
-    title = (f"p({_literal(target_label)})<br>per corruption and severity"
-             + (", per depth" if n > 1 else f", {depth_label(models[0])}"))
+                # Four or five panels share a phone's width (~35 px each): the depth alone fits ("ResNet-"
+                # is in the chart's title).
+                subplot_titles=[depth_label(m).removeprefix("ResNet-") if n > 3 else depth_label(m)
+                                for m in models]) if n > 1 else {}
+    per = ", per depth" if n <= 3 or not all(m.startswith("resnet") for m in models) else ", per ResNet depth"
+    title = f"p({_literal(target_label)})<br>per corruption and severity" + (
+        per if n > 1 else f", {depth_label(models[0])}")
     fig = figure("robustness-heatmap", title, height=150 + 19 * len(corruptions), **grid)
     for i, model in enumerate(models):
         z = [[float(clean_p[i])] + [float(v) for v in target_p[i, c]] for c in range(len(corruptions))]
@@ -57,10 +61,11 @@ def probability_heatmaps(models: Sequence[str], corruptions: Sequence[str], seve
                                 (f"p({target_label})", "%{z:.3f}"), ("top-1", "%{customdata}"))),
             **({"row": 1, "col": i + 1} if n > 1 else {}))
     # Severity 0 is the clean crop; rows read top-down in the table's order.
-    fig.update_xaxes(tickvals=xs, ticktext=["clean", *map(str, severities)], tickangle=0, showgrid=False,
+    # 0 is the clean crop (the axis title says so): one digit per column fits a phone's narrow panels.
+    fig.update_xaxes(tickvals=xs, ticktext=[str(x) for x in xs], tickangle=0, showgrid=False,
                      showline=False, ticks="", tickfont=dict(size=10))
     fig.update_yaxes(autorange="reversed", showgrid=False, showline=False, ticks="", tickfont=dict(size=10))
-    fig.update_xaxes(title_text="severity", **({"row": 1, "col": (n + 1) // 2} if n > 1 else {}))
+    fig.update_xaxes(title_text="severity (0 = clean)", **({"row": 1, "col": (n + 1) // 2} if n > 1 else {}))
     fig.update_annotations(font_size=12)
     fig.update_layout(margin=dict(l=10, r=10, t=85, b=10))  # the title's two lines, then the depths
     return fig
@@ -75,7 +80,7 @@ def severity_lines(models: Sequence[str], severities: Sequence[int], corruption:
     top-1 is not its clean top-1 (its answer flipped).
     """
     fig = figure("robustness-lines", f"p({_literal(target_label)})<br>under {_literal(corruption)}, per depth",
-                 x="severity (0 = clean)",
+                 x="severity",
                  y="probability of the class", height=380)
     xs = [0, *severities]
     for i, model in enumerate(models):
@@ -91,6 +96,7 @@ def severity_lines(models: Sequence[str], severities: Sequence[int], corruption:
                                    ("top-1 changed", "%{customdata[2]}")))
     fig.update_xaxes(tickvals=xs, ticktext=["clean", *map(str, severities)])
     fig.update_yaxes(range=[-0.02, 1.02])
+    fig.update_layout(legend_y=-0.3)  # below the axis title, also when a phone wraps the legend
     return fig
 
 
@@ -98,7 +104,7 @@ def accuracy_lines(models: Sequence[str], severities: Sequence[int], clean: np.n
                    corruptions: Sequence[str]) -> Chart:
     """A folder: top-1 accuracy against severity per depth, the mean over ``corruptions`` (``accuracy``: (M, C, S))."""
     fig = figure("robustness-accuracy", f"Top-1 accuracy, mean over {len(corruptions)} corruption"
-                 f"{'' if len(corruptions) == 1 else 's'}", x="severity (0 = clean)", y="top-1 accuracy",
+                 f"{'' if len(corruptions) == 1 else 's'}", x="severity", y="top-1 accuracy",
                  height=360)
     xs = [0, *severities]
     for i, model in enumerate(models):
@@ -110,6 +116,7 @@ def accuracy_lines(models: Sequence[str], severities: Sequence[int], clean: np.n
                                    ("top-1 accuracy", "%{y:.1%}")))
     fig.update_xaxes(tickvals=xs, ticktext=["clean", *map(str, severities)])
     fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
+    fig.update_layout(legend_y=-0.3)
     return fig
 
 
