@@ -617,7 +617,7 @@ class FolderSummary:
             return None if x is None or not math.isfinite(float(x)) else round(float(x), 6)
 
         out: dict[str, Any] = {
-            "summary": True, "models": list(self.models), "depths": list(self.depths),
+            "models": list(self.models), "depths": list(self.depths),
             "corruptions": list(self.corruptions), "severities": list(self.severities), "seed": self.seed,
             "images": self.images, "labelled": self.labelled, "reference": self.reference,
             "clean_accuracy": {m: num(self.clean_accuracy[i]) for i, m in enumerate(self.models)},
