@@ -11,7 +11,6 @@ import io
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,7 +61,7 @@ def test_the_table_has_the_19_corruptions_of_the_library():
         rb.severity_list([6])
 
 
-@pytest.mark.parametrize("name", ["contrast", "brightness", "jpeg_compression", "pixelate", "defocus_blur",
+@pytest.mark.parametrize("name", ["contrast", "brightness", "jpeg_compression", "pixelate", "defocus_blur", "zoom_blur",
                                   "saturate", "gaussian_blur"])
 def test_deterministic_corruptions_equal_the_library_exactly(name):
     x = crop(1)
@@ -73,7 +72,7 @@ def test_deterministic_corruptions_equal_the_library_exactly(name):
 
 
 @pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "impulse_noise", "motion_blur", "fog", "frost",
-                                  "snow", "spatter", "elastic_transform", "speckle_noise"])
+                                  "snow", "spatter", "elastic_transform", "speckle_noise", "glass_blur"])
 def test_seeded_corruptions_equal_the_library_with_the_same_seed_and_reproduce(name):
     x = crop(2)
     seed = rb.sample_seed(7, "cat.png", name, 3)

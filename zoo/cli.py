@@ -658,7 +658,8 @@ def _robustness_text(r) -> str:
     if not r.labelled:
         lines.append("No labels: accuracy and corruption errors need them (class folders or --labels CSV).")
     else:
-        lines.append(f"{'model':<14}{'clean %':>9}{'mCE':>8}" + ("" if r.mce_alexnet is None else f"{'mCE/AlexNet':>13}"))
+        alex = "" if r.mce_alexnet is None else f"{'mCE/AlexNet':>13}"
+        lines.append(f"{'model':<14}{'clean %':>9}{'mCE':>8}{alex}")
         for i, m in enumerate(r.models):
             row = f"{m:<14}{pct(r.clean_accuracy[i]):>9}{r.mce[i]:8.3f}"
             if r.mce_alexnet is not None:
