@@ -257,9 +257,10 @@ def test_stop_ends_a_sweep_between_batches(explorer):
     seen = []
 
     def progress(fraction, message):
-        seen.append(message)
-        if len(seen) == 3:
-            token.cancel()
+        if " crops" in message:  # the forwards' progress (not a download's)
+            seen.append(message)
+            if len(seen) == 3:
+                token.cancel()
 
     with cancel.running(token), pytest.raises(cancel.Cancelled, match="Stopped"):
         for _ in explorer.robustness_sweep(photo(3), MODELS[:1], corruptions=SWEEP, batch_size=4,
@@ -339,3 +340,9 @@ def test_cli_lines_saved_crops_and_summary(nets, zoo_file, hosted, tmp_path):
             assert summary["ce_alexnet"][m][c] == pytest.approx(ces_a[-1])
         assert summary["mce"][m] == pytest.approx(np.mean(ces))
         assert summary["mce_alexnet"][m] == pytest.approx(np.mean(ces_a))
+
+
+def test_cli_refuses_an_unknown_corruption_with_a_message(zoo_file, hosted, tmp_path):
+    photo(8).save(tmp_path / "a.png")
+    r = run_cli("robustness", str(tmp_path / "a.png"), "--corruptions", "rain", "--zoo", str(zoo_file))
+    assert r.returncode == 2 and "Unknown corruption 'rain'" in r.stderr and "Traceback" not in r.stderr
