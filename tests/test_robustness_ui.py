@@ -149,7 +149,7 @@ def test_folder_endpoint_counts_equal_its_own_lines(served, tmp_path):
     assert summary["images"] == 3 and summary["labelled"] == 3 and summary["reference"] == "resnet18"
     lines = [json.loads(line) for line in httpx.get(lines_file["url"], timeout=30).text.splitlines()]
     records, tail = lines[:-1], lines[-1]
-    assert tail["summary"] and len(records) == 3 * (1 + 5)  # the clean crop and five severities per image
+    assert tail == {"summary": summary} and len(records) == 3 * (1 + 5)  # clean + five severities per image
     assert {r["label"] for r in records} == {labels[281], labels[0]}
     for s in range(1, 6):
         cell = [r for r in records if r["corruption"] == "contrast" and r["severity"] == s]

@@ -602,19 +602,23 @@ def _summary_text(result) -> str:
     return "\n".join(lines)
 
 
-def executor_for(explorer, models: Sequence[str], args: argparse.Namespace, progress=None):
-    """The executor a folder run uses: this process's models (``zoo.batch.LocalExecutor``).
-    The one place another engine (a Ray cluster) plugs in."""
-    return explorer.local_executor(models, progress)
+def executor_for(explorer, args: argparse.Namespace, progress=None):
+    """How a folder run gets its executor: a function of the models' specs (called once the
+    inputs are known to be usable) that returns this process's ``zoo.batch.LocalExecutor``.
+    The one place another engine (``--engine ray``) plugs in."""
+    from .batch import LocalExecutor
+
+    return lambda specs: LocalExecutor([explorer.cache.get(spec, progress) for spec in specs])
 
 
 def cmd_robustness(zoo: Zoo, args: argparse.Namespace) -> int:
     """A folder under ImageNet-C corruptions: JSON lines or a table; accuracy, CE and mCE when labelled."""
-    from .batch import Skipped, gather
+    from .batch import Skipped
+    from .models import imagenet_labels
     from .robustness import FolderSummary, SampleResult
     from .service import Explorer
 
-    models = args.models or [s.name for s in zoo.builtin_depths]
+    models = list(dict.fromkeys(args.models or [s.name for s in zoo.builtin_depths]))
     explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
     last = [0.0]
 
@@ -623,18 +627,17 @@ def cmd_robustness(zoo: Zoo, args: argparse.Namespace) -> int:
             last[0] = time.monotonic()
             print(message, file=sys.stderr, flush=True)
 
-    gather(args.paths, labels_csv=args.labels, globs=True)  # a bad path fails before any weights are fetched
-    executor = executor_for(explorer, models, args, progress)
-    labels = executor.labels
+    labels = zoo.get(models[0]).labels or imagenet_labels()  # a run's models share one label set
     result = None
     for event in explorer.robustness_stream(args.paths, models, corruptions=args.corruptions,
                                             severities=args.severities, labels_csv=args.labels, seed=args.seed,
                                             save_dir=args.save_dir, top_k=args.top, batch_size=args.batch_size,
-                                            globs=True, progress=progress, executor=executor):
+                                            globs=True, progress=progress,
+                                            executor=executor_for(explorer, args, progress)):
         if isinstance(event, Skipped):
             print(f"skipped {event.name}: {event.reason}", file=sys.stderr)
         elif isinstance(event, SampleResult) and args.json:
-            for r in event.records(executor.names, labels, args.top):
+            for r in event.records(models, labels, args.top):
                 print(json.dumps(r), flush=True)
         elif isinstance(event, FolderSummary) and not event.partial:
             result = event
@@ -658,7 +661,8 @@ def _robustness_text(r) -> str:
     if not r.labelled:
         lines.append("No labels: accuracy and corruption errors need them (class folders or --labels CSV).")
     else:
-        lines.append(f"{'model':<14}{'clean %':>9}{'mCE':>8}" + ("" if r.mce_alexnet is None else f"{'mCE/AlexNet':>13}"))
+        alex = "" if r.mce_alexnet is None else f"{'mCE/AlexNet':>13}"
+        lines.append(f"{'model':<14}{'clean %':>9}{'mCE':>8}{alex}")
         for i, m in enumerate(r.models):
             row = f"{m:<14}{pct(r.clean_accuracy[i]):>9}{r.mce[i]:8.3f}"
             if r.mce_alexnet is not None:

@@ -22,7 +22,6 @@ results and build ``Sweep`` / ``FolderSummary``.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import threading
 import time
@@ -298,7 +297,8 @@ class RobustnessPlan:
             pil = Image.fromarray(arr)
             tensors[pre] = to_tensor(pil, pre)[0]
             if self.save_dir is not None:
-                path = crop_path(self.save_dir, name, corruption, severity, "" if len(self.pres) == 1 else _pre_tag(pre))
+                tag = "" if len(self.pres) == 1 else _pre_tag(pre)
+                path = crop_path(self.save_dir, name, corruption, severity, tag)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 pil.save(path, format="PNG")
         return Sample(index, tuple(key), tensors, self.targets.get(index),
@@ -617,7 +617,7 @@ class FolderSummary:
             return None if x is None or not math.isfinite(float(x)) else round(float(x), 6)
 
         out: dict[str, Any] = {
-            "summary": True, "models": list(self.models), "depths": list(self.depths),
+            "models": list(self.models), "depths": list(self.depths),
             "corruptions": list(self.corruptions), "severities": list(self.severities), "seed": self.seed,
             "images": self.images, "labelled": self.labelled, "reference": self.reference,
             "clean_accuracy": {m: num(self.clean_accuracy[i]) for i, m in enumerate(self.models)},
@@ -806,7 +806,7 @@ def stream(executor: Any, inp: Any, *, corruptions: Sequence[str] | None = None,
     models, depths = tuple(executor.names), tuple(executor.depths)
     targets, label_notes = resolve_labels(inp.items, labels)
     keep = max(1, min(max(int(top_k), 5), len(labels)))
-    plan = RobustnessPlan(tuple(dict.fromkeys(executor.preprocessings)), names, sevs, seed, {i: t for i, t in enumerate(targets)},
+    plan = RobustnessPlan(tuple(dict.fromkeys(executor.preprocessings)), names, sevs, seed, dict(enumerate(targets)),
                           save_dir=Path(save_dir) if save_dir is not None else None)
     imagenet = labels == imagenet_labels()
     tally = _FolderTally(len(models), len(names), len(sevs))

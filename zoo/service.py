@@ -647,7 +647,8 @@ class Explorer:
         corruption (``zoo.robustness.stream``): yields ``Skipped``, one ``SampleResult`` per
         (image, corruption, severity), ``Progress``, partial ``FolderSummary``s with
         ``partial_every_s``, then the final ``FolderSummary``. ``executor``: another engine
-        (``zoo.batch.Executor``) over ``models``; default, ``local_executor``.
+        (a ``zoo.batch.Executor``) over ``models``, or a function of their specs that makes one
+        once the inputs are known to be usable (the command line's); default: ``local_executor``.
         """
         from . import robustness as rb
 
@@ -657,7 +658,11 @@ class Explorer:
             self.zoo.get(name)
         # Inputs first: a bad path or an unsafe zip fails before seconds are spent on weights.
         inp = batching.gather(sources, names=names, labels_csv=labels_csv, max_images=max_images, globs=globs)
-        executor = executor or self.local_executor(models, progress)
+        if executor is None:
+            executor = self.local_executor(models, progress)
+        elif callable(executor):
+            executor = executor(list(dict.fromkeys(self.zoo.get(n) for n in
+                                                   (models or [s.name for s in self.zoo.builtin_depths]))))
         yield from rb.stream(executor, inp, corruptions=cs, severities=sevs, seed=seed, save_dir=save_dir,
                              top_k=top_k, batch_size=batch_size, progress=progress,
                              partial_every_s=partial_every_s)

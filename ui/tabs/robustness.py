@@ -353,8 +353,9 @@ def build(ctx: Context) -> None:
     def folder_files(summary: FolderSummary, samples: list[SampleResult]) -> list[str]:
         folder = new_output_folder(ctx.outputs_dir)
         lines, js = folder / "robustness-predictions.jsonl", folder / "robustness-summary.json"
-        lines.write_text(folder_lines(samples, summary.models, tuple(imagenet_labels())) + json.dumps(summary.to_json()) + "\n",
-                         encoding="utf-8")
+        # As the CLI's --json prints them: one line per prediction, then {"summary": ...}.
+        lines.write_text(folder_lines(samples, summary.models, tuple(imagenet_labels()))
+                         + json.dumps({"summary": summary.to_json()}) + "\n", encoding="utf-8")
         js.write_text(json.dumps(summary.to_json()), encoding="utf-8")
         return [str(lines), str(js)]
 
