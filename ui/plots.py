@@ -508,7 +508,6 @@ def map_agreement_heatmap(models: list[str], spearman, iou) -> Chart | None:
 # Sanity check and error surfaces: drawn with matplotlib, shown as pictures in gr.Plot.
 
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402,F401
 from matplotlib.ticker import FuncFormatter, LogFormatter  # noqa: E402
 
 SIZE = (5.2, 3.6)
