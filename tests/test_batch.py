@@ -299,7 +299,7 @@ def test_zip_defences(case, match, explorer, tmp_path, fresh_tmp, monkeypatch):
     elif case == "too-many":
         members += [(f"set/{i}.png", b"x") for i in range(2000)]
     else:
-        monkeypatch.setattr(batch, "MAX_ZIP_TOTAL", 100)
+        monkeypatch.setattr(batch.inputs, "MAX_ZIP_TOTAL", 100)
         members.append(("set/second.png", png))
     archive = _zip_with(tmp_path / "upload.zip", members)
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -566,7 +566,7 @@ def test_browser_batch_tab(small_app, tmp_path, shots, monkeypatch):
             asyncio.get_running_loop().call_soon(stop_taken.set)
             return await real_cancel(task_ids)
 
-        monkeypatch.setattr(batch, "classify_batch", held_forward)
+        monkeypatch.setattr(batch.executor, "classify_batch", held_forward)
         monkeypatch.setattr(gradio.routes, "cancel_tasks", cancel_tasks)
         try:
             page.get_by_role("tab", name="Batch").click()
