@@ -69,12 +69,39 @@ class Chart(go.Figure):
 
     def to_json(self, *args: Any, **kwargs: Any) -> str:
         data = json.loads(super().to_json(*args, **kwargs))
+        room = _legend_room(self)
+        if room:
+            # The legend at the bottom of the picture, the x axis's labels and title above it: a
+            # legend placed relative to the plot would overlap them wherever the plot is short.
+            data["layout"]["legend"].update(yref="container", y=0.0, yanchor="bottom")
+            data["layout"]["margin"]["b"] = AXIS_ROOM + room
         data["config"] = {
             "displaylogo": False,
             "modeBarButtonsToRemove": ["select2d", "lasso2d"],
             "toImageButtonOptions": {"format": "png", "filename": chart_name(self), "scale": 2},
         }
         return json.dumps(data)
+
+
+AXIS_ROOM = 62  # px under the plot for the x axis's tick labels and title
+LEGEND_WIDTH = 340  # px a legend row is assumed to have: a phone's (a wider page has room to spare)
+
+
+def _legend_room(fig: go.Figure) -> int:
+    """Pixels for the legend's rows at a phone's width (0: no legend)."""
+    names = [t.name for t in fig.data if t.name and t.showlegend is not False]
+    if not names or fig.layout.showlegend is False:
+        return 0
+    title = fig.layout.legend.title.text if fig.layout.legend.title else ""
+    rows, used = 1, 0.0
+    if title:  # on a row of its own (side "top"), as many rows as it needs
+        rows += int(7.0 * len(title) // LEGEND_WIDTH) + 1
+    for n in names:
+        width = 40 + 6.5 * len(n)
+        if used and used + width > LEGEND_WIDTH:
+            rows, used = rows + 1, 0.0
+        used += width
+    return 22 * rows + 8
 
 
 def chart_name(fig: go.Figure) -> str:
@@ -87,7 +114,8 @@ def _axis(title: str, log: bool = False) -> dict:
     out: dict[str, Any] = dict(title=dict(text=title, font=dict(size=12)), gridcolor="#e5e5e5", zeroline=False,
                                showline=True, linecolor="#999999", ticks="outside", automargin=True)
     if log:
-        out.update(type="log", exponentformat="power")
+        # At most ~6 labels: Plotly otherwise labels every digit of a short range (1, 2, ... 9), in a jumble.
+        out.update(type="log", exponentformat="power", nticks=6)
     return out
 
 
@@ -99,7 +127,7 @@ def figure(name: str, title: str = "", x: str = "", y: str = "", *, log_x: bool 
     fig.update_layout(
         meta={"name": name},
         title=dict(text=title, font=dict(size=14), x=0.0, xanchor="left", y=1.0, yanchor="top", yref="container",
-                   pad=dict(t=10)) if title else None,
+                   pad=dict(t=10, l=8)) if title else None,
         height=height, template="plotly_white", font=dict(size=12, color="#333333"),
         # Room for the title's lines (a subtitle is a second line), and the modebar above the plot.
         margin=dict(l=10, r=10, t=(45 + 20 * title.count("<br>")) if title else 30, b=10),
@@ -268,8 +296,9 @@ def accuracy_vs(rows: list[ZooRow], x: str) -> Chart:
                              hoverinfo="skip", showlegend=False, name=""))
     for i, (r, xv) in enumerate(zip(pts, xs)):
         lat = f"{r.latency.p10_ms:.1f}–{r.latency.p90_ms:.1f} ms" if r.latency else "not measured"
+        right = xv > 0.7 * max(xs)  # its name to the left, inside the plot
         add_line(fig, name=r.name, i=i, x=[xv], y=[r.top1], mode="markers+text", text=[r.name],
-                 textposition="bottom right", textfont=dict(size=10),
+                 textposition="bottom left" if right else "bottom right", textfont=dict(size=10),
                  custom={"model": [r.name], "parameters": [f"{r.params / 1e6:.1f} M"], "latency p10–p90": [lat]},
                  hover=hover(depth_label(r.name), *rows_hover), marker=dict(size=9))
     return fig
@@ -433,9 +462,9 @@ def faithfulness_curves(curves: list[tuple[str, Faithfulness]], target: str = ""
     if not curves:
         return None
     prob = f"p({target})" if target else "target probability"
-    fig = figure(name, height=400, rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
-                 subplot_titles=("Deletion: top pixels removed first<br><sup>area: lower is better</sup>",
-                                 "Insertion: top pixels restored first<br><sup>area: higher is better</sup>"))
+    fig = figure(name, height=400, rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
+                 subplot_titles=("Deletion<br><sup>top pixels removed first</sup>",
+                                 "Insertion<br><sup>top pixels restored first</sup>"))
     fig.update_annotations(font_size=12)
     for i, (label, f) in enumerate(curves):
         legend = f"{label}: deletion {f.deletion_auc:.3f}, insertion {f.insertion_auc:.3f}"
@@ -448,7 +477,8 @@ def faithfulness_curves(curves: list[tuple[str, Faithfulness]], target: str = ""
                                  ("area", f"{auc:.3f}")))
     fig.update_xaxes(title_text="fraction of pixels", range=[0, 1], tickformat=".0%")
     fig.update_yaxes(title_text=prob, rangemode="tozero", row=1, col=1)
-    fig.update_layout(legend_title_text="area under the curve", margin_t=70)
+    fig.update_layout(legend_title=dict(text="area (deletion: lower is better; insertion: higher)", side="top"),
+                      margin_t=70)
     return fig
 
 
@@ -508,7 +538,6 @@ def map_agreement_heatmap(models: list[str], spearman, iou) -> Chart | None:
 # Sanity check and error surfaces: drawn with matplotlib, shown as pictures in gr.Plot.
 
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402,F401
 from matplotlib.ticker import FuncFormatter, LogFormatter  # noqa: E402
 
 SIZE = (5.2, 3.6)
