@@ -96,7 +96,6 @@ def severity_lines(models: Sequence[str], severities: Sequence[int], corruption:
                                    ("top-1 changed", "%{customdata[2]}")))
     fig.update_xaxes(tickvals=xs, ticktext=["clean", *map(str, severities)])
     fig.update_yaxes(range=[-0.02, 1.02])
-    fig.update_layout(legend_y=-0.3)  # below the axis title, also when a phone wraps the legend
     return fig
 
 
@@ -116,7 +115,6 @@ def accuracy_lines(models: Sequence[str], severities: Sequence[int], clean: np.n
                                    ("top-1 accuracy", "%{y:.1%}")))
     fig.update_xaxes(tickvals=xs, ticktext=["clean", *map(str, severities)])
     fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
-    fig.update_layout(legend_y=-0.3)
     return fig
 
 
