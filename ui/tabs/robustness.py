@@ -17,6 +17,7 @@ corruption, severity, method)``, ``/robustness_sweep(image, models, corruptions)
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import io
 import json
@@ -27,13 +28,13 @@ from typing import Any, Iterator
 import gradio as gr
 import numpy as np
 
-from zoo.batch import Progress, Skipped
+from zoo.batch import Progress
 from zoo.errors import ZooError
 from zoo.explain import METHODS
 from zoo.models import imagenet_labels
 from zoo.render import Scale, overlay_crop, save_jpeg, save_png
-from zoo.robustness import (BY_NAME, CORRUPTIONS, SEVERITIES, FolderSummary, Live, SampleResult, Sweep,
-                            SweepProgress)
+from zoo.robustness import (CORRUPTIONS, SEVERITIES, FolderSummary, Live, SampleResult, Sweep, SweepProgress,
+                            Verdict)
 
 from .. import format as fmt
 from .. import robustness_plots as rplots
@@ -103,13 +104,22 @@ def breaking_rows(sweep: Sweep) -> list[list[str]]:
     return rows
 
 
+def verdict_text(sweep: Sweep, v: Verdict) -> str:
+    """``Verdict.sentence`` as the page words it: depths as "ResNet-152"; one depth by its name."""
+    text = dataclasses.replace(v, best=depth_label(v.best), worst=depth_label(v.worst)).sentence()
+    if len(sweep.models) == 1:
+        text = text.replace(": every depth broke at the same severity", "").replace(
+            "Every depth", depth_label(sweep.models[0]))
+    return text
+
+
 def verdict_markdown(sweep: Sweep, corruption: str | None) -> str:
     """The sweep in a sentence or two: the corruption where depth mattered most, and the chosen one."""
     lines = []
     for name in dict.fromkeys([None, corruption if corruption in sweep.corruptions else None]):
         v = sweep.verdict(name)
         if v is not None:
-            lines.append(f"**{v.sentence()}**" if name is None else v.sentence())
+            lines.append(f"**{verdict_text(sweep, v)}**" if name is None else verdict_text(sweep, v))
     return "\n\n".join(dict.fromkeys(lines))
 
 
