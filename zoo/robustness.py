@@ -720,8 +720,8 @@ def sweep_stream(executor: Any, image: Image.Image, *, name: str = "image", corr
                  batch_size: int | None = None, progress: ProgressFn | None = None,
                  ) -> Iterator[SweepProgress | Sweep]:
     """Every corruption x severity of one image through ``executor``'s models (a
-    ``zoo.batch.LocalExecutor``): yields ``SweepProgress`` and a partial ``Sweep`` after each
-    batch, then the finished ``Sweep``. ``zoo.cancel.check()`` runs between batches (and the
+    ``zoo.batch.LocalExecutor``): yields ``SweepProgress`` before each forward, a partial
+    ``Sweep`` after each batch (as the next one starts), then the finished ``Sweep``. ``zoo.cancel.check()`` runs between batches (and the
     executor checks before each forward), so a Stop ends it there."""
     from .batch import Failed, Item, Progress, Scored
     from .cancel import check
@@ -765,9 +765,13 @@ def sweep_stream(executor: Any, image: Image.Image, *, name: str = "image", corr
                      done, total, time.perf_counter() - t0, executor.device, executor.precision)
 
     running: str | None = CLEAN
+    fresh = False  # scored crops not yet shown in a partial Sweep
     for event in executor.run([(0, item)], plan, keep_k=len(labels),
                               batch_size=batch_size or executor.default_batch_size()):
         if isinstance(event, Progress):  # before a forward; its message names the crops in the batch
+            if fresh:  # the previous batch is scored: show it before the next one runs
+                fresh = False
+                yield state()
             if progress:
                 progress(event.fraction, event.message)
             yield SweepProgress(event.fraction, event.message, running)
@@ -778,9 +782,8 @@ def sweep_stream(executor: Any, image: Image.Image, *, name: str = "image", corr
         c, s = event.sample.meta["corruption"], event.sample.meta["severity"]
         probs[(c, s)] = _dense(event.top_idx, event.top_p, len(labels))
         running = next((x for x in names if any((x, v) not in probs for v in sevs)), None)
+        fresh = True
         check()
-        if c == CLEAN or sevs.index(s) == S - 1:  # a corruption (or the clean crop) complete
-            yield state()
     if progress:
         progress(1.0, "done")
     yield state()
