@@ -13,7 +13,8 @@ from zoo.models import resolve_device
 from zoo.stats import NOTES, ZooRow, stage_stats, zoo_row
 
 from .. import format as fmt
-from ..common import Context, gpu, progress_fn, user_errors
+from .. import plots
+from ..common import Context, gpu, new_output_folder, progress_fn, user_errors
 from ..guard import long_event, stop_button
 from ..plots import accuracy_vs
 from ..spaces import LATENCY_S
@@ -50,8 +51,9 @@ def build(ctx: Context) -> None:
         """Everything at ``resolution``; latency only when its box is ticked (it runs every model)."""
         resolution = int(resolution)
         rows = timed_rows(resolution, progress) if latency else [zoo_row(s, resolution) for s in zoo]
-        return (table(rows), stages(resolution, stage_model), accuracy_vs(rows, "macs"),
-                accuracy_vs(rows, "latency"), fmt.resolution_note(resolution), rows)
+        charts = accuracy_vs(rows, "macs"), accuracy_vs(rows, "latency")
+        return (table(rows), stages(resolution, stage_model), *charts, fmt.resolution_note(resolution), rows,
+                plots.csv_files(charts, new_output_folder(ctx.outputs_dir)))
 
     @user_errors
     def after_download(resolution: int, rows: list[ZooRow] | None):
@@ -90,6 +92,7 @@ def build(ctx: Context) -> None:
     with gr.Row():  # min_width: side by side where there is room, one per row on a phone
         z_plot_macs = gr.Plot(label="Top-1 vs multiply-adds", elem_id="zoo-plot-macs", min_width=320)
         z_plot_lat = gr.Plot(label="Top-1 vs latency", elem_id="zoo-plot-latency", min_width=320)
+    z_data = plots.data_files("zoo-chart-data")
     gr.Markdown("\n".join(f"* {n}" for n in NOTES))
     with gr.Row():
         z_dl = gr.CheckboxGroup(zoo.names, label="Download weights (verified, cached)", elem_id="zoo-download-models")
@@ -97,7 +100,7 @@ def build(ctx: Context) -> None:
     z_dl_out = gr.Markdown(elem_id="zoo-download-result")
     z_rows = gr.State()  # the rows on show, so a download refreshes 'cached' without timing anything again
     z_ins = [z_res, z_stage, z_lat]
-    z_outs = [z_table, z_stages, z_plot_macs, z_plot_lat, z_note, z_rows]
+    z_outs = [z_table, z_stages, z_plot_macs, z_plot_lat, z_note, z_rows, z_data]
     # Latency is measured only when asked: Refresh, ticking the box, or a new resolution
     # while it is ticked. The per-stage model and downloads never time anything.
     def cost(resolution: int, stage_model: str = "", latency: bool = False):
