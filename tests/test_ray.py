@@ -249,3 +249,41 @@ def test_nothing_imports_ray_without_engine_ray():
     code = ("import sys, zoo.cli, zoo.service, zoo.batch, zoo.batch.journal; zoo.cli.build_parser(); "
             "sys.exit(1 if 'ray' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=_ROOT).returncode == 0
+
+
+def test_robustness_on_ray_and_resumed(ray_local, images, zoo_file, tmp_path, capsys):
+    """``zoo robustness`` (two tabby images, two corruptions at severity 3): Ray gives the local
+    run's records and summary; a journal cut to its first three lines (and a torn fourth)
+    finishes with --resume on the local engine: every (image, corruption, severity, model) once."""
+    folder = Path(images[0]) / "tabby"
+    common = ["robustness", str(folder / "img000.png"), str(folder / "img001.png"), "--zoo", str(zoo_file),
+              "--models", MODEL, "--precision", "fp32", "--corruptions", "fog", "gaussian_noise",
+              "--severities", "3", "--batch-size", "2", "--json"]
+
+    def run(*extra: str) -> tuple[dict, list[dict]]:
+        assert cli.main([*common, *extra]) == 0
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+        return lines[-1]["summary"], sorted(lines[:-1], key=lambda r: (r["file"], r["corruption"], r["model"]))
+
+    def strip(summary: dict) -> dict:
+        return {k: v for k, v in summary.items() if k not in ("seconds", "device")}
+
+    local_summary, local_records = run("--out", str(tmp_path / "local.jsonl"))
+    assert local_summary["images"] == 2 and len(local_records) == 2 * 3  # clean + 2 corruptions, per image
+    ray_summary, ray_records = run("--engine", "ray", "--out", str(tmp_path / "ray.jsonl"))
+    assert strip(ray_summary) == strip(local_summary)
+    assert [[p["index"] for p in r["predictions"]] for r in ray_records] == \
+        [[p["index"] for p in r["predictions"]] for r in local_records]
+    expected = {(tuple(x["key"]), x["model"]) for x in journal_lines(tmp_path / "local.jsonl")}
+    assert len(expected) == 6
+    once_each(tmp_path / "ray.jsonl", expected)
+
+    cut = tmp_path / "cut.jsonl"
+    head = (tmp_path / "ray.jsonl").read_text().splitlines(keepends=True)
+    cut.write_text("".join(head[:4]) + head[4][:30])  # header, three results, a torn line
+    resumed_summary, resumed_records = run("--out", str(cut), "--resume")
+    assert strip(resumed_summary) == strip(local_summary) and len(resumed_records) == 6
+    once_each(cut, expected)
+    # Another seed is another run: --resume refuses to mix it in.
+    assert cli.main([*common, "--seed", "1", "--out", str(cut), "--resume"]) == 2
+    assert "seed" in capsys.readouterr().err

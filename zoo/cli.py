@@ -666,15 +666,6 @@ def _summary_text(result) -> str:
     return "\n".join(lines)
 
 
-def executor_for(explorer, args: argparse.Namespace, progress=None):
-    """How a folder run gets its executor: a function of the models' specs (called once the
-    inputs are known to be usable) that returns this process's ``zoo.batch.LocalExecutor``.
-    The one place another engine (``--engine ray``) plugs in."""
-    from .batch import LocalExecutor
-
-    return lambda specs: LocalExecutor([explorer.cache.get(spec, progress) for spec in specs])
-
-
 def cmd_robustness(zoo: Zoo, args: argparse.Namespace) -> int:
     """A folder under ImageNet-C corruptions: JSON lines or a table; accuracy, CE and mCE when labelled."""
     from .batch import Skipped
@@ -682,6 +673,8 @@ def cmd_robustness(zoo: Zoo, args: argparse.Namespace) -> int:
     from .robustness import FolderSummary, SampleResult
     from .service import Explorer
 
+    if args.out and not args.out.lower().endswith(".jsonl"):
+        raise ZooError("--out for robustness is a journal of JSON lines: name it FILE.jsonl.")
     models = list(dict.fromkeys(args.models or [s.name for s in zoo.builtin_depths]))
     explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
     last = [0.0]
@@ -691,13 +684,14 @@ def cmd_robustness(zoo: Zoo, args: argparse.Namespace) -> int:
             last[0] = time.monotonic()
             print(message, file=sys.stderr, flush=True)
 
+    make = make_executor(zoo, args, "robustness", progress, explorer.cache)
     labels = zoo.get(models[0]).labels or imagenet_labels()  # a run's models share one label set
     result = None
     for event in explorer.robustness_stream(args.paths, models, corruptions=args.corruptions,
                                             severities=args.severities, labels_csv=args.labels, seed=args.seed,
                                             save_dir=args.save_dir, top_k=args.top, batch_size=args.batch_size,
                                             globs=True, progress=progress,
-                                            executor=executor_for(explorer, args, progress)):
+                                            executor=make):
         if isinstance(event, Skipped):
             print(f"skipped {event.name}: {event.reason}", file=sys.stderr)
         elif isinstance(event, SampleResult) and args.json:
@@ -966,8 +960,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: 64 on CUDA, 32 on MPS, 16 on CPU")
     s.add_argument("--json", action="store_true",
                    help="JSON lines: one per image, model, corruption and severity, then a summary")
+    s.add_argument("--out", metavar="FILE.jsonl", help="a journal: one JSON line per image, corruption, severity "
+                                                       "and model, written as each is done, that --resume goes on "
+                                                       "with")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     precision_arg(s)
+    engine_args(s, "robustness")
     s.set_defaults(func=cmd_robustness)
 
     from .landscape import DEFAULT_MAX_IMAGES, MAX_GRID, MAX_IMAGES, MAX_SPAN, MIN_GRID

@@ -34,6 +34,7 @@ VERSION = 1
 # What must match for --resume to go on with a file: a different model list, precision or
 # top-k would give a summary that mixes two runs.
 MATCH = ("command", "models", "precision", "keep_k")
+# ... and whatever the plan adds (``Plan.journal_fields``: robustness's seed, say).
 
 
 class JournalError(ZooError):
@@ -105,7 +106,8 @@ class Journal:
                 if not isinstance(rec, dict) or rec.get("journal") != VERSION:
                     raise JournalError(f"{self.path} is not a journal of this version (its first line should be "
                                        "the header). Pass a new --out file, or drop --resume to overwrite it.")
-                differ = [k for k in MATCH if rec.get(k) != want.get(k)]
+                fields = (*MATCH, *(k for k in want if k not in MATCH and k != "journal"))
+                differ = [k for k in fields if rec.get(k) != want.get(k)]
                 if differ:
                     what = "; ".join(f"{k}: {rec.get(k)!r} in the file, {want.get(k)!r} now" for k in differ)
                     raise JournalError(f"{self.path} was written by another run ({what}). Resume with the same "

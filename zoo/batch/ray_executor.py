@@ -311,8 +311,13 @@ class RayExecutor:
                 rows.append({"index": i, "item": pickle.dumps(it), "path": path, "data": data})
         if not rows:
             return
+        n_keys = {r["index"]: len(plan.keys(r["index"], by_index[r["index"]])) for r in rows}
+        total = sum(n_keys.values()) or 1
         res = self.plan_resources()
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), math.ceil(len(rows) / batch_size))))
+        # About a batch of samples per block (an item's samples stay in its block): decode
+        # tasks and actors get work in batch-sized pieces, and results come back as they do.
+        blocks = max(1, min(len(rows), math.ceil(total / batch_size)))
+        ds = ray.data.from_items(rows, override_num_blocks=blocks)
         ds = ds.flat_map(_samples, fn_args=(plan,), num_cpus=res["decode_cpus"])
         pres = list(plan.pres)
         fault = {k: os.environ[k] for k in FAULT_ENV if k in os.environ}
@@ -327,8 +332,6 @@ class RayExecutor:
                 udf_modifying_row_count=False, runtime_env={"env_vars": fault} if fault else None,
                 **({} if self.max_restarts == -1 else {"max_restarts": self.max_restarts,
                                                          "max_task_retries": 0}))
-        n_keys = {r["index"]: len(plan.keys(r["index"], by_index[r["index"]])) for r in rows}
-        total = sum(n_keys.values()) or 1
         done = 0
         t0 = time.perf_counter()
         n_models = len(self.specs)
