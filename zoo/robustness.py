@@ -302,7 +302,8 @@ class RobustnessPlan:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 pil.save(path, format="PNG")
         return Sample(index, tuple(key), tensors, self.targets.get(index),
-                      {"corruption": corruption, "severity": severity, "seed": seed, "corrupt_s": spent})
+                      {"corruption": corruption, "severity": severity, "seed": seed, "corrupt_s": spent,
+                       "pres": len(self.pres)})
 
     def describe(self, sample: Any) -> str:
         c, s = sample.meta["corruption"], sample.meta["severity"]
@@ -403,6 +404,10 @@ class Sweep:
     seconds: float = 0.0
     device: str = "cpu"
     precision: str = "fp32"
+    # Measured on this sweep, for the estimates: each model's batched forward seconds per crop,
+    # and the seconds spent corrupting over what the table (``Corruption.seconds``) predicts.
+    forward_s: np.ndarray | None = None  # (M,)
+    corrupt_ratio: float | None = None
 
     @property
     def partial(self) -> bool:
@@ -611,6 +616,8 @@ class FolderSummary:
     device: str = "cpu"
     precision: str = "fp32"
     partial: bool = False
+    forward_s: np.ndarray | None = None  # (M,) batched forward seconds per crop, measured (as Sweep's)
+    corrupt_ratio: float | None = None  # seconds spent corrupting / the table's prediction
 
     def to_json(self) -> dict[str, Any]:
         def num(x: Any) -> float | None:
@@ -708,6 +715,30 @@ def summarize(results: Sequence[SampleResult], models: Sequence[str], depths: Se
 
 # --- the runs -----------------------------------------------------------------------------------
 
+class _Meter:
+    """What a run measured of itself, for the estimates: forward seconds per crop and model,
+    and corruption seconds against the table."""
+
+    def __init__(self, m: int):
+        self.forward = np.zeros(m)
+        self.crops = 0
+        self.corrupt = self.table = 0.0
+
+    def add(self, scored: Any) -> None:
+        self.forward += scored.seconds
+        self.crops += 1
+        meta = scored.sample.meta
+        if meta.get("severity"):
+            self.corrupt += meta.get("corrupt_s", 0.0)
+            self.table += get_corruption(meta["corruption"]).seconds * meta.get("pres", 1)
+
+    def forward_s(self) -> np.ndarray | None:
+        return self.forward / self.crops if self.crops else None
+
+    def ratio(self) -> float | None:
+        return self.corrupt / self.table if self.table > 0 and self.corrupt > 0 else None
+
+
 def _dense(top_idx: np.ndarray, top_p: np.ndarray, n: int) -> np.ndarray:
     """(M, n) probabilities from a full top-n ranking."""
     out = np.zeros((top_idx.shape[0], n), dtype=np.float32)
@@ -740,6 +771,7 @@ def sweep_stream(executor: Any, image: Image.Image, *, name: str = "image", corr
     # checks that its source exists, so any existing file serves.
     item = Item(name, Path(__file__))
     probs: dict[tuple[str, int], np.ndarray] = {}
+    meter = _Meter(M)
     total = C * S
     t0 = time.perf_counter()
 
@@ -762,7 +794,8 @@ def sweep_stream(executor: Any, image: Image.Image, *, name: str = "image", corr
             done += 1
         return Sweep(models, depths, names, sevs, labels, seed, tgt, "given" if given is not None else "consensus",
                      ct1, ct1p, clean[:, tgt] if clean is not None else np.full(M, np.nan), top1, top1_p, target_p,
-                     done, total, time.perf_counter() - t0, executor.device, executor.precision)
+                     done, total, time.perf_counter() - t0, executor.device, executor.precision,
+                     meter.forward_s(), meter.ratio())
 
     running: str | None = CLEAN
     fresh = False  # scored crops not yet shown in a partial Sweep
@@ -781,6 +814,7 @@ def sweep_stream(executor: Any, image: Image.Image, *, name: str = "image", corr
         assert isinstance(event, Scored)
         c, s = event.sample.meta["corruption"], event.sample.meta["severity"]
         probs[(c, s)] = _dense(event.top_idx, event.top_p, len(labels))
+        meter.add(event)
         running = next((x for x in names if any((x, v) not in probs for v in sevs)), None)
         fresh = True
         check()
@@ -813,6 +847,7 @@ def stream(executor: Any, inp: Any, *, corruptions: Sequence[str] | None = None,
                           save_dir=Path(save_dir) if save_dir is not None else None)
     imagenet = labels == imagenet_labels()
     tally = _FolderTally(len(models), len(names), len(sevs))
+    meter = _Meter(len(models))
     skipped = list(inp.skipped)
     yield from inp.skipped
     t0 = last = time.perf_counter()
@@ -822,6 +857,7 @@ def stream(executor: Any, inp: Any, *, corruptions: Sequence[str] | None = None,
         s.skipped, s.notes = list(skipped), [*inp.notes, *label_notes, *s.notes]
         s.seconds, s.device, s.precision, s.partial = time.perf_counter() - t0, executor.device, \
             executor.precision, partial
+        s.forward_s, s.corrupt_ratio = meter.forward_s(), meter.ratio()
         return s
 
     for event in executor.run(list(enumerate(inp.items)), plan, keep_k=keep,
@@ -840,6 +876,7 @@ def stream(executor: Any, inp: Any, *, corruptions: Sequence[str] | None = None,
         r = SampleResult(event.sample.index, event.item.name, meta["corruption"], meta["severity"], meta["seed"],
                          event.sample.target, event.top_idx, event.top_p)
         tally.add(r, names, sevs)
+        meter.add(event)
         yield r
         check()
         if partial_every_s is not None and time.perf_counter() - last >= partial_every_s:
