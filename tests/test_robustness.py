@@ -348,6 +348,13 @@ def test_cli_lines_saved_crops_and_summary(nets, zoo_file, hosted, tmp_path):
             ces_a.append(sum(err[m, c, s] for s in range(1, 6)) / 5 / alexnet[c])
             assert summary["ce_alexnet"][m][c] == pytest.approx(ces_a[-1])
         assert summary["mce"][m] == pytest.approx(np.mean(ces))
+        clean_top1 = {x["file"]: x["predictions"][0]["index"] for x in records
+                      if x["model"] == m and x["corruption"] == "clean"}
+        for c in corruptions:
+            for s in range(1, 6):
+                rows = [x for x in records if (x["model"], x["corruption"], x["severity"]) == (m, c, s)]
+                changed = sum(x["predictions"][0]["index"] != clean_top1[x["file"]] for x in rows) / len(rows)
+                assert summary["top1_changed"][m][c][str(s)] == pytest.approx(changed)
         assert summary["mce_alexnet"][m] == pytest.approx(np.mean(ces_a))
 
 

@@ -618,6 +618,9 @@ class FolderSummary:
     partial: bool = False
     forward_s: np.ndarray | None = None  # (M,) batched forward seconds per crop, measured (as Sweep's)
     corrupt_ratio: float | None = None  # seconds spent corrupting / the table's prediction
+    # (M, C, S): the share of images whose top-1 under the corruption differs from their clean
+    # top-1 (labels not needed; the folder version of the sweep's breaking points).
+    changed: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
         def num(x: Any) -> float | None:
@@ -636,6 +639,9 @@ class FolderSummary:
             "ce": {m: {c: num(self.ce[i, j]) for j, c in enumerate(self.corruptions)}
                    for i, m in enumerate(self.models)},
             "mce": {m: num(self.mce[i]) for i, m in enumerate(self.models)},
+            "top1_changed": None if self.changed is None else {
+                m: {c: {str(s): num(self.changed[i, j, k]) for k, s in enumerate(self.severities)}
+                    for j, c in enumerate(self.corruptions)} for i, m in enumerate(self.models)},
             "ce_alexnet": None, "mce_alexnet": None,
             "skipped": [{"file": s.name, "reason": s.reason} for s in self.skipped],
             "notes": self.notes, "seconds": round(self.seconds, 3), "device": self.device,
@@ -659,9 +665,24 @@ class _FolderTally:
         self.clean_count = 0
         self.names: set[int] = set()
         self.labelled: set[int] = set()
+        self.changed = np.zeros((m, c, s), dtype=np.int64)
+        self.changed_n = np.zeros((c, s), dtype=np.int64)
+        self.clean_top1: dict[int, np.ndarray] = {}
+        self.waiting: dict[int, list[tuple[int, int, np.ndarray]]] = {}  # corrupted crops scored before the clean one
 
     def add(self, r: SampleResult, corruptions: Sequence[str], severities: Sequence[int]) -> None:
         self.names.add(r.index)
+        top1 = r.top_idx[:, 0]
+        if r.corruption == CLEAN:
+            self.clean_top1[r.index] = top1
+            for c, s, t in self.waiting.pop(r.index, []):
+                self._changed(c, s, t, top1)
+        else:
+            c, s = corruptions.index(r.corruption), severities.index(r.severity)
+            if r.index in self.clean_top1:
+                self._changed(c, s, top1, self.clean_top1[r.index])
+            else:
+                self.waiting.setdefault(r.index, []).append((c, s, top1))
         if r.label is None:
             return
         self.labelled.add(r.index)
@@ -675,6 +696,10 @@ class _FolderTally:
         self.correct[:, c, s] += hit1
         self.correct5[:, c, s] += hit5
         self.count[c, s] += 1
+
+    def _changed(self, c: int, s: int, top1: np.ndarray, clean: np.ndarray) -> None:
+        self.changed[:, c, s] += top1 != clean
+        self.changed_n[c, s] += 1
 
 
 def _summary(tally: _FolderTally, models: Sequence[str], depths: Sequence[int], corruptions: Sequence[str],
@@ -699,9 +724,11 @@ def _summary(tally: _FolderTally, models: Sequence[str], depths: Sequence[int], 
     notes = []
     if imagenet and bench and tuple(severities) != SEVERITIES:
         notes.append("CE normalised by AlexNet needs all five severities (its published errors are their mean).")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        changed = tally.changed / tally.changed_n[None]
     return FolderSummary(tuple(models), tuple(depths), tuple(corruptions), tuple(severities), seed,
                          len(tally.names), len(tally.labelled), clean, acc, acc5, models[ref] if models else "",
-                         ce, mce, ce_a, mce_a, bench if ce_a is not None else (), notes=notes)
+                         ce, mce, ce_a, mce_a, bench if ce_a is not None else (), notes=notes, changed=changed)
 
 
 def summarize(results: Sequence[SampleResult], models: Sequence[str], depths: Sequence[int],
