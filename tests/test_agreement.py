@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from browser import open_page
+from browser import hover_cell, open_page
 from conftest import EXAMPLES, run_cli
 from zoo.agreement import map_agreement, top_region
 from zoo.render import heat_on_crop
@@ -124,7 +124,7 @@ def test_compare_endpoint_has_map_agreement(client):
 def test_browser_map_agreement_heatmap(app, shots, width):
     from playwright.sync_api import expect
 
-    url, _ = app
+    url, explorer = app
     with open_page(url, width, 1000) as page:
         page.get_by_role("tab", name="Compare depths").click()
         page.locator("#compare-image input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
@@ -133,7 +133,7 @@ def test_browser_map_agreement_heatmap(app, shots, width):
         sentence = page.locator("#map-agreement")
         expect(sentence).to_contain_text("ResNet-18 and ResNet-152", timeout=30_000)
         expect(sentence).to_contain_text("ρ = ")
-        plot = page.locator("#map-agreement-plot img")  # matplotlib, drawn as a PNG
+        plot = page.locator("#map-agreement-plot .js-plotly-plot")  # Plotly: an SVG
         expect(plot).to_be_visible(timeout=30_000)
         plot.scroll_into_view_if_needed()
         b = plot.bounding_box()
@@ -142,27 +142,36 @@ def test_browser_map_agreement_heatmap(app, shots, width):
         assert b["width"] >= (0.75 * width if width < 600 else 300), b
         assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
         assert not sentence.evaluate("e => e.scrollWidth > e.clientWidth + 1")
+        # Hovering a cell names the two depths and gives both figures, as Compare computes them.
+        names = [s.name for s in explorer.zoo.builtin_depths]
+        m = explorer.compare(EXAMPLES / "chelsea.png", names, "cam").map_agreement.to_json()
+        # The bottom-left cell: the modebar, shown on hover, sits over the top-right one.
+        tip = hover_cell(page, "#map-agreement-plot", 4, 0, 5, 5)
+        assert f"{m['models'][4]} and {m['models'][0]}" in tip, tip
+        assert f"Spearman ρ of the maps: {m['spearman'][4][0]:.3f}" in tip, tip
+        assert f"IoU of the top-20 % regions: {m['iou_top20'][4][0]:.3f}" in tip, tip
+        expect(page.locator("#compare-chart-data")).to_contain_text("map-agreement")
         page.screenshot(path=str(shots / f"map-agreement-{width}.png"), full_page=True)
 
 
-def test_heatmap_keeps_every_label_inside_the_picture():
-    from ui.plots import map_agreement_heatmap
+def test_heatmap_cells_tooltips_and_csv(tmp_path):
+    """Every cell says ρ and IoU (– where undefined); long names are shortened on the axes only and
+    whole in the tooltips; the CSV holds every cell."""
+    import csv
+
+    from ui.plots import csv_file, map_agreement_heatmap
 
     names = ["resnet18", "resnet34", "resnet50", "resnet101", "my-resnet152-finetuned"]
     rho = [[1.0 if i == j else 0.5 for j in range(5)] for i in range(5)]
     rho[0][4] = rho[4][0] = None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fig = map_agreement_heatmap(names, rho, rho)
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    renderer = canvas.get_renderer()
-    box = fig.bbox
-    texts = [t for ax in fig.axes for t in (*ax.get_xticklabels(), *ax.get_yticklabels(), ax.yaxis.label)]
-    assert len(texts) >= 10
-    for t in texts:
-        if t.get_text():
-            e = t.get_window_extent(renderer)
-            assert e.x0 >= box.x0 - 1 and e.x1 <= box.x1 + 1 and e.y0 >= box.y0 - 1, t.get_text()
-            assert e.y1 <= box.y0 + 0.92 * box.height + 1, t.get_text()  # below gr.Plot's label badge
+    iou = [[1.0 if i == j else 0.25 for j in range(5)] for i in range(5)]
+    fig = map_agreement_heatmap(names, rho, iou)
+    (hm,) = fig.data
+    assert list(hm.x) == list(hm.y) == names and hm.text[0][1] == "ρ 0.50<br>IoU 0.25"
+    assert hm.text[0][4] == "ρ –<br>IoU 0.25" and hm.z[0][4] is None
+    assert fig.layout.xaxis.ticktext[-1] == "my-resnet15…" and fig.layout.xaxis.automargin
+    assert "%{y} and %{x}" in hm.hovertemplate and "%{customdata:.3f}" in hm.hovertemplate
+    rows = list(csv.reader(open(csv_file(fig, tmp_path), encoding="utf-8")))
+    assert rows[0] == ["row", "column", "Spearman ρ", "IoU top 20 %"] and len(rows) == 26
+    assert rows[5] == ["resnet18", "my-resnet152-finetuned", "", "0.25"]
     assert map_agreement_heatmap(["resnet18"], [[1.0]], [[1.0]]) is None

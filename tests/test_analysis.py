@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from browser import open_page
+from browser import hover_point, open_page
 from conftest import ARCHS, EXAMPLES, hook_count, plain_model, run_cli
 from rest import call, upload
 from zoo import analysis as za
@@ -332,30 +332,44 @@ def test_cli_json_schema_and_text(zoo_file, hosted):
     assert r.returncode == 2 and "Unknown class" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_plots_are_labelled_and_thread_safe(r18_full, monkeypatch):
-    """Every chart has a title, axis labels and a legend; none uses mathtext (its parser is shared by threads)."""
-    import matplotlib.mathtext
+def test_charts_are_labelled_and_name_each_block_in_their_tooltips(r18_full, tmp_path):
+    """Plotly charts: a title, axis titles and a legend entry per depth; each point's tooltip names its
+    block, the depth and the value; crosses mark the downsampling blocks; log axes where asked; the CSV
+    holds every point."""
+    import csv
 
     from ui import plots
 
-    def no_mathtext(*a, **k):
-        raise AssertionError("mathtext is not thread-safe")
-
-    monkeypatch.setattr(matplotlib.mathtext.MathTextParser, "parse", no_mathtext)
     signal_only = dataclasses.replace(r18_full, blocks=[dataclasses.replace(b, lesion=None) for b in r18_full.blocks],
                                       deletions=None)
     figures = plots.depth_lab([r18_full, signal_only])
     assert all(f is not None for f in figures)
     assert plots.depth_lab([signal_only])[4:] == [None, None]
     for fig in figures:
-        fig.canvas.draw()  # lays out every text
-        for ax in fig.axes:
-            assert ax.get_xlabel() or ax.get_ylabel()
-        assert fig.axes[0].get_title() and (fig.legends or fig.axes[0].get_legend())
-    lesion_ax = figures[4].axes[0]
-    downs = sum(b.downsample for b in r18_full.blocks)
-    crosses = [c for c in lesion_ax.collections if len(c.get_offsets())]
-    assert sum(len(c.get_offsets()) for c in crosses) == downs == 3
+        assert fig.layout.title.text
+        layout = fig.to_dict()["layout"]
+        titles = {k[0]: layout[k].get("title", {}).get("text") for k in sorted(layout, reverse=True)
+                  if k[1:5] == "axis" and layout[k].get("title", {}).get("text")}
+        assert titles.get("x") and titles.get("y")
+        assert {t.name for t in fig.data if t.showlegend is not False} >= {"resnet18 (8 blocks)"}
+        assert json.loads(fig.to_json())["config"]["toImageButtonOptions"]["filename"].startswith("depth-lab-")
+    response, _, ratio, grad, lesion, _ = figures
+    assert response.layout.yaxis.type == grad.layout.yaxis.type == "log" and ratio.layout.yaxis.type is None
+    line = response.data[0]
+    assert "<b>ResNet-18</b>" in line.hovertemplate and "%{customdata[0]}" in line.hovertemplate
+    assert "%{y:.3g}" in line.hovertemplate
+    assert [c[0] for c in line.customdata] == [b.name for b in r18_full.blocks]  # "layer1.0" ... "layer4.1"
+    assert list(line.y) == pytest.approx([b.response_std for b in r18_full.blocks])
+    downs = [b.name for b in r18_full.blocks if b.downsample]
+    crosses = [c[0] for c, s in zip(lesion.data[0].customdata, lesion.data[0].marker.symbol) if s == "x"]
+    assert crosses == downs and len(downs) == 3
+    rows = list(csv.reader(open(plots.csv_file(lesion, tmp_path), encoding="utf-8")))
+    assert rows[0][:3] == ["series", "relative depth (block number / number of blocks)",
+                           "p(target) with that block deleted"] and "block" in rows[0]
+    assert len([r for r in rows if r[0] == "resnet18 (8 blocks)"]) == 8
+    assert [p.rsplit("/", 1)[-1] for p in plots.csv_files(figures, tmp_path)] == [
+        "depth-lab-response-std.csv", "depth-lab-response-sorted.csv", "depth-lab-residual-ratio.csv",
+        "depth-lab-gradient.csv", "depth-lab-lesion.csv", "depth-lab-deletions.csv"]
 
 
 # --- the app: /analyze as gradio_client and as an anonymous REST caller use it, and the tab in a browser ---
@@ -394,7 +408,7 @@ def test_analyze_endpoint_over_raw_rest(app):
 def test_browser_depth_lab(app, shots):
     from playwright.sync_api import expect
 
-    url, _ = app
+    url, explorer = app
     with open_page(url, 1500, 1200) as page:
         page.get_by_role("tab", name="Depth lab").click()
         page.locator("#lab-image input[type=file]").set_input_files(str(IMAGE))
@@ -413,15 +427,22 @@ def test_browser_depth_lab(app, shots):
         page.locator("#lab-signal-button").click()
         # The summary first: the stopped run may have left no lesion chart, so an empty one proves nothing.
         expect(summary).to_contain_text("median response std", timeout=180_000)
-        expect(page.locator("#lab-plot-lesion img")).to_have_count(0)
+        expect(page.locator("#lab-plot-lesion .js-plotly-plot")).to_have_count(0)
         expect(summary).not_to_contain_text("a downsampling block deleted")
         for plot in ("response", "sorted", "ratio", "grad"):
-            expect(page.locator(f"#lab-plot-{plot} img")).to_be_visible(timeout=30_000)
+            expect(page.locator(f"#lab-plot-{plot} .js-plotly-plot")).to_be_visible(timeout=30_000)
+        # Hover the third block of ResNet-18 (layer2.0, a downsampling block): its tooltip names it.
+        tip = hover_point(page, "#lab-plot-response", point=2)
+        assert "ResNet-18" in tip and "layer2.0" in tip and "downsampling block" in tip, tip
+        r18 = explorer.cache.get(explorer.zoo.get("resnet18"))
+        std = analyze(r18, IMAGE).blocks[2].response_std
+        assert f"{std:.3g}" in tip, tip
+        expect(page.locator("#lab-data")).to_contain_text("depth-lab-response-std")
         page.screenshot(path=str(shots / "browser-depth-lab-signal.png"), full_page=True)
 
         page.locator("#lab-lesion-button").click()
-        expect(page.locator("#lab-plot-lesion img")).to_be_visible(timeout=180_000)
-        expect(page.locator("#lab-plot-deletions img")).to_be_visible(timeout=30_000)
+        expect(page.locator("#lab-plot-lesion .js-plotly-plot")).to_be_visible(timeout=180_000)
+        expect(page.locator("#lab-plot-deletions .js-plotly-plot")).to_be_visible(timeout=30_000)
         expect(summary).to_contain_text("a downsampling block deleted")
         expect(summary).to_contain_text("of 8")
         page.screenshot(path=str(shots / "browser-depth-lab-lesion.png"), full_page=True)

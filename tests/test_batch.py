@@ -539,7 +539,8 @@ def test_browser_batch_tab(small_app, tmp_path, shots, monkeypatch):
         for path in paths:
             expect(page.locator("#batch-table")).to_contain_text(path.name)
         expect(page.locator("#batch-accuracy")).to_contain_text("resnet152")
-        expect(page.locator("#batch-heatmap img, #batch-heatmap svg").first).to_be_visible(timeout=30_000)
+        expect(page.locator("#batch-heatmap .js-plotly-plot").first).to_be_visible(timeout=30_000)
+        expect(page.locator("#batch-downloads")).to_contain_text("batch-agreement")  # the heatmap's data, CSV
         page.screenshot(path=str(shots / "browser-batch.png"), full_page=True)
 
         # A "where depth mattered" image opens in Compare depths, which runs on it.

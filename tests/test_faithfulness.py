@@ -464,7 +464,8 @@ def test_browser_method_ranking(app, shots):
         page.locator("#compare-button").click()
         expect(page.locator("#compare-faithfulness")).to_contain_text("resnet34", timeout=300_000)
         expect(page.locator("#compare-faithfulness")).to_contain_text("deletion AUC (lower is better)")
-        expect(page.locator("#compare-curves img")).to_be_visible(timeout=30_000)  # matplotlib, drawn as a PNG
+        expect(page.locator("#compare-curves .js-plotly-plot")).to_be_visible(timeout=30_000)  # Plotly: an SVG
+        expect(page.locator("#compare-chart-data")).to_contain_text("compare-curves")
         page.screenshot(path=str(shots / "browser-compare-score.png"), full_page=True)
 
 
@@ -483,6 +484,9 @@ def test_compare_scores_every_depth_for_the_shared_class(app):
     assert [m["faithfulness"]["steps"] for m in models] == [20, 20] and models[0]["layer"] == "layer4"
     assert [row[0] for row in fmt.faithfulness_table(cmp)] == ["resnet18", "resnet34"]
     fig = faithfulness_curves([(r.run.model, r.faithfulness) for r in cmp.results], cmp.target_label)
-    assert [len(ax.lines) for ax in fig.axes] == [2, 2]
+    assert [t.xaxis for t in fig.data] == ["x", "x2", "x", "x2"]  # deletion, insertion per depth
+    assert list(fig.data[1].y) == pytest.approx([float(v) for v in cmp.results[0].faithfulness.insertion_curve])
+    assert [t.showlegend for t in fig.data] == [True, False, True, False]  # one entry hides both curves
+    assert "<b>ResNet-18</b>" in fig.data[0].hovertemplate and "p(" in fig.data[0].hovertemplate
     plain_cmp = explorer.compare(EXAMPLES / "rocket.jpg", ["resnet18"])
     assert plain_cmp.results[0].faithfulness is None and "faithfulness" not in plain_cmp.to_json()["models"][0]

@@ -82,8 +82,8 @@ def whole_gallery(page, elem_id: str, count: int) -> None:
     assert captions.count() == count
     for i in range(count):
         assert inside(captions.nth(i).bounding_box(), box), (elem_id, captions.nth(i).inner_text())
-TABS = ("Classify & explain", "Compare depths", "Method ranking", "Sanity check", "Depth lab", "Error surfaces", "Batch",
-        "Model zoo", "About")
+TABS = ("Classify & explain", "Compare depths", "Method ranking", "Sanity check", "Depth lab", "Error surfaces",
+        "Robustness", "Batch", "Model zoo", "About")
 
 
 def classify(page, expect) -> None:
@@ -153,6 +153,7 @@ def test_nothing_is_cut_off_at_1400_px(app, shots):
         scroll = table.evaluate(TABLE_SCROLL)
         assert scroll[0] <= scroll[1] + 1, scroll  # no sideways scroll at this width
         expect(page.locator("#compare-curves")).to_be_hidden()  # empty until scoring is asked for
+        expect(page.locator("#compare-chart-data")).to_contain_text("map-agreement")  # the heatmap's data
         page.screenshot(path=str(shots / "layout-1400-compare.png"), full_page=True)
 
         # Scored, on two depths: the faithfulness table's headers are whole ("scori…" before).
@@ -196,11 +197,13 @@ def test_the_other_tabs_at_1400_px(app, shots):
             page.locator("#lab-models label", has_text=name).click()
         expect(estimate).to_contain_text("3 forward passes")  # ResNet-18 alone: one forward and one backward
         expect(page.locator("#lab-plot-response")).to_be_hidden()
+        expect(page.locator("#lab-data")).to_be_hidden()
         page.screenshot(path=str(shots / "layout-1400-depth-lab-empty.png"), full_page=True)
         page.locator("#lab-image input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
         page.locator("#lab-signal-button").click()
-        expect(page.locator("#lab-plot-response img")).to_be_visible(timeout=120_000)
-        expect(page.locator("#lab-plot-grad img")).to_be_visible()
+        expect(page.locator("#lab-plot-response .js-plotly-plot")).to_be_visible(timeout=120_000)
+        expect(page.locator("#lab-plot-grad .js-plotly-plot")).to_be_visible()
+        expect(page.locator("#lab-data")).to_be_visible()  # the charts' data, as CSV
         page.screenshot(path=str(shots / "layout-1400-depth-lab.png"), full_page=True)
 
         # Batch: a cost under Run that counts the picked images; the labels drop zone whole.
@@ -312,5 +315,11 @@ def test_the_main_flow_works_on_a_phone(app, shots):
         scroll = table.evaluate(TABLE_SCROLL)
         assert scroll[0] > scroll[1], scroll
         readable_table(page.locator("#zoo-stages"), "stages")
+        # The Plotly charts take the phone's width, no more (their legends go under the plot).
+        for sel in ("#zoo-plot-macs", "#zoo-plot-latency"):
+            chart = page.locator(f"{sel} .js-plotly-plot .main-svg").first
+            expect(chart).to_be_visible(timeout=30_000)
+            b = chart.bounding_box()
+            assert b["x"] >= 0 and b["x"] + b["width"] <= width + 1 and b["width"] >= 0.75 * width, (sel, b)
         assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
         page.screenshot(path=str(shots / "layout-400-zoo.png"), full_page=True)

@@ -243,6 +243,12 @@ def test_over_the_ceiling_is_refused_before_any_work(public):
     assert call(public, "classify", [image, *QUICK], timeout=120)[0] == "complete"
 
 
+def test_a_sanity_check_over_the_ceiling_is_refused_by_the_same_gate(public):
+    # No tab keeps a limit of its own: the sanity check's estimate meets the one ceiling.
+    event, message = call(public, "sanity", [upload(public, IMAGE), "resnet152", ["scorecam"]], timeout=60)
+    assert event == "error" and "this server allows 20 s per request" in message
+
+
 def test_upload_budget_is_enforced_per_visitor(public, tmp_path):
     blob = tmp_path / "big.png"
     blob.write_bytes(b"\0" * 900_000)

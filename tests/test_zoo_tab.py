@@ -11,14 +11,20 @@ import dataclasses
 
 import pytest
 
-from browser import open_page
+from browser import hover_point, open_page
 from ui import format as fmt
 from ui.plots import accuracy_vs
 from zoo.stats import Latency, zoo_row
 
 
 def figure_texts(fig) -> str:
-    return " ".join(t.get_text() for ax in fig.axes for t in ax.texts + [ax.title, ax.xaxis.label])
+    layout = fig.layout
+    return " ".join([layout.title.text or "", layout.xaxis.title.text or ""] + [a.text for a in layout.annotations])
+
+
+def model_points(fig) -> list[tuple[str, float, float]]:
+    """(model, x, y) of each model's point: one trace per model, named after it."""
+    return [(t.name, t.x[0], t.y[0]) for t in fig.data if t.name]
 
 
 def test_zoo_table_at_448_names_the_resolution_and_scales_the_paper_column(zoo):
@@ -36,14 +42,20 @@ def test_zoo_table_at_448_names_the_resolution_and_scales_the_paper_column(zoo):
 def test_plots_name_the_resolution_and_explain_empty_plots(zoo):
     rows = [zoo_row(s, 448) for s in zoo]
     fig = accuracy_vs(rows, "macs")
-    assert fig.axes[0].get_xlabel() == "multiply-adds (G) at 448×448"
-    xs = sorted(fig.axes[0].lines[0].get_xdata())
-    assert xs == pytest.approx(sorted(r.macs / 1e9 for r in rows))
+    assert fig.layout.xaxis.title.text == "multiply-adds (G) at 448×448"
+    points = model_points(fig)
+    assert [p[0] for p in points] == [r.name for r in rows]
+    assert [p[1] for p in points] == pytest.approx([r.macs / 1e9 for r in rows])
+    assert [p[2] for p in points] == pytest.approx([r.top1 for r in rows])
+    # Each tooltip names the depth and gives its values.
+    tip = fig.data[1].hovertemplate
+    assert "<b>ResNet-18</b>" in tip and "%{x:.2f} G" in tip and "%{y:.2f} %" in tip
 
     assert "tick 'Measure latency'" in figure_texts(accuracy_vs(rows, "latency"))
     timed = [dataclasses.replace(r, latency=Latency("cpu", 1, 10.0 * (i + 1), 9.0, 11.0, 100.0, 1))
              for i, r in enumerate(rows)]
-    assert accuracy_vs(timed, "latency").axes[0].get_xlabel() == "median latency (ms) at 448×448, batch 1, cpu"
+    assert (accuracy_vs(timed, "latency").layout.xaxis.title.text
+            == "median latency (ms) at 448×448, batch 1, cpu")
 
     unknown = [dataclasses.replace(r, top1=None, top5=None) for r in rows]
     for x in ("macs", "latency"):
@@ -51,8 +63,8 @@ def test_plots_name_the_resolution_and_explain_empty_plots(zoo):
                                         x))
         assert "no reported top-1" in text and "resnet152" in text
     partial = accuracy_vs(unknown[:2] + rows[2:], "macs")
-    assert len(partial.axes[0].lines[0].get_xdata()) == 3
-    assert "resnet18, resnet34" in partial.axes[0].get_title()
+    assert len(model_points(partial)) == 3
+    assert "resnet18, resnet34" in partial.layout.title.text
 
 
 @pytest.mark.browser
@@ -69,7 +81,7 @@ def test_browser_zoo_tab_columns_resolution_download_and_about(app, shots, tmp_p
 
     monkeypatch.setattr(zoo.stats, "measure_latency", fake_latency)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # nothing cached: the column must change
-    url, _ = app
+    url, explorer = app
     with open_page(url, 1400, 1000) as page:
         page.get_by_role("tab", name="Model zoo").click()
         table = page.locator("#zoo-table")
@@ -95,6 +107,12 @@ def test_browser_zoo_tab_columns_resolution_download_and_about(app, shots, tmp_p
         expect(page.locator("#zoo-resolution-note")).to_contain_text("448×448", timeout=60_000)
         expect(table).to_contain_text("GMACs at 448 px")
         expect(table).to_contain_text("(≈ 7.2 at 448)")
+        # The accuracy chart: hovering ResNet-18's point names it and gives its cost and top-1.
+        r18 = zoo_row(explorer.zoo.get("resnet18"), 448)
+        expect(page.locator("#zoo-plot-macs .xtitle")).to_contain_text("448×448")
+        tip = hover_point(page, "#zoo-plot-macs", trace=1)
+        assert "ResNet-18" in tip and f"{r18.macs / 1e9:.2f} G" in tip and f"{r18.top1:.2f} %" in tip, tip
+        expect(page.locator("#zoo-chart-data")).to_contain_text("zoo-top1-vs-macs")
         page.screenshot(path=str(shots / "zoo-448.png"), full_page=True)
 
         # Before timing anything, the page says what it costs (65 forwards: 13 per model).
@@ -113,6 +131,18 @@ def test_browser_zoo_tab_columns_resolution_download_and_about(app, shots, tmp_p
         expect(row).to_contain_text("12.5 (12.0–13.0)")
         assert len(timed) == 5, "the download timed the models again"
         page.screenshot(path=str(shots / "zoo-after-download.png"), full_page=True)
+
+        # Self-check (zoo/selfcheck.py): ResNet-18 alone, its cost before the click, then the verdict on the
+        # session's random weights, named.
+        checks = page.locator("#selfcheck-models")
+        for name in ("resnet34", "resnet50", "resnet101", "resnet152"):
+            checks.get_by_label(name, exact=True).uncheck()
+        expect(page.locator("#selfcheck-estimate")).to_contain_text("6 forward passes")
+        page.locator("#selfcheck-run").click()
+        result = page.locator("#selfcheck-result")
+        expect(result).to_contain_text("0 of 1 models pass; resnet18 fails", timeout=120_000)
+        expect(result).to_contain_text("under the wrong keys")
+        page.screenshot(path=str(shots / "zoo-selfcheck.png"), full_page=True)
 
         # About: the credits are in the page, and bold text keeps the page's own font.
         page.get_by_role("tab", name="About").click()

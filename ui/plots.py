@@ -1,88 +1,561 @@
-"""Matplotlib figures for ``gr.Plot``: accuracy against cost; the Depth lab's per-block charts; deletion
-and insertion curves; error surfaces."""
+"""Charts for ``gr.Plot``: Plotly figures you read by hovering, and their data as CSV.
+
+How to add a chart (the conventions every tab follows; see ``per_block`` for a full example)::
+
+    fig = plots.figure("lab-response", "Layer responses", x="relative depth", y="std", log_y=True)
+    for i, a in enumerate(analyses):
+        plots.add_line(fig, name=f"{a.model} ({a.num_blocks} blocks)", i=i, x=xs, y=ys,
+                       custom={"block": names}, hover=plots.hover(plots.depth_label(a.model),
+                       ("block", "%{customdata[0]}"), ("std", "%{y:.3g}")))
+    return fig                                     # into a gr.Plot
+    paths = plots.csv_files([fig, ...], folder)    # into a gr.File: the data of every chart
+
+* ``figure(name, title, x, y, ...)`` starts a ``Chart``: the shared theme (white, grid, legend under the
+  plot so a 400 px phone keeps its width, click a legend entry to hide that depth), log axes on request.
+  ``name`` names the PNG the modebar's camera saves (client side, no server work) and the CSV.
+* One trace per depth (or method), coloured ``color(i)``: the same depth keeps its colour across charts.
+* ``hover(title, (label, field), ...)``: the tooltip. ``title`` is literal text (escaped here), the depth
+  as ``depth_label`` writes it ("ResNet-50"); fields are Plotly template fields: ``%{y:.3g}``,
+  ``%{customdata[0]}`` (the ``custom`` columns, in order). Tooltips name the block, the depth and the value.
+* ``custom={"column": values}`` on ``add_line``: per-point data for the tooltip, and extra CSV columns.
+* ``csv_file(fig, folder)`` / ``csv_files(figs, folder)``: every trace's points, one row each, with
+  the axis titles as headers and the ``custom`` columns; heatmaps as row, column, value(s).
+* ``message(text)``: a chart that says why there is nothing to plot.
+
+Why PNG from the browser and not the server: Plotly's server-side export (kaleido) drives a headless
+Chrome, which a Space does not have and which would cost seconds per chart; the modebar's camera
+renders the PNG in the visitor's browser from the figure on the page, at twice its size.
+
+``ui`` never imports torch: the charts take what ``zoo`` returns. The sanity-check chart and the
+error surfaces (3-D surfaces beside contours) are still matplotlib figures, at the end of this module.
+"""
 
 from __future__ import annotations
 
+import csv
+import html
+import json
+import re
 import textwrap
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogFormatter
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from zoo.analysis import Analysis, BlockStats, relative_depths
 from zoo.faithfulness import Faithfulness
 from zoo.landscape import Landscape
 from zoo.stats import ZooRow
 
+COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
+HEIGHT = 420  # px; gr.Plot takes the width of its column
+
+
+def color(i: int) -> str:
+    """The i-th series' colour: pass each depth's position in the chosen list, so it keeps its colour."""
+    return COLORS[i % len(COLORS)]
+
+
+def depth_label(model: str) -> str:
+    """ "resnet50" -> "ResNet-50"; any other zoo name as it is."""
+    m = re.fullmatch(r"resnet(\d+)", model)
+    return f"ResNet-{m.group(1)}" if m else model
+
+
+class Chart(go.Figure):
+    """A Plotly figure that carries its modebar settings to gr.Plot (which reads ``config`` from the JSON)."""
+
+    def to_json(self, *args: Any, **kwargs: Any) -> str:
+        data = json.loads(super().to_json(*args, **kwargs))
+        room = _legend_room(self)
+        if room:
+            # The legend at the bottom of the picture, the x axis's labels and title above it: a
+            # legend placed relative to the plot would overlap them wherever the plot is short.
+            data["layout"]["legend"].update(yref="container", y=0.0, yanchor="bottom")
+            data["layout"]["margin"]["b"] = AXIS_ROOM + room
+        data["config"] = {
+            "displaylogo": False,
+            "modeBarButtonsToRemove": ["select2d", "lasso2d"],
+            "toImageButtonOptions": {"format": "png", "filename": chart_name(self), "scale": 2},
+        }
+        return json.dumps(data)
+
+
+AXIS_ROOM = 62  # px under the plot for the x axis's tick labels and title
+LEGEND_WIDTH = 340  # px a legend row is assumed to have: a phone's (a wider page has room to spare)
+
+
+def _legend_room(fig: go.Figure) -> int:
+    """Pixels for the legend's rows at a phone's width (0: no legend)."""
+    names = [t.name for t in fig.data if t.name and t.showlegend is not False]
+    if not names or fig.layout.showlegend is False:
+        return 0
+    title = fig.layout.legend.title.text if fig.layout.legend.title else ""
+    rows, used = 1, 0.0
+    if title:  # on a row of its own (side "top"), as many rows as it needs
+        rows += int(7.0 * len(title) // LEGEND_WIDTH) + 1
+    for n in names:
+        width = 40 + 6.5 * len(n)
+        if used and used + width > LEGEND_WIDTH:
+            rows, used = rows + 1, 0.0
+        used += width
+    return 22 * rows + 8
+
+
+def chart_name(fig: go.Figure) -> str:
+    """The chart's file name stem (``figure(name=...)``), for its PNG and CSV."""
+    meta = fig.layout.meta
+    return str(meta.get("name", "chart")) if isinstance(meta, dict) else "chart"
+
+
+def _axis(title: str, log: bool = False) -> dict:
+    out: dict[str, Any] = dict(title=dict(text=title, font=dict(size=12)), gridcolor="#e5e5e5", zeroline=False,
+                               showline=True, linecolor="#999999", ticks="outside", automargin=True)
+    if log:
+        # At most ~6 labels: Plotly otherwise labels every digit of a short range (1, 2, ... 9), in a jumble.
+        out.update(type="log", exponentformat="power", nticks=6)
+    return out
+
+
+def figure(name: str, title: str = "", x: str = "", y: str = "", *, log_x: bool = False, log_y: bool = False,
+           height: int = HEIGHT, rows: int = 1, cols: int = 1, **subplots: Any) -> Chart:
+    """A themed, empty chart. ``rows``/``cols`` > 1: subplots (``make_subplots`` keywords in ``subplots``);
+    their axes are then titled by the caller (``fig.update_xaxes(title_text=..., row=, col=)``)."""
+    fig = Chart(make_subplots(rows=rows, cols=cols, **subplots)) if rows * cols > 1 else Chart()
+    fig.update_layout(
+        meta={"name": name},
+        title=dict(text=title, font=dict(size=14), x=0.0, xanchor="left", y=1.0, yanchor="top", yref="container",
+                   pad=dict(t=10, l=8)) if title else None,
+        height=height, template="plotly_white", font=dict(size=12, color="#333333"),
+        # Room for the title's lines (a subtitle is a second line), and the modebar above the plot.
+        margin=dict(l=10, r=10, t=(45 + 20 * title.count("<br>")) if title else 30, b=10),
+        hovermode="closest", hoverlabel=dict(font_size=12, align="left"),
+        # Under the plot, horizontal: beside it, it would take half a phone's width.
+        legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.18, yanchor="top", font=dict(size=11),
+                    itemclick="toggle", itemdoubleclick="toggleothers"),
+    )
+    fig.update_xaxes(**_axis(x, log_x))
+    fig.update_yaxes(**_axis(y, log_y))
+    return fig
+
+
+def hover(title: str, *rows: tuple[str, str]) -> str:
+    """A tooltip: ``title`` in bold (literal text), then one ``label: field`` line per row."""
+    lines = [f"<b>{_literal(title)}</b>"] + [f"{_literal(label)}: {field}" for label, field in rows]
+    return "<br>".join(lines) + "<extra></extra>"  # <extra>: no second box with the trace name
+
+
+def _literal(text: str) -> str:
+    # Escaped for Plotly's HTML subset; "%{" would start a template field.
+    return html.escape(text, quote=False).replace("%{", "%&#123;")
+
+
+def _floats(values: Iterable[Any]) -> list[float | None]:
+    out: list[float | None] = []
+    for v in values:
+        f = None if v is None else float(v)
+        out.append(None if f is None or not np.isfinite(f) else f)
+    return out
+
+
+def add_line(fig: go.Figure, *, name: str, i: int, x: Sequence[Any], y: Sequence[Any], hover: str,
+             custom: dict[str, Sequence[Any]] | None = None, mode: str = "lines+markers",
+             dash: str | None = None, marker: dict | None = None, group: str | None = None,
+             showlegend: bool = True, row: int | None = None, col: int | None = None, panel: str | None = None,
+             **trace: Any) -> go.Scatter:
+    """One series: a line with markers in ``color(i)``, its tooltip, its per-point ``custom`` columns.
+
+    ``group``: traces with the same group hide and show together from one legend entry; ``panel``:
+    the subplot's name in the CSV (default: its y axis title).
+    """
+    custom = custom or {}
+    columns = list(custom)
+    sc = go.Scatter(
+        x=list(x), y=_floats(y), name=name, mode=mode, hovertemplate=hover,
+        line=dict(color=color(i), width=1.8, dash=dash), marker={"color": color(i), "size": 6, **(marker or {})},
+        customdata=[list(r) for r in zip(*custom.values())] if columns else None,
+        meta={"columns": columns, **({"panel": panel} if panel else {})}, legendgroup=group or name, showlegend=showlegend, **trace)
+    fig.add_trace(sc, row=row, col=col)
+    return sc
+
+
+def message(text: str, name: str = "chart") -> Chart:
+    """A chart that says why there is nothing to plot, instead of an empty box."""
+    fig = figure(name, height=260)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.add_annotation(text="<br>".join(textwrap.wrap(_literal(text), 56)), x=0.5, y=0.5, xref="paper",
+                       yref="paper", showarrow=False, font=dict(size=13, color="#444444"))
+    return fig
+
+
+# --- CSV ---------------------------------------------------------------------------------------
+
+
+def _axis_title(fig: go.Figure, ref: str) -> str:
+    """The title of axis ``x``, ``x2``, ``y3``... of ``fig``."""
+    ax = fig.to_dict()["layout"].get(ref[0] + "axis" + ref[1:], {})
+    text = ax.get("title", {}).get("text")
+    return re.sub(r"<[^>]+>", " ", text or ref).strip()
+
+
+def csv_rows(fig: go.Figure) -> list[list[Any]]:
+    """The chart's data, header first: one row per plotted point (heatmaps: per cell)."""
+    traces = [t for t in fig.data if t.type in ("scatter", "heatmap", "bar")]
+    custom_cols: list[str] = []
+    for t in traces:
+        for c in (t.meta or {}).get("columns", []) if isinstance(t.meta, dict) else []:
+            if c not in custom_cols:
+                custom_cols.append(c)
+    if traces and all(t.type == "heatmap" for t in traces):
+        header = ["row", "column", *[("value" if not t.name else t.name) for t in traces[:1]], *custom_cols]
+        rows: list[list[Any]] = [header]
+        t = traces[0]
+        for r, yname in enumerate(t.y):
+            for c, xname in enumerate(t.x):
+                v = t.z[r][c]
+                extra = []
+                if custom_cols and t.customdata is not None:
+                    cd = t.customdata[r][c]
+                    extra = list(cd) if isinstance(cd, (list, tuple)) else [cd]
+                rows.append([yname, xname, v, *extra])
+        return rows
+    axes = {(t.xaxis or "x", t.yaxis or "y") for t in traces}
+    single = len(axes) == 1
+    if single:
+        (xr, yr), = axes
+        header = ["series", _axis_title(fig, xr), _axis_title(fig, yr), *custom_cols]
+    else:
+        header = ["series", "panel", "x", "y", *custom_cols]
+    rows = [header]
+    for t in traces:
+        if t.x is None or t.y is None or not t.name:
+            continue
+        cols = (t.meta or {}).get("columns", []) if isinstance(t.meta, dict) else []
+        for k, (xv, yv) in enumerate(zip(t.x, t.y)):
+            if xv is None and yv is None:
+                continue
+            extra = {c: t.customdata[k][j] for j, c in enumerate(cols)} if cols and t.customdata is not None else {}
+            panel = [] if single else [t.meta.get("panel") if isinstance(t.meta, dict) and t.meta.get("panel")
+                                       else _axis_title(fig, t.yaxis or "y")]
+            rows.append([t.name, *panel, xv, yv, *[extra.get(c, "") for c in custom_cols]])
+    return rows
+
+
+def csv_file(fig: go.Figure, folder: Path) -> str:
+    """Write the chart's data to ``folder / <name>.csv``; returns the path."""
+    path = Path(folder) / f"{chart_name(fig)}.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["" if v is None else v for v in r] for r in csv_rows(fig)])
+    return str(path)
+
+
+def csv_files(figs: Iterable[go.Figure | None], folder: Path) -> list[str]:
+    """The CSV of every chart that has data (``None`` and ``message`` charts are skipped)."""
+    return [csv_file(f, folder) for f in figs if f is not None and any(t.type != "scatter" or t.name for t in f.data)]
+
+
+# --- Model zoo ---------------------------------------------------------------------------------
+
+
+def accuracy_vs(rows: list[ZooRow], x: str) -> Chart:
+    """Top-1 against ``x`` = "macs" (measured multiply-adds) or "latency" (median ms).
+
+    Axes name the resolution the costs were measured at; models without a reported
+    top-1 are left out and named; with nothing to plot, the chart says why.
+    """
+    name = f"zoo-top1-vs-{x}"
+    if not rows:
+        return message("No models to plot.", name)
+    res = rows[0].resolution
+    if x == "latency" and all(r.latency is None for r in rows):
+        return message("Latency not measured yet: tick 'Measure latency' to time every model on this "
+                       "device and plot top-1 against it.", name)
+    no_top1 = [r.name for r in rows if r.top1 is None]
+    pts = [r for r in rows if r.top1 is not None and (x == "macs" or r.latency is not None)]
+    if not pts:
+        return message(f"Nothing to plot: {', '.join(no_top1)} {'has' if len(no_top1) == 1 else 'have'} "
+                       "no reported top-1 accuracy. Add top1 = ... to a model's entry in your zoo file "
+                       "to place it here.", name)
+    if x == "macs":
+        xlabel = f"multiply-adds (G) at {res}×{res}"
+        xs = [r.macs / 1e9 for r in pts]
+        rows_hover = [("multiply-adds", "%{x:.2f} G"), ("top-1", "%{y:.2f} %"), ("parameters", "%{customdata[1]}")]
+    else:
+        device = next(r.latency.device for r in rows if r.latency is not None)
+        xlabel = f"median latency (ms) at {res}×{res}, batch 1, {device}"
+        xs = [r.latency.median_ms for r in pts]
+        rows_hover = [("median latency", "%{x:.1f} ms"), ("p10–p90", "%{customdata[2]}"), ("top-1", "%{y:.2f} %")]
+    title = ("No top-1 reported, not shown: " + ", ".join(no_top1)) if no_top1 else ""
+    fig = figure(name, textwrap.shorten(title, 70) if title else "", xlabel, "ImageNet top-1 (%, reported at 224)",
+                 height=380)
+    # One trace per model: each has its own tooltip and legend entry (click to hide it).
+    fig.add_trace(go.Scatter(x=xs, y=[r.top1 for r in pts], mode="lines", line=dict(color="#3b6fb6", width=1.2),
+                             hoverinfo="skip", showlegend=False, name=""))
+    for i, (r, xv) in enumerate(zip(pts, xs)):
+        lat = f"{r.latency.p10_ms:.1f}–{r.latency.p90_ms:.1f} ms" if r.latency else "not measured"
+        right = xv > 0.7 * max(xs)  # its name to the left, inside the plot
+        add_line(fig, name=r.name, i=i, x=[xv], y=[r.top1], mode="markers+text", text=[r.name],
+                 textposition="bottom left" if right else "bottom right", textfont=dict(size=10),
+                 custom={"model": [r.name], "parameters": [f"{r.params / 1e6:.1f} M"], "latency p10–p90": [lat]},
+                 hover=hover(depth_label(r.name), *rows_hover), marker=dict(size=9))
+    return fig
+
+
+# --- Depth lab ---------------------------------------------------------------------------------
+# One line per model, a fixed colour per model across every chart; downsampling blocks
+# (projection shortcuts) drawn as black-edged crosses wherever blocks are plotted.
+
+DOWN_LABEL = "downsampling block (projection shortcut)"
+
+
+def _legend_name(a: Analysis) -> str:
+    return f"{a.model} ({a.num_blocks} blocks)"
+
+
+def _down_markers(a: Analysis) -> dict:
+    return dict(symbol=["x" if b.downsample else "circle" for b in a.blocks],
+                size=[11 if b.downsample else 6 for b in a.blocks],
+                line=dict(color="black", width=[1 if b.downsample else 0 for b in a.blocks]))
+
+
+def _down_legend(fig: go.Figure) -> None:
+    """A legend entry that explains the crosses (it hides nothing)."""
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=DOWN_LABEL, hoverinfo="skip",
+                             marker=dict(symbol="x", size=11, color="white", line=dict(color="black", width=1))))
+
+
+def _block_custom(a: Analysis) -> dict[str, list]:
+    return {"block": [b.name for b in a.blocks],
+            "kind": ["downsampling block" if b.downsample else "identity block" for b in a.blocks]}
+
+
+def per_block(analyses: list[Analysis], value: Callable[[BlockStats], float], title: str, ylabel: str,
+              log: bool = False, name: str = "depth-lab", value_label: str = "value",
+              value_format: str = ".3g") -> Chart | None:
+    """``value`` of every block against relative depth (block / blocks), one line per model."""
+    if not analyses:
+        return None
+    fig = figure(name, title, "relative depth (block number / number of blocks)", ylabel, log_y=log)
+    for i, a in enumerate(analyses):
+        add_line(fig, name=_legend_name(a), i=i, x=relative_depths(a), y=[value(b) for b in a.blocks],
+                 custom=_block_custom(a), marker=_down_markers(a),
+                 hover=hover(depth_label(a.model), ("block", "%{customdata[0]} (%{customdata[1]})"),
+                             (value_label, f"%{{y:{value_format}}}"), ("relative depth", "%{x:.2f}")))
+    if any(b.downsample for a in analyses for b in a.blocks):
+        _down_legend(fig)
+    fig.update_xaxes(range=[0, 1.03])
+    return fig
+
+
+def response_std(analyses: list[Analysis]) -> Chart | None:
+    # Log scale: depths can differ by orders of magnitude, and the claim is about ratios.
+    return per_block(analyses, lambda b: b.response_std, "Layer responses: std of each block's 3×3 output after BN",
+                     "std of bn2 output (log scale)", log=True, name="depth-lab-response-std",
+                     value_label="response std")
+
+
+def response_std_sorted(analyses: list[Analysis]) -> Chart | None:
+    """Each model's responses sorted from largest to smallest, against the rank (paper Fig. 7, bottom)."""
+    if not analyses:
+        return None
+    fig = figure("depth-lab-response-sorted", "Layer responses sorted by magnitude (as in the paper's Fig. 7)",
+                 "blocks, sorted by response (largest first)", "std of bn2 output (log scale)", log_y=True)
+    for i, a in enumerate(analyses):
+        order = sorted(a.blocks, key=lambda b: b.response_std, reverse=True)
+        add_line(fig, name=_legend_name(a), i=i, x=list(range(1, len(order) + 1)), y=[b.response_std for b in order],
+                 custom={"block": [b.name for b in order]}, marker=dict(size=4),
+                 hover=hover(depth_label(a.model), ("rank", "%{x}"), ("block", "%{customdata[0]}"),
+                             ("response std", "%{y:.3g}")))
+    return fig
+
+
+def residual_ratio(analyses: list[Analysis]) -> Chart | None:
+    return per_block(analyses, lambda b: b.residual_ratio, "How much each block changes its input",
+                     "‖F(x)‖ / ‖shortcut(x)‖", name="depth-lab-residual-ratio", value_label="‖F(x)‖ / ‖x‖")
+
+
+def grad_norm(analyses: list[Analysis]) -> Chart | None:
+    return per_block(analyses, lambda b: b.grad_norm, "Gradient of the target logit reaching each block",
+                     "‖∂z_target / ∂x_block‖ (log scale)", log=True, name="depth-lab-gradient",
+                     value_label="gradient norm")
+
+
+def _target_name(analyses: list[Analysis]) -> str:
+    """The shared target's name, for titles; the models may each use their own top-1."""
+    return (f"target: {analyses[0].target.label}" if len({a.target.index for a in analyses}) == 1
+            else "target: each model's top-1")
+
+
+def lesion(analyses: list[Analysis]) -> Chart | None:
+    """p(target) with each block's residual branch deleted; dashed: the undamaged network."""
+    done = [a for a in analyses if a.blocks and a.blocks[0].lesion is not None]
+    if not done:
+        return None
+    fig = figure("depth-lab-lesion", f"Lesion study: one block's residual branch deleted<br>"
+                 f"<sup>{_literal(_target_name(done))}</sup>",
+                 "relative depth (block number / number of blocks)", "p(target) with that block deleted",
+                 height=460)
+    for i, a in enumerate(done):
+        name = _legend_name(a)
+        custom = _block_custom(a)
+        custom["top-1 with it deleted"] = [b.lesion.top1.label for b in a.blocks]
+        add_line(fig, name=name, i=i, x=relative_depths(a), y=[b.lesion.prob for b in a.blocks], custom=custom,
+                 marker=_down_markers(a),
+                 hover=hover(depth_label(a.model), ("block deleted", "%{customdata[0]} (%{customdata[1]})"),
+                             ("p(target)", "%{y:.3f}"), ("top-1", "%{customdata[2]}")))
+        if a.baseline_prob is not None:
+            add_line(fig, name=f"{a.model}: no block deleted", i=i, x=[0, 1.03], y=[a.baseline_prob] * 2,
+                     mode="lines", dash="dash", group=name, showlegend=False,
+                     hover=hover(depth_label(a.model), ("no block deleted: p(target)", "%{y:.3f}")))
+    _down_legend(fig)
+    fig.update_xaxes(range=[0, 1.03])
+    fig.update_yaxes(range=[-0.02, 1.02])
+    return fig
+
+
+def deletions(analyses: list[Analysis]) -> Chart | None:
+    """Mean p(target) and the share of draws keeping the top-1, against k random identity blocks deleted."""
+    done = [a for a in analyses if a.deletions]
+    if not done:
+        return None
+    fig = figure("depth-lab-deletions", f"k random identity blocks deleted at once<br>"
+                 f"<sup>{_literal(_target_name(done))}</sup>", height=500, rows=2, cols=1, shared_xaxes=True,
+                 vertical_spacing=0.08)
+    ks = sorted({d.k for a in done for d in a.deletions})
+    for i, a in enumerate(done):
+        name = _legend_name(a)
+        x = [str(d.k) for d in a.deletions]  # categories: k doubles from one point to the next
+        draws = {"draws": [d.draws for d in a.deletions]}
+        add_line(fig, name=name, i=i, x=x, y=[d.prob_mean for d in a.deletions], custom=draws, row=1, col=1,
+                 hover=hover(depth_label(a.model), ("blocks deleted", "k = %{x}"), ("mean p(target)", "%{y:.3f}"),
+                             ("draws", "%{customdata[0]}")))
+        add_line(fig, name=name, i=i, x=x, y=[d.top1_kept * 100 for d in a.deletions], custom=draws, row=2, col=1,
+                 showlegend=False,
+                 hover=hover(depth_label(a.model), ("blocks deleted", "k = %{x}"),
+                             ("top-1 unchanged", "%{y:.0f} % of draws"), ("draws", "%{customdata[0]}")))
+    order = dict(type="category", categoryorder="array", categoryarray=[str(k) for k in ks])
+    fig.update_xaxes(**order)
+    fig.update_xaxes(title_text="k, blocks deleted at once (seeded random draws)", row=2, col=1)
+    fig.update_yaxes(title_text="mean p(target)", range=[-0.02, 1.02], row=1, col=1)
+    fig.update_yaxes(title_text="top-1 unchanged (% of draws)", range=[-2, 102], row=2, col=1)
+    return fig
+
+
+def depth_lab(analyses: list[Analysis]) -> list[Chart | None]:
+    """The six Depth lab charts, in the tab's order."""
+    return [response_std(analyses), response_std_sorted(analyses), residual_ratio(analyses), grad_norm(analyses),
+            lesion(analyses), deletions(analyses)]
+
+
+# --- Faithfulness ------------------------------------------------------------------------------
+
+
+def faithfulness_curves(curves: list[tuple[str, Faithfulness]], target: str = "",
+                        name: str = "faithfulness-curves") -> Chart | None:
+    """Deletion and insertion curves side by side, one colour per (name, scores), areas in the legend.
+
+    One legend entry per name hides both of its curves.
+    """
+    if not curves:
+        return None
+    prob = f"p({target})" if target else "target probability"
+    fig = figure(name, height=400, rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
+                 subplot_titles=("Deletion<br><sup>top pixels removed first</sup>",
+                                 "Insertion<br><sup>top pixels restored first</sup>"))
+    fig.update_annotations(font_size=12)
+    for i, (label, f) in enumerate(curves):
+        legend = f"{label}: deletion {f.deletion_auc:.3f}, insertion {f.insertion_auc:.3f}"
+        fractions = _floats(f.fractions)
+        for col, (what, ys, auc) in enumerate((("removed", f.deletion_curve, f.deletion_auc),
+                                               ("restored", f.insertion_curve, f.insertion_auc)), start=1):
+            add_line(fig, name=legend, i=i, x=fractions, y=ys, group=label, showlegend=col == 1,
+                     marker=dict(size=4), row=1, col=col, panel=f"{prob}, pixels {what}",
+                     hover=hover(depth_label(label), (f"pixels {what}", "%{x:.0%}"), (prob, "%{y:.3f}"),
+                                 ("area", f"{auc:.3f}")))
+    fig.update_xaxes(title_text="fraction of pixels", range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(title_text=prob, rangemode="tozero", row=1, col=1)
+    fig.update_layout(legend_title=dict(text="area (deletion: lower is better; insertion: higher)", side="top"),
+                      margin_t=70)
+    return fig
+
+
+# --- Agreement heatmaps ------------------------------------------------------------------------
+
+
+def _short(names: list[str]) -> list[str]:
+    # Custom zoo names can be long: shortened on the axes, whole in the tooltips.
+    return [m if len(m) <= 12 else m[:11] + "…" for m in names]
+
+
+def _heatmap_axes(fig: go.Figure, models: list[str]) -> None:
+    short = _short(models)
+    fig.update_xaxes(tickvals=models, ticktext=short, tickangle=-30, showgrid=False, showline=False, ticks="")
+    # Cells fill the width (not forced square): wide ones on a desktop, narrow on a phone.
+    fig.update_yaxes(tickvals=models, ticktext=short, autorange="reversed", showgrid=False, showline=False,
+                     ticks="")
+
+
+def agreement_heatmap(models: list[str], matrix) -> Chart:
+    """Depth x depth: the share of images on which two models give the same top-1."""
+    z = [_floats(row) for row in matrix]
+    fig = figure("batch-agreement", "Agreement between depths", height=260 + 40 * len(models))
+    fig.add_trace(go.Heatmap(z=z, x=list(models), y=list(models), zmin=0.0, zmax=1.0, colorscale="Viridis",
+                             name="same top-1", texttemplate="%{z:.0%}", textfont=dict(size=12),
+                             colorbar=dict(title=dict(text="same top-1", side="right"), tickformat=".0%",
+                                           thickness=12),
+                             hovertemplate="<b>%{y} and %{x}</b><br>same top-1 on %{z:.1%} of the images"
+                                           "<extra></extra>"))
+    _heatmap_axes(fig, list(models))
+    return fig
+
+
+def map_agreement_heatmap(models: list[str], spearman, iou) -> Chart | None:
+    """Depth x depth: Spearman's ρ between two depths' maps (colour), with the IoU of their top-20 % regions."""
+    n = len(models)
+    if n < 2:
+        return None
+    rho = [_floats(row) for row in spearman]
+    overlap = [_floats(row) for row in iou]
+    text = [[("ρ –" if r is None else f"ρ {r:.2f}") + "<br>" + ("IoU –" if o is None else f"IoU {o:.2f}")
+             for r, o in zip(rr, oo)] for rr, oo in zip(rho, overlap)]
+    # The gr.Plot label badge names the chart: no title.
+    fig = figure("map-agreement", height=260 + 45 * n)
+    fig.add_trace(go.Heatmap(z=rho, x=list(models), y=list(models), zmin=-1.0, zmax=1.0, colorscale="RdBu",
+                             reversescale=True, name="Spearman ρ", customdata=overlap, meta={"columns": ["IoU top 20 %"]},
+                             text=text, texttemplate="%{text}", textfont=dict(size=11 if n <= 3 else 9),
+                             # A short colour bar title: on a phone every pixel goes to the cells.
+                             colorbar=dict(title=dict(text="ρ", side="top"), thickness=10),
+                             hovertemplate="<b>%{y} and %{x}</b><br>Spearman ρ of the maps: %{z:.3f}<br>"
+                                           "IoU of the top-20 % regions: %{customdata:.3f}<extra></extra>"))
+    _heatmap_axes(fig, list(models))
+    return fig
+
+
+# --- matplotlib (not yet hoverable) --------------------------------------------------------------
+# Sanity check and error surfaces: drawn with matplotlib, shown as pictures in gr.Plot.
+
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter  # noqa: E402
+
 SIZE = (5.2, 3.6)
+_COLORS = COLORS
+
+
+def _color(i: int) -> str:
+    return _COLORS[i % len(_COLORS)]
 
 
 def message_figure(text: str) -> Figure:
-    """A figure that says why there is nothing to plot, instead of an empty box."""
+    """A matplotlib figure that says why there is nothing to plot, instead of an empty box."""
     fig = Figure(figsize=SIZE, dpi=100)
     ax = fig.add_subplot()
     ax.axis("off")
     ax.text(0.5, 0.5, textwrap.fill(text, 48), ha="center", va="center", fontsize=10, color="#444444",
             transform=ax.transAxes)
     return fig
-
-
-def accuracy_vs(rows: list[ZooRow], x: str) -> Figure:
-    """Top-1 against ``x`` = "macs" (measured multiply-adds) or "latency" (median ms).
-
-    Axes name the resolution the costs were measured at; models without a reported
-    top-1 are left out and named; with nothing to plot, the figure says why.
-    """
-    if not rows:
-        return message_figure("No models to plot.")
-    res = rows[0].resolution
-    if x == "latency" and all(r.latency is None for r in rows):
-        return message_figure("Latency not measured yet: tick 'Measure latency' to time every model on this "
-                              "device and plot top-1 against it.")
-    no_top1 = [r.name for r in rows if r.top1 is None]
-    pts = []
-    for r in rows:
-        if r.top1 is None:
-            continue
-        if x == "macs":
-            pts.append((r.macs / 1e9, r.top1, r.name))
-        elif r.latency is not None:
-            pts.append((r.latency.median_ms, r.top1, r.name))
-    if not pts:
-        return message_figure(f"Nothing to plot: {', '.join(no_top1)} {'has' if len(no_top1) == 1 else 'have'} "
-                              "no reported top-1 accuracy. Add top1 = ... to a model's entry in your zoo file "
-                              "to place it here.")
-    fig = Figure(figsize=SIZE, dpi=100)
-    ax = fig.add_subplot()
-    xs, ys, names = zip(*pts)
-    ax.plot(xs, ys, "o-", color="#3b6fb6")
-    for px, py, n in pts:
-        ax.annotate(n, (px, py), textcoords="offset points", xytext=(5, -12), fontsize=8)
-    if x == "macs":
-        ax.set_xlabel(f"multiply-adds (G) at {res}×{res}")
-    else:
-        device = next(r.latency.device for r in rows if r.latency is not None)
-        ax.set_xlabel(f"median latency (ms) at {res}×{res}, batch 1, {device}")
-    ax.set_ylabel("ImageNet top-1 (%, reported at 224)")
-    if no_top1:
-        ax.set_title(textwrap.shorten("No top-1 reported, not shown: " + ", ".join(no_top1), 70), fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-# --- Depth lab -----------------------------------------------------------------------------
-# One line per model, a fixed colour per model across every chart; downsampling blocks
-# (projection shortcuts) drawn as black-edged crosses wherever blocks are plotted.
-
-_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
-_DOWN = dict(marker="X", s=70, edgecolors="black", linewidths=0.8, zorder=3)
-
-
-def _color(i: int) -> str:
-    return _COLORS[i % len(_COLORS)]
 
 
 class _PlainLog(LogFormatter):
@@ -93,18 +566,10 @@ class _PlainLog(LogFormatter):
 
 
 def _log_y(ax) -> None:
-    """Log scale with plain-text tick labels ("0.01", "3", "1e+04"), minor ones on short ranges.
-
-    The default labels are mathtext, whose parser is shared and not thread-safe: two
-    requests drawing at once (or gradio saving one figure while the next is drawn) broke it.
-    """
+    """Log scale with plain-text tick labels: mathtext's parser is shared and not thread-safe."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(_PlainLog())
     ax.yaxis.set_minor_formatter(_PlainLog(labelOnlyBase=False))
-
-
-def _legend_name(a: Analysis) -> str:
-    return f"{a.model} ({a.num_blocks} blocks)"
 
 
 def _figure(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = (7.6, 3.9)) -> tuple[Figure, object]:
@@ -117,11 +582,6 @@ def _figure(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = (7
     return fig, ax
 
 
-def _down_handle() -> Line2D:
-    return Line2D([], [], linestyle="none", marker="X", markersize=8, markerfacecolor="white",
-                  markeredgecolor="black", label="downsampling block (projection shortcut)")
-
-
 def _finish(fig: Figure, ax, extra: list | None = None) -> Figure:
     handles, labels = ax.get_legend_handles_labels()
     for h in extra or []:
@@ -130,180 +590,6 @@ def _finish(fig: Figure, ax, extra: list | None = None) -> Figure:
     # Beside the axes, so it never hides a line.
     ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    return fig
-
-
-def per_block(analyses: list[Analysis], value: Callable[[BlockStats], float], title: str, ylabel: str,
-              log: bool = False) -> Figure | None:
-    """``value`` of every block against relative depth (block / blocks), one line per model."""
-    if not analyses:
-        return None
-    fig, ax = _figure(title, "relative depth (block number / number of blocks)", ylabel)
-    for i, a in enumerate(analyses):
-        xs, ys = relative_depths(a), [value(b) for b in a.blocks]
-        ax.plot(xs, ys, "o-", color=_color(i), markersize=3, linewidth=1.4, label=_legend_name(a))
-        down = [(x, y) for x, y, b in zip(xs, ys, a.blocks) if b.downsample]
-        if down:
-            ax.scatter(*zip(*down), color=_color(i), **_DOWN)
-    if log:
-        _log_y(ax)
-    ax.set_xlim(0, 1.02)
-    return _finish(fig, ax, [_down_handle()])
-
-
-def response_std(analyses: list[Analysis]) -> Figure | None:
-    # Log scale: depths can differ by orders of magnitude, and the claim is about ratios.
-    return per_block(analyses, lambda b: b.response_std, "Layer responses: std of each block's 3×3 output after BN",
-                     "std of bn2 output (log scale)", log=True)
-
-
-def response_std_sorted(analyses: list[Analysis]) -> Figure | None:
-    """Each model's responses sorted from largest to smallest, against the rank (paper Fig. 7, bottom)."""
-    if not analyses:
-        return None
-    fig, ax = _figure("Layer responses sorted by magnitude (as in the paper's Fig. 7)",
-                      "blocks, sorted by response (largest first)", "std of bn2 output (log scale)")
-    for i, a in enumerate(analyses):
-        ys = sorted((b.response_std for b in a.blocks), reverse=True)
-        ax.plot(range(1, len(ys) + 1), ys, "-", color=_color(i), linewidth=1.6, label=_legend_name(a))
-    _log_y(ax)
-    return _finish(fig, ax)
-
-
-def residual_ratio(analyses: list[Analysis]) -> Figure | None:
-    return per_block(analyses, lambda b: b.residual_ratio, "How much each block changes its input",
-                     "‖F(x)‖ / ‖shortcut(x)‖")
-
-
-def grad_norm(analyses: list[Analysis]) -> Figure | None:
-    return per_block(analyses, lambda b: b.grad_norm, "Gradient of the target logit reaching each block",
-                     "‖∂z_target / ∂x_block‖ (log scale)", log=True)
-
-
-def _target_name(analyses: list[Analysis]) -> str:
-    """The shared target's name, for titles; the models may each use their own top-1."""
-    return (f"target: {analyses[0].target.label}" if len({a.target.index for a in analyses}) == 1
-            else "target: each model's top-1")
-
-
-def lesion(analyses: list[Analysis]) -> Figure | None:
-    """p(target) with each block's residual branch deleted; dashed: the undamaged network."""
-    done = [a for a in analyses if a.blocks and a.blocks[0].lesion is not None]
-    if not done:
-        return None
-    fig = per_block(done, lambda b: b.lesion.prob,
-                    f"Lesion study: one block's residual branch deleted\n({_target_name(done)})",
-                    "p(target) with that block deleted")
-    ax = fig.axes[0]
-    for i, a in enumerate(done):
-        if a.baseline_prob is not None:
-            ax.axhline(a.baseline_prob, color=_color(i), linestyle="--", linewidth=1, alpha=0.8)
-    ax.set_ylim(-0.02, 1.02)
-    fig.set_size_inches(7.6, 5.2)
-    return _finish(fig, ax, [_down_handle(), Line2D([], [], color="gray", linestyle="--",
-                                                   label="no block deleted")])
-
-
-def deletions(analyses: list[Analysis]) -> Figure | None:
-    """Mean p(target) and the share of draws keeping the top-1, against k random identity blocks deleted."""
-    done = [a for a in analyses if a.deletions]
-    if not done:
-        return None
-    fig = Figure(figsize=(7.6, 5.2), dpi=100, layout="constrained")
-    upper, lower = fig.subplots(2, 1, sharex=True)
-    for i, a in enumerate(done):
-        ks = [d.k for d in a.deletions]
-        upper.plot(ks, [d.prob_mean for d in a.deletions], "o-", color=_color(i), markersize=4,
-                   label=_legend_name(a))
-        lower.plot(ks, [d.top1_kept * 100 for d in a.deletions], "o-", color=_color(i), markersize=4)
-    upper.set_title(f"k random identity blocks deleted at once\n({_target_name(done)})", fontsize=11)
-    upper.set_ylabel("mean p(target)")
-    lower.set_ylabel("top-1 unchanged\n(% of draws)")
-    lower.set_xlabel("k, blocks deleted at once (seeded random draws)")
-    top = max(d.k for a in done for d in a.deletions)
-    ticks = [0] + [2 ** e for e in range(top.bit_length()) if 2 ** e <= top]
-    lower.set_xscale("symlog", base=2, linthresh=1)  # k doubles from one point to the next
-    lower.set_xticks(ticks, [str(k) for k in ticks])
-    lower.minorticks_off()
-    for ax in (upper, lower):
-        ax.grid(alpha=0.3)
-    upper.set_ylim(-0.02, 1.02)
-    lower.set_ylim(-2, 102)
-    fig.legend(loc="outside right upper", fontsize=8)
-    return fig
-
-
-def depth_lab(analyses: list[Analysis]) -> list[Figure | None]:
-    """The six Depth lab charts, in the tab's order."""
-    return [response_std(analyses), response_std_sorted(analyses), residual_ratio(analyses), grad_norm(analyses),
-            lesion(analyses), deletions(analyses)]
-def faithfulness_curves(curves: list[tuple[str, Faithfulness]], target: str = "") -> Figure | None:
-    """Deletion and insertion curves side by side, one line per (name, scores), AUCs in the legends."""
-    if not curves:
-        return None
-    fig = Figure(figsize=(7.6, 2.9), dpi=100)
-    left, right = fig.subplots(1, 2, sharey=True)
-    for name, f in curves:
-        left.plot(f.fractions, f.deletion_curve, marker=".", label=f"{name}: {f.deletion_auc:.3f}")
-        right.plot(f.fractions, f.insertion_curve, marker=".", label=f"{name}: {f.insertion_auc:.3f}")
-    prob = f"p({target})" if target else "target probability"
-    left.set_title("Deletion: top pixels removed first\n(area: lower is better)", fontsize=9)
-    right.set_title("Insertion: top pixels restored first\n(area: higher is better)", fontsize=9)
-    for ax in (left, right):
-        ax.set_xlabel("fraction of pixels", fontsize=8)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7, title="area", title_fontsize=7)
-    left.set_ylabel(prob, fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))  # room above for gr.Plot's label badge
-    return fig
-def agreement_heatmap(models: list[str], matrix) -> Figure:
-    """Depth x depth: the share of images on which two models give the same top-1."""
-    n = len(models)
-    size = 1.6 + 0.9 * n
-    fig = Figure(figsize=(size + 1.0, size), dpi=100)
-    ax = fig.add_subplot()
-    im = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(n), models, rotation=30, ha="right", fontsize=9)
-    ax.set_yticks(range(n), models, fontsize=9)
-    for i in range(n):
-        for j in range(n):
-            v = float(matrix[i][j])
-            ax.text(j, i, f"{v * 100:.0f}%", ha="center", va="center", fontsize=9,
-                    color="black" if v > 0.6 else "white")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="same top-1")
-    ax.set_title("Agreement between depths", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def map_agreement_heatmap(models: list[str], spearman, iou) -> Figure | None:
-    """Depth x depth: Spearman's ρ between two depths' maps (colour), with the IoU of their top-20 % regions."""
-    n = len(models)
-    if n < 2:
-        return None
-    size = 1.6 + 0.9 * n
-    # Constrained layout keeps the longest model names and the colour bar inside the picture; the
-    # top 8 % stays empty for gr.Plot's label badge (the badge names the chart, so no title).
-    fig = Figure(figsize=(size + 1.4, size + 0.3), dpi=100, layout="constrained")
-    fig.get_layout_engine().set(rect=(0, 0, 1, 0.92))
-    ax = fig.add_subplot()
-    rho = np.array([[np.nan if v is None else float(v) for v in row] for row in spearman])
-    overlap = np.array([[np.nan if v is None else float(v) for v in row] for row in iou])
-    im = ax.imshow(np.ma.masked_invalid(rho), vmin=-1.0, vmax=1.0, cmap="coolwarm")
-    # Custom zoo names can be long: shortened, so that a slanted first label stays in the picture.
-    names = [m if len(m) <= 12 else m[:11] + "…" for m in models]
-    ax.set_xticks(range(n), names, rotation=30, ha="right", fontsize=9)
-    ax.set_yticks(range(n), names, fontsize=9)
-    for i in range(n):
-        for j in range(n):
-            r, o = rho[i, j], overlap[i, j]
-            text = ("ρ –" if np.isnan(r) else f"ρ {r:.2f}") + "\n" + ("IoU –" if np.isnan(o) else f"IoU {o:.2f}")
-            ax.text(j, i, text, ha="center", va="center", fontsize=7 if n > 4 else 8,
-                    color="white" if not np.isnan(r) and abs(r) > 0.6 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Spearman ρ of the maps")
     return fig
 
 
@@ -450,3 +736,16 @@ def _log10_norm(lo: float, hi: float):
     from matplotlib.colors import Normalize
 
     return Normalize(vmin=lo, vmax=hi)
+
+
+# --- gradio glue -----------------------------------------------------------------------------------
+
+DATA_LABEL = "Chart data (CSV). To save a chart as PNG: the camera icon at its top right"
+
+
+def data_files(elem_id: str, label: str = DATA_LABEL):
+    """The download box for a tab's chart data (``csv_files``), hidden until a run fills it."""
+    import gradio as gr
+
+    return gr.File(label=label, file_count="multiple", interactive=False, elem_id=elem_id,
+                   elem_classes="rde-when-filled")

@@ -92,9 +92,9 @@ def build(ctx: Context) -> None:
         table = gr.Dataframe(value=fmt.batch_rows(result, thumbnail_uri), headers=headers,
                              datatype=["markdown"] + ["str"] * (len(headers) - 1),
                              column_widths=[f"{THUMB + 16}px"] + ["auto"] * (len(headers) - 1))
-        return (fmt.batch_markdown(result), fmt.batch_model_table(result),
-                plots.agreement_heatmap(result.models, result.agreement), table, gallery,
-                [str(csv_path), str(json_path)], [m.image.source for m in result.mattered])
+        heatmap = plots.agreement_heatmap(result.models, result.agreement)
+        return (fmt.batch_markdown(result), fmt.batch_model_table(result), heatmap, table, gallery,
+                [str(csv_path), str(json_path), plots.csv_file(heatmap, folder)], [m.image.source for m in result.mattered])
 
     def ui_run(files, labels_csv, models, progress=gr.Progress()):
         # A generator that yields before every forward: Stop cancels the event, gradio then
@@ -151,12 +151,14 @@ def build(ctx: Context) -> None:
                 b_run = gr.Button("Run", variant="primary", elem_id="batch-run")
                 b_stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
             b_estimate = gr.Markdown(elem_id="batch-estimate", elem_classes="rde-estimate")
-            b_downloads = gr.File(label="Every prediction: CSV and JSON", file_count="multiple", interactive=False,
+            b_downloads = gr.File(label="Every prediction: CSV and JSON; the agreement chart's data (CSV)",
+                                  file_count="multiple", interactive=False,
                                   elem_id="batch-downloads", elem_classes="rde-when-filled")  # hidden until filled
         with gr.Column(scale=2):
             b_status = gr.Markdown(elem_id="batch-status")
             b_accuracy = gr.Dataframe(headers=fmt.BATCH_MODEL_HEADERS, label="Per model", interactive=False,
                                       elem_id="batch-accuracy")  # natural widths: it fits, and scrolls on a phone
+            # Plotly (ui/plots.py): hover a cell for the two depths and their agreement.
             b_heatmap = gr.Plot(label="Agreement between depths", elem_id="batch-heatmap",
                                 elem_classes="rde-when-filled")  # hidden until a run fills it (ui/app.py)
             b_gallery = gr.Gallery(label="Where depth mattered (click one to compare its maps)", columns=6,

@@ -18,7 +18,7 @@ from ..common import (EXAMPLES, Context, Upload, gpu, progress_fn, render_result
                       safe_image_input, save_raw, user_errors)
 from ..guard import long_event
 from ..spaces import example_caching
-from ..plots import faithfulness_curves
+from ..plots import csv_file, faithfulness_curves
 
 TITLE = "Classify & explain"
 
@@ -83,20 +83,31 @@ def build(ctx: Context) -> None:
         save_jpeg(overlay_crop(result.run, result.explanation.raw, alpha=0.0), plain)
         return str(plain), overlay
 
+    def curves(result: Result):
+        return faithfulness_curves([(result.method, result.faithfulness)], result.explanation.target.label,
+                                   name=f"{result.run.model}-{result.method}-{result.explanation.target.index}-curves")
+
     def render_scores(result: Result) -> tuple[str, Any]:
         f = result.faithfulness
         if f is None:
             return "", None
-        return fmt.faithfulness_markdown(f), faithfulness_curves([(result.method, f)], result.explanation.target.label)
+        return fmt.faithfulness_markdown(f), curves(result)
+
+    def downloads(result: Result, crop: str, png: str) -> list[str]:
+        """The overlay PNG, the raw map and, once the map is scored, its curves' data (CSV)."""
+        folder = Path(crop).parent
+        paths = [png, save_raw(result, folder)]
+        if result.faithfulness is not None:
+            paths.append(csv_file(curves(result), folder))
+        return paths
 
     @user_errors
     def ui_classify(image, model, top_k, method, target, cmap, alpha, window, stride, steps, layer, score,
                     progress=gr.Progress()):
         result = run_one(image, model, top_k, method, target, progress, window, stride, steps, layer, score)
         crop, full, fig, png = render_result(ctx, result, cmap, alpha, download=True)
-        return (fmt.label_dict(result), crop, full, fig, fmt.result_markdown(result),
-                [png, save_raw(result, Path(crop).parent)], *render_scores(result), seen_and_mapped(result, crop),
-                result)
+        return (fmt.label_dict(result), crop, full, fig, fmt.result_markdown(result), downloads(result, crop, png),
+                *render_scores(result), seen_and_mapped(result, crop), result)
 
     @user_errors
     def ui_rerender(result, cmap, alpha):
@@ -104,7 +115,7 @@ def build(ctx: Context) -> None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         # The download too: it is the overlay as shown, in the colours and opacity now chosen.
         crop, full, fig, png = render_result(ctx, result, cmap, alpha, download=True)
-        return crop, full, fig, [png, save_raw(result, Path(crop).parent)], seen_and_mapped(result, crop)
+        return crop, full, fig, downloads(result, crop, png), seen_and_mapped(result, crop)
 
     @user_errors
     def api_classify(image, model, top_k, method, target, progress=gr.Progress()):
@@ -112,6 +123,13 @@ def build(ctx: Context) -> None:
         result = run_one(image, model, top_k, method, target, progress)
         crop, full, fig = render_result(ctx, result, "jet", 0.5)
         return fmt.label_dict(result), crop, full, fig, result.to_json()
+
+    @user_errors
+    def api_explain(image, model, method, layer, target, progress=gr.Progress()):
+        """Where one model looked for one class: the map of ``method`` read at ``layer``, for ``target``."""
+        result = run_one(image, model, 5, method, target, progress, layer=layer or None)
+        crop, _, fig = render_result(ctx, result, "jet", 0.5)
+        return crop, fig, {**result.to_json(), "layer": result.explanation.layer}
 
     with gr.Row():
         with gr.Column(scale=1):
@@ -157,13 +175,15 @@ def build(ctx: Context) -> None:
                 # rde-when-filled: hidden until a result fills it (ui/app.py).
                 raw_view = gr.Image(label="Raw map with colour bar", show_label=False, format="png", min_width=300,
                                     elem_id="raw-map", elem_classes="rde-when-filled")
-                files = gr.File(label="Downloads: overlay PNG and raw map (.npy)", file_count="multiple",
+                files = gr.File(label="Downloads: overlay PNG, raw map (.npy), scored curves (CSV)",
+                                file_count="multiple",
                                 min_width=300, elem_id="downloads", elem_classes="rde-when-filled")
             # What the model saw, and where the map puts the evidence, in one picture: drag the line.
             crop_slider = gr.ImageSlider(label="The model's crop without and with the map (drag the line)",
                                          type="filepath", format="jpeg", max_height=448, elem_id="crop-slider",
                                          buttons=["fullscreen"])
             faith_info = gr.Markdown(elem_id="faithfulness-info")
+            # Plotly (ui/plots.py): hover a point for its fraction and probability; camera icon: PNG.
             faith_plot = gr.Plot(label="Deletion and insertion curves", elem_id="faithfulness-plot",
                                  elem_classes="rde-when-filled")
     state = gr.State()
@@ -205,5 +225,13 @@ def build(ctx: Context) -> None:
     api_button = gr.Button(visible=False)
     long_event(ctx.guard, api_button.click, api_classify, [image, model, top_k, method, target],
                [labels, crop_view, full_view, raw_view, api_json], cost=cost, api_name="classify")
+    # /explain(image, model, method, layer, target): the map alone, with the layer it is read from
+    # (an MCP tool too, ui/mcp.py). Default display settings, as /classify.
+    explain_json = gr.JSON(visible=False)
+    explain_button = gr.Button(visible=False)
+    long_event(ctx.guard, explain_button.click, api_explain, [image, model, method, layer, target],
+               [crop_view, raw_view, explain_json], api_name="explain",
+               cost=lambda image, model, method, layer=None, target=None: cost(image, model, 5, method, target,
+                                                                               layer=layer))
     # "Every stage" (issue 18, part 5): its own section and event, from this tab's inputs.
     every_stage_section(ctx, image, model, method, target, cmap, alpha)

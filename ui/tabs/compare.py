@@ -14,7 +14,7 @@ from ..common import (EXAMPLES, Context, Upload, carry_image, gpu, new_output_fo
                       safe_image_input, user_errors)
 from ..guard import long_event
 from ..spaces import example_caching
-from ..plots import faithfulness_curves, map_agreement_heatmap
+from ..plots import csv_files, data_files, faithfulness_curves, map_agreement_heatmap
 
 TITLE = "Compare depths"
 CLASSIFY_TAB = "Classify & explain"  # that tab's id (build_app gives each tab its TITLE as id)
@@ -42,7 +42,7 @@ def build(ctx: Context) -> None:
             return gr.Dataframe(value=None, visible=False), None
         curves = [(r.run.model, r.faithfulness) for r in cmp.results]
         return (gr.Dataframe(value=rows, headers=fmt.FAITHFULNESS_HEADERS, visible=True),
-                faithfulness_curves(curves, cmp.target_label))
+                faithfulness_curves(curves, cmp.target_label, name=f"compare-curves-{cmp.target}"))
 
     def render_compare(cmp: Comparison, cmap: str, alpha: float, shared: bool):
         scale = Scale.of(*[r.explanation.raw for r in cmp.results]) if shared else None
@@ -68,7 +68,10 @@ def build(ctx: Context) -> None:
     @user_errors
     def ui_compare(image, models, method, target, cmap, alpha, shared, score, progress=gr.Progress()):
         cmp = run_compare(image, models, method, target, progress, score)
-        return (*render_compare(cmp, cmap, alpha, shared), *render_scores(cmp), *render_map_agreement(cmp), cmp)
+        scores, agreement = render_scores(cmp), render_map_agreement(cmp)
+        # The data of both charts as CSV (each chart's camera icon saves its PNG).
+        data = csv_files([scores[1], agreement[1]], new_output_folder(ctx.outputs_dir))
+        return (*render_compare(cmp, cmap, alpha, shared), *scores, *agreement, cmp, data)
 
     def ui_estimate(models, method, score) -> str:
         """What pressing Compare will cost here, before pressing it."""
@@ -123,6 +126,7 @@ def build(ctx: Context) -> None:
                                    column_widths=fmt.compare_column_widths(len(ctx.depth_names)),
                                    elem_id="compare-table")
             c_maps_text = gr.Markdown(elem_id="map-agreement")
+            # Plotly (ui/plots.py): hover a cell for the two depths, ρ and IoU.
             c_maps_plot = gr.Plot(label="Map agreement between depths", elem_id="map-agreement-plot")
             c_faith = gr.Dataframe(label="Faithfulness of each depth's map, for the shared class", interactive=False,
                                    visible=False, elem_id="compare-faithfulness", wrap=True, pinned_columns=1,
@@ -130,12 +134,13 @@ def build(ctx: Context) -> None:
             # Hidden until scoring fills it (rde-when-filled, ui/app.py).
             c_faith_plot = gr.Plot(label="Deletion and insertion curves, every depth", elem_id="compare-curves",
                                    elem_classes="rde-when-filled")
+            c_data = data_files("compare-chart-data")
     c_state = gr.State()
 
     @user_errors
     def ui_compare_example(image, progress=gr.Progress()):
         """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
-        gallery, _, text, _, _, _, _, cmp = ui_compare(image, ctx.depth_names, "cam", "", "jet", 0.5, True, False,
+        gallery, _, text, _, _, _, _, cmp, _ = ui_compare(image, ctx.depth_names, "cam", "", "jet", 0.5, True, False,
                                                        progress)
         text += "\n\n*A cached example result: change the settings and press Compare to run it again.*"
         # The table as a plain value (gradio's cache stores values, not component updates);
@@ -150,7 +155,7 @@ def build(ctx: Context) -> None:
                     fn=ui_compare_example, outputs=[c_gallery, c_table, c_text, c_state, c_method, c_target, c_cmap,
                                                     c_alpha],
                     api_name="compare_example", elem_id="compare-examples", **example_caching())
-    c_outs = [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_maps_text, c_maps_plot, c_state]
+    c_outs = [c_gallery, c_table, c_text, c_faith, c_faith_plot, c_maps_text, c_maps_plot, c_state, c_data]
     run = long_event(ctx.guard, c_go.click, ui_compare,
                      [c_image, c_models, c_method, c_target, c_cmap, c_alpha, c_shared, c_score], c_outs,
                      cost=cost, message=c_text, stop=c_stop, api_visibility="private")

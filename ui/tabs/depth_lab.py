@@ -10,7 +10,7 @@ from zoo.analysis import Analysis
 
 from .. import format as fmt
 from .. import plots
-from ..common import (EXAMPLES, Context, gpu, progress_fn, require_image, safe_image_input,
+from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
                       user_errors)
 from ..guard import long_event, stop_button
 
@@ -58,7 +58,9 @@ def build(ctx: Context) -> None:
         done: list[Analysis] = []
         for a in analyses(image, models, target, lesion, progress):
             done.append(a)
-            yield render(done, {"models": [d.to_json() for d in done]})
+            out = render(done, {"models": [d.to_json() for d in done]})
+            # The data of every chart drawn so far, as CSV (the PNG comes from each chart's modebar).
+            yield (*out, plots.csv_files(out[:6], new_output_folder(ctx.outputs_dir)))
 
     @user_errors
     def ui_signal(image, models, target, progress=gr.Progress()):
@@ -92,7 +94,8 @@ def build(ctx: Context) -> None:
     summary = gr.Markdown(elem_id="lab-summary")
 
     def plot(label: str, elem_id: str) -> gr.Plot:
-        # The figure carries its own title; gradio's label badge would cover it. Until a run
+        # Plotly (ui/plots.py): hover a point for its block, depth and value; click a legend
+        # entry to hide that depth. The figure carries its own title; gradio's label badge would cover it. Until a run
         # fills it, the box is hidden (rde-when-filled, ui/app.py): an empty, unlabelled box
         # says nothing.
         return gr.Plot(label=label, show_label=False, elem_id=elem_id, elem_classes="rde-when-filled")
@@ -106,10 +109,11 @@ def build(ctx: Context) -> None:
     with gr.Row():
         p_lesion = plot("Lesion study: one block deleted", "lab-plot-lesion")
         p_del = plot("k random identity blocks deleted", "lab-plot-deletions")
+    data = plots.data_files("lab-data")
     with gr.Accordion("The numbers (JSON)", open=False):
         numbers = gr.JSON(label="Per model and block")
     ins = [image, models, target]
-    outs = [p_resp, p_sorted, p_ratio, p_grad, p_lesion, p_del, summary, numbers]
+    outs = [p_resp, p_sorted, p_ratio, p_grad, p_lesion, p_del, summary, numbers, data]
 
     def cost_of(lesion: bool):
         return lambda image, models=None, target=None: explorer.analyze_estimate(list(models or ctx.depth_names),
@@ -133,5 +137,5 @@ def build(ctx: Context) -> None:
     api_json = gr.JSON(visible=False)
     api_button = gr.Button(visible=False)
     api_model = gr.Textbox(value=ctx.default_model, visible=False, label="model")
-    long_event(ctx.guard, api_button.click, api_analyze, [image, api_model, target], outs[:-1] + [api_json],
+    long_event(ctx.guard, api_button.click, api_analyze, [image, api_model, target], outs[:-2] + [api_json],
                cost=lambda image, model, target=None: explorer.analyze_estimate([model], True), api_name="analyze")

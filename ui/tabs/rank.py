@@ -19,7 +19,7 @@ from .. import format as fmt
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
                       user_errors)
 from ..guard import long_event
-from ..plots import faithfulness_curves
+from ..plots import csv_files, data_files, faithfulness_curves
 
 TITLE = "Method ranking"
 SORT_CHOICES = [("Deletion AUC (lower is better)", "deletion"), ("Insertion AUC (higher is better)", "insertion"),
@@ -45,8 +45,11 @@ def build(ctx: Context) -> None:
         gallery = [(pictures[r.method], fmt.rank_caption(i + 1, r)) for i, r in enumerate(entries)]
         table = gr.Dataframe(value=fmt.rank_table(entries), headers=fmt.RANK_HEADERS)
         curves = faithfulness_curves([(METHODS[r.method].label, r.faithfulness) for r in entries],
-                                     ranking.target.label)
-        return gallery, table, fmt.ranking_markdown(ranking, total, by), curves
+                                     ranking.target.label, name=f"rank-curves-{ranking.run.model}-{ranking.target.index}")
+        # The curves' data as CSV, beside the pictures of this run (the chart's camera icon saves its PNG).
+        folder = Path(next(iter(pictures.values()))).parent if pictures else new_output_folder(ctx.outputs_dir)
+        data = csv_files([curves], folder)
+        return gallery, table, fmt.ranking_markdown(ranking, total, by), curves, data
 
     @gpu
     def stream(image, model, target, methods, progress) -> Iterator[Ranking]:
@@ -69,7 +72,7 @@ def build(ctx: Context) -> None:
     @user_errors
     def ui_resort(state, by):
         if state is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         ranking, pictures, total = state
         return render(ranking, by, total, pictures)
 
@@ -111,9 +114,10 @@ def build(ctx: Context) -> None:
                                  column_widths=fmt.RANK_COLUMN_WIDTHS)  # fixed widths: ui/format.py says why
             curves = gr.Plot(label="Deletion and insertion curves, every method", elem_id="rank-curves",
                              elem_classes="rde-when-filled")  # hidden until a run fills it (ui/app.py)
+            data = data_files("rank-chart-data")
     state = gr.State()
     gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png")], inputs=[image])
-    outs = [gallery, table, info, curves, state]
+    outs = [gallery, table, info, curves, data, state]
     def cost(image, model, target=None, methods=None, by=None):
         return explorer.rank_estimate(model, list(methods or RANK_DEFAULT))
 
@@ -129,7 +133,7 @@ def build(ctx: Context) -> None:
 
     for trigger in (model.change, methods.change, event.then, ctx.demo.load):
         trigger(ui_estimate, [model, methods], [estimate], api_visibility="private", show_progress="hidden")
-    by.change(ui_resort, [state, by], [gallery, table, info, curves], api_visibility="private",
+    by.change(ui_resort, [state, by], [gallery, table, info, curves, data], api_visibility="private",
               show_progress="hidden")
     # Score-CAM's label counts its forwards for the model picked: 514 on ResNet-18, 2050 on ResNet-50.
     model.change(lambda m, v: gr.CheckboxGroup(choices=choices(m), value=v), [model, methods], [methods],

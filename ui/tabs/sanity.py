@@ -24,10 +24,6 @@ from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, re
 from ..guard import long_event, stop_button
 
 TITLE = "Sanity check"
-# The most one request may cost, in forward-pass equivalents (a backward counts as two):
-# the five default methods on ResNet-152 at stage granularity (7 x 59 = 413) fit many
-# times over; Score-CAM or Occlusion on every block of a deep model do not.
-MAX_FORWARDS = 4000
 # Integrated Gradients at the page's default (as in Classify & explain): half the library's
 # default, 7 maps of it stay affordable.
 PARAMS = {"integrated-gradients": {"steps": 16}}
@@ -71,13 +67,13 @@ def build(ctx: Context) -> None:
         if not methods:
             raise gr.Error("Tick at least one method to check.", print_exception=False)
         yield from explorer.iter_sanity(upload.path, model, list(methods), target or None, granularity,
-                                        int(seed or 0), PARAMS, progress_fn(progress), max_forwards=MAX_FORWARDS)
+                                        int(seed or 0), PARAMS, progress_fn(progress))
 
     @gpu
     def every_depth(image, method, target, granularity, seed, progress) -> Iterator[list[Any]]:
         upload = require_image(image)
         yield from explorer.iter_sanity_depths(upload.path, method, ctx.depth_names, target or None, granularity,
-                                               int(seed or 0), PARAMS, progress_fn(progress), max_forwards=MAX_FORWARDS)
+                                               int(seed or 0), PARAMS, progress_fn(progress))
 
     @user_errors
     def ui_sanity(image, model, methods, target, granularity, seed, progress=gr.Progress()):
@@ -120,8 +116,6 @@ def build(ctx: Context) -> None:
             text = (f"{maps} maps per method (the original, then {maps - 1} randomization steps), "
                     f"{maps * len(methods)} in all. "
                     + fmt.estimate_markdown(est, explorer.device, ctx.guard.limits))
-            if est.forwards > MAX_FORWARDS:
-                text += f" Over this server's limit of {MAX_FORWARDS} forward passes: tick fewer methods."
             return text
         except ZooError as e:
             return str(e)
@@ -132,8 +126,6 @@ def build(ctx: Context) -> None:
             maps = sum(step_count(ctx.zoo.get(n), granularity) for n in ctx.depth_names)
             text = (f"{maps} maps over {len(ctx.depth_names)} depths. "
                     + fmt.estimate_markdown(est, explorer.device, ctx.guard.limits))
-            if est.forwards > MAX_FORWARDS:
-                text += f" Over this server's limit of {MAX_FORWARDS} forward passes: pick a cheaper method."
             return text
         except ZooError as e:
             return str(e)

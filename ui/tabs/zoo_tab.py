@@ -13,7 +13,8 @@ from zoo.models import resolve_device
 from zoo.stats import NOTES, ZooRow, stage_stats, zoo_row
 
 from .. import format as fmt
-from ..common import Context, gpu, progress_fn, user_errors
+from .. import plots
+from ..common import Context, gpu, new_output_folder, progress_fn, user_errors
 from ..guard import long_event, stop_button
 from ..plots import accuracy_vs
 from ..spaces import LATENCY_S
@@ -50,8 +51,9 @@ def build(ctx: Context) -> None:
         """Everything at ``resolution``; latency only when its box is ticked (it runs every model)."""
         resolution = int(resolution)
         rows = timed_rows(resolution, progress) if latency else [zoo_row(s, resolution) for s in zoo]
-        return (table(rows), stages(resolution, stage_model), accuracy_vs(rows, "macs"),
-                accuracy_vs(rows, "latency"), fmt.resolution_note(resolution), rows)
+        charts = accuracy_vs(rows, "macs"), accuracy_vs(rows, "latency")
+        return (table(rows), stages(resolution, stage_model), *charts, fmt.resolution_note(resolution), rows,
+                plots.csv_files(charts, new_output_folder(ctx.outputs_dir)))
 
     @user_errors
     def after_download(resolution: int, rows: list[ZooRow] | None):
@@ -90,6 +92,7 @@ def build(ctx: Context) -> None:
     with gr.Row():  # min_width: side by side where there is room, one per row on a phone
         z_plot_macs = gr.Plot(label="Top-1 vs multiply-adds", elem_id="zoo-plot-macs", min_width=320)
         z_plot_lat = gr.Plot(label="Top-1 vs latency", elem_id="zoo-plot-latency", min_width=320)
+    z_data = plots.data_files("zoo-chart-data")
     gr.Markdown("\n".join(f"* {n}" for n in NOTES))
     with gr.Row():
         z_dl = gr.CheckboxGroup(zoo.names, label="Download weights (verified, cached)", elem_id="zoo-download-models")
@@ -97,7 +100,7 @@ def build(ctx: Context) -> None:
     z_dl_out = gr.Markdown(elem_id="zoo-download-result")
     z_rows = gr.State()  # the rows on show, so a download refreshes 'cached' without timing anything again
     z_ins = [z_res, z_stage, z_lat]
-    z_outs = [z_table, z_stages, z_plot_macs, z_plot_lat, z_note, z_rows]
+    z_outs = [z_table, z_stages, z_plot_macs, z_plot_lat, z_note, z_rows, z_data]
     # Latency is measured only when asked: Refresh, ticking the box, or a new resolution
     # while it is ticked. The per-stage model and downloads never time anything.
     def cost(resolution: int, stage_model: str = "", latency: bool = False):
@@ -118,3 +121,68 @@ def build(ctx: Context) -> None:
     z_dl_go.click(ui_download, [z_dl], [z_dl_out], api_visibility="private").then(
         after_download, [z_res, z_rows], [z_table, z_rows], api_visibility="private")
     ctx.demo.load(refresh, z_ins, z_outs, api_visibility="private")
+
+    # /zoo(resolution): the table as data (parameters, multiply-adds, FLOPs, accuracy, file size).
+    @user_errors
+    def api_zoo(resolution):
+        """Every model's row of the zoo table at ``resolution``; no model is run."""
+        return {"models": [zoo_row(s, int(resolution)).to_json() for s in zoo],
+                "cached": {s.name: cached_path(s) is not None for s in zoo}}
+
+    zoo_json = gr.JSON(visible=False)
+    zoo_button = gr.Button(visible=False)
+    zoo_resolution = gr.Number(224, precision=0, minimum=160, maximum=448, visible=False, label="resolution")
+    long_event(ctx.guard, zoo_button.click, api_zoo, [zoo_resolution], [zoo_json], cost=None, api_name="zoo")
+    selfcheck_section(ctx)
+
+
+def selfcheck_section(ctx: Context) -> None:
+    """Do the deployed weights give real answers? ``zoo.selfcheck`` on the chosen models; ``/selfcheck``."""
+    explorer = ctx.explorer
+    gr.Markdown("### Self-check: do these weights give real answers?\n" + SELFCHECK_INTRO)
+    with gr.Row():
+        models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models", elem_id="selfcheck-models")
+        with gr.Column():
+            go = gr.Button("Run the self-check", elem_id="selfcheck-run")
+            estimate = gr.Markdown(elem_id="selfcheck-estimate", elem_classes="rde-estimate")
+    out = gr.Markdown(elem_id="selfcheck-result")
+    with gr.Accordion("The self-check's numbers (JSON)", open=False):
+        numbers = gr.JSON(label="Per model: pin, sha256, each photo's top-5, diagnosis")
+
+    def cost(models=None):
+        return explorer.selfcheck_estimate(list(models or ctx.depth_names))
+
+    @gpu(cost=lambda models, progress=None: cost(models))
+    def checked(models, progress):
+        return explorer.selfcheck(list(models or ctx.depth_names), progress_fn(progress))
+
+    @user_errors
+    def ui_selfcheck(models, progress=gr.Progress()):
+        result = checked(models, progress)
+        return fmt.selfcheck_markdown(result), result.to_json()
+
+    @user_errors
+    def api_selfcheck(models, progress=gr.Progress()):
+        """Pin, sha256 and the example photos' answers of each model, with a diagnosis."""
+        result = checked(models, progress)
+        return fmt.selfcheck_markdown(result), result.to_json()
+
+    def ui_estimate(models) -> str:
+        return fmt.estimate_markdown(cost(models), explorer.device, ctx.guard.limits)
+
+    run = long_event(ctx.guard, go.click, ui_selfcheck, [models], [out, numbers], cost=cost, message=out,
+                     what="This self-check", api_visibility="private")
+    for event in (models.change, run.then, ctx.demo.load):
+        event(ui_estimate, [models], [estimate], api_visibility="private", show_progress="hidden")
+    api_button = gr.Button(visible=False)
+    api_json = gr.JSON(visible=False)
+    long_event(ctx.guard, api_button.click, api_selfcheck, [models], [out, api_json], cost=cost,
+               what="This self-check", api_name="selfcheck")
+
+
+SELFCHECK_INTRO = """\
+The tests of this app run on generated weights; this checks the real ones. For each model: is its revision \
+pinned, does the file's sha256 match, and do the bundled photos (the cat, the coffee, the rocket) get an accepted \
+ImageNet class in their top-5? The input the model receives is also compared with torchvision's recipe computed \
+independently, so a BGR image, a wrong mean/std, a class list out of order or weights under the wrong keys each \
+fail with a message that names them. About two forwards per photo and model, plus hashing each file."""

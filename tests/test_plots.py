@@ -1,0 +1,61 @@
+"""ui/plots.py's shared conventions: tooltips, the modebar's PNG name, CSV of every chart, gr.Plot's payload.
+
+The charts themselves are checked with the data they show in test_analysis.py (Depth lab),
+test_zoo_tab.py, test_agreement.py and test_faithfulness.py; their tooltips in a browser there too.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import gradio as gr
+import numpy as np
+
+from ui import plots
+from zoo.faithfulness import Faithfulness
+
+
+def curves() -> Faithfulness:
+    fractions = np.linspace(0, 1, 5)
+    return Faithfulness(0.25, 0.75, fractions, 1 - fractions, fractions, steps=4, forwards=8, seconds=0.0)
+
+
+def test_tooltip_text_is_literal_and_names_what_it_shows():
+    tip = plots.hover("my <model> %{x}", ("block", "%{customdata[0]}"), ("std", "%{y:.3g}"))
+    assert tip == ("<b>my &lt;model&gt; %&#123;x}</b><br>block: %{customdata[0]}<br>std: %{y:.3g}"
+                   "<extra></extra>")
+    assert plots.depth_label("resnet50") == "ResNet-50" and plots.depth_label("my-net") == "my-net"
+
+
+def test_gr_plot_gets_plotly_json_with_the_modebar_settings():
+    fig = plots.faithfulness_curves([("resnet18", curves())], "tabby", name="resnet18-cam-281-curves")
+    payload = gr.Plot().postprocess(fig)
+    assert payload.type == "plotly"
+    spec = json.loads(payload.plot)
+    assert spec["config"]["toImageButtonOptions"] == {"format": "png", "filename": "resnet18-cam-281-curves",
+                                                       "scale": 2}
+    assert spec["config"]["displaylogo"] is False
+    assert [t["name"] for t in spec["data"]] == ["resnet18: deletion 0.250, insertion 0.750"] * 2
+    assert spec["layout"]["xaxis"]["tickformat"] == ".0%"
+
+
+def test_csv_has_one_row_per_point_and_names_panels(tmp_path):
+    fig = plots.faithfulness_curves([("resnet18", curves()), ("resnet50", curves())], "tabby")
+    rows = list(csv.reader(open(plots.csv_file(fig, tmp_path), encoding="utf-8")))
+    assert rows[0] == ["series", "panel", "x", "y"] and len(rows) == 1 + 4 * 5
+    assert rows[1][1:] == ["p(tabby), pixels removed", "0.0", "1.0"]
+    assert rows[6][1:] == ["p(tabby), pixels restored", "0.0", "0.0"]
+    # A chart that only says why it is empty has no data to download.
+    empty = plots.accuracy_vs([], "macs")
+    assert "No models to plot." in empty.layout.annotations[0].text
+    assert plots.csv_files([empty, None, fig], tmp_path) == [str(tmp_path / "faithfulness-curves.csv")]
+
+
+def test_agreement_heatmap_cells_and_csv(tmp_path):
+    fig = plots.agreement_heatmap(["resnet18", "resnet50"], np.array([[1.0, 0.75], [0.75, 1.0]]))
+    (hm,) = fig.data
+    assert hm.texttemplate == "%{z:.0%}" and "%{y} and %{x}" in hm.hovertemplate
+    rows = list(csv.reader(open(plots.csv_file(fig, tmp_path), encoding="utf-8")))
+    assert rows == [["row", "column", "same top-1"], ["resnet18", "resnet18", "1.0"], ["resnet18", "resnet50", "0.75"],
+                    ["resnet50", "resnet18", "0.75"], ["resnet50", "resnet50", "1.0"]]
