@@ -270,18 +270,27 @@ def test_stop_ends_a_sweep_between_batches(explorer):
     assert not [t for t in threading.enumerate() if t.name.startswith("zoo-prepare")]
 
 
-def test_estimate_counts_forwards_and_the_gate_refuses_over_the_ceiling(explorer, tmp_path):
+def test_estimate_counts_forwards_prices_measurements_and_the_gate_refuses_over_the_ceiling(zoo, tmp_path):
+    explorer = Explorer(zoo, "cpu", precision="fp32")  # nothing measured yet
     est = explorer.robustness_estimate(MODELS, ["fog", "glass_blur"], [1, 2])
-    assert est.forwards == 2 * (1 + 2 * 2) and est.models == 2
-    for p in (photo(4), photo(5)):
-        p.save(tmp_path / f"{len(list(tmp_path.iterdir()))}.png")
-    folder = explorer.robustness_estimate(MODELS, sources=[tmp_path])
-    assert folder.forwards == 2 * 2 * (1 + 19 * 5)
-    explorer.robustness_live(photo(4), "fog", 1, MODELS)  # times a forward here
-    est = explorer.robustness_estimate(MODELS, ["glass_blur"], [5])
+    assert est.forwards == 2 * (1 + 2 * 2) and est.models == 2 and est.seconds is None
+    for i in (4, 5):
+        photo(i).save(tmp_path / f"{i}.png")
+    assert explorer.robustness_estimate(MODELS, sources=[tmp_path]).forwards == 2 * 2 * (1 + 19 * 5)
+    explorer.robustness_live(photo(4), "fog", 1, MODELS)  # times single forwards here
+    glass = explorer.robustness_estimate(MODELS, ["glass_blur"], [5])
     cheap = explorer.robustness_estimate(MODELS, ["pixelate"], [5])
-    assert est.seconds is not None and est.seconds - cheap.seconds == pytest.approx(
+    assert glass.seconds - cheap.seconds == pytest.approx(  # the table's measured costs
         rb.get_corruption("glass_blur").seconds - rb.get_corruption("pixelate").seconds)
+    assert "in the table" in glass.basis
+    # After a sweep, its own batched forwards and corruption times price the next one.
+    sweep = [e for e in explorer.robustness_sweep(photo(4), MODELS, corruptions=["fog", "contrast"], severities=[1])
+             if isinstance(e, rb.Sweep)][-1]
+    assert sweep.forward_s.shape == (2,) and (sweep.forward_s > 0).all() and sweep.corrupt_ratio > 0
+    again = explorer.robustness_estimate(MODELS, ["fog", "contrast"], [1])
+    table = rb.get_corruption("fog").seconds + rb.get_corruption("contrast").seconds
+    assert again.seconds == pytest.approx(3 * sweep.forward_s.sum() + table * sweep.corrupt_ratio)
+    assert "earlier sweep" in again.basis and "as measured here" in again.basis
     whole = explorer.robustness_estimate(["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
     with pytest.raises(LimitError, match=r"this server allows 10 s per request"):
         Gate(Limits(max_request_seconds=10)).check(whole.forwards, whole.seconds, "This sweep")
@@ -339,6 +348,13 @@ def test_cli_lines_saved_crops_and_summary(nets, zoo_file, hosted, tmp_path):
             ces_a.append(sum(err[m, c, s] for s in range(1, 6)) / 5 / alexnet[c])
             assert summary["ce_alexnet"][m][c] == pytest.approx(ces_a[-1])
         assert summary["mce"][m] == pytest.approx(np.mean(ces))
+        clean_top1 = {x["file"]: x["predictions"][0]["index"] for x in records
+                      if x["model"] == m and x["corruption"] == "clean"}
+        for c in corruptions:
+            for s in range(1, 6):
+                rows = [x for x in records if (x["model"], x["corruption"], x["severity"]) == (m, c, s)]
+                changed = sum(x["predictions"][0]["index"] != clean_top1[x["file"]] for x in rows) / len(rows)
+                assert summary["top1_changed"][m][c][str(s)] == pytest.approx(changed)
         assert summary["mce_alexnet"][m] == pytest.approx(np.mean(ces_a))
 
 

@@ -717,7 +717,12 @@ def _robustness_text(r) -> str:
              f"x severities {', '.join(map(str, r.severities))}; seed {r.seed}; {r.device}, {r.precision}, "
              f"{r.seconds:.1f} s"]
     if not r.labelled:
-        lines.append("No labels: accuracy and corruption errors need them (class folders or --labels CSV).")
+        lines += ["No labels: accuracy and corruption errors need them (class folders or --labels CSV).", "",
+                  "Share of images whose top-1 changed from the clean crop's, % (mean over severities):",
+                  f"{'corruption':<18}" + "".join(f"{m[:12]:>14}" for m in r.models)]
+        for j, c in enumerate(r.corruptions):
+            lines.append(f"{get_corruption(c).label:<18}"
+                         + "".join(f"{pct(float(r.changed[i, j].mean())):>14}" for i in range(len(r.models))))
     else:
         alex = "" if r.mce_alexnet is None else f"{'mCE/AlexNet':>13}"
         lines.append(f"{'model':<14}{'clean %':>9}{'mCE':>8}{alex}")

@@ -302,7 +302,8 @@ class RobustnessPlan:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 pil.save(path, format="PNG")
         return Sample(index, tuple(key), tensors, self.targets.get(index),
-                      {"corruption": corruption, "severity": severity, "seed": seed, "corrupt_s": spent})
+                      {"corruption": corruption, "severity": severity, "seed": seed, "corrupt_s": spent,
+                       "pres": len(self.pres)})
 
     def describe(self, sample: Any) -> str:
         c, s = sample.meta["corruption"], sample.meta["severity"]
@@ -408,6 +409,10 @@ class Sweep:
     seconds: float = 0.0
     device: str = "cpu"
     precision: str = "fp32"
+    # Measured on this sweep, for the estimates: each model's batched forward seconds per crop,
+    # and the seconds spent corrupting over what the table (``Corruption.seconds``) predicts.
+    forward_s: np.ndarray | None = None  # (M,)
+    corrupt_ratio: float | None = None
 
     @property
     def partial(self) -> bool:
@@ -616,6 +621,11 @@ class FolderSummary:
     device: str = "cpu"
     precision: str = "fp32"
     partial: bool = False
+    forward_s: np.ndarray | None = None  # (M,) batched forward seconds per crop, measured (as Sweep's)
+    corrupt_ratio: float | None = None  # seconds spent corrupting / the table's prediction
+    # (M, C, S): the share of images whose top-1 under the corruption differs from their clean
+    # top-1 (labels not needed; the folder version of the sweep's breaking points).
+    changed: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
         def num(x: Any) -> float | None:
@@ -634,6 +644,9 @@ class FolderSummary:
             "ce": {m: {c: num(self.ce[i, j]) for j, c in enumerate(self.corruptions)}
                    for i, m in enumerate(self.models)},
             "mce": {m: num(self.mce[i]) for i, m in enumerate(self.models)},
+            "top1_changed": None if self.changed is None else {
+                m: {c: {str(s): num(self.changed[i, j, k]) for k, s in enumerate(self.severities)}
+                    for j, c in enumerate(self.corruptions)} for i, m in enumerate(self.models)},
             "ce_alexnet": None, "mce_alexnet": None,
             "skipped": [{"file": s.name, "reason": s.reason} for s in self.skipped],
             "notes": self.notes, "seconds": round(self.seconds, 3), "device": self.device,
@@ -657,9 +670,24 @@ class _FolderTally:
         self.clean_count = 0
         self.names: set[int] = set()
         self.labelled: set[int] = set()
+        self.changed = np.zeros((m, c, s), dtype=np.int64)
+        self.changed_n = np.zeros((c, s), dtype=np.int64)
+        self.clean_top1: dict[int, np.ndarray] = {}
+        self.waiting: dict[int, list[tuple[int, int, np.ndarray]]] = {}  # corrupted crops scored before the clean one
 
     def add(self, r: SampleResult, corruptions: Sequence[str], severities: Sequence[int]) -> None:
         self.names.add(r.index)
+        top1 = r.top_idx[:, 0]
+        if r.corruption == CLEAN:
+            self.clean_top1[r.index] = top1
+            for c, s, t in self.waiting.pop(r.index, []):
+                self._changed(c, s, t, top1)
+        else:
+            c, s = corruptions.index(r.corruption), severities.index(r.severity)
+            if r.index in self.clean_top1:
+                self._changed(c, s, top1, self.clean_top1[r.index])
+            else:
+                self.waiting.setdefault(r.index, []).append((c, s, top1))
         if r.label is None:
             return
         self.labelled.add(r.index)
@@ -673,6 +701,10 @@ class _FolderTally:
         self.correct[:, c, s] += hit1
         self.correct5[:, c, s] += hit5
         self.count[c, s] += 1
+
+    def _changed(self, c: int, s: int, top1: np.ndarray, clean: np.ndarray) -> None:
+        self.changed[:, c, s] += top1 != clean
+        self.changed_n[c, s] += 1
 
 
 def _summary(tally: _FolderTally, models: Sequence[str], depths: Sequence[int], corruptions: Sequence[str],
@@ -697,9 +729,11 @@ def _summary(tally: _FolderTally, models: Sequence[str], depths: Sequence[int], 
     notes = []
     if imagenet and bench and tuple(severities) != SEVERITIES:
         notes.append("CE normalised by AlexNet needs all five severities (its published errors are their mean).")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        changed = tally.changed / tally.changed_n[None]
     return FolderSummary(tuple(models), tuple(depths), tuple(corruptions), tuple(severities), seed,
                          len(tally.names), len(tally.labelled), clean, acc, acc5, models[ref] if models else "",
-                         ce, mce, ce_a, mce_a, bench if ce_a is not None else (), notes=notes)
+                         ce, mce, ce_a, mce_a, bench if ce_a is not None else (), notes=notes, changed=changed)
 
 
 def summarize(results: Sequence[SampleResult], models: Sequence[str], depths: Sequence[int],
@@ -712,6 +746,30 @@ def summarize(results: Sequence[SampleResult], models: Sequence[str], depths: Se
 
 
 # --- the runs -----------------------------------------------------------------------------------
+
+class _Meter:
+    """What a run measured of itself, for the estimates: forward seconds per crop and model,
+    and corruption seconds against the table."""
+
+    def __init__(self, m: int):
+        self.forward = np.zeros(m)
+        self.crops = 0
+        self.corrupt = self.table = 0.0
+
+    def add(self, scored: Any) -> None:
+        self.forward += scored.seconds
+        self.crops += 1
+        meta = scored.sample.meta
+        if meta.get("severity"):
+            self.corrupt += meta.get("corrupt_s", 0.0)
+            self.table += get_corruption(meta["corruption"]).seconds * meta.get("pres", 1)
+
+    def forward_s(self) -> np.ndarray | None:
+        return self.forward / self.crops if self.crops else None
+
+    def ratio(self) -> float | None:
+        return self.corrupt / self.table if self.table > 0 and self.corrupt > 0 else None
+
 
 def _dense(top_idx: np.ndarray, top_p: np.ndarray, n: int) -> np.ndarray:
     """(M, n) probabilities from a full top-n ranking."""
@@ -745,6 +803,7 @@ def sweep_stream(executor: Any, image: Image.Image, *, name: str = "image", corr
     # checks that its source exists, so any existing file serves.
     item = Item(name, Path(__file__))
     probs: dict[tuple[str, int], np.ndarray] = {}
+    meter = _Meter(M)
     total = C * S
     t0 = time.perf_counter()
 
@@ -767,7 +826,8 @@ def sweep_stream(executor: Any, image: Image.Image, *, name: str = "image", corr
             done += 1
         return Sweep(models, depths, names, sevs, labels, seed, tgt, "given" if given is not None else "consensus",
                      ct1, ct1p, clean[:, tgt] if clean is not None else np.full(M, np.nan), top1, top1_p, target_p,
-                     done, total, time.perf_counter() - t0, executor.device, executor.precision)
+                     done, total, time.perf_counter() - t0, executor.device, executor.precision,
+                     meter.forward_s(), meter.ratio())
 
     running: str | None = CLEAN
     fresh = False  # scored crops not yet shown in a partial Sweep
@@ -786,6 +846,7 @@ def sweep_stream(executor: Any, image: Image.Image, *, name: str = "image", corr
         assert isinstance(event, Scored)
         c, s = event.sample.meta["corruption"], event.sample.meta["severity"]
         probs[(c, s)] = _dense(event.top_idx, event.top_p, len(labels))
+        meter.add(event)
         running = next((x for x in names if any((x, v) not in probs for v in sevs)), None)
         fresh = True
         check()
@@ -818,6 +879,7 @@ def stream(executor: Any, inp: Any, *, corruptions: Sequence[str] | None = None,
                           save_dir=Path(save_dir) if save_dir is not None else None)
     imagenet = labels == imagenet_labels()
     tally = _FolderTally(len(models), len(names), len(sevs))
+    meter = _Meter(len(models))
     skipped = list(inp.skipped)
     yield from inp.skipped
     t0 = last = time.perf_counter()
@@ -827,6 +889,7 @@ def stream(executor: Any, inp: Any, *, corruptions: Sequence[str] | None = None,
         s.skipped, s.notes = list(skipped), [*inp.notes, *label_notes, *s.notes]
         s.seconds, s.device, s.precision, s.partial = time.perf_counter() - t0, executor.device, \
             executor.precision, partial
+        s.forward_s, s.corrupt_ratio = meter.forward_s(), meter.ratio()
         return s
 
     for event in executor.run(list(enumerate(inp.items)), plan, keep_k=keep,
@@ -845,6 +908,7 @@ def stream(executor: Any, inp: Any, *, corruptions: Sequence[str] | None = None,
         r = SampleResult(event.sample.index, event.item.name, meta["corruption"], meta["severity"], meta["seed"],
                          event.sample.target, event.top_idx, event.top_p)
         tally.add(r, names, sevs)
+        meter.add(event)
         yield r
         check()
         if partial_every_s is not None and time.perf_counter() - last >= partial_every_s:

@@ -507,11 +507,14 @@ class Explorer:
         """The cost of a sweep (one image) or a folder run, before it runs.
 
         Forwards: per image and model, the clean crop and one per (corruption, severity).
-        Seconds: those forwards at ``forward_seconds`` (single-image forwards: batched ones cost
-        less, so an upper estimate) plus making the corrupted crops, at each corruption's
-        measured cost (``zoo.robustness.Corruption.seconds``) per distinct preprocessing.
-        With ``sources`` the images are counted as ``batch`` counts them (``max_images``
-        refused as there). Raises ``ZooError`` for an unknown model, corruption or severity.
+        Seconds: those forwards at the batched cost per crop an earlier sweep or folder run
+        measured here, else at ``forward_seconds`` (single-image forwards: batched ones cost
+        less, so an upper estimate); plus making the corrupted crops, at each corruption's
+        measured cost (``zoo.robustness.Corruption.seconds``, per distinct preprocessing),
+        scaled by how far earlier runs here were from it. Corrupting overlaps the forwards,
+        so the sum is an upper estimate. With ``sources`` the images are counted as ``batch``
+        counts them (``max_images`` refused as there). Raises ``ZooError`` for an unknown
+        model, corruption or severity.
         """
         from . import robustness as rb
 
@@ -522,12 +525,50 @@ class Explorer:
             images = len(batching.gather(sources, names=names, max_images=max_images, globs=False).items)
         n = max(0, int(images))
         crops = n * (1 + len(cs) * len(sevs))
-        est = self._priced({name: float(crops) for name in names_})
+        per_crop, ratio = self._robustness_measured()
+        seconds: float | None = 0.0
+        bases = []
+        for name in names_:
+            if name in per_crop:
+                seconds += crops * per_crop[name]  # type: ignore[operator]
+                bases.append("an earlier sweep's batched forwards measured here")
+                continue
+            timed = self.forward_seconds(name)
+            if timed is None:
+                seconds = None
+                break
+            seconds += crops * timed[0]  # type: ignore[operator]
+            bases.append(timed[1])
         pres = list(dict.fromkeys(s.preprocessing for s in specs))
-        corrupt_s = n * sum(rb.corruption_seconds(cs, sevs, p.crop) for p in pres)
-        seconds = None if est.seconds is None else est.seconds + corrupt_s
-        return Estimate(est.forwards, seconds, est.basis + "; corruptions at their measured cost",
-                        models=len(names_), passes=est.forwards)
+        corrupt_s = n * sum(rb.corruption_seconds(cs, sevs, p.crop) for p in pres) * (ratio or 1.0)
+        if seconds is None:
+            return Estimate(crops * len(names_), None, "no forward timed on this device yet", models=len(names_),
+                            passes=crops * len(names_))
+        basis = bases[0] if len(set(bases)) == 1 else "each model's forward measured here or scaled by multiply-adds"
+        basis += "; corruptions at their cost " + ("as measured here" if ratio else "in the table")
+        return Estimate(crops * len(names_), seconds + corrupt_s, basis, models=len(names_),
+                        passes=crops * len(names_))
+
+    def _robustness_measured(self) -> tuple[dict[str, float], float | None]:
+        """Batched forward seconds per crop of each model in recent robustness runs here, and
+        the median ratio of their corruption time to the table's (a measurement of the machine)."""
+        store = self.__dict__.setdefault("_robust_s", {})  # made on first use, so __init__ stays as it is
+        ratios = self.__dict__.setdefault("_corrupt_ratio", deque(maxlen=5))
+        with self._timing_lock:
+            return ({name: statistics.median(v) for name, v in store.items()},
+                    statistics.median(ratios) if ratios else None)
+
+    def _remember_robustness(self, result: Any) -> None:
+        """A finished sweep or folder run feeds ``robustness_estimate``."""
+        store = self.__dict__.setdefault("_robust_s", {})
+        ratios = self.__dict__.setdefault("_corrupt_ratio", deque(maxlen=5))
+        with self._timing_lock:
+            if result.forward_s is not None:
+                for name, sec in zip(result.models, result.forward_s):
+                    if sec > 0:
+                        store.setdefault(name, deque(maxlen=5)).append(float(sec))
+            if result.corrupt_ratio:
+                ratios.append(float(result.corrupt_ratio))
 
     def robustness_live_estimate(self, models: Sequence[str] | None = None, corruption: str = "fog",
                                  severity: int = 3, method: str | None = None) -> Estimate:
@@ -632,16 +673,8 @@ class Explorer:
         for event in rb.sweep_stream(executor, loaded.image, corruptions=cs, severities=sevs, seed=seed,
                                      target=target, batch_size=batch_size, progress=progress):
             if isinstance(event, rb.Sweep) and not event.partial:
-                self._time_sweep(event)
+                self._remember_robustness(event)
             yield event
-
-    def _time_sweep(self, sweep: Any) -> None:
-        """A sweep's forwards feed the estimates as a classification's would (per crop, per model)."""
-        per_model = sweep.seconds / max(1, (sweep.total + 1) * len(sweep.models))
-        with self._timing_lock:
-            for name in sweep.models:
-                if name not in self._forward_s:  # single-image timings, when there are some, stay the basis
-                    self._forward_s.setdefault(name, deque(maxlen=5)).append(per_model)
 
     def robustness_stream(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None, *,
                           corruptions: Sequence[str] | None = None, severities: Sequence[int] | None = None,
@@ -670,9 +703,12 @@ class Explorer:
         elif callable(executor):
             executor = executor(list(dict.fromkeys(self.zoo.get(n) for n in
                                                    (models or [s.name for s in self.zoo.builtin_depths]))))
-        yield from rb.stream(executor, inp, corruptions=cs, severities=sevs, seed=seed, save_dir=save_dir,
-                             top_k=top_k, batch_size=batch_size, progress=progress,
-                             partial_every_s=partial_every_s)
+        for event in rb.stream(executor, inp, corruptions=cs, severities=sevs, seed=seed, save_dir=save_dir,
+                               top_k=top_k, batch_size=batch_size, progress=progress,
+                               partial_every_s=partial_every_s):
+            if isinstance(event, rb.FolderSummary) and not event.partial:
+                self._remember_robustness(event)
+            yield event
 
     def robustness(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None,
                    **kwargs: Any) -> Any:
