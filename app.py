@@ -1,7 +1,8 @@
-"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--precision P] [--preload ...] [--zoo FILE] [--max-batch-images N] [--max-request-seconds S] [--max-upload-mb MB] [--trust-proxy]`."""
+"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--precision P] [--preload ...] [--zoo FILE] [--max-batch-images N] [--max-request-seconds S] [--max-upload-mb MB] [--trust-proxy] [--mcp]`."""
 
 import argparse
 import dataclasses
+import logging
 import os
 import signal
 import sys
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-proxy", action="store_true", default=None,
                    help="take visitors' addresses from X-Forwarded-For (on by default on a Space, whose proxy "
                         "sets it)")
+    p.add_argument("--mcp", action="store_true", default=None,
+                   help="also serve the endpoints as MCP tools at /gradio_api/mcp (default: $RDE_MCP)")
     return p
 
 
@@ -59,7 +62,8 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
 
     from ui import build_app, launch_options
-    from ui.spaces import activate, on_space, preload_names
+    from ui.mcp import enabled as mcp_enabled
+    from ui.spaces import activate, on_space, preload_names, zero_gpu
     from zoo.cli import print_progress
     from zoo.errors import ZooError
     from zoo.registry import Zoo
@@ -79,16 +83,28 @@ def main(argv=None) -> None:
         sys.exit(f"error: {e}")
     if names:
         print(f"Preloaded {', '.join(names)} on {explorer.device} in {time.perf_counter() - t0:.1f} s", flush=True)
+    # On a Space, the preloaded weights are checked once (zoo.selfcheck): the header says whether they give real
+    # answers. Not on ZeroGPU, where no model may run outside a GPU call (the Model zoo tab runs it there).
+    health = None
+    if names and on_space() and not zero_gpu():
+        try:
+            health = explorer.selfcheck(names, print_progress).health_line()
+        except Exception as e:  # noqa: BLE001 - a bug in the check must not keep the Space from starting
+            health = f"Self-check: could not run ({type(e).__name__}); see the server's log."
+            logging.getLogger("rde").exception("The self-check failed")
+        print(health, flush=True)
     limits = limits_from(args, on_space())
     trust_proxy = on_space() if args.trust_proxy is None else args.trust_proxy
-    demo = build_app(explorer, max_batch_images=args.max_batch_images, limits=limits, trust_proxy=trust_proxy)
+    demo = build_app(explorer, max_batch_images=args.max_batch_images, limits=limits, trust_proxy=trust_proxy,
+                     health=health)
     # SIGTERM (what Spaces, Docker and systemd send) ends the process without cleanup by
     # default; as an interrupt, gradio closes the server and the output folder is removed.
     signal.signal(signal.SIGTERM, _interrupt)
     # Model work is admitted by the app's own gate (ui/guard.py: lanes, turns per visitor),
     # so gradio's queue only bounds how many requests may wait at all.
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(demo))
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, mcp_server=mcp_enabled(args.mcp),
+                **launch_options(demo))
 
 
 if __name__ == "__main__":

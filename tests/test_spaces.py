@@ -244,6 +244,11 @@ def test_simulated_cpu_space_preloads_and_caches_every_example_at_start(hosted, 
         assert counts == [2, 4], (counts, out.read_text()[-3000:])
         labels, *_, info = result(url, "classify_example", [2])[:5]
         assert "cached example" in info and labels["confidences"]
+        # After preloading, the self-check's line is in the page header (zoo/selfcheck.py): the generated
+        # weights give no ImageNet answers, and the line says so.
+        header = next(c["props"]["value"] for c in httpx.get(f"{url}/config").json()["components"]
+                      if c["props"].get("elem_id") == "page-header")
+        assert "Self-check: 0 of 5 models pass" in header and "wrong keys" in header, header
     finally:
         stop(proc)
     printed = out.read_text()

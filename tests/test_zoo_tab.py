@@ -132,6 +132,18 @@ def test_browser_zoo_tab_columns_resolution_download_and_about(app, shots, tmp_p
         assert len(timed) == 5, "the download timed the models again"
         page.screenshot(path=str(shots / "zoo-after-download.png"), full_page=True)
 
+        # Self-check (zoo/selfcheck.py): ResNet-18 alone, its cost before the click, then the verdict on the
+        # session's random weights, named.
+        checks = page.locator("#selfcheck-models")
+        for name in ("resnet34", "resnet50", "resnet101", "resnet152"):
+            checks.get_by_label(name, exact=True).uncheck()
+        expect(page.locator("#selfcheck-estimate")).to_contain_text("6 forward passes")
+        page.locator("#selfcheck-run").click()
+        result = page.locator("#selfcheck-result")
+        expect(result).to_contain_text("0 of 1 models pass; resnet18 fails", timeout=120_000)
+        expect(result).to_contain_text("under the wrong keys")
+        page.screenshot(path=str(shots / "zoo-selfcheck.png"), full_page=True)
+
         # About: the credits are in the page, and bold text keeps the page's own font.
         page.get_by_role("tab", name="About").click()
         page.get_by_text("Credits for the example photographs").click()

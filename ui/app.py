@@ -19,6 +19,7 @@ Layout of ``ui``:
   the page; ``stop_button``.
 * ``server.py``: HTTP middleware (upload budget, unknown endpoints, server paths) and the
   output folder's pruning.
+* ``mcp.py``: which endpoints are MCP tools (``python app.py --mcp``) and what an agent reads about them.
 * ``format.py`` (tables and text), ``plots.py`` (figures): presentation helpers.
 * ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``sanity``, ``depth_lab``,
   ``landscape``, ``batch``, ``zoo_tab``, ``about``.
@@ -55,7 +56,7 @@ from zoo.service import Explorer
 
 from zoo.limits import Limits
 
-from . import server
+from . import mcp, server
 from .common import CACHE_SWEEP_S, MAX_FILE_SIZE, OUTPUT_MAX_AGE_S, Context
 from .guard import Guard
 from .tabs import about, batch, classify, compare, depth_lab, landscape, rank, sanity, zoo_tab
@@ -183,11 +184,14 @@ def launch_options(demo: gr.Blocks | None = None) -> dict:
 
 
 def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | None = None,
-              trust_proxy: bool = False) -> gr.Blocks:
+              trust_proxy: bool = False, health: str | None = None) -> gr.Blocks:
     """The whole page: a header, then each module of ``TABS`` in its own tab (id: its TITLE).
 
     ``limits``: what one visitor may ask (``zoo.limits``; default: none, as for a local
-    app); ``trust_proxy``: read visitors' addresses from X-Forwarded-For (on a Space).
+    app); ``trust_proxy``: read visitors' addresses from X-Forwarded-For (on a Space);
+    ``health``: a line for the header (the self-check's, after preloading on a Space).
+    Named endpoints listed in ``ui.mcp.TOOLS`` are described for MCP clients (served when
+    launched with ``mcp_server=True``).
     Launch it with ``**launch_options(demo)``.
     """
     # Cached example results go to a folder of this process, removed when it exits:
@@ -207,10 +211,12 @@ def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | 
         demo.rde_pruning = pruning  # type: ignore[attr-defined]  # set it to stop the pruning thread
         server.refuse_server_paths()
         gr.Markdown("# ResNet Depth Explorer\nClassify with an ImageNet ResNet of any depth, see where it looked, "
-                    f"and what each depth costs. Device: `{explorer.device}`, precision `{explorer.precision}`.")
+                    f"and what each depth costs. Device: `{explorer.device}`, precision `{explorer.precision}`."
+                    + (f"\n\n{health}" if health else ""), elem_id="page-header")
         with gr.Tabs(overflow_behavior="wrap") as tabs:  # every tab's button in view, in a fixed place
             ctx.components["tabs"] = tabs  # lets a tab switch to another: gr.Tabs(selected=TITLE)
             for tab in TABS:
                 with gr.Tab(tab.TITLE, id=tab.TITLE):
                     tab.build(ctx)
+        mcp.describe_tools(demo, ctx.zoo.names)
     return demo

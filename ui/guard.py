@@ -76,15 +76,30 @@ class Guard:
 
 # --- who is asking --------------------------------------------------------------------
 
+# The address of an MCP tool's caller, on the call gradio's MCP server makes over loopback for it
+# (set by ui.server's middleware; from any other peer it is removed before it gets here).
+VISITOR_HEADER = "x-rde-visitor"
+
+
+def is_loopback(peer: str | None) -> bool:
+    try:
+        return peer is not None and ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        return False
+
+
 def client_address(headers: Any, peer: str | None, trust_proxy: bool) -> str:
     """The visitor's address: the connection's peer, or behind a trusted proxy the last public
-    address of ``X-Forwarded-For``.
+    address of ``X-Forwarded-For``; for an MCP tool's call over loopback, its caller's (``VISITOR_HEADER``).
 
     A Space's proxy appends the address it saw to ``X-Forwarded-For`` (the peer itself is an
     internal 10.x address); entries to its left come from the client and can be forged, so
     the rightmost public address is the one the proxy vouches for. Without a proxy
     (``trust_proxy`` off) the header is ignored: anyone could send it.
     """
+    relayed = headers.get(VISITOR_HEADER) if headers is not None and is_loopback(peer) else None
+    if relayed:
+        return str(relayed)[:64]
     if trust_proxy:
         forwarded = headers.get("x-forwarded-for") if headers is not None else None
         for part in reversed([p.strip() for p in (forwarded or "").split(",") if p.strip()]):

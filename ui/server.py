@@ -9,6 +9,12 @@
 * **Server paths.** A payload naming a file gradio did not write is refused by gradio
   before our handlers see it, with a message that holds the absolute path; that refusal
   becomes the app's one refusal for every such payload (``refuse_server_paths``).
+* **MCP tools** (``python app.py --mcp``, ``ui.mcp``): a tool call's body carries its image
+  (a data URL) or a URL, so it counts against the visitor's upload budget like an upload,
+  and is refused over ``MCP_MAX_BODY``. Gradio's MCP server then calls the endpoint over
+  HTTP on loopback; the visitor's address travels with that call in ``VISITOR_HEADER``
+  (set here, trusted only from a loopback peer), so the gate's turns are the caller's own,
+  and the file that loopback client uploads for it is not counted twice.
 * **Disk.** Every ``CACHE_SWEEP_S`` the per-request output folders older than
   ``OUTPUT_MAX_AGE_S`` are removed (gradio's ``delete_cache`` does the same for its
   copies and the uploads), so what the app keeps on disk is bounded by what was asked of
@@ -30,11 +36,15 @@ from starlette.responses import JSONResponse, PlainTextResponse
 
 from zoo.limits import LimitError
 
-from .guard import client_address
+from .guard import VISITOR_HEADER, client_address, is_loopback
 
 # The API's named calls. (``/gradio_api/run/predict`` is the page's own route for events
 # outside the queue, such as a cached example, and is left to gradio.)
 _ENDPOINT = re.compile(r"/gradio_api/call/(?:v2/)?([^/]+)/?$")
+# Gradio's MCP routes: streamable HTTP (/mcp, /mcp/http) and the SSE transport (/mcp/sse, /mcp/messages/).
+_MCP = re.compile(r"/gradio_api/mcp(?:/http|/sse|/messages)?/?$")
+# A tool call with a 20 MB image as a data URL (base64: 4/3 of the bytes) and the JSON around it.
+MCP_MAX_BODY = 28 * 1024 * 1024
 
 
 class Guardrails:
@@ -49,6 +59,11 @@ class Guardrails:
             return await self.app(scope, receive, send)
         path, method = scope.get("path", ""), scope.get("method", "")
         ctx = getattr(self.demo, "rde_context", None)
+        scope = _relay_visitor(scope, ctx, bool(_MCP.search(path)))
+        if ctx is not None and method == "POST" and _MCP.search(path):
+            refusal = self._mcp_refusal(scope, ctx)
+            if refusal is not None:
+                return await refusal(scope, receive, send)
         if ctx is not None and method == "POST" and path.rstrip("/").endswith("/gradio_api/upload"):
             refusal = self._upload_refusal(scope, ctx)
             if refusal is not None:
@@ -63,12 +78,26 @@ class Guardrails:
                                           status_code=404)(scope, receive, send)
         await self.app(scope, receive, send)
 
+    def _mcp_refusal(self, scope: dict, ctx: Any) -> Any:
+        """A tool call's body: at most ``MCP_MAX_BODY``, and counted against the visitor's upload budget."""
+        length = Headers(scope=scope).get("content-length")
+        if length is None or not length.isdigit():
+            return PlainTextResponse("MCP requests must state their length (Content-Length).", status_code=411)
+        if int(length) > MCP_MAX_BODY:
+            return PlainTextResponse(f"This request is larger than {MCP_MAX_BODY // (1024 * 1024)} MB; images may "
+                                     "be at most 20 MB.", status_code=413)
+        return self._upload_refusal(scope, ctx)
+
     def _upload_refusal(self, scope: dict, ctx: Any) -> Any:
         budget = ctx.guard.uploads
         if budget.limit is None:
             return None
         headers = Headers(scope=scope)
         peer = (scope.get("client") or (None,))[0]
+        if is_loopback(peer) and headers.get("x-gradio-user") == "mcp" and headers.get(VISITOR_HEADER) is None:
+            # gradio's MCP server uploading a tool call's data URL: that body was counted on the MCP route.
+            if scope.get("path", "").rstrip("/").endswith("/gradio_api/upload"):
+                return None
         visitor = client_address(headers, peer, ctx.guard.trust_proxy)
         length = headers.get("content-length")
         if length is None or not length.isdigit():
@@ -78,6 +107,19 @@ class Guardrails:
         except LimitError as e:
             return PlainTextResponse(str(e), status_code=429)
         return None
+
+
+def _relay_visitor(scope: dict, ctx: Any, mcp: bool) -> dict:
+    """``scope`` with ``VISITOR_HEADER`` set to the visitor's address on an MCP request, and removed
+    from any other request that does not come from loopback (only the app's own MCP client may send it)."""
+    headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != VISITOR_HEADER.encode()]
+    peer = (scope.get("client") or (None,))[0]
+    if mcp and ctx is not None:
+        visitor = client_address(Headers(raw=headers), peer, ctx.guard.trust_proxy)
+        return {**scope, "headers": [*headers, (VISITOR_HEADER.encode(), visitor.encode("latin-1"))]}
+    if is_loopback(peer) or len(headers) == len(scope.get("headers", [])):
+        return scope
+    return {**scope, "headers": headers}
 
 
 def refuse_server_paths() -> None:

@@ -1,4 +1,4 @@
-"""``python -m zoo``: list, download, pin, classify, explain and measure the ResNets."""
+"""``python -m zoo``: list, download, pin, classify, explain and measure the ResNets; check a deployment."""
 
 from __future__ import annotations
 
@@ -662,6 +662,17 @@ def _landscape_text(r) -> str:
     return "\n".join(lines)
 
 
+def cmd_selfcheck(zoo: Zoo, args: argparse.Namespace) -> int:
+    """Pin, sha256 and the example photos' answers for each model; exit 1 if any fails."""
+    from .selfcheck import report
+    from .service import Explorer
+
+    explorer = Explorer(zoo, args.device, precision=args.precision)
+    result = explorer.selfcheck(args.models, progress=None if args.json else print_progress)
+    print(json.dumps(result.to_json(), indent=2) if args.json else report(result))
+    return 0 if result.passed else 1
+
+
 def precision_arg(s: argparse.ArgumentParser) -> None:
     s.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
                    help="trunk precision (default: $ZOO_PRECISION or auto: reduced only where the hardware "
@@ -816,6 +827,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     precision_arg(s)  # accepted like everywhere; the landscape itself always runs in fp32
     s.set_defaults(func=cmd_landscape)
+
+    s = sub.add_parser("selfcheck", parents=[common],
+                       help="do the deployed weights give real answers? pin, sha256 and the example photos' "
+                            "top-5 per model, with a diagnosis of what looks wrong")
+    s.add_argument("--models", nargs="+", metavar="NAME", help="zoo names (default: the five depths)")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    precision_arg(s)
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_selfcheck)
     return p
 
 

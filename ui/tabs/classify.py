@@ -124,6 +124,13 @@ def build(ctx: Context) -> None:
         crop, full, fig = render_result(ctx, result, "jet", 0.5)
         return fmt.label_dict(result), crop, full, fig, result.to_json()
 
+    @user_errors
+    def api_explain(image, model, method, layer, target, progress=gr.Progress()):
+        """Where one model looked for one class: the map of ``method`` read at ``layer``, for ``target``."""
+        result = run_one(image, model, 5, method, target, progress, layer=layer or None)
+        crop, _, fig = render_result(ctx, result, "jet", 0.5)
+        return crop, fig, {**result.to_json(), "layer": result.explanation.layer}
+
     with gr.Row():
         with gr.Column(scale=1):
             image = safe_image_input(label="Image", elem_id="image-input", height=300)
@@ -218,5 +225,13 @@ def build(ctx: Context) -> None:
     api_button = gr.Button(visible=False)
     long_event(ctx.guard, api_button.click, api_classify, [image, model, top_k, method, target],
                [labels, crop_view, full_view, raw_view, api_json], cost=cost, api_name="classify")
+    # /explain(image, model, method, layer, target): the map alone, with the layer it is read from
+    # (an MCP tool too, ui/mcp.py). Default display settings, as /classify.
+    explain_json = gr.JSON(visible=False)
+    explain_button = gr.Button(visible=False)
+    long_event(ctx.guard, explain_button.click, api_explain, [image, model, method, layer, target],
+               [crop_view, raw_view, explain_json], api_name="explain",
+               cost=lambda image, model, method, layer=None, target=None: cost(image, model, 5, method, target,
+                                                                               layer=layer))
     # "Every stage" (issue 18, part 5): its own section and event, from this tab's inputs.
     every_stage_section(ctx, image, model, method, target, cmap, alpha)

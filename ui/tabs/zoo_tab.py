@@ -121,3 +121,68 @@ def build(ctx: Context) -> None:
     z_dl_go.click(ui_download, [z_dl], [z_dl_out], api_visibility="private").then(
         after_download, [z_res, z_rows], [z_table, z_rows], api_visibility="private")
     ctx.demo.load(refresh, z_ins, z_outs, api_visibility="private")
+
+    # /zoo(resolution): the table as data (parameters, multiply-adds, FLOPs, accuracy, file size).
+    @user_errors
+    def api_zoo(resolution):
+        """Every model's row of the zoo table at ``resolution``; no model is run."""
+        return {"models": [zoo_row(s, int(resolution)).to_json() for s in zoo],
+                "cached": {s.name: cached_path(s) is not None for s in zoo}}
+
+    zoo_json = gr.JSON(visible=False)
+    zoo_button = gr.Button(visible=False)
+    zoo_resolution = gr.Number(224, precision=0, minimum=160, maximum=448, visible=False, label="resolution")
+    long_event(ctx.guard, zoo_button.click, api_zoo, [zoo_resolution], [zoo_json], cost=None, api_name="zoo")
+    selfcheck_section(ctx)
+
+
+def selfcheck_section(ctx: Context) -> None:
+    """Do the deployed weights give real answers? ``zoo.selfcheck`` on the chosen models; ``/selfcheck``."""
+    explorer = ctx.explorer
+    gr.Markdown("### Self-check: do these weights give real answers?\n" + SELFCHECK_INTRO)
+    with gr.Row():
+        models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models", elem_id="selfcheck-models")
+        with gr.Column():
+            go = gr.Button("Run the self-check", elem_id="selfcheck-run")
+            estimate = gr.Markdown(elem_id="selfcheck-estimate", elem_classes="rde-estimate")
+    out = gr.Markdown(elem_id="selfcheck-result")
+    with gr.Accordion("The self-check's numbers (JSON)", open=False):
+        numbers = gr.JSON(label="Per model: pin, sha256, each photo's top-5, diagnosis")
+
+    def cost(models=None):
+        return explorer.selfcheck_estimate(list(models or ctx.depth_names))
+
+    @gpu(cost=lambda models, progress=None: cost(models))
+    def checked(models, progress):
+        return explorer.selfcheck(list(models or ctx.depth_names), progress_fn(progress))
+
+    @user_errors
+    def ui_selfcheck(models, progress=gr.Progress()):
+        result = checked(models, progress)
+        return fmt.selfcheck_markdown(result), result.to_json()
+
+    @user_errors
+    def api_selfcheck(models, progress=gr.Progress()):
+        """Pin, sha256 and the example photos' answers of each model, with a diagnosis."""
+        result = checked(models, progress)
+        return fmt.selfcheck_markdown(result), result.to_json()
+
+    def ui_estimate(models) -> str:
+        return fmt.estimate_markdown(cost(models), explorer.device, ctx.guard.limits)
+
+    run = long_event(ctx.guard, go.click, ui_selfcheck, [models], [out, numbers], cost=cost, message=out,
+                     what="This self-check", api_visibility="private")
+    for event in (models.change, run.then, ctx.demo.load):
+        event(ui_estimate, [models], [estimate], api_visibility="private", show_progress="hidden")
+    api_button = gr.Button(visible=False)
+    api_json = gr.JSON(visible=False)
+    long_event(ctx.guard, api_button.click, api_selfcheck, [models], [out, api_json], cost=cost,
+               what="This self-check", api_name="selfcheck")
+
+
+SELFCHECK_INTRO = """\
+The tests of this app run on generated weights; this checks the real ones. For each model: is its revision \
+pinned, does the file's sha256 match, and do the bundled photos (the cat, the coffee, the rocket) get an accepted \
+ImageNet class in their top-5? The input the model receives is also compared with torchvision's recipe computed \
+independently, so a BGR image, a wrong mean/std, a class list out of order or weights under the wrong keys each \
+fail with a message that names them. About two forwards per photo and model, plus hashing each file."""

@@ -1,0 +1,237 @@
+"""The app's named endpoints as Model Context Protocol tools: ``python app.py --mcp`` (or ``RDE_MCP=1``).
+
+Gradio 6 serves an app's public endpoints as MCP tools at ``/gradio_api/mcp`` (streamable
+HTTP) when launched with ``mcp_server=True`` (the ``gradio[mcp]`` extra). A tool call is
+not a second way in: gradio's MCP server calls the endpoint over HTTP on loopback with
+``gradio_client``, so it passes through everything a raw API call passes through (the
+middleware of ``ui.server``, gradio's queue, the guarded handler of ``ui.guard`` with its
+cost ceiling, lanes and token, ``ui.common.checked_upload`` for every image), and then the
+same ``zoo`` functions.
+
+What this module adds:
+
+* **Which endpoints are tools** (``TOOLS``): classify, explain, compare, analyze, sanity,
+  zoo and selfcheck; not the examples' endpoints, nor Batch, Method ranking and Error
+  surfaces (long, many-file runs that an agent is better off asking for on the page).
+* **What an agent reads.** A tool's description and its arguments' are parsed by gradio
+  from the function's docstring (``Args:`` / ``Returns:``), and that text is all an agent
+  sees; ``describe_tools`` gives each tool's handler its name and the text below, with the
+  valid values (models, methods, layers) of this app filled in.
+* **Images.** Gradio turns an image argument given as an ``http(s)`` URL into a payload the
+  server fetches, as it does for a raw API call (with gradio's SSRF protection: no
+  loopback or private addresses), and a ``data:image/...;base64,`` URL into a file it uploads
+  through ``/gradio_api/upload`` (the 20 MB limit applies). Any other string (a server path)
+  is refused by gradio before anything is opened, and a FileData object naming a path is
+  refused by the tool's input schema (the image is a string). ``ui.server`` counts a tool
+  call's body against the visitor's upload budget and passes the visitor's address on, so
+  the gate's turns and limits are the caller's own, not those of the loopback client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from zoo.explain import METHODS, STAGES
+
+ENV = "RDE_MCP"  # set to 1 (e.g. a Space's variable) to serve the tools without --mcp
+
+IMAGE = ("image: the image, as an http(s) URL this server can download (public addresses only) or a "
+         "data URL (data:image/png;base64,...), at most 20 MB; JPEG, PNG, WebP, GIF, BMP or TIFF.")
+MODEL = "model: which network: {models} (default resnet50; deeper is slower, not always better)."
+TARGET = ("target: the ImageNet class to explain, as a name ('tabby') or an index 0-999; empty (default) means "
+          "the model's top-1 class.")
+
+TOOLS: dict[str, str] = {
+    "classify": f"""Classify an image with one ImageNet ResNet and explain the decision with a heat map.
+
+Args:
+    {IMAGE}
+    {MODEL}
+    top_k: how many classes to return, a whole number from 1 to 20 (default 5).
+    method: the explanation method, one of {{methods}} (default cam: free; occlusion and integrated-gradients cost tens of passes).
+    {TARGET}
+
+Returns:
+    the top-k classes with probabilities; the heat map over the 224x224 crop the model saw; the map over the whole photo; the raw map with a colour bar; and a JSON object with model, device, precision, predictions [{{index, label, prob}}], target {{index, label, prob}}, method, seconds and notes.
+""",
+    "explain": f"""Show where one ResNet looked when it scored one class: a heat map from an attribution method read at one stage of the network.
+
+Args:
+    {IMAGE}
+    {MODEL}
+    method: the attribution method, one of {{methods}} (default cam). cam works at layer4 only; input methods (saliency, integrated-gradients, occlusion, edges) ignore the layer.
+    layer: the stage the map is read from, one of {{layers}} (default layer4): layer1 gives fine 56x56 maps of simple features, layer4 coarse 7x7 maps of whole objects.
+    {TARGET}
+
+Returns:
+    the map over the model's 224x224 crop; the raw map with a colour bar and its unit; and a JSON object as classify's, plus the layer used.
+""",
+    "compare": f"""Classify one image with all five depths (ResNet-18, 34, 50, 101, 152) and compare where each looked, with CAM maps for the class most depths agree on, on a shared colour scale.
+
+Args:
+    {IMAGE}
+
+Returns:
+    the five maps (a gallery); the top-5 of each depth as a table; a summary sentence; and a JSON object with target {{index, label, chosen}}, agreement (which depths agree on the top-1), map_agreement (Spearman correlation and top-20% IoU of the maps between every pair of depths) and models (each depth's predictions).
+""",
+    "analyze": f"""Depth lab: how each residual block of one ResNet responds to the image (He et al. 2016), how much it changes its input, how much gradient reaches it, and what deleting each block costs (Veit et al. 2016). Dozens to hundreds of forward passes: the deeper the model, the longer.
+
+Args:
+    {IMAGE}
+    {MODEL}
+    {TARGET}
+
+Returns:
+    six charts and a summary; the JSON object last: {{model, target, precision, blocks: [{{name, stage, downsample, response_std, residual_ratio, grad_norm, lesion: {{prob, logit, top1}}}}], deletions: [{{k, draws, prob_mean, top1_kept}}]}}. Compare each block's lesion.prob with target.prob: the drop is what that block contributes.
+""",
+    "sanity": f"""Can a heat map be trusted? Re-initialises the model's weights from the top (fc, layer4 ... the stem, cumulatively, seed 0) and recomputes each method's map; a map that barely changes does not depend on what the network learned (Adebayo et al. 2018).
+
+Args:
+    {IMAGE}
+    {MODEL}
+    methods: the methods to check, a list from {{methods}} (default: {{sanity_methods}}; edges is the control, a map that reads no network). Each step costs one classification and one map per method.
+
+Returns:
+    a strip of maps per method; and a JSON object with, per method, each step's similarity to the original map (Spearman rank correlation, SSIM) and a verdict.
+""",
+    "zoo": """The model zoo as data: per model its depth, blocks per stage, parameters, multiply-adds and FLOPs at a resolution (measured with torch.utils.flop_counter), the paper's figure, reported ImageNet top-1/top-5 accuracy, file size, and whether its weights are cached here. Runs no model.
+
+Args:
+    resolution: input side in pixels, a whole number from 160 to 448 (default 224; the paper's is 224).
+
+Returns:
+    a JSON object {models: [{name, arch, depth, layers, block, blocks_per_stage, resolution, params, macs, flops, paper_flops, torchvision_gflops, torchvision_params, size_bytes, top1, top5}], cached: {name: bool}}.
+""",
+    "selfcheck": """Do this server's weights give real answers? For each model: whether its revision is pinned, whether the file's sha256 matches, and whether the bundled photos (a tabby cat, a cup of coffee, a rocket launch) get an accepted ImageNet class in their top-5, with the input compared to torchvision's recipe; a failure says what looks wrong (BGR input, wrong mean/std, class list out of order, weights under the wrong keys).
+
+Args:
+    models: the models to check, a list from {models} (default: the five built-in depths). About six forward passes per model.
+
+Returns:
+    a summary with one line per model; and a JSON object {passed, device, precision, health, models: [{model, status, pin, sha256, photos: [{file, accepted, top5, input, passed}], diagnosis}]}.
+""",
+}
+
+
+def enabled(flag: bool | None = None) -> bool:
+    """Serve the tools? ``--mcp`` when given, else ``RDE_MCP`` (1, true, yes)."""
+    if flag is not None:
+        return flag
+    return os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def describe_tools(demo: Any, model_names: list[str]) -> None:
+    """Name each tool's handler after its endpoint and give it the docstring above.
+
+    Gradio reads a tool's name from the handler's ``__name__`` and its description and
+    arguments from its docstring; every handler of ``ui.guard.guarded`` is a function of
+    its own, so setting them here touches nothing else. Only ``TOOLS`` are offered as tools
+    (``_only_tools``); the other endpoints stay as they are for the HTTP API.
+    """
+    from zoo.sanity import DEFAULT_METHODS
+
+    values = {"models": ", ".join(model_names), "methods": ", ".join(METHODS), "layers": ", ".join(STAGES),
+              "sanity_methods": ", ".join(DEFAULT_METHODS)}
+    for fn in demo.fns.values():
+        if fn.api_name in TOOLS and fn.fn is not None:
+            fn.fn.__name__ = fn.api_name
+            doc = TOOLS[fn.api_name]
+            for key, value in values.items():
+                doc = doc.replace("{" + key + "}", value)
+            fn.fn.__doc__ = doc
+    demo.rde_tools = tuple(TOOLS)
+    _adapt_gradio_mcp()
+
+
+def _has_file(value: Any) -> bool:
+    if isinstance(value, dict):
+        return value.get("meta", {}).get("_type") == "gradio.FileData" if isinstance(value.get("meta"), dict) \
+            else any(_has_file(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_file(v) for v in value)
+    return False
+
+
+def _adapt_gradio_mcp() -> None:
+    """Four changes to gradio 6's MCP server, for apps built here (``rde_tools`` set); others keep gradio's.
+
+    * **Only ``TOOLS`` are tools** (``get_tool_to_endpoint``): gradio offers every named
+      endpoint; one left out is unknown to ``tools/call`` as well.
+    * **No tool that is not there**: gradio's description of a tool with a file argument tells
+      the agent to use an ``upload_file_to_gradio`` tool, which this server does not offer;
+      the image argument's own text says what to send (``get_fn_description``).
+    * **Free-text choices stay free** (``get_input_schema``): a dropdown that takes any value
+      (the target class: a name or an index) would be an ``enum`` of its 1001 entries in the
+      tool's schema, and the MCP server refuses any other value ("tabby") before the call.
+    * **One content per output, JSON as JSON** (``_execute_tool_without_progress``,
+      ``postprocess_output_data``): without a progress token, gradio returned an endpoint's
+      outputs as one Python repr of the tuple; with one, as separate contents. Both now give
+      one content per output, pictures as images, and data (a label's, a JSON output's) as
+      JSON text.
+
+    Wrapped once per process at class level, as ``ui.server.refuse_server_paths`` does;
+    without the ``mcp`` extra there is nothing to change.
+    """
+    try:
+        from gradio.components import State
+        from gradio.mcp import GradioMCPServer
+    except ImportError:
+        return
+    if getattr(GradioMCPServer, "rde_adapted", False):
+        return
+    tool_to_endpoint = GradioMCPServer.get_tool_to_endpoint
+    input_schema = GradioMCPServer.get_input_schema
+    fn_description = GradioMCPServer.get_fn_description
+    postprocess = GradioMCPServer.postprocess_output_data
+
+    def ours(server: Any) -> bool:
+        return getattr(server.blocks, "rde_tools", None) is not None
+
+    def get_tool_to_endpoint(self: Any) -> dict[str, str]:
+        tools = tool_to_endpoint(self)
+        if not ours(self):
+            return tools
+        return {name: endpoint for name, endpoint in tools.items() if endpoint.lstrip("/") in self.blocks.rde_tools}
+
+    def get_input_schema(self: Any, tool_name: str, parameters: dict[str, str] | None = None) -> Any:
+        schema, positions = input_schema(self, tool_name, parameters)
+        block_fn = self.get_block_fn_from_endpoint_name(self.tool_to_endpoint.get(tool_name, ""))
+        if ours(self) and block_fn is not None:
+            inputs = [c for c in block_fn.inputs if not isinstance(c, State)]
+            for prop, component in zip(schema.get("properties", {}).values(), inputs):
+                if getattr(component, "allow_custom_value", False):
+                    prop.pop("enum", None)
+        return schema, positions
+
+    def get_fn_description(self: Any, block_fn: Any, tool_name: str) -> tuple[str, dict[str, str]]:
+        description, parameters = fn_description(self, block_fn, tool_name)
+        if ours(self):  # it names a tool this server does not have; the image argument says what to send
+            description = description.replace(self._file_data_tool_description, "").replace(".. Returns:",
+                                                                                           ". Returns:")
+        return description, parameters
+
+    async def execute_without_progress(self: Any, job: Any) -> list[Any]:
+        from anyio.to_thread import run_sync
+
+        result = await run_sync(job.result)
+        return list(result) if ours(self) and isinstance(result, tuple) else [result]
+
+    def postprocess_output_data(self: Any, data: Any, root_url: str) -> list[Any]:
+        if not ours(self):
+            return postprocess(self, data, root_url)
+        out: list[Any] = []
+        for item in data:
+            if isinstance(item, (dict, list)) and not _has_file(item):
+                out.append(self.types.TextContent(type="text", text=json.dumps(item, default=str)))
+            else:
+                out.extend(postprocess(self, [item], root_url))
+        return out
+
+    GradioMCPServer.get_tool_to_endpoint = get_tool_to_endpoint  # type: ignore[method-assign]
+    GradioMCPServer.get_input_schema = get_input_schema  # type: ignore[method-assign]
+    GradioMCPServer.get_fn_description = get_fn_description  # type: ignore[method-assign]
+    GradioMCPServer._execute_tool_without_progress = execute_without_progress  # type: ignore[method-assign]
+    GradioMCPServer.postprocess_output_data = postprocess_output_data  # type: ignore[method-assign]
+    GradioMCPServer.rde_adapted = True  # type: ignore[attr-defined]
