@@ -82,8 +82,8 @@ def whole_gallery(page, elem_id: str, count: int) -> None:
     assert captions.count() == count
     for i in range(count):
         assert inside(captions.nth(i).bounding_box(), box), (elem_id, captions.nth(i).inner_text())
-TABS = ("Classify & explain", "Compare depths", "Method ranking", "Sanity check", "Depth lab", "Error surfaces", "Batch",
-        "Model zoo", "About")
+TABS = ("Classify & explain", "Compare depths", "Method ranking", "Sanity check", "Depth lab", "Error surfaces",
+        "Robustness", "Batch", "Model zoo", "About")
 
 
 def classify(page, expect) -> None:

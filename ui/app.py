@@ -22,7 +22,7 @@ Layout of ``ui``:
 * ``mcp.py``: which endpoints are MCP tools (``python app.py --mcp``) and what an agent reads about them.
 * ``format.py`` (tables and text), ``plots.py`` (figures): presentation helpers.
 * ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``sanity``, ``depth_lab``,
-  ``landscape``, ``batch``, ``zoo_tab``, ``about``.
+  ``landscape``, ``robustness``, ``batch``, ``zoo_tab``, ``about``.
 
 Adding a tab: write ``ui/tabs/<name>.py`` that defines
 
@@ -59,9 +59,9 @@ from zoo.limits import Limits
 from . import mcp, server
 from .common import CACHE_SWEEP_S, MAX_FILE_SIZE, OUTPUT_MAX_AGE_S, Context
 from .guard import Guard
-from .tabs import about, batch, classify, compare, depth_lab, landscape, rank, sanity, zoo_tab
+from .tabs import about, batch, classify, compare, depth_lab, landscape, rank, robustness, sanity, zoo_tab
 
-TABS = (classify, compare, rank, sanity, depth_lab, landscape, batch, zoo_tab, about)
+TABS = (classify, compare, rank, sanity, depth_lab, landscape, robustness, batch, zoo_tab, about)
 
 # Gradio's default theme declares its font at weights 400 and 600, and the 600 file it
 # ships holds almost no glyphs: bold text fell back to another, larger font. Declaring
@@ -112,7 +112,7 @@ CSS = """
 .rde-when-filled:has(.empty[aria-label="Empty value"]):not(:has([data-testid="status-tracker"]:not(.hide))) {
   display: none !important; }
 /* A phone. The tabs wrap (gr.Tabs(overflow_behavior="wrap"): no "•••" menu, no reshuffling
-   when one is picked) onto exactly two rows of five equal cells (nine tabs), labels on two
+   when one is picked) onto exactly two rows of five equal cells (ten tabs), labels on two
    lines where needed; flowing them would take three or four rows at 400 px. */
 @media (max-width: 640px) {
   .tab-container.wrap { display: grid !important; grid-template-columns: repeat(5, minmax(0, 1fr));

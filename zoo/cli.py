@@ -1,4 +1,4 @@
-"""``python -m zoo``: list, download, pin, classify, explain and measure the ResNets; check a deployment."""
+"""``python -m zoo``: list, download, pin, classify, explain and measure the ResNets (and their robustness); check a deployment."""
 
 from __future__ import annotations
 
@@ -602,6 +602,83 @@ def _summary_text(result) -> str:
     return "\n".join(lines)
 
 
+def executor_for(explorer, args: argparse.Namespace, progress=None):
+    """How a folder run gets its executor: a function of the models' specs (called once the
+    inputs are known to be usable) that returns this process's ``zoo.batch.LocalExecutor``.
+    The one place another engine (``--engine ray``) plugs in."""
+    from .batch import LocalExecutor
+
+    return lambda specs: LocalExecutor([explorer.cache.get(spec, progress) for spec in specs])
+
+
+def cmd_robustness(zoo: Zoo, args: argparse.Namespace) -> int:
+    """A folder under ImageNet-C corruptions: JSON lines or a table; accuracy, CE and mCE when labelled."""
+    from .batch import Skipped
+    from .models import imagenet_labels
+    from .robustness import FolderSummary, SampleResult
+    from .service import Explorer
+
+    models = list(dict.fromkeys(args.models or [s.name for s in zoo.builtin_depths]))
+    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
+    last = [0.0]
+
+    def progress(fraction: float | None, message: str) -> None:
+        if fraction is None or time.monotonic() - last[0] > 5:
+            last[0] = time.monotonic()
+            print(message, file=sys.stderr, flush=True)
+
+    labels = zoo.get(models[0]).labels or imagenet_labels()  # a run's models share one label set
+    result = None
+    for event in explorer.robustness_stream(args.paths, models, corruptions=args.corruptions,
+                                            severities=args.severities, labels_csv=args.labels, seed=args.seed,
+                                            save_dir=args.save_dir, top_k=args.top, batch_size=args.batch_size,
+                                            globs=True, progress=progress,
+                                            executor=executor_for(explorer, args, progress)):
+        if isinstance(event, Skipped):
+            print(f"skipped {event.name}: {event.reason}", file=sys.stderr)
+        elif isinstance(event, SampleResult) and args.json:
+            for r in event.records(models, labels, args.top):
+                print(json.dumps(r), flush=True)
+        elif isinstance(event, FolderSummary) and not event.partial:
+            result = event
+    assert result is not None
+    if args.json:
+        print(json.dumps({"summary": result.to_json()}))
+    else:
+        print(_robustness_text(result))
+    if args.save_dir:
+        print(f"wrote the crops to {args.save_dir}", file=sys.stderr)
+    return 0
+
+
+def _robustness_text(r) -> str:
+    from .robustness import get_corruption
+
+    pct = lambda v: "    -" if v != v else f"{v * 100:5.1f}"  # noqa: E731  (NaN: no labelled image)
+    lines = [f"{r.images} images ({r.labelled} labelled), {len(r.skipped)} skipped; {len(r.corruptions)} corruptions "
+             f"x severities {', '.join(map(str, r.severities))}; seed {r.seed}; {r.device}, {r.precision}, "
+             f"{r.seconds:.1f} s"]
+    if not r.labelled:
+        lines.append("No labels: accuracy and corruption errors need them (class folders or --labels CSV).")
+    else:
+        alex = "" if r.mce_alexnet is None else f"{'mCE/AlexNet':>13}"
+        lines.append(f"{'model':<14}{'clean %':>9}{'mCE':>8}{alex}")
+        for i, m in enumerate(r.models):
+            row = f"{m:<14}{pct(r.clean_accuracy[i]):>9}{r.mce[i]:8.3f}"
+            if r.mce_alexnet is not None:
+                row += f"{r.mce_alexnet[i]:13.3f}"
+            lines.append(row)
+        lines += ["", f"Top-1 accuracy % by corruption (mean over severities); CE relative to {r.reference}:",
+                  f"{'corruption':<18}" + "".join(f"{m[:12]:>14}" for m in r.models)]
+        for j, c in enumerate(r.corruptions):
+            cells = "".join(f"{pct(float(r.accuracy[i, j].mean())):>7} {r.ce[i, j]:6.3f}" for i in range(len(r.models)))
+            lines.append(f"{get_corruption(c).label:<18}{cells}")
+    if r.skipped:
+        lines += ["", f"Skipped {len(r.skipped)}:"] + [f"  {s.name}: {s.reason}" for s in r.skipped]
+    lines += [f"note: {n}" for n in r.notes]
+    return "\n".join(lines)
+
+
 def cmd_landscape(zoo: Zoo, args: argparse.Namespace) -> int:
     """The loss around one model's weights along filter-normalized random directions (Li et al. 2018)."""
     import time
@@ -803,6 +880,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     precision_arg(s)
     s.set_defaults(func=cmd_batch)
+
+    s = sub.add_parser("robustness", parents=[common],
+                       help="a folder under ImageNet-C corruptions (Hendrycks & Dietterich 2019): accuracy, CE, mCE")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (walked), globs, .zip files")
+    s.add_argument("--models", nargs="+", metavar="NAME", help="zoo names (default: the five depths)")
+    s.add_argument("--corruptions", nargs="+", metavar="NAME",
+                   help="corruption names (default: all 19; e.g. fog jpeg_compression gaussian_noise)")
+    s.add_argument("--severities", nargs="+", type=int, metavar="S", help="1-5 (default: all five)")
+    s.add_argument("--labels", metavar="CSV", help="'file,label' rows; otherwise labels come from folder names "
+                                                   "(ImageNet class names or WordNet ids), if any")
+    s.add_argument("--seed", type=int, default=0, help="base seed of the random corruptions (default 0); each "
+                                                       "crop's own seed is in its JSON line")
+    s.add_argument("--save-dir", metavar="DIR", help="write the clean and every corrupted crop as PNG "
+                                                     "(DIR/<image>/<corruption>-<severity>.png)")
+    s.add_argument("--top", type=int, default=5, metavar="K")
+    s.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="default: 64 on CUDA, 32 on MPS, 16 on CPU")
+    s.add_argument("--json", action="store_true",
+                   help="JSON lines: one per image, model, corruption and severity, then a summary")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    precision_arg(s)
+    s.set_defaults(func=cmd_robustness)
 
     from .landscape import DEFAULT_MAX_IMAGES, MAX_GRID, MAX_IMAGES, MAX_SPAN, MIN_GRID
 

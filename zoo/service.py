@@ -25,7 +25,7 @@ from .faithfulness import PASS_COST as FAITHFULNESS_PASS_COST
 from .faithfulness import STEPS, Faithfulness, road_forwards, road_impute_seconds
 from .faithfulness import faithfulness as score_map
 from .hub import ProgressFn
-from .images import LoadedImage, load_image
+from .images import LoadedImage, load_image, to_tensor
 from .inference import Classification, Prediction, Prepared, classify, prepare, resolve_target, top_k_param
 from .models import ModelCache, precision_name
 from .registry import Preprocessing, Zoo
@@ -490,6 +490,194 @@ class Explorer:
         for name in names_:
             self.zoo.get(name)  # an unknown model fails here, as in batch
         return self._priced({name: float(n) for name in names_})
+
+    # --- robustness: ImageNet-C corruptions (zoo.robustness) -------------------------------------
+
+    def robustness_estimate(self, models: Sequence[str] | None = None, corruptions: Sequence[str] | None = None,
+                            severities: Sequence[int] | None = None, *, images: int = 1,
+                            sources: Sequence[str | os.PathLike] | None = None, names: Sequence[str] | None = None,
+                            max_images: int | None = None) -> Estimate:
+        """The cost of a sweep (one image) or a folder run, before it runs.
+
+        Forwards: per image and model, the clean crop and one per (corruption, severity).
+        Seconds: those forwards at ``forward_seconds`` (single-image forwards: batched ones cost
+        less, so an upper estimate) plus making the corrupted crops, at each corruption's
+        measured cost (``zoo.robustness.Corruption.seconds``) per distinct preprocessing.
+        With ``sources`` the images are counted as ``batch`` counts them (``max_images``
+        refused as there). Raises ``ZooError`` for an unknown model, corruption or severity.
+        """
+        from . import robustness as rb
+
+        cs, sevs = rb.corruption_names(corruptions), rb.severity_list(severities)
+        names_ = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
+        specs = [self.zoo.get(n) for n in names_]
+        if sources is not None:
+            images = len(batching.gather(sources, names=names, max_images=max_images, globs=False).items)
+        n = max(0, int(images))
+        crops = n * (1 + len(cs) * len(sevs))
+        est = self._priced({name: float(crops) for name in names_})
+        pres = list(dict.fromkeys(s.preprocessing for s in specs))
+        corrupt_s = n * sum(rb.corruption_seconds(cs, sevs, p.crop) for p in pres)
+        seconds = None if est.seconds is None else est.seconds + corrupt_s
+        return Estimate(est.forwards, seconds, est.basis + "; corruptions at their measured cost",
+                        models=len(names_), passes=est.forwards)
+
+    def robustness_live_estimate(self, models: Sequence[str] | None = None, corruption: str = "fog",
+                                 severity: int = 3, method: str | None = None) -> Estimate:
+        """The cost of ``robustness_live``: one corrupted crop, each model's forward and, with
+        ``method``, its map (as ``estimate`` prices it)."""
+        from . import robustness as rb
+
+        c = rb.get_corruption(corruption)
+        sev = rb.check_severity(severity)
+        names_ = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
+        est = self.estimate(names_, method) if method else self._priced({n: 1.0 for n in names_})
+        # A corrupted crop is classified clean too (the default target is the clean consensus).
+        clean = self._priced({n: 1.0 for n in names_}) if sev else Estimate(0, 0.0, "")
+        pres = list(dict.fromkeys(self.zoo.get(n).preprocessing for n in names_))
+        corrupt_s = sum(rb.corruption_seconds([c.name], [sev], p.crop) for p in pres) if sev else 0.0
+        seconds = None if est.seconds is None or clean.seconds is None else est.seconds + clean.seconds + corrupt_s
+        forwards = est.forwards + clean.forwards
+        return Estimate(forwards, seconds, est.basis, models=len(names_),
+                        passes=(est.passes or est.forwards) + clean.forwards)
+
+    def robustness_live(self, image: Any, corruption: str, severity: int, models: list[str] | None = None, *,
+                        method: str | None = None, target: int | str | None = None, seed: int = 0,
+                        top_k: int = 5, progress: ProgressFn | None = None) -> Any:
+        """Every depth on ``image`` corrupted by ``corruption`` at ``severity`` (0: the clean
+        crop): a ``zoo.robustness.Live``. With ``method``, each depth's map of the corrupted
+        crop for one class (``target``, default: the class most depths pick on the clean crop),
+        so a front end can show whether the map drifts before the answer flips. The seed of the
+        crop is ``zoo.robustness.sample_seed(seed, "image", corruption, severity)``, as in a sweep.
+        """
+        from . import robustness as rb
+        from .cancel import check
+
+        c = rb.get_corruption(corruption)
+        sev = rb.check_severity(severity)
+        seed = rb.check_seed(seed)
+        top_k = top_k_param(top_k)
+        names_ = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
+        specs = [self.zoo.get(n) for n in names_]
+        if method:
+            get_method(method)
+        loaded = _decoded(image)
+        item_seed = rb.sample_seed(seed, "image", c.name, sev) if sev else 0
+        prepared: dict[Preprocessing, tuple[Prepared, Prepared]] = {}
+        for pre in dict.fromkeys(s.preprocessing for s in specs):
+            clean = prepare(loaded, pre)
+            crop = rb.corrupt_crop(clean.crop, c.name, sev, item_seed)
+            prepared[pre] = (clean, Prepared(crop, to_tensor(crop, pre)))
+        runs, cleans = [], []
+        for i, spec in enumerate(specs):
+            check()
+            if progress:
+                progress(i / (2 * len(specs)), f"{spec.name}: classifying ({i + 1} of {len(specs)})")
+            lm = self.cache.get(spec, progress)
+            clean, bad = prepared[spec.preprocessing]
+            cleans.append(classify(lm, loaded, top_k, clean) if sev else None)
+            runs.append((lm, self._timed(classify(lm, loaded, top_k, bad))))
+        labels = runs[0][1].labels
+        if any(r.labels != labels for _, r in runs):
+            raise ZooError(f"Models {', '.join(names_)} do not share one label set; run models that "
+                           "predict the same classes together.")
+        idx = resolve_target(labels, target, default=consensus([c_ or r for c_, (_, r) in zip(cleans, runs)]))
+        results: list[Any] = []
+        for i, (lm, run) in enumerate(runs):
+            check()
+            if not method:
+                results.append(run)
+                continue
+            if progress:
+                progress(0.5 + i / (2 * len(runs)), f"{run.model}: its map of the corrupted crop")
+            t0 = time.perf_counter()
+            ex = explain(lm, run, method, idx)
+            self._calibrate_map(ex, lm.spec, {})
+            results.append(Result(run, ex, method, run.seconds + time.perf_counter() - t0))
+        if progress:
+            progress(1.0, "done")
+        first = prepared[specs[0].preprocessing]
+        return rb.Live(c.name, sev, item_seed, first[1].crop, first[0].crop, idx, labels[idx], results, method)
+
+    def local_executor(self, models: Sequence[str] | None = None, progress: ProgressFn | None = None) -> Any:
+        """A ``zoo.batch.LocalExecutor`` over ``models`` (default: every depth), loaded from the cache."""
+        specs = list(dict.fromkeys(self.zoo.get(n) for n in (models or [s.name for s in self.zoo.builtin_depths])))
+        lms = [self.cache.get(spec, progress) for spec in specs]
+        return batching.LocalExecutor(lms)
+
+    def robustness_sweep(self, image: Any, models: list[str] | None = None, *,
+                         corruptions: Sequence[str] | None = None, severities: Sequence[int] | None = None,
+                         target: int | str | None = None, seed: int = 0, batch_size: int | None = None,
+                         progress: ProgressFn | None = None) -> Iterator[Any]:
+        """Every corruption x severity x depth on one image (``zoo.robustness.sweep_stream``):
+        yields ``SweepProgress`` (naming the corruption running) and partial ``Sweep``s between
+        batches, then the finished ``Sweep``. The request's token or closing the generator stops it.
+        """
+        from . import robustness as rb
+
+        cs, sevs, seed = rb.corruption_names(corruptions), rb.severity_list(severities), rb.check_seed(seed)
+        for name in models or []:
+            self.zoo.get(name)
+        loaded = _decoded(image)  # a bad upload fails before any download
+        executor = self.local_executor(models, progress)
+        if target is not None:
+            resolve_target(executor.labels, target, 0)
+        for event in rb.sweep_stream(executor, loaded.image, corruptions=cs, severities=sevs, seed=seed,
+                                     target=target, batch_size=batch_size, progress=progress):
+            if isinstance(event, rb.Sweep) and not event.partial:
+                self._time_sweep(event)
+            yield event
+
+    def _time_sweep(self, sweep: Any) -> None:
+        """A sweep's forwards feed the estimates as a classification's would (per crop, per model)."""
+        per_model = sweep.seconds / max(1, (sweep.total + 1) * len(sweep.models))
+        with self._timing_lock:
+            for name in sweep.models:
+                if name not in self._forward_s:  # single-image timings, when there are some, stay the basis
+                    self._forward_s.setdefault(name, deque(maxlen=5)).append(per_model)
+
+    def robustness_stream(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None, *,
+                          corruptions: Sequence[str] | None = None, severities: Sequence[int] | None = None,
+                          names: Sequence[str] | None = None, labels_csv: str | os.PathLike | None = None,
+                          seed: int = 0, save_dir: str | os.PathLike | None = None, top_k: int = 5,
+                          batch_size: int | None = None, max_images: int | None = None, globs: bool = False,
+                          progress: ProgressFn | None = None, partial_every_s: float | None = None,
+                          executor: Any = None) -> Iterator[Any]:
+        """A folder (files, folders, globs, a zip, read as Batch reads them) under every
+        corruption (``zoo.robustness.stream``): yields ``Skipped``, one ``SampleResult`` per
+        (image, corruption, severity), ``Progress``, partial ``FolderSummary``s with
+        ``partial_every_s``, then the final ``FolderSummary``. ``executor``: another engine
+        (a ``zoo.batch.Executor``) over ``models``, or a function of their specs that makes one
+        once the inputs are known to be usable (the command line's); default: ``local_executor``.
+        """
+        from . import robustness as rb
+
+        cs, sevs, seed = rb.corruption_names(corruptions), rb.severity_list(severities), rb.check_seed(seed)
+        top_k = top_k_param(top_k)
+        for name in models or []:
+            self.zoo.get(name)
+        # Inputs first: a bad path or an unsafe zip fails before seconds are spent on weights.
+        inp = batching.gather(sources, names=names, labels_csv=labels_csv, max_images=max_images, globs=globs)
+        if executor is None:
+            executor = self.local_executor(models, progress)
+        elif callable(executor):
+            executor = executor(list(dict.fromkeys(self.zoo.get(n) for n in
+                                                   (models or [s.name for s in self.zoo.builtin_depths]))))
+        yield from rb.stream(executor, inp, corruptions=cs, severities=sevs, seed=seed, save_dir=save_dir,
+                             top_k=top_k, batch_size=batch_size, progress=progress,
+                             partial_every_s=partial_every_s)
+
+    def robustness(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None,
+                   **kwargs: Any) -> Any:
+        """``robustness_stream`` to the end: the ``FolderSummary``."""
+        from .robustness import FolderSummary
+
+        result = None
+        for event in self.robustness_stream(sources, models, **kwargs):
+            if isinstance(event, FolderSummary):
+                result = event
+        assert result is not None and not result.partial
+        return result
 
     # --- can I trust this map? (zoo.sanity) and every stage at once ---------------------------
 
