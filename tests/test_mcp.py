@@ -100,6 +100,19 @@ def test_classify_answers_as_the_http_endpoint(mcp_app):
     assert labels["label"] == rest["predictions"][0]["label"]
 
 
+def test_robustness_live_answers_as_the_http_endpoint(mcp_app):
+    url, mcp_url = mcp_app
+    photo = EXAMPLES / "chelsea.png"
+    args = {"image": data_url(photo), "models": ["resnet18"], "corruption": "fog", "severity": 3, "method": "none"}
+    res = session_run(mcp_url, lambda s: s.call_tool("robustness_live", args))
+    assert not res.isError, texts(res)
+    details = json.loads(texts(res)[-1])
+    assert [c.type for c in res.content].count("image") == 1  # the corrupted crop
+    rest = result(url, "robustness_live", [upload(url, photo), ["resnet18"], "fog", 3, "none"])[-1]
+    assert (details["corruption"], details["severity"], details["seed"]) == ("fog", 3, rest["seed"])
+    assert details["models"][0]["predictions"] == rest["models"][0]["predictions"]  # seeded: the same crop
+
+
 def test_explain_takes_a_layer(mcp_app):
     res = session_run(mcp_app[1], lambda s: s.call_tool("explain", {
         "image": data_url(EXAMPLES / "coffee.png"), "model": "resnet18", "method": "gradcam", "layer": "layer3",

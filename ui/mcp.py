@@ -11,7 +11,7 @@ same ``zoo`` functions.
 What this module adds:
 
 * **Which endpoints are tools** (``TOOLS``): classify, explain, compare, analyze, sanity,
-  zoo and selfcheck; not the examples' endpoints, nor Batch, Method ranking and Error
+  robustness_live, robustness_sweep, zoo and selfcheck; not the examples' endpoints, nor Batch, Method ranking and Error
   surfaces (long, many-file runs that an agent is better off asking for on the page).
 * **What an agent reads.** A tool's description and its arguments' are parsed by gradio
   from the function's docstring (``Args:`` / ``Returns:``), and that text is all an agent
@@ -96,6 +96,28 @@ Args:
 Returns:
     a strip of maps per method; and a JSON object with, per method, each step's similarity to the original map (Spearman rank correlation, SSIM) and a verdict.
 """,
+    "robustness_live": f"""Robustness, one corruption: the image corrupted by one ImageNet-C corruption (Hendrycks & Dietterich 2019) at one severity, applied to the 224x224 crop the models see, then every chosen depth's prediction and heat map on that crop. Random corruptions are seeded (from base seed 0, per image, corruption and severity; the seed used is in the JSON), so a call reproduces exactly.
+
+Args:
+    {IMAGE}
+    models: the depths to run, a list from {{models}} (empty: the five built-in depths).
+    corruption: one of {{corruptions}}.
+    severity: a whole number from 0 (clean) to 5 (harshest).
+    method: the map method on the corrupted crop, one of {{methods}}, or none for predictions only.
+
+Returns:
+    the corrupted crop (PNG, exactly what the models saw); and a JSON object {{corruption, label, severity, seed, method, target: {{index, label}}, models: [{{model, predictions [{{index, label, prob}}], target_prob, ...}}]}}.
+""",
+    "robustness_sweep": f"""Robustness sweep: every chosen ImageNet-C corruption x severities 1-5 x every chosen depth on one image, batched per depth; tracks the probability of the class most depths pick on the clean crop, and each depth's breaking point (the lowest severity at which its top-1 changes). Deeper ResNets are expected to hold on longer (Hendrycks & Dietterich 2019). Costs one forward per corrupted crop per depth: all 19 corruptions on five depths is 480 crops per depth; pick fewer corruptions or depths for a quick answer.
+
+Args:
+    {IMAGE}
+    models: the depths to run, a list from {{models}} (empty: the five built-in depths).
+    corruptions: a list from {{corruptions}} (empty: all 19).
+
+Returns:
+    a JSON object {{models, corruptions, severities, seed, target: {{index, label}}, clean: {{model: {{top1, top1_label, top1_prob, target_prob}}}}, target_prob: {{model: {{corruption: [p at severity 1..5]}}}}, top1, breaking_point: {{model: {{corruption: severity or null (kept)}}}}, verdict (the result as a sentence), seconds}}; and a CSV of every cell.
+""",
     "zoo": """The model zoo as data: per model its depth, blocks per stage, parameters, multiply-adds and FLOPs at a resolution (measured with torch.utils.flop_counter), the paper's figure, reported ImageNet top-1/top-5 accuracy, file size, and whether its weights are cached here. Runs no model.
 
 Args:
@@ -130,10 +152,11 @@ def describe_tools(demo: Any, model_names: list[str]) -> None:
     its own, so setting them here touches nothing else. Only ``TOOLS`` are offered as tools
     (``_only_tools``); the other endpoints stay as they are for the HTTP API.
     """
+    from zoo.robustness import CORRUPTIONS
     from zoo.sanity import DEFAULT_METHODS
 
     values = {"models": ", ".join(model_names), "methods": ", ".join(METHODS), "layers": ", ".join(STAGES),
-              "sanity_methods": ", ".join(DEFAULT_METHODS)}
+              "sanity_methods": ", ".join(DEFAULT_METHODS), "corruptions": ", ".join(c.name for c in CORRUPTIONS)}
     for fn in demo.fns.values():
         if fn.api_name in TOOLS and fn.fn is not None:
             fn.fn.__name__ = fn.api_name

@@ -516,20 +516,69 @@ def cmd_stats(zoo: Zoo, args: argparse.Namespace) -> int:
     return 0
 
 
+def engine_args(s: argparse.ArgumentParser, command: str) -> None:
+    """--engine, --ray-address, --workers, --resume: how a long run's forwards run, and how it
+    survives a stop. ``zoo batch`` and ``zoo robustness`` take the same."""
+    s.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: this process (default); ray: a Ray cluster (pip install -r requirements-ray.txt)")
+    s.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="with --engine ray: the cluster to join ('auto': the one this machine belongs to, see "
+                        "`ray start`); default: start a local Ray instance for this run")
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --engine ray: actors per model (default: one per GPU of the cluster, or its CPUs "
+                        "shared out between the models)")
+    s.add_argument("--resume", action="store_true",
+                   help=f"go on with the journal --out FILE.jsonl: its {command} results are kept, only what it "
+                        "does not hold yet runs, and the summary covers all of it")
+
+
+def make_executor(zoo: Zoo, args: argparse.Namespace, command: str, progress=None, cache=None):
+    """The one way a command gets its executor: ``specs -> Executor``, as ``--engine``,
+    ``--ray-address``, ``--workers``, ``--out FILE.jsonl`` and ``--resume`` say.
+
+    Local: the models are loaded here (verified download), through ``cache`` (an
+    ``Explorer``'s ``ModelCache``) or a cache of its own.
+    Ray: each actor loads its model on its node through the same verified code; nothing
+    imports Ray otherwise. With ``--out`` ending in ``.jsonl`` the executor is wrapped in a
+    journal (``zoo.batch.journal.Journaled``) that writes every result as it arrives and,
+    with ``--resume``, runs only what the file does not hold.
+    """
+    out = getattr(args, "out", None)
+    journal = bool(out and out.lower().endswith(".jsonl"))
+    if args.resume and not journal:
+        raise ZooError("--resume goes on with a journal: pass --out FILE.jsonl (the same file as the run to resume).")
+    if args.engine != "ray" and (args.ray_address or args.workers):
+        raise ZooError("--ray-address and --workers are for --engine ray.")
+
+    def make(specs):
+        if args.engine == "ray":
+            from .batch.ray_executor import RayExecutor
+
+            ex = RayExecutor(specs, device=args.device, precision=args.precision, address=args.ray_address,
+                             workers=args.workers)
+        else:
+            from .batch import LocalExecutor
+            from .models import ModelCache
+
+            models = cache or ModelCache(len(specs), args.device, precision=args.precision)
+            ex = LocalExecutor([models.get(spec, progress) for spec in specs])
+        if journal:
+            from .batch.journal import Journaled
+
+            ex = Journaled(ex, out, command=command, resume=args.resume)
+        return ex
+
+    return make
+
+
 def cmd_batch(zoo: Zoo, args: argparse.Namespace) -> int:
-    """Every chosen depth over many images: JSON lines or a table, a CSV/JSON file, a summary."""
+    """Every chosen depth over many images: JSON lines or a table, a CSV/JSON/JSON-lines file, a summary."""
     import csv
 
     from .batch import BatchResult, ImageResult, Skipped, csv_header, csv_row, prediction_records
     from .service import Explorer
 
     models = args.models or [s.name for s in zoo.builtin_depths]
-    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
-    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else None
-    as_json_file = bool(args.out and args.out.lower().endswith(".json"))
-    writer = csv.writer(out) if out and not as_json_file else None
-    if writer:
-        writer.writerow(csv_header(args.top))
     last = [0.0]
 
     def progress(fraction: float | None, message: str) -> None:
@@ -538,15 +587,24 @@ def cmd_batch(zoo: Zoo, args: argparse.Namespace) -> int:
             last[0] = time.monotonic()
             print(message, file=sys.stderr, flush=True)
 
+    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
+    make = make_executor(zoo, args, "batch", progress, explorer.cache)
+    journal = bool(args.out and args.out.lower().endswith(".jsonl"))
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out and not journal else None
+    as_json_file = bool(args.out and args.out.lower().endswith(".json"))
+    writer = csv.writer(out) if out and not as_json_file else None
+    if writer:
+        writer.writerow(csv_header(args.top))
+
     result, labels = None, ()
     try:
         for event in explorer.batch_stream(args.paths, models, labels_csv=args.labels, top_k=args.top,
                                            batch_size=args.batch_size, globs=True, keep_images=as_json_file,
-                                           progress=progress):
+                                           progress=progress, executor=make):
             if isinstance(event, Skipped):
                 print(f"skipped {event.name}: {event.reason}", file=sys.stderr)
             elif isinstance(event, ImageResult):
-                labels = labels or explorer.cache.get(zoo.get(models[0])).labels
+                labels = labels or zoo.get(models[0]).labels or _imagenet()
                 records = list(prediction_records(event, models, labels, args.top))
                 if writer:
                     writer.writerows(csv_row(r, args.top) for r in records)
@@ -571,6 +629,12 @@ def cmd_batch(zoo: Zoo, args: argparse.Namespace) -> int:
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _imagenet() -> tuple[str, ...]:
+    from .models import imagenet_labels
+
+    return imagenet_labels()
 
 
 def _image_line(img, records: list[dict]) -> str:
@@ -602,15 +666,6 @@ def _summary_text(result) -> str:
     return "\n".join(lines)
 
 
-def executor_for(explorer, args: argparse.Namespace, progress=None):
-    """How a folder run gets its executor: a function of the models' specs (called once the
-    inputs are known to be usable) that returns this process's ``zoo.batch.LocalExecutor``.
-    The one place another engine (``--engine ray``) plugs in."""
-    from .batch import LocalExecutor
-
-    return lambda specs: LocalExecutor([explorer.cache.get(spec, progress) for spec in specs])
-
-
 def cmd_robustness(zoo: Zoo, args: argparse.Namespace) -> int:
     """A folder under ImageNet-C corruptions: JSON lines or a table; accuracy, CE and mCE when labelled."""
     from .batch import Skipped
@@ -618,6 +673,8 @@ def cmd_robustness(zoo: Zoo, args: argparse.Namespace) -> int:
     from .robustness import FolderSummary, SampleResult
     from .service import Explorer
 
+    if args.out and not args.out.lower().endswith(".jsonl"):
+        raise ZooError("--out for robustness is a journal of JSON lines: name it FILE.jsonl.")
     models = list(dict.fromkeys(args.models or [s.name for s in zoo.builtin_depths]))
     explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
     last = [0.0]
@@ -627,13 +684,14 @@ def cmd_robustness(zoo: Zoo, args: argparse.Namespace) -> int:
             last[0] = time.monotonic()
             print(message, file=sys.stderr, flush=True)
 
+    make = make_executor(zoo, args, "robustness", progress, explorer.cache)
     labels = zoo.get(models[0]).labels or imagenet_labels()  # a run's models share one label set
     result = None
     for event in explorer.robustness_stream(args.paths, models, corruptions=args.corruptions,
                                             severities=args.severities, labels_csv=args.labels, seed=args.seed,
                                             save_dir=args.save_dir, top_k=args.top, batch_size=args.batch_size,
                                             globs=True, progress=progress,
-                                            executor=executor_for(explorer, args, progress)):
+                                            executor=make):
         if isinstance(event, Skipped):
             print(f"skipped {event.name}: {event.reason}", file=sys.stderr)
         elif isinstance(event, SampleResult) and args.json:
@@ -875,10 +933,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=5, metavar="K")
     s.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="default: 64 on CUDA, 32 on MPS, 16 on CPU")
-    s.add_argument("--out", metavar="FILE", help="every prediction as CSV (or JSON when FILE ends in .json)")
+    s.add_argument("--out", metavar="FILE", help="every prediction as CSV (or JSON when FILE ends in .json); "
+                                                 "FILE.jsonl: a journal, one JSON line per image and model written "
+                                                 "as each is done, that --resume goes on with")
     s.add_argument("--json", action="store_true", help="JSON lines: one per image and model, then a summary")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     precision_arg(s)
+    engine_args(s, "batch")
     s.set_defaults(func=cmd_batch)
 
     s = sub.add_parser("robustness", parents=[common],
@@ -899,8 +960,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: 64 on CUDA, 32 on MPS, 16 on CPU")
     s.add_argument("--json", action="store_true",
                    help="JSON lines: one per image, model, corruption and severity, then a summary")
+    s.add_argument("--out", metavar="FILE.jsonl", help="a journal: one JSON line per image, corruption, severity "
+                                                       "and model, written as each is done, that --resume goes on "
+                                                       "with")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     precision_arg(s)
+    engine_args(s, "robustness")
     s.set_defaults(func=cmd_robustness)
 
     from .landscape import DEFAULT_MAX_IMAGES, MAX_GRID, MAX_IMAGES, MAX_SPAN, MIN_GRID

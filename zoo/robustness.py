@@ -308,6 +308,11 @@ class RobustnessPlan:
         c, s = sample.meta["corruption"], sample.meta["severity"]
         return "clean" if c == CLEAN else f"{_label(c)}, severity {s}"
 
+    def journal_fields(self) -> dict[str, Any]:
+        """What a resumed run (``--out FILE.jsonl --resume``) must share with the file's: the
+        keys name corruption and severity, but the crops also depend on the seed."""
+        return {"corruptions": list(self.corruptions), "severities": list(self.severities), "seed": self.seed}
+
 
 # --- one image: the sweep ---------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from . import batch as batching
 from .agreement import MapAgreement, map_agreement
@@ -28,7 +28,7 @@ from .hub import ProgressFn
 from .images import LoadedImage, load_image, to_tensor
 from .inference import Classification, Prediction, Prepared, classify, prepare, resolve_target, top_k_param
 from .models import ModelCache, precision_name
-from .registry import Preprocessing, Zoo
+from .registry import ModelSpec, Preprocessing, Zoo
 
 
 @dataclass
@@ -422,18 +422,25 @@ class Explorer:
                      top_k: int = 5, batch_size: int | None = None, max_images: int | None = None,
                      globs: bool = False, thumbnails: int = 0, keep_images: bool = True,
                      progress: ProgressFn | None = None, partial_every_s: float | None = None,
+                     executor: batching.Executor | Callable[[list[ModelSpec]], batching.Executor] | None = None,
                      ) -> Iterator[batching.ImageResult | batching.Skipped | batching.Progress | batching.BatchResult]:
         """Many images (files, folders, globs, a zip) through ``models`` (default: every depth).
 
         Yields each ``Skipped`` file and ``ImageResult`` as it is done, ``Progress`` before
         each forward, partial ``BatchResult``s with ``partial_every_s``, then the final
         ``BatchResult`` (see ``zoo.batch.stream``). The request's token or closing the
-        generator stops the work.
+        generator stops the work. ``executor``: another engine over ``models``, or a function
+        of their specs that makes one once the inputs are known to be usable (the command
+        line's ``--engine ray`` and ``--out FILE.jsonl``); default: the models of this
+        process's cache, run here.
         """
         specs = list(dict.fromkeys(self.zoo.get(n) for n in (models or [s.name for s in self.zoo.builtin_depths])))
         # Inputs first: a bad path or an unsafe zip fails before seconds are spent on weights.
         inp = batching.gather(sources, names=names, labels_csv=labels_csv, max_images=max_images, globs=globs)
-        lms = [self.cache.get(spec, progress) for spec in specs]
+        if executor is None:
+            lms = [self.cache.get(spec, progress) for spec in specs]
+        else:
+            lms = executor(specs) if callable(executor) else executor
         yield from batching.stream(inp, lms, top_k=top_k, batch_size=batch_size, thumbnails=thumbnails,
                                    progress=progress, keep_images=keep_images, partial_every_s=partial_every_s)
 
