@@ -438,6 +438,11 @@ def test_browser_depth_lab(app, shots):
         std = analyze(r18, IMAGE).blocks[2].response_std
         assert f"{std:.3g}" in tip, tip
         expect(page.locator("#lab-data")).to_contain_text("depth-lab-response-std")
+        # The PNG: drawn by the browser from the chart's modebar (camera icon), named after the chart.
+        with page.expect_download() as saved:
+            page.locator("#lab-plot-response .modebar-btn[data-title='Download plot as a PNG']").click()
+        assert saved.value.suggested_filename == "depth-lab-response-std.png"
+        assert saved.value.path().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         page.screenshot(path=str(shots / "browser-depth-lab-signal.png"), full_page=True)
 
         page.locator("#lab-lesion-button").click()

@@ -59,3 +59,26 @@ def test_agreement_heatmap_cells_and_csv(tmp_path):
     rows = list(csv.reader(open(plots.csv_file(fig, tmp_path), encoding="utf-8")))
     assert rows == [["row", "column", "same top-1"], ["resnet18", "resnet18", "1.0"], ["resnet18", "resnet50", "0.75"],
                     ["resnet50", "resnet18", "0.75"], ["resnet50", "resnet50", "1.0"]]
+
+
+def test_sanity_chart_names_each_step_and_marks_the_verdict(tmp_path):
+    from zoo.sanity import Step
+
+    order = ["none", "fc", "layer4", "layer3"]
+    falling = [Step(n, 1.0 - 0.3 * k, 1.0 - 0.3 * k, 1.0 - 0.2 * k) for k, n in enumerate(order)]
+    control = [Step(n, 1.0, 1.0, 1.0) for n in order]
+    fig = plots.sanity_chart([("Grad-CAM", falling), ("Edges (control)", control)], ["layer4", "layer4"], 0.5)
+    lines = [t for t in fig.data if not t.name.endswith(": verdict")]
+    assert len(lines) == 6 and list(lines[0].x) == order  # 3 panels x 2 methods, steps named on the x axis
+    assert [t.showlegend for t in lines] == [True, True, False, False, False, False]
+    assert "<b>Grad-CAM</b>" in lines[0].hovertemplate and "%{customdata[0]}" in lines[0].hovertemplate
+    verdicts = [t for t in fig.data if t.name.endswith(": verdict")]
+    assert len(verdicts) == 6 and all(list(t.x) == ["layer4", "layer4"] for t in verdicts)
+    assert [s.y0 for s in fig.layout.shapes] == [0.5] * 3  # the pass line in every panel
+    rows = list(csv.reader(open(plots.csv_file(fig, tmp_path), encoding="utf-8")))
+    assert rows[0] == ["series", "panel", "x", "y", "randomized"]
+    assert rows[3] == ["Grad-CAM", "rank correlation of |map|", "layer4", "0.4", "layer4"]
+    # Different steps (every block of two depths): the x axis is the share of the cascade randomized.
+    short = plots.sanity_chart([("resnet18", falling), ("resnet34", falling[:3])], ["layer4", "layer4"], 0.5)
+    assert list(short.data[0].x) == [0.0, 1 / 3, 2 / 3, 1.0]
+    assert plots.sanity_chart([], [], 0.5) is None

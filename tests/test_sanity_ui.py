@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from browser import open_page
+from browser import hover_point, open_page
 from conftest import EXAMPLES
 
 CUT = "e => e.scrollWidth > e.clientWidth + 1"
@@ -72,8 +72,13 @@ def test_sanity_tab_at_1400_px(app, shots):
         expect(verdicts).to_have_count(2)
         for i in range(2):
             assert not verdicts.nth(i).evaluate(CUT), verdicts.nth(i).inner_text()
-        expect(page.locator("#sanity-chart img").first).to_be_visible(
-            timeout=30_000)
+        expect(page.locator("#sanity-chart .js-plotly-plot").first).to_be_visible(timeout=30_000)
+        # Hovering the first point in the top panel: the original map (nothing randomized), identical to
+        # itself; both methods have a point there, so the tooltip names either.
+        tip = hover_point(page, "#sanity-chart", point=0)
+        assert "Grad-CAM" in tip or "Edges" in tip, tip
+        assert "randomized from the top to: none" in tip and "rank correlation of |map|: 1.000" in tip, tip
+        expect(page.locator("#sanity-chart-data")).to_contain_text("sanity-resnet18")
         page.screenshot(path=str(shots / "sanity-1400.png"), full_page=True)
 
         # Classify & explain: every stage at once.

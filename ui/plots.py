@@ -26,8 +26,8 @@ Why PNG from the browser and not the server: Plotly's server-side export (kaleid
 Chrome, which a Space does not have and which would cost seconds per chart; the modebar's camera
 renders the PNG in the visitor's browser from the figure on the page, at twice its size.
 
-``ui`` never imports torch: the charts take what ``zoo`` returns. The sanity-check chart and the
-error surfaces (3-D surfaces beside contours) are still matplotlib figures, at the end of this module.
+``ui`` never imports torch: the charts take what ``zoo`` returns. The error surfaces (3-D surfaces
+beside contours) are still matplotlib figures, at the end of this module.
 """
 
 from __future__ import annotations
@@ -534,8 +534,52 @@ def map_agreement_heatmap(models: list[str], spearman, iou) -> Chart | None:
     return fig
 
 
-# --- matplotlib (not yet hoverable) --------------------------------------------------------------
-# Sanity check and error surfaces: drawn with matplotlib, shown as pictures in gr.Plot.
+# --- Sanity check ----------------------------------------------------------------------------
+
+
+def sanity_chart(series: list[tuple[str, list]], verdict_at: list[str], threshold: float,
+                 title: str = "", name: str = "sanity-chart") -> Chart | None:
+    """Similarity with the original map against the randomization step: |rank|, signed rank, SSIM.
+
+    ``series``: (name, steps) per line, each step a ``zoo.sanity.Step``; ``verdict_at``: the
+    step of each series after which fc and layer4 are random (dashed). Series with the same
+    steps share named steps on the x axis; otherwise (every block of different depths) the x axis
+    is the share of the cascade randomized. Three panels stacked, so a phone keeps them readable;
+    a tooltip names the method (or depth), the layers randomized so far and the value.
+    """
+    if not series:
+        return None
+    names = [[s.randomized for s in steps] for _, steps in series]
+    same = all(n == names[0] for n in names)
+    panels = (("spearman_abs", "rank correlation of |map|"), ("spearman", "rank correlation, signed"),
+              ("ssim", "SSIM"))
+    fig = figure(name, title, height=720, rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                 subplot_titles=[label for _, label in panels])
+    fig.update_annotations(font_size=12)
+    for row, (key, label) in enumerate(panels, start=1):
+        for i, ((who, steps), verdict) in enumerate(zip(series, verdict_at)):
+            n = len(steps)
+            xs = list(names[i]) if same else [k / max(1, n - 1) for k in range(n)]
+            add_line(fig, name=who, i=i, x=xs, y=[getattr(s, key) for s in steps], row=row, col=1,
+                     custom={"randomized": [s.randomized for s in steps]}, showlegend=row == 1, group=who,
+                     marker=dict(size=5), panel=label,
+                     hover=hover(depth_label(who), ("randomized from the top to", "%{customdata[0]}"),
+                                 (label, "%{y:.3f}")))
+            if verdict in names[i]:
+                x = verdict if same else names[i].index(verdict) / max(1, n - 1)
+                add_line(fig, name=f"{who}: verdict", i=i, x=[x, x], y=[-1.05, 1.05], row=row, col=1, mode="lines",
+                         dash="dash", group=who, showlegend=False, panel=label,
+                         hover=hover(depth_label(who), ("verdict", "fc and layer4 random from here")))
+        fig.add_hline(y=threshold, line=dict(color="#aa3333", dash="dot", width=1), row=row, col=1)
+        fig.update_yaxes(range=[-1.05, 1.05], row=row, col=1)
+    if not same:
+        fig.update_xaxes(title_text="share of the cascade randomized", row=3, col=1)
+    fig.update_yaxes(title_text="similarity with the original map", row=2, col=1)
+    return fig
+
+
+# --- matplotlib (not hoverable) ------------------------------------------------------------------
+# Error surfaces: drawn with matplotlib, shown as pictures in gr.Plot.
 
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogFormatter  # noqa: E402
@@ -590,53 +634,6 @@ def _finish(fig: Figure, ax, extra: list | None = None) -> Figure:
     # Beside the axes, so it never hides a line.
     ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    return fig
-
-
-def sanity_chart(series: list[tuple[str, list]], verdict_at: list[str], threshold: float,
-                 title: str = "") -> Figure | None:
-    """Similarity with the original map against the randomization step: |rank|, signed rank, SSIM.
-
-    ``series``: (name, steps) per line, each step a ``zoo.sanity.Step``; ``verdict_at``: the
-    step of each series after which fc and layer4 are random (dashed). Series with the same
-    steps share named ticks; otherwise (every block of different depths) the x axis is the
-    share of the cascade randomized.
-    """
-    if not series:
-        return None
-    names = [[s.randomized for s in steps] for _, steps in series]
-    same = all(n == names[0] for n in names)
-    fig = Figure(figsize=(9.6, 3.8), dpi=100, layout="constrained")
-    axes = fig.subplots(1, 3, sharey=True)
-    panels = (("spearman_abs", "rank correlation of |map|"), ("spearman", "rank correlation, signed"),
-              ("ssim", "SSIM"))
-    for ax, (key, label) in zip(axes, panels):
-        for i, ((name, steps), verdict) in enumerate(zip(series, verdict_at)):
-            n = len(steps)
-            xs = list(range(n)) if same else [k / max(1, len(names[i]) - 1) for k in range(n)]
-            ys = [getattr(s, key) for s in steps]
-            ax.plot(xs, [float("nan") if y is None else y for y in ys], marker=".", color=_color(i), label=name)
-            if verdict in names[i]:
-                k = names[i].index(verdict)
-                x = k if same else k / max(1, len(names[i]) - 1)
-                ax.axvline(x, color=_color(i) if not same else "#888888", ls="--", lw=0.8)
-        ax.axhline(threshold, color="#aa3333", ls=":", lw=0.9)
-        ax.set_title(label, fontsize=9)
-        ax.set_ylim(-1.05, 1.05)
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
-        if same:
-            ticks = names[0]
-            every = max(1, len(ticks) // 12)
-            ax.set_xticks(range(0, len(ticks), every), [ticks[k] for k in range(0, len(ticks), every)],
-                          rotation=45, ha="right")
-        else:
-            ax.set_xlabel("share of the cascade randomized", fontsize=8)
-    axes[0].set_ylabel("similarity with the original map", fontsize=8)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=9)
     return fig
 
 

@@ -58,8 +58,9 @@ def build(ctx: Context) -> None:
                 verdicts.append(m.verdict_at)
         done = sum(len(m.steps) for r in reports for m in r.methods)
         path = save_png(stack(rows), folder / f"sanity-{reports[0].model}-{done}.png")
-        chart = plots.sanity_chart(series, verdicts, PASS_BELOW)
-        return str(path), chart, fmt.sanity_markdown(reports, total, by_depth)
+        chart = plots.sanity_chart(series, verdicts, PASS_BELOW, name=f"sanity-{reports[0].model}-{done}")
+        # The chart's data as CSV beside the picture (its camera icon saves the chart as PNG).
+        return str(path), chart, fmt.sanity_markdown(reports, total, by_depth), plots.csv_files([chart], folder)
 
     @gpu
     def one_model(image, model, methods, target, granularity, seed, progress) -> Iterator[Any]:
@@ -103,7 +104,7 @@ def build(ctx: Context) -> None:
         for report in one_model(image, model, list(methods or DEFAULT_METHODS), None, "stage", SEED, progress):
             pass
         folder = new_output_folder(ctx.outputs_dir)
-        picture, _, _ = render([report], folder, 0)
+        picture, *_ = render([report], folder, 0)
         return picture, report.to_json()
 
     def ui_estimate(model: str, methods: list[str], granularity: str) -> str:
@@ -172,9 +173,11 @@ def build(ctx: Context) -> None:
             gr.Markdown("Similarity with the original map per step: dashed, the step after which fc and layer4 "
                         f"are random (the verdict); dotted, the pass line ({PASS_BELOW}).",
                         elem_classes="rde-estimate")
+            # Plotly (ui/plots.py): hover a point for the method, the layers randomized so far and the value.
             chart = gr.Plot(label="Similarity with the original map, per step", show_label=False,
                             elem_id="sanity-chart")
-    outs = [strips, chart, info]
+            data = plots.data_files("sanity-chart-data")
+    outs = [strips, chart, info, data]
     def cost(image, model, methods=None, target=None, granularity="stage", seed=None):
         return explorer.sanity_estimate([model], list(methods or DEFAULT_METHODS), granularity, PARAMS)
 
