@@ -434,14 +434,12 @@ class Explorer:
         line's ``--engine ray`` and ``--out FILE.jsonl``); default: the models of this
         process's cache, run here.
         """
-        specs = list(dict.fromkeys(self.zoo.get(n) for n in (models or [s.name for s in self.zoo.builtin_depths])))
+        for name in models or []:
+            self.zoo.get(name)
         # Inputs first: a bad path or an unsafe zip fails before seconds are spent on weights.
         inp = batching.gather(sources, names=names, labels_csv=labels_csv, max_images=max_images, globs=globs)
-        if executor is None:
-            lms = [self.cache.get(spec, progress) for spec in specs]
-        else:
-            lms = executor(specs) if callable(executor) else executor
-        yield from batching.stream(inp, lms, top_k=top_k, batch_size=batch_size, thumbnails=thumbnails,
+        ex = self.executor(models, executor, progress)
+        yield from batching.stream(inp, ex, top_k=top_k, batch_size=batch_size, thumbnails=thumbnails,
                                    progress=progress, keep_images=keep_images, partial_every_s=partial_every_s)
 
     def batch(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None,
@@ -647,11 +645,17 @@ class Explorer:
         first = prepared[specs[0].preprocessing]
         return rb.Live(c.name, sev, item_seed, first[1].crop, first[0].crop, idx, labels[idx], results, method)
 
-    def local_executor(self, models: Sequence[str] | None = None, progress: ProgressFn | None = None) -> Any:
-        """A ``zoo.batch.LocalExecutor`` over ``models`` (default: every depth), loaded from the cache."""
+    def executor(self, models: Sequence[str] | None = None,
+                 executor: batching.Executor | Callable[[list[ModelSpec]], batching.Executor] | None = None,
+                 progress: ProgressFn | None = None) -> batching.Executor:
+        """What runs the forwards of a batch or robustness run over ``models`` (default: every
+        depth): ``executor`` as given, or made from the models' specs when it is a function of
+        them (the command line's ``--engine ray``, ``--out``); by default a
+        ``zoo.batch.LocalExecutor`` over this process's cached models."""
         specs = list(dict.fromkeys(self.zoo.get(n) for n in (models or [s.name for s in self.zoo.builtin_depths])))
-        lms = [self.cache.get(spec, progress) for spec in specs]
-        return batching.LocalExecutor(lms)
+        if executor is None:
+            return batching.LocalExecutor([self.cache.get(spec, progress) for spec in specs])
+        return executor(specs) if callable(executor) else executor
 
     def robustness_sweep(self, image: Any, models: list[str] | None = None, *,
                          corruptions: Sequence[str] | None = None, severities: Sequence[int] | None = None,
@@ -667,7 +671,7 @@ class Explorer:
         for name in models or []:
             self.zoo.get(name)
         loaded = _decoded(image)  # a bad upload fails before any download
-        executor = self.local_executor(models, progress)
+        executor = self.executor(models, progress=progress)
         if target is not None:
             resolve_target(executor.labels, target, 0)
         for event in rb.sweep_stream(executor, loaded.image, corruptions=cs, severities=sevs, seed=seed,
@@ -688,7 +692,7 @@ class Explorer:
         (image, corruption, severity), ``Progress``, partial ``FolderSummary``s with
         ``partial_every_s``, then the final ``FolderSummary``. ``executor``: another engine
         (a ``zoo.batch.Executor``) over ``models``, or a function of their specs that makes one
-        once the inputs are known to be usable (the command line's); default: ``local_executor``.
+        once the inputs are known to be usable (the command line's); default: ``executor``'s.
         """
         from . import robustness as rb
 
@@ -698,11 +702,7 @@ class Explorer:
             self.zoo.get(name)
         # Inputs first: a bad path or an unsafe zip fails before seconds are spent on weights.
         inp = batching.gather(sources, names=names, labels_csv=labels_csv, max_images=max_images, globs=globs)
-        if executor is None:
-            executor = self.local_executor(models, progress)
-        elif callable(executor):
-            executor = executor(list(dict.fromkeys(self.zoo.get(n) for n in
-                                                   (models or [s.name for s in self.zoo.builtin_depths]))))
+        executor = self.executor(models, executor, progress)
         for event in rb.stream(executor, inp, corruptions=cs, severities=sevs, seed=seed, save_dir=save_dir,
                                top_k=top_k, batch_size=batch_size, progress=progress,
                                partial_every_s=partial_every_s):
