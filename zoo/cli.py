@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Sequence, TextIO
@@ -170,6 +171,7 @@ def cmd_classify(zoo: Zoo, args: argparse.Namespace) -> int:
     image = load_image(args.image)  # a bad path fails before seconds are spent on weights
     model = load_model(spec, args.device, progress=None if args.json else print_progress,
                        precision=args.precision)
+    compile_for_run(args, [model])
     result = classify(model, image, top_k=args.top)
     if args.json:
         print(json.dumps(result.to_json()))
@@ -198,6 +200,7 @@ def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
     image = load_image(args.image)
     model = load_model(spec, args.device, progress=None if args.json else print_progress,
                        precision=args.precision)
+    compile_for_run(args, [model])
     run = classify(model, image, top_k=5)
     failed = 0
     for name in names:
@@ -404,7 +407,10 @@ def cmd_compare(zoo: Zoo, args: argparse.Namespace) -> int:
     for name in models:
         zoo.get(name)
     image = load_image(args.image)
-    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
+    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision, compile=args.compile)
+    if explorer.compile_plan.mode == "on":
+        compile_for_run(args, [explorer.cache.get(zoo.get(n), None if args.json else print_progress)
+                               for n in models])
     cmp = explorer.compare(image, models, args.method, args.target, faithfulness=args.faithfulness,
                            progress=None if args.json else print_progress)
     written = []
@@ -524,7 +530,20 @@ def cmd_batch(zoo: Zoo, args: argparse.Namespace) -> int:
     from .service import Explorer
 
     models = args.models or [s.name for s in zoo.builtin_depths]
-    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
+    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision, compile=args.compile)
+    plan = explorer.compile_plan
+    if plan.enabled:  # the images counted as batch_stream will count them (listing only: nothing is decoded)
+        from .batch import gather
+        from .compiled import CLI_MIN_IMAGES
+
+        n = len(gather(args.paths, labels_csv=args.labels, globs=True).items)
+        if plan.mode == "on" or n >= CLI_MIN_IMAGES:
+            compile_for_run(args, [explorer.cache.get(zoo.get(m), print_progress) for m in models], n)
+        else:
+            print(f"compile auto: eager, {n} image(s) per model are too few for compiling to pay (auto compiles from "
+                  f"{CLI_MIN_IMAGES}; --compile on forces it)", file=sys.stderr)
+    elif plan.mode != "off":
+        print(f"compile {plan.mode}: {plan.note}", file=sys.stderr)
     out = open(args.out, "w", newline="", encoding="utf-8") if args.out else None
     as_json_file = bool(args.out and args.out.lower().endswith(".json"))
     writer = csv.writer(out) if out and not as_json_file else None
@@ -663,9 +682,38 @@ def _landscape_text(r) -> str:
 
 
 def precision_arg(s: argparse.ArgumentParser) -> None:
+    """How the trunk runs: --precision and --compile (every command that loads a model takes both)."""
     s.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
                    help="trunk precision (default: $ZOO_PRECISION or auto: reduced only where the hardware "
                         "runs it natively)")
+    s.add_argument("--compile", default=None, choices=["auto", "on", "off"],
+                   help="compiled trunk for classifying (default: $ZOO_COMPILE or auto: only for a batch of at "
+                        "least 1000 images per model, where it pays for itself; off where not possible, with a "
+                        "note); on compiles whatever the run and is an error where compiling is not possible")
+
+
+def compile_for_run(args: argparse.Namespace, models: list, images: int | None = None) -> None:
+    """The command line's --compile for ``models`` (``LoadedModel``s) before a run of ``images`` per model.
+
+    ``on`` compiles; ``auto`` only when ``images`` reaches ``zoo.compiled.CLI_MIN_IMAGES``
+    (a batch run). What it does, and why not, goes to stderr for runs of several images.
+    """
+    from .compiled import CLI_MIN_IMAGES, compile_model, resolve
+
+    if not models:
+        return
+    plan = resolve(getattr(args, "compile", None), models[0].device)  # on, where impossible: an error
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    if not plan.enabled or (plan.mode == "auto" and (images or 0) < CLI_MIN_IMAGES):
+        return  # single images: eager, silently (a batch says why before it gets here)
+    why = "--compile on" if plan.mode == "on" else f"{images} images per model"
+    for lm in models:
+        say(f"{lm.spec.name}: compiling the trunk ({why}; cached on disk, so a later run pays seconds)")
+        compile_model(lm, plan)
+        say(f"{lm.spec.name}: {lm.compile_note}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -822,6 +870,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "compile", None) == "on" or (getattr(args, "compile", None) is None
+                                                      and os.environ.get("ZOO_COMPILE", "").lower() == "on"):
+            # --compile on where it cannot be done fails at once, in every command
+            from .compiled import resolve
+            from .models import resolve_device
+
+            resolve("on", resolve_device(getattr(args, "device", "auto")))
         zoo = Zoo.load(getattr(args, "zoo", None))
         return args.func(zoo, args)
     except ZooError as e:
