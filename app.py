@@ -94,7 +94,8 @@ def main(argv=None) -> None:
     # so gradio's queue only bounds how many requests may wait at all.
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     # Never blocks a visitor: the eager models answer until each compiled trunk is swapped in.
-    explorer.compile_in_background()
+    explorer.compile_in_background(
+        lambda m: print(f"{m.spec.name}: {m.compile_note} ({time.perf_counter() - t0:.1f} s after start)", flush=True))
     if explorer.compile_plan.note:
         print(f"Compile: {explorer.compile_plan.note}", flush=True)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(demo))

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torchvision
@@ -399,6 +399,7 @@ class ModelCache:
         self._queue: list[ModelSpec] = []
         self._compiling: ModelSpec | None = None
         self._worker: threading.Thread | None = None
+        self._report: Callable[[LoadedModel], None] | None = None
         self._idle = threading.Condition(self._lock)
 
     def get(self, spec: ModelSpec, progress: ProgressFn | None = None) -> LoadedModel:
@@ -434,11 +435,12 @@ class ModelCache:
 
         return compile_model(model, self.compile_plan)
 
-    def compile_in_background(self) -> None:
+    def compile_in_background(self, report: Callable[[LoadedModel], None] | None = None) -> None:
         """From now on, compile every loaded model (and each one loaded later) in a background thread.
 
         The eager model answers until its compiled trunk is swapped in (``LoadedModel.run``).
-        Nothing happens where the plan rules compiling out.
+        ``report`` is called with each model once its compile is done (or failed: see its
+        ``compile_note``). Nothing happens where the plan rules compiling out.
         """
         if not self.compile_plan.enabled:
             return
@@ -446,6 +448,7 @@ class ModelCache:
             if self._background:
                 return
             self._background = True
+            self._report = report
             self._queue.extend(s for s in self._models if s not in self._queue)
             self._worker = threading.Thread(target=self._compile_loop, name="zoo-compile", daemon=True)
             self._worker.start()
@@ -461,6 +464,8 @@ class ModelCache:
             try:
                 if model is not None:
                     self.compile(model)
+                    if self._report:
+                        self._report(model)
             finally:
                 with self._lock:
                     self._compiling = None

@@ -290,9 +290,12 @@ class Explorer:
         """What --compile resolved to here (``zoo.compiled.Plan``: mode, enabled, why not)."""
         return self.cache.compile_plan
 
-    def compile_in_background(self) -> None:
-        """Compile each loaded model, and each one loaded later, in the background; eager answers until each swap."""
-        self.cache.compile_in_background()
+    def compile_in_background(self, report: Any = None) -> None:
+        """Compile each loaded model, and each one loaded later, in the background; eager answers until each swap.
+
+        ``report(model)``: called after each model's compile (``model.compile_note`` says how it went).
+        """
+        self.cache.compile_in_background(report)
 
     def compile_status(self) -> str:
         """One line on the compiled path: off and why, compiling, or which models run compiled."""
