@@ -195,7 +195,7 @@ def main() -> None:
         for spec in specs:
             a = classify(compiled.cache.get(spec), img)
             b = classify(fp32.cache.get(spec), img)
-            assert a.path == "compiled" and b.path == "eager"
+            assert a.trunk == "compiled" and b.trunk == "eager"
             same += a.predictions[0].index == b.predictions[0].index
             total += 1
     print(f"top-1 of the compiled path = fp32's on {same} of {total} (example, depth) pairs "

@@ -48,7 +48,7 @@ def r18(zoo, hosted):
     require_compiler()
     lm = load_model(zoo.get("resnet18"), "cpu", precision="fp32")
     lm.compile()
-    assert lm.compiled is not None and lm.path == "compiled"
+    assert lm.compiled is not None and lm.trunk_kind == "compiled"
     return lm
 
 
@@ -99,7 +99,7 @@ def test_auto_falls_back_to_eager_with_the_reason(monkeypatch, zoo, hosted):
     explorer = Explorer(zoo, "cpu", precision="fp32", compile="auto")
     explorer.compile_in_background()  # nothing to do: no compiler
     result = explorer.run(EXAMPLES / "chelsea.png", "resnet18")
-    assert result.run.path == "eager" and result.to_json()["path"] == "eager"
+    assert result.run.trunk == "eager" and result.to_json()["trunk"] == "eager"
     lm = explorer.cache.get(zoo.get("resnet18"))
     assert lm.compiled is None and NO_COMPILER in lm.compile_note
     assert NO_COMPILER in explorer.compile_status() and explorer.cache.compiling() == []
@@ -129,8 +129,8 @@ def test_compiled_logits_equal_eager_fp32(r18):
     for path in EXAMPLE_FILES:
         image = load_image(path)
         ours, ref = classify(r18, image), classify(eager(r18), image)
-        assert (ours.path, ref.path) == ("compiled", "eager")
-        assert ours.to_json()["path"] == "compiled"
+        assert (ours.trunk, ref.trunk) == ("compiled", "eager")
+        assert ours.to_json()["trunk"] == "compiled"
         np.testing.assert_allclose(ours.logits, ref.logits, rtol=1e-4, atol=1e-4 * np.abs(ref.logits).max())
         np.testing.assert_allclose(ours.features, ref.features, rtol=1e-4, atol=1e-4 * np.abs(ref.features).max())
         assert ours.predictions[0].index == ref.predictions[0].index
@@ -145,9 +145,9 @@ def test_batch_sizes_share_one_graph(r18):
     with torch.inference_mode():
         for n in (1, 3, 5, 2):
             x = r18.to_input(torch.randn(n, 3, 224, 224))
-            feats, logits, path = r18.run(x)
+            feats, logits, trunk = r18.run(x)
             _, ref, _ = eager(r18).run(x)
-            assert path == "compiled" and logits.shape == (n, 1000)
+            assert trunk == "compiled" and logits.shape == (n, 1000)
             torch.testing.assert_close(logits, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
         # what the compiled trunk was not built for runs eager rather than compile inside a request
         assert r18.run(r18.to_input(torch.randn(1, 3, 160, 160)))[2] == "eager"
@@ -158,7 +158,7 @@ def test_batch_sizes_share_one_graph(r18):
 
 def test_cam_is_exact_on_the_compiled_path(r18):
     run = classify(r18, EXAMPLES / "chelsea.png")
-    assert run.path == "compiled"
+    assert run.trunk == "compiled"
     bias = r18.module.fc.bias.numpy()
     for c in [run.predictions[0].index, run.predictions[3].index, 0, 999]:
         raw = explain(r18, run, "cam", c).raw
@@ -171,7 +171,7 @@ def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path):
     broken.write_bytes(b"\x00garbage")
     lm = load_model(r18.spec, "cpu", precision="fp32")
     lm.compile(broken)
-    assert lm.path == "compiled" and "after rebuilding the compile cache" in lm.compile_note
+    assert lm.trunk_kind == "compiled" and "after rebuilding the compile cache" in lm.compile_note
     assert broken.is_dir()
     run, ref = classify(lm, EXAMPLES / "coffee.png"), classify(r18, EXAMPLES / "coffee.png")
     np.testing.assert_allclose(run.logits, ref.logits, rtol=1e-4, atol=1e-4 * np.abs(ref.logits).max())
@@ -191,7 +191,7 @@ def test_background_compile_never_blocks_and_swaps(zoo, hosted):
     explorer = Explorer(zoo, "cpu", precision="auto", compile="auto")
     image = load_image(EXAMPLES / "chelsea.png")
     first = explorer.run(image, "resnet18").run  # loads the model: eager, nothing compiling yet
-    assert first.path == "eager" and explorer.cache.compiling() == []
+    assert first.trunk == "eager" and explorer.cache.compiling() == []
     explorer.compile_in_background()
     results: list[tuple[str, bool, np.ndarray]] = []
     lock = threading.Lock()
@@ -200,7 +200,7 @@ def test_background_compile_never_blocks_and_swaps(zoo, hosted):
         run = explorer.run(image, "resnet18").run
         still = bool(explorer.cache.compiling())  # compiling after this answer came back
         with lock:
-            results.append((run.path, still, run.logits))
+            results.append((run.trunk, still, run.logits))
 
     with ThreadPoolExecutor(2) as pool:
         deadline = time.monotonic() + 900
@@ -211,11 +211,11 @@ def test_background_compile_never_blocks_and_swaps(zoo, hosted):
     assert explorer.cache.wait_compiled(timeout=60)
     answered_while_compiling = [r for r in results if r[0] == "eager" and r[1]]
     assert answered_while_compiling, "no classification answered during the compile"
-    assert results[-1][0] == "compiled" and explorer.cache.get(zoo.get("resnet18")).path == "compiled"
+    assert results[-1][0] == "compiled" and explorer.cache.get(zoo.get("resnet18")).trunk_kind == "compiled"
     assert "compiled: resnet18" in explorer.compile_status()
     ref = first.logits
     bf16 = explorer.precision == "bf16"
-    for path, _, logits in results:
+    for _, _, logits in results:
         if bf16:
             assert np.abs(logits - ref).max() <= LOGIT_REL_TOL * np.abs(ref).max()
         else:
@@ -233,7 +233,7 @@ from zoo.registry import Zoo
 lm = load_model(Zoo.load(sys.argv[1]).get("resnet18"), "cpu", precision="fp32")
 lm.compile()
 run = classify(lm, sys.argv[2])
-print(json.dumps({"path": run.path, "note": lm.compile_note, "logits": run.logits.tolist(),
+print(json.dumps({"trunk": run.trunk, "note": lm.compile_note, "logits": run.logits.tolist(),
                   "hits": counters["inductor"]["fxgraph_cache_hit"], "misses": counters["inductor"]["fxgraph_cache_miss"]}))
 """
 
@@ -245,7 +245,7 @@ def test_the_cache_is_reused_by_another_process(r18, zoo_file, repo_root):
                           cwd=repo_root, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["path"] == "compiled" and str(zc.cache_dir()) in out["note"]
+    assert out["trunk"] == "compiled" and str(zc.cache_dir()) in out["note"]
     assert out["hits"] >= 2 and out["misses"] == 0, out  # both graphs (batch 1, batch >= 2) from the cache
     ref = classify(r18, EXAMPLES / "chelsea.png").logits
     np.testing.assert_allclose(np.array(out["logits"], dtype=np.float32), ref, rtol=1e-4,

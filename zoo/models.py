@@ -194,20 +194,20 @@ class LoadedModel:
         blocks; it is checked before and after it, and a compiled forward is short.
         """
         compiled = self.compiled  # read once: a swap in between changes nothing for this forward
-        path = "eager"
+        trunk = "eager"
         with self.autocast():
             if compiled is not None and compiled.accepts(x):
                 check()
                 features = compiled(x)
                 check()
-                path = "compiled"
+                trunk = "compiled"
             else:
                 features = self.trunk(x)
         features = features.float()
-        return features, self.head(features), path
+        return features, self.head(features), trunk
 
     @property
-    def path(self) -> str:
+    def trunk_kind(self) -> str:
         """The path classification takes now: "compiled" once the swap happened, else "eager"."""
         return "eager" if self.compiled is None else "compiled"
 
