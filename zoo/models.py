@@ -208,7 +208,7 @@ class LoadedModel:
 
     @property
     def trunk_kind(self) -> str:
-        """The path classification takes now: "compiled" once the swap happened, else "eager"."""
+        """The trunk classification takes now: "compiled" once the swap happened, else "eager"."""
         return "eager" if self.compiled is None else "compiled"
 
     def compile(self, folder: Path | None = None) -> None:
@@ -463,9 +463,12 @@ class ModelCache:
                 self._compiling = spec if model is not None else None
             try:
                 if model is not None:
-                    self.compile(model)
+                    self.compile(model)  # never raises: a failure is in compile_note
                     if self._report:
-                        self._report(model)
+                        try:
+                            self._report(model)
+                        except Exception:  # noqa: BLE001 - a broken report must not stop later compiles
+                            pass
             finally:
                 with self._lock:
                     self._compiling = None
