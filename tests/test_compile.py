@@ -205,7 +205,8 @@ def test_background_compile_never_blocks_and_swaps(zoo, hosted):
     with ThreadPoolExecutor(2) as pool:
         deadline = time.monotonic() + 900
         while explorer.cache.compiling() and time.monotonic() < deadline:
-            list(pool.map(lambda _: request(), range(2)))
+            list(pool.map(lambda _: request(), range(2)))  # two requests at once
+            time.sleep(0.5)  # and the compile gets the cores in between: this test stays short
         for _ in range(2):  # after the swap too
             list(pool.map(lambda _: request(), range(2)))
     assert explorer.cache.wait_compiled(timeout=60)
