@@ -1,6 +1,6 @@
 """First impression: seconds from `python app.py` to a page that answers, and to the first example result.
 
-    python benchmarks/startup.py [--repeats N] [--device cpu] [--no-compile]
+    python benchmarks/startup.py [--repeats N] [--device cpu] [--no-compile] [--compile-cache DIR]
 
 Each run starts the app as a subprocess on local random-init weights (no network: a
 zoo file points the five built-in names at them, HF_HUB_OFFLINE=1) and times, from
@@ -95,7 +95,8 @@ def rest_example(url: str, index: int, timeout: float = 900) -> dict:
     raise RuntimeError("no result")
 
 
-def run_app(space: bool, zoo: Path, device: str, work: Path, compiled: bool = False) -> dict[str, float]:
+def run_app(space: bool, zoo: Path, device: str, work: Path, compiled: bool = False,
+            compile_cache: Path | None = None) -> dict[str, float]:
     import httpx
 
     env = {k: v for k, v in os.environ.items() if k not in ("SPACE_ID", "SYSTEM", "SPACES_ZERO_GPU")}
@@ -104,7 +105,7 @@ def run_app(space: bool, zoo: Path, device: str, work: Path, compiled: bool = Fa
                 "GRADIO_EXAMPLES_CACHE": str(examples), "HF_HUB_CACHE": str(work / "hub")})
     if space:
         env.update({"SPACE_ID": "bench/resnet-depth-explorer", "SYSTEM": "spaces"})
-    env["ZOO_COMPILE_CACHE"] = str(work / "rde-compile")
+    env["ZOO_COMPILE_CACHE"] = str(compile_cache or work / "rde-compile")
     port = free_port()
     log_path = work / f"app-{port}.log"
     log = log_path.open("w")
@@ -169,6 +170,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
     ap.add_argument("--no-compile", action="store_true", help="leave out the compiled set-up")
+    ap.add_argument("--compile-cache", type=Path, default=None, metavar="DIR",
+                    help="compile cache to start from (one that benchmarks/compare.py filled: ~/.cache/rde-compile); "
+                         "then no cold start is run (default: a new one, filled by an untimed cold start)")
     args = ap.parse_args()
     local_specs()  # make the weight files once, outside the timings
     with tempfile.TemporaryDirectory(prefix="rde-startup-") as tmp:
@@ -176,20 +180,23 @@ def main() -> None:
         zoo = zoo_file(work)
         bare: list[float] = []
         runs: dict[str, list[dict[str, float]]] = {"local": [], "space": []}
+        cold = None
         if not args.no_compile:
             runs["compiled"] = []
-            cold = run_app(True, zoo, args.device, work, compiled=True)  # fills the compile cache
+            if args.compile_cache is None:
+                cold = run_app(True, zoo, args.device, work, compiled=True)  # fills the compile cache
         for _ in range(args.repeats):  # interleaved, so load on the machine hits every path alike
             bare.append(run_bare())
             for name in runs:
-                runs[name].append(run_app(name != "local", zoo, args.device, work, compiled=name == "compiled"))
+                runs[name].append(run_app(name != "local", zoo, args.device, work, compiled=name == "compiled",
+                                          compile_cache=args.compile_cache))
     b = statistics.median(bare)
     print(f"device {args.device}, {args.repeats} interleaved round(s), medians in seconds from the process start")
     print(f"bare baseline (import torch, load five ResNets, classify one image): {b:.1f} s")
     print(f"{'set-up':<9}{'ready':>8}{'example':>10}{'again':>8}{'cached':>8}{'preload':>9}{'compiled':>10}"
           f"{'ready/bare':>12}{'example/bare':>14}")
     meds = {}
-    for name, rs in [*runs.items(), *([("cold", [cold])] if not args.no_compile else [])]:
+    for name, rs in [*runs.items(), *([("cold", [cold])] if cold else [])]:
         med = meds[name] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
         print(f"{name:<9}{med['ready']:8.1f}{med['example']:10.1f}{med['again']:8.2f}{med['cached']:8.1f}"
               f"{med['preload']:9.1f}{med['compiled']:10.1f}{med['ready'] / b:12.2f}{med['example'] / b:14.2f}")
@@ -198,7 +205,8 @@ def main() -> None:
           "       while gradio is still computing them ('cached': when it is done).")
     if not args.no_compile:
         c, e = meds["compiled"], meds["space"]
-        print("compiled: as space, --compile auto, compile cache warm; cold: its first start, cache empty (one run).")
+        print("compiled: as space, --compile auto, compile cache warm"
+              + ("; cold: its first start, cache empty (one run)." if cold else f" ({args.compile_cache})."))
         print(f"warm start, every depth compiled: {c['compiled']:.1f} s = eager start (space, page answers) "
               f"{e['ready']:.1f} s + {c['compiled'] - e['ready']:.1f} s (target <= 15 s); all examples cached "
               f"{c['cached'] - e['cached']:+.1f} s against eager")
