@@ -1,4 +1,4 @@
-"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--precision P] [--preload ...] [--zoo FILE] [--max-batch-images N] [--max-request-seconds S] [--max-upload-mb MB] [--trust-proxy] [--mcp]`."""
+"""ResNet Depth Explorer: `python app.py [--host H] [--port P] [--share] [--device D] [--precision P] [--compile auto|on|off] [--preload ...] [--zoo FILE] [--max-batch-images N] [--max-request-seconds S] [--max-upload-mb MB] [--trust-proxy] [--mcp]`."""
 
 import argparse
 import dataclasses
@@ -20,6 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
                    help="trunk precision (default: $ZOO_PRECISION or auto)")
+    p.add_argument("--compile", default=None, choices=["auto", "on", "off"],
+                   help="compiled trunk for classifying (default: $ZOO_COMPILE or auto): compiled in the background "
+                        "after start and after each model's first load, eager until then; auto falls back to eager "
+                        "where compiling is not possible (no C++ compiler, ZeroGPU, MPS), on is then an error")
     p.add_argument("--preload", nargs="*", default=os.environ.get("ZOO_PRELOAD", "").split(), metavar="NAME",
                    help="models to load at start, 'all', or 'none' (default: $ZOO_PRELOAD, else none; on a Space "
                         "every built-in)")
@@ -63,7 +67,7 @@ def main(argv=None) -> None:
 
     from ui import build_app, launch_options
     from ui.mcp import enabled as mcp_enabled
-    from ui.spaces import activate, on_space, preload_names, zero_gpu
+    from ui.spaces import activate, compile_forbidden, on_space, preload_names, zero_gpu
     from zoo.cli import print_progress
     from zoo.errors import ZooError
     from zoo.registry import Zoo
@@ -76,7 +80,8 @@ def main(argv=None) -> None:
         names = preload_names(args.preload, zoo.names, [s.name for s in zoo.builtin_depths])
         # Preloaded models must all stay in the cache: on ZeroGPU nothing loaded later persists.
         cache_size = max(len(names), int(os.environ.get("ZOO_MODEL_CACHE", "5")))
-        explorer = Explorer(zoo, args.device, cache_size=cache_size, precision=args.precision)
+        explorer = Explorer(zoo, args.device, cache_size=cache_size, precision=args.precision,
+                            compile=args.compile, compile_forbidden=compile_forbidden())
         for name in names:
             explorer.cache.get(zoo.get(name), print_progress)
     except ZooError as e:
@@ -103,6 +108,11 @@ def main(argv=None) -> None:
     # Model work is admitted by the app's own gate (ui/guard.py: lanes, turns per visitor),
     # so gradio's queue only bounds how many requests may wait at all.
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
+    # Never blocks a visitor: the eager models answer until each compiled trunk is swapped in.
+    explorer.compile_in_background(
+        lambda m: print(f"{m.spec.name}: {m.compile_note} ({time.perf_counter() - t0:.1f} s after start)", flush=True))
+    if explorer.compile_plan.note:
+        print(f"Compile: {explorer.compile_plan.note}", flush=True)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, mcp_server=mcp_enabled(args.mcp),
                 **launch_options(demo))
 

@@ -1,6 +1,6 @@
 """The fast path against bare torchvision, per depth and for the five-depth compare.
 
-    python benchmarks/compare.py [--repeats N] [--device auto] [--precision auto]
+    python benchmarks/compare.py [--repeats N] [--device auto] [--precision auto] [--no-compile]
 
 Per depth, batch 1 at 224x224, medians of interleaved runs (this machine is shared and
 noisy, so every path is timed in the same rounds):
@@ -14,8 +14,20 @@ noisy, so every path is timed in the same rounds):
   recipe, one forward per depth, CAMs for the shared class), models already loaded;
 * ``load``: loading ResNet-152 from a warm disk cache (verified record present).
 
+With compiling (unless ``--no-compile``; zoo.compiled, cache in ``zoo.compiled.cache_dir()``):
+
+* ``bare compiled``: ``torch.compile`` of plain torchvision (BatchNorm unfolded) with the
+  same settings as ours: inductor with ``freezing=True``, channels-last, the app's
+  precision under autocast, batch 1;
+* ``ours compiled``: ``LoadedModel.forward`` with its compiled trunk (pooling and fc eager fp32);
+* ``compare compiled``: ``Explorer.compare`` with every depth's trunk compiled;
+* the seconds each depth took to compile (from this machine's cache when warm), and the
+  top-1 of the compiled path against plain fp32 on the examples.
+
 Ratios printed: compare / sum(bare fast) (target <= 1.10), compare / sum(bare fp32)
-(target <= 0.6 on a CPU with AMX at precision auto), load / one fp32 forward (<= 2).
+(target <= 0.6 on a CPU with AMX at precision auto), load / one fp32 forward (<= 2);
+compiled: compare compiled / sum(bare fast) (target <= 0.70), ours compiled / bare
+compiled per depth and summed (target <= 1.10).
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    ap.add_argument("--no-compile", action="store_true", help="leave out the compiled columns")
     args = ap.parse_args()
 
     import torch
@@ -43,6 +56,7 @@ def main() -> None:
     from zoo.inference import classify, prepare
     from zoo.models import autocast, fold_batchnorm, load_model, resolve_device, resolve_precision, to_input
     from zoo.registry import Zoo
+    from zoo.compiled import CUDA_MODE, cache_dir
     from zoo.service import Explorer
 
     device = resolve_device(args.device)
@@ -55,6 +69,17 @@ def main() -> None:
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
+
+    compiled = None
+    compile_s: dict[str, float] = {}
+    if not args.no_compile:
+        compiled = Explorer(Zoo(specs), args.device, precision=args.precision, compile="on")
+        for spec in specs:
+            t0 = time.perf_counter()
+            lm = compiled.cache.get(spec)
+            if not compiled.cache.compile(lm):
+                raise SystemExit(f"{spec.name}: {lm.compile_note}")
+            compile_s[spec.name] = time.perf_counter() - t0
 
     paths = {}
     for spec in specs:
@@ -81,6 +106,26 @@ def main() -> None:
             explain(lm, run, "cam")
 
         paths[spec.name] = {"bare fp32": run_bare, "bare fast": run_fast, "classify+CAM": run_ours}
+        if compiled is not None:
+            torch.manual_seed(0)
+            plain = torchvision.models.get_model(spec.arch.name).eval().to(device, memory_format=torch.channels_last)
+            options = {"freezing": True}
+            bare_c = torch.compile(plain, options=options) if device.type == "cpu" else torch.compile(
+                plain, mode=CUDA_MODE, options=options)
+            lmc = compiled.cache.get(spec)
+
+            def run_bare_compiled(m=bare_c, xf=xf):
+                with torch.inference_mode(), autocast(device, dtype):
+                    m(xf)
+
+            def run_ours_compiled(lm=lmc, xf=xf):
+                with torch.inference_mode():
+                    assert lm.run(xf)[2] == "compiled"
+
+            t0 = time.perf_counter()
+            run_bare_compiled()
+            compile_s["bare " + spec.name] = time.perf_counter() - t0
+            paths[spec.name].update({"bare compiled": run_bare_compiled, "ours compiled": run_ours_compiled})
 
     def run_compare():
         explorer.compare(image, [s.name for s in specs])
@@ -93,6 +138,8 @@ def main() -> None:
     times: dict[tuple[str, str], list[float]] = {}
     jobs = [((name, kind), fn) for name, d in paths.items() for kind, fn in d.items()]
     jobs += [(("all", "compare"), run_compare), ((big.name, "load"), run_load)]
+    if compiled is not None:
+        jobs.append((("all", "compare compiled"), lambda: compiled.compare(image, [s.name for s in specs])))
     for _, fn in jobs:  # warm-up
         fn()
         fn()
@@ -122,6 +169,37 @@ def main() -> None:
           f"precision here: {explorer.precision})")
     print(f"{big.name} warm load {load_ms:.0f} ms = {load_ms / one:.2f} x one fp32 forward ({one:.0f} ms)  "
           "(target <= 2)")
+    if compiled is None:
+        return
+    print(f"\ncompiled (inductor, freezing, cache {cache_dir()}):")
+    print(f"{'model':<11}{'bare compiled':>15}{'ours compiled':>15}{'ours/bare c':>13}{'ours c/fast':>13}"
+          f"{'compile s':>11}{'bare compile s':>16}")
+    for name in paths:
+        bc, oc, f = med[(name, "bare compiled")], med[(name, "ours compiled")], med[(name, "bare fast")]
+        print(f"{name:<11}{bc:15.1f}{oc:15.1f}{oc / bc:13.2f}{oc / f:13.2f}{compile_s[name]:11.1f}"
+              f"{compile_s['bare ' + name]:16.1f}")
+    sum_bc = sum(med[(n, "bare compiled")] for n in paths)
+    sum_oc = sum(med[(n, "ours compiled")] for n in paths)
+    cc = med[("all", "compare compiled")]
+    print(f"five-depth compare compiled: {cc:.1f} ms (eager {cmp_ms:.1f} ms); sum of bare compiled {sum_bc:.1f} ms")
+    print(f"compare compiled / sum(bare fast) = {cc / sum_fast:.2f}  (target <= 0.70)")
+    print(f"sum(ours compiled) / sum(bare compiled) = {sum_oc / sum_bc:.2f}; "
+          f"compare compiled / sum(bare compiled) = {cc / sum_bc:.2f}  (target: ours within 1.10)")
+    # top-1 of the compiled path against plain fp32, on every example and depth
+    fp32 = Explorer(Zoo(specs), args.device, precision="fp32", compile="off")
+    same = total = 0
+    for path in sorted(EXAMPLE.parent.iterdir()):
+        if path.suffix not in (".png", ".jpg"):
+            continue
+        img = load_image(path)
+        for spec in specs:
+            a = classify(compiled.cache.get(spec), img)
+            b = classify(fp32.cache.get(spec), img)
+            assert a.trunk == "compiled" and b.trunk == "eager"
+            same += a.predictions[0].index == b.predictions[0].index
+            total += 1
+    print(f"top-1 of the compiled path = fp32's on {same} of {total} (example, depth) pairs "
+          "(random-init weights: a weak check; tests/test_compile.py checks logits)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """First impression: seconds from `python app.py` to a page that answers, and to the first example result.
 
-    python benchmarks/startup.py [--repeats N] [--device cpu]
+    python benchmarks/startup.py [--repeats N] [--device cpu] [--no-compile] [--compile-cache DIR]
 
 Each run starts the app as a subprocess on local random-init weights (no network: a
 zoo file points the five built-in names at them, HF_HUB_OFFLINE=1) and times, from
@@ -14,9 +14,15 @@ the moment it is started:
   before that, while gradio still computes them;
 * preload: (space only) what the app reports for loading the five depths.
 
-Two set-ups, interleaved: "local" (a plain `python app.py`: nothing preloaded, examples
-cached at first use) and "space" (SPACE_ID set, as on a CPU Space: all five depths
-preloaded, every example computed at start). The baseline, measured in the same rounds,
+* compiled: (compiled only) every preloaded depth runs its compiled trunk (the app's log
+  says so for each, zoo.compiled).
+
+Three set-ups, interleaved: "local" (a plain `python app.py`: nothing preloaded, examples
+cached at first use), "space" (SPACE_ID set, as on a CPU Space: all five depths
+preloaded, every example computed at start), both with ``--compile off``, and "compiled"
+(as "space", with ``--compile auto``: the five depths compile in the background while the
+page answers, from a compile cache that an untimed first start filled; that cold start's
+figures are printed too). The baseline, measured in the same rounds,
 is a bare process that does the least any start-up must: import torch and torchvision,
 load the five weight files into torchvision's ResNets and classify one image.
 """
@@ -89,7 +95,8 @@ def rest_example(url: str, index: int, timeout: float = 900) -> dict:
     raise RuntimeError("no result")
 
 
-def run_app(space: bool, zoo: Path, device: str, work: Path) -> dict[str, float]:
+def run_app(space: bool, zoo: Path, device: str, work: Path, compiled: bool = False,
+            compile_cache: Path | None = None) -> dict[str, float]:
     import httpx
 
     env = {k: v for k, v in os.environ.items() if k not in ("SPACE_ID", "SYSTEM", "SPACES_ZERO_GPU")}
@@ -98,11 +105,13 @@ def run_app(space: bool, zoo: Path, device: str, work: Path) -> dict[str, float]
                 "GRADIO_EXAMPLES_CACHE": str(examples), "HF_HUB_CACHE": str(work / "hub")})
     if space:
         env.update({"SPACE_ID": "bench/resnet-depth-explorer", "SYSTEM": "spaces"})
+    env["ZOO_COMPILE_CACHE"] = str(compile_cache or work / "rde-compile")
     port = free_port()
     log_path = work / f"app-{port}.log"
     log = log_path.open("w")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", device], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", device,
+                             "--compile", "auto" if compiled else "off"], cwd=ROOT,
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -127,12 +136,24 @@ def run_app(space: bool, zoo: Path, device: str, work: Path) -> dict[str, float]
                 cached = time.perf_counter() - t0
                 break
             time.sleep(0.2)
+        done = float("nan")
+        while compiled:  # every preloaded depth reported by the background compile
+            text = log_path.read_text()
+            if "compiling failed" in text:
+                raise RuntimeError(f"compile failed: see {log_path}")
+            if len(re.findall(r"^resnet\d+: compiled in", text, re.M)) >= 5:
+                done = time.perf_counter() - t0
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"app exited: see {log.name}")
+            time.sleep(0.2)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
     found = re.search(r"Preloaded .* in ([0-9.]+) s", log_path.read_text())
     preload = float(found.group(1)) if found else float("nan")
-    return {"ready": ready, "example": example, "again": again, "cached": cached, "preload": preload}
+    return {"ready": ready, "example": example, "again": again, "cached": cached, "preload": preload,
+            "compiled": done}
 
 
 def run_bare() -> float:
@@ -148,6 +169,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    ap.add_argument("--no-compile", action="store_true", help="leave out the compiled set-up")
+    ap.add_argument("--compile-cache", type=Path, default=None, metavar="DIR",
+                    help="compile cache to start from (one that benchmarks/compare.py filled: ~/.cache/rde-compile); "
+                         "then no cold start is run (default: a new one, filled by an untimed cold start)")
     args = ap.parse_args()
     local_specs()  # make the weight files once, outside the timings
     with tempfile.TemporaryDirectory(prefix="rde-startup-") as tmp:
@@ -155,22 +180,36 @@ def main() -> None:
         zoo = zoo_file(work)
         bare: list[float] = []
         runs: dict[str, list[dict[str, float]]] = {"local": [], "space": []}
+        cold = None
+        if not args.no_compile:
+            runs["compiled"] = []
+            if args.compile_cache is None:
+                cold = run_app(True, zoo, args.device, work, compiled=True)  # fills the compile cache
         for _ in range(args.repeats):  # interleaved, so load on the machine hits every path alike
             bare.append(run_bare())
             for name in runs:
-                runs[name].append(run_app(name == "space", zoo, args.device, work))
+                runs[name].append(run_app(name != "local", zoo, args.device, work, compiled=name == "compiled",
+                                          compile_cache=args.compile_cache))
     b = statistics.median(bare)
     print(f"device {args.device}, {args.repeats} interleaved round(s), medians in seconds from the process start")
     print(f"bare baseline (import torch, load five ResNets, classify one image): {b:.1f} s")
-    print(f"{'set-up':<8}{'ready':>8}{'example':>10}{'again':>8}{'cached':>8}{'preload':>9}{'ready/bare':>12}"
-          f"{'example/bare':>14}")
-    for name, rs in runs.items():
-        med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-        print(f"{name:<8}{med['ready']:8.1f}{med['example']:10.1f}{med['again']:8.2f}{med['cached']:8.1f}"
-              f"{med['preload']:9.1f}{med['ready'] / b:12.2f}{med['example'] / b:14.2f}")
+    print(f"{'set-up':<9}{'ready':>8}{'example':>10}{'again':>8}{'cached':>8}{'preload':>9}{'compiled':>10}"
+          f"{'ready/bare':>12}{'example/bare':>14}")
+    meds = {}
+    for name, rs in [*runs.items(), *([("cold", [cold])] if cold else [])]:
+        med = meds[name] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        print(f"{name:<9}{med['ready']:8.1f}{med['example']:10.1f}{med['again']:8.2f}{med['cached']:8.1f}"
+              f"{med['preload']:9.1f}{med['compiled']:10.1f}{med['ready'] / b:12.2f}{med['example'] / b:14.2f}")
     print("local: nothing preloaded, the example is computed at first use (loads resnet50).")
     print("space: SPACE_ID set; all five depths preloaded, then every example computed at start; the page answers\n"
           "       while gradio is still computing them ('cached': when it is done).")
+    if not args.no_compile:
+        c, e = meds["compiled"], meds["space"]
+        print("compiled: as space, --compile auto, compile cache warm"
+              + ("; cold: its first start, cache empty (one run)." if cold else f" ({args.compile_cache})."))
+        print(f"warm start, every depth compiled: {c['compiled']:.1f} s = eager start (space, page answers) "
+              f"{e['ready']:.1f} s + {c['compiled'] - e['ready']:.1f} s (target <= 15 s); all examples cached "
+              f"{c['cached'] - e['cached']:+.1f} s against eager")
 
 
 if __name__ == "__main__":

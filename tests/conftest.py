@@ -31,6 +31,9 @@ os.environ.update({
     "GRADIO_TEMP_DIR": str(_TMP / "gradio"),
 })
 os.environ.pop("HF_HUB_OFFLINE", None)
+# The suite's app and CLI runs stay eager: compiling a model costs tens of seconds of CPU
+# (app.py would do it in the background). tests/test_compile.py asks for it explicitly.
+os.environ["ZOO_COMPILE"] = "off"
 os.environ.pop("HF_TOKEN", None)
 os.environ.pop("ZOO_FILE", None)
 for _var in ("SPACE_ID", "SPACES_ZERO_GPU", "ZOO_CACHE_EXAMPLES", "GRADIO_CACHE_EXAMPLES", "GRADIO_CACHE_MODE"):

@@ -319,8 +319,8 @@ def test_the_pages_own_endpoint_refuses_settings_beyond_the_sliders(app, monkeyp
 
     url, _ = app
     forwards: list[str] = []  # refused before any work: no model runs (the app runs in this process)
-    real_forward = LoadedModel.forward
-    monkeypatch.setattr(LoadedModel, "forward", lambda lm, x: forwards.append(lm.spec.name) or real_forward(lm, x))
+    real_run = LoadedModel.run  # under every classifying forward (LoadedModel.forward calls it)
+    monkeypatch.setattr(LoadedModel, "run", lambda lm, x: forwards.append(lm.spec.name) or real_run(lm, x))
     comps, deps = page_config(url)
     go = next(d for d in deps if [comps["classify-button"]["id"], "click"] in d["targets"])
     image = upload(url, EXAMPLES / "chelsea.png")

@@ -78,18 +78,19 @@ COUNTED = [("gradcam", {}), ("guided-gradcam", {}), ("saliency", {}), ("integrat
 
 def test_an_estimate_counts_every_image_the_network_sees(explorer, monkeypatch):
     """Issue 17, item 7: the estimate's passes are the images that go through the network, counted
-    as they go: the classification's and scoring's forwards (``LoadedModel.forward``, which no hook
-    sees) and the method's (Captum and TorchCAM call the module: a forward pre-hook counts them)."""
+    as they go: the classification's and scoring's forwards (``LoadedModel.run``, under ``forward``,
+    which no hook sees) and the method's (Captum and TorchCAM call the module: a forward pre-hook
+    counts them)."""
     from zoo.models import LoadedModel
 
     seen: list[int] = []
-    plain_forward = LoadedModel.forward
+    plain_run = LoadedModel.run
 
     def counted(self, x):
         seen.append(x.shape[0])
-        return plain_forward(self, x)
+        return plain_run(self, x)
 
-    monkeypatch.setattr(LoadedModel, "forward", counted)
+    monkeypatch.setattr(LoadedModel, "run", counted)
     module = explorer.cache.get(explorer.zoo.get("resnet18")).module
     handle = module.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
     try:

@@ -30,7 +30,8 @@ def result_markdown(result: Result, load_note: str = "") -> str:
     t = result.explanation.target
     m = METHODS[result.method]
     lines = [
-        f"**{result.run.model}** on `{result.run.device}` · {result.seconds * 1000:.0f} ms "
+        f"**{result.run.model}** on `{result.run.device}` ({result.run.precision}, {result.run.trunk} trunk) · "
+        f"{result.seconds * 1000:.0f} ms "
         f"(classify {result.run.seconds * 1000:.0f} ms, {m.label} {result.explanation.seconds * 1000:.0f} ms"
         + (f", scoring {result.faithfulness.seconds * 1000:.0f} ms" if result.faithfulness else "") + ")",
         f"Map for **{t.label}** (class {t.index}, p = {t.prob:.3f}) · raw map {result.explanation.raw.shape[0]}"
@@ -131,6 +132,9 @@ def agreement_markdown(cmp: Comparison) -> str:
         target += (f" **{', '.join(r.run.model for r in flat)}: flat map.** "
                    + flat[0].explanation.notes[0])
     times = " Time: " + ", ".join(f"{r.run.model} {r.seconds * 1000:.0f} ms" for r in cmp.results) + "."
+    paths = Counter(r.run.trunk for r in cmp.results)  # the classifying forwards: compiled or eager trunk
+    times += (f" Trunks: all {next(iter(paths))}." if len(paths) == 1 else
+              " Trunks: " + ", ".join(f"{r.run.model} {r.run.trunk}" for r in cmp.results) + ".")
     return head + tail + target + times
 
 

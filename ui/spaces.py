@@ -46,6 +46,15 @@ def zero_gpu() -> bool:
     return flag and importlib.util.find_spec("spaces") is not None
 
 
+def compile_forbidden() -> str | None:
+    """Why the app must not compile its models here (``zoo.compiled``), or None.
+
+    ZeroGPU's documentation rules ``torch.compile`` out: each call runs in a forked worker,
+    so a compiled model would not persist (ahead-of-time compilation is its only way).
+    """
+    return "ZeroGPU rules out torch.compile (see its documentation)" if zero_gpu() else None
+
+
 def on_space() -> bool:
     """True on any Hugging Face Space (the platform sets ``SPACE_ID``, e.g. ``user/name``)."""
     return bool(os.environ.get("SPACE_ID"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Sequence, TextIO
@@ -170,6 +171,7 @@ def cmd_classify(zoo: Zoo, args: argparse.Namespace) -> int:
     image = load_image(args.image)  # a bad path fails before seconds are spent on weights
     model = load_model(spec, args.device, progress=None if args.json else print_progress,
                        precision=args.precision)
+    compile_for_run(args, [model])
     result = classify(model, image, top_k=args.top)
     if args.json:
         print(json.dumps(result.to_json()))
@@ -198,6 +200,7 @@ def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
     image = load_image(args.image)
     model = load_model(spec, args.device, progress=None if args.json else print_progress,
                        precision=args.precision)
+    compile_for_run(args, [model])
     run = classify(model, image, top_k=5)
     failed = 0
     for name in names:
@@ -404,7 +407,10 @@ def cmd_compare(zoo: Zoo, args: argparse.Namespace) -> int:
     for name in models:
         zoo.get(name)
     image = load_image(args.image)
-    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
+    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision, compile=args.compile)
+    if explorer.compile_plan.mode == "on":
+        compile_for_run(args, [explorer.cache.get(zoo.get(n), None if args.json else print_progress)
+                               for n in models])
     cmp = explorer.compare(image, models, args.method, args.target, faithfulness=args.faithfulness,
                            progress=None if args.json else print_progress)
     written = []
@@ -532,7 +538,8 @@ def engine_args(s: argparse.ArgumentParser, command: str) -> None:
                         "does not hold yet runs, and the summary covers all of it")
 
 
-def make_executor(zoo: Zoo, args: argparse.Namespace, command: str, progress=None, cache=None):
+def make_executor(zoo: Zoo, args: argparse.Namespace, command: str, progress=None, cache=None,
+                  forwards: int | None = None):
     """The one way a command gets its executor: ``specs -> Executor``, as ``--engine``,
     ``--ray-address``, ``--workers``, ``--out FILE.jsonl`` and ``--resume`` say.
 
@@ -541,7 +548,8 @@ def make_executor(zoo: Zoo, args: argparse.Namespace, command: str, progress=Non
     Ray: each actor loads its model on its node through the same verified code; nothing
     imports Ray otherwise. With ``--out`` ending in ``.jsonl`` the executor is wrapped in a
     journal (``zoo.batch.journal.Journaled``) that writes every result as it arrives and,
-    with ``--resume``, runs only what the file does not hold.
+    with ``--resume``, runs only what the file does not hold. ``forwards``: the run's
+    forwards per model, for ``--compile auto`` (``compile_for_run``; local models only).
     """
     out = getattr(args, "out", None)
     journal = bool(out and out.lower().endswith(".jsonl"))
@@ -561,7 +569,9 @@ def make_executor(zoo: Zoo, args: argparse.Namespace, command: str, progress=Non
             from .models import ModelCache
 
             models = cache or ModelCache(len(specs), args.device, precision=args.precision)
-            ex = LocalExecutor([models.get(spec, progress) for spec in specs])
+            lms = [models.get(spec, progress) for spec in specs]
+            compile_for_run(args, lms, forwards)
+            ex = LocalExecutor(lms)
         if journal:
             from .batch.journal import Journaled
 
@@ -575,7 +585,7 @@ def cmd_batch(zoo: Zoo, args: argparse.Namespace) -> int:
     """Every chosen depth over many images: JSON lines or a table, a CSV/JSON/JSON-lines file, a summary."""
     import csv
 
-    from .batch import BatchResult, ImageResult, Skipped, csv_header, csv_row, prediction_records
+    from .batch import BatchResult, ImageResult, Skipped, csv_header, csv_row, gather, prediction_records
     from .service import Explorer
 
     models = args.models or [s.name for s in zoo.builtin_depths]
@@ -587,8 +597,9 @@ def cmd_batch(zoo: Zoo, args: argparse.Namespace) -> int:
             last[0] = time.monotonic()
             print(message, file=sys.stderr, flush=True)
 
-    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
-    make = make_executor(zoo, args, "batch", progress, explorer.cache)
+    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision, compile=args.compile)
+    images = len(gather(args.paths, labels_csv=args.labels, globs=True).items)  # a listing: nothing decoded
+    make = make_executor(zoo, args, "batch", progress, explorer.cache, forwards=images)
     journal = bool(args.out and args.out.lower().endswith(".jsonl"))
     out = open(args.out, "w", newline="", encoding="utf-8") if args.out and not journal else None
     as_json_file = bool(args.out and args.out.lower().endswith(".json"))
@@ -668,15 +679,15 @@ def _summary_text(result) -> str:
 
 def cmd_robustness(zoo: Zoo, args: argparse.Namespace) -> int:
     """A folder under ImageNet-C corruptions: JSON lines or a table; accuracy, CE and mCE when labelled."""
-    from .batch import Skipped
+    from .batch import Skipped, gather
     from .models import imagenet_labels
-    from .robustness import FolderSummary, SampleResult
+    from .robustness import FolderSummary, SampleResult, corruption_names, severity_list
     from .service import Explorer
 
     if args.out and not args.out.lower().endswith(".jsonl"):
         raise ZooError("--out for robustness is a journal of JSON lines: name it FILE.jsonl.")
     models = list(dict.fromkeys(args.models or [s.name for s in zoo.builtin_depths]))
-    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision)
+    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision, compile=args.compile)
     last = [0.0]
 
     def progress(fraction: float | None, message: str) -> None:
@@ -684,7 +695,10 @@ def cmd_robustness(zoo: Zoo, args: argparse.Namespace) -> int:
             last[0] = time.monotonic()
             print(message, file=sys.stderr, flush=True)
 
-    make = make_executor(zoo, args, "robustness", progress, explorer.cache)
+    # Forwards per model: the clean crop and one per corruption and severity, per image.
+    crops = 1 + len(corruption_names(args.corruptions)) * len(severity_list(args.severities))
+    images = len(gather(args.paths, labels_csv=args.labels, globs=True).items)  # a listing: nothing decoded
+    make = make_executor(zoo, args, "robustness", progress, explorer.cache, forwards=images * crops)
     labels = zoo.get(models[0]).labels or imagenet_labels()  # a run's models share one label set
     result = None
     for event in explorer.robustness_stream(args.paths, models, corruptions=args.corruptions,
@@ -814,9 +828,45 @@ def cmd_selfcheck(zoo: Zoo, args: argparse.Namespace) -> int:
 
 
 def precision_arg(s: argparse.ArgumentParser) -> None:
+    """How the trunk runs: --precision and --compile (every command that loads a model takes both)."""
     s.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
                    help="trunk precision (default: $ZOO_PRECISION or auto: reduced only where the hardware "
                         "runs it natively)")
+    s.add_argument("--compile", default=None, choices=["auto", "on", "off"],
+                   help="compiled trunk for classifying (default: $ZOO_COMPILE or auto: only for a batch of at "
+                        "least 1000 images per model, where it pays for itself; off where not possible, with a "
+                        "note); on compiles whatever the run and is an error where compiling is not possible")
+
+
+def compile_for_run(args: argparse.Namespace, models: list, images: int | None = None) -> None:
+    """The command line's --compile for ``models`` (``LoadedModel``s) before a run of ``images`` per model.
+
+    ``on`` compiles; ``auto`` only when ``images`` reaches ``zoo.compiled.CLI_MIN_IMAGES``
+    (a batch run). What it does, and why not, goes to stderr for runs of several images.
+    """
+    from .compiled import CLI_MIN_IMAGES, compile_model, resolve
+
+    if not models:
+        return
+    plan = resolve(getattr(args, "compile", None), models[0].device)  # on, where impossible: an error
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    if not plan.enabled:
+        if images is not None and plan.mode != "off":
+            say(f"compile {plan.mode}: {plan.note}")
+        return
+    if plan.mode == "auto" and (images or 0) < CLI_MIN_IMAGES:
+        if images is not None:  # single images: eager, silently
+            say(f"compile auto: eager, {images} forwards per model are too few for compiling to pay (auto "
+                f"compiles from {CLI_MIN_IMAGES}; --compile on forces it)")
+        return
+    why = "--compile on" if plan.mode == "on" else f"{images} forwards per model"
+    for lm in models:
+        say(f"{lm.spec.name}: compiling the trunk ({why}; cached on disk, so a later run pays seconds)")
+        compile_model(lm, plan)
+        say(f"{lm.spec.name}: {lm.compile_note}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1011,6 +1061,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "compile", None) == "on" or (getattr(args, "compile", None) is None
+                                                      and os.environ.get("ZOO_COMPILE", "").lower() == "on"):
+            # --compile on where it cannot be done fails at once, in every command
+            from .compiled import resolve
+            from .models import resolve_device
+
+            resolve("on", resolve_device(getattr(args, "device", "auto")))
         zoo = Zoo.load(getattr(args, "zoo", None))
         return args.func(zoo, args)
     except ZooError as e:

@@ -39,6 +39,9 @@ class Classification:
     input: torch.Tensor = field(repr=False)  # normalised 1x3xHxW on CPU, for attributions
     device: str = "cpu"
     precision: str = "fp32"  # what the trunk ran in; pooling and fc are always fp32
+    # Which trunk produced it: "eager" or "compiled" (zoo.compiled). Not named "path": gradio
+    # takes a dict with a "path" key in a JSON answer for a file.
+    trunk: str = "eager"
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -48,7 +51,7 @@ class Classification:
         return Prediction(index, self.labels[index], float(self.probs[index]))
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "device": self.device, "precision": self.precision,
+        return {"model": self.model, "device": self.device, "precision": self.precision, "trunk": self.trunk,
                 "predictions": [{"index": p.index, "label": p.label, "prob": p.prob} for p in self.predictions]}
 
 
@@ -77,7 +80,7 @@ def classify(model: LoadedModel, image: Any, top_k: int = 5, prepared: Prepared 
     crop, batch = prepared.crop, prepared.batch
     t0 = time.perf_counter()
     with torch.inference_mode():
-        feats, logits = model.forward(model.to_input(batch))
+        feats, logits, trunk = model.run(model.to_input(batch))
     logits = logits[0]
     probs = torch.softmax(logits, dim=0)
     k = max(1, min(int(top_k), probs.numel()))
@@ -90,7 +93,7 @@ def classify(model: LoadedModel, image: Any, top_k: int = 5, prepared: Prepared 
     return Classification(
         model=model.spec.name, predictions=preds, probs=probs_np, logits=logits_np, features=features,
         image=loaded.image, crop=crop, geometry=crop_geometry(loaded.image.size, pre), input=batch,
-        device=str(model.device), precision=model.precision_name, seconds=seconds, notes=list(loaded.notes),
+        device=str(model.device), precision=model.precision_name, trunk=trunk, seconds=seconds, notes=list(loaded.notes),
         labels=labels,
     )
 

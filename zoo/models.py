@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torchvision
@@ -152,6 +153,10 @@ class LoadedModel:
     # Captum and TorchCAM attach hooks to ``module``; requests that do so take turns on
     # this lock so that no request sees another's hooks. ``forward`` needs no lock.
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The compiled trunk (zoo.compiled), once ready: ``forward`` uses it for inputs it was
+    # compiled for. Set in one assignment (the swap), so a forward sees it whole or not at all.
+    compiled: Any = None
+    compile_note: str = ""  # how compiling went, or why this model runs eager
 
     @property
     def precision_name(self) -> str:
@@ -178,10 +183,43 @@ class LoadedModel:
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(features fp32, logits fp32) for a prepared input batch (see ``to_input``)."""
+        features, logits, _ = self.run(x)
+        return features, logits
+
+    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """``forward``, and which path ran the trunk: "compiled" or "eager".
+
+        The compiled trunk (when ready, and for inputs it was compiled for: inference mode,
+        channels-last, the model's image size) cannot check the request's token between
+        blocks; it is checked before and after it, and a compiled forward is short.
+        """
+        compiled = self.compiled  # read once: a swap in between changes nothing for this forward
+        trunk = "eager"
         with self.autocast():
-            features = self.trunk(x)
+            if compiled is not None and compiled.accepts(x):
+                check()
+                features = compiled(x)
+                check()
+                trunk = "compiled"
+            else:
+                features = self.trunk(x)
         features = features.float()
-        return features, self.head(features)
+        return features, self.head(features), trunk
+
+    @property
+    def trunk_kind(self) -> str:
+        """The trunk classification takes now: "compiled" once the swap happened, else "eager"."""
+        return "eager" if self.compiled is None else "compiled"
+
+    def compile(self, folder: Path | None = None) -> None:
+        """Compile the trunk (``zoo.compiled.compile_trunk``) and swap it in; raises if that fails."""
+        from .compiled import compile_trunk
+
+        crop = self.spec.preprocessing.crop
+        compiled, note = compile_trunk(self.module, (3, crop, crop), self.device, self.precision, self.autocast,
+                                       folder)
+        self.compile_note = note
+        self.compiled = compiled  # the swap
 
 
 # --- a forward that no hook can reach ----------------------------------------------------
@@ -341,16 +379,28 @@ class ModelCache:
     """
 
     def __init__(self, capacity: int | None = None, device: str = "auto",
-                 cache_dir: str | os.PathLike | None = None, precision: str | None = None):
+                 cache_dir: str | os.PathLike | None = None, precision: str | None = None,
+                 compile: str | None = None, compile_forbidden: str | None = None):
+        from .compiled import resolve
+
         self.capacity = max(1, capacity or int(os.environ.get("ZOO_MODEL_CACHE", "5")))
         self.device = resolve_device(device)
         # Resolved once, up front: a bad --precision fails at start, not at the first request.
         self.precision = resolve_precision(precision, self.device)
+        # Likewise --compile (zoo.compiled): whether the trunk may be compiled here, or why not.
+        self.compile_plan = resolve(compile, self.device, compile_forbidden)
         self.cache_dir = cache_dir
         self._models: OrderedDict[ModelSpec, LoadedModel] = OrderedDict()
         self._loading: dict[ModelSpec, threading.Lock] = {}
         self._lock = threading.Lock()
         self.loads: dict[str, int] = {}  # name -> times loaded; for tests and the load script
+        # Background compiles (``compile_in_background``): one worker, models in load order.
+        self._background = False
+        self._queue: list[ModelSpec] = []
+        self._compiling: ModelSpec | None = None
+        self._worker: threading.Thread | None = None
+        self._report: Callable[[LoadedModel], None] | None = None
+        self._idle = threading.Condition(self._lock)
 
     def get(self, spec: ModelSpec, progress: ProgressFn | None = None) -> LoadedModel:
         with self._lock:
@@ -364,13 +414,75 @@ class ModelCache:
                     return self._models[spec]
             model = load_model(spec, self.device, progress=progress, cache_dir=self.cache_dir,
                                precision=precision_name(self.precision))
+            if not self.compile_plan.enabled:
+                model.compile_note = self.compile_plan.note
             with self._lock:
                 self._models[spec] = model
                 self.loads[spec.name] = self.loads.get(spec.name, 0) + 1
                 while len(self._models) > self.capacity:
                     self._models.popitem(last=False)
                 self._loading.pop(spec, None)
+                if self._background and self.compile_plan.enabled:
+                    self._queue.append(spec)
+                    self._idle.notify_all()
         return model
+
+    # --- the compiled path (zoo.compiled) -----------------------------------------------------
+
+    def compile(self, model: LoadedModel) -> bool:
+        """Compile ``model``'s trunk now, in this thread, if the plan allows (``zoo.compiled.compile_model``)."""
+        from .compiled import compile_model
+
+        return compile_model(model, self.compile_plan)
+
+    def compile_in_background(self, report: Callable[[LoadedModel], None] | None = None) -> None:
+        """From now on, compile every loaded model (and each one loaded later) in a background thread.
+
+        The eager model answers until its compiled trunk is swapped in (``LoadedModel.run``).
+        ``report`` is called with each model once its compile is done (or failed: see its
+        ``compile_note``). Nothing happens where the plan rules compiling out.
+        """
+        if not self.compile_plan.enabled:
+            return
+        with self._lock:
+            if self._background:
+                return
+            self._background = True
+            self._report = report
+            self._queue.extend(s for s in self._models if s not in self._queue)
+            self._worker = threading.Thread(target=self._compile_loop, name="zoo-compile", daemon=True)
+            self._worker.start()
+
+    def _compile_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue:
+                    self._idle.wait()
+                spec = self._queue.pop(0)
+                model = self._models.get(spec)  # None: evicted meanwhile
+                self._compiling = spec if model is not None else None
+            try:
+                if model is not None:
+                    self.compile(model)  # never raises: a failure is in compile_note
+                    if self._report:
+                        try:
+                            self._report(model)
+                        except Exception:  # noqa: BLE001 - a broken report must not stop later compiles
+                            pass
+            finally:
+                with self._lock:
+                    self._compiling = None
+                    self._idle.notify_all()
+
+    def compiling(self) -> list[str]:
+        """Models waiting for or under compilation now."""
+        with self._lock:
+            return [s.name for s in ([self._compiling] if self._compiling else []) + self._queue]
+
+    def wait_compiled(self, timeout: float | None = None) -> bool:
+        """Wait until no compile is pending; False if ``timeout`` passed first (for tests and scripts)."""
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._queue and self._compiling is None, timeout)
 
     def loaded(self) -> list[str]:
         with self._lock:

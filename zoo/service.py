@@ -144,10 +144,13 @@ FAITHFULNESS = "faithfulness"  # the calibration key of scoring a map (``Explore
 
 class Explorer:
     def __init__(self, zoo: Zoo, device: str = "auto", cache_size: int | None = None,
-                 cache_dir: str | os.PathLike | None = None, precision: str | None = None):
+                 cache_dir: str | os.PathLike | None = None, precision: str | None = None,
+                 compile: str | None = None, compile_forbidden: str | None = None):
         self.zoo = zoo
         # Default (ZOO_MODEL_CACHE, 5) holds all five depths, so "compare" never reloads.
-        self.cache = ModelCache(cache_size, device, cache_dir, precision)
+        # ``compile``: --compile auto|on|off (zoo.compiled); ``compile_forbidden``: why the
+        # front end rules compiling out (ZeroGPU), if it does.
+        self.cache = ModelCache(cache_size, device, cache_dir, precision, compile, compile_forbidden)
         # Recent classification times per model on this device, for estimates (shared like
         # the cache: a measurement of the machine, not anyone's request).
         self._forward_s: dict[str, deque[float]] = {}
@@ -281,6 +284,37 @@ class Explorer:
     @property
     def precision(self) -> str:
         return precision_name(self.cache.precision)
+
+    @property
+    def compile_plan(self) -> Any:
+        """What --compile resolved to here (``zoo.compiled.Plan``: mode, enabled, why not)."""
+        return self.cache.compile_plan
+
+    def compile_in_background(self, report: Any = None) -> None:
+        """Compile each loaded model, and each one loaded later, in the background; eager answers until each swap.
+
+        ``report(model)``: called after each model's compile (``model.compile_note`` says how it went).
+        """
+        self.cache.compile_in_background(report)
+
+    def compile_status(self) -> str:
+        """One line on the compiled path: off and why, compiling, or which models run compiled."""
+        plan = self.cache.compile_plan
+        if not plan.enabled:
+            return plan.note
+        models = self.cache.models()
+        done = [m.spec.name for m in models if m.compiled is not None]
+        pending = self.cache.compiling()
+        failed = [f"{m.spec.name} ({m.compile_note})" for m in models
+                  if m.compiled is None and m.compile_note.startswith("eager")]
+        parts = []
+        if done:
+            parts.append(f"compiled: {', '.join(done)}")
+        if pending:
+            parts.append(f"compiling in the background: {', '.join(pending)} (eager until then)")
+        if failed:
+            parts.append(f"eager: {'; '.join(failed)}")
+        return "; ".join(parts) or f"--compile {plan.mode}: each model compiles once it is loaded"
 
     def run(self, image: Any, model: str, top_k: int = 5, method: str = "cam", target: int | str | None = None,
             progress: ProgressFn | None = None, faithfulness: bool = False, **params: Any) -> Result:

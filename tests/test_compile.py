@@ -1,0 +1,264 @@
+"""The compiled path (zoo.compiled): a torch.compile'd trunk for the forwards that classify.
+
+Only ResNet-18 is compiled, on the CPU, with the test Hub's generated weights. Each compile
+costs tens of seconds on a busy 2-core machine, so the file compiles ResNet-18 in fp32 once
+(module fixture, into the default cache next to HF_HOME), at the app's precision once in the
+background test, and reads the cache back in one subprocess. No test depends on timing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import EXAMPLES
+from zoo import compiled as zc
+from zoo.explain import explain
+from zoo.images import load_image
+from zoo.inference import classify
+from zoo.models import load_model
+
+EXAMPLE_FILES = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
+NO_COMPILER = "/nonexistent/c++"  # "pointing the compiler variable at nothing"
+LOGIT_REL_TOL = 0.015  # bf16: each logit within 1.5 % of the largest (as tests/test_precision.py)
+
+
+def require_compiler() -> None:
+    """Skip where inductor cannot compile (no g++); CI installs it (.ci/run), so there it fails."""
+    if zc.find_compiler() is None:
+        if os.environ.get("CI"):
+            pytest.fail("no C++ compiler: .ci/run installs g++ for tests/test_compile.py")
+        pytest.skip("no C++ compiler (g++) here: the compiled path cannot be tested")
+
+
+@pytest.fixture(scope="module")
+def r18(zoo, hosted):
+    """ResNet-18 in fp32 (pinned: compared with fp32 eager), compiled into the default cache."""
+    require_compiler()
+    lm = load_model(zoo.get("resnet18"), "cpu", precision="fp32")
+    lm.compile()
+    assert lm.compiled is not None and lm.trunk_kind == "compiled"
+    return lm
+
+
+def eager(lm):
+    return dataclasses.replace(lm, compiled=None)
+
+
+# --- where compiling is possible, and the notes when it is not ---------------------------------
+
+def test_off_auto_on_and_no_compiler(monkeypatch):
+    cpu = torch.device("cpu")
+    plan = zc.resolve("off", cpu)
+    assert not plan.enabled and "off" in plan.note
+    monkeypatch.setenv("CXX", NO_COMPILER)
+    assert zc.find_compiler() is None
+    plan = zc.resolve("auto", cpu)
+    assert not plan.enabled and plan.note.startswith("eager:") and NO_COMPILER in plan.note and "g++" in plan.note
+    with pytest.raises(zc.CompileUnavailableError, match="not possible here.*C\\+\\+"):
+        zc.resolve("on", cpu)
+    monkeypatch.setenv("ZOO_COMPILE", "on")  # the variable, like the flag
+    with pytest.raises(zc.CompileUnavailableError):
+        zc.resolve(None, cpu)
+    with pytest.raises(zc.CompileUnavailableError, match="choose one of auto, on, off"):
+        zc.resolve("sometimes", cpu)
+
+
+def test_zerogpu_and_mps_rule_compiling_out(monkeypatch):
+    from ui import spaces
+
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setattr(sys, "path", [str(Path(__file__).resolve().parent / "fake_spaces"), *sys.path])
+    why = spaces.compile_forbidden()
+    assert why and "ZeroGPU" in why
+    plan = zc.resolve("auto", torch.device("cpu"), why)
+    assert not plan.enabled and "ZeroGPU" in plan.note
+    with pytest.raises(zc.CompileUnavailableError, match="ZeroGPU"):
+        zc.resolve("on", torch.device("cpu"), why)
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    assert spaces.compile_forbidden() is None
+    plan = zc.resolve("auto", torch.device("mps"))
+    assert not plan.enabled and "MPS" in plan.note
+
+
+def test_auto_falls_back_to_eager_with_the_reason(monkeypatch, zoo, hosted):
+    from zoo.service import Explorer
+
+    monkeypatch.setenv("CXX", NO_COMPILER)
+    explorer = Explorer(zoo, "cpu", precision="fp32", compile="auto")
+    explorer.compile_in_background()  # nothing to do: no compiler
+    result = explorer.run(EXAMPLES / "chelsea.png", "resnet18")
+    assert result.run.trunk == "eager" and result.to_json()["trunk"] == "eager"
+    lm = explorer.cache.get(zoo.get("resnet18"))
+    assert lm.compiled is None and NO_COMPILER in lm.compile_note
+    assert NO_COMPILER in explorer.compile_status() and explorer.cache.compiling() == []
+
+
+def test_cli_says_why(monkeypatch, capsys, zoo_file, hosted):
+    from zoo.cli import main
+
+    monkeypatch.setenv("CXX", NO_COMPILER)
+    assert main(["classify", str(EXAMPLES / "chelsea.png"), "--zoo", str(zoo_file), "--model", "resnet18",
+                 "--compile", "on"]) == 2
+    err = capsys.readouterr().err
+    assert "--compile on is not possible here" in err and NO_COMPILER in err
+    monkeypatch.delenv("CXX")
+    if zc.find_compiler() is None:
+        return
+    # auto on a short batch: eager, and it says so
+    assert main(["batch", str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "coffee.png"), "--zoo", str(zoo_file),
+                 "--models", "resnet18", "--precision", "fp32", "--compile", "auto", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "compile auto: eager, 2 image(s) per model are too few" in err
+
+
+# --- the compiled trunk equals the eager one --------------------------------------------------
+
+def test_compiled_logits_equal_eager_fp32(r18):
+    for path in EXAMPLE_FILES:
+        image = load_image(path)
+        ours, ref = classify(r18, image), classify(eager(r18), image)
+        assert (ours.trunk, ref.trunk) == ("compiled", "eager")
+        assert ours.to_json()["trunk"] == "compiled"
+        np.testing.assert_allclose(ours.logits, ref.logits, rtol=1e-4, atol=1e-4 * np.abs(ref.logits).max())
+        np.testing.assert_allclose(ours.features, ref.features, rtol=1e-4, atol=1e-4 * np.abs(ref.features).max())
+        assert ours.predictions[0].index == ref.predictions[0].index
+
+
+def test_batch_sizes_share_one_graph(r18):
+    """Batch 1 and every batch of 2 or more were compiled up front: no size compiles again."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    before = dict(counters["stats"])
+    with torch.inference_mode():
+        for n in (1, 3, 5, 2):
+            x = r18.to_input(torch.randn(n, 3, 224, 224))
+            feats, logits, trunk = r18.run(x)
+            _, ref, _ = eager(r18).run(x)
+            assert trunk == "compiled" and logits.shape == (n, 1000)
+            torch.testing.assert_close(logits, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+        # what the compiled trunk was not built for runs eager rather than compile inside a request
+        assert r18.run(r18.to_input(torch.randn(1, 3, 160, 160)))[2] == "eager"
+    assert dict(counters["stats"]).get("unique_graphs") == before.get("unique_graphs")
+    with torch.no_grad():  # not inference mode: eager
+        assert r18.run(r18.to_input(torch.randn(1, 3, 224, 224)))[2] == "eager"
+
+
+def test_cam_is_exact_on_the_compiled_path(r18):
+    run = classify(r18, EXAMPLES / "chelsea.png")
+    assert run.trunk == "compiled"
+    bias = r18.module.fc.bias.numpy()
+    for c in [run.predictions[0].index, run.predictions[3].index, 0, 999]:
+        raw = explain(r18, run, "cam", c).raw
+        assert abs(raw.mean() + bias[c] - run.logits[c]) <= 1e-4 * max(1.0, abs(run.logits[c]))
+
+
+def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path):
+    """A cache folder inductor cannot use (here: a file in its place) is wiped and the compile runs again."""
+    broken = tmp_path / "rde-compile"
+    broken.write_bytes(b"\x00garbage")
+    lm = load_model(r18.spec, "cpu", precision="fp32")
+    lm.compile(broken)
+    assert lm.trunk_kind == "compiled" and "after rebuilding the compile cache" in lm.compile_note
+    assert broken.is_dir()
+    run, ref = classify(lm, EXAMPLES / "coffee.png"), classify(r18, EXAMPLES / "coffee.png")
+    np.testing.assert_allclose(run.logits, ref.logits, rtol=1e-4, atol=1e-4 * np.abs(ref.logits).max())
+
+
+# --- the app's background compile -------------------------------------------------------------
+
+def test_background_compile_never_blocks_and_swaps(zoo, hosted):
+    """Classifications go on (eager) while the trunk compiles, from several threads, across the swap.
+
+    At the app's own precision (bf16 where the CPU runs it natively): compiled and eager
+    logits agree within that precision's tolerance.
+    """
+    require_compiler()
+    from zoo.service import Explorer
+
+    explorer = Explorer(zoo, "cpu", precision="auto", compile="auto")
+    image = load_image(EXAMPLES / "chelsea.png")
+    first = explorer.run(image, "resnet18").run  # loads the model: eager, nothing compiling yet
+    assert first.trunk == "eager" and explorer.cache.compiling() == []
+    explorer.compile_in_background()
+    results: list[tuple[str, bool, np.ndarray]] = []
+    lock = threading.Lock()
+
+    def request() -> None:
+        run = explorer.run(image, "resnet18").run
+        still = bool(explorer.cache.compiling())  # compiling after this answer came back
+        with lock:
+            results.append((run.trunk, still, run.logits))
+
+    with ThreadPoolExecutor(2) as pool:
+        deadline = time.monotonic() + 900
+        while explorer.cache.compiling() and time.monotonic() < deadline:
+            list(pool.map(lambda _: request(), range(2)))  # two requests at once
+            time.sleep(0.5)  # and the compile gets the cores in between: this test stays short
+        for _ in range(2):  # after the swap too
+            list(pool.map(lambda _: request(), range(2)))
+    assert explorer.cache.wait_compiled(timeout=60)
+    answered_while_compiling = [r for r in results if r[0] == "eager" and r[1]]
+    assert answered_while_compiling, "no classification answered during the compile"
+    assert results[-1][0] == "compiled" and explorer.cache.get(zoo.get("resnet18")).trunk_kind == "compiled"
+    assert "compiled: resnet18" in explorer.compile_status()
+    ref = first.logits
+    bf16 = explorer.precision == "bf16"
+    for _, _, logits in results:
+        if bf16:
+            assert np.abs(logits - ref).max() <= LOGIT_REL_TOL * np.abs(ref).max()
+        else:
+            np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+# --- the on-disk cache, reused by another process ----------------------------------------------
+
+CHILD = """
+import json, sys, torch
+from torch._dynamo.utils import counters
+from zoo.inference import classify
+from zoo.models import load_model
+from zoo.registry import Zoo
+lm = load_model(Zoo.load(sys.argv[1]).get("resnet18"), "cpu", precision="fp32")
+lm.compile()
+run = classify(lm, sys.argv[2])
+print(json.dumps({"trunk": run.trunk, "note": lm.compile_note, "logits": run.logits.tolist(),
+                  "hits": counters["inductor"]["fxgraph_cache_hit"], "misses": counters["inductor"]["fxgraph_cache_miss"]}))
+"""
+
+
+def test_the_cache_is_reused_by_another_process(r18, zoo_file, repo_root):
+    """r18 filled the default cache (next to HF_HOME); a new process compiles from it: no graph misses."""
+    assert any(zc.cache_dir().iterdir())
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(zoo_file), str(EXAMPLES / "chelsea.png")],
+                          cwd=repo_root, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["trunk"] == "compiled" and str(zc.cache_dir()) in out["note"]
+    assert out["hits"] >= 2 and out["misses"] == 0, out  # both graphs (batch 1, batch >= 2) from the cache
+    ref = classify(r18, EXAMPLES / "chelsea.png").logits
+    np.testing.assert_allclose(np.array(out["logits"], dtype=np.float32), ref, rtol=1e-4,
+                               atol=1e-4 * np.abs(ref).max())
+
+
+def test_result_header_says_which_path(r18):
+    from ui.format import result_markdown
+    from zoo.service import Result
+
+    run = classify(r18, EXAMPLES / "chelsea.png")
+    text = result_markdown(Result(run, explain(r18, run, "cam"), "cam", 0.1))
+    assert "(fp32, compiled trunk)" in text
+    run = classify(eager(r18), EXAMPLES / "chelsea.png")
+    assert "(fp32, eager trunk)" in result_markdown(Result(run, explain(r18, run, "cam"), "cam", 0.1))
