@@ -120,7 +120,7 @@ def test_cli_says_why(monkeypatch, capsys, zoo_file, hosted):
     assert main(["batch", str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "coffee.png"), "--zoo", str(zoo_file),
                  "--models", "resnet18", "--precision", "fp32", "--compile", "auto", "--json"]) == 0
     err = capsys.readouterr().err
-    assert "compile auto: eager, 2 image(s) per model are too few" in err
+    assert "compile auto: eager, 2 forwards per model are too few" in err
 
 
 # --- the compiled trunk equals the eager one --------------------------------------------------

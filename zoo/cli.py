@@ -833,8 +833,8 @@ def precision_arg(s: argparse.ArgumentParser) -> None:
                    help="trunk precision (default: $ZOO_PRECISION or auto: reduced only where the hardware "
                         "runs it natively)")
     s.add_argument("--compile", default=None, choices=["auto", "on", "off"],
-                   help="compiled trunk for classifying (default: $ZOO_COMPILE or auto: only for a batch of at "
-                        "least 1000 images per model, where it pays for itself; off where not possible, with a "
+                   help="compiled trunk for classifying (default: $ZOO_COMPILE or auto: only for a batch or robustness "
+                        "run of at least 1000 forwards per model, where it pays for itself; off where not possible, with a "
                         "note); on compiles whatever the run and is an error where compiling is not possible")
 
 
