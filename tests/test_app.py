@@ -81,6 +81,8 @@ def test_browser_upload_classify_and_error(app, tmp_path, shots):
 
         # A non-image: a clear message in the page.
         upload.set_input_files(str(bad))
+        # Let the upload land first (its preview appears), so that the click sends the file.
+        expect(page.locator("#image-input img").first).to_be_attached(timeout=30_000)
         page.locator("#classify-button").click()
         expect(page.get_by_text("is not an image").first).to_be_visible(timeout=60_000)
         page.screenshot(path=str(shots / "browser-error.png"))
