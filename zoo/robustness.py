@@ -864,7 +864,8 @@ def stream(executor: Any, inp: Any, *, corruptions: Sequence[str] | None = None,
     one ``SampleResult`` per (image, corruption or clean, severity) as it is scored,
     ``zoo.batch.Progress``, partial ``FolderSummary``s with ``partial_every_s``, then the final
     ``FolderSummary``."""
-    from .batch import Failed, NoImagesError, Progress, Scored, Skipped, resolve_labels
+    from .batch import Scored, resolve_labels
+    from .batch.executor import no_images, reported
     from .cancel import check
     from .models import imagenet_labels
 
@@ -892,18 +893,11 @@ def stream(executor: Any, inp: Any, *, corruptions: Sequence[str] | None = None,
         s.forward_s, s.corrupt_ratio = meter.forward_s(), meter.ratio()
         return s
 
-    for event in executor.run(list(enumerate(inp.items)), plan, keep_k=keep,
-                              batch_size=batch_size or executor.default_batch_size()):
-        if isinstance(event, Progress):
-            if progress:
-                progress(event.fraction, event.message)
+    for event in reported(executor.run(list(enumerate(inp.items)), plan, keep_k=keep,
+                                       batch_size=batch_size or executor.default_batch_size()), skipped, progress):
+        if not isinstance(event, Scored):
             yield event
             continue
-        if isinstance(event, Failed):
-            skipped.append(Skipped(event.item.name, event.reason))
-            yield skipped[-1]
-            continue
-        assert isinstance(event, Scored)
         meta = event.sample.meta
         r = SampleResult(event.sample.index, event.item.name, meta["corruption"], meta["severity"], meta["seed"],
                          event.sample.target, event.top_idx, event.top_p)
@@ -915,9 +909,7 @@ def stream(executor: Any, inp: Any, *, corruptions: Sequence[str] | None = None,
             last = time.perf_counter()
             yield summary(True)
     if not tally.names:
-        why = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3])
-        raise NoImagesError(f"None of the {len(inp.items)} file(s) could be used ({why}"
-                            f"{'; …' if len(skipped) > 3 else ''}).")
+        raise no_images(len(inp.items), skipped, "used")
     if progress:
         progress(1.0, f"done: {len(tally.names)} images")
     yield summary(False)

@@ -10,12 +10,12 @@
 from .executor import (Executor, Failed, LocalExecutor, Plan, Progress, Sample, Scored, classify_batch,
                        default_batch_size, eta_text)
 from .inputs import (MAX_FILE_BYTES, MAX_LABELS_BYTES, MAX_ZIP_ENTRIES, MAX_ZIP_MEMBERS, MAX_ZIP_RATIO,
-                     MAX_ZIP_TOTAL, BatchInput, BatchInputError, Item, Reader, Skipped, ZipMember,
+                     MAX_ZIP_TOTAL, BatchInput, BatchInputError, Item, NoImagesError, Reader, Skipped, ZipMember,
                      attach_labels, gather, read_labels_csv, read_source, zip_items)
 from .labels import LabelIndex, resolve_labels
 from .results import (MAX_MATTERED, BatchResult, ImageResult, Mattered, ModelSummary, Tally, csv_header,
                       csv_row, prediction_records)
-from .runner import BatchPlan, NoImagesError, image_result, run, stream
+from .runner import BatchPlan, image_result, run, stream
 
 __all__ = [
     "Executor", "Failed", "LocalExecutor", "Plan", "Progress", "Sample", "Scored", "classify_batch",

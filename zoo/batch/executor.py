@@ -18,7 +18,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from ..cancel import check
 from ..errors import ImageError, ZooError
 from ..models import LoadedModel
 from ..registry import Preprocessing
-from .inputs import Item, Reader
+from .inputs import Item, NoImagesError, Reader, Skipped
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,26 @@ class Executor(Protocol):
             batch_size: int) -> Iterator[Scored | Failed | Progress]:
         """Every sample of every item through every model."""
         ...
+
+
+def reported(events: Iterator[Scored | Failed | Progress], skipped: list[Skipped],
+             progress: Callable[[float | None, str], None] | None = None) -> Iterator[Scored | Skipped | Progress]:
+    """An executor's events as every run consumes them: each ``Progress`` also goes to
+    ``progress``; each ``Failed`` item becomes a ``Skipped`` file, added to ``skipped``."""
+    for event in events:
+        if isinstance(event, Progress):
+            if progress:
+                progress(event.fraction, event.message)
+        elif isinstance(event, Failed):
+            event = Skipped(event.item.name, event.reason)
+            skipped.append(event)
+        yield event
+
+
+def no_images(total: int, skipped: Sequence[Skipped], what: str = "classified") -> NoImagesError:
+    """The error of a run none of whose ``total`` files could be used, naming the first reasons."""
+    why = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3])
+    return NoImagesError(f"None of the {total} file(s) could be {what} ({why}{'; …' if len(skipped) > 3 else ''}).")
 
 
 def default_batch_size(device: torch.device) -> int:

@@ -20,8 +20,8 @@ from ..cancel import Cancelled
 from ..images import load_image, model_crop, to_tensor
 from ..models import LoadedModel
 from ..registry import Preprocessing
-from .executor import Executor, Failed, LocalExecutor, Plan, Progress, Sample, Scored
-from .inputs import BatchInput, Item, NoImagesError, Skipped
+from .executor import Executor, LocalExecutor, Plan, Progress, Sample, Scored, no_images, reported
+from .inputs import BatchInput, Item, Skipped
 from .labels import resolve_labels
 from .results import BatchResult, ImageResult, Tally
 
@@ -105,28 +105,22 @@ def stream(inp: BatchInput, models: Sequence[LoadedModel] | Executor, *, top_k: 
                             ex.device, ex.precision, bs, time.perf_counter() - t_start, partial=partial)
 
     with _counted(lambda: f"{tally.n + len(skipped) - len(inp.skipped)} of {total} images were done."):
-        for event in ex.run(list(enumerate(inp.items)), plan, keep_k=keep, batch_size=bs):
+        for event in reported(ex.run(list(enumerate(inp.items)), plan, keep_k=keep, batch_size=bs), skipped,
+                              progress):
             if isinstance(event, Progress):
                 # Partial results between chunks, before the next forward: a consumer that
                 # stops the run on one keeps exactly what it was shown.
                 if partial_every_s is not None and tally.n and time.perf_counter() - last_partial >= partial_every_s:
                     last_partial = time.perf_counter()
                     yield result(partial=True)
-                if progress:
-                    progress(event.fraction, event.message)
+            if not isinstance(event, Scored):
                 yield event
-                continue
-            if isinstance(event, Failed):
-                skipped.append(Skipped(event.item.name, event.reason))
-                yield skipped[-1]
                 continue
             img = image_result(event)
             tally.add(img, event.seconds)
             yield img
     if tally.n == 0:
-        why = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3])
-        raise NoImagesError(f"None of the {total} file(s) could be classified ({why}"
-                            f"{'; …' if len(skipped) > 3 else ''}).")
+        raise no_images(total, skipped)
     if progress:
         progress(1.0, f"done: {tally.n} images")
     yield result(partial=False)
