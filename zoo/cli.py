@@ -833,18 +833,22 @@ def precision_arg(s: argparse.ArgumentParser) -> None:
                    help="trunk precision (default: $ZOO_PRECISION or auto: reduced only where the hardware "
                         "runs it natively)")
     s.add_argument("--compile", default=None, choices=["auto", "on", "off"],
-                   help="compiled trunk for classifying (default: $ZOO_COMPILE or auto: only for a batch or robustness "
-                        "run of at least 1000 forwards per model, where it pays for itself; off where not possible, with a "
-                        "note); on compiles whatever the run and is an error where compiling is not possible")
+                   help="compiled trunk for classifying (default: $ZOO_COMPILE or auto: for a batch or robustness run, "
+                        "a compiled trunk already in the cache, or one built for a run of at least 10000 forwards per "
+                        "model, where building pays for itself; off where not possible, with a note); on compiles "
+                        "whatever the run and is an error where compiling is not possible")
 
 
 def compile_for_run(args: argparse.Namespace, models: list, images: int | None = None) -> None:
-    """The command line's --compile for ``models`` (``LoadedModel``s) before a run of ``images`` per model.
+    """The command line's --compile for ``models`` (``LoadedModel``s) before a run of ``images`` forwards per model.
 
-    ``on`` compiles; ``auto`` only when ``images`` reaches ``zoo.compiled.CLI_MIN_IMAGES``
-    (a batch run). What it does, and why not, goes to stderr for runs of several images.
+    ``images`` is None for single-image commands (batch-1 graph), else a batch or
+    robustness run (the any-batch graph). ``on`` compiles (from the cache when it can);
+    ``auto`` is eager for single images, and for a run takes a graph already in the cache,
+    building a missing one only for at least ``zoo.compiled.CLI_MIN_FORWARDS`` forwards per
+    model. What it does, and why not, goes to stderr for runs.
     """
-    from .compiled import CLI_MIN_IMAGES, compile_model, resolve
+    from .compiled import CLI_MIN_FORWARDS, compile_model, resolve
 
     if not models:
         return
@@ -857,16 +861,21 @@ def compile_for_run(args: argparse.Namespace, models: list, images: int | None =
         if images is not None and plan.mode != "off":
             say(f"compile {plan.mode}: {plan.note}")
         return
-    if plan.mode == "auto" and (images or 0) < CLI_MIN_IMAGES:
-        if images is not None:  # single images: eager, silently
-            say(f"compile auto: eager, {images} forwards per model are too few for compiling to pay (auto "
-                f"compiles from {CLI_MIN_IMAGES}; --compile on forces it)")
-        return
+    kinds = ["one"] if images is None else ["any"]
+    if plan.mode == "auto" and images is None:
+        return  # one image: loading or building a graph costs more than it saves
+    build = plan.mode == "on" or images >= CLI_MIN_FORWARDS
     why = "--compile on" if plan.mode == "on" else f"{images} forwards per model"
     for lm in models:
-        say(f"{lm.spec.name}: compiling the trunk ({why}; cached on disk, so a later run pays seconds)")
-        compile_model(lm, plan)
-        say(f"{lm.spec.name}: {lm.compile_note}")
+        if build:
+            say(f"{lm.spec.name}: compiling the trunk ({why}; from the cache on disk when it is there)")
+        compile_model(lm, plan, kinds, build_missing=build)
+        if lm.compiled is not None or lm.compile_note.startswith("eager: compiling failed"):
+            say(f"{lm.spec.name}: {lm.compile_note}")
+        else:
+            say(f"compile auto: {lm.spec.name} eager, {images} forwards per model are too few for building a "
+                f"compiled trunk to pay (auto builds one from {CLI_MIN_FORWARDS} and uses one already in the "
+                "cache; --compile on forces it)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,10 +1,24 @@
-"""The compiled path: the trunk of a ``LoadedModel`` through ``torch.compile`` (inductor).
+"""The compiled path: the trunk of a ``LoadedModel`` compiled ahead of time by inductor.
 
-Only the forwards that classify use it (``LoadedModel.forward``: classify, compare, batch,
-scoring maps); explanations, the Depth lab and statistics keep the eager ``module``, whose
-hooks and per-block walk they need. Global average pooling and ``fc`` stay eager fp32 on
-the fp32-cast features, so CAM stays exact and the logits equal the eager path's within
-the precision's tolerance.
+Only the forwards that classify use it (``LoadedModel.run``: classify, compare, batch,
+the robustness sweep, scoring maps); explanations, the Depth lab and statistics keep the
+eager ``module``, whose hooks and per-block walk they need. Global average pooling and
+``fc`` stay eager fp32 on the fp32 features, so CAM stays exact and the logits equal the
+eager path's within the precision's tolerance.
+
+How: ``torch.export`` of the stem and the four stages (BatchNorm folded, channels-last,
+weights at the run's precision), then AOTInductor (``torch._inductor.aoti_compile_and_package``)
+with ``freezing``: the weights become constants, prepacked for oneDNN, and every
+convolution is fused with its ReLU or residual add. The result is a ``.pt2`` package: a
+shared library and its constants, which a later start loads in a fraction of a second.
+(``torch.compile`` would re-trace every graph at each start, tens of seconds for the five
+depths even with its caches warm, and its ``freezing`` option alone does not freeze:
+dynamo reads the global flag when it traces.)
+
+Two packages per model (``KINDS``): ``one``, batch 1 with static shapes (classify,
+compare: the fastest for one image), and ``any``, a dynamic batch dimension (batch and
+robustness runs never recompile per batch size). The app builds every model's ``one``
+first, then the ``any`` ones; the CLI builds what its run uses.
 
 ``--compile auto|on|off`` (also ``ZOO_COMPILE``) decides; ``resolve`` says whether
 compiling is possible here and, if not, why:
@@ -19,17 +33,14 @@ compiling is possible here and, if not, why:
 ``auto`` falls back to eager with a note saying why; ``on`` where it is impossible is an
 error that says why.
 
-Compiled artifacts (inductor's FX graph cache, kernels, autotuning results) go to
-``cache_dir()``: ``$ZOO_COMPILE_CACHE``, else ``rde-compile`` next to the Hugging Face
-home (``~/.cache/rde-compile`` by default), set as ``TORCHINDUCTOR_CACHE_DIR`` while
-compiling. A warm cache turns a ResNet's compile from tens of seconds into a few; a
-corrupted or stale cache is wiped and rebuilt once, and a compile that still fails
-leaves the model eager, with the reason in ``LoadedModel.compile_note``.
-
-Batch sizes: batch 1 (one image: classify, compare) gets its own graph; every batch of 2
-or more shares one graph with a dynamic batch dimension, so batch and robustness runs
-never recompile per batch size. Both are compiled up front (``compile_trunk``) so that
-no request pays for a compile.
+The cache: ``cache_dir()`` (``$ZOO_COMPILE_CACHE``, else ``rde-compile`` next to the
+Hugging Face home) holds the packages, each named after a key of everything it depends on
+(the trunk's weights, precision, input size, kind, device, the CPU's instruction set,
+torch's version, this module's ``FORMAT``), beside a JSON record with the package's
+sha256, and inductor's own kernel cache (``inductor/``, as ``TORCHINDUCTOR_CACHE_DIR``
+while building). A package whose record is missing or does not match, or that fails to
+load, is deleted and built again; a build that still fails leaves the model eager, with
+the reason in ``LoadedModel.compile_note``. Nothing in the cache is unpickled.
 
 A compiled trunk cannot call ``zoo.cancel.check()`` between residual blocks: the token is
 checked before and after it (one compiled forward is short).
@@ -39,14 +50,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -55,17 +69,26 @@ from .errors import ZooError
 
 MODES = ("auto", "on", "off")
 
-# The CLI's ``auto`` compiles a batch run when it classifies at least this many images
-# per model: a cold compile costs about 20-30 s per model on a 2-core CPU and saves about
-# a third of each forward, so a few hundred images pay for a warm cache's seconds and
-# about a thousand for a cold one.
-CLI_MIN_IMAGES = 1000
+# The graphs a model can have: batch 1 (static shapes) and any batch size (dynamic).
+KINDS = ("one", "any")
+KIND_NAMES = {"one": "batch 1", "any": "any batch"}
+MAX_BATCH = 4096  # the dynamic batch dimension's upper bound, far above any batch we run
 
-# On CUDA: inductor's autotuned kernels, without CUDA graphs (requests of any batch size
-# arrive from several threads). Not measured here: no GPU was at hand.
-CUDA_MODE = "max-autotune-no-cudagraphs"
+# The CLI's ``auto`` uses a package already in the cache for any batch or robustness run
+# (loading one takes well under a second) and builds a missing one only for a run of at
+# least this many forwards per model. Building costs 10-60 s per model on a 2-core CPU and
+# each forward saves a few ms at batch 16 (benchmarks/batch.py), so a build pays for itself
+# after some thousands of images.
+CLI_MIN_FORWARDS = 10_000
 
-_COMPILE_LOCK = threading.Lock()  # one compile at a time: TORCHINDUCTOR_CACHE_DIR is process-wide
+# Bump when what is exported or how it is compiled changes: older packages are then
+# never loaded (their key differs) and are rebuilt.
+FORMAT = 2
+
+# On CUDA, inductor's autotuned kernels. Not measured here: no GPU was at hand.
+CUDA_OPTIONS = {"max_autotune": True}
+
+_COMPILE_LOCK = threading.Lock()  # one build at a time: TORCHINDUCTOR_CACHE_DIR is process-wide
 
 
 class CompileUnavailableError(ZooError):
@@ -148,46 +171,125 @@ def resolve(mode: str | None, device: torch.device, forbidden: str | None = None
     return Plan(mode, False, f"eager: {why}")
 
 
-class CompiledTrunk:
-    """``torch.compile`` of a private copy of a model's trunk (stem, layer1-4).
+class Trunk(nn.Module):
+    """What is exported: a private copy of the stem and the four stages at ``dtype``.
 
-    The copy keeps the compiled graphs away from the hooks that explanations put on the
-    shared ``module`` for a moment. ``__call__`` takes what ``LoadedModel.forward`` gives
-    it: an input in channels-last layout of the warmed image size, under inference mode
-    and the model's autocast; ``accepts`` says whether an input is one of those (anything
-    else runs eager rather than trigger a compile inside a request).
+    fp32 channels-last input in, fp32 features out, so that it replaces the eager trunk
+    (which runs the same layers under autocast) without any change around it.
     """
 
-    def __init__(self, trunk: nn.Module, shape: tuple[int, int, int], device: torch.device,
-                 precision: torch.dtype | None):
-        self.shape = shape  # (C, H, W) it was compiled for
-        self.device = device
-        self.precision = precision
-        options = {"freezing": True}  # weights become constants: folded, prepacked for oneDNN
-        kwargs: dict[str, Any] = {"options": options}
-        if device.type == "cpu":
-            cxx = find_compiler()
-            if cxx:
-                options["cpp.cxx"] = (None, cxx)  # type: ignore[assignment]
-        elif device.type == "cuda":
-            kwargs = {"mode": CUDA_MODE}
-        self._module = trunk
-        self._fn: Callable[[torch.Tensor], torch.Tensor] = torch.compile(trunk, dynamic=False, **kwargs)
+    def __init__(self, module: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        m = module
+        layers = nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2, m.layer3, m.layer4)
+        self.body = copy.deepcopy(layers).to(dtype)
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.to(self.dtype)).float()
+
+
+@dataclass(frozen=True)
+class CompiledTrunk:
+    """A model's compiled graphs (kind -> callable), for inputs of ``shape`` on ``device``.
+
+    Immutable: adding a graph makes a new one (``with_graphs``), swapped into the model in
+    one assignment. ``accepts`` says whether an input is one it was compiled for (fp32,
+    channels-last, the model's image size, no gradients wanted); anything else runs eager.
+    """
+
+    shape: tuple[int, int, int]  # (C, H, W)
+    device: torch.device
+    graphs: dict[str, Callable[[torch.Tensor], torch.Tensor]] = field(default_factory=dict)
+
+    def graph(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        return (self.graphs.get("one") if x.shape[0] == 1 else None) or self.graphs.get("any")
 
     def accepts(self, x: torch.Tensor) -> bool:
-        return (torch.is_inference_mode_enabled() and tuple(x.shape[1:]) == self.shape and x.device == self.device
-                and x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last))
+        return (not torch.is_grad_enabled() and tuple(x.shape[1:]) == self.shape and x.device == self.device
+                and x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+                and 1 <= x.shape[0] <= MAX_BATCH and self.graph(x) is not None)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] > 1:
-            torch._dynamo.mark_dynamic(x, 0)  # every batch of 2 or more: one graph
-        return self._fn(x)
+        fn = self.graph(x)
+        assert fn is not None, "call accepts() first"
+        return fn(x)
+
+    def with_graphs(self, graphs: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> CompiledTrunk:
+        return CompiledTrunk(self.shape, self.device, {**self.graphs, **graphs})
 
 
-def trunk_copy(module: nn.Module) -> nn.Module:
-    """A private copy of the stem and the four stages of a (folded, channels-last) torchvision ResNet."""
-    m = module
-    return copy.deepcopy(nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2, m.layer3, m.layer4))
+def weights_digest(module: nn.Module) -> str:
+    """sha256 of the trunk's weights as loaded (folded), the part of a package's key that names the model."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        if name.startswith("fc."):
+            continue
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))  # logical order, whatever the layout
+    return h.hexdigest()
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What a package built here depends on in the machine: code compiled for one CPU may not run on another."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return {"device": "cuda", "gpu": torch.cuda.get_device_name(index),
+                "capability": list(torch.cuda.get_device_capability(index)), "cuda": torch.version.cuda}
+    from .models import cpu_bf16_native
+
+    amx = getattr(torch._C._cpu, "_is_amx_tile_supported", lambda: None)()
+    return {"device": device.type, "isa": torch.backends.cpu.get_cpu_capability(), "bf16": cpu_bf16_native(),
+            "amx": amx, "machine": os.uname().machine}
+
+
+@dataclass(frozen=True)
+class Package:
+    """Where one compiled graph lives in the cache, and everything its key depends on."""
+
+    path: Path  # the .pt2 file
+    fields: dict[str, Any]
+
+    @property
+    def record(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    @classmethod
+    def of(cls, folder: Path, label: str, kind: str, digest: str, shape: tuple[int, int, int],
+           device: torch.device, dtype: torch.dtype) -> Package:
+        fields = {"format": FORMAT, "torch": torch.__version__, "kind": kind, "shape": list(shape),
+                  "dtype": str(dtype), "weights": digest, **machine(device)}
+        key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:60] or "model"
+        return cls(folder / f"{safe}-{kind}-{key}.pt2", fields)
+
+    def valid(self) -> bool:
+        """The package is there, whole, and was built for exactly this key."""
+        try:
+            record = json.loads(self.record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return (isinstance(record, dict) and record.get("fields") == self.fields and self.path.is_file()
+                and record.get("sha256") == _sha256(self.path))
+
+    def remove(self) -> None:
+        for p in (self.path, self.record):
+            _wipe(p)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -203,74 +305,138 @@ def _cache_env(folder: Path):
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = old
 
 
-def _wipe(folder: Path) -> None:
-    """Remove a cache that failed (a folder, or whatever else sits at its path)."""
-    if folder.is_dir() and not folder.is_symlink():
-        shutil.rmtree(folder, ignore_errors=True)
+def _wipe(path: Path) -> None:
+    """Remove a folder, or whatever else sits at ``path``."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
     else:
         with contextlib.suppress(OSError):
-            folder.unlink()
+            path.unlink()
 
 
-def _warm(ct: CompiledTrunk, autocast: Callable[[], contextlib.AbstractContextManager]) -> None:
-    """Compile both graphs (batch 1, and batch >= 2) now, so that no request pays for it."""
-    c, h, w = ct.shape
-    with torch.inference_mode(), autocast():
-        for n in (1, 2):
-            x = torch.zeros(n, c, h, w, device=ct.device).contiguous(memory_format=torch.channels_last)
-            ct(x)
-    if ct.device.type == "cuda":
-        torch.cuda.synchronize(ct.device)
+def _example(kind: str, shape: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+    n = 1 if kind == "one" else 2
+    return torch.zeros(n, *shape, device=device).contiguous(memory_format=torch.channels_last)
+
+
+def build(module: nn.Module, package: Package, shape: tuple[int, int, int], device: torch.device,
+          dtype: torch.dtype) -> None:
+    """Export ``module``'s trunk and compile it into ``package`` (written whole, or not at all)."""
+    kind = package.fields["kind"]
+    trunk = Trunk(module, dtype).eval()
+    x = _example(kind, shape, device)
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},) if kind == "any" else None
+    options: dict[str, Any] = {"freezing": True}
+    if device.type == "cpu":
+        cxx = find_compiler()
+        if cxx:
+            options["cpp.cxx"] = (None, cxx)
+    elif device.type == "cuda":
+        options.update(CUDA_OPTIONS)
+    package.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = package.path.with_name(f".{package.path.stem}.{os.getpid()}.{threading.get_ident()}.pt2")
+    try:
+        with torch.no_grad(), _cache_env(package.path.parent / "inductor"):
+            exported = torch.export.export(trunk, (x,), dynamic_shapes=dynamic)
+            del trunk  # the copy's weights are in ``exported`` now
+            torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=options)
+        os.replace(tmp, package.path)
+    finally:
+        _wipe(tmp)
+    _atomic_write(package.record, json.dumps({"fields": package.fields, "sha256": _sha256(package.path)},
+                                             indent=1))
+
+
+def load(package: Package, shape: tuple[int, int, int], device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The package's graph, run once on zeros (its first call sets up its constants) so no request pays for it."""
+    fn = torch._inductor.aoti_load_package(str(package.path))
+    x = _example(package.fields["kind"], shape, device)
+    with torch.inference_mode():
+        out = fn(x)
+    if not isinstance(out, torch.Tensor) or out.shape[0] != x.shape[0] or out.dtype != torch.float32:
+        raise RuntimeError(f"{package.path.name} returned {type(out).__name__}, not the trunk's features")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return fn
 
 
 def compile_trunk(module: nn.Module, shape: tuple[int, int, int], device: torch.device,
-                  precision: torch.dtype | None, autocast: Callable[[], contextlib.AbstractContextManager],
-                  folder: Path | None = None) -> tuple[CompiledTrunk, str]:
-    """A warmed ``CompiledTrunk`` of ``module`` for inputs of ``shape``, and a note on how it went.
+                  precision: torch.dtype | None, *, label: str = "model", kinds: Sequence[str] = KINDS,
+                  have: CompiledTrunk | None = None, folder: Path | None = None,
+                  build_missing: bool = True) -> tuple[CompiledTrunk | None, str]:
+    """``have`` (or a new ``CompiledTrunk``) with the graphs of ``kinds`` added, and a note on how it went.
 
-    Uses the on-disk cache in ``folder`` (default ``cache_dir()``). If compiling fails,
-    the cache may be corrupt or stale: it is wiped and the compile runs once more; a second
-    failure raises (the caller stays eager).
+    Each graph is loaded from the cache in ``folder`` (default ``cache_dir()``) when a valid
+    package is there, else built (unless ``build_missing`` is False: then it is left out).
+    A package that fails to load, or a build that fails, is deleted and built once more (a
+    cache folder that cannot be used is wiped first); a second failure raises, and the
+    caller stays eager.
     """
     folder = folder or cache_dir()
-    # Every model's trunk is an nn.Sequential: its forward's code object holds two graphs per
-    # model (batch 1, batch >= 2); dynamo's default limit of 8 per code object would send
-    # the fifth depth back to eager.
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-
-    def attempt() -> CompiledTrunk:
-        folder.mkdir(parents=True, exist_ok=True)
-        with _cache_env(folder):
-            ct = CompiledTrunk(trunk_copy(module), shape, device, precision)
-            _warm(ct, autocast)
-        return ct
-
+    dtype = precision or torch.float32
+    digest = weights_digest(module)
+    graphs: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+    notes: list[str] = []
     with _COMPILE_LOCK:
-        t0 = time.perf_counter()
-        try:
-            ct = attempt()
-            return ct, f"compiled in {time.perf_counter() - t0:.1f} s (cache: {folder})"
-        except Exception as first:  # noqa: BLE001 - inductor raises many kinds; one rebuild, then give up
-            # No torch._dynamo.reset(): it would drop the other models' compiled graphs too.
-            _wipe(folder)
+        for kind in kinds:
+            if have is not None and kind in have.graphs:
+                continue
+            package = Package.of(folder, label, kind, digest, shape, device, dtype)
             t0 = time.perf_counter()
-            ct = attempt()
-            reason = " ".join(str(first).split())[:200]
-            return ct, (f"compiled in {time.perf_counter() - t0:.1f} s after rebuilding the compile cache "
-                        f"{folder}, which failed ({type(first).__name__}: {reason})")
+            if package.valid():
+                try:
+                    graphs[kind] = load(package, shape, device)
+                    notes.append(f"{KIND_NAMES[kind]} loaded from the cache in {time.perf_counter() - t0:.1f} s")
+                    continue
+                except Exception as e:  # noqa: BLE001 - a package that does not load is rebuilt
+                    package.remove()
+                    failed = f"its cached package failed to load ({type(e).__name__}: {_short(e)})"
+            elif not build_missing:
+                continue
+            else:
+                failed = ""
+            try:
+                if folder.exists() and not folder.is_dir():
+                    raise NotADirectoryError(f"{folder} is not a folder")
+                build(module, package, shape, device, dtype)
+                graphs[kind] = load(package, shape, device)
+            except Exception as first:  # noqa: BLE001 - inductor raises many kinds; one rebuild, then give up
+                if failed:
+                    raise
+                # The cache may be what failed: start this package and inductor's kernels afresh
+                # (a cache path that is not a folder goes whole; other models' packages stay).
+                _wipe(folder if folder.exists() and not folder.is_dir() else folder / "inductor")
+                package.remove()
+                t0 = time.perf_counter()
+                build(module, package, shape, device, dtype)
+                graphs[kind] = load(package, shape, device)
+                failed = (f"the compile cache {folder} was rebuilt after the first build failed "
+                          f"({type(first).__name__}: {_short(first)})")
+            notes.append(f"{KIND_NAMES[kind]} built in {time.perf_counter() - t0:.1f} s" + (f"; {failed}" if failed else ""))
+    if not graphs and have is None:
+        return None, ""
+    ct = (have or CompiledTrunk(shape, device)).with_graphs(graphs)
+    done = ", ".join(KIND_NAMES[k] for k in KINDS if k in ct.graphs)
+    return ct, f"compiled ({done}): " + ("; ".join(notes) or "nothing new") + f" (cache: {folder})"
 
 
-def compile_model(model: Any, plan: Plan) -> bool:
-    """Compile ``model``'s trunk (a ``LoadedModel``) now, in this thread, if ``plan`` allows; True if compiled.
+def _short(e: BaseException) -> str:
+    return " ".join(str(e).split())[:200]
 
-    A failure leaves the model eager, with the reason in ``compile_note``.
+
+def compile_model(model: Any, plan: Plan, kinds: Sequence[str] = KINDS, build_missing: bool = True) -> bool:
+    """Add the graphs of ``kinds`` to ``model``'s (a ``LoadedModel``) compiled trunk now, in this thread,
+    if ``plan`` allows; True if the model then runs compiled.
+
+    A failure leaves the model as it was (eager, or with the graphs it had), with the reason
+    in ``compile_note``.
     """
     if not plan.enabled:
         model.compile_note = plan.note
         return False
-    if model.compiled is None:
-        try:
-            model.compile()
-        except Exception as e:  # noqa: BLE001 - the eager model answers; say why
-            model.compile_note = f"eager: compiling failed ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+    try:
+        model.compile(kinds=kinds, build_missing=build_missing)
+    except Exception as e:  # noqa: BLE001 - the eager model (or the graphs it has) answers; say why
+        why = f"compiling failed ({type(e).__name__}: {_short(e)})"
+        model.compile_note = f"eager: {why}" if model.compiled is None else f"{model.compile_note}; then {why}"
     return model.compiled is not None

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torchvision
@@ -198,7 +198,7 @@ class LoadedModel:
         with self.autocast():
             if compiled is not None and compiled.accepts(x):
                 check()
-                features = compiled(x)
+                features = compiled(x)  # fp32 features, from a trunk that ran at the model's precision
                 check()
                 trunk = "compiled"
             else:
@@ -211,15 +211,21 @@ class LoadedModel:
         """The trunk classification takes now: "compiled" once the swap happened, else "eager"."""
         return "eager" if self.compiled is None else "compiled"
 
-    def compile(self, folder: Path | None = None) -> None:
-        """Compile the trunk (``zoo.compiled.compile_trunk``) and swap it in; raises if that fails."""
-        from .compiled import compile_trunk
+    def compile(self, folder: Path | None = None, kinds: Sequence[str] | None = None,
+                build_missing: bool = True) -> None:
+        """Add compiled graphs (``zoo.compiled.compile_trunk``; default: every kind) and swap them in.
+
+        Raises if that fails; the model keeps what it had.
+        """
+        from .compiled import KINDS, compile_trunk
 
         crop = self.spec.preprocessing.crop
-        compiled, note = compile_trunk(self.module, (3, crop, crop), self.device, self.precision, self.autocast,
-                                       folder)
-        self.compile_note = note
-        self.compiled = compiled  # the swap
+        compiled, note = compile_trunk(self.module, (3, crop, crop), self.device, self.precision,
+                                       label=self.spec.name, kinds=kinds or KINDS, have=self.compiled,
+                                       folder=folder, build_missing=build_missing)
+        if compiled is not None:
+            self.compile_note = note
+            self.compiled = compiled  # the swap
 
 
 # --- a forward that no hook can reach ----------------------------------------------------
@@ -394,9 +400,10 @@ class ModelCache:
         self._loading: dict[ModelSpec, threading.Lock] = {}
         self._lock = threading.Lock()
         self.loads: dict[str, int] = {}  # name -> times loaded; for tests and the load script
-        # Background compiles (``compile_in_background``): one worker, models in load order.
+        # Background compiles (``compile_in_background``): one worker; every model's batch-1
+        # graph (what a visitor waits on) before any model's any-batch graph; models in load order.
         self._background = False
-        self._queue: list[ModelSpec] = []
+        self._queue: list[tuple[ModelSpec, str]] = []
         self._compiling: ModelSpec | None = None
         self._worker: threading.Thread | None = None
         self._report: Callable[[LoadedModel], None] | None = None
@@ -423,23 +430,22 @@ class ModelCache:
                     self._models.popitem(last=False)
                 self._loading.pop(spec, None)
                 if self._background and self.compile_plan.enabled:
-                    self._queue.append(spec)
-                    self._idle.notify_all()
+                    self._enqueue([spec])
         return model
 
     # --- the compiled path (zoo.compiled) -----------------------------------------------------
 
-    def compile(self, model: LoadedModel) -> bool:
+    def compile(self, model: LoadedModel, kinds: Sequence[str] | None = None) -> bool:
         """Compile ``model``'s trunk now, in this thread, if the plan allows (``zoo.compiled.compile_model``)."""
-        from .compiled import compile_model
+        from .compiled import KINDS, compile_model
 
-        return compile_model(model, self.compile_plan)
+        return compile_model(model, self.compile_plan, kinds or KINDS)
 
     def compile_in_background(self, report: Callable[[LoadedModel], None] | None = None) -> None:
         """From now on, compile every loaded model (and each one loaded later) in a background thread.
 
         The eager model answers until its compiled trunk is swapped in (``LoadedModel.run``).
-        ``report`` is called with each model once its compile is done (or failed: see its
+        ``report`` is called with the model after each graph is done (or failed: see its
         ``compile_note``). Nothing happens where the plan rules compiling out.
         """
         if not self.compile_plan.enabled:
@@ -449,21 +455,33 @@ class ModelCache:
                 return
             self._background = True
             self._report = report
-            self._queue.extend(s for s in self._models if s not in self._queue)
+            self._enqueue(list(self._models))
             self._worker = threading.Thread(target=self._compile_loop, name="zoo-compile", daemon=True)
             self._worker.start()
+
+    def _enqueue(self, specs: list[ModelSpec]) -> None:
+        """Queue ``specs``' graphs (lock held): batch 1 after the queued batch-1 graphs, any-batch last."""
+        from .compiled import KINDS
+
+        first, rest = KINDS[0], KINDS[1:]
+        ones = [e for e in self._queue if e[1] == first]
+        others = [e for e in self._queue if e[1] != first]
+        ones += [(s, first) for s in specs if (s, first) not in ones]
+        others += [(s, k) for k in rest for s in specs if (s, k) not in others]
+        self._queue[:] = ones + others
+        self._idle.notify_all()
 
     def _compile_loop(self) -> None:
         while True:
             with self._lock:
                 while not self._queue:
                     self._idle.wait()
-                spec = self._queue.pop(0)
+                spec, kind = self._queue.pop(0)
                 model = self._models.get(spec)  # None: evicted meanwhile
                 self._compiling = spec if model is not None else None
             try:
                 if model is not None:
-                    self.compile(model)  # never raises: a failure is in compile_note
+                    self.compile(model, [kind])  # never raises: a failure is in compile_note
                     if self._report:
                         try:
                             self._report(model)
@@ -477,7 +495,11 @@ class ModelCache:
     def compiling(self) -> list[str]:
         """Models waiting for or under compilation now."""
         with self._lock:
-            return [s.name for s in ([self._compiling] if self._compiling else []) + self._queue]
+            names = [self._compiling.name] if self._compiling else []
+            for spec, _ in self._queue:
+                if spec.name not in names:
+                    names.append(spec.name)
+            return names
 
     def wait_compiled(self, timeout: float | None = None) -> bool:
         """Wait until no compile is pending; False if ``timeout`` passed first (for tests and scripts)."""
