@@ -17,9 +17,10 @@ noisy, so every path is timed in the same rounds):
 With compiling (unless ``--no-compile``; zoo.compiled, cache in ``zoo.compiled.cache_dir()``):
 
 * ``bare compiled``: ``torch.compile`` of plain torchvision (BatchNorm unfolded) with the
-  same settings as ours: inductor with ``freezing=True``, channels-last, the app's
-  precision under autocast, batch 1;
-* ``ours compiled``: ``LoadedModel.forward`` with its compiled trunk (pooling and fc eager fp32);
+  same settings as ours: inductor with freezing, channels-last, the app's precision under
+  autocast, batch 1;
+* ``ours compiled``: ``LoadedModel.run`` with its compiled trunk (AOTInductor package,
+  batch-1 graph; pooling and fc eager fp32);
 * ``compare compiled``: ``Explorer.compare`` with every depth's trunk compiled;
 * the seconds each depth took to compile (from this machine's cache when warm), and the
   top-1 of the compiled path against plain fp32 on the examples.
@@ -56,7 +57,7 @@ def main() -> None:
     from zoo.inference import classify, prepare
     from zoo.models import autocast, fold_batchnorm, load_model, resolve_device, resolve_precision, to_input
     from zoo.registry import Zoo
-    from zoo.compiled import CUDA_MODE, cache_dir
+    from zoo.compiled import CUDA_OPTIONS, cache_dir
     from zoo.service import Explorer
 
     device = resolve_device(args.device)
@@ -109,9 +110,10 @@ def main() -> None:
         if compiled is not None:
             torch.manual_seed(0)
             plain = torchvision.models.get_model(spec.arch.name).eval().to(device, memory_format=torch.channels_last)
-            options = {"freezing": True}
-            bare_c = torch.compile(plain, options=options) if device.type == "cpu" else torch.compile(
-                plain, mode=CUDA_MODE, options=options)
+            # torch.compile's freezing must be the global flag: dynamo reads it when it traces
+            # (passed in ``options`` only, the weights stay graph inputs and nothing is frozen).
+            torch._inductor.config.freezing = True
+            bare_c = torch.compile(plain, options=CUDA_OPTIONS if device.type == "cuda" else None)
             lmc = compiled.cache.get(spec)
 
             def run_bare_compiled(m=bare_c, xf=xf):
@@ -171,7 +173,8 @@ def main() -> None:
           "(target <= 2)")
     if compiled is None:
         return
-    print(f"\ncompiled (inductor, freezing, cache {cache_dir()}):")
+    print(f"\ncompiled (AOTInductor, freezing, cache {cache_dir()}; compile s: both graphs, from the cache "
+          "when there):")
     print(f"{'model':<11}{'bare compiled':>15}{'ours compiled':>15}{'ours/bare c':>13}{'ours c/fast':>13}"
           f"{'compile s':>11}{'bare compile s':>16}")
     for name in paths:
