@@ -185,9 +185,16 @@ def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path):
     (package,) = broken.glob("*-one-*.pt2")
     data = package.read_bytes()
     package.write_bytes(data[: len(data) // 2])  # a package cut short (a full disk, a crash)
+    old = broken / "resnet18-one-0123456789abcdef0123.pt2"  # left by an older torch: never loadable again
+    old.write_bytes(b"old")
+    old.with_suffix(".json").write_text(json.dumps({"fields": {"format": zc.FORMAT, "torch": "0.0.0"}}))
+    other = broken / "resnet18-any-0123456789abcdef0123.pt2"  # another graph: not this build's business
+    other.write_bytes(b"other")
     again = load_model(r18.spec, "cpu", precision="fp32")
     again.compile(broken, kinds=["one"])
     assert "batch 1 built" in again.compile_note and "loaded from the cache" not in again.compile_note
+    assert not old.exists() and not old.with_suffix(".json").exists() and other.exists()
+    assert not list(broken.glob(".*")), "a build leaves no scratch files behind"
     run = classify(again, EXAMPLES / "coffee.png")
     assert run.trunk == "compiled"
     np.testing.assert_allclose(run.logits, ref.logits, rtol=1e-4, atol=1e-4 * np.abs(ref.logits).max())

@@ -37,10 +37,9 @@ The cache: ``cache_dir()`` (``$ZOO_COMPILE_CACHE``, else ``rde-compile`` next to
 Hugging Face home) holds the packages, each named after a key of everything it depends on
 (the trunk's weights, precision, input size, kind, device, the CPU's instruction set,
 torch's version, this module's ``FORMAT``), beside a JSON record with the package's
-sha256, and inductor's own kernel cache (``inductor/``, as ``TORCHINDUCTOR_CACHE_DIR``
-while building). A package whose record is missing or does not match, or that fails to
-load, is deleted and built again; a build that still fails leaves the model eager, with
-the reason in ``LoadedModel.compile_note``. Nothing in the cache is unpickled.
+sha256. A package whose record is missing or does not match, or that fails to load, is
+deleted and built again; a build that still fails leaves the model eager, with the reason
+in ``LoadedModel.compile_note``. Nothing in the cache is unpickled.
 
 A compiled trunk cannot call ``zoo.cancel.check()`` between residual blocks: the token is
 checked before and after it (one compiled forward is short).
@@ -335,16 +334,36 @@ def build(module: nn.Module, package: Package, shape: tuple[int, int, int], devi
         options.update(CUDA_OPTIONS)
     package.path.parent.mkdir(parents=True, exist_ok=True)
     tmp = package.path.with_name(f".{package.path.stem}.{os.getpid()}.{threading.get_ident()}.pt2")
+    # inductor's own cache for this build only: it would keep a second copy of every package
+    # (its build folders hold the weights), and an AOTInductor build reuses none of it.
+    scratch = package.path.with_name(f".build-{os.getpid()}-{threading.get_ident()}")
     try:
-        with torch.no_grad(), _cache_env(package.path.parent / "inductor"):
+        with torch.no_grad(), _cache_env(scratch):
             exported = torch.export.export(trunk, (x,), dynamic_shapes=dynamic)
             del trunk  # the copy's weights are in ``exported`` now
             torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=options)
         os.replace(tmp, package.path)
     finally:
         _wipe(tmp)
+        _wipe(scratch)
     _atomic_write(package.record, json.dumps({"fields": package.fields, "sha256": _sha256(package.path)},
                                              indent=1))
+    _prune(package)
+
+
+def _prune(package: Package) -> None:
+    """Delete this model's packages of the same kind that no install of this torch can load (a stale cache)."""
+    name = package.path.name.rsplit("-", 1)[0]  # "<label>-<kind>"
+    for other in package.path.parent.glob(f"{name}-*.pt2"):
+        if other == package.path:
+            continue
+        try:
+            fields = json.loads(other.with_suffix(".json").read_text(encoding="utf-8"))["fields"]
+            stale = fields["format"] != FORMAT or fields["torch"] != torch.__version__
+        except (OSError, ValueError, KeyError, TypeError):
+            stale = True  # no usable record: never loaded, so never useful
+        if stale:
+            Package(other, {}).remove()
 
 
 def load(package: Package, shape: tuple[int, int, int], device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -403,9 +422,10 @@ def compile_trunk(module: nn.Module, shape: tuple[int, int, int], device: torch.
             except Exception as first:  # noqa: BLE001 - inductor raises many kinds; one rebuild, then give up
                 if failed:
                     raise
-                # The cache may be what failed: start this package and inductor's kernels afresh
-                # (a cache path that is not a folder goes whole; other models' packages stay).
-                _wipe(folder if folder.exists() and not folder.is_dir() else folder / "inductor")
+                # The cache may be what failed: a cache path that is not a folder goes, and so
+                # does this package (other models' packages stay).
+                if folder.exists() and not folder.is_dir():
+                    _wipe(folder)
                 package.remove()
                 t0 = time.perf_counter()
                 build(module, package, shape, device, dtype)
