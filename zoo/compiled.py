@@ -9,8 +9,10 @@ eager path's within the precision's tolerance.
 How: ``torch.export`` of the stem and the four stages (BatchNorm folded, channels-last,
 weights at the run's precision), then AOTInductor (``torch._inductor.aoti_compile_and_package``)
 with ``freezing``: the weights become constants, prepacked for oneDNN, and every
-convolution is fused with its ReLU or residual add. The result is a ``.pt2`` package: a
-shared library and its constants, which a later start loads in a fraction of a second.
+convolution is fused with its ReLU or residual add. The result is a shared library holding
+the graph and its constants (on CUDA, a ``.pt2`` package of it and its kernels), which a
+later start loads in a fraction of a second. On the CPU it is run through AOTInductor's C
+interface with ctypes (``CpuGraph``), which lets other Python threads run during a forward.
 (``torch.compile`` would re-trace every graph at each start, tens of seconds for the five
 depths even with its caches warm, and its ``freezing`` option alone does not freeze:
 dynamo reads the global flag when it traces.)
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import hashlib
 import json
 import os
@@ -57,6 +60,7 @@ import shutil
 import subprocess
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -247,7 +251,7 @@ def machine(device: torch.device) -> dict[str, Any]:
 class Package:
     """Where one compiled graph lives in the cache, and everything its key depends on."""
 
-    path: Path  # the .pt2 file
+    path: Path  # the shared library (CPU) or the .pt2 package (CUDA)
     fields: dict[str, Any]
 
     @property
@@ -261,7 +265,8 @@ class Package:
                   "dtype": str(dtype), "weights": digest, **machine(device)}
         key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:60] or "model"
-        return cls(folder / f"{safe}-{kind}-{key}.pt2", fields)
+        suffix = ".so" if device.type == "cpu" else ".pt2"
+        return cls(folder / f"{safe}-{kind}-{key}{suffix}", fields)
 
     def valid(self) -> bool:
         """The package is there, whole, and was built for exactly this key."""
@@ -334,6 +339,7 @@ def build(module: nn.Module, package: Package, shape: tuple[int, int, int], devi
         options.update(CUDA_OPTIONS)
     package.path.parent.mkdir(parents=True, exist_ok=True)
     tmp = package.path.with_name(f".{package.path.stem}.{os.getpid()}.{threading.get_ident()}.pt2")
+    lib = tmp.with_suffix(".so")
     # inductor's own cache for this build only: it would keep a second copy of every package
     # (its build folders hold the weights), and an AOTInductor build reuses none of it.
     scratch = package.path.with_name(f".build-{os.getpid()}-{threading.get_ident()}")
@@ -342,10 +348,17 @@ def build(module: nn.Module, package: Package, shape: tuple[int, int, int], devi
             exported = torch.export.export(trunk, (x,), dynamic_shapes=dynamic)
             del trunk  # the copy's weights are in ``exported`` now
             torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=options)
-        os.replace(tmp, package.path)
+        if package.path.suffix == ".so":  # the CPU package's one library holds graph, kernels and constants
+            with zipfile.ZipFile(tmp) as z:
+                (member,) = [n for n in z.namelist() if n.endswith(".wrapper.so")]
+                with z.open(member) as src, lib.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 22)
+            os.replace(lib, package.path)  # a new file: a process that has the old one mapped keeps it whole
+        else:
+            os.replace(tmp, package.path)
     finally:
-        _wipe(tmp)
-        _wipe(scratch)
+        for p in (tmp, lib, scratch):
+            _wipe(p)
     _atomic_write(package.record, json.dumps({"fields": package.fields, "sha256": _sha256(package.path)},
                                              indent=1))
     _prune(package)
@@ -354,8 +367,8 @@ def build(module: nn.Module, package: Package, shape: tuple[int, int, int], devi
 def _prune(package: Package) -> None:
     """Delete this model's packages of the same kind that no install of this torch can load (a stale cache)."""
     name = package.path.name.rsplit("-", 1)[0]  # "<label>-<kind>"
-    for other in package.path.parent.glob(f"{name}-*.pt2"):
-        if other == package.path:
+    for other in package.path.parent.glob(f"{name}-*"):
+        if other == package.path or other.suffix not in (".so", ".pt2"):
             continue
         try:
             fields = json.loads(other.with_suffix(".json").read_text(encoding="utf-8"))["fields"]
@@ -366,9 +379,55 @@ def _prune(package: Package) -> None:
             Package(other, {}).remove()
 
 
+class CpuGraph:
+    """A compiled CPU graph, run through AOTInductor's C interface with ctypes.
+
+    Why not torch's loader (``aoti_load_package``): its Python binding holds the GIL for the
+    whole forward, so a batch of 16 through ResNet-50 would freeze every other thread (the
+    web server: Stop, progress, other visitors) for most of a second; a ctypes call releases
+    the GIL. The calls are the ones torch's C++ runner makes: the container takes ownership of
+    the input handles, and the output handles are ours, turned back into tensors. One model
+    per container: concurrent calls take turns inside it.
+    """
+
+    def __init__(self, path: Path):
+        api = ctypes.pythonapi
+        api.PyCapsule_GetPointer.restype, api.PyCapsule_GetPointer.argtypes = ctypes.c_void_p, [ctypes.py_object,
+                                                                                                ctypes.c_char_p]
+        api.PyCapsule_New.restype = ctypes.py_object
+        api.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        self._api = api
+        lib = self._lib = ctypes.CDLL(str(path))
+        p = ctypes.c_void_p
+        lib.AOTInductorModelContainerCreateWithDevice.argtypes = [ctypes.POINTER(p), ctypes.c_size_t,
+                                                                  ctypes.c_char_p, ctypes.c_char_p]
+        lib.AOTInductorModelContainerRun.argtypes = [p, ctypes.POINTER(p), ctypes.c_size_t, ctypes.POINTER(p),
+                                                     ctypes.c_size_t, p, p]
+        lib.AOTInductorModelContainerDelete.argtypes = [p]
+        self._handle = p()
+        if lib.AOTInductorModelContainerCreateWithDevice(ctypes.byref(self._handle), 1, b"cpu", None):
+            self._handle = None
+            raise RuntimeError(f"{path.name}: AOTInductor could not create its model")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        (capsule,) = torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors([x])
+        inputs = (ctypes.c_void_p * 1)(self._api.PyCapsule_GetPointer(capsule, None))
+        outputs = (ctypes.c_void_p * 1)()
+        if self._lib.AOTInductorModelContainerRun(self._handle, inputs, 1, outputs, 1, None, None):
+            raise RuntimeError("the compiled trunk failed (AOTInductor); the message is on stderr")
+        (out,) = torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs([self._api.PyCapsule_New(outputs[0], None,
+                                                                                                  None)])
+        return out
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None):
+            self._lib.AOTInductorModelContainerDelete(self._handle)
+            self._handle = None
+
+
 def load(package: Package, shape: tuple[int, int, int], device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """The package's graph, run once on zeros (its first call sets up its constants) so no request pays for it."""
-    fn = torch._inductor.aoti_load_package(str(package.path))
+    fn = CpuGraph(package.path) if package.path.suffix == ".so" else torch._inductor.aoti_load_package(str(package.path))
     x = _example(package.fields["kind"], shape, device)
     with torch.inference_mode():
         out = fn(x)
