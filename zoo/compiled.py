@@ -148,13 +148,12 @@ def unavailable(device: torch.device, forbidden: str | None = None) -> str | Non
 
         if importlib.util.find_spec("triton") is None:
             return "inductor's CUDA backend needs triton, which is not installed"
-        return None
-    if device.type != "cpu":
+    elif device.type != "cpu":
         return f"torch.compile is not used on {device.type}"
-    if find_compiler() is None:
+    if find_compiler() is None:  # AOTInductor compiles its C++ wrapper on every device
         cxx = os.environ.get("CXX")
         named = f"$CXX={cxx!r} is not a working compiler" if "CXX" in os.environ else "no g++ was found"
-        return (f"inductor's CPU backend compiles C++ and {named} (install g++, e.g. apt-get install g++, "
+        return (f"AOTInductor compiles C++ and {named} (install g++, e.g. apt-get install g++, "
                 "or set CXX)")
     return None
 
