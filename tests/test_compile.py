@@ -165,32 +165,36 @@ def test_a_compiled_forward_lets_other_threads_run(r18):
     """Python's other threads (the web server: Stop, progress, other visitors) run during a compiled forward.
 
     torch's own AOTInductor loader holds the GIL for the whole forward; ours releases it
-    (zoo.compiled.CpuGraph). Counted, not timed: how often another thread saw the forward
-    under way.
+    (zoo.compiled.CpuGraph). Not a timing test: it checks that another thread ran at all
+    while a forward was in its middle part (from a tenth to nine tenths of its span), which
+    cannot happen while the forward holds the GIL.
     """
     x = r18.to_input(torch.randn(16, 3, 224, 224))
-    inside = threading.Event()
     done = threading.Event()
-    seen = 0
+    ticks: list[float] = []
 
     def watch() -> None:
-        nonlocal seen
+        last = 0.0
         while not done.is_set():
-            if inside.is_set():
-                seen += 1
+            now = time.perf_counter()
+            if now - last > 0.001:  # a bounded record: about one tick a millisecond
+                ticks.append(now)
+                last = now
 
     watcher = threading.Thread(target=watch)
     watcher.start()
+    spans = []
     try:
         with torch.inference_mode():
             for _ in range(3):
-                inside.set()
+                t0 = time.perf_counter()
                 r18.compiled(x)
-                inside.clear()
+                spans.append((t0, time.perf_counter()))
     finally:
         done.set()
         watcher.join()
-    assert seen > 100, f"the other thread ran {seen} times during three compiled forwards"
+    inside = [t for a, b in spans for t in ticks if a + (b - a) / 10 < t < b - (b - a) / 10]
+    assert len(inside) >= 3, f"another thread ran {len(inside)} times inside three compiled forwards"
 
 
 def test_cam_is_exact_on_the_compiled_path(r18):
@@ -208,7 +212,8 @@ def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path):
     broken.write_bytes(b"\x00garbage")
     lm = load_model(r18.spec, "cpu", precision="fp32")
     lm.compile(broken, kinds=["one"])
-    assert lm.trunk_kind == "compiled" and "was rebuilt after the first build failed" in lm.compile_note
+    assert lm.trunk_kind == "compiled" and "the first build failed" in lm.compile_note
+    assert f"the compile cache {broken} was rebuilt" in lm.compile_note
     assert broken.is_dir()
     ref = classify(r18, EXAMPLES / "coffee.png")
     run = classify(lm, EXAMPLES / "coffee.png")
@@ -220,13 +225,13 @@ def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path):
     package.write_bytes(data[: len(data) // 2])  # a package cut short (a full disk, a crash)
     old = broken / "resnet18-one-0123456789abcdef0123.so"  # left by an older torch: never loadable again
     old.write_bytes(b"old")
-    old.with_suffix(".json").write_text(json.dumps({"fields": {"format": zc.FORMAT, "torch": "0.0.0"}}))
+    zc.Package(old, {}).record.write_text(json.dumps({"fields": {"format": zc.FORMAT, "torch": "0.0.0"}}))
     other = broken / "resnet18-any-0123456789abcdef0123.so"  # another graph: not this build's business
     other.write_bytes(b"other")
     again = load_model(r18.spec, "cpu", precision="fp32")
     again.compile(broken, kinds=["one"])
     assert "batch 1 built" in again.compile_note and "loaded from the cache" not in again.compile_note
-    assert not old.exists() and not old.with_suffix(".json").exists() and other.exists()
+    assert not old.exists() and not zc.Package(old, {}).record.exists() and other.exists()
     assert not list(broken.glob(".*")), "a build leaves no scratch files behind"
     run = classify(again, EXAMPLES / "coffee.png")
     assert run.trunk == "compiled"
@@ -244,7 +249,7 @@ def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path):
 
 # --- the app's background compile -------------------------------------------------------------
 
-def test_background_compile_never_blocks_and_swaps(zoo, hosted):
+def test_background_compile_never_blocks_and_swaps(zoo, hosted, monkeypatch, tmp_path):
     """Classifications go on (eager) while the trunk compiles, from several threads, across the swap.
 
     At the app's own precision (bf16 where the CPU runs it natively): compiled and eager
@@ -253,6 +258,7 @@ def test_background_compile_never_blocks_and_swaps(zoo, hosted):
     require_compiler()
     from zoo.service import Explorer
 
+    monkeypatch.setenv("ZOO_COMPILE_CACHE", str(tmp_path / "own"))  # r18's graphs would load at once
     explorer = Explorer(zoo, "cpu", precision="auto", compile="auto")
     image = load_image(EXAMPLES / "chelsea.png")
     first = explorer.run(image, "resnet18").run  # loads the model: eager, nothing compiling yet

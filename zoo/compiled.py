@@ -58,6 +58,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -86,12 +87,15 @@ CLI_MIN_FORWARDS = 10_000
 
 # Bump when what is exported or how it is compiled changes: older packages are then
 # never loaded (their key differs) and are rebuilt.
-FORMAT = 2
+FORMAT = 3
 
 # On CUDA, inductor's autotuned kernels. Not measured here: no GPU was at hand.
 CUDA_OPTIONS = {"max_autotune": True}
 
-_COMPILE_LOCK = threading.Lock()  # one build at a time: TORCHINDUCTOR_CACHE_DIR is process-wide
+# One compile at a time (TORCHINDUCTOR_CACHE_DIR is process-wide); reentrant, so that
+# ``LoadedModel.compile`` holds it from reading its graphs to swapping the new ones in.
+COMPILE_LOCK = threading.RLock()
+STALE_LEFTOVERS_S = 24 * 3600  # a build's temporary files older than this are a crash's leftovers
 
 
 class CompileUnavailableError(ZooError):
@@ -208,7 +212,8 @@ class CompiledTrunk:
         return (self.graphs.get("one") if x.shape[0] == 1 else None) or self.graphs.get("any")
 
     def accepts(self, x: torch.Tensor) -> bool:
-        return (not torch.is_grad_enabled() and tuple(x.shape[1:]) == self.shape and x.device == self.device
+        return (not torch.is_grad_enabled() and tuple(x.shape[1:]) == self.shape
+                and _same_device(x.device, self.device)
                 and x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
                 and 1 <= x.shape[0] <= MAX_BATCH and self.graph(x) is not None)
 
@@ -219,6 +224,13 @@ class CompiledTrunk:
 
     def with_graphs(self, graphs: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> CompiledTrunk:
         return CompiledTrunk(self.shape, self.device, {**self.graphs, **graphs})
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` are the same device when 0 is the current one (``==`` says they are not)."""
+    def index(d: torch.device) -> int | None:
+        return d.index if d.index is not None or d.type != "cuda" else torch.cuda.current_device()
+    return a.type == b.type and index(a) == index(b)
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -241,9 +253,23 @@ def machine(device: torch.device) -> dict[str, Any]:
                 "capability": list(torch.cuda.get_device_capability(index)), "cuda": torch.version.cuda}
     from .models import cpu_bf16_native
 
-    amx = getattr(torch._C._cpu, "_is_amx_tile_supported", lambda: None)()
     return {"device": device.type, "isa": torch.backends.cpu.get_cpu_capability(), "bf16": cpu_bf16_native(),
-            "amx": amx, "machine": os.uname().machine}
+            "cpu": _cpu_flags(), "machine": os.uname().machine,
+            # a build fixes its OpenMP thread count when it differs from the cores'
+            "threads": torch.get_num_threads()}
+
+
+def _cpu_flags() -> str:
+    """A digest of the CPU's feature flags: inductor compiles with -march=native, so code built on one
+    CPU may use instructions another lacks (and would crash there)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        flags = next((ln.split(":", 1)[1] for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
+    except OSError:
+        import platform
+
+        flags = f"{platform.processor()} {platform.machine()}"
+    return hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -255,7 +281,7 @@ class Package:
 
     @property
     def record(self) -> Path:
-        return self.path.with_suffix(".json")
+        return self.path.with_name(self.path.name + ".json")
 
     @classmethod
     def of(cls, folder: Path, label: str, kind: str, digest: str, shape: tuple[int, int, int],
@@ -322,11 +348,9 @@ def _example(kind: str, shape: tuple[int, int, int], device: torch.device) -> to
     return torch.zeros(n, *shape, device=device).contiguous(memory_format=torch.channels_last)
 
 
-def build(module: nn.Module, package: Package, shape: tuple[int, int, int], device: torch.device,
-          dtype: torch.dtype) -> None:
-    """Export ``module``'s trunk and compile it into ``package`` (written whole, or not at all)."""
+def build(trunk: Trunk, package: Package, shape: tuple[int, int, int], device: torch.device) -> None:
+    """Export ``trunk`` and compile it into ``package`` (written whole, or not at all)."""
     kind = package.fields["kind"]
-    trunk = Trunk(module, dtype).eval()
     x = _example(kind, shape, device)
     dynamic = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},) if kind == "any" else None
     options: dict[str, Any] = {"freezing": True}
@@ -345,37 +369,61 @@ def build(module: nn.Module, package: Package, shape: tuple[int, int, int], devi
     try:
         with torch.no_grad(), _cache_env(scratch):
             exported = torch.export.export(trunk, (x,), dynamic_shapes=dynamic)
-            del trunk  # the copy's weights are in ``exported`` now
             torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=options)
         if package.path.suffix == ".so":  # the CPU package's one library holds graph, kernels and constants
             with zipfile.ZipFile(tmp) as z:
                 (member,) = [n for n in z.namelist() if n.endswith(".wrapper.so")]
                 with z.open(member) as src, lib.open("wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 22)
-            os.replace(lib, package.path)  # a new file: a process that has the old one mapped keeps it whole
+            built = lib
         else:
-            os.replace(tmp, package.path)
+            built = tmp
+        # The record first, then the package: a package is never without its record (another
+        # process's prune would take it for a leftover), and a record without its package is
+        # simply not valid. Publishing makes a new file: a process that has the old one mapped
+        # keeps it whole.
+        _atomic_write(package.record, json.dumps({"fields": package.fields, "sha256": _sha256(built)}, indent=1))
+        os.replace(built, package.path)
     finally:
         for p in (tmp, lib, scratch):
             _wipe(p)
-    _atomic_write(package.record, json.dumps({"fields": package.fields, "sha256": _sha256(package.path)},
-                                             indent=1))
     _prune(package)
 
 
 def _prune(package: Package) -> None:
-    """Delete this model's packages of the same kind that no install of this torch can load (a stale cache)."""
+    """Delete this model's packages of the same kind that no install of this torch can load (a stale
+    cache), and temporary files a crashed build left behind."""
+    folder = package.path.parent
     name = package.path.name.rsplit("-", 1)[0]  # "<label>-<kind>"
-    for other in package.path.parent.glob(f"{name}-*"):
+    now = time.time()
+    for other in folder.glob(f"{name}-*"):
         if other == package.path or other.suffix not in (".so", ".pt2"):
             continue
         try:
-            fields = json.loads(other.with_suffix(".json").read_text(encoding="utf-8"))["fields"]
+            fields = json.loads(Package(other, {}).record.read_text(encoding="utf-8"))["fields"]
             stale = fields["format"] != FORMAT or fields["torch"] != torch.__version__
         except (OSError, ValueError, KeyError, TypeError):
-            stale = True  # no usable record: never loaded, so never useful
+            # No usable record, so nothing will load it (a build writes the record before the
+            # package): an older format's package, or what is left of a damaged one.
+            stale = True
         if stale:
             Package(other, {}).remove()
+            _wipe(other.with_suffix(".json"))  # an older format's record
+    for leftover in folder.glob(".*"):
+        with contextlib.suppress(OSError):
+            if now - leftover.stat().st_mtime > STALE_LEFTOVERS_S:
+                _wipe(leftover)
+
+
+def _python_api() -> ctypes.PyDLL:
+    """Python's C API through a handle of our own (setting argtypes on ``ctypes.pythonapi`` would change
+    them for every user of it in the process)."""
+    api = ctypes.PyDLL(None)
+    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    api.PyCapsule_New.restype = ctypes.py_object
+    api.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    return api
 
 
 class CpuGraph:
@@ -384,42 +432,60 @@ class CpuGraph:
     Why not torch's loader (``aoti_load_package``): its Python binding holds the GIL for the
     whole forward, so a batch of 16 through ResNet-50 would freeze every other thread (the
     web server: Stop, progress, other visitors) for most of a second; a ctypes call releases
-    the GIL. The calls are the ones torch's C++ runner makes: the container takes ownership of
-    the input handles, and the output handles are ours, turned back into tensors. One model
-    per container: concurrent calls take turns inside it.
+    the GIL. The calls are the ones torch's C++ runner makes: creating the container loads
+    the constants from the library, the container takes ownership of the input handles, and
+    the output handles are ours, turned back into tensors. One model per container:
+    concurrent calls take turns inside it.
     """
 
+    _loads = 0
+
     def __init__(self, path: Path):
-        api = ctypes.pythonapi
-        api.PyCapsule_GetPointer.restype, api.PyCapsule_GetPointer.argtypes = ctypes.c_void_p, [ctypes.py_object,
-                                                                                                ctypes.c_char_p]
-        api.PyCapsule_New.restype = ctypes.py_object
-        api.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
-        self._api = api
-        lib = self._lib = ctypes.CDLL(str(path))
+        self._api = _python_api()
+        # The dynamic loader hands back the library already loaded from the same path, even if
+        # the file was rebuilt since; a link of our own per load is always this file's code.
+        CpuGraph._loads += 1
+        link = path.with_name(f".{path.name}.{os.getpid()}.{CpuGraph._loads}.so")
+        _wipe(link)
+        try:
+            os.link(path, link)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(path, link)
+        try:
+            lib = self._lib = ctypes.CDLL(str(link))
+        finally:
+            _wipe(link)  # mapped now: the name is no longer needed
         p = ctypes.c_void_p
         lib.AOTInductorModelContainerCreateWithDevice.argtypes = [ctypes.POINTER(p), ctypes.c_size_t,
                                                                   ctypes.c_char_p, ctypes.c_char_p]
         lib.AOTInductorModelContainerRun.argtypes = [p, ctypes.POINTER(p), ctypes.c_size_t, ctypes.POINTER(p),
                                                      ctypes.c_size_t, p, p]
         lib.AOTInductorModelContainerDelete.argtypes = [p]
-        self._handle = p()
+        lib.AOTInductorGetLastError.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
+        self._handle: ctypes.c_void_p | None = p()
         if lib.AOTInductorModelContainerCreateWithDevice(ctypes.byref(self._handle), 1, b"cpu", None):
             self._handle = None
-            raise RuntimeError(f"{path.name}: AOTInductor could not create its model")
+            raise RuntimeError(f"{path.name}: AOTInductor could not create its model: {self._error()}")
+
+    def _error(self) -> str:
+        message = ctypes.c_char_p()
+        if self._lib.AOTInductorGetLastError(ctypes.byref(message)) or not message.value:
+            return "no message"
+        return message.value.decode(errors="replace")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         (capsule,) = torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors([x])
         inputs = (ctypes.c_void_p * 1)(self._api.PyCapsule_GetPointer(capsule, None))
         outputs = (ctypes.c_void_p * 1)()
         if self._lib.AOTInductorModelContainerRun(self._handle, inputs, 1, outputs, 1, None, None):
-            raise RuntimeError("the compiled trunk failed (AOTInductor); the message is on stderr")
-        (out,) = torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs([self._api.PyCapsule_New(outputs[0], None,
-                                                                                                  None)])
+            raise RuntimeError(f"the compiled trunk failed: {self._error()}")
+        (out,) = torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(
+            [self._api.PyCapsule_New(outputs[0], None, None)])
         return out
 
     def __del__(self) -> None:
-        if getattr(self, "_handle", None):
+        # Not while the interpreter shuts down: a daemon thread may still be inside a forward.
+        if getattr(self, "_handle", None) and not sys.is_finalizing():
             self._lib.AOTInductorModelContainerDelete(self._handle)
             self._handle = None
 
@@ -439,27 +505,40 @@ def load(package: Package, shape: tuple[int, int, int], device: torch.device) ->
 
 def compile_trunk(module: nn.Module, shape: tuple[int, int, int], device: torch.device,
                   precision: torch.dtype | None, *, label: str = "model", kinds: Sequence[str] = KINDS,
-                  have: CompiledTrunk | None = None, folder: Path | None = None,
-                  build_missing: bool = True) -> tuple[CompiledTrunk | None, str]:
+                  have: CompiledTrunk | None = None, folder: Path | None = None, build_missing: bool = True,
+                  module_lock: contextlib.AbstractContextManager | None = None) -> tuple[CompiledTrunk | None, str]:
     """``have`` (or a new ``CompiledTrunk``) with the graphs of ``kinds`` added, and a note on how it went.
 
     Each graph is loaded from the cache in ``folder`` (default ``cache_dir()``) when a valid
     package is there, else built (unless ``build_missing`` is False: then it is left out).
-    A package that fails to load, or a build that fails, is deleted and built once more (a
-    cache folder that cannot be used is wiped first); a second failure raises, and the
-    caller stays eager.
+    A package that fails to load is deleted and built again; a build that fails is tried once
+    more (after replacing a cache path that is not a folder). A graph that still fails is left
+    out, and the note says why; if no graph could be had at all, that failure is raised (the
+    caller stays eager). ``module_lock`` is held while the weights are copied (explanations
+    put hooks on ``module`` under it, and a copy would keep them).
     """
     folder = folder or cache_dir()
     dtype = precision or torch.float32
-    digest = weights_digest(module)
     graphs: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
     notes: list[str] = []
-    with _COMPILE_LOCK:
+    error: Exception | None = None
+
+    def build_and_load(package: Package) -> Callable[[torch.Tensor], torch.Tensor]:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is not a folder")
+        with module_lock or contextlib.nullcontext():
+            trunk = Trunk(module, dtype).eval()
+        build(trunk, package, shape, device)
+        return load(package, shape, device)
+
+    with COMPILE_LOCK:
+        digest = weights_digest(module)
         for kind in kinds:
             if have is not None and kind in have.graphs:
                 continue
             package = Package.of(folder, label, kind, digest, shape, device, dtype)
             t0 = time.perf_counter()
+            why = ""
             if package.valid():
                 try:
                     graphs[kind] = load(package, shape, device)
@@ -467,32 +546,33 @@ def compile_trunk(module: nn.Module, shape: tuple[int, int, int], device: torch.
                     continue
                 except Exception as e:  # noqa: BLE001 - a package that does not load is rebuilt
                     package.remove()
-                    failed = f"its cached package failed to load ({type(e).__name__}: {_short(e)})"
-            elif not build_missing:
+                    why = f"its cached package failed to load ({type(e).__name__}: {_short(e)})"
+            if not build_missing:
+                if why:
+                    notes.append(f"{KIND_NAMES[kind]}: {why}; not rebuilt")
                 continue
-            else:
-                failed = ""
             try:
-                if folder.exists() and not folder.is_dir():
-                    raise NotADirectoryError(f"{folder} is not a folder")
-                build(module, package, shape, device, dtype)
-                graphs[kind] = load(package, shape, device)
-            except Exception as first:  # noqa: BLE001 - inductor raises many kinds; one rebuild, then give up
-                if failed:
-                    raise
-                # The cache may be what failed: a cache path that is not a folder goes, and so
-                # does this package (other models' packages stay).
-                if folder.exists() and not folder.is_dir():
-                    _wipe(folder)
-                package.remove()
-                t0 = time.perf_counter()
-                build(module, package, shape, device, dtype)
-                graphs[kind] = load(package, shape, device)
-                failed = (f"the compile cache {folder} was rebuilt after the first build failed "
-                          f"({type(first).__name__}: {_short(first)})")
-            notes.append(f"{KIND_NAMES[kind]} built in {time.perf_counter() - t0:.1f} s" + (f"; {failed}" if failed else ""))
+                try:
+                    graphs[kind] = build_and_load(package)
+                except Exception as first:  # noqa: BLE001 - inductor raises many kinds; once more, then give up
+                    # The cache may be what failed: a cache path that is not a folder goes, and so
+                    # does this package (other models' packages stay).
+                    if folder.exists() and not folder.is_dir():
+                        _wipe(folder)
+                    package.remove()
+                    t0 = time.perf_counter()
+                    graphs[kind] = build_and_load(package)
+                    why = "; ".join(filter(None, [why, f"the first build failed ({type(first).__name__}: "
+                                                       f"{_short(first)}) and the compile cache {folder} was rebuilt"]))
+            except Exception as e:  # noqa: BLE001 - this graph stays out; the others may still come
+                error = e
+                notes.append(f"{KIND_NAMES[kind]} failed ({type(e).__name__}: {_short(e)})")
+                continue
+            notes.append(f"{KIND_NAMES[kind]} built in {time.perf_counter() - t0:.1f} s" + (f"; {why}" if why else ""))
     if not graphs and have is None:
-        return None, ""
+        if error is not None:
+            raise error
+        return None, "; ".join(notes)
     ct = (have or CompiledTrunk(shape, device)).with_graphs(graphs)
     done = ", ".join(KIND_NAMES[k] for k in KINDS if k in ct.graphs)
     return ct, f"compiled ({done}): " + ("; ".join(notes) or "nothing new") + f" (cache: {folder})"

@@ -217,15 +217,17 @@ class LoadedModel:
 
         Raises if that fails; the model keeps what it had.
         """
-        from .compiled import KINDS, compile_trunk
+        from .compiled import COMPILE_LOCK, KINDS, compile_trunk
 
         crop = self.spec.preprocessing.crop
-        compiled, note = compile_trunk(self.module, (3, crop, crop), self.device, self.precision,
-                                       label=self.spec.name, kinds=kinds or KINDS, have=self.compiled,
-                                       folder=folder, build_missing=build_missing)
-        if compiled is not None:
-            self.compile_note = note
-            self.compiled = compiled  # the swap
+        with COMPILE_LOCK:  # from reading the graphs it has to the swap: no other compile in between
+            compiled, note = compile_trunk(self.module, (3, crop, crop), self.device, self.precision,
+                                           label=self.spec.name, kinds=kinds or KINDS, have=self.compiled,
+                                           folder=folder, build_missing=build_missing, module_lock=self.lock)
+            if compiled is not None:
+                self.compiled = compiled  # the swap
+            if compiled is not None or note:
+                self.compile_note = note
 
 
 # --- a forward that no hook can reach ----------------------------------------------------

@@ -307,6 +307,8 @@ class Explorer:
         pending = self.cache.compiling()
         failed = [f"{m.spec.name} ({m.compile_note})" for m in models
                   if m.compiled is None and m.compile_note.startswith("eager")]
+        partly = [f"{m.spec.name} ({m.compile_note})" for m in models
+                  if m.compiled is not None and "failed" in m.compile_note]
         parts = []
         if done:
             parts.append(f"compiled: {', '.join(done)}")
@@ -314,6 +316,8 @@ class Explorer:
             parts.append(f"compiling in the background: {', '.join(pending)} (eager until then)")
         if failed:
             parts.append(f"eager: {'; '.join(failed)}")
+        if partly:
+            parts.append(f"partly compiled: {'; '.join(partly)}")
         return "; ".join(parts) or f"--compile {plan.mode}: each model compiles once it is loaded"
 
     def run(self, image: Any, model: str, top_k: int = 5, method: str = "cam", target: int | str | None = None,
