@@ -55,6 +55,7 @@ import ctypes
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -254,7 +255,7 @@ def machine(device: torch.device) -> dict[str, Any]:
     from .models import cpu_bf16_native
 
     return {"device": device.type, "isa": torch.backends.cpu.get_cpu_capability(), "bf16": cpu_bf16_native(),
-            "cpu": _cpu_flags(), "machine": os.uname().machine,
+            "cpu": _cpu_flags(), "machine": platform.machine(),
             # a build fixes its OpenMP thread count when it differs from the cores'
             "threads": torch.get_num_threads()}
 
@@ -265,9 +266,7 @@ def _cpu_flags() -> str:
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
         flags = next((ln.split(":", 1)[1] for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
-    except OSError:
-        import platform
-
+    except OSError:  # not Linux
         flags = f"{platform.processor()} {platform.machine()}"
     return hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:16]
 
@@ -372,7 +371,11 @@ def build(trunk: Trunk, package: Package, shape: tuple[int, int, int], device: t
             torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp), inductor_configs=options)
         if package.path.suffix == ".so":  # the CPU package's one library holds graph, kernels and constants
             with zipfile.ZipFile(tmp) as z:
-                (member,) = [n for n in z.namelist() if n.endswith(".wrapper.so")]
+                members = [n for n in z.namelist() if n.endswith(".wrapper.so")]
+                if len(members) != 1:
+                    raise RuntimeError(f"AOTInductor's package holds {len(members)} wrapper libraries, not one "
+                                       "(a platform this path does not know)")
+                (member,) = members
                 with z.open(member) as src, lib.open("wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 22)
             built = lib
