@@ -165,11 +165,13 @@ def test_a_compiled_forward_lets_other_threads_run(r18):
     """Python's other threads (the web server: Stop, progress, other visitors) run during a compiled forward.
 
     torch's own AOTInductor loader holds the GIL for the whole forward; ours releases it
-    (zoo.compiled.CpuGraph). Not a timing test: it checks that another thread ran at all
-    while a forward was in its middle part (from a tenth to nine tenths of its span), which
-    cannot happen while the forward holds the GIL.
+    (zoo.compiled.CpuGraph). Not a timing test: it checks that another thread ran while each
+    forward was in its middle part, which cannot happen while the forward holds the GIL. The
+    middle part leaves out three of Python's switch intervals at each end: a thread that
+    holds the GIL may let the other one run that long just before and after its call.
     """
-    x = r18.to_input(torch.randn(16, 3, 224, 224))
+    x = r18.to_input(torch.randn(32, 3, 224, 224))
+    margin = 3 * sys.getswitchinterval()
     done = threading.Event()
     ticks: list[float] = []
 
@@ -193,8 +195,12 @@ def test_a_compiled_forward_lets_other_threads_run(r18):
     finally:
         done.set()
         watcher.join()
-    inside = [t for a, b in spans for t in ticks if a + (b - a) / 10 < t < b - (b - a) / 10]
-    assert len(inside) >= 3, f"another thread ran {len(inside)} times inside three compiled forwards"
+    long_enough = [(a, b) for a, b in spans if b - a > 4 * margin]
+    if not long_enough:
+        pytest.skip("forwards too short here to tell a released GIL from a held one")
+    for a, b in long_enough:
+        inside = [t for t in ticks if a + margin < t < b - margin]
+        assert len(inside) >= 2, f"another thread ran {len(inside)} times in the middle of a compiled forward"
 
 
 def test_cam_is_exact_on_the_compiled_path(r18):
@@ -206,14 +212,14 @@ def test_cam_is_exact_on_the_compiled_path(r18):
         assert abs(raw.mean() + bias[c] - run.logits[c]) <= 1e-4 * max(1.0, abs(run.logits[c]))
 
 
-def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path):
+def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path, monkeypatch):
     """A cache folder that cannot be used (a file in its place), and a damaged or stale package, are rebuilt."""
     broken = tmp_path / "rde-compile"
     broken.write_bytes(b"\x00garbage")
     lm = load_model(r18.spec, "cpu", precision="fp32")
     lm.compile(broken, kinds=["one"])
     assert lm.trunk_kind == "compiled" and "the first build failed" in lm.compile_note
-    assert f"the compile cache {broken} was rebuilt" in lm.compile_note
+    assert f"tried again after replacing {broken}, which was not a folder" in lm.compile_note
     assert broken.is_dir()
     ref = classify(r18, EXAMPLES / "coffee.png")
     run = classify(lm, EXAMPLES / "coffee.png")
@@ -228,11 +234,17 @@ def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path):
     zc.Package(old, {}).record.write_text(json.dumps({"fields": {"format": zc.FORMAT, "torch": "0.0.0"}}))
     other = broken / "resnet18-any-0123456789abcdef0123.so"  # another graph: not this build's business
     other.write_bytes(b"other")
+    crashed = broken / ".build-123-456"  # a crashed build's scratch folder
+    crashed.mkdir()
+    foreign = broken / ".someone-elses"  # a cache folder may be shared: never ours to delete
+    foreign.write_bytes(b"keep")
+    monkeypatch.setattr(zc, "STALE_LEFTOVERS_S", -1)  # every leftover counts as old
     again = load_model(r18.spec, "cpu", precision="fp32")
     again.compile(broken, kinds=["one"])
     assert "batch 1 built" in again.compile_note and "loaded from the cache" not in again.compile_note
     assert not old.exists() and not zc.Package(old, {}).record.exists() and other.exists()
-    assert not list(broken.glob(".*")), "a build leaves no scratch files behind"
+    assert not crashed.exists() and foreign.exists()
+    assert list(broken.glob(".*")) == [foreign], "a build leaves no scratch files behind"
     run = classify(again, EXAMPLES / "coffee.png")
     assert run.trunk == "compiled"
     np.testing.assert_allclose(run.logits, ref.logits, rtol=1e-4, atol=1e-4 * np.abs(ref.logits).max())
@@ -245,6 +257,35 @@ def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path):
     record["fields"]["torch"] = "0.0.0"
     expected.record.write_text(json.dumps(record))
     assert not expected.valid()
+
+
+def test_one_graph_failing_leaves_the_other_and_says_so(r18, zoo, monkeypatch, tmp_path):
+    """The any-batch graph cannot be built: batch 1 still runs compiled, batches eager, and the status says why."""
+    import shutil
+
+    from zoo.service import Explorer
+
+    own = tmp_path / "cache"  # r18's batch-1 graph only
+    own.mkdir()
+    for f in zc.cache_dir().glob("resnet18-one-*"):
+        shutil.copy(f, own)
+    monkeypatch.setenv("ZOO_COMPILE_CACHE", str(own))
+
+    def broken_build(trunk, package, shape, device):
+        raise RuntimeError("no room on the disk")
+
+    monkeypatch.setattr(zc, "build", broken_build)
+    explorer = Explorer(zoo, "cpu", precision="fp32", compile="on")
+    lm = explorer.cache.get(zoo.get("resnet18"))
+    assert explorer.cache.compile(lm)
+    assert set(lm.compiled.graphs) == {"one"} and set(lm.compile_failed) == {"any"}
+    assert "compiled (batch 1): batch 1 loaded from the cache" in lm.compile_note
+    assert "any batch failed (RuntimeError: no room on the disk)" in lm.compile_note
+    status = explorer.compile_status()
+    assert "compiled: resnet18" in status and "partly compiled: resnet18 (any batch failed" in status
+    with torch.inference_mode():
+        assert lm.run(lm.to_input(torch.randn(1, 3, 224, 224)))[2] == "compiled"
+        assert lm.run(lm.to_input(torch.randn(2, 3, 224, 224)))[2] == "eager"
 
 
 # --- the app's background compile -------------------------------------------------------------

@@ -870,9 +870,9 @@ def compile_for_run(args: argparse.Namespace, models: list, images: int | None =
         if build:
             say(f"{lm.spec.name}: compiling the trunk ({why}; from the cache on disk when it is there)")
         compile_model(lm, plan, kinds, build_missing=build)
-        if lm.compiled is not None or lm.compile_note.startswith("eager: compiling failed"):
+        if lm.compile_note:
             say(f"{lm.spec.name}: {lm.compile_note}")
-        else:
+        if lm.compiled is None and not build:
             say(f"compile auto: {lm.spec.name} eager, {images} forwards per model are too few for building a "
                 f"compiled trunk to pay (auto builds one from {CLI_MIN_FORWARDS} and uses one already in the "
                 "cache; --compile on forces it)")

@@ -97,6 +97,8 @@ CUDA_OPTIONS = {"max_autotune": True}
 # ``LoadedModel.compile`` holds it from reading its graphs to swapping the new ones in.
 COMPILE_LOCK = threading.RLock()
 STALE_LEFTOVERS_S = 24 * 3600  # a build's temporary files older than this are a crash's leftovers
+# The temporary names this module makes: a build's scratch folder, and ".<package>.<pid>.<n>..." files.
+_LEFTOVER = re.compile(r"^\.(build-\d+-\d+|[A-Za-z0-9_.-]+-(one|any)-[0-9a-f]{20}\.[A-Za-z0-9_.-]+)$")
 
 
 class CompileUnavailableError(ZooError):
@@ -413,8 +415,11 @@ def _prune(package: Package) -> None:
             Package(other, {}).remove()
             _wipe(other.with_suffix(".json"))  # an older format's record
     for leftover in folder.glob(".*"):
+        if not _LEFTOVER.match(leftover.name):
+            continue  # not ours: a cache folder may be shared
         with contextlib.suppress(OSError):
-            if now - leftover.stat().st_mtime > STALE_LEFTOVERS_S:
+            st = leftover.stat()
+            if now - max(st.st_mtime, st.st_ctime) > STALE_LEFTOVERS_S:  # a new hard link updates ctime
                 _wipe(leftover)
 
 
@@ -449,15 +454,19 @@ class CpuGraph:
         # the file was rebuilt since; a link of our own per load is always this file's code.
         CpuGraph._loads += 1
         link = path.with_name(f".{path.name}.{os.getpid()}.{CpuGraph._loads}.so")
-        _wipe(link)
         try:
-            os.link(path, link)
-        except OSError:  # a file system without hard links
-            shutil.copyfile(path, link)
+            _wipe(link)
+            try:
+                os.link(path, link)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(path, link)
+        except OSError:  # a cache we may not write to: the file itself (a rebuild needs a restart)
+            link = path
         try:
             lib = self._lib = ctypes.CDLL(str(link))
         finally:
-            _wipe(link)  # mapped now: the name is no longer needed
+            if link != path:
+                _wipe(link)  # mapped now: the name is no longer needed
         p = ctypes.c_void_p
         lib.AOTInductorModelContainerCreateWithDevice.argtypes = [ctypes.POINTER(p), ctypes.c_size_t,
                                                                   ctypes.c_char_p, ctypes.c_char_p]
@@ -506,24 +515,44 @@ def load(package: Package, shape: tuple[int, int, int], device: torch.device) ->
     return fn
 
 
+@dataclass
+class Outcome:
+    """What ``compile_trunk`` did: the trunk with its graphs, and per graph kind what happened or why it failed."""
+
+    compiled: CompiledTrunk | None
+    notes: dict[str, str]  # kind -> "batch 1 loaded from the cache in 0.2 s", "... built in 12 s", ...
+    failed: dict[str, str]  # kind -> why it is not there
+    folder: Path
+
+
+def describe(compiled: CompiledTrunk | None, notes: dict[str, str], folder: Path) -> str:
+    """One line on a model's compiled path, from the notes of every kind so far."""
+    done = [KIND_NAMES[k] for k in KINDS if compiled is not None and k in compiled.graphs]
+    text = "; ".join(notes[k] for k in KINDS if k in notes)
+    if not done:
+        return f"eager: {text}"
+    return f"compiled ({', '.join(done)}): {text} (cache: {folder})"
+
+
 def compile_trunk(module: nn.Module, shape: tuple[int, int, int], device: torch.device,
                   precision: torch.dtype | None, *, label: str = "model", kinds: Sequence[str] = KINDS,
                   have: CompiledTrunk | None = None, folder: Path | None = None, build_missing: bool = True,
-                  module_lock: contextlib.AbstractContextManager | None = None) -> tuple[CompiledTrunk | None, str]:
-    """``have`` (or a new ``CompiledTrunk``) with the graphs of ``kinds`` added, and a note on how it went.
+                  module_lock: contextlib.AbstractContextManager | None = None) -> Outcome:
+    """``have`` (or a new ``CompiledTrunk``) with the graphs of ``kinds`` added, and what happened per kind.
 
     Each graph is loaded from the cache in ``folder`` (default ``cache_dir()``) when a valid
     package is there, else built (unless ``build_missing`` is False: then it is left out).
     A package that fails to load is deleted and built again; a build that fails is tried once
     more (after replacing a cache path that is not a folder). A graph that still fails is left
-    out, and the note says why; if no graph could be had at all, that failure is raised (the
+    out, and ``failed`` says why; if no graph could be had at all, that failure is raised (the
     caller stays eager). ``module_lock`` is held while the weights are copied (explanations
     put hooks on ``module`` under it, and a copy would keep them).
     """
     folder = folder or cache_dir()
     dtype = precision or torch.float32
     graphs: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
-    notes: list[str] = []
+    notes: dict[str, str] = {}
+    failed: dict[str, str] = {}
     error: Exception | None = None
 
     def build_and_load(package: Package) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -539,46 +568,47 @@ def compile_trunk(module: nn.Module, shape: tuple[int, int, int], device: torch.
         for kind in kinds:
             if have is not None and kind in have.graphs:
                 continue
+            name = KIND_NAMES[kind]
             package = Package.of(folder, label, kind, digest, shape, device, dtype)
             t0 = time.perf_counter()
             why = ""
             if package.valid():
                 try:
                     graphs[kind] = load(package, shape, device)
-                    notes.append(f"{KIND_NAMES[kind]} loaded from the cache in {time.perf_counter() - t0:.1f} s")
+                    notes[kind] = f"{name} loaded from the cache in {time.perf_counter() - t0:.1f} s"
                     continue
                 except Exception as e:  # noqa: BLE001 - a package that does not load is rebuilt
                     package.remove()
                     why = f"its cached package failed to load ({type(e).__name__}: {_short(e)})"
             if not build_missing:
                 if why:
-                    notes.append(f"{KIND_NAMES[kind]}: {why}; not rebuilt")
+                    failed[kind] = notes[kind] = f"{name}: {why}; not rebuilt"
                 continue
             try:
                 try:
                     graphs[kind] = build_and_load(package)
                 except Exception as first:  # noqa: BLE001 - inductor raises many kinds; once more, then give up
-                    # The cache may be what failed: a cache path that is not a folder goes, and so
-                    # does this package (other models' packages stay).
-                    if folder.exists() and not folder.is_dir():
+                    # The cache may be what failed: a cache path that is not a folder is replaced,
+                    # and this package goes (other models' packages stay).
+                    replaced = folder.exists() and not folder.is_dir()
+                    if replaced:
                         _wipe(folder)
                     package.remove()
                     t0 = time.perf_counter()
                     graphs[kind] = build_and_load(package)
                     why = "; ".join(filter(None, [why, f"the first build failed ({type(first).__name__}: "
-                                                       f"{_short(first)}) and the compile cache {folder} was rebuilt"]))
+                                                       f"{_short(first)}) and was tried again"
+                                                       + (f" after replacing {folder}, which was not a folder"
+                                                          if replaced else "")]))
             except Exception as e:  # noqa: BLE001 - this graph stays out; the others may still come
                 error = e
-                notes.append(f"{KIND_NAMES[kind]} failed ({type(e).__name__}: {_short(e)})")
+                failed[kind] = notes[kind] = f"{name} failed ({type(e).__name__}: {_short(e)})"
                 continue
-            notes.append(f"{KIND_NAMES[kind]} built in {time.perf_counter() - t0:.1f} s" + (f"; {why}" if why else ""))
-    if not graphs and have is None:
-        if error is not None:
-            raise error
-        return None, "; ".join(notes)
-    ct = (have or CompiledTrunk(shape, device)).with_graphs(graphs)
-    done = ", ".join(KIND_NAMES[k] for k in KINDS if k in ct.graphs)
-    return ct, f"compiled ({done}): " + ("; ".join(notes) or "nothing new") + f" (cache: {folder})"
+            notes[kind] = f"{name} built in {time.perf_counter() - t0:.1f} s" + (f"; {why}" if why else "")
+    if not graphs and have is None and error is not None:
+        raise error
+    compiled = (have or CompiledTrunk(shape, device)).with_graphs(graphs) if graphs or have else None
+    return Outcome(compiled, notes, failed, folder)
 
 
 def _short(e: BaseException) -> str:
@@ -600,4 +630,5 @@ def compile_model(model: Any, plan: Plan, kinds: Sequence[str] = KINDS, build_mi
     except Exception as e:  # noqa: BLE001 - the eager model (or the graphs it has) answers; say why
         why = f"compiling failed ({type(e).__name__}: {_short(e)})"
         model.compile_note = f"eager: {why}" if model.compiled is None else f"{model.compile_note}; then {why}"
+        model.compile_failed.update({k: why for k in kinds if model.compiled is None or k not in model.compiled.graphs})
     return model.compiled is not None

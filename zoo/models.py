@@ -157,6 +157,8 @@ class LoadedModel:
     # compiled for. Set in one assignment (the swap), so a forward sees it whole or not at all.
     compiled: Any = None
     compile_note: str = ""  # how compiling went, or why this model runs eager
+    compile_log: dict[str, str] = field(default_factory=dict)  # graph kind -> how it was had (zoo.compiled)
+    compile_failed: dict[str, str] = field(default_factory=dict)  # graph kind -> why it is missing
 
     @property
     def precision_name(self) -> str:
@@ -217,17 +219,21 @@ class LoadedModel:
 
         Raises if that fails; the model keeps what it had.
         """
-        from .compiled import COMPILE_LOCK, KINDS, compile_trunk
+        from .compiled import COMPILE_LOCK, KINDS, compile_trunk, describe
 
         crop = self.spec.preprocessing.crop
         with COMPILE_LOCK:  # from reading the graphs it has to the swap: no other compile in between
-            compiled, note = compile_trunk(self.module, (3, crop, crop), self.device, self.precision,
-                                           label=self.spec.name, kinds=kinds or KINDS, have=self.compiled,
-                                           folder=folder, build_missing=build_missing, module_lock=self.lock)
-            if compiled is not None:
-                self.compiled = compiled  # the swap
-            if compiled is not None or note:
-                self.compile_note = note
+            out = compile_trunk(self.module, (3, crop, crop), self.device, self.precision, label=self.spec.name,
+                                kinds=kinds or KINDS, have=self.compiled, folder=folder,
+                                build_missing=build_missing, module_lock=self.lock)
+            if out.compiled is not None:
+                self.compiled = out.compiled  # the swap
+            self.compile_log.update(out.notes)
+            for kind in out.notes:
+                self.compile_failed.pop(kind, None)
+            self.compile_failed.update(out.failed)
+            if self.compile_log:
+                self.compile_note = describe(self.compiled, self.compile_log, out.folder)
 
 
 # --- a forward that no hook can reach ----------------------------------------------------

@@ -307,8 +307,8 @@ class Explorer:
         pending = self.cache.compiling()
         failed = [f"{m.spec.name} ({m.compile_note})" for m in models
                   if m.compiled is None and m.compile_note.startswith("eager")]
-        partly = [f"{m.spec.name} ({m.compile_note})" for m in models
-                  if m.compiled is not None and "failed" in m.compile_note]
+        partly = [f"{m.spec.name} ({'; '.join(m.compile_failed.values())})" for m in models
+                  if m.compiled is not None and m.compile_failed]
         parts = []
         if done:
             parts.append(f"compiled: {', '.join(done)}")
