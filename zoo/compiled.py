@@ -520,8 +520,7 @@ class Outcome:
     """What ``compile_trunk`` did: the trunk with its graphs, and per graph kind what happened or why it failed."""
 
     compiled: CompiledTrunk | None
-    notes: dict[str, str]  # kind -> "batch 1 loaded from the cache in 0.2 s", "... built in 12 s", ...
-    failed: dict[str, str]  # kind -> why it is not there
+    notes: dict[str, str]  # kind -> "batch 1 loaded from the cache in 0.2 s", "... built in 12 s", "... failed (...)"
     folder: Path
 
 
@@ -544,7 +543,7 @@ def compile_trunk(module: nn.Module, shape: tuple[int, int, int], device: torch.
     package is there, else built (unless ``build_missing`` is False: then it is left out).
     A package that fails to load is deleted and built again; a build that fails is tried once
     more (after replacing a cache path that is not a folder). A graph that still fails is left
-    out, and ``failed`` says why; if no graph could be had at all, that failure is raised (the
+    out, and its note says why; if no graph could be had at all, that failure is raised (the
     caller stays eager). ``module_lock`` is held while the weights are copied (explanations
     put hooks on ``module`` under it, and a copy would keep them).
     """
@@ -552,7 +551,6 @@ def compile_trunk(module: nn.Module, shape: tuple[int, int, int], device: torch.
     dtype = precision or torch.float32
     graphs: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
     notes: dict[str, str] = {}
-    failed: dict[str, str] = {}
     error: Exception | None = None
 
     def build_and_load(package: Package) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -582,7 +580,7 @@ def compile_trunk(module: nn.Module, shape: tuple[int, int, int], device: torch.
                     why = f"its cached package failed to load ({type(e).__name__}: {_short(e)})"
             if not build_missing:
                 if why:
-                    failed[kind] = notes[kind] = f"{name}: {why}; not rebuilt"
+                    notes[kind] = f"{name}: {why}; not rebuilt"
                 continue
             try:
                 try:
@@ -602,13 +600,13 @@ def compile_trunk(module: nn.Module, shape: tuple[int, int, int], device: torch.
                                                           if replaced else "")]))
             except Exception as e:  # noqa: BLE001 - this graph stays out; the others may still come
                 error = e
-                failed[kind] = notes[kind] = f"{name} failed ({type(e).__name__}: {_short(e)})"
+                notes[kind] = f"{name} failed ({type(e).__name__}: {_short(e)})"
                 continue
             notes[kind] = f"{name} built in {time.perf_counter() - t0:.1f} s" + (f"; {why}" if why else "")
     if not graphs and have is None and error is not None:
         raise error
     compiled = (have or CompiledTrunk(shape, device)).with_graphs(graphs) if graphs or have else None
-    return Outcome(compiled, notes, failed, folder)
+    return Outcome(compiled, notes, folder)
 
 
 def _short(e: BaseException) -> str:
@@ -630,5 +628,4 @@ def compile_model(model: Any, plan: Plan, kinds: Sequence[str] = KINDS, build_mi
     except Exception as e:  # noqa: BLE001 - the eager model (or the graphs it has) answers; say why
         why = f"compiling failed ({type(e).__name__}: {_short(e)})"
         model.compile_note = f"eager: {why}" if model.compiled is None else f"{model.compile_note}; then {why}"
-        model.compile_failed.update({k: why for k in kinds if model.compiled is None or k not in model.compiled.graphs})
     return model.compiled is not None

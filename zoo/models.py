@@ -157,8 +157,7 @@ class LoadedModel:
     # compiled for. Set in one assignment (the swap), so a forward sees it whole or not at all.
     compiled: Any = None
     compile_note: str = ""  # how compiling went, or why this model runs eager
-    compile_log: dict[str, str] = field(default_factory=dict)  # graph kind -> how it was had (zoo.compiled)
-    compile_failed: dict[str, str] = field(default_factory=dict)  # graph kind -> why it is missing
+    compile_log: dict[str, str] = field(default_factory=dict)  # graph kind -> how it was had, or why not
 
     @property
     def precision_name(self) -> str:
@@ -209,6 +208,12 @@ class LoadedModel:
         return features, self.head(features), trunk
 
     @property
+    def compile_missing(self) -> dict[str, str]:
+        """Graph kinds that were tried and are not there, with why (``compile_log``)."""
+        have = self.compiled.graphs if self.compiled is not None else {}
+        return {k: note for k, note in self.compile_log.items() if k not in have}
+
+    @property
     def trunk_kind(self) -> str:
         """The trunk classification takes now: "compiled" once the swap happened, else "eager"."""
         return "eager" if self.compiled is None else "compiled"
@@ -229,9 +234,6 @@ class LoadedModel:
             if out.compiled is not None:
                 self.compiled = out.compiled  # the swap
             self.compile_log.update(out.notes)
-            for kind in out.notes:
-                self.compile_failed.pop(kind, None)
-            self.compile_failed.update(out.failed)
             if self.compile_log:
                 self.compile_note = describe(self.compiled, self.compile_log, out.folder)
 

@@ -307,8 +307,8 @@ class Explorer:
         pending = self.cache.compiling()
         failed = [f"{m.spec.name} ({m.compile_note})" for m in models
                   if m.compiled is None and m.compile_note.startswith("eager")]
-        partly = [f"{m.spec.name} ({'; '.join(m.compile_failed.values())})" for m in models
-                  if m.compiled is not None and m.compile_failed]
+        partly = [f"{m.spec.name} ({'; '.join(m.compile_missing.values())})" for m in models
+                  if m.compiled is not None and m.compile_missing]
         parts = []
         if done:
             parts.append(f"compiled: {', '.join(done)}")
