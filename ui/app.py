@@ -58,7 +58,7 @@ from zoo.limits import Limits
 
 from . import mcp, server
 from .common import CACHE_SWEEP_S, MAX_FILE_SIZE, OUTPUT_MAX_AGE_S, Context
-from .guard import Guard
+from .guard import Guard, check_events
 from .tabs import about, batch, classify, compare, depth_lab, landscape, rank, robustness, sanity, zoo_tab
 
 TABS = (classify, compare, rank, sanity, depth_lab, landscape, robustness, batch, zoo_tab, about)
@@ -222,4 +222,5 @@ def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | 
                 with gr.Tab(tab.TITLE, id=tab.TITLE):
                     tab.build(ctx)
         mcp.describe_tools(demo, ctx.zoo.names)
+    check_events(demo)  # no event runs a model outside the gate (ui.guard)
     return demo
