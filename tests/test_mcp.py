@@ -177,7 +177,7 @@ def test_app_py_offers_mcp_by_flag_and_environment(monkeypatch):
     assert enabled(flag) is False  # flag is None without --mcp: the environment decides
 
 
-def guardrails_call(scope: dict, budget_bytes: int | None = None) -> tuple[int, dict]:
+def guardrails_call(scope: dict, budget_bytes: int | None = None, guard=None) -> tuple[int, dict]:
     """ui.server's middleware on one request: (status, the scope the app behind it got)."""
     from types import SimpleNamespace
 
@@ -200,16 +200,17 @@ def guardrails_call(scope: dict, budget_bytes: int | None = None) -> tuple[int, 
     async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    ctx = SimpleNamespace(guard=Guard.create(Limits(upload_bytes=budget_bytes)))
+    ctx = SimpleNamespace(guard=guard or Guard.create(Limits(upload_bytes=budget_bytes)))
     middleware = Guardrails(app, SimpleNamespace(rde_context=ctx, fns={}))
     asyncio.run(middleware({"type": "http", "method": "POST", "query_string": b"", **scope}, receive, send))
     return status[0], seen
 
 
 def test_a_tool_calls_body_is_an_upload_and_its_caller_the_visitor():
-    from ui.guard import VISITOR_HEADER, client_address
+    from ui.guard import RELAY_HEADER, VISITOR_HEADER, Guard, client_address
     from ui.server import MCP_MAX_BODY
     from starlette.datastructures import Headers
+    from zoo.limits import Limits
 
     def scope(path, peer, length, *headers):
         return {"path": path, "client": (peer, 5000),
@@ -222,18 +223,29 @@ def test_a_tool_calls_body_is_an_upload_and_its_caller_the_visitor():
     # From anyone else the header is dropped: only the app's own loopback client may send it ...
     status, seen = guardrails_call(scope("/gradio_api/queue/join", "203.0.113.5", 100, forged))
     assert VISITOR_HEADER.encode() not in dict(seen["headers"])
-    # ... and only from loopback is it believed.
-    assert client_address(Headers({VISITOR_HEADER: "203.0.113.5"}), "127.0.0.1", False) == "203.0.113.5"
-    assert client_address(Headers({VISITOR_HEADER: "198.51.100.7"}), "203.0.113.9", False) == "203.0.113.9"
+    status, seen = guardrails_call(scope("/gradio_api/queue/join", "127.0.0.1", 100, forged))
+    assert VISITOR_HEADER.encode() not in dict(seen["headers"])  # loopback is not enough ...
+    # ... it is believed only from loopback with the app's secret, which only its MCP client sends.
+    secret = "s3cret"
+    relay = Headers({VISITOR_HEADER: "203.0.113.5", RELAY_HEADER: secret})
+    assert client_address(relay, "127.0.0.1", False, secret) == "203.0.113.5"
+    assert client_address(relay, "203.0.113.9", False, secret) == "203.0.113.9"
+    assert client_address(Headers({VISITOR_HEADER: "203.0.113.5", RELAY_HEADER: "guess"}), "127.0.0.1", False,
+                          secret) == "127.0.0.1"
+    assert client_address(Headers({VISITOR_HEADER: "203.0.113.5"}), "127.0.0.1", False, secret) == "127.0.0.1"
     # The body counts against the visitor's upload budget, and is bounded.
     for route in ("/gradio_api/mcp/", "/gradio_api/mcp/messages/"):  # streamable HTTP, and the SSE transport's
         assert guardrails_call(scope(route, "203.0.113.5", 2000), budget_bytes=1000)[0] == 429
     assert guardrails_call(scope("/gradio_api/mcp/", "203.0.113.5", MCP_MAX_BODY + 1))[0] == 413
-    # The upload gradio's MCP server then makes for that call is not counted twice.
-    mcp_upload = scope("/gradio_api/upload", "127.0.0.1", 2000, (b"x-gradio-user", b"mcp"))
-    assert guardrails_call(mcp_upload, budget_bytes=1000)[0] == 200
-    assert guardrails_call(scope("/gradio_api/upload", "203.0.113.5", 2000, (b"x-gradio-user", b"mcp")),
-                           budget_bytes=1000)[0] == 429
+    # The upload gradio's MCP server then makes for that call is not counted twice; a loopback
+    # upload that only says it is gradio's MCP client (x-gradio-user: mcp) is counted.
+    guard = Guard.create(Limits(upload_bytes=1000))
+    mcp_upload = scope("/gradio_api/upload", "127.0.0.1", 2000, (b"x-gradio-user", b"mcp"),
+                       (RELAY_HEADER.encode(), guard.relay_secret.encode()))
+    assert guardrails_call(mcp_upload, guard=guard)[0] == 200
+    for peer in ("127.0.0.1", "203.0.113.5"):
+        assert guardrails_call(scope("/gradio_api/upload", peer, 2000, (b"x-gradio-user", b"mcp")),
+                               guard=guard)[0] == 429
 
 
 def test_app_py_serves_the_tools_when_rde_mcp_is_set(zoo_file, tmp_path):

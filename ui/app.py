@@ -178,6 +178,7 @@ def launch_options(demo: gr.Blocks | None = None) -> dict:
     budget per visitor, one refusal for any server path, 404 for an unknown endpoint.
     """
     options: dict = {"theme": THEME, "css": CSS, "js": PAGE_JS, "max_file_size": MAX_FILE_SIZE, "show_error": False}
+    server.distrust_forwarded_headers()  # the visitor is the connection, or the trusted proxy's word
     if demo is not None:
         options["app_kwargs"] = {"middleware": server.middleware(demo)}
     return options
