@@ -37,16 +37,18 @@ def mcp_app(zoo, hosted):
     demo.close()
 
 
-def session_run(url: str, steps) -> Any:
-    """Run ``steps(session)`` in one MCP client session on ``url``."""
+def session_run(url: str, steps, headers: dict[str, str] | None = None) -> Any:
+    """Run ``steps(session)`` in one MCP client session on ``url``, sending ``headers`` with every request."""
+    import httpx
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
     async def main():
-        async with streamable_http_client(url) as (read, write, _):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                return await steps(session)
+        async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(60, read=300)) as http:
+            async with streamable_http_client(url, http_client=http) as (read, write, _):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    return await steps(session)
 
     return asyncio.run(main())
 
@@ -282,3 +284,204 @@ def test_app_py_serves_the_tools_when_rde_mcp_is_set(zoo_file, tmp_path):
     finally:
         proc.kill()
         proc.wait(timeout=60)
+
+
+# --- pictures as images, no server path in any text (issue 31, item 5) -------------------------------
+
+def server_paths_in(res: Any) -> list[str]:
+    """Texts of a tool's answer (its text contents and embedded resources) that name a server path."""
+    import os
+    import tempfile
+
+    roots = {os.environ["GRADIO_TEMP_DIR"], tempfile.gettempdir(), str(EXAMPLES.parent)}
+    found = []
+    for c in res.content:
+        text = c.text if c.type == "text" else getattr(c.resource, "text", "") if c.type == "resource" else ""
+        text += str(getattr(getattr(c, "resource", None), "uri", ""))
+        if any(root in text for root in roots) or "gradio_api/file=" in text:
+            found.append(text[:200])
+    return found
+
+
+def test_every_tools_pictures_are_images_and_no_text_names_a_server_path(proxied_app):
+    image = data_url(EXAMPLES / "chelsea.png")
+    calls = [("compare", {"image": image}),
+             ("classify", {"image": image, "model": "resnet18", "top_k": 3, "method": "gradcam", "target": ""}),
+             ("robustness_sweep", {"image": image, "models": ["resnet18"], "corruptions": ["fog"]})]
+
+    async def steps(session):
+        return [await session.call_tool(name, args) for name, args in calls]
+
+    compare, classify, sweep = session_run(f"{proxied_app[1]}/gradio_api/mcp/", steps)
+    for (name, _), res in zip(calls, (compare, classify, sweep)):
+        assert not res.isError, (name, texts(res))
+        assert server_paths_in(res) == [], (name, server_paths_in(res))
+    kinds = [c.type for c in compare.content]
+    assert kinds.count("image") == 5, kinds  # the gallery: one map per depth, each with its caption
+    captions = [c.text for c in compare.content[1:10:2]]
+    assert all(c.startswith("resnet") for c in captions), captions
+    assert all(base64.b64decode(c.data)[:2] == b"\xff\xd8" for c in compare.content if c.type == "image")  # JPEG
+    assert json.loads(texts(compare)[-1])["target"]["index"] >= 0
+    assert [c.type for c in classify.content].count("image") == 3
+    (csv,) = [c for c in sweep.content if c.type == "resource"]  # the CSV of every cell, by its name only
+    assert csv.resource.mimeType == "text/csv" and "fog" in csv.resource.text
+    assert str(csv.resource.uri).startswith("rde-output:///") and str(csv.resource.uri).endswith(".csv")
+
+
+def test_a_refused_url_answers_with_the_apps_message(mcp_app):
+    from ui.server import URL_REFUSED
+
+    res = session_run(mcp_app[1], lambda s: s.call_tool("classify", {"image": "http://127.0.0.1:1/x.png",
+                                                                    "model": "resnet18"}))
+    assert res.isError and texts(res) == [URL_REFUSED], texts(res)
+
+
+def test_an_image_of_over_4_mb_is_taken(mcp_app):
+    """The MCP library refuses bodies over 4 MiB by default; the README promises 20 MB images."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (1100, 1100, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    assert len(url) > 4.3 * 2**20
+    res = session_run(mcp_app[1], lambda s: s.call_tool("classify", {"image": url, "model": "resnet18", "top_k": 1}))
+    assert not res.isError, texts(res)
+    assert json.loads(texts(res)[-1])["predictions"]
+
+
+# --- one visitor's identity, and a flood of its calls (issue 29, item 3) -----------------------------
+
+def launch(zoo, limits, trust_proxy: bool) -> tuple[Any, str]:
+    from ui import build_app, launch_options
+    from zoo.service import Explorer
+
+    demo = build_app(Explorer(zoo, "cpu", precision="fp32"), limits=limits, trust_proxy=trust_proxy)
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                            mcp_server=True, **launch_options(demo))
+    return demo, url.rstrip("/")
+
+
+@pytest.fixture(scope="module")
+def no_proxy_app(zoo, hosted):
+    """(demo, url): a public deployment without --trust-proxy: an upload budget of 1.2 MB per visitor."""
+    from zoo.limits import Limits
+
+    demo, url = launch(zoo, Limits(max_request_seconds=CEILING_S, upload_bytes=1_200_000), trust_proxy=False)
+    yield demo, url
+    demo.close()
+
+
+FORGERIES = [{"x-forwarded-for": "8.8.8.1"}, {"x-forwarded-for": "9.9.9.9, 8.8.4.4"}, {"x-rde-visitor": "8.8.8.3"},
+             {"x-gradio-user": "mcp"}, {"x-gradio-user": "mcp", "x-rde-visitor": "1.1.1.1",
+                                        "x-forwarded-for": "1.0.0.1", "x-rde-relay": "guess"}]
+
+
+def test_rotated_headers_get_no_turns_of_their_own(no_proxy_app, monkeypatch):
+    demo, url = no_proxy_app
+    gate = demo.rde_context.guard.gate
+    visitors: list[str] = []
+    admit = gate.admit
+    monkeypatch.setattr(gate, "admit", lambda visitor, *a, **k: visitors.append(visitor) or admit(visitor, *a, **k))
+    for headers in FORGERIES:
+        res = session_run(f"{url}/gradio_api/mcp/", lambda s: s.call_tool("zoo", {"resolution": 224}), headers)
+        assert not res.isError, texts(res)
+    assert visitors == ["127.0.0.1"] * len(FORGERIES)  # the connection's address, whatever the headers said
+
+
+def test_rotated_headers_get_no_upload_budget_of_their_own(no_proxy_app, tmp_path):
+    import httpx
+
+    demo, url = no_proxy_app
+    budget = demo.rde_context.guard.uploads
+    image = data_url(EXAMPLES / "chelsea.png")  # about 0.32 MB as a data URL: three fit in 1.2 MB, not four
+    assert 0.3e6 < len(image) < 0.4e6
+    from mcp.shared.exceptions import McpError
+
+    async def classify(session):
+        try:
+            res = await session.call_tool("classify", {"image": image, "model": "resnet18", "top_k": 1})
+        except McpError as e:  # refused before the call: a JSON-RPC error, not a broken transport
+            return e.error.message
+        assert not res.isError, texts(res)
+        return "answered"
+
+    answers = [session_run(f"{url}/gradio_api/mcp/", classify, headers) for headers in FORGERIES]
+    assert answers[:3] == ["answered"] * 3, answers
+    assert all(a.startswith("Upload limit reached") for a in answers[3:]), answers
+    assert budget.used("127.0.0.1") <= budget.limit
+    # Uploads that only claim to be gradio's MCP client, or someone else, are the connection's too.
+    for headers in FORGERIES:
+        r = httpx.post(f"{url}/gradio_api/upload", files=[("files", ("a.png", b"x" * 300_000))], headers=headers,
+                       timeout=30)
+        assert r.status_code == 429 and "Upload limit reached" in r.text, (headers, r.status_code, budget._sent)
+
+
+@pytest.fixture(scope="module")
+def proxied_app(zoo, hosted):
+    """(demo, url): a Space-like deployment (--trust-proxy), visitors told apart by X-Forwarded-For; no ceiling."""
+    from zoo.limits import Limits
+
+    demo, url = launch(zoo, Limits(), trust_proxy=True)
+    yield demo, url
+    demo.close()
+
+
+def test_a_flood_of_tool_calls_leaves_other_visitors_served_and_threads_come_back(proxied_app):
+    import threading
+    import time
+
+    from rest import call
+
+    demo, url = proxied_app
+    calls = demo.rde_context.guard.calls
+    flooder, other = {"x-forwarded-for": "8.8.8.1"}, {"x-forwarded-for": "8.8.8.2"}
+    mcp_url = f"{url}/gradio_api/mcp/"
+
+    def classify_as(headers: dict) -> str:
+        import httpx
+
+        r = httpx.post(f"{url}/gradio_api/upload", files=[("files", ("c.png", (EXAMPLES / "chelsea.png").read_bytes()))],
+                       headers=headers, timeout=60)
+        image = {"path": r.json()[0], "orig_name": "c.png", "meta": {"_type": "gradio.FileData"}}
+        return call(url, "classify", [image, "resnet18", 3, "cam", ""], timeout=120)[0]
+
+    # Warm up: the MCP server's loopback client and its threads, the model.
+    assert not session_run(mcp_url, lambda s: s.call_tool("zoo", {"resolution": 224}), flooder).isError
+    assert classify_as(other) == "complete"
+    time.sleep(11)  # idle worker threads of earlier tests end (anyio's after 10 s, at its next call)
+    assert not session_run(mcp_url, lambda s: s.call_tool("zoo", {"resolution": 224}), other).isError
+    start = threading.active_count()
+
+    async def flood(session):
+        return await asyncio.gather(*[session.call_tool("zoo", {"resolution": 160 + i % 4 * 96}) for i in range(40)])
+
+    after = []
+    for _ in range(2):  # two floods: threads do not pile up from one to the next
+        answers: list[Any] = []
+        flooding = threading.Thread(target=lambda: answers.extend(session_run(mcp_url, flood, flooder)))
+        flooding.start()
+        deadline = time.monotonic() + 60
+        while calls.now == 0 and flooding.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert classify_as(other) == "complete"  # answered while the flood is under way
+        flooding.join(timeout=300)
+        assert not flooding.is_alive() and len(answers) == 40
+        refused = [r for r in answers if r.isError]
+        assert all("tool calls running on this server" in " ".join(texts(r)) for r in refused), texts(refused[0])
+        assert refused and len(refused) < 40  # the excess refused at once; the rest answered
+        assert calls.now == 0
+        # Idle worker threads end after 10 s (anyio's, pruned when the next call needs one): one cheap call later.
+        time.sleep(11)
+        assert not session_run(mcp_url, lambda s: s.call_tool("zoo", {"resolution": 224}), other).isError
+        after.append(threading.active_count())
+    # What stays is bounded by the calls that were in flight (the flooder's 4 and the other visitor's one),
+    # not by the flood: pool threads kept for reuse (a call: one thread and two helpers), the gate's
+    # workers (one per slot), an idle worker thread or two. Before, 200 calls left 147 more threads.
+    limits = demo.rde_context.guard.limits
+    bound = start + 3 * (limits.max_tool_calls + 1) + limits.long_slots + limits.quick_slots + 2
+    assert max(after) <= bound, (start, after, bound)

@@ -287,7 +287,8 @@ def _adapt_calls(cls: Any) -> None:
       answered at once with the tool's error. Both transports (streamable HTTP, SSE) pass here.
     * **Whose call it is** (``_get_or_create_client``): the loopback client sends the app's
       secret (``RELAY_HEADER``), beside the visitor that ``ui.server`` set on the tool call,
-      so the gate and the upload budget count the caller, whatever headers it sent.
+      so the gate and the upload budget count the caller, whatever headers it sent. Its
+      thread pools are sized to the calls that can be in flight.
     * **20 MB images**: the MCP library refuses bodies over 4 MiB; its limit is ``MCP_MAX_BODY``
       (``ui.server`` refuses larger ones first).
     * **One content per output, pictures as images, no server path** (``postprocess_output_data``,
@@ -298,6 +299,7 @@ def _adapt_calls(cls: Any) -> None:
     """
     import functools
     import inspect
+    from concurrent.futures import ThreadPoolExecutor
 
     from .guard import RELAY_HEADER, VISITOR_HEADER
     from .server import MCP_MAX_BODY
@@ -330,8 +332,13 @@ def _adapt_calls(cls: Any) -> None:
 
     def get_or_create_client(self: Any) -> Any:
         client = get_client(self)
-        if _ours(self):
-            client.headers[RELAY_HEADER] = self.blocks.rde_context.guard.relay_secret
+        if _ours(self) and RELAY_HEADER not in client.headers:  # just made: no job has run on it yet
+            guard = self.blocks.rde_context.guard
+            client.headers[RELAY_HEADER] = guard.relay_secret
+            # Its pools keep their threads: sized to the calls that can be in flight (gradio's: 40 and 80).
+            for pool, workers in (("executor", guard.calls.total), ("helper_executor", 2 * guard.calls.total)):
+                getattr(client, pool).shutdown(wait=False)
+                setattr(client, pool, ThreadPoolExecutor(workers, thread_name_prefix=f"rde-mcp-{pool}"))
         return client
 
     async def execute_without_progress(self: Any, job: Any) -> list[Any]:

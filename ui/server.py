@@ -53,8 +53,9 @@ _MCP = re.compile(r"/gradio_api/mcp(?:/http|/sse|/messages)?/?$")
 # A tool call with a 20 MB image as a data URL (base64: 4/3 of the bytes) and the JSON around it;
 # the MCP library's own limit (4 MiB by default) is raised to this (ui.mcp).
 MCP_MAX_BODY = 28 * 1024 * 1024
-# A JSON-RPC request's id, near the start of its body (the MCP client writes jsonrpc, id, method, params).
-_JSONRPC_ID = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.){0,200}")')
+# A JSON-RPC request's id: the last member of the body (as the MCP client writes it), or else its first.
+_JSONRPC_ID = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.){0,200}")\s*}\s*$')
+_JSONRPC_ID_FIRST = re.compile(rb'^\s*{\s*"(?:jsonrpc"\s*:\s*"2.0"\s*,\s*")?id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.){0,200}")')
 
 
 class Guardrails:
@@ -124,15 +125,21 @@ async def _jsonrpc_refusal(refusal: Any, scope: dict, receive: Any, send: Any) -
 
     An MCP client takes an HTTP error status as a broken transport, not as an answer: the
     agent would see a stack trace, or wait. A JSON-RPC error with the request's id is shown
-    as the tool's error. Only the start of the body is read (the id comes first).
+    as the tool's error. The id is the body's last member (the MCP client writes method,
+    params, jsonrpc, id): the body is read through, keeping only its end, and at most
+    ``MCP_MAX_BODY`` of it (a larger one gets the plain refusal).
     """
-    head = b""
-    while len(head) < 4096:
+    head, tail, read = b"", b"", 0
+    while True:
         message = await receive()
-        head += message.get("body", b"")
-        if not message.get("more_body"):
+        chunk = message.get("body", b"")
+        read += len(chunk)
+        head = head or chunk[:256]
+        tail = (tail + chunk)[-256:]
+        if not message.get("more_body") or read > MCP_MAX_BODY:
             break
-    m = _JSONRPC_ID.search(head[:4096])
+    m = _JSONRPC_ID.search(tail) if read <= MCP_MAX_BODY else None
+    m = m or (_JSONRPC_ID_FIRST.search(head) if read <= MCP_MAX_BODY else None)
     if m is None:
         return await refusal(scope, receive, send)
     error = {"jsonrpc": "2.0", "id": json.loads(m.group(1)),
