@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import statistics
 import threading
@@ -64,8 +65,11 @@ def timed_classify(url: str, headers: dict) -> float:
     return time.perf_counter() - t0
 
 
-def mcp_flood(url: str, calls: int, headers: dict) -> list[str]:
-    """``calls`` parallel ``zoo`` tool calls in one MCP session: "answered" or "refused" for each."""
+def mcp_flood(url: str, calls: int, headers: dict, out) -> None:
+    """``calls`` parallel ``zoo`` tool calls in one MCP session; puts "answered" or "refused" for each on ``out``.
+
+    Run in a process of its own, as a visitor's client is: its own work must not weigh on the server's.
+    """
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
@@ -78,25 +82,28 @@ def mcp_flood(url: str, calls: int, headers: dict) -> list[str]:
                                                      for _ in range(calls)], return_exceptions=True)
         return ["refused" if isinstance(r, BaseException) or r.isError else "answered" for r in results]
 
-    return asyncio.run(run())
+    out.put(asyncio.run(run()))
 
 
 def beside_flood(url: str, demo, calls: int, repeats: int, flooder: dict, other: dict) -> dict:
     """Another visitor's classify while ``flooder`` sends ``calls`` tool calls at once."""
     guard = demo.rde_context.guard
     threads_before = threading.active_count()
-    outcome: list[str] = []
-    flood = threading.Thread(target=lambda: outcome.extend(mcp_flood(url, calls, flooder)))
-    t0 = time.perf_counter()
+    spawn = multiprocessing.get_context("spawn")
+    out = spawn.Queue()
+    flood = spawn.Process(target=mcp_flood, args=(url, calls, flooder, out), daemon=True)
     flood.start()
+    t0 = time.perf_counter()
     while guard.calls.now == 0 and flood.is_alive() and time.perf_counter() - t0 < 60:
         time.sleep(0.005)
+    t0 = time.perf_counter()
     times = []
     for _ in range(repeats):
-        if not flood.is_alive():
+        if not flood.is_alive() or not guard.calls.now:
             break
         times.append(timed_classify(url, other))
-    flood.join(timeout=300)
+    outcome: list[str] = out.get(timeout=300)
+    flood.join(timeout=60)
     flood_s = time.perf_counter() - t0
     time.sleep(11)  # idle worker threads end after 10 s; the next call prunes them
     timed_classify(url, other)

@@ -457,8 +457,17 @@ def test_a_flood_of_tool_calls_leaves_other_visitors_served_and_threads_come_bac
     assert not session_run(mcp_url, lambda s: s.call_tool("zoo", {"resolution": 224}), other).isError
     start = threading.active_count()
 
+    from mcp.shared.exceptions import McpError
+
+    async def one(session, i: int) -> str:
+        try:
+            res = await session.call_tool("zoo", {"resolution": 160 + i % 4 * 96})
+        except McpError as e:  # refused before the MCP library parsed it: a JSON-RPC error
+            return e.error.message
+        return " ".join(texts(res)) if res.isError else "answered"
+
     async def flood(session):
-        return await asyncio.gather(*[session.call_tool("zoo", {"resolution": 160 + i % 4 * 96}) for i in range(40)])
+        return await asyncio.gather(*[one(session, i) for i in range(40)])
 
     after = []
     for _ in range(2):  # two floods: threads do not pile up from one to the next
@@ -471,8 +480,8 @@ def test_a_flood_of_tool_calls_leaves_other_visitors_served_and_threads_come_bac
         assert classify_as(other) == "complete"  # answered while the flood is under way
         flooding.join(timeout=300)
         assert not flooding.is_alive() and len(answers) == 40
-        refused = [r for r in answers if r.isError]
-        assert all("tool calls running on this server" in " ".join(texts(r)) for r in refused), texts(refused[0])
+        refused = [a for a in answers if a != "answered"]
+        assert all("tool calls running on this server" in a for a in refused), refused[:3]
         assert refused and len(refused) < 40  # the excess refused at once; the rest answered
         assert calls.now == 0
         # Idle worker threads end after 10 s (anyio's, pruned when the next call needs one): one cheap call later.

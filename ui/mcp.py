@@ -284,7 +284,9 @@ def _adapt_calls(cls: Any) -> None:
     * **Bounded before any thread** (``create_mcp_server``): each tool call holds server
       threads while it waits for its loopback request, so a call is counted per visitor and
       in all (``Guard.calls``, ``zoo.limits.InFlight``) before it starts; the excess is
-      answered at once with the tool's error. Both transports (streamable HTTP, SSE) pass here.
+      answered at once with the tool's error. A streamable-HTTP request is counted earlier
+      still, by ``ui.server``'s middleware (its POST lasts as long as the call); the SSE
+      transport's calls (a POST that returns at once) are counted here.
     * **Whose call it is** (``_get_or_create_client``): the loopback client sends the app's
       secret (``RELAY_HEADER``), beside the visitor that ``ui.server`` set on the tool call,
       so the gate and the upload budget count the caller, whatever headers it sent. Its
@@ -302,7 +304,7 @@ def _adapt_calls(cls: Any) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from .guard import RELAY_HEADER, VISITOR_HEADER
-    from .server import MCP_MAX_BODY
+    from .server import COUNTED, MCP_MAX_BODY
     from zoo.limits import LimitError
 
     create, get_client = cls.create_mcp_server, cls._get_or_create_client
@@ -319,6 +321,8 @@ def _adapt_calls(cls: Any) -> None:
 
         async def bounded(req: Any) -> Any:
             request = server.request_context.request
+            if request is not None and request.scope.get(COUNTED):  # streamable HTTP: counted by ui.server
+                return await call(req)
             visitor = (request.headers.get(VISITOR_HEADER) or getattr(request.client, "host", None) or "unknown") \
                 if request is not None else "unknown"
             try:

@@ -50,6 +50,8 @@ from .guard import RELAY_HEADER, VISITOR_HEADER, client_address, relayed
 _ENDPOINT = re.compile(r"/gradio_api/call/(?:v2/)?([^/]+)/?$")
 # Gradio's MCP routes: streamable HTTP (/mcp, /mcp/http) and the SSE transport (/mcp/sse, /mcp/messages/).
 _MCP = re.compile(r"/gradio_api/mcp(?:/http|/sse|/messages)?/?$")
+_STREAMABLE = re.compile(r"/gradio_api/mcp(?:/http)?/?$")  # a POST here lasts as long as its call
+COUNTED = "rde_counted"  # in a scope whose MCP request ``Guard.calls`` already counts (ui.mcp reads it)
 # A tool call with a 20 MB image as a data URL (base64: 4/3 of the bytes) and the JSON around it;
 # the MCP library's own limit (4 MiB by default) is raised to this (ui.mcp).
 MCP_MAX_BODY = 28 * 1024 * 1024
@@ -76,6 +78,8 @@ class Guardrails:
             refusal = self._mcp_refusal(scope, ctx)
             if refusal is not None:
                 return await _jsonrpc_refusal(refusal, scope, receive, send)
+            if _STREAMABLE.search(path):
+                return await self._mcp_call(scope, receive, send, ctx)
         if ctx is not None and method == "POST" and path.rstrip("/").endswith("/gradio_api/upload"):
             refusal = self._upload_refusal(scope, ctx)
             if refusal is not None:
@@ -89,6 +93,20 @@ class Guardrails:
                                            "endpoints": [f"/{n}" for n in names]},
                                           status_code=404)(scope, receive, send)
         await self.app(scope, receive, send)
+
+    async def _mcp_call(self, scope: dict, receive: Any, send: Any, ctx: Any) -> None:
+        """A streamable-HTTP MCP request, counted in ``Guard.calls`` for as long as it runs (its
+        response is the call's whole answer); beyond the visitor's share it is refused at once,
+        before the MCP library parses it or gradio's MCP server takes a thread for it."""
+        visitor = Headers(scope=scope).get(VISITOR_HEADER, "unknown")
+        try:
+            ctx.guard.calls.take(visitor)
+        except LimitError as e:
+            return await _jsonrpc_refusal(PlainTextResponse(str(e), status_code=429), scope, receive, send)
+        try:
+            await self.app({**scope, COUNTED: True}, receive, send)
+        finally:
+            ctx.guard.calls.give(visitor)
 
     def _mcp_refusal(self, scope: dict, ctx: Any) -> Any:
         """A tool call's body: at most ``MCP_MAX_BODY``, and counted against the visitor's upload budget."""

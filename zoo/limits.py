@@ -228,8 +228,8 @@ class InFlight:
     def now(self) -> int:
         return sum(self._calls.values())
 
-    @contextlib.contextmanager
-    def hold(self, visitor: str):
+    def take(self, visitor: str) -> None:
+        """Count one more call of ``visitor``, or raise ``LimitError`` (nothing counted) beyond a bound."""
         mine = self._calls.get(visitor, 0)
         if mine >= self.per_visitor:
             raise LimitError(f"You already have {mine} tool calls running on this server (at most {self.per_visitor} "
@@ -237,11 +237,19 @@ class InFlight:
         if self.now >= self.total:
             raise LimitError(f"This server is answering {self.total} tool calls already; try again in a moment.")
         self._calls[visitor] = mine + 1
+
+    def give(self, visitor: str) -> None:
+        """One call of ``visitor`` has ended."""
+        left = self._calls.get(visitor, 1) - 1
+        if left:
+            self._calls[visitor] = left
+        else:
+            self._calls.pop(visitor, None)
+
+    @contextlib.contextmanager
+    def hold(self, visitor: str):
+        self.take(visitor)
         try:
             yield
         finally:
-            left = self._calls.get(visitor, 1) - 1
-            if left:
-                self._calls[visitor] = left
-            else:
-                self._calls.pop(visitor, None)
+            self.give(visitor)
