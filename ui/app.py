@@ -38,7 +38,10 @@ Adding a tab: write ``ui/tabs/<name>.py`` that defines
   loops in ``zoo`` call ``zoo.cancel.check()`` between steps. Bound costs with the
   sliders' ranges too (gr.Slider refuses out-of-range values on the server).
   A public endpoint is a hidden button's event with ``api_name=``; everything else
-  is ``api_visibility="private"``.
+  is ``api_visibility="private"``. Page-load events (``ctx.demo.load``) run a model through
+  ``long_event`` too: anyone can join them with any inputs. Every other handler (an estimate,
+  a re-render, a tab switch) is declared with ``@runs_no_model``; ``build_app`` refuses an
+  event that is neither (``guard.check_events``).
 
 then add the module to ``TABS`` below.
 """

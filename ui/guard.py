@@ -1,7 +1,9 @@
 """How every long event of the page and the API runs: a cost check, a fair turn, a token that stops it.
 
 A tab registers its model-running events through ``long_event`` (or wraps a handler
-with ``guarded``). For each request, on the server's event loop:
+with ``guarded``), page-load events included; every other handler is declared with
+``runs_no_model``, and ``check_events`` (called by ``build_app``) refuses an app with an
+event that is neither. For each request, on the server's event loop:
 
 1. its estimate (the tab's ``cost`` function, the same ``Explorer`` estimate the page
    shows) is checked against the ceiling (``zoo.limits.Gate``): over it, the request is

@@ -25,6 +25,8 @@ What this module adds:
   refused by the tool's input schema (the image is a string). ``ui.server`` counts a tool
   call's body against the visitor's upload budget and passes the visitor's address on, so
   the gate's turns and limits are the caller's own, not those of the loopback client.
+* **Calls and answers** (``_adapt_calls``): tool calls bounded per visitor before they take a
+  thread, the visitor vouched for by the app's secret, 28 MB bodies, pictures as images.
 """
 
 from __future__ import annotations
