@@ -494,3 +494,25 @@ def test_a_flood_of_tool_calls_leaves_other_visitors_served_and_threads_come_bac
     limits = demo.rde_context.guard.limits
     bound = start + 3 * (limits.max_tool_calls + 1) + limits.long_slots + limits.quick_slots + 2
     assert max(after) <= bound, (start, after, bound)
+
+
+def test_tool_calls_over_the_sse_transport_are_bounded_too(proxied_app):
+    """The SSE transport answers each POST at once and runs the call afterwards: counted at the call."""
+    import httpx
+    from mcp import ClientSession
+    from mcp.client.sse import sse_client
+
+    demo, url = proxied_app
+
+    async def main():
+        async with sse_client(f"{url}/gradio_api/mcp/sse", headers={"x-forwarded-for": "8.8.8.7"}) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await asyncio.gather(*[session.call_tool("zoo", {"resolution": 224}) for _ in range(16)])
+
+    answers = asyncio.run(main())
+    refused = [" ".join(texts(r)) for r in answers if r.isError]
+    assert refused and len(refused) < 16, refused
+    assert all("tool calls running on this server" in text for text in refused), refused
+    assert demo.rde_context.guard.calls.now == 0
+    assert httpx.get(f"{url}/config", timeout=30).status_code == 200

@@ -280,6 +280,37 @@ def _ours(server: Any) -> bool:
     return getattr(server.blocks, "rde_tools", None) is not None
 
 
+def _bounded(create: Any) -> Any:
+    """``GradioMCPServer.create_mcp_server`` whose tool calls are counted in ``Guard.calls`` (see ``_adapt_calls``)."""
+    from zoo.limits import LimitError
+
+    from .guard import VISITOR_HEADER
+    from .server import COUNTED
+
+    def create_mcp_server(self: Any) -> Any:
+        server = create(self)
+        call = server.request_handlers.get(self.types.CallToolRequest)
+        if not _ours(self) or call is None:
+            return server
+
+        async def bounded(req: Any) -> Any:
+            request = server.request_context.request
+            if request is not None and request.scope.get(COUNTED):  # streamable HTTP: counted by ui.server
+                return await call(req)
+            visitor = (request.headers.get(VISITOR_HEADER) or getattr(request.client, "host", None) or "unknown") \
+                if request is not None else "unknown"
+            try:
+                with self.blocks.rde_context.guard.calls.hold(visitor):
+                    return await call(req)
+            except LimitError as e:
+                return server._make_error_result(str(e))
+
+        server.request_handlers[self.types.CallToolRequest] = bounded
+        return server
+
+    return create_mcp_server
+
+
 def _adapt_calls(cls: Any) -> None:
     """How gradio's MCP server makes and answers a tool call, for apps built here.
 
@@ -305,36 +336,14 @@ def _adapt_calls(cls: Any) -> None:
     import inspect
     from concurrent.futures import ThreadPoolExecutor
 
-    from .guard import RELAY_HEADER, VISITOR_HEADER
-    from .server import COUNTED, MCP_MAX_BODY
-    from zoo.limits import LimitError
+    from .guard import RELAY_HEADER
+    from .server import MCP_MAX_BODY
 
-    create, get_client = cls.create_mcp_server, cls._get_or_create_client
+    get_client = cls._get_or_create_client
     for name in ("StreamableHTTPSessionManager", "SseServerTransport"):
         transport = getattr(cls, name, None)
         if transport is not None and "max_request_body_size" in inspect.signature(transport).parameters:
             setattr(cls, name, functools.partial(transport, max_request_body_size=MCP_MAX_BODY))
-
-    def create_mcp_server(self: Any) -> Any:
-        server = create(self)
-        call = server.request_handlers.get(self.types.CallToolRequest)
-        if not _ours(self) or call is None:
-            return server
-
-        async def bounded(req: Any) -> Any:
-            request = server.request_context.request
-            if request is not None and request.scope.get(COUNTED):  # streamable HTTP: counted by ui.server
-                return await call(req)
-            visitor = (request.headers.get(VISITOR_HEADER) or getattr(request.client, "host", None) or "unknown") \
-                if request is not None else "unknown"
-            try:
-                with self.blocks.rde_context.guard.calls.hold(visitor):
-                    return await call(req)
-            except LimitError as e:
-                return server._make_error_result(str(e))
-
-        server.request_handlers[self.types.CallToolRequest] = bounded
-        return server
 
     def get_or_create_client(self: Any) -> Any:
         client = get_client(self)
@@ -360,7 +369,7 @@ def _adapt_calls(cls: Any) -> None:
             return postprocess(self, data, root_url)
         return [c for item in data for c in _contents(self.types, item)]
 
-    cls.create_mcp_server = create_mcp_server
+    cls.create_mcp_server = _bounded(cls.create_mcp_server)
     cls._get_or_create_client = get_or_create_client
     cls._execute_tool_without_progress = execute_without_progress
     cls.postprocess_output_data = postprocess_output_data
