@@ -64,7 +64,8 @@ class Guard:
     uploads: UploadBudget
     trust_proxy: bool = False  # take the visitor's address from X-Forwarded-For (behind a Space's proxy)
     demo: Any = None  # the gr.Blocks, to see whether a request's connection is still open
-    calls: InFlight = field(default_factory=lambda: InFlight(4, 16))  # MCP tool calls in flight (ui.mcp)
+    calls: InFlight = field(default_factory=lambda: InFlight(Limits().max_tool_calls, Limits().tool_calls_total))
+    # ^ MCP tool calls in flight (ui.server, ui.mcp)
     # Proves a loopback request comes from this app's own MCP client (ui.mcp), which alone may
     # say whose call it makes (VISITOR_HEADER). Per app, never sent to a visitor.
     relay_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
