@@ -330,3 +330,22 @@ def test_a_request_waiting_for_the_model_stops_waiting(served):
         token.cancel()
         waiter.join(60)
         assert outcome == ["stopped"]  # while the model was still held: it never got its turn
+
+
+def test_tool_calls_in_flight_are_bounded_per_visitor_and_in_all():
+    from zoo.limits import InFlight
+
+    calls = InFlight(per_visitor=2, total=3)
+    calls.take("a")
+    calls.take("a")
+    with pytest.raises(LimitError, match="You already have 2 tool calls running"):
+        calls.take("a")
+    calls.take("b")
+    with pytest.raises(LimitError, match="answering 3 tool calls already"):
+        calls.take("c")
+    calls.give("a")
+    with calls.hold("c"):
+        assert calls.now == 3
+    for visitor in ("a", "b"):
+        calls.give(visitor)
+    assert calls.now == 0 and calls._calls == {}

@@ -37,16 +37,18 @@ def mcp_app(zoo, hosted):
     demo.close()
 
 
-def session_run(url: str, steps) -> Any:
-    """Run ``steps(session)`` in one MCP client session on ``url``."""
+def session_run(url: str, steps, headers: dict[str, str] | None = None) -> Any:
+    """Run ``steps(session)`` in one MCP client session on ``url``, sending ``headers`` with every request."""
+    import httpx
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
     async def main():
-        async with streamable_http_client(url) as (read, write, _):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                return await steps(session)
+        async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(60, read=300)) as http:
+            async with streamable_http_client(url, http_client=http) as (read, write, _):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    return await steps(session)
 
     return asyncio.run(main())
 
@@ -177,7 +179,7 @@ def test_app_py_offers_mcp_by_flag_and_environment(monkeypatch):
     assert enabled(flag) is False  # flag is None without --mcp: the environment decides
 
 
-def guardrails_call(scope: dict, budget_bytes: int | None = None) -> tuple[int, dict]:
+def guardrails_call(scope: dict, budget_bytes: int | None = None, guard=None) -> tuple[int, dict]:
     """ui.server's middleware on one request: (status, the scope the app behind it got)."""
     from types import SimpleNamespace
 
@@ -200,16 +202,17 @@ def guardrails_call(scope: dict, budget_bytes: int | None = None) -> tuple[int, 
     async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    ctx = SimpleNamespace(guard=Guard.create(Limits(upload_bytes=budget_bytes)))
+    ctx = SimpleNamespace(guard=guard or Guard.create(Limits(upload_bytes=budget_bytes)))
     middleware = Guardrails(app, SimpleNamespace(rde_context=ctx, fns={}))
     asyncio.run(middleware({"type": "http", "method": "POST", "query_string": b"", **scope}, receive, send))
     return status[0], seen
 
 
 def test_a_tool_calls_body_is_an_upload_and_its_caller_the_visitor():
-    from ui.guard import VISITOR_HEADER, client_address
+    from ui.guard import RELAY_HEADER, VISITOR_HEADER, Guard, client_address
     from ui.server import MCP_MAX_BODY
     from starlette.datastructures import Headers
+    from zoo.limits import Limits
 
     def scope(path, peer, length, *headers):
         return {"path": path, "client": (peer, 5000),
@@ -222,18 +225,29 @@ def test_a_tool_calls_body_is_an_upload_and_its_caller_the_visitor():
     # From anyone else the header is dropped: only the app's own loopback client may send it ...
     status, seen = guardrails_call(scope("/gradio_api/queue/join", "203.0.113.5", 100, forged))
     assert VISITOR_HEADER.encode() not in dict(seen["headers"])
-    # ... and only from loopback is it believed.
-    assert client_address(Headers({VISITOR_HEADER: "203.0.113.5"}), "127.0.0.1", False) == "203.0.113.5"
-    assert client_address(Headers({VISITOR_HEADER: "198.51.100.7"}), "203.0.113.9", False) == "203.0.113.9"
+    status, seen = guardrails_call(scope("/gradio_api/queue/join", "127.0.0.1", 100, forged))
+    assert VISITOR_HEADER.encode() not in dict(seen["headers"])  # loopback is not enough ...
+    # ... it is believed only from loopback with the app's secret, which only its MCP client sends.
+    secret = "s3cret"
+    relay = Headers({VISITOR_HEADER: "203.0.113.5", RELAY_HEADER: secret})
+    assert client_address(relay, "127.0.0.1", False, secret) == "203.0.113.5"
+    assert client_address(relay, "203.0.113.9", False, secret) == "203.0.113.9"
+    assert client_address(Headers({VISITOR_HEADER: "203.0.113.5", RELAY_HEADER: "guess"}), "127.0.0.1", False,
+                          secret) == "127.0.0.1"
+    assert client_address(Headers({VISITOR_HEADER: "203.0.113.5"}), "127.0.0.1", False, secret) == "127.0.0.1"
     # The body counts against the visitor's upload budget, and is bounded.
     for route in ("/gradio_api/mcp/", "/gradio_api/mcp/messages/"):  # streamable HTTP, and the SSE transport's
         assert guardrails_call(scope(route, "203.0.113.5", 2000), budget_bytes=1000)[0] == 429
     assert guardrails_call(scope("/gradio_api/mcp/", "203.0.113.5", MCP_MAX_BODY + 1))[0] == 413
-    # The upload gradio's MCP server then makes for that call is not counted twice.
-    mcp_upload = scope("/gradio_api/upload", "127.0.0.1", 2000, (b"x-gradio-user", b"mcp"))
-    assert guardrails_call(mcp_upload, budget_bytes=1000)[0] == 200
-    assert guardrails_call(scope("/gradio_api/upload", "203.0.113.5", 2000, (b"x-gradio-user", b"mcp")),
-                           budget_bytes=1000)[0] == 429
+    # The upload gradio's MCP server then makes for that call is not counted twice; a loopback
+    # upload that only says it is gradio's MCP client (x-gradio-user: mcp) is counted.
+    guard = Guard.create(Limits(upload_bytes=1000))
+    mcp_upload = scope("/gradio_api/upload", "127.0.0.1", 2000, (b"x-gradio-user", b"mcp"),
+                       (RELAY_HEADER.encode(), guard.relay_secret.encode()))
+    assert guardrails_call(mcp_upload, guard=guard)[0] == 200
+    for peer in ("127.0.0.1", "203.0.113.5"):
+        assert guardrails_call(scope("/gradio_api/upload", peer, 2000, (b"x-gradio-user", b"mcp")),
+                               guard=guard)[0] == 429
 
 
 def test_app_py_serves_the_tools_when_rde_mcp_is_set(zoo_file, tmp_path):
@@ -270,3 +284,235 @@ def test_app_py_serves_the_tools_when_rde_mcp_is_set(zoo_file, tmp_path):
     finally:
         proc.kill()
         proc.wait(timeout=60)
+
+
+# --- pictures as images, no server path in any text (issue 31, item 5) -------------------------------
+
+def server_paths_in(res: Any) -> list[str]:
+    """Texts of a tool's answer (its text contents and embedded resources) that name a server path."""
+    import os
+    import tempfile
+
+    roots = {os.environ["GRADIO_TEMP_DIR"], tempfile.gettempdir(), str(EXAMPLES.parent)}
+    found = []
+    for c in res.content:
+        text = c.text if c.type == "text" else getattr(c.resource, "text", "") if c.type == "resource" else ""
+        text += str(getattr(getattr(c, "resource", None), "uri", ""))
+        if any(root in text for root in roots) or "gradio_api/file=" in text:
+            found.append(text[:200])
+    return found
+
+
+def test_every_tools_pictures_are_images_and_no_text_names_a_server_path(proxied_app):
+    image = data_url(EXAMPLES / "chelsea.png")
+    calls = [("compare", {"image": image}),
+             ("classify", {"image": image, "model": "resnet18", "top_k": 3, "method": "gradcam", "target": ""}),
+             ("robustness_sweep", {"image": image, "models": ["resnet18"], "corruptions": ["fog"]})]
+
+    async def steps(session):
+        return [await session.call_tool(name, args) for name, args in calls]
+
+    compare, classify, sweep = session_run(f"{proxied_app[1]}/gradio_api/mcp/", steps)
+    for (name, _), res in zip(calls, (compare, classify, sweep)):
+        assert not res.isError, (name, texts(res))
+        assert server_paths_in(res) == [], (name, server_paths_in(res))
+    kinds = [c.type for c in compare.content]
+    assert kinds.count("image") == 5, kinds  # the gallery: one map per depth, each with its caption
+    captions = [c.text for c in compare.content[1:10:2]]
+    assert all(c.startswith("resnet") for c in captions), captions
+    assert all(base64.b64decode(c.data)[:2] == b"\xff\xd8" for c in compare.content if c.type == "image")  # JPEG
+    assert json.loads(texts(compare)[-1])["target"]["index"] >= 0
+    assert [c.type for c in classify.content].count("image") == 3
+    (csv,) = [c for c in sweep.content if c.type == "resource"]  # the CSV of every cell, by its name only
+    assert csv.resource.mimeType == "text/csv" and "fog" in csv.resource.text
+    assert str(csv.resource.uri).startswith("rde-output:///") and str(csv.resource.uri).endswith(".csv")
+
+
+def test_a_refused_url_answers_with_the_apps_message(mcp_app):
+    from ui.server import URL_REFUSED
+
+    res = session_run(mcp_app[1], lambda s: s.call_tool("classify", {"image": "http://127.0.0.1:1/x.png",
+                                                                    "model": "resnet18"}))
+    assert res.isError and texts(res) == [URL_REFUSED], texts(res)
+
+
+def test_an_image_of_over_4_mb_is_taken(mcp_app):
+    """The MCP library refuses bodies over 4 MiB by default; the README promises 20 MB images."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (1100, 1100, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    assert len(url) > 4.3 * 2**20
+    res = session_run(mcp_app[1], lambda s: s.call_tool("classify", {"image": url, "model": "resnet18", "top_k": 1}))
+    assert not res.isError, texts(res)
+    assert json.loads(texts(res)[-1])["predictions"]
+
+
+# --- one visitor's identity, and a flood of its calls (issue 29, item 3) -----------------------------
+
+def launch(zoo, limits, trust_proxy: bool) -> tuple[Any, str]:
+    from ui import build_app, launch_options
+    from zoo.service import Explorer
+
+    demo = build_app(Explorer(zoo, "cpu", precision="fp32"), limits=limits, trust_proxy=trust_proxy)
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                            mcp_server=True, **launch_options(demo))
+    return demo, url.rstrip("/")
+
+
+@pytest.fixture(scope="module")
+def no_proxy_app(zoo, hosted):
+    """(demo, url): a public deployment without --trust-proxy: an upload budget of 1.2 MB per visitor."""
+    from zoo.limits import Limits
+
+    demo, url = launch(zoo, Limits(max_request_seconds=CEILING_S, upload_bytes=1_200_000), trust_proxy=False)
+    yield demo, url
+    demo.close()
+
+
+FORGERIES = [{"x-forwarded-for": "8.8.8.1"}, {"x-forwarded-for": "9.9.9.9, 8.8.4.4"}, {"x-rde-visitor": "8.8.8.3"},
+             {"x-gradio-user": "mcp"}, {"x-gradio-user": "mcp", "x-rde-visitor": "1.1.1.1",
+                                        "x-forwarded-for": "1.0.0.1", "x-rde-relay": "guess"}]
+
+
+def test_rotated_headers_get_no_turns_of_their_own(no_proxy_app, monkeypatch):
+    demo, url = no_proxy_app
+    gate = demo.rde_context.guard.gate
+    visitors: list[str] = []
+    admit = gate.admit
+    monkeypatch.setattr(gate, "admit", lambda visitor, *a, **k: visitors.append(visitor) or admit(visitor, *a, **k))
+    for headers in FORGERIES:
+        res = session_run(f"{url}/gradio_api/mcp/", lambda s: s.call_tool("zoo", {"resolution": 224}), headers)
+        assert not res.isError, texts(res)
+    assert visitors == ["127.0.0.1"] * len(FORGERIES)  # the connection's address, whatever the headers said
+
+
+def test_rotated_headers_get_no_upload_budget_of_their_own(no_proxy_app, tmp_path):
+    import httpx
+
+    demo, url = no_proxy_app
+    budget = demo.rde_context.guard.uploads
+    image = data_url(EXAMPLES / "chelsea.png")  # about 0.32 MB as a data URL: three fit in 1.2 MB, not four
+    assert 0.3e6 < len(image) < 0.4e6
+    from mcp.shared.exceptions import McpError
+
+    async def classify(session):
+        try:
+            res = await session.call_tool("classify", {"image": image, "model": "resnet18", "top_k": 1})
+        except McpError as e:  # refused before the call: a JSON-RPC error, not a broken transport
+            return e.error.message
+        assert not res.isError, texts(res)
+        return "answered"
+
+    answers = [session_run(f"{url}/gradio_api/mcp/", classify, headers) for headers in FORGERIES]
+    assert answers[:3] == ["answered"] * 3, answers
+    assert all(a.startswith("Upload limit reached") for a in answers[3:]), answers
+    assert budget.used("127.0.0.1") <= budget.limit
+    # Uploads that only claim to be gradio's MCP client, or someone else, are the connection's too.
+    for headers in FORGERIES:
+        r = httpx.post(f"{url}/gradio_api/upload", files=[("files", ("a.png", b"x" * 300_000))], headers=headers,
+                       timeout=30)
+        assert r.status_code == 429 and "Upload limit reached" in r.text, (headers, r.status_code, budget._sent)
+
+
+@pytest.fixture(scope="module")
+def proxied_app(zoo, hosted):
+    """(demo, url): a Space-like deployment (--trust-proxy), visitors told apart by X-Forwarded-For; no ceiling."""
+    from zoo.limits import Limits
+
+    demo, url = launch(zoo, Limits(), trust_proxy=True)
+    yield demo, url
+    demo.close()
+
+
+def test_a_flood_of_tool_calls_leaves_other_visitors_served_and_threads_come_back(proxied_app):
+    import threading
+    import time
+
+    from rest import call
+
+    demo, url = proxied_app
+    calls = demo.rde_context.guard.calls
+    flooder, other = {"x-forwarded-for": "8.8.8.1"}, {"x-forwarded-for": "8.8.8.2"}
+    mcp_url = f"{url}/gradio_api/mcp/"
+
+    def classify_as(headers: dict) -> str:
+        import httpx
+
+        r = httpx.post(f"{url}/gradio_api/upload", files=[("files", ("c.png", (EXAMPLES / "chelsea.png").read_bytes()))],
+                       headers=headers, timeout=60)
+        image = {"path": r.json()[0], "orig_name": "c.png", "meta": {"_type": "gradio.FileData"}}
+        return call(url, "classify", [image, "resnet18", 3, "cam", ""], timeout=120)[0]
+
+    # Warm up: the MCP server's loopback client and its threads, the model.
+    assert not session_run(mcp_url, lambda s: s.call_tool("zoo", {"resolution": 224}), flooder).isError
+    assert classify_as(other) == "complete"
+    time.sleep(11)  # idle worker threads of earlier tests end (anyio's after 10 s, at its next call)
+    assert not session_run(mcp_url, lambda s: s.call_tool("zoo", {"resolution": 224}), other).isError
+    start = threading.active_count()
+
+    from mcp.shared.exceptions import McpError
+
+    async def one(session, i: int) -> str:
+        try:
+            res = await session.call_tool("zoo", {"resolution": 160 + i % 4 * 96})
+        except McpError as e:  # refused before the MCP library parsed it: a JSON-RPC error
+            return e.error.message
+        return " ".join(texts(res)) if res.isError else "answered"
+
+    async def flood(session):
+        return await asyncio.gather(*[one(session, i) for i in range(40)])
+
+    after = []
+    for _ in range(2):  # two floods: threads do not pile up from one to the next
+        answers: list[Any] = []
+        flooding = threading.Thread(target=lambda: answers.extend(session_run(mcp_url, flood, flooder)))
+        flooding.start()
+        deadline = time.monotonic() + 60
+        while calls.now == 0 and flooding.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert classify_as(other) == "complete"  # answered while the flood is under way
+        flooding.join(timeout=300)
+        assert not flooding.is_alive() and len(answers) == 40
+        refused = [a for a in answers if a != "answered"]
+        assert all("tool calls running on this server" in a for a in refused), refused[:3]
+        assert refused and len(refused) < 40  # the excess refused at once; the rest answered
+        assert calls.now == 0
+        # Idle worker threads end after 10 s (anyio's, pruned when the next call needs one): one cheap call later.
+        time.sleep(11)
+        assert not session_run(mcp_url, lambda s: s.call_tool("zoo", {"resolution": 224}), other).isError
+        after.append(threading.active_count())
+    # What stays is bounded by the calls that were in flight (the flooder's 4 and the other visitor's one),
+    # not by the flood: pool threads kept for reuse (a call: one thread and two helpers), the gate's
+    # workers (one per slot), an idle worker thread or two. Before, 200 calls left 147 more threads.
+    limits = demo.rde_context.guard.limits
+    bound = start + 3 * (limits.max_tool_calls + 1) + limits.long_slots + limits.quick_slots + 2
+    assert max(after) <= bound, (start, after, bound)
+
+
+def test_tool_calls_over_the_sse_transport_are_bounded_too(proxied_app):
+    """The SSE transport answers each POST at once and runs the call afterwards: counted at the call."""
+    import httpx
+    from mcp import ClientSession
+    from mcp.client.sse import sse_client
+
+    demo, url = proxied_app
+
+    async def main():
+        async with sse_client(f"{url}/gradio_api/mcp/sse", headers={"x-forwarded-for": "8.8.8.7"}) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await asyncio.gather(*[session.call_tool("zoo", {"resolution": 224}) for _ in range(16)])
+
+    answers = asyncio.run(main())
+    refused = [" ".join(texts(r)) for r in answers if r.isError]
+    assert refused and len(refused) < 16, refused
+    assert all("tool calls running on this server" in text for text in refused), refused
+    assert demo.rde_context.guard.calls.now == 0
+    assert httpx.get(f"{url}/config", timeout=30).status_code == 200

@@ -38,7 +38,10 @@ Adding a tab: write ``ui/tabs/<name>.py`` that defines
   loops in ``zoo`` call ``zoo.cancel.check()`` between steps. Bound costs with the
   sliders' ranges too (gr.Slider refuses out-of-range values on the server).
   A public endpoint is a hidden button's event with ``api_name=``; everything else
-  is ``api_visibility="private"``.
+  is ``api_visibility="private"``. Page-load events (``ctx.demo.load``) run a model through
+  ``long_event`` too: anyone can join them with any inputs. Every other handler (an estimate,
+  a re-render, a tab switch) is declared with ``@runs_no_model``; ``build_app`` refuses an
+  event that is neither (``guard.check_events``).
 
 then add the module to ``TABS`` below.
 """
@@ -58,7 +61,7 @@ from zoo.limits import Limits
 
 from . import mcp, server
 from .common import CACHE_SWEEP_S, MAX_FILE_SIZE, OUTPUT_MAX_AGE_S, Context
-from .guard import Guard
+from .guard import Guard, check_events
 from .tabs import about, batch, classify, compare, depth_lab, landscape, rank, robustness, sanity, zoo_tab
 
 TABS = (classify, compare, rank, sanity, depth_lab, landscape, robustness, batch, zoo_tab, about)
@@ -178,6 +181,7 @@ def launch_options(demo: gr.Blocks | None = None) -> dict:
     budget per visitor, one refusal for any server path, 404 for an unknown endpoint.
     """
     options: dict = {"theme": THEME, "css": CSS, "js": PAGE_JS, "max_file_size": MAX_FILE_SIZE, "show_error": False}
+    server.distrust_forwarded_headers()  # the visitor is the connection, or the trusted proxy's word
     if demo is not None:
         options["app_kwargs"] = {"middleware": server.middleware(demo)}
     return options
@@ -222,4 +226,5 @@ def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | 
                 with gr.Tab(tab.TITLE, id=tab.TITLE):
                     tab.build(ctx)
         mcp.describe_tools(demo, ctx.zoo.names)
+    check_events(demo)  # no event runs a model outside the gate (ui.guard)
     return demo

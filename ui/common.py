@@ -26,7 +26,7 @@ from zoo.registry import Zoo
 from zoo.render import Scale, overlay_crop, overlay_image, raw_figure, save_jpeg, save_png
 from zoo.service import Explorer, Result
 
-from .guard import Guard
+from .guard import Guard, runs_no_model
 from .spaces import gpu  # noqa: F401  ZeroGPU as documented (ui/spaces.py); tabs import it from here
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -224,6 +224,7 @@ def carry_image(button: Any, source: Any, to: Any, tabs: Any, title: str, press:
     """
     senders, receivers = [a for a, _ in also], [b for _, b in also]
 
+    @runs_no_model
     def carry(image: Upload | None, *values: Any):
         return require_image(image).path, gr.Tabs(selected=title), *values
 

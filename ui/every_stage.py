@@ -18,7 +18,7 @@ from zoo.render import overlay_crop, save_jpeg
 
 from . import format as fmt
 from .common import Context, gpu, new_output_folder, progress_fn, require_image, user_errors
-from .guard import long_event
+from .guard import long_event, runs_no_model
 
 WHY = ("Earlier stages see small, less abstract features (edges and textures at layer1, 56×56 cells) and later "
        "ones whole parts and objects (layer4, 7×7 cells). Each map is that stage's own evidence for the class, "
@@ -53,6 +53,7 @@ def build_section(ctx: Context, image: Any, model: Any, method: Any, target: Any
                             f"{', '.join(STAGES)}, each map on its own colour scale; {how}.", *notes])
         return items, text
 
+    @runs_no_model
     def ui_estimate(model_: str, method_: str) -> str:
         try:
             return fmt.estimate_markdown(explorer.every_stage_estimate(model_, method_), explorer.device,

@@ -1,7 +1,9 @@
 """How every long event of the page and the API runs: a cost check, a fair turn, a token that stops it.
 
 A tab registers its model-running events through ``long_event`` (or wraps a handler
-with ``guarded``). For each request, on the server's event loop:
+with ``guarded``), page-load events included; every other handler is declared with
+``runs_no_model``, and ``check_events`` (called by ``build_app``) refuses an app with an
+event that is neither. For each request, on the server's event loop:
 
 1. its estimate (the tab's ``cost`` function, the same ``Explorer`` estimate the page
    shows) is checked against the ceiling (``zoo.limits.Gate``): over it, the request is
@@ -29,19 +31,21 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import hmac
 import html
 import inspect
 import ipaddress
 import logging
+import secrets
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import gradio as gr
 
 from zoo import cancel
 from zoo.errors import ZooError
-from zoo.limits import Gate, Limits, UploadBudget
+from zoo.limits import Gate, InFlight, Limits, UploadBudget
 
 log = logging.getLogger("rde")
 
@@ -60,6 +64,11 @@ class Guard:
     uploads: UploadBudget
     trust_proxy: bool = False  # take the visitor's address from X-Forwarded-For (behind a Space's proxy)
     demo: Any = None  # the gr.Blocks, to see whether a request's connection is still open
+    calls: InFlight = field(default_factory=lambda: InFlight(Limits().max_tool_calls, Limits().tool_calls_total))
+    # ^ MCP tool calls in flight (ui.server, ui.mcp)
+    # Proves a loopback request comes from this app's own MCP client (ui.mcp), which alone may
+    # say whose call it makes (VISITOR_HEADER). Per app, never sent to a visitor.
+    relay_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     @classmethod
     def create(cls, limits: Limits | None = None, trust_proxy: bool = False) -> Guard:
@@ -67,7 +76,8 @@ class Guard:
         # Bounded: at most one thread per slot (plus one for estimates), however many requests come and go.
         workers = limits.long_slots + limits.quick_slots + 1
         return cls(Gate(limits), ThreadPoolExecutor(workers, thread_name_prefix="rde-work"),
-                   UploadBudget(limits.upload_bytes, limits.upload_window_s), trust_proxy)
+                   UploadBudget(limits.upload_bytes, limits.upload_window_s), trust_proxy,
+                   calls=InFlight(limits.max_tool_calls, limits.tool_calls_total))
 
     @property
     def limits(self) -> Limits:
@@ -76,9 +86,12 @@ class Guard:
 
 # --- who is asking --------------------------------------------------------------------
 
-# The address of an MCP tool's caller, on the call gradio's MCP server makes over loopback for it
-# (set by ui.server's middleware; from any other peer it is removed before it gets here).
+# Whose MCP tool call a loopback request makes: set by ui.server's middleware on the tool call
+# (from the real connection, or the trusted proxy's header), forwarded by gradio's MCP server
+# on its loopback call, and believed only beside RELAY_HEADER (the app's secret, which gradio's
+# MCP client of this app sends: ui.mcp). From anyone else both are removed.
 VISITOR_HEADER = "x-rde-visitor"
+RELAY_HEADER = "x-rde-relay"
 
 
 def is_loopback(peer: str | None) -> bool:
@@ -88,18 +101,24 @@ def is_loopback(peer: str | None) -> bool:
         return False
 
 
-def client_address(headers: Any, peer: str | None, trust_proxy: bool) -> str:
+def relayed(headers: Any, peer: str | None, secret: str | None) -> bool:
+    """Does this request come from the app's own MCP client (loopback, with the app's secret)?"""
+    sent = headers.get(RELAY_HEADER) if headers is not None else None
+    return bool(secret and sent and is_loopback(peer) and hmac.compare_digest(str(sent), secret))
+
+
+def client_address(headers: Any, peer: str | None, trust_proxy: bool, secret: str | None = None) -> str:
     """The visitor's address: the connection's peer, or behind a trusted proxy the last public
-    address of ``X-Forwarded-For``; for an MCP tool's call over loopback, its caller's (``VISITOR_HEADER``).
+    address of ``X-Forwarded-For``; for the app's own MCP client (``relayed``), its caller's (``VISITOR_HEADER``).
 
     A Space's proxy appends the address it saw to ``X-Forwarded-For`` (the peer itself is an
     internal 10.x address); entries to its left come from the client and can be forged, so
     the rightmost public address is the one the proxy vouches for. Without a proxy
-    (``trust_proxy`` off) the header is ignored: anyone could send it.
+    (``trust_proxy`` off) the header is ignored: anyone could send it. (uvicorn's own reading
+    of it is switched off: ``ui.server.distrust_forwarded_headers``.)
     """
-    relayed = headers.get(VISITOR_HEADER) if headers is not None and is_loopback(peer) else None
-    if relayed:
-        return str(relayed)[:64]
+    if relayed(headers, peer, secret) and headers.get(VISITOR_HEADER):
+        return str(headers.get(VISITOR_HEADER))[:64]
     if trust_proxy:
         forwarded = headers.get("x-forwarded-for") if headers is not None else None
         for part in reversed([p.strip() for p in (forwarded or "").split(",") if p.strip()]):
@@ -112,7 +131,7 @@ def client_address(headers: Any, peer: str | None, trust_proxy: bool) -> str:
     return peer or "unknown"
 
 
-def visitor_key(request: gr.Request | None, trust_proxy: bool) -> str:
+def visitor_key(request: gr.Request | None, guard: Guard) -> str:
     if request is None:
         return "unknown"
     try:
@@ -121,7 +140,7 @@ def visitor_key(request: gr.Request | None, trust_proxy: bool) -> str:
         peer = getattr(client, "host", None)
     except AttributeError:
         return "unknown"
-    return client_address(headers, peer, trust_proxy)
+    return client_address(headers, peer, guard.trust_proxy, guard.relay_secret)
 
 
 def connection_closed(demo: Any, request: gr.Request | None) -> bool:
@@ -226,7 +245,7 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
             # None: this request costs at most a moment (e.g. the zoo's tables without timing).
             admission = guard.gate.check(0, 0.0, what) if est is None else guard.gate.check(est.forwards,
                                                                                              est.seconds, what)
-        return visitor_key(request, guard.trust_proxy), admission
+        return visitor_key(request, guard), admission
 
     def split(args: tuple) -> tuple[tuple, gr.Request | None, Any]:
         *rest, request = args
@@ -289,6 +308,7 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
     handler.__annotations__ = {"request": gr.Request}
     handler.__name__ = getattr(fn, "__name__", "handler")
     handler.__doc__ = fn.__doc__
+    setattr(handler, GATE_MARK, GUARDED)
     return handler
 
 
@@ -308,6 +328,70 @@ def long_event(guard: Guard, trigger: Callable, fn: Callable, inputs: list[Any],
     return event
 
 
+
+# --- every event through the gate ---------------------------------------------------------
+
+GATE_MARK = "rde_gate"  # on every handler an event of the app may run: how it relates to the gate
+GUARDED = "guarded"  # made by ``guarded``: ceiling, lane, turn, token
+NO_MODEL = "runs no model"  # declared with ``runs_no_model``
+EXAMPLE = "cached example"  # declared with ``cached_example``
+
+
+def runs_no_model(fn: Callable) -> Callable:
+    """Declare that ``fn`` runs no model (an estimate, a re-render of a kept result, a tab switch).
+
+    An event's handler must be either ``guarded`` or declared here (``check_events``); the
+    declaration is the reviewer's cue: nothing reached from ``fn`` may run a network on data.
+    """
+    setattr(fn, GATE_MARK, NO_MODEL)
+    return fn
+
+
+def cached_example(fn: Callable) -> Callable:
+    """Declare ``fn`` as a ``gr.Examples`` function: it runs a model, on one of the fixed examples only,
+    at the tab's defaults (a bounded, known cost). Gradio runs it at most once per example (a
+    lock per example; at start on a CPU Space) and serves the cached result after that."""
+    setattr(fn, GATE_MARK, EXAMPLE)
+    return fn
+
+
+def _gradio_examples_event(fn: Callable) -> str | None:
+    """How the events ``gr.Examples`` registers relate to the gate, or None for any other function."""
+    if getattr(fn, "__module__", None) != "gradio.helpers":
+        return None
+    if fn.__name__ in ("load_example_input", "load_example"):  # copy a fixed example into the inputs
+        return NO_MODEL
+    if fn.__name__ == "load_example_output":  # the cached result; on a miss, the Examples' own fn
+        for cell in fn.__closure__ or ():
+            with contextlib.suppress(ValueError):
+                if isinstance(cell.cell_contents, gr.helpers.Examples):
+                    return EXAMPLE if getattr(cell.cell_contents.fn, GATE_MARK, None) == EXAMPLE else None
+    return None
+
+
+def unguarded_events(demo: Any) -> list[str]:
+    """The app's events whose handler is neither ``guarded`` nor declared (``runs_no_model``,
+    ``cached_example`` for gradio's examples): each "fn_index name (trigger)"; [] when none."""
+    found = []
+    for index, block_fn in demo.fns.items():
+        fn = block_fn.fn
+        if fn is None:  # browser code only
+            continue
+        mark = _gradio_examples_event(fn) or getattr(fn, GATE_MARK, None)
+        if mark not in (GUARDED, NO_MODEL, EXAMPLE) or (mark == EXAMPLE and _gradio_examples_event(fn) is None):
+            triggers = ", ".join(str(event) for _, event in block_fn.targets)
+            found.append(f"{index} {block_fn.name} ({triggers})")
+    return found
+
+
+def check_events(demo: Any) -> None:
+    """Refuse to build an app with an event that could run a model outside the gate (``unguarded_events``)."""
+    found = unguarded_events(demo)
+    if found:
+        raise RuntimeError("Every event must be registered with ui.guard.long_event (or its handler wrapped in "
+                           "guarded), or its handler declared with runs_no_model: " + "; ".join(found))
+
+
 def error_markdown(message: str) -> str:
     """An error as the page shows it, in place of the result (styled by ``.rde-error`` in ui/app.py)."""
     return f'<div class="rde-error" role="alert"><strong>Could not run:</strong> {html.escape(message)}</div>'
@@ -325,6 +409,6 @@ def stop_button(button: Any, events: list[Any], message: Any = None, text: str =
     if message is None:
         button.click(None, None, None, cancels=events, api_visibility="private")
     else:
-        button.click(lambda: stopped_html(text), None, [message], cancels=events, api_visibility="private",
-                     show_progress="hidden")
+        button.click(runs_no_model(lambda: stopped_html(text)), None, [message], cancels=events,
+                     api_visibility="private", show_progress="hidden")
 

@@ -25,13 +25,19 @@ What this module adds:
   refused by the tool's input schema (the image is a string). ``ui.server`` counts a tool
   call's body against the visitor's upload budget and passes the visitor's address on, so
   the gate's turns and limits are the caller's own, not those of the loopback client.
+* **Calls and answers** (``_adapt_calls``): tool calls bounded per visitor before they take a
+  thread, the visitor vouched for by the app's secret, 28 MB bodies, pictures as images.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import mimetypes
 import os
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from zoo.explain import METHODS, STAGES
 
@@ -177,8 +183,44 @@ def _has_file(value: Any) -> bool:
     return False
 
 
+def _file_contents(types: Any, file: dict) -> list[Any]:
+    """One output file as MCP content: a picture as an image, any other file as an embedded resource
+    named by its file name. Never its path or URL on this server."""
+    path = Path(str(file.get("path") or ""))
+    name = Path(str(file.get("orig_name") or path.name)).name or "file"
+    if not path.is_file():
+        return [types.TextContent(type="text", text=f"{name}: no longer on the server.")]
+    data = path.read_bytes()
+    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if mime.startswith("image/"):
+        return [types.ImageContent(type="image", data=base64.b64encode(data).decode(), mimeType=mime)]
+    uri = f"rde-output:///{quote(name)}"
+    if mime.startswith("text/") or mime in ("application/json", "text/csv"):
+        resource = types.TextResourceContents(uri=uri, mimeType=mime, text=data.decode("utf-8", "replace"))
+    else:
+        resource = types.BlobResourceContents(uri=uri, mimeType=mime, blob=base64.b64encode(data).decode())
+    return [types.EmbeddedResource(type="resource", resource=resource)]
+
+
+def _contents(types: Any, item: Any) -> list[Any]:
+    """One endpoint output as MCP contents: files as ``_file_contents``, a gallery as its pictures each
+    followed by its caption, data (a label's, a JSON output's, a chart's) as JSON text."""
+    if isinstance(item, dict) and isinstance(item.get("meta"), dict) and item["meta"].get("_type") == "gradio.FileData":
+        return _file_contents(types, item)
+    if isinstance(item, dict) and _has_file(item):  # a gallery's entry: {"image": FileData, "caption": ...}
+        out = [c for v in item.values() if _has_file(v) for c in _contents(types, v)]
+        if item.get("caption"):
+            out.append(types.TextContent(type="text", text=str(item["caption"])))
+        return out
+    if isinstance(item, (list, tuple)) and _has_file(item):
+        return [c for v in item for c in _contents(types, v)]
+    if isinstance(item, (dict, list)):
+        return [types.TextContent(type="text", text=json.dumps(item, default=str))]
+    return [types.TextContent(type="text", text=str(item))]
+
+
 def _adapt_gradio_mcp() -> None:
-    """Four changes to gradio 6's MCP server, for apps built here (``rde_tools`` set); others keep gradio's.
+    """Changes to gradio 6's MCP server, for apps built here (``rde_tools`` set); others keep gradio's.
 
     * **Only ``TOOLS`` are tools** (``get_tool_to_endpoint``): gradio offers every named
       endpoint; one left out is unknown to ``tools/call`` as well.
@@ -188,11 +230,7 @@ def _adapt_gradio_mcp() -> None:
     * **Free-text choices stay free** (``get_input_schema``): a dropdown that takes any value
       (the target class: a name or an index) would be an ``enum`` of its 1001 entries in the
       tool's schema, and the MCP server refuses any other value ("tabby") before the call.
-    * **One content per output, JSON as JSON** (``_execute_tool_without_progress``,
-      ``postprocess_output_data``): without a progress token, gradio returned an endpoint's
-      outputs as one Python repr of the tuple; with one, as separate contents. Both now give
-      one content per output, pictures as images, and data (a label's, a JSON output's) as
-      JSON text.
+    * The calls themselves: ``_adapt_calls``.
 
     Wrapped once per process at class level, as ``ui.server.refuse_server_paths`` does;
     without the ``mcp`` extra there is nothing to change.
@@ -207,21 +245,17 @@ def _adapt_gradio_mcp() -> None:
     tool_to_endpoint = GradioMCPServer.get_tool_to_endpoint
     input_schema = GradioMCPServer.get_input_schema
     fn_description = GradioMCPServer.get_fn_description
-    postprocess = GradioMCPServer.postprocess_output_data
-
-    def ours(server: Any) -> bool:
-        return getattr(server.blocks, "rde_tools", None) is not None
 
     def get_tool_to_endpoint(self: Any) -> dict[str, str]:
         tools = tool_to_endpoint(self)
-        if not ours(self):
+        if not _ours(self):
             return tools
         return {name: endpoint for name, endpoint in tools.items() if endpoint.lstrip("/") in self.blocks.rde_tools}
 
     def get_input_schema(self: Any, tool_name: str, parameters: dict[str, str] | None = None) -> Any:
         schema, positions = input_schema(self, tool_name, parameters)
         block_fn = self.get_block_fn_from_endpoint_name(self.tool_to_endpoint.get(tool_name, ""))
-        if ours(self) and block_fn is not None:
+        if _ours(self) and block_fn is not None:
             inputs = [c for c in block_fn.inputs if not isinstance(c, State)]
             for prop, component in zip(schema.get("properties", {}).values(), inputs):
                 if getattr(component, "allow_custom_value", False):
@@ -230,31 +264,112 @@ def _adapt_gradio_mcp() -> None:
 
     def get_fn_description(self: Any, block_fn: Any, tool_name: str) -> tuple[str, dict[str, str]]:
         description, parameters = fn_description(self, block_fn, tool_name)
-        if ours(self):  # it names a tool this server does not have; the image argument says what to send
+        if _ours(self):  # it names a tool this server does not have; the image argument says what to send
             description = description.replace(self._file_data_tool_description, "").replace(".. Returns:",
                                                                                            ". Returns:")
         return description, parameters
+
+    GradioMCPServer.get_tool_to_endpoint = get_tool_to_endpoint  # type: ignore[method-assign]
+    GradioMCPServer.get_input_schema = get_input_schema  # type: ignore[method-assign]
+    GradioMCPServer.get_fn_description = get_fn_description  # type: ignore[method-assign]
+    _adapt_calls(GradioMCPServer)
+    GradioMCPServer.rde_adapted = True  # type: ignore[attr-defined]
+
+
+def _ours(server: Any) -> bool:
+    return getattr(server.blocks, "rde_tools", None) is not None
+
+
+def _bounded(create: Any) -> Any:
+    """``GradioMCPServer.create_mcp_server`` whose tool calls are counted in ``Guard.calls`` (see ``_adapt_calls``)."""
+    from zoo.limits import LimitError
+
+    from .guard import VISITOR_HEADER
+    from .server import COUNTED
+
+    def create_mcp_server(self: Any) -> Any:
+        server = create(self)
+        call = server.request_handlers.get(self.types.CallToolRequest)
+        if not _ours(self) or call is None:
+            return server
+
+        async def bounded(req: Any) -> Any:
+            request = server.request_context.request
+            if request is not None and request.scope.get(COUNTED):  # streamable HTTP: counted by ui.server
+                return await call(req)
+            visitor = (request.headers.get(VISITOR_HEADER) or getattr(request.client, "host", None) or "unknown") \
+                if request is not None else "unknown"
+            try:
+                with self.blocks.rde_context.guard.calls.hold(visitor):
+                    return await call(req)
+            except LimitError as e:
+                return server._make_error_result(str(e))
+
+        server.request_handlers[self.types.CallToolRequest] = bounded
+        return server
+
+    return create_mcp_server
+
+
+def _adapt_calls(cls: Any) -> None:
+    """How gradio's MCP server makes and answers a tool call, for apps built here.
+
+    * **Bounded before any thread** (``create_mcp_server``): each tool call holds server
+      threads while it waits for its loopback request, so a call is counted per visitor and
+      in all (``Guard.calls``, ``zoo.limits.InFlight``) before it starts; the excess is
+      answered at once with the tool's error. A streamable-HTTP request is counted earlier
+      still, by ``ui.server``'s middleware (its POST lasts as long as the call); the SSE
+      transport's calls (a POST that returns at once) are counted here.
+    * **Whose call it is** (``_get_or_create_client``): the loopback client sends the app's
+      secret (``RELAY_HEADER``), beside the visitor that ``ui.server`` set on the tool call,
+      so the gate and the upload budget count the caller, whatever headers it sent. Its
+      thread pools are sized to the calls that can be in flight.
+    * **20 MB images**: the MCP library refuses bodies over 4 MiB; its limit is ``MCP_MAX_BODY``
+      (``ui.server`` refuses larger ones first).
+    * **One content per output, pictures as images, no server path** (``postprocess_output_data``,
+      ``_execute_tool_without_progress``): gradio returned a gallery as the text of a Python
+      list naming files in its temporary folder, and each picture with an "Image URL" naming
+      its path; now pictures are image contents, other files embedded resources named by
+      file name, data JSON text (``_contents``).
+    """
+    import functools
+    import inspect
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .guard import RELAY_HEADER
+    from .server import MCP_MAX_BODY
+
+    get_client = cls._get_or_create_client
+    for name in ("StreamableHTTPSessionManager", "SseServerTransport"):
+        transport = getattr(cls, name, None)
+        if transport is not None and "max_request_body_size" in inspect.signature(transport).parameters:
+            setattr(cls, name, functools.partial(transport, max_request_body_size=MCP_MAX_BODY))
+
+    def get_or_create_client(self: Any) -> Any:
+        client = get_client(self)
+        if _ours(self) and RELAY_HEADER not in client.headers:  # just made: no job has run on it yet
+            guard = self.blocks.rde_context.guard
+            client.headers[RELAY_HEADER] = guard.relay_secret
+            # Its pools keep their threads: sized to the calls that can be in flight (gradio's: 40 and 80).
+            for pool, workers in (("executor", guard.calls.total), ("helper_executor", 2 * guard.calls.total)):
+                getattr(client, pool).shutdown(wait=False)
+                setattr(client, pool, ThreadPoolExecutor(workers, thread_name_prefix=f"rde-mcp-{pool}"))
+        return client
 
     async def execute_without_progress(self: Any, job: Any) -> list[Any]:
         from anyio.to_thread import run_sync
 
         result = await run_sync(job.result)
-        return list(result) if ours(self) and isinstance(result, tuple) else [result]
+        return list(result) if _ours(self) and isinstance(result, tuple) else [result]
+
+    postprocess = cls.postprocess_output_data
 
     def postprocess_output_data(self: Any, data: Any, root_url: str) -> list[Any]:
-        if not ours(self):
+        if not _ours(self):
             return postprocess(self, data, root_url)
-        out: list[Any] = []
-        for item in data:
-            if isinstance(item, (dict, list)) and not _has_file(item):
-                out.append(self.types.TextContent(type="text", text=json.dumps(item, default=str)))
-            else:
-                out.extend(postprocess(self, [item], root_url))
-        return out
+        return [c for item in data for c in _contents(self.types, item)]
 
-    GradioMCPServer.get_tool_to_endpoint = get_tool_to_endpoint  # type: ignore[method-assign]
-    GradioMCPServer.get_input_schema = get_input_schema  # type: ignore[method-assign]
-    GradioMCPServer.get_fn_description = get_fn_description  # type: ignore[method-assign]
-    GradioMCPServer._execute_tool_without_progress = execute_without_progress  # type: ignore[method-assign]
-    GradioMCPServer.postprocess_output_data = postprocess_output_data  # type: ignore[method-assign]
-    GradioMCPServer.rde_adapted = True  # type: ignore[attr-defined]
+    cls.create_mcp_server = _bounded(cls.create_mcp_server)
+    cls._get_or_create_client = get_or_create_client
+    cls._execute_tool_without_progress = execute_without_progress
+    cls.postprocess_output_data = postprocess_output_data

@@ -15,11 +15,13 @@
   requests: at most ``max_quick`` in flight per visitor. One client cannot fill the
   server's queue.
 
-``UploadBudget`` bounds the bytes one visitor uploads per time window.
+``UploadBudget`` bounds the bytes one visitor uploads per time window; ``InFlight``
+bounds the MCP tool calls one visitor (and everyone) has in flight, refusing the excess
+at once, before a call takes any thread.
 
 Everything here runs on the server's event loop (asyncio); it holds counters, never
 requests' data. A "visitor" is a key the front end derives from the connection (see
-``ui.common.visitor_key``).
+``ui.guard.visitor_key``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ class Limits:
     max_quick: int = 4  # quick requests one visitor may have in flight
     upload_bytes: int | None = None  # bytes one visitor may upload per window
     upload_window_s: float = 600.0
+    # MCP tool calls in flight (running or waiting for the gate): each holds server threads while
+    # it waits for its loopback call, so they are bounded per visitor and in all, whatever the ceiling.
+    max_tool_calls: int = 4
+    tool_calls_total: int = 16
 
     @classmethod
     def public(cls, concurrency: int = 2) -> Limits:
@@ -202,3 +208,48 @@ class UploadBudget:
                              f"visitor every {self.window / 60:.0f} minutes. Wait a few minutes, or run the app on "
                              "your own machine (python app.py), which has no such limit.")
         self._sent.setdefault(visitor, deque()).append((now, nbytes))
+
+
+class InFlight:
+    """Calls in flight per visitor and in all; beyond either bound a call is refused at once (``LimitError``).
+
+    For MCP tool calls: gradio's MCP server holds worker threads for each call while it waits
+    for its loopback request, so calls must be counted before they start, not where the
+    gate admits their loopback request (by then the threads are taken). Used from the
+    server's event loop only.
+    """
+
+    def __init__(self, per_visitor: int, total: int):
+        self.per_visitor = per_visitor
+        self.total = total
+        self._calls: dict[str, int] = {}
+
+    @property
+    def now(self) -> int:
+        return sum(self._calls.values())
+
+    def take(self, visitor: str) -> None:
+        """Count one more call of ``visitor``, or raise ``LimitError`` (nothing counted) beyond a bound."""
+        mine = self._calls.get(visitor, 0)
+        if mine >= self.per_visitor:
+            raise LimitError(f"You already have {mine} tool calls running on this server (at most {self.per_visitor} "
+                             "at once); wait for them to finish, then try again.")
+        if self.now >= self.total:
+            raise LimitError(f"This server is answering {self.total} tool calls already; try again in a moment.")
+        self._calls[visitor] = mine + 1
+
+    def give(self, visitor: str) -> None:
+        """One call of ``visitor`` has ended."""
+        left = self._calls.get(visitor, 1) - 1
+        if left:
+            self._calls[visitor] = left
+        else:
+            self._calls.pop(visitor, None)
+
+    @contextlib.contextmanager
+    def hold(self, visitor: str):
+        self.take(visitor)
+        try:
+            yield
+        finally:
+            self.give(visitor)

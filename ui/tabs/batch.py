@@ -23,7 +23,7 @@ from zoo.images import load_image
 from .. import format as fmt
 from .. import plots
 from ..common import Context, checked_file, gpu, new_output_folder, press_js, user_errors
-from ..guard import long_event
+from ..guard import long_event, runs_no_model
 
 TITLE = "Batch"
 THUMB = 56  # px: table thumbnails, kept per image while the batch runs
@@ -113,6 +113,7 @@ def build(ctx: Context) -> None:
         finally:
             events.close()
 
+    @runs_no_model
     @user_errors
     def ui_open(sources: list[Path | ZipMember] | None, evt: gr.SelectData):
         """A "where depth mattered" image into Compare depths, which then runs on it."""
@@ -173,6 +174,7 @@ def build(ctx: Context) -> None:
                message=b_status, stop=b_stop, what="This batch", api_visibility="private",
                stopped="The results shown are those of the images finished before Stop.")
 
+    @runs_no_model
     def ui_estimate(files, models) -> str:
         """What Run will cost here: the files are counted (a zip's members listed, nothing decoded)."""
         if not files:

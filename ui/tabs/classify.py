@@ -16,7 +16,7 @@ from .. import format as fmt
 from ..every_stage import build_section as every_stage_section
 from ..common import (EXAMPLES, Context, Upload, gpu, progress_fn, render_result, require_image,
                       safe_image_input, save_raw, user_errors)
-from ..guard import long_event
+from ..guard import cached_example, long_event, runs_no_model
 from ..spaces import example_caching
 from ..plots import csv_file, faithfulness_curves
 
@@ -67,6 +67,7 @@ def build(ctx: Context) -> None:
         return explorer.run(upload.path, model, top_k, method, target or None, progress_fn(progress),
                             faithfulness=bool(score), **method_params(method, window, stride, steps, layer))
 
+    @runs_no_model
     def ui_estimate(model, method, window, stride, steps, score, layer=None) -> str:
         """What pressing the button will cost here, before pressing it."""
         try:
@@ -109,6 +110,7 @@ def build(ctx: Context) -> None:
         return (fmt.label_dict(result), crop, full, fig, fmt.result_markdown(result), downloads(result, crop, png),
                 *render_scores(result), seen_and_mapped(result, crop), result)
 
+    @runs_no_model
     @user_errors
     def ui_rerender(result, cmap, alpha):
         if result is None:
@@ -189,6 +191,7 @@ def build(ctx: Context) -> None:
     state = gr.State()
 
     @user_errors
+    @cached_example
     def ui_example(image, progress=gr.Progress()):
         """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
         labels_, crop, full, fig, info_, files_, *_ = ui_classify(image, ctx.default_model, 5, "cam", "", "jet",

@@ -12,7 +12,7 @@ from zoo.service import Comparison
 from .. import format as fmt
 from ..common import (EXAMPLES, Context, Upload, carry_image, gpu, new_output_folder, progress_fn, require_image,
                       safe_image_input, user_errors)
-from ..guard import long_event
+from ..guard import cached_example, long_event, runs_no_model
 from ..spaces import example_caching
 from ..plots import csv_files, data_files, faithfulness_curves, map_agreement_heatmap
 
@@ -73,6 +73,7 @@ def build(ctx: Context) -> None:
         data = csv_files([scores[1], agreement[1]], new_output_folder(ctx.outputs_dir))
         return (*render_compare(cmp, cmap, alpha, shared), *scores, *agreement, cmp, data)
 
+    @runs_no_model
     def ui_estimate(models, method, score) -> str:
         """What pressing Compare will cost here, before pressing it."""
         try:
@@ -80,6 +81,7 @@ def build(ctx: Context) -> None:
         except ZooError as e:
             return str(e)
 
+    @runs_no_model
     @user_errors
     def ui_compare_rerender(cmp, cmap, alpha, shared):
         if cmp is None:
@@ -138,6 +140,7 @@ def build(ctx: Context) -> None:
     c_state = gr.State()
 
     @user_errors
+    @cached_example
     def ui_compare_example(image, progress=gr.Progress()):
         """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
         gallery, _, text, _, _, _, _, cmp, _ = ui_compare(image, ctx.depth_names, "cam", "", "jet", 0.5, True, False,

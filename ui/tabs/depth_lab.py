@@ -12,7 +12,7 @@ from .. import format as fmt
 from .. import plots
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
                       user_errors)
-from ..guard import long_event, stop_button
+from ..guard import long_event, runs_no_model, stop_button
 
 TITLE = "Depth lab"
 
@@ -125,6 +125,7 @@ def build(ctx: Context) -> None:
                            api_visibility="private")
     stop_button(stop, [signal_ev, lesion_ev], summary)
 
+    @runs_no_model
     def ui_estimate(models) -> str:
         """What each button will cost here, before pressing it."""
         chosen = list(models or ctx.depth_names)

@@ -13,7 +13,7 @@ from .. import format as fmt
 from .. import plots
 from ..common import (EXAMPLES, Context, checked_file, gpu, progress_fn, require_image, safe_image_input,
                       user_errors)
-from ..guard import long_event
+from ..guard import long_event, runs_no_model
 
 TITLE = "Error surfaces"
 
@@ -64,6 +64,7 @@ def build(ctx: Context) -> None:
                                            names=[upload.name, *(p.name for p in extra)], max_images=MAX_IMAGES,
                                            progress=progress_fn(progress))
 
+    @runs_no_model
     def ui_estimate(models, dims, grid, more=None) -> str:
         """What pressing Run will cost here, before pressing it."""
         try:

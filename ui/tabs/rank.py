@@ -18,7 +18,7 @@ from zoo.service import RANK_DEFAULT, Ranked, Ranking
 from .. import format as fmt
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
                       user_errors)
-from ..guard import long_event
+from ..guard import long_event, runs_no_model
 from ..plots import csv_files, data_files, faithfulness_curves
 
 TITLE = "Method ranking"
@@ -69,6 +69,7 @@ def build(ctx: Context) -> None:
                     pictures[r.method] = picture(folder, ranking, r)
             yield (*render(ranking, by, len(methods), pictures), (ranking, pictures, len(methods)))
 
+    @runs_no_model
     @user_errors
     def ui_resort(state, by):
         if state is None:
@@ -124,6 +125,7 @@ def build(ctx: Context) -> None:
     event = long_event(ctx.guard, go.click, ui_rank, [image, model, target, methods, by], outs, cost=cost,
                        message=info, stop=stop, api_visibility="private")
 
+    @runs_no_model
     def ui_estimate(model, methods) -> str:
         """What Rank methods will cost here, before pressing it."""
         if not methods:
@@ -136,7 +138,7 @@ def build(ctx: Context) -> None:
     by.change(ui_resort, [state, by], [gallery, table, info, curves, data], api_visibility="private",
               show_progress="hidden")
     # Score-CAM's label counts its forwards for the model picked: 514 on ResNet-18, 2050 on ResNet-50.
-    model.change(lambda m, v: gr.CheckboxGroup(choices=choices(m), value=v), [model, methods], [methods],
+    model.change(runs_no_model(lambda m, v: gr.CheckboxGroup(choices=choices(m), value=v)), [model, methods], [methods],
                  api_visibility="private", show_progress="hidden")
     # The public endpoint /rank_methods(image, model, target, methods).
     api_json = gr.JSON(visible=False)

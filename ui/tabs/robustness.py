@@ -40,7 +40,7 @@ from .. import format as fmt
 from .. import robustness_plots as rplots
 from ..common import (EXAMPLES, Context, checked_file, gpu, new_output_folder, progress_fn, require_image,
                       safe_image_input, user_errors)
-from ..guard import long_event
+from ..guard import long_event, runs_no_model
 from ..plots import depth_label
 
 TITLE = "Robustness"
@@ -327,6 +327,7 @@ def build(ctx: Context) -> None:
                 files = gr.skip() if event.partial else sweep_files(event)
                 yield text, heat, lines, breaking_table(event), files, event
 
+    @runs_no_model
     @user_errors
     def ui_lines(sweep: Sweep | None, corruption: str):
         """The chosen corruption's curves (and sentence) from the last sweep: no model runs."""
@@ -409,6 +410,7 @@ def build(ctx: Context) -> None:
         assert summary is not None and not summary.partial
         return summary.to_json(), folder_files(summary, samples)[0]
 
+    @runs_no_model
     def ui_live_estimate(models, corruption, severity, method) -> str:
         try:
             return fmt.estimate_markdown(live_cost(None, models, corruption, severity, method), explorer.device,
@@ -416,12 +418,14 @@ def build(ctx: Context) -> None:
         except ZooError as e:
             return str(e)
 
+    @runs_no_model
     def ui_sweep_estimate(models) -> str:
         try:
             return fmt.estimate_markdown(sweep_cost(None, models), explorer.device, ctx.guard.limits)
         except ZooError as e:
             return str(e)
 
+    @runs_no_model
     def ui_folder_estimate(files, models, corruptions, severities) -> str:
         if not files:
             return ("Cost: per image and depth, one forward for the clean crop and one per corruption and severity. "
@@ -556,6 +560,7 @@ def build(ctx: Context) -> None:
     for ctl in f_cost_ins:
         ctl.change(ui_folder_estimate, f_cost_ins, [f_estimate], api_visibility="private", show_progress="hidden")
 
+    @runs_no_model
     def ui_estimates(models_, corruption_, severity_, method_, files_, f_models_, f_corruptions_, f_severities_):
         return (ui_live_estimate(models_, corruption_, severity_, method_), ui_sweep_estimate(models_),
                 ui_folder_estimate(files_, f_models_, f_corruptions_, f_severities_))

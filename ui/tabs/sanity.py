@@ -21,7 +21,7 @@ from .. import format as fmt
 from .. import plots
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
                       user_errors)
-from ..guard import long_event, stop_button
+from ..guard import long_event, runs_no_model, stop_button
 
 TITLE = "Sanity check"
 # Integrated Gradients at the page's default (as in Classify & explain): half the library's
@@ -107,6 +107,7 @@ def build(ctx: Context) -> None:
         picture, *_ = render([report], folder, 0)
         return picture, report.to_json()
 
+    @runs_no_model
     def ui_estimate(model: str, methods: list[str], granularity: str) -> str:
         try:
             methods = list(methods or [])
@@ -121,6 +122,7 @@ def build(ctx: Context) -> None:
         except ZooError as e:
             return str(e)
 
+    @runs_no_model
     def ui_depth_estimate(method: str, granularity: str) -> str:
         try:
             est = explorer.sanity_estimate(ctx.depth_names, [method], granularity, PARAMS)

@@ -10,16 +10,19 @@ import gradio as gr
 from zoo.cancel import check
 from zoo.hub import cached_path, fetch_weights
 from zoo.models import resolve_device
+from zoo.service import Estimate
 from zoo.stats import NOTES, ZooRow, stage_stats, zoo_row
 
 from .. import format as fmt
 from .. import plots
 from ..common import Context, gpu, new_output_folder, progress_fn, user_errors
-from ..guard import long_event, stop_button
+from ..guard import long_event, runs_no_model, stop_button
 from ..plots import accuracy_vs
 from ..spaces import LATENCY_S
 
 TITLE = "Model zoo"
+# What the gate assumes a model's download takes (long lane: it must not hold a quick slot).
+DOWNLOAD_S = 10.0
 
 
 def build(ctx: Context) -> None:
@@ -55,12 +58,18 @@ def build(ctx: Context) -> None:
         return (table(rows), stages(resolution, stage_model), *charts, fmt.resolution_note(resolution), rows,
                 plots.csv_files(charts, new_output_folder(ctx.outputs_dir)))
 
+    @runs_no_model
     @user_errors
     def after_download(resolution: int, rows: list[ZooRow] | None):
         """The table again with fresh 'cached' and 'file MB' columns, keeping the latency measured before."""
         latency = {r.name: r.latency for r in rows or [] if r.resolution == int(resolution)}
         rows = [dataclasses.replace(zoo_row(s, int(resolution)), latency=latency.get(s.name)) for s in zoo]
         return table(rows), rows
+
+    def download_cost(names=None) -> Estimate | None:
+        """Nothing to fetch costs a moment (hashing a cached file); a download is long work, not a quick one."""
+        missing = [n for n in names or [] if n in zoo and cached_path(zoo.get(n)) is None]
+        return Estimate(0, DOWNLOAD_S * len(missing), "a download") if missing else None
 
     @user_errors
     def ui_download(names, progress=gr.Progress()):
@@ -107,20 +116,24 @@ def build(ctx: Context) -> None:
         """Timing every model is long work; the tables alone cost no forward at all."""
         return explorer.latency_estimate(int(resolution)) if latency else None
 
+    # The page's first load fills the tables the same way, through the same gate: its inputs can
+    # be sent by anyone (a raw /queue/join), latency ticked and 448 px included.
     runs = [long_event(ctx.guard, event, refresh, z_ins, z_outs, cost=cost, what="Measuring latency",
-                       api_visibility="private") for event in (z_go.click, z_res.input, z_lat.input)]
+                       api_visibility="private") for event in (z_go.click, z_res.input, z_lat.input, ctx.demo.load)]
     stop_button(z_stop, runs, z_estimate)
 
+    @runs_no_model
     def latency_estimate(resolution: int) -> str:
         est = explorer.latency_estimate(int(resolution))
         return "Measuring latency: " + fmt.estimate_markdown(est, explorer.device, ctx.guard.limits)
 
     for event in (z_res.change, ctx.demo.load, *[r.then for r in runs]):
         event(latency_estimate, [z_res], [z_estimate], api_visibility="private", show_progress="hidden")
-    z_stage.input(user_errors(stages), [z_res, z_stage], [z_stages], api_visibility="private")
-    z_dl_go.click(ui_download, [z_dl], [z_dl_out], api_visibility="private").then(
-        after_download, [z_res, z_rows], [z_table, z_rows], api_visibility="private")
-    ctx.demo.load(refresh, z_ins, z_outs, api_visibility="private")
+    long_event(ctx.guard, z_stage.input, user_errors(stages), [z_res, z_stage], [z_stages], cost=None,
+               api_visibility="private")
+    long_event(ctx.guard, z_dl_go.click, ui_download, [z_dl], [z_dl_out], cost=download_cost, what="This download",
+               api_visibility="private").then(after_download, [z_res, z_rows], [z_table, z_rows],
+                                              api_visibility="private")
 
     # /zoo(resolution): the table as data (parameters, multiply-adds, FLOPs, accuracy, file size).
     @user_errors
@@ -167,6 +180,7 @@ def selfcheck_section(ctx: Context) -> None:
         result = checked(models, progress)
         return fmt.selfcheck_markdown(result), result.to_json()
 
+    @runs_no_model
     def ui_estimate(models) -> str:
         return fmt.estimate_markdown(cost(models), explorer.device, ctx.guard.limits)
 
