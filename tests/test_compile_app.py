@@ -130,22 +130,23 @@ def test_requests_never_fail_while_graphs_build(app):
     stopping the app with builds still queued leaves no build process behind."""
     image = upload(app.url, EXAMPLES / "chelsea.png")
     requests = [("classify", [image, "resnet18", 5, "cam", ""]), ("compare", [image]), ("zoo", [224])]
-    answered: list[tuple[str, str, bool, object]] = []  # (endpoint, event, graph in use before it was sent, data)
-    deadline = time.monotonic() + 900
+    answered: list[tuple[str, str, bool, object]] = []  # (endpoint, event, graph in use when it came back, data)
+    deadline = time.monotonic() + 1200  # a niced build on a busy machine can take minutes; on a quiet one, seconds
     built = False
     while not built and time.monotonic() < deadline:  # ends with a whole round sent after the graph is in use
+        built = BUILT in app.text()
         for api, data in requests:
-            built = BUILT in app.text()
             event, payload = call(app.url, api, data, timeout=300)
-            answered.append((api, event, built, payload))
+            answered.append((api, event, BUILT in app.text() if not built else True, payload))
+        time.sleep(1)  # a visitor's pace: the niced build gets the cores in between
     failures = [(api, payload) for api, event, _, payload in answered if event != "complete"]
     assert not failures, failures
     assert "Traceback" not in app.text(), app.text()[-4000:]
     during = {api for api, _, was_built, _ in answered if not was_built}
     assert during == {"classify", "compare", "zoo"}, "every endpoint answered while the graph was building"
     assert built, f"the graph was not built in time:\n{app.text()[-3000:]}"
-    classify_after = next(p for api, _, was_built, p in reversed(answered) if api == "classify" and was_built)
-    assert classify_after[-1]["trunk"] == "compiled"  # the swap happened: the visitor gets the compiled path
+    api, _, _, classify_after = answered[-3]  # the last round was sent with the graph in use
+    assert api == "classify" and classify_after[-1]["trunk"] == "compiled"  # the swap: the compiled path answers
     first = next(p for api, _, _, p in answered if api == "classify")
     assert first[-1]["trunk"] == "eager"
     wait_for(app.builds, 60, "the next build")  # /compare loaded the other depths: queued after resnet18

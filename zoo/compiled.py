@@ -60,7 +60,7 @@ from typing import Any, Callable
 
 import torch
 
-from .compile_cache import Package, example, wipe
+from .compile_cache import Package, cache_dir, example, wipe  # noqa: F401 - cache_dir: where callers look for it
 from .errors import ZooError
 
 MODES = ("auto", "on", "off")

@@ -29,15 +29,25 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
+from torch import nn
 
 from .compile_cache import Package, cache_dir, private_folder, prune, weights_digest
 from .compiled import KIND_NAMES, KINDS, CompiledTrunk, Plan, _short, describe, load
 
-if TYPE_CHECKING:
-    from .models import LoadedModel
+
+class LoadedModel(Protocol):
+    """What compiling reads and sets on a model: ``zoo.models.LoadedModel`` (not imported: models imports us)."""
+
+    spec: Any
+    module: nn.Module
+    device: torch.device
+    precision: torch.dtype | None
+    compiled: CompiledTrunk | None
+    compile_note: str
+    compile_log: dict[str, str]
 
 BUILD_TIMEOUT_S = 1800  # a build this long is stuck: the child is killed, the model stays eager
 NICE = 10  # the child's niceness: a visitor's request comes first
