@@ -164,3 +164,43 @@ def test_the_header_says_while_graphs_build_and_a_killed_build_is_noted(zoo, hos
     assert lm.compiled is None and "batch 1 failed (the build process was killed by SIGKILL" in lm.compile_note
     assert "eager: resnet18 (eager: batch 1 failed" in compile_line(explorer)
     assert explorer.run(EXAMPLES / "chelsea.png", "resnet18").run.trunk == "eager"
+
+
+@pytest.mark.browser
+def test_the_page_header_says_while_graphs_build(zoo, hosted, tmp_path, monkeypatch):
+    """In a real browser: the header says a model is compiling while its build runs, and what became of it
+    once the build is over (here killed, as the OOM killer would: the model stays eager)."""
+    from playwright.sync_api import expect
+
+    from browser import open_page
+    from ui import build_app, launch_options
+    from zoo.service import Explorer
+
+    monkeypatch.setenv("ZOO_COMPILE_CACHE", str(tmp_path / "cache"))
+    explorer = Explorer(zoo, "cpu", precision="fp32", compile="on")
+    marker = "rde-test-build-for-the-header"
+    explorer.cache.compiler.command = [sys.executable, "-c", f"import time; time.sleep(600)  # {marker}"]
+    explorer.cache.get(zoo.get("resnet18"))
+    demo = build_app(explorer)
+    demo.queue(default_concurrency_limit=2)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                            **launch_options(demo))
+    try:
+        explorer.compile_in_background()
+        deadline = time.monotonic() + 60
+        while not processes_running(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with open_page(url) as page:
+            status = page.locator("#compile-status")
+            expect(status).to_contain_text("compiling resnet18 in the background: answers use the eager path "
+                                           "meanwhile", timeout=30_000)
+            while not explorer.cache.wait_compiled(timeout=0.2):  # both graphs' builds, each killed
+                for pid in processes_running(marker):
+                    os.kill(pid, 9)
+            # the page polls while a build is under way, so it learns the end without a reload
+            expect(status).to_contain_text("eager: resnet18 (eager: batch 1 failed (the build process was killed",
+                                           timeout=30_000)
+    finally:
+        for pid in processes_running(marker):
+            os.kill(pid, 9)
+        demo.close()
