@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
                    help="trunk precision (default: $ZOO_PRECISION or auto)")
     p.add_argument("--compile", default=None, choices=["auto", "on", "off"],
-                   help="compiled trunk for classifying (default: $ZOO_COMPILE or auto): compiled in the background "
+                   help="compiled trunk for classifying (default: $ZOO_COMPILE or auto): built by a child process "
                         "after start and after each model's first load, eager until then; auto falls back to eager "
                         "where compiling is not possible (no C++ compiler, ZeroGPU, MPS), on is then an error")
     p.add_argument("--preload", nargs="*", default=os.environ.get("ZOO_PRELOAD", "").split(), metavar="NAME",
@@ -108,7 +108,8 @@ def main(argv=None) -> None:
     # Model work is admitted by the app's own gate (ui/guard.py: lanes, turns per visitor),
     # so gradio's queue only bounds how many requests may wait at all.
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
-    # Never blocks a visitor: the eager models answer until each compiled trunk is swapped in.
+    # Never blocks a visitor: the eager models answer until each compiled trunk is swapped in, and each graph
+    # is built by a child process (zoo.compiling): no tracing or compiling in this one.
     explorer.compile_in_background(
         lambda m: print(f"{m.spec.name}: {m.compile_note} ({time.perf_counter() - t0:.1f} s after start)", flush=True))
     if explorer.compile_plan.note:

@@ -80,7 +80,8 @@ def main() -> None:
 
         compiled, compile_s = None, float("nan")
         if not args.no_compile:
-            from zoo.compiled import compile_model, resolve
+            from zoo.compiled import resolve
+            from zoo.compiling import compile_model
 
             compiled = load_model(spec, device, precision=args.precision or "auto")
             t0 = time.perf_counter()

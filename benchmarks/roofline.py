@@ -38,7 +38,8 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from zoo.batch import classify_batch
-    from zoo.compiled import compile_model, resolve
+    from zoo.compiled import resolve
+    from zoo.compiling import compile_model
     from zoo.models import autocast, load_model, precision_name, resolve_precision
     from zoo.stats import model_stats
 

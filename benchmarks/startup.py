@@ -1,6 +1,7 @@
 """First impression: seconds from `python app.py` to a page that answers, and to the first example result.
 
     python benchmarks/startup.py [--repeats N] [--device cpu] [--no-compile] [--compile-cache DIR]
+    python benchmarks/startup.py --builds resnet18 resnet50 [--after 10]
 
 Each run starts the app as a subprocess on local random-init weights (no network: a
 zoo file points the five built-in names at them, HF_HUB_OFFLINE=1) and times, from
@@ -17,6 +18,13 @@ the moment it is started:
 * compiled: (compiled only) every preloaded depth runs its compiled batch-1 trunk, what
   Classify and Compare use (the app's log says so for each, zoo.compiled); "all graphs":
   its any-batch graph (Batch, Robustness) too.
+
+With ``--builds DEPTH...`` it measures the first minutes instead (one run): a CPU Space-like
+start (SPACE_ID set, the given depths preloaded, ``--compile auto``, an empty compile cache,
+examples cached lazily so nothing else loads) while a visitor sends a cheap /classify (the
+first depth, CAM) every half second; it prints the time until every graph of every depth
+is in use, and the visitor's /classify times during the builds (each graph is built in a
+child process) and after them, with their ratio.
 
 Three set-ups, interleaved: "local" (a plain `python app.py`: nothing preloaded, examples
 cached at first use), "space" (SPACE_ID set, as on a CPU Space: all five depths
@@ -160,6 +168,111 @@ def run_app(space: bool, zoo: Path, device: str, work: Path, compiled: bool = Fa
             "compiled": done, "all graphs": done_all}
 
 
+def rest_classify(url: str, image: dict, model: str) -> tuple[float, str]:
+    """One /classify over raw REST (CAM, top 5): its seconds, and the trunk that answered."""
+    import httpx
+
+    t0 = time.perf_counter()
+    r = httpx.post(f"{url}/gradio_api/call/classify", json={"data": [image, model, 5, "cam", ""]}, timeout=60)
+    r.raise_for_status()
+    event = None
+    with httpx.stream("GET", f"{url}/gradio_api/call/classify/{r.json()['event_id']}", timeout=600) as s:
+        for line in s.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                if event == "error":
+                    raise RuntimeError(f"/classify failed: {line}")
+                return time.perf_counter() - t0, json.loads(line[5:])[-1]["trunk"]
+    raise RuntimeError("no result")
+
+
+def run_builds(zoo: Path, depths: list[str], device: str, work: Path, after: int) -> dict:
+    """A cold Space-like start with ``--compile auto``; a visitor's /classify during the builds and after."""
+    import threading
+
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if k not in ("SPACES_ZERO_GPU", "ZOO_COMPILE")}
+    env.update({"ZOO_FILE": str(zoo), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+                "HF_HUB_CACHE": str(work / "hub"), "SPACE_ID": "bench/resnet-depth-explorer", "SYSTEM": "spaces",
+                "ZOO_CACHE_EXAMPLES": "lazy", "ZOO_COMPILE_CACHE": str(work / "cold-compile")})
+    port = free_port()
+    log_path = work / f"builds-{port}.log"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", device, "--compile", "auto",
+                             "--preload", *depths], cwd=ROOT, env=env, stdout=log_path.open("w"),
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    calls: list[tuple[float, float, str]] = []  # (start, seconds, trunk), start from the process start
+    stop = threading.Event()
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app exited: see {log_path}")
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        ready = time.perf_counter() - t0
+        up = httpx.post(f"{url}/gradio_api/upload", files=[("files", (EXAMPLE.name, EXAMPLE.read_bytes()))], timeout=60)
+        image = {"path": up.json()[0], "orig_name": EXAMPLE.name, "meta": {"_type": "gradio.FileData"}}
+
+        def visitor() -> None:
+            while not stop.is_set():
+                start = time.perf_counter() - t0
+                seconds, trunk = rest_classify(url, image, depths[0])
+                calls.append((start, seconds, trunk))
+                time.sleep(0.5)
+
+        thread = threading.Thread(target=visitor, daemon=True)
+        thread.start()
+        done = float("nan")
+        while True:
+            text = log_path.read_text()
+            if "compiling failed" in text or " failed (" in text:
+                raise RuntimeError(f"a build failed: see {log_path}")
+            if len(set(re.findall(r"^(resnet\d+): compiled \(batch 1, any batch\)", text, re.M))) >= len(depths):
+                done = time.perf_counter() - t0
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"app exited: see {log_path}")
+            time.sleep(0.2)
+        while sum(1 for c in calls if c[0] > done) < after:
+            time.sleep(0.2)
+        stop.set()
+        thread.join(timeout=600)
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(timeout=60)
+    during = [s for start, s, _ in calls if start + s < done]
+    later = [s for start, s, trunk in calls if start > done]
+    return {"ready": ready, "all graphs": done, "during": during, "after": later,
+            "trunks after": sorted({trunk for start, _, trunk in calls if start > done})}
+
+
+def report_builds(r: dict, depths: list[str], device: str) -> None:
+    import platform
+
+    import torch
+
+    d, a = statistics.median(r["during"]), statistics.median(r["after"])
+    load = os.getloadavg()[2] if hasattr(os, "getloadavg") else float("nan")
+    print(f"device {device}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores (load average over 15 min at the end: {load:.1f}); depths {', '.join(depths)}, "
+          "compile cache empty, Space-like start")
+    print(f"page answers: {r['ready']:.1f} s; every graph (batch 1 and any batch) of every depth in use: "
+          f"{r['all graphs']:.1f} s after the process started")
+    p90 = statistics.quantiles(r["during"], n=10)[-1] if len(r["during"]) > 1 else d
+    print(f"visitor's /classify ({depths[0]}, CAM) while graphs build: median {d * 1000:.0f} ms, 90th percentile "
+          f"{p90 * 1000:.0f} ms, max {max(r['during']) * 1000:.0f} ms over {len(r['during'])} calls")
+    print(f"after every graph is in use ({', '.join(r['trunks after'])} trunk): median {a * 1000:.0f} ms over "
+          f"{len(r['after'])} calls")
+    print(f"during / after = {d / a:.2f} (target <= 2)")
+
+
 def run_bare() -> float:
     args = [str(EXAMPLE)]
     for s in local_specs():
@@ -177,8 +290,17 @@ def main() -> None:
     ap.add_argument("--compile-cache", type=Path, default=None, metavar="DIR",
                     help="compile cache to start from (one that benchmarks/compare.py filled: ~/.cache/rde-compile); "
                          "then no cold start is run (default: a new one, filled by an untimed cold start)")
+    ap.add_argument("--builds", nargs="+", metavar="DEPTH",
+                    help="measure the first minutes of a cold start with these depths instead (see above)")
+    ap.add_argument("--after", type=int, default=30, help="with --builds: /classify calls timed after the builds")
     args = ap.parse_args()
     local_specs()  # make the weight files once, outside the timings
+    if args.builds:
+        with tempfile.TemporaryDirectory(prefix="rde-startup-") as tmp:
+            work = Path(tmp)
+            report_builds(run_builds(zoo_file(work), args.builds, args.device, work, args.after), args.builds,
+                          args.device)
+        return
     with tempfile.TemporaryDirectory(prefix="rde-startup-") as tmp:
         work = Path(tmp)
         zoo = zoo_file(work)

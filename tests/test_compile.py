@@ -24,13 +24,16 @@ import pytest
 import torch
 
 from conftest import EXAMPLES
+from zoo import compile_cache as cc
 from zoo import compiled as zc
+from zoo.compiling import compile_model
 from zoo.explain import explain
 from zoo.images import load_image
 from zoo.inference import classify
 from zoo.models import load_model
 
 EXAMPLE_FILES = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
+ON = zc.Plan("on", True, "")
 NO_COMPILER = "/nonexistent/c++"  # "pointing the compiler variable at nothing"
 LOGIT_REL_TOL = 0.015  # bf16: each logit within 1.5 % of the largest (as tests/test_precision.py)
 
@@ -48,7 +51,15 @@ def r18(zoo, hosted):
     """ResNet-18 in fp32 (pinned: compared with fp32 eager), compiled into the default cache."""
     require_compiler()
     lm = load_model(zoo.get("resnet18"), "cpu", precision="fp32")
-    lm.compile()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("export or inductor ran in this process: builds belong in a child process")
+
+    with pytest.MonkeyPatch.context() as mp:  # built in a child process (zoo.compiling), never here
+        mp.setattr(torch.export, "export", forbidden)
+        mp.setattr(torch._inductor, "aoti_compile_and_package", forbidden)
+        assert compile_model(lm, ON), lm.compile_note
+    assert "batch 1 built" in lm.compile_note and "any batch built" in lm.compile_note
     assert lm.compiled is not None and lm.trunk_kind == "compiled"
     return lm
 
@@ -141,7 +152,7 @@ def test_compiled_logits_equal_eager_fp32(r18):
 
 def test_batch_sizes_share_one_graph(r18):
     """Batch 1 has its graph and every other batch size shares one: no size builds anything more."""
-    before = sorted(zc.cache_dir().glob("*.so"))
+    before = sorted(cc.cache_dir().glob("*.so"))
     assert set(r18.compiled.graphs) == {"one", "any"}
     torch.manual_seed(0)
     with torch.inference_mode():
@@ -158,7 +169,7 @@ def test_batch_sizes_share_one_graph(r18):
         assert r18.run(r18.to_input(torch.randn(1, 3, 224, 224)))[2] == "compiled"
     with torch.enable_grad():  # gradients wanted (explanations): eager
         assert r18.run(r18.to_input(torch.randn(1, 3, 224, 224)))[2] == "eager"
-    assert sorted(zc.cache_dir().glob("*.so")) == before
+    assert sorted(cc.cache_dir().glob("*.so")) == before
 
 
 def test_a_compiled_forward_lets_other_threads_run(r18):
@@ -217,9 +228,8 @@ def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path, monkeypatch):
     broken = tmp_path / "rde-compile"
     broken.write_bytes(b"\x00garbage")
     lm = load_model(r18.spec, "cpu", precision="fp32")
-    lm.compile(broken, kinds=["one"])
-    assert lm.trunk_kind == "compiled" and "the first build failed" in lm.compile_note
-    assert f"tried again after replacing {broken}, which was not a folder" in lm.compile_note
+    compile_model(lm, ON, ["one"], folder=broken)
+    assert lm.trunk_kind == "compiled" and f"replaced {broken}, which was not a folder" in lm.compile_note
     assert broken.is_dir()
     ref = classify(r18, EXAMPLES / "coffee.png")
     run = classify(lm, EXAMPLES / "coffee.png")
@@ -231,18 +241,19 @@ def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path, monkeypatch):
     package.write_bytes(data[: len(data) // 2])  # a package cut short (a full disk, a crash)
     old = broken / "resnet18-one-0123456789abcdef0123.so"  # left by an older torch: never loadable again
     old.write_bytes(b"old")
-    zc.Package(old, {}).record.write_text(json.dumps({"fields": {"format": zc.FORMAT, "torch": "0.0.0"}}))
+    cc.Package(old, {}).record.write_text(json.dumps({"fields": {"format": cc.FORMAT, "torch": "0.0.0"}}))
     other = broken / "resnet18-any-0123456789abcdef0123.so"  # another graph: not this build's business
     other.write_bytes(b"other")
     crashed = broken / ".build-123-456"  # a crashed build's scratch folder
     crashed.mkdir()
     foreign = broken / ".someone-elses"  # a cache folder may be shared: never ours to delete
     foreign.write_bytes(b"keep")
-    monkeypatch.setattr(zc, "STALE_LEFTOVERS_S", -1)  # every leftover counts as old
+    monkeypatch.setattr(cc, "STALE_LEFTOVERS_S", -1)  # every leftover counts as old
     again = load_model(r18.spec, "cpu", precision="fp32")
-    again.compile(broken, kinds=["one"])
+    compile_model(again, ON, ["one"], folder=broken)
     assert "batch 1 built" in again.compile_note and "loaded from the cache" not in again.compile_note
-    assert not old.exists() and not zc.Package(old, {}).record.exists() and other.exists()
+    assert "does not match its record's sha256" in again.compile_note
+    assert not old.exists() and not cc.Package(old, {}).record.exists() and other.exists()
     assert not crashed.exists() and foreign.exists()
     assert list(broken.glob(".*")) == [foreign], "a build leaves no scratch files behind"
     run = classify(again, EXAMPLES / "coffee.png")
@@ -250,7 +261,7 @@ def test_a_broken_cache_is_rebuilt_never_fatal(r18, tmp_path, monkeypatch):
     np.testing.assert_allclose(run.logits, ref.logits, rtol=1e-4, atol=1e-4 * np.abs(ref.logits).max())
 
     # a package whose record says it was built for something else (another torch) is never loaded
-    expected = zc.Package.of(broken, "resnet18", "one", zc.weights_digest(lm.module), (3, 224, 224),
+    expected = cc.Package.of(broken, "resnet18", "one", cc.weights_digest(lm.module), (3, 224, 224),
                              torch.device("cpu"), torch.float32)
     assert expected.path == package and expected.valid()
     record = json.loads(expected.record.read_text())
@@ -267,20 +278,18 @@ def test_one_graph_failing_leaves_the_other_and_says_so(r18, zoo, monkeypatch, t
 
     own = tmp_path / "cache"  # r18's batch-1 graph only
     own.mkdir()
-    for f in zc.cache_dir().glob("resnet18-one-*"):
+    for f in cc.cache_dir().glob("resnet18-one-*"):
         shutil.copy(f, own)
     monkeypatch.setenv("ZOO_COMPILE_CACHE", str(own))
 
-    def broken_build(trunk, package, shape, device):
-        raise RuntimeError("no room on the disk")
-
-    monkeypatch.setattr(zc, "build", broken_build)
     explorer = Explorer(zoo, "cpu", precision="fp32", compile="on")
+    # the build process (zoo.compile_child) fails: only the any-batch graph is missing, so only it is built
+    explorer.cache.compiler.command = [sys.executable, "-c", "import sys; sys.exit('no room on the disk')"]
     lm = explorer.cache.get(zoo.get("resnet18"))
     assert explorer.cache.compile(lm)
-    assert set(lm.compiled.graphs) == {"one"} and set(lm.compile_missing) == {"any"}
+    assert set(lm.compiled.graphs) == {"one"} and set(lm.compile_missing) == {"any"} and lm.graphs == ("one",)
     assert "compiled (batch 1): batch 1 loaded from the cache" in lm.compile_note
-    assert "any batch failed (RuntimeError: no room on the disk)" in lm.compile_note
+    assert "any batch failed (the build process exited with code 1: no room on the disk)" in lm.compile_note
     status = explorer.compile_status()
     assert "compiled: resnet18" in status and "partly compiled: resnet18 (any batch failed" in status
     with torch.inference_mode():
@@ -340,10 +349,12 @@ def test_background_compile_never_blocks_and_swaps(zoo, hosted, monkeypatch, tmp
 CHILD = """
 import json, sys, torch
 from zoo.inference import classify
+from zoo.compiled import Plan
+from zoo.compiling import compile_model
 from zoo.models import load_model
 from zoo.registry import Zoo
 lm = load_model(Zoo.load(sys.argv[1]).get("resnet18"), "cpu", precision="fp32")
-lm.compile()
+compile_model(lm, Plan("on", True, ""))
 run = classify(lm, sys.argv[2])
 print(json.dumps({"trunk": run.trunk, "note": lm.compile_note, "logits": run.logits.tolist(),
                   "graphs": sorted(lm.compiled.graphs)}))
@@ -352,16 +363,16 @@ print(json.dumps({"trunk": run.trunk, "note": lm.compile_note, "logits": run.log
 
 def test_the_cache_is_reused_by_another_process(r18, zoo_file, repo_root):
     """r18 filled the default cache (next to HF_HOME); a new process loads both graphs from it, building nothing."""
-    before = {p: p.stat().st_mtime_ns for p in zc.cache_dir().glob("*.so")}
+    before = {p: p.stat().st_mtime_ns for p in cc.cache_dir().glob("*.so")}
     assert before
     proc = subprocess.run([sys.executable, "-c", CHILD, str(zoo_file), str(EXAMPLES / "chelsea.png")],
                           cwd=repo_root, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["trunk"] == "compiled" and out["graphs"] == ["any", "one"] and str(zc.cache_dir()) in out["note"]
+    assert out["trunk"] == "compiled" and out["graphs"] == ["any", "one"] and str(cc.cache_dir()) in out["note"]
     assert "batch 1 loaded from the cache" in out["note"] and "any batch loaded from the cache" in out["note"]
     assert "built" not in out["note"], out["note"]
-    assert {p: p.stat().st_mtime_ns for p in zc.cache_dir().glob("*.so")} == before
+    assert {p: p.stat().st_mtime_ns for p in cc.cache_dir().glob("*.so")} == before
     ref = classify(r18, EXAMPLES / "chelsea.png").logits
     np.testing.assert_allclose(np.array(out["logits"], dtype=np.float32), ref, rtol=1e-4,
                                atol=1e-4 * np.abs(ref).max())

@@ -187,6 +187,27 @@ def launch_options(demo: gr.Blocks | None = None) -> dict:
     return options
 
 
+COMPILE_POLL_S = 5  # how often an open page asks whether graphs are still building (only while they are)
+
+
+def compile_line(explorer: Explorer) -> str:
+    """The header's line on the compiled path while it is enabled: what builds now, what is in use."""
+    return f"Compiled path: {explorer.compile_status()}." if explorer.compile_plan.enabled else ""
+
+
+def compile_header(explorer: Explorer, demo: gr.Blocks) -> None:
+    """A header line that says when graphs are building (answers use the eager path meanwhile): set at
+    each page load and refreshed every few seconds while a build is under way, then no more."""
+    line = gr.Markdown(elem_id="compile-status")
+    timer = gr.Timer(COMPILE_POLL_S, active=False)
+
+    def refresh() -> tuple[str, gr.Timer]:
+        return compile_line(explorer), gr.Timer(active=bool(explorer.cache.compiling()))
+
+    for event in (demo.load, timer.tick):  # reads a status, runs no model: no gate, no queue
+        event(refresh, None, [line, timer], api_visibility="private", show_progress="hidden", queue=False)
+
+
 def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | None = None,
               trust_proxy: bool = False, health: str | None = None) -> gr.Blocks:
     """The whole page: a header, then each module of ``TABS`` in its own tab (id: its TITLE).
@@ -220,6 +241,7 @@ def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | 
                     + (f" ({explorer.compile_plan.note})" if explorer.compile_plan.note else "")
                     + ". Each result says whether a compiled or the eager trunk produced it."
                     + (f"\n\n{health}" if health else ""), elem_id="page-header")
+        compile_header(explorer, demo)
         with gr.Tabs(overflow_behavior="wrap") as tabs:  # every tab's button in view, in a fixed place
             ctx.components["tabs"] = tabs  # lets a tab switch to another: gr.Tabs(selected=TITLE)
             for tab in TABS:

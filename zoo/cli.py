@@ -848,7 +848,8 @@ def compile_for_run(args: argparse.Namespace, models: list, images: int | None =
     building a missing one only for at least ``zoo.compiled.CLI_MIN_FORWARDS`` forwards per
     model. What it does, and why not, goes to stderr for runs.
     """
-    from .compiled import CLI_MIN_FORWARDS, compile_model, resolve
+    from .compiled import CLI_MIN_FORWARDS, resolve
+    from .compiling import Compiler
 
     if not models:
         return
@@ -866,10 +867,11 @@ def compile_for_run(args: argparse.Namespace, models: list, images: int | None =
         return  # one image: loading or building a graph costs more than it saves
     build = plan.mode == "on" or images >= CLI_MIN_FORWARDS
     why = "--compile on" if plan.mode == "on" else f"{images} forwards per model"
+    compiler = Compiler(plan)  # a build runs in a child process, as the app's (zoo.compiling)
     for lm in models:
         if build:
             say(f"{lm.spec.name}: compiling the trunk ({why}; from the cache on disk when it is there)")
-        compile_model(lm, plan, kinds, build_missing=build)
+        compiler.run(lm, kinds, build_missing=build)
         if lm.compile_note:
             say(f"{lm.spec.name}: {lm.compile_note}")
         if lm.compiled is None and not build:

@@ -26,6 +26,8 @@ from torch.overrides import TorchFunctionMode
 from torchvision.models.resnet import Bottleneck
 
 from .cancel import check
+from .compiled import KINDS, resolve
+from .compiling import Compiler
 from .errors import ArchitectureMismatchError, CorruptWeightsError, ZooError
 from .hub import ProgressFn, fetch_weights
 from .registry import ModelSpec
@@ -218,24 +220,10 @@ class LoadedModel:
         """The trunk classification takes now: "compiled" once the swap happened, else "eager"."""
         return "eager" if self.compiled is None else "compiled"
 
-    def compile(self, folder: Path | None = None, kinds: Sequence[str] | None = None,
-                build_missing: bool = True) -> None:
-        """Add compiled graphs (``zoo.compiled.compile_trunk``; default: every kind) and swap them in.
-
-        Raises if that fails; the model keeps what it had.
-        """
-        from .compiled import COMPILE_LOCK, KINDS, compile_trunk, describe
-
-        crop = self.spec.preprocessing.crop
-        with COMPILE_LOCK:  # from reading the graphs it has to the swap: no other compile in between
-            out = compile_trunk(self.module, (3, crop, crop), self.device, self.precision, label=self.spec.name,
-                                kinds=kinds or KINDS, have=self.compiled, folder=folder,
-                                build_missing=build_missing, module_lock=self.lock)
-            if out.compiled is not None:
-                self.compiled = out.compiled  # the swap
-            self.compile_log.update(out.notes)
-            if self.compile_log:
-                self.compile_note = describe(self.compiled, self.compile_log, out.folder)
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        """The compiled graph kinds loaded now (``zoo.compiled.KINDS``: "one", "any"); () when eager."""
+        return tuple(k for k in KINDS if self.compiled is not None and k in self.compiled.graphs)
 
 
 # --- a forward that no hook can reach ----------------------------------------------------
@@ -397,27 +385,24 @@ class ModelCache:
     def __init__(self, capacity: int | None = None, device: str = "auto",
                  cache_dir: str | os.PathLike | None = None, precision: str | None = None,
                  compile: str | None = None, compile_forbidden: str | None = None):
-        from .compiled import resolve
-
         self.capacity = max(1, capacity or int(os.environ.get("ZOO_MODEL_CACHE", "5")))
         self.device = resolve_device(device)
         # Resolved once, up front: a bad --precision fails at start, not at the first request.
         self.precision = resolve_precision(precision, self.device)
         # Likewise --compile (zoo.compiled): whether the trunk may be compiled here, or why not.
-        self.compile_plan = resolve(compile, self.device, compile_forbidden)
+        # The compiler (zoo.compiling) is the one way graphs reach a model.
+        self.compiler = Compiler(resolve(compile, self.device, compile_forbidden))
         self.cache_dir = cache_dir
         self._models: OrderedDict[ModelSpec, LoadedModel] = OrderedDict()
         self._loading: dict[ModelSpec, threading.Lock] = {}
         self._lock = threading.Lock()
         self.loads: dict[str, int] = {}  # name -> times loaded; for tests and the load script
-        # Background compiles (``compile_in_background``): one worker; every model's batch-1
-        # graph (what a visitor waits on) before any model's any-batch graph; models in load order.
-        self._background = False
-        self._queue: list[tuple[ModelSpec, str]] = []
-        self._compiling: ModelSpec | None = None
-        self._worker: threading.Thread | None = None
-        self._report: Callable[[LoadedModel], None] | None = None
-        self._idle = threading.Condition(self._lock)
+        self._background = False  # compile_in_background: every model loaded is queued
+
+    @property
+    def compile_plan(self) -> Any:
+        """What --compile resolved to here (``zoo.compiled.Plan``)."""
+        return self.compiler.plan
 
     def get(self, spec: ModelSpec, progress: ProgressFn | None = None) -> LoadedModel:
         with self._lock:
@@ -439,20 +424,24 @@ class ModelCache:
                 while len(self._models) > self.capacity:
                     self._models.popitem(last=False)
                 self._loading.pop(spec, None)
-                if self._background and self.compile_plan.enabled:
-                    self._enqueue([spec])
+                background = self._background
+        if background:
+            self.compiler.submit(model)
         return model
 
-    # --- the compiled path (zoo.compiled) -----------------------------------------------------
+    # --- the compiled path (zoo.compiling) ----------------------------------------------------
 
-    def compile(self, model: LoadedModel, kinds: Sequence[str] | None = None) -> bool:
-        """Compile ``model``'s trunk now, in this thread, if the plan allows (``zoo.compiled.compile_model``)."""
-        from .compiled import KINDS, compile_model
-
-        return compile_model(model, self.compile_plan, kinds or KINDS)
+    def compile(self, model: LoadedModel, kinds: Sequence[str] | None = None, background: bool = False) -> bool:
+        """Give ``model`` its compiled graphs of ``kinds`` (default: every kind) if the plan allows: now
+        (a build runs in a child process and this waits), or with ``background``, queued for the
+        compiler's worker. True if the model runs compiled when this returns."""
+        if background:
+            self.compiler.submit(model, kinds or KINDS)
+            return model.compiled is not None
+        return self.compiler.run(model, kinds or KINDS)
 
     def compile_in_background(self, report: Callable[[LoadedModel], None] | None = None) -> None:
-        """From now on, compile every loaded model (and each one loaded later) in a background thread.
+        """From now on, compile every loaded model (and each one loaded later) in the background.
 
         The eager model answers until its compiled trunk is swapped in (``LoadedModel.run``).
         ``report`` is called with the model after each graph is done (or failed: see its
@@ -460,61 +449,20 @@ class ModelCache:
         """
         if not self.compile_plan.enabled:
             return
+        self.compiler.report = report
         with self._lock:
-            if self._background:
-                return
             self._background = True
-            self._report = report
-            self._enqueue(list(self._models))
-            self._worker = threading.Thread(target=self._compile_loop, name="zoo-compile", daemon=True)
-            self._worker.start()
-
-    def _enqueue(self, specs: list[ModelSpec]) -> None:
-        """Queue ``specs``' graphs (lock held): batch 1 after the queued batch-1 graphs, any-batch last."""
-        from .compiled import KINDS
-
-        first, rest = KINDS[0], KINDS[1:]
-        ones = [e for e in self._queue if e[1] == first]
-        others = [e for e in self._queue if e[1] != first]
-        ones += [(s, first) for s in specs if (s, first) not in ones]
-        others += [(s, k) for k in rest for s in specs if (s, k) not in others]
-        self._queue[:] = ones + others
-        self._idle.notify_all()
-
-    def _compile_loop(self) -> None:
-        while True:
-            with self._lock:
-                while not self._queue:
-                    self._idle.wait()
-                spec, kind = self._queue.pop(0)
-                model = self._models.get(spec)  # None: evicted meanwhile
-                self._compiling = spec if model is not None else None
-            try:
-                if model is not None:
-                    self.compile(model, [kind])  # never raises: a failure is in compile_note
-                    if self._report:
-                        try:
-                            self._report(model)
-                        except Exception:  # noqa: BLE001 - a broken report must not stop later compiles
-                            pass
-            finally:
-                with self._lock:
-                    self._compiling = None
-                    self._idle.notify_all()
+            models = list(self._models.values())
+        for model in models:
+            self.compiler.submit(model)
 
     def compiling(self) -> list[str]:
         """Models waiting for or under compilation now."""
-        with self._lock:
-            names = [self._compiling.name] if self._compiling else []
-            for spec, _ in self._queue:
-                if spec.name not in names:
-                    names.append(spec.name)
-            return names
+        return self.compiler.pending()
 
     def wait_compiled(self, timeout: float | None = None) -> bool:
         """Wait until no compile is pending; False if ``timeout`` passed first (for tests and scripts)."""
-        with self._lock:
-            return self._idle.wait_for(lambda: not self._queue and self._compiling is None, timeout)
+        return self.compiler.wait(timeout)
 
     def loaded(self) -> list[str]:
         with self._lock:

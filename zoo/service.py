@@ -298,7 +298,7 @@ class Explorer:
         self.cache.compile_in_background(report)
 
     def compile_status(self) -> str:
-        """One line on the compiled path: off and why, compiling, or which models run compiled."""
+        """One line on the compiled path (the page header's): off and why, compiling, or which models run compiled."""
         plan = self.cache.compile_plan
         if not plan.enabled:
             return plan.note
@@ -312,8 +312,8 @@ class Explorer:
         parts = []
         if done:
             parts.append(f"compiled: {', '.join(done)}")
-        if pending:
-            parts.append(f"compiling in the background: {', '.join(pending)} (eager until then)")
+        if pending:  # each graph is built in a child process (zoo.compiling): requests are not held up
+            parts.append(f"compiling {', '.join(pending)} in the background: answers use the eager path meanwhile")
         if failed:
             parts.append(f"eager: {'; '.join(failed)}")
         if partly:
