@@ -61,7 +61,7 @@ from zoo.limits import Limits
 
 from . import mcp, server
 from .common import CACHE_SWEEP_S, MAX_FILE_SIZE, OUTPUT_MAX_AGE_S, Context
-from .guard import Guard, check_events
+from .guard import Guard, check_events, runs_no_model
 from .tabs import about, batch, classify, compare, depth_lab, landscape, rank, robustness, sanity, zoo_tab
 
 TABS = (classify, compare, rank, sanity, depth_lab, landscape, robustness, batch, zoo_tab, about)
@@ -201,11 +201,12 @@ def compile_header(explorer: Explorer, demo: gr.Blocks) -> None:
     line = gr.Markdown(elem_id="compile-status")
     timer = gr.Timer(COMPILE_POLL_S, active=False)
 
-    def refresh() -> tuple[str, gr.Timer]:
+    @runs_no_model
+    def compile_state() -> tuple[str, gr.Timer]:
         return compile_line(explorer), gr.Timer(active=bool(explorer.cache.compiling()))
 
     for event in (demo.load, timer.tick):  # reads a status, runs no model: no gate, no queue
-        event(refresh, None, [line, timer], api_visibility="private", show_progress="hidden", queue=False)
+        event(compile_state, None, [line, timer], api_visibility="private", show_progress="hidden", queue=False)
 
 
 def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | None = None,
