@@ -257,8 +257,8 @@ def explain_every_stage(zoo: Zoo, args: argparse.Namespace) -> int:
         t = ex.target
         if args.json:
             print(json.dumps({"model": spec.name, "method": args.method, "device": run.device,
-                              "precision": run.precision, "target": {"index": t.index, "label": t.label,
-                                                                     "prob": t.prob},
+                              "precision": run.precision, "precision_note": run.precision_note,
+                              "target": {"index": t.index, "label": t.label, "prob": t.prob},
                               "layer": ex.layer, "shape": list(ex.raw.shape), "seconds": round(ex.seconds, 4),
                               "passes": passes, "notes": run.notes + ex.notes}), flush=True)
             continue
@@ -366,6 +366,7 @@ def explain_one(model, run, name: str, args: argparse.Namespace, suffix: bool) -
     if args.json:
         t = ex.target
         out = {"model": model.spec.name, "method": name, "device": run.device, "precision": run.precision,
+               "precision_note": run.precision_note,
                "target": {"index": t.index, "label": t.label, "prob": t.prob}, "shape": list(ex.raw.shape),
                "layer": ex.layer, "seconds": round(ex.seconds, 4), "notes": run.notes + ex.notes,
                "faithfulness": None}
@@ -568,7 +569,11 @@ def make_executor(zoo: Zoo, args: argparse.Namespace, command: str, progress=Non
             from .batch import LocalExecutor
             from .models import ModelCache
 
+            from .batch import default_batch_size
+
             models = cache or ModelCache(len(specs), args.device, precision=args.precision)
+            # auto's precision is measured at the run's batch size (zoo.autotune)
+            models.batch_size = getattr(args, "batch_size", None) or default_batch_size(models.device)
             lms = [models.get(spec, progress) for spec in specs]
             compile_for_run(args, lms, forwards)
             ex = LocalExecutor(lms)

@@ -283,7 +283,13 @@ class Explorer:
 
     @property
     def precision(self) -> str:
-        return precision_name(self.cache.precision)
+        """What the loaded models run (``ModelCache.precision_label``)."""
+        return self.cache.precision_label()
+
+    @property
+    def precision_note(self) -> str:
+        """Why they run it: measured here (zoo.autotune), or asked for."""
+        return self.cache.precision_note()
 
     @property
     def compile_plan(self) -> Any:
