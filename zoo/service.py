@@ -27,7 +27,7 @@ from .faithfulness import faithfulness as score_map
 from .hub import ProgressFn
 from .images import LoadedImage, load_image, to_tensor
 from .inference import Classification, Prediction, Prepared, classify, prepare, resolve_target, top_k_param
-from .models import ModelCache, precision_name
+from .models import ModelCache
 from .registry import ModelSpec, Preprocessing, Zoo
 
 
