@@ -86,6 +86,8 @@ def main(argv=None) -> None:
             explorer.cache.get(zoo.get(name), print_progress)
     except ZooError as e:
         sys.exit(f"error: {e}")
+    # Models loaded from now on answer in fp32 while auto measures their precision (zoo.autotune).
+    explorer.cache.tune_in_background()
     if names:
         print(f"Preloaded {', '.join(names)} on {explorer.device} in {time.perf_counter() - t0:.1f} s", flush=True)
     # On a Space, the preloaded weights are checked once (zoo.selfcheck): the header says whether they give real

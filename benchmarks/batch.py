@@ -1,136 +1,113 @@
-"""Batch throughput per depth: the project's batched classification against bare torchvision.
+"""Batch throughput per depth: every precision and trunk, and what ``auto`` chose, against bare torchvision.
 
-    python benchmarks/batch.py [--device auto] [--precision auto] [--batch-size N] [--repeats 5] [--images 64] [--no-compile]
+    python benchmarks/batch.py [--device auto] [--batch-size 32] [--repeats 5] [--models ...] [--no-compile]
+                               [--remeasure]
 
-For each depth, on the same already-decoded, preprocessed CPU batch, at the same batch
-size and precision, interleaved run by run (medians):
+For each depth, on the same already-decoded, preprocessed CPU batch, interleaved run by run
+(medians), images/s, for each precision ``auto`` weighs here (fp32, and bf16 where the CPU
+runs it natively; fp16 too on CUDA):
 
-* project: ``zoo.batch.classify_batch``, what ``zoo.batch.stream`` runs for every chunk
-  and model (to the device in channels-last, the BatchNorm-folded trunk under autocast,
-  pooling and fc in fp32, softmax, top-5, back to the CPU);
-* bare: ``torchvision.models.<arch>`` with the same weights, eval, ``x.to(device)``, the
-  whole model under the same autocast, softmax, top-5, back to the CPU.
+* ``bare P``: ``torchvision.models.<arch>`` with the same weights, eval, ``x.to(device)``, the
+  whole model under autocast to P, softmax, top-5, back to the CPU;
+* ``eager P``: ``zoo.batch.classify_batch``, what ``zoo.batch.stream`` runs for every chunk and
+  model (channels-last, the BatchNorm-folded trunk at P, pooling and fc in fp32, top-5);
+* ``compiled P`` (unless ``--no-compile``): the same with the trunk compiled at P (the any-batch
+  graph, zoo.compiled);
+* ``auto``: the model as a batch run at this batch size loads it (``--precision auto``: measured
+  at this batch size by zoo.autotune, or read from its cache; ``--compile auto``: the compiled
+  trunk kept only if not clearly slower than eager).
 
-* compiled (unless ``--no-compile``): ``classify_batch`` on the same model with its trunk
-  compiled (zoo.compiled: the any-batch graph, one for every batch size).
-
-The ratio project / bare should be at least 0.90, compiled / project at least 1.4 at
-batch 32. Then end to end: ``zoo.batch.run`` over PNG files on disk (decoding in the
-thread pool, one model at a time), images/s, with the compiled model when there is one.
+Targets: auto >= 1.4x bare fp32 for ResNet-50 at batch 32; eager P / bare P >= 0.90.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import tempfile
-import time
-from pathlib import Path
+import dataclasses
+import shutil
 
 import common  # noqa: F401 - puts the project on sys.path
+from compare import interleaved
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    ap.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"])
-    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--images", type=int, default=64, help="files for the end-to-end figure")
     ap.add_argument("--models", nargs="+", default=None)
-    ap.add_argument("--no-compile", action="store_true", help="leave out the compiled column")
+    ap.add_argument("--no-compile", action="store_true", help="leave out the compiled columns")
+    ap.add_argument("--remeasure", action="store_true", help="drop auto's cached measurements first")
     args = ap.parse_args()
 
     import torch
     import torchvision
-    from PIL import Image
     from safetensors.torch import load_file
 
     from zoo import batch
+    from zoo.compile_cache import cache_dir
+    from zoo.compiled import resolve
+    from zoo.compiling import compile_model
     from zoo.images import load_image, model_crop, to_tensor
-    from zoo.models import autocast, load_model, precision_name, resolve_device, resolve_precision
+    from zoo.models import _DTYPES, ModelCache, autocast, load_model, precision_candidates, resolve_device
 
     device = resolve_device(args.device)
-    dtype = resolve_precision(args.precision, device)
-    bs = args.batch_size or batch.default_batch_size(device)
+    names = precision_candidates("auto", device)
+    bs = args.batch_size
     specs = common.local_specs(archs=args.models)
+    if args.remeasure:
+        shutil.rmtree(cache_dir() / "autotune", ignore_errors=True)
     pre = specs[0].preprocessing
     photos = sorted(p for p in common.EXAMPLE.parent.iterdir() if p.suffix in (".png", ".jpg"))
     tensors = [to_tensor(model_crop(load_image(p).image, pre), pre)[0] for p in photos]
     x = torch.stack([tensors[i % len(tensors)] for i in range(bs)])  # decoded and preprocessed, on the CPU
+    cache = ModelCache(len(specs), args.device, precision="auto", compile="off" if args.no_compile else "auto")
+    cache.batch_size = bs  # as a batch run sets it (zoo.cli.make_executor)
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    print(f"device {device}, precision {precision_name(dtype)}, "
-          f"batch {bs}, {args.repeats} interleaved runs after warm-up, medians")
-    print(f"{'model':<11}{'project img/s':>15}{'bare img/s':>12}{'ratio':>8}{'compiled img/s':>16}"
-          f"{'compiled/project':>18}{'compile s':>11}{'end-to-end img/s':>19}")
-    folder = Path(tempfile.mkdtemp(prefix="rde-bench-batch-"))
-    for i in range(args.images):
-        Image.open(photos[i % len(photos)]).convert("RGB").save(folder / f"{i:04d}.png")
-    ratios: list[float] = []
-    speedups: list[float] = []
+    cols = [f"bare {n}" for n in names] + [f"eager {n}" for n in names]
+    cols += [] if args.no_compile else [f"compiled {n}" for n in names]
+    print(f"device {device}, batch {bs}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"{args.repeats} interleaved runs after warm-up, medians, images/s")
+    print(f"{'model':<11}" + "".join(f"{c:>14}" for c in cols) + f"{'auto chose':>20}{'auto':>8}{'auto/bare fp32':>16}")
     for spec in specs:
-        lm = load_model(spec, device, precision=args.precision or "auto")
+        lm_auto = cache.get(spec)
+        if not args.no_compile:
+            cache.compile(lm_auto, ["any"])  # builds, or loads; then compiled vs eager at this batch size
         bare = torchvision.models.get_model(spec.arch.name, weights=None)
         bare.load_state_dict(load_file(str(spec.path)))
         bare = bare.eval().to(device)
-
-        compiled, compile_s = None, float("nan")
+        lm = load_model(spec, device, precision="fp32")
+        jobs = {}
+        for n in names:
+            @torch.inference_mode()
+            def baseline(dt=_DTYPES[n]) -> None:
+                with autocast(device, dt):
+                    logits = bare(x.to(device))
+                top = torch.topk(torch.softmax(logits.float(), dim=1), 5, dim=1)
+                top.indices.cpu(), top.values.cpu()
+            jobs[f"bare {n}"] = baseline
+            jobs[f"eager {n}"] = lambda m=dataclasses.replace(lm, precision=_DTYPES[n]): batch.classify_batch(m, x, 5)
         if not args.no_compile:
-            from zoo.compiled import resolve
-            from zoo.compiling import compile_model
-
-            compiled = load_model(spec, device, precision=args.precision or "auto")
-            t0 = time.perf_counter()
-            if not compile_model(compiled, resolve("on", device), kinds=["any"]):
-                raise SystemExit(f"{spec.name}: {compiled.compile_note}")
-            compile_s = time.perf_counter() - t0
-
-        def project() -> None:
-            batch.classify_batch(lm, x, 5)
-            sync()
-
-        def project_compiled() -> None:
-            batch.classify_batch(compiled, x, 5)
-            sync()
-
-        @torch.inference_mode()
-        def baseline() -> None:
-            with autocast(device, dtype):
-                logits = bare(x.to(device))
-            top = torch.topk(torch.softmax(logits.float(), dim=1), 5, dim=1)
-            top.indices.cpu(), top.values.cpu()
-            sync()
-
-        jobs = [("project", project), ("bare", baseline)] + ([("compiled", project_compiled)] if compiled else [])
-        for _ in range(2):  # warm-up: allocator, oneDNN/cuDNN algorithm choice
-            for _, fn in jobs:
-                fn()
-        times: dict[str, list[float]] = {name: [] for name, _ in jobs}
-        for _ in range(args.repeats):
-            for name, fn in jobs:
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-        ours, theirs = (bs / statistics.median(times[k]) for k in ("project", "bare"))
-        fast = bs / statistics.median(times["compiled"]) if compiled else float("nan")
-        ratios.append(ours / theirs)
-        if compiled:
-            speedups.append(fast / ours)
-        t0 = time.perf_counter()
-        result = batch.run(batch.gather([folder]), [compiled or lm], batch_size=bs)
-        e2e = result.n_images / (time.perf_counter() - t0)
-        print(f"{spec.name:<11}{ours:15.1f}{theirs:12.1f}{ours / theirs:8.2f}{fast:16.1f}{fast / ours:18.2f}"
-              f"{compile_s:11.1f}{e2e:19.1f}")
-        del lm, bare, compiled
-    print(f"lowest ratio {min(ratios):.2f} (target >= 0.90); end to end includes reading and decoding "
-          f"{args.images} PNG files in the thread pool")
-    if speedups:
-        print(f"compiled / project: lowest {min(speedups):.2f}, median {statistics.median(speedups):.2f} "
-              f"(target >= 1.4 at batch 32)")
+            for n in names:
+                c = dataclasses.replace(lm, precision=_DTYPES[n], compiled=None)
+                if not compile_model(c, resolve("on", device), ["any"]):
+                    raise SystemExit(f"{spec.name} {n}: {c.compile_note}")
+                jobs[f"compiled {n}"] = lambda c=c: batch.classify_batch(c, x, 5)
+        jobs["auto"] = lambda: batch.classify_batch(lm_auto, x, 5)
+        ms = interleaved(jobs, args.repeats, sync, warmup=1)
+        ips = {k: bs / (v / 1e3) for k, v in ms.items()}
+        trunk = "compiled" if lm_auto.compiled is not None and lm_auto.use_compiled else "eager"
+        chose = f"{lm_auto.precision_name} {trunk}"
+        print(f"{spec.name:<11}" + "".join(f"{ips[c]:14.1f}" for c in cols)
+              + f"{chose:>20}{ips['auto']:8.1f}{ips['auto'] / ips['bare fp32']:16.2f}")
+        print(f"{'':<11}eager/bare: " + ", ".join(f"{n} {ips['eager ' + n] / ips['bare ' + n]:.2f}" for n in names)
+              + f"; why: {lm_auto.precision_note}; {lm_auto.compile_note or 'eager'}")
+        del jobs, lm, bare
+    print("target: auto / bare fp32 >= 1.4 for resnet50 at batch 32; eager P / bare P >= 0.90")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from conftest import EXAMPLES
+from zoo import autotune
 from zoo import compile_cache as cc
 from zoo import compiled as zc
 from zoo.compiling import compile_model
@@ -309,6 +310,8 @@ def test_background_compile_never_blocks_and_swaps(zoo, hosted, monkeypatch, tmp
     from zoo.service import Explorer
 
     monkeypatch.setenv("ZOO_COMPILE_CACHE", str(tmp_path / "own"))  # r18's graphs would load at once
+    # compiled against eager is timed in tests/test_autotune.py (here the swap must be seen, whichever is faster)
+    monkeypatch.setattr(autotune, "check_compiled", lambda *args, **kwargs: None)
     explorer = Explorer(zoo, "cpu", precision="auto", compile="auto")
     image = load_image(EXAMPLES / "chelsea.png")
     first = explorer.run(image, "resnet18").run  # loads the model: eager, nothing compiling yet

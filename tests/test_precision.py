@@ -1,10 +1,11 @@
-"""Which precision ``auto`` picks on the CPU, and what bf16 promises where the CPU runs it natively.
+"""Which precisions ``auto`` weighs on the CPU, and what bf16 promises where the CPU runs it natively.
 
 Every other test that compares with plain fp32 (torchvision, Captum, TorchCAM, CAM
 identities) pins fp32, so the suite passes on CPUs with and without native bf16. The
 checks of bf16 itself are here: they run where the CPU has AMX or AVX-512 BF16 (where
-``auto`` picks bf16) and are skipped elsewhere, where bf16 would only be emulated. Run
-``ZOO_TEST_NO_NATIVE_BF16=1 python -m pytest`` to see the suite as on such a CPU.
+``auto`` measures bf16 against fp32: zoo.autotune, tests/test_autotune.py) and are skipped
+elsewhere, where bf16 would only be emulated. Run ``ZOO_TEST_NO_NATIVE_BF16=1 python -m pytest``
+to see the suite as on such a CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from conftest import ARCHS, EXAMPLES, run_cli
-from zoo import models
+from zoo import autotune, models
 from zoo.inference import classify
 from zoo.models import ModelCache, PrecisionUnavailableError, load_model, resolve_precision
 from zoo.service import Explorer
@@ -32,7 +33,7 @@ native_only = pytest.mark.skipif(
 # generated weights and the four example photos, all five depths (AMD EPYC: AVX-512 BF16, no AMX;
 # 2 threads), the largest change of any logit was 0.53 % of that image's largest |logit|
 # (resnet50, coffee.png). The bound, 1.5 %, leaves room for other kernels (AMX) and threads.
-LOGIT_REL_TOL = 0.015
+LOGIT_REL_TOL = autotune.LOGIT_REL_TOL  # 0.015: zoo.autotune holds bf16 (or fp16) to it before auto picks it
 # Two logits may each move by LOGIT_REL_TOL in opposite directions: a top-1 leading by more
 # than twice that cannot be overtaken. The promise of "the same top-1" is for such images.
 DECISIVE_LEAD = 2 * LOGIT_REL_TOL
@@ -43,19 +44,22 @@ PROB_TOL = 0.01
 
 # --- what auto resolves to, and refusals: on every CPU ------------------------------------
 
-def test_auto_is_bf16_exactly_where_the_cpu_runs_it_natively(monkeypatch, zoo, hosted):
+def test_auto_measures_bf16_exactly_where_the_cpu_runs_it_natively(monkeypatch, zoo, hosted):
+    """``auto`` starts every model at fp32 and measures bf16 against it only where bf16 is native
+    (which one wins is zoo.autotune's measurement: tests/test_autotune.py)."""
     monkeypatch.delenv("ZOO_PRECISION", raising=False)
-    expected = torch.bfloat16 if NATIVE else None
-    assert resolve_precision("auto", CPU) is expected and resolve_precision(None, CPU) is expected
-    assert Explorer(zoo, "cpu").precision == ("bf16" if NATIVE else "fp32")  # what the app serves
-    assert load_model(zoo.get("resnet18"), "cpu").precision_name == ("bf16" if NATIVE else "fp32")
-    for native, dtype in ((True, torch.bfloat16), (False, None)):
+    assert resolve_precision("auto", CPU) is None and resolve_precision(None, CPU) is None
+    assert models.precision_candidates("auto", CPU) == (["fp32", "bf16"] if NATIVE else ["fp32"])
+    lm = load_model(zoo.get("resnet18"), "cpu")
+    assert lm.precision_name in ("bf16" if NATIVE else "fp32", "fp32") and lm.precision_note
+    assert lm.precision_note.startswith(lm.precision_name + ": ")
+    for native, candidates in ((True, ["fp32", "bf16"]), (False, ["fp32"])):
         monkeypatch.setattr(models, "cpu_bf16_native", lambda native=native: native)
-        assert resolve_precision("auto", CPU) is dtype
-        assert ModelCache(1, "cpu").precision is dtype
+        assert models.precision_candidates("auto", CPU) == candidates
+        assert ModelCache(1, "cpu").precision is None  # what a model starts at, before measuring
         assert resolve_precision("fp32", CPU) is None  # fp32 is fp32 on every CPU
         monkeypatch.setenv("ZOO_PRECISION", "fp32")
-        assert resolve_precision(None, CPU) is None and Explorer(zoo, "cpu").precision == "fp32"
+        assert models.precision_candidates(None, CPU) == ["fp32"] and Explorer(zoo, "cpu").precision == "fp32"
         monkeypatch.delenv("ZOO_PRECISION")
 
 
@@ -79,9 +83,8 @@ def test_explicit_bf16_is_refused_where_the_cpu_has_no_native_bf16(monkeypatch, 
 
 @pytest.fixture(scope="module")
 def runs(zoo, hosted) -> dict[str, list[tuple]]:
-    """arch -> [(photo, fp32 run, auto run)]: the same module, its trunk in fp32 and at ``auto``."""
-    auto = resolve_precision("auto", CPU)
-    assert auto is torch.bfloat16  # where this fixture runs, auto is bf16
+    """arch -> [(photo, fp32 run, bf16 run)]: the same module, its trunk in fp32 and in bf16."""
+    auto = torch.bfloat16  # what auto may pick where this fixture runs
     out = {}
     for arch in ARCHS:
         lm = load_model(zoo.get(arch), "cpu", precision="fp32")
@@ -131,12 +134,13 @@ def test_bf16_keeps_the_top1_and_the_probabilities_of_decisive_examples(runs):
 
 
 @native_only
-def test_cli_auto_runs_bf16_with_the_top1_of_fp32(zoo_file, hosted, monkeypatch):
+def test_cli_bf16_runs_bf16_with_the_top1_of_fp32(zoo_file, hosted, monkeypatch):
     monkeypatch.delenv("ZOO_PRECISION", raising=False)
     args = ("classify", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", "--json", "--zoo", str(zoo_file))
-    fast, exact = run_cli(*args), run_cli(*args, "--precision", "fp32")
+    fast, exact = run_cli(*args, "--precision", "bf16"), run_cli(*args, "--precision", "fp32")
     assert fast.returncode == 0 and exact.returncode == 0, (fast.stderr, exact.stderr)
     fast, exact = json.loads(fast.stdout), json.loads(exact.stdout)
     assert fast["precision"] == "bf16" and exact["precision"] == "fp32"
+    assert fast["precision_note"] == "bf16: asked for (--precision bf16)"
     assert fast["predictions"][0]["index"] == exact["predictions"][0]["index"]
     assert abs(fast["predictions"][0]["prob"] - exact["predictions"][0]["prob"]) <= PROB_TOL

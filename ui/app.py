@@ -237,7 +237,8 @@ def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | 
         demo.rde_pruning = pruning  # type: ignore[attr-defined]  # set it to stop the pruning thread
         server.refuse_server_paths()
         gr.Markdown("# ResNet Depth Explorer\nClassify with an ImageNet ResNet of any depth, see where it looked, "
-                    f"and what each depth costs. Device: `{explorer.device}`, precision `{explorer.precision}`, "
+                    f"and what each depth costs. Device: `{explorer.device}`, precision `{explorer.precision}` "
+                    f"({explorer.precision_note}), "
                     f"compile `{explorer.compile_plan.mode}`"
                     + (f" ({explorer.compile_plan.note})" if explorer.compile_plan.note else "")
                     + ". Each result says whether a compiled or the eager trunk produced it."

@@ -257,8 +257,8 @@ def explain_every_stage(zoo: Zoo, args: argparse.Namespace) -> int:
         t = ex.target
         if args.json:
             print(json.dumps({"model": spec.name, "method": args.method, "device": run.device,
-                              "precision": run.precision, "target": {"index": t.index, "label": t.label,
-                                                                     "prob": t.prob},
+                              "precision": run.precision, "precision_note": run.precision_note,
+                              "target": {"index": t.index, "label": t.label, "prob": t.prob},
                               "layer": ex.layer, "shape": list(ex.raw.shape), "seconds": round(ex.seconds, 4),
                               "passes": passes, "notes": run.notes + ex.notes}), flush=True)
             continue
@@ -366,6 +366,7 @@ def explain_one(model, run, name: str, args: argparse.Namespace, suffix: bool) -
     if args.json:
         t = ex.target
         out = {"model": model.spec.name, "method": name, "device": run.device, "precision": run.precision,
+               "precision_note": run.precision_note,
                "target": {"index": t.index, "label": t.label, "prob": t.prob}, "shape": list(ex.raw.shape),
                "layer": ex.layer, "seconds": round(ex.seconds, 4), "notes": run.notes + ex.notes,
                "faithfulness": None}
@@ -568,9 +569,13 @@ def make_executor(zoo: Zoo, args: argparse.Namespace, command: str, progress=Non
             from .batch import LocalExecutor
             from .models import ModelCache
 
+            from .batch import default_batch_size
+
             models = cache or ModelCache(len(specs), args.device, precision=args.precision)
+            # auto's precision is measured at the run's batch size (zoo.autotune)
+            models.batch_size = getattr(args, "batch_size", None) or default_batch_size(models.device)
             lms = [models.get(spec, progress) for spec in specs]
-            compile_for_run(args, lms, forwards)
+            compile_for_run(args, lms, forwards, models.batch_size)
             ex = LocalExecutor(lms)
         if journal:
             from .batch.journal import Journaled
@@ -839,7 +844,7 @@ def precision_arg(s: argparse.ArgumentParser) -> None:
                         "whatever the run and is an error where compiling is not possible")
 
 
-def compile_for_run(args: argparse.Namespace, models: list, images: int | None = None) -> None:
+def compile_for_run(args: argparse.Namespace, models: list, images: int | None = None, batch: int = 1) -> None:
     """The command line's --compile for ``models`` (``LoadedModel``s) before a run of ``images`` forwards per model.
 
     ``images`` is None for single-image commands (batch-1 graph), else a batch or
@@ -867,7 +872,7 @@ def compile_for_run(args: argparse.Namespace, models: list, images: int | None =
         return  # one image: loading or building a graph costs more than it saves
     build = plan.mode == "on" or images >= CLI_MIN_FORWARDS
     why = "--compile on" if plan.mode == "on" else f"{images} forwards per model"
-    compiler = Compiler(plan)  # a build runs in a child process, as the app's (zoo.compiling)
+    compiler = Compiler(plan, batch=batch)  # a build runs in a child process, as the app's (zoo.compiling)
     for lm in models:
         if build:
             say(f"{lm.spec.name}: compiling the trunk ({why}; from the cache on disk when it is there)")

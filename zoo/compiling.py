@@ -72,8 +72,9 @@ class Compiler:
     """
 
     def __init__(self, plan: Plan, folder: Path | None = None,
-                 report: Callable[[LoadedModel], None] | None = None):
+                 report: Callable[[LoadedModel], None] | None = None, batch: int = 1):
         self.plan = plan
+        self.batch = batch  # the batch size ``auto`` weighs compiled against eager at (zoo.autotune)
         self.report = report
         self.note = ""  # why the cache folder was refused, if it was
         self._asked = folder
@@ -97,15 +98,27 @@ class Compiler:
     def run(self, model: LoadedModel, kinds: Sequence[str] = KINDS, build_missing: bool = True) -> bool:
         """Give ``model`` the graphs of ``kinds`` now (``build_missing``: build what the cache lacks, in a
         child process, waiting for it); True if the model then runs compiled. Never raises."""
+        from . import autotune
+
         if not self.plan.enabled:
             model.compile_note = self.plan.note
             return False
+        auto = self.plan.mode == "auto"
+        tuned = getattr(model, "tuned", None)
+        if tuned is not None:
+            tuned.wait()  # graphs are built at the precision measured fastest here (zoo.autotune)
+        lost = autotune.compile_lost(model, self.batch) if auto else None
+        if lost:  # an earlier start measured eager clearly faster here: no build at all
+            model.compile_note = lost
+            return False
         try:
             self._ensure(model, kinds, build_missing)
+            if auto and model.compiled is not None:
+                autotune.check_compiled(model, self.batch)  # keeps the compiled trunk only if not clearly slower
         except Exception as e:  # noqa: BLE001 - the eager model (or the graphs it has) answers; say why
             why = f"compiling failed ({type(e).__name__}: {_short(e)})"
             model.compile_note = f"eager: {why}" if model.compiled is None else f"{model.compile_note}; then {why}"
-        return model.compiled is not None
+        return model.compiled is not None and getattr(model, "use_compiled", True)
 
     def _ensure(self, model: LoadedModel, kinds: Sequence[str], build_missing: bool) -> None:
         with _BUILD_LOCK:  # from reading the graphs the model has to the swap

@@ -39,6 +39,7 @@ class Classification:
     input: torch.Tensor = field(repr=False)  # normalised 1x3xHxW on CPU, for attributions
     device: str = "cpu"
     precision: str = "fp32"  # what the trunk ran in; pooling and fc are always fp32
+    precision_note: str = ""  # why (zoo.autotune: measured here, or asked for)
     # Which trunk produced it: "eager" or "compiled" (zoo.compiled). Not named "path": gradio
     # takes a dict with a "path" key in a JSON answer for a file.
     trunk: str = "eager"
@@ -51,7 +52,8 @@ class Classification:
         return Prediction(index, self.labels[index], float(self.probs[index]))
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "device": self.device, "precision": self.precision, "trunk": self.trunk,
+        return {"model": self.model, "device": self.device, "precision": self.precision,
+                "precision_note": self.precision_note, "trunk": self.trunk,
                 "predictions": [{"index": p.index, "label": p.label, "prob": p.prob} for p in self.predictions]}
 
 
@@ -79,6 +81,7 @@ def classify(model: LoadedModel, image: Any, top_k: int = 5, prepared: Prepared 
     prepared = prepared or prepare(loaded, pre)
     crop, batch = prepared.crop, prepared.batch
     t0 = time.perf_counter()
+    precision, why = model.precision_name, model.precision_note  # read before: a measurement may end meanwhile
     with torch.inference_mode():
         feats, logits, trunk = model.run(model.to_input(batch))
     logits = logits[0]
@@ -93,7 +96,7 @@ def classify(model: LoadedModel, image: Any, top_k: int = 5, prepared: Prepared 
     return Classification(
         model=model.spec.name, predictions=preds, probs=probs_np, logits=logits_np, features=features,
         image=loaded.image, crop=crop, geometry=crop_geometry(loaded.image.size, pre), input=batch,
-        device=str(model.device), precision=model.precision_name, trunk=trunk, seconds=seconds, notes=list(loaded.notes),
+        device=str(model.device), precision=precision, precision_note=why, trunk=trunk, seconds=seconds, notes=list(loaded.notes),
         labels=labels,
     )
 

@@ -80,28 +80,33 @@ def cpu_bf16_native() -> bool:
     return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
-def resolve_precision(name: str | None, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``name`` on ``device``; None means plain fp32.
+def _requested(name: str | None) -> tuple[str, str]:
+    """(precision asked for, where it was asked): --precision, else $ZOO_PRECISION, else auto."""
+    if name:
+        return name.lower(), f"--precision {name.lower()}"
+    env = os.environ.get("ZOO_PRECISION")
+    return ((env.lower(), f"ZOO_PRECISION={env.lower()}") if env else ("auto", "auto"))
 
-    ``auto`` picks reduced precision only where the hardware runs it natively: CUDA (bf16
-    where supported, else fp16), Apple MPS (fp16), CPUs with AMX / AVX-512 BF16 (bf16).
-    Asking explicitly for a precision the device cannot run is an error, never a silent
-    fallback.
+
+def precision_candidates(name: str | None, device: torch.device) -> list[str]:
+    """The precisions ``name`` allows on ``device``: an explicit one alone, or for ``auto`` fp32 (the
+    reference, always first) and the reduced ones the device runs natively (``zoo.autotune`` measures
+    which is fastest here): CUDA bf16 (where supported) and fp16, Apple MPS fp16, CPUs with AMX /
+    AVX-512 BF16 bf16. Asking explicitly for a precision the device cannot run is an error, never a
+    silent fallback.
     """
-    name = (name or os.environ.get("ZOO_PRECISION") or "auto").lower()
+    name, _ = _requested(name)
     if name not in PRECISIONS:
         raise PrecisionUnavailableError(f"Unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}.")
     kind = device.type
     if name == "auto":
         if kind == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return ["fp32", *(["bf16"] if torch.cuda.is_bf16_supported() else []), "fp16"]
         if kind == "mps":
-            return torch.float16
-        return torch.bfloat16 if cpu_bf16_native() else None
+            return ["fp32", "fp16"]
+        return ["fp32", "bf16"] if cpu_bf16_native() else ["fp32"]
     dtype = _DTYPES[name]
-    if dtype is None:
-        return None
-    if kind == "cpu" and not (dtype == torch.bfloat16 and cpu_bf16_native()):
+    if kind == "cpu" and dtype is not None and not (dtype == torch.bfloat16 and cpu_bf16_native()):
         why = ("this CPU has neither AMX nor AVX-512 BF16, so bf16 would be emulated and slower than fp32"
                if dtype == torch.bfloat16 else "CPUs do not run fp16 convolutions natively")
         raise PrecisionUnavailableError(f"--precision {name} is not available on the CPU here: {why}. "
@@ -110,7 +115,29 @@ def resolve_precision(name: str | None, device: torch.device) -> torch.dtype | N
         raise PrecisionUnavailableError("This GPU does not support bf16; use --precision fp16, fp32 or auto.")
     if kind == "mps" and dtype == torch.bfloat16:
         raise PrecisionUnavailableError("Apple MPS runs fp16, not bf16; use --precision fp16, fp32 or auto.")
-    return dtype
+    return [name]
+
+
+def resolve_precision(name: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype a model starts at for ``name`` on ``device``; None means plain fp32.
+
+    An explicit precision is itself (checked as in ``precision_candidates``); ``auto`` starts
+    at fp32, and each model loaded at ``auto`` then runs what ``zoo.autotune`` measured fastest.
+    """
+    candidates = precision_candidates(name, device)
+    return _DTYPES[candidates[0]] if len(candidates) == 1 else None
+
+
+def precision_plan(name: str | None, device: torch.device) -> tuple[list[str], str]:
+    """(candidates, why) for ``name`` on ``device``: one candidate and its note when nothing is to measure."""
+    candidates = precision_candidates(name, device)
+    asked, where = _requested(name)
+    if asked != "auto":
+        return candidates, f"{asked}: asked for ({where})"
+    if len(candidates) == 1:
+        return candidates, ("fp32: this CPU has neither AMX nor AVX-512 BF16, so fp32 is the only precision "
+                            "it runs natively" if device.type == "cpu" else "fp32: the only candidate here")
+    return candidates, ""
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
@@ -158,6 +185,12 @@ class LoadedModel:
     # The compiled trunk (zoo.compiled), once ready: ``forward`` uses it for inputs it was
     # compiled for. Set in one assignment (the swap), so a forward sees it whole or not at all.
     compiled: Any = None
+    # Why the trunk runs at ``precision`` (zoo.autotune); ``tuned`` is clear while that is being
+    # measured (the model answers in fp32 meanwhile). ``use_compiled``: False where eager measured
+    # clearly faster than the compiled trunk (--compile auto).
+    precision_note: str = ""
+    tuned: threading.Event = field(default_factory=lambda: _set(threading.Event()))
+    use_compiled: bool = True
     compile_note: str = ""  # how compiling went, or why this model runs eager
     compile_log: dict[str, str] = field(default_factory=dict)  # graph kind -> how it was had, or why not
 
@@ -196,7 +229,7 @@ class LoadedModel:
         channels-last, the model's image size) cannot check the request's token between
         blocks; it is checked before and after it, and a compiled forward is short.
         """
-        compiled = self.compiled  # read once: a swap in between changes nothing for this forward
+        compiled = self.compiled if self.use_compiled else None  # read once: a swap changes nothing here
         trunk = "eager"
         with self.autocast():
             if compiled is not None and compiled.accepts(x):
@@ -279,6 +312,11 @@ def block_forward(block: nn.Module, x: torch.Tensor, lesioned: bool = False) -> 
     return call(block.relu, residual_branch(block, x)[0] + shortcut(block, x))
 
 
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
     """Autocast to ``dtype`` on ``device``; a no-op for fp32."""
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
@@ -343,15 +381,29 @@ def assigned(spec: ModelSpec, state: dict[str, torch.Tensor]) -> nn.Module:
 
 
 def load_model(spec: ModelSpec, device: torch.device | str = "auto", *, progress: ProgressFn | None = None,
-               cache_dir: str | os.PathLike | None = None, precision: str | None = None) -> LoadedModel:
-    """Fetch, verify and load ``spec``; eval mode, BatchNorm folded, on ``device``."""
+               cache_dir: str | os.PathLike | None = None, precision: str | None = None,
+               batch_size: int = 1, wait: bool = True) -> LoadedModel:
+    """Fetch, verify and load ``spec``; eval mode, BatchNorm folded, on ``device``.
+
+    At ``auto`` the precision is the one measured fastest here at ``batch_size``
+    (``zoo.autotune``; cached after the first time); with ``wait`` False that measuring
+    goes on in a thread and the model answers in fp32 until it is done.
+    """
     device = resolve_device(device) if isinstance(device, str) else device
-    dtype = resolve_precision(precision, device)
+    candidates, why = precision_plan(precision, device)
     path = fetch_weights(spec, progress=progress, cache_dir=cache_dir)
     if progress:
         progress(None, f"Loading {spec.name} onto {device.type}")
     model = assigned(spec, read_state_dict(path, spec))
-    return ready(spec, model, device, dtype)
+    lm = ready(spec, model, device, _DTYPES[candidates[0]])
+    lm.precision_note = why
+    if len(candidates) > 1:
+        from . import autotune
+
+        if progress and wait:
+            progress(None, f"Measuring {spec.name} at {', '.join(candidates)}")
+        autotune.start(lm, candidates, batch_size, wait=wait)
+    return lm
 
 
 def ready(spec: ModelSpec, model: nn.Module, device: torch.device, dtype: torch.dtype | None = None) -> LoadedModel:
@@ -388,7 +440,12 @@ class ModelCache:
         self.capacity = max(1, capacity or int(os.environ.get("ZOO_MODEL_CACHE", "5")))
         self.device = resolve_device(device)
         # Resolved once, up front: a bad --precision fails at start, not at the first request.
+        # At auto, ``precision`` is fp32 (what a model starts at); each model then runs what
+        # zoo.autotune measured fastest here at ``batch_size`` (1, or a batch run's).
         self.precision = resolve_precision(precision, self.device)
+        self.precision_asked = precision
+        self.batch_size = 1
+        self._tune_background = False
         # Likewise --compile (zoo.compiled): whether the trunk may be compiled here, or why not.
         # The compiler (zoo.compiling) is the one way graphs reach a model.
         self.compiler = Compiler(resolve(compile, self.device, compile_forbidden))
@@ -415,7 +472,8 @@ class ModelCache:
                 if spec in self._models:
                     return self._models[spec]
             model = load_model(spec, self.device, progress=progress, cache_dir=self.cache_dir,
-                               precision=precision_name(self.precision))
+                               precision=self.precision_asked, batch_size=self.batch_size,
+                               wait=not self._tune_background)
             if not self.compile_plan.enabled:
                 model.compile_note = self.compile_plan.note
             with self._lock:
@@ -439,6 +497,33 @@ class ModelCache:
             self.compiler.submit(model, kinds or KINDS)
             return model.compiled is not None
         return self.compiler.run(model, kinds or KINDS)
+
+    def tune_in_background(self) -> None:
+        """From now on, a model loaded at ``auto`` answers in fp32 while its precision is measured
+        (zoo.autotune) in a thread, instead of the load waiting for it."""
+        self._tune_background = True
+
+    def precision_label(self) -> str:
+        """What the loaded models run: one precision, or each model's; "auto" before any is loaded."""
+        models = self.models()
+        names = {m.precision_name for m in models}
+        if not models:
+            return _requested(self.precision_asked)[0]
+        if len(names) == 1:
+            return names.pop()
+        return ", ".join(f"{m.spec.name} {m.precision_name}" for m in models)
+
+    def precision_note(self) -> str:
+        """Why: each loaded model's ``precision_note`` (one line when they share it)."""
+        notes: dict[str, list[str]] = {}
+        for m in self.models():
+            notes.setdefault(m.precision_note, []).append(m.spec.name)
+        if not notes:
+            candidates, why = precision_plan(self.precision_asked, self.device)
+            return why or f"measured per model when it loads ({' against '.join(candidates)})"
+        if len(notes) == 1:
+            return next(iter(notes))
+        return "; ".join(f"{', '.join(names)}: {note}" for note, names in notes.items())
 
     def compile_in_background(self, report: Callable[[LoadedModel], None] | None = None) -> None:
         """From now on, compile every loaded model (and each one loaded later) in the background.

@@ -342,13 +342,11 @@ def _accepted(photo: PhotoCheck) -> list[tuple[int, str]]:
 
 def run_selfcheck(cache: Any, specs: Sequence[Any], progress: ProgressFn | None = None) -> SelfCheck:
     """``check_model`` for each of ``specs`` with the models of ``cache`` (a ``zoo.models.ModelCache``)."""
-    from .models import precision_name
-
     results = []
     for spec in specs:
         check()
         results.append(check_model(cache, spec, progress))
-    return SelfCheck(results, str(cache.device), precision_name(cache.precision))
+    return SelfCheck(results, str(cache.device), cache.precision_label())
 
 
 def report(result: SelfCheck) -> str:

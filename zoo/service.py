@@ -27,7 +27,7 @@ from .faithfulness import faithfulness as score_map
 from .hub import ProgressFn
 from .images import LoadedImage, load_image, to_tensor
 from .inference import Classification, Prediction, Prepared, classify, prepare, resolve_target, top_k_param
-from .models import ModelCache, precision_name
+from .models import ModelCache
 from .registry import ModelSpec, Preprocessing, Zoo
 
 
@@ -283,7 +283,13 @@ class Explorer:
 
     @property
     def precision(self) -> str:
-        return precision_name(self.cache.precision)
+        """What the loaded models run (``ModelCache.precision_label``)."""
+        return self.cache.precision_label()
+
+    @property
+    def precision_note(self) -> str:
+        """Why they run it: measured here (zoo.autotune), or asked for."""
+        return self.cache.precision_note()
 
     @property
     def compile_plan(self) -> Any:

@@ -224,8 +224,9 @@ def measure_latency(arch: str, device: torch.device, resolution: int = 224, repe
     """Median batch-1 latency after warm-up (and images/s at a larger batch on GPU).
 
     The weights are random: speed depends on the architecture, not the values. The
-    network is prepared as the app prepares it (BatchNorm folded, channels-last, the
-    precision ``auto`` or ``$ZOO_PRECISION`` picks), so the figure is what a user gets.
+    network is prepared as the app prepares it (BatchNorm folded, channels-last, at
+    ``$ZOO_PRECISION``; at ``auto``, fp32: which precision auto runs is measured per loaded
+    model, zoo.autotune, and this network at any resolution is none of them).
     """
     from .models import autocast, fold_batchnorm, resolve_precision, to_input
 

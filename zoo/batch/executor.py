@@ -212,7 +212,13 @@ class LocalExecutor:
         self.preprocessings = tuple(lm.spec.preprocessing for lm in self.models)
         self.weights = tuple(lm.spec.arch.paper_flops for lm in self.models)
         self.device = str(self.models[0].device)
-        self.precision = self.models[0].precision_name
+        # One precision, or each model's where zoo.autotune measured them differently; and why.
+        precisions = {lm.precision_name for lm in self.models}
+        self.precision = precisions.pop() if len(precisions) == 1 else ", ".join(
+            f"{lm.spec.name} {lm.precision_name}" for lm in self.models)
+        notes = list(dict.fromkeys(lm.precision_note for lm in self.models))
+        self.precision_note = notes[0] if len(notes) == 1 else "; ".join(
+            f"{lm.spec.name}: {lm.precision_note}" for lm in self.models)
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.ahead = ahead
 

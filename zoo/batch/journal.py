@@ -258,6 +258,7 @@ class Journaled:
         self.resume = resume
         for attr in ("names", "depths", "preprocessings", "labels", "device", "precision", "weights"):
             setattr(self, attr, getattr(inner, attr))
+        self.precision_note = getattr(inner, "precision_note", "")  # zoo.autotune's why, where the engine says
         self.resumed = 0  # items whose results came from the file, in the last run
         self.journal: Journal | None = None
 

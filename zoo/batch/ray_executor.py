@@ -254,8 +254,12 @@ class RayExecutor:
         import torch
 
         # Resolved here, once: every actor runs the same precision (a worker whose hardware
-        # lacks it fails, as a local run would, rather than silently differing).
+        # lacks it fails, as a local run would, rather than silently differing). ``auto`` is
+        # fp32 here: zoo.autotune measures one machine, and the actors' nodes may differ.
         self.precision = precision_name(resolve_precision(precision, torch.device(self.device)))
+        self.precision_note = (f"{self.precision}: asked for" if self.precision != "fp32" or precision not in
+                               (None, "auto") else "fp32: Ray runs auto at fp32 (nodes may differ; measured "
+                               "only on one machine)")
         self.workers = workers
         self.threads = threads
         self.max_restarts = max_restarts

@@ -102,6 +102,7 @@ class BatchResult:
     batch_size: int
     seconds: float
     partial: bool = False  # the images done so far, while the run goes on (or after it was stopped)
+    precision_note: str = ""  # why the models ran at ``precision`` (zoo.autotune)
 
     def predictions(self) -> Iterator[dict[str, Any]]:
         """One record per image and model: what the CSV and JSON downloads hold."""
@@ -119,7 +120,7 @@ class BatchResult:
     def summary(self) -> dict[str, Any]:
         return {
             "images": self.n_images, "labelled": self.n_labelled, "device": self.device,
-            "precision": self.precision, "batch_size": self.batch_size, "seconds": round(self.seconds, 3),
+            "precision": self.precision, "precision_note": self.precision_note, "batch_size": self.batch_size, "seconds": round(self.seconds, 3),
             "models": [s.to_json() for s in self.per_model],
             "agreement": {"models": self.models, "matrix": np.round(self.agreement, 6).tolist()},
             "mattered": [{"file": m.image.name, "reason": m.reason,
@@ -220,12 +221,14 @@ class Tally:
         return None
 
     def result(self, labels: tuple[str, ...], top_k: int, skipped: list[Skipped], notes: list[str],
-               device: str, precision: str, batch_size: int, seconds: float, partial: bool = False) -> BatchResult:
+               device: str, precision: str, batch_size: int, seconds: float, partial: bool = False,
+               precision_note: str = "") -> BatchResult:
         agreement = self.same / self.n if self.n else np.eye(len(self.names))
         mattered = [m for _, _, m in sorted(self.heap, reverse=True)]
         # A partial result shares nothing mutable with the tally that goes on counting.
         copy = (lambda xs: list(xs)) if partial else (lambda xs: xs)
         per_model = [dataclasses.replace(m) for m in self.per_model] if partial else self.per_model
         return BatchResult(self.names, labels, top_k, per_model, agreement.copy(), mattered, copy(self.images),
-                           skipped, notes, self.n, self.n_labelled, device, precision, batch_size, seconds, partial)
+                           skipped, notes, self.n, self.n_labelled, device, precision, batch_size, seconds, partial,
+                           precision_note)
 

@@ -102,7 +102,8 @@ def stream(inp: BatchInput, models: Sequence[LoadedModel] | Executor, *, top_k: 
 
     def result(partial: bool) -> BatchResult:
         return tally.result(labels, top_k, list(skipped) if partial else skipped, inp.notes + label_notes,
-                            ex.device, ex.precision, bs, time.perf_counter() - t_start, partial=partial)
+                            ex.device, ex.precision, bs, time.perf_counter() - t_start, partial=partial,
+                            precision_note=getattr(ex, "precision_note", ""))
 
     with _counted(lambda: f"{tally.n + len(skipped) - len(inp.skipped)} of {total} images were done."):
         for event in reported(ex.run(list(enumerate(inp.items)), plan, keep_k=keep, batch_size=bs), skipped,
