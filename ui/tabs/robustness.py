@@ -270,6 +270,16 @@ def build(ctx: Context) -> None:
                                         method=None if method in (None, "", NO_MAP) else method,
                                         target=target or None, seed=int(seed or 0), progress=progress_fn(progress))
 
+    @user_errors
+    def ui_preview(image, models, corruption, severity, seed):
+        """The corrupted crop as soon as the corruption or severity changes: no model runs."""
+        if image is None:
+            return gr.skip()
+        crop = explorer.robustness_preview(image.path, corruption or DEFAULT_CORRUPTION, int(severity),
+                                           list(models or ctx.depth_names), seed=int(seed or 0))
+        path = new_output_folder(ctx.outputs_dir) / f"preview-{corruption}-{int(severity)}.png"
+        return str(save_png(np.asarray(crop.convert("RGB")), path))
+
     def render_live(live: Live) -> tuple[str, list, list[list[str]], str]:
         folder = new_output_folder(ctx.outputs_dir)
         crop = str(save_png(np.asarray(live.crop.convert("RGB")), folder / f"{live.corruption}-{live.severity}.png"))
@@ -341,8 +351,11 @@ def build(ctx: Context) -> None:
         text = ""
         for event in sweep_events(image, models, None, target, seed, progress):
             if isinstance(event, SweepProgress):
-                running = LABELS.get(event.corruption or "", "the clean crop")
-                yield f"*Running: {running} ({event.message})*\n\n{text}", *[gr.skip()] * 5
+                # The message says what runs; the corruption is named only when it does not (a batch
+                # can mix corruptions: "the clean crop (… Impulse noise …)" misnamed one).
+                running = LABELS.get(event.corruption or "")
+                what = event.message if not running or running in event.message else f"{running}: {event.message}"
+                yield f"*Running: {what}*\n\n{text}", *[gr.skip()] * 5
             elif isinstance(event, Sweep):
                 text = sweep_markdown(event, corruption)
                 heat, lines = sweep_charts(event, corruption)
@@ -556,6 +569,10 @@ def build(ctx: Context) -> None:
     live_triggers = functools.partial(gr.on, [live_go.click, severity.release, corruption.input])
     live_run = long_event(ctx.guard, live_triggers, ui_live, live_ins, live_outs, cost=live_cost, message=live_info,
                           stop=live_stop, what="This view", api_visibility="private", trigger_mode="always_last")
+    # The preview: through the gate like every event, at no model cost (cost None).
+    long_event(ctx.guard, functools.partial(gr.on, [corruption.change, severity.change, image.change]), ui_preview,
+               [image, models, corruption, severity, seed], [live_crop], cost=None, what="The preview",
+               api_visibility="private", trigger_mode="always_last", show_progress="hidden")
     live_cost_ins = [models, corruption, severity, method]
     for ctl in live_cost_ins:
         ctl.change(ui_live_estimate, live_cost_ins, [live_estimate], api_visibility="private", show_progress="hidden")
