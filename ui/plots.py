@@ -547,7 +547,7 @@ def map_agreement_heatmap(models: list[str], spearman, iou) -> Chart | None:
     fig = figure("map-agreement", height=340 + 45 * n)  # a plotting area of 200 px or more for 2 depths
     fig.add_trace(go.Heatmap(z=rho, x=list(models), y=list(models), zmin=-1.0, zmax=1.0, colorscale="RdBu",
                              reversescale=True, name="Spearman ρ", customdata=overlap, meta={"columns": ["IoU top 20 %"]},
-                             text=text, texttemplate="%{text}", textfont=dict(size=11 if n <= 3 else 9),
+                             text=text, texttemplate="%{text}", textfont=dict(size=11 if n <= 3 else 9 if n == 4 else 8),  # 5 cells fit a phone at 8 px
                              # A short colour bar title: on a phone every pixel goes to the cells.
                              colorbar=dict(title=dict(text="ρ", side="top"), thickness=10),
                              hovertemplate="<b>%{y} and %{x}</b><br>Spearman ρ of the maps: %{z:.3f}<br>"
