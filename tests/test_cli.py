@@ -103,9 +103,11 @@ def test_stats_json_offline_with_empty_cache(tmp_path, args):
     r = run_cli(*args, env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9"})
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
-    if "--stages" in args:
-        assert [s["stage"] for s in rows] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "fc"]
-        assert {"stage", "output_size", "params", "macs"} <= set(rows[0])
+    if "--stages" in args:  # the model's whole row, with its stages
+        assert rows["name"] == "resnet50" and rows["params"] == 25557032
+        stages = rows["stages"]
+        assert [s["stage"] for s in stages] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "fc"]
+        assert {"stage", "output_size", "params", "macs"} <= set(stages[0])
     else:
         assert {"name", "params", "macs", "flops", "paper_flops", "top1", "top5"} <= set(rows[0])
         assert [r["params"] for r in rows] == [11689512, 21797672, 25557032, 44549160, 60192808]

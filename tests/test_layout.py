@@ -230,11 +230,13 @@ def test_the_other_tabs_at_1400_px(app, shots):
         ticked = [i for i in range(boxes.count()) if boxes.nth(i).locator("input").is_checked()]
         for i in ticked[4:]:
             boxes.nth(i).click()
-        # CAM, Grad-CAM, Guided Grad-CAM, Saliency on ResNet-50: 1 + (0 + 3 + 6 + 3) + 4 x (39 + ROAD's)
-        # scoring forwards.
+        # The quick default, CAM, Grad-CAM, Saliency and the Edges baseline on ResNet-50:
+        # 1 + (0 + 3 + 3 + 0) + 4 x (39 + ROAD's) scoring forwards.
         from zoo.faithfulness import road_forwards
 
-        expect(page.locator("#rank-estimate")).to_contain_text(f"{169 + 4 * road_forwards()} forward passes")
+        assert [boxes.nth(i).inner_text().split(" —")[0] for i in ticked] == [
+            "CAM (global average pooling)", "Grad-CAM", "Saliency (input gradient)", "Edges (Sobel; ignores the network)"]
+        expect(page.locator("#rank-estimate")).to_contain_text(f"{163 + 4 * road_forwards()} forward passes")
         page.locator("#rank-button").click()
         expect(page.locator("#rank-info")).to_contain_text("4 of 4 methods scored", timeout=240_000)
         expect(page.locator("#rank-gallery .caption-label")).to_have_count(4, timeout=30_000)
@@ -319,6 +321,12 @@ def test_the_main_flow_works_on_a_phone(app, shots):
         for sel in ("#zoo-plot-macs", "#zoo-plot-latency"):
             chart = page.locator(f"{sel} .js-plotly-plot .main-svg").first
             expect(chart).to_be_visible(timeout=30_000)
+            # Drawn while its tab was hidden, a chart first takes Plotly's default 700 px; the page
+            # resizes it to its box once shown (ui/app.py). Wait for that, a DOM condition.
+            page.wait_for_function("e => { const r = e.getBoundingClientRect(); const box = e.closest("
+                                   "'.js-plotly-plot').getBoundingClientRect(); return Math.abs(r.width - box.width)"
+                                   " <= 2 && r.right <= window.innerWidth + 1; }", arg=chart.element_handle(),
+                                   timeout=10_000)
             b = chart.bounding_box()
             assert b["x"] >= 0 and b["x"] + b["width"] <= width + 1 and b["width"] >= 0.75 * width, (sel, b)
         assert page.evaluate("document.documentElement.scrollWidth") <= width + 1

@@ -147,7 +147,9 @@ def test_offline_mode_says_pin_needs_the_network(timm_on_hub, hub, capsys, monke
 
 
 @pytest.mark.parametrize("change, error, message", [
-    ({"repo": "test/nope"}, NotFoundOnHubError, r"repo does not exist.*or it is private"),
+    # The loopback Hub is a mirror (not huggingface.co): the message says what a mirror must serve.
+    ({"repo": "test/nope"}, NotFoundOnHubError, r"repo does not exist.*or it is private.*A mirror must answer the "
+                                                r"Hub's API.*/api/models/test/nope/revision/"),
     ({"revision": "v9"}, NotFoundOnHubError, r"no branch or tag 'v9'"),
     ({"filename": "other.safetensors"}, NotFoundOnHubError, r"no file 'other\.safetensors' at main"),
 ])

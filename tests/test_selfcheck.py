@@ -126,6 +126,9 @@ def test_the_command_line(checked_zoo):
     assert "good: PASS" in ok.stdout and "wrong-norm: FAIL" in ok.stdout
     assert "  pass chelsea.png (a tabby cat; accepted: tabby / tiger cat / Egyptian cat): tabby" in ok.stdout
     assert "Self-check: 1 of 2 models pass; wrong-norm fails." in ok.stdout
+    unpinned = run_cli("selfcheck", "--zoo", str(checked_zoo), "--models", "unpinned", "--precision", "fp32")
+    (line,) = [x for x in unpinned.stdout.splitlines() if x.startswith("  pin:")]
+    assert line.count("not pinned") == 1, line  # issue 31: it was said twice on one line
 
 
 def test_the_endpoint_of_the_model_zoo_tab(app):

@@ -101,6 +101,13 @@ CSS = """
 .file-preview td.filename .stem, .file-preview td.filename .ext { font-size: var(--text-md); overflow: visible !important;
                                                                   text-overflow: clip !important; }
 .file-preview td.filename .stem { white-space: normal !important; overflow-wrap: normal; }
+/* Robustness's maps: the caption under the map, not over it (it covered half of each map). */
+#robust-gallery .gallery-item { height: auto !important; }
+#robust-gallery .thumbnail-item { display: flex !important; flex-direction: column; height: auto !important;
+                                  aspect-ratio: auto !important; }
+#robust-gallery .thumbnail-item > img { height: auto !important; aspect-ratio: 1 / 1; }
+#robust-gallery .caption-label { position: static !important; max-width: none !important; border: none !important;
+                                 background: none !important; text-align: center; }
 /* Galleries (height="auto") grow with their maps. Gradio keeps an "auto" gallery between
    450 px and 55% of the window's height and scrolls inside it: at 1400 x 800 px the second
    row of Compare's maps (resnet101, resnet152) and their captions were out of sight, and a
@@ -114,6 +121,10 @@ CSS = """
    while a run is under way its status tracker is showing, and so is the box with its progress. */
 .rde-when-filled:has(.empty[aria-label="Empty value"]):not(:has([data-testid="status-tracker"]:not(.hide))) {
   display: none !important; }
+/* Tables written in Markdown (summaries): a word is never broken over two lines ("res/net/18");
+   a table wider than its column scrolls sideways in its own box, as the data tables do. */
+.prose table { display: block; max-width: 100%; overflow-x: auto; }
+.prose th, .prose td { overflow-wrap: normal !important; word-break: normal !important; hyphens: none; }
 /* A phone. The tabs wrap (gr.Tabs(overflow_behavior="wrap"): no "•••" menu, no reshuffling
    when one is picked) onto exactly two rows of five equal cells (ten tabs), labels on two
    lines where needed; flowing them would take three or four rows at 400 px. */
@@ -151,22 +162,65 @@ PAGE_JS = """
     const box = e.target.closest && e.target.closest(Object.keys(runs).map((id) => "#" + id).join(","));
     if (box) setTimeout(() => { const b = document.getElementById(runs[box.id]); if (b) b.click(); }, 150);
   }, true);
-  // An error is written where the result would be (ui/guard.py, guarded): when that is
+  // An error or "Stopped." is written where the result would be (ui/guard.py): when that is
   // off screen (the page scrolled down to the settings, or a phone's inputs above it), bring
   // it into view, or the visitor sees only empty panels.
   const shown = new WeakSet();
   const reveal = () => {
-    for (const el of document.querySelectorAll(".rde-error")) {
+    for (const el of document.querySelectorAll(".rde-error, .rde-stopped")) {
       if (shown.has(el)) continue;
       shown.add(el);
       const r = el.getBoundingClientRect();
       if (r.height && (r.top < 0 || r.bottom > window.innerHeight)) el.scrollIntoView({block: "center"});
     }
   };
+  // Plotly charts take their box's width whenever it changes. gradio's gr.Plot draws a
+  // figure responsive (it follows the window's resizes), but one drawn while its tab is
+  // hidden takes Plotly's default 700 px and kept it when the tab was shown (no window
+  // resize happens then): 700 px wide on a 400 px phone. Each chart's box is watched; when
+  // its width and the drawn width differ, Plotly's own resize handler is run.
+  const watched = new WeakSet();
+  const charts = new ResizeObserver((entries) => {
+    const stale = entries.some((e) => {
+      const svg = e.target.querySelector(".main-svg");
+      const w = e.contentRect.width;
+      return w > 0 && svg && Math.abs(svg.getBoundingClientRect().width - w) > 1;
+    });
+    if (stale) window.dispatchEvent(new Event("resize"));
+  });
+  const watch = () => {
+    for (const gd of document.querySelectorAll(".js-plotly-plot")) {
+      if (!watched.has(gd)) { watched.add(gd); charts.observe(gd); }
+    }
+  };
+  // When a run ends, its result is brought into view if none of it is (on a phone the outputs
+  // lie below the inputs and the Run button). A run's outputs are the blocks whose progress
+  // indicator showed; when the last of them hides, the topmost shown one is scrolled to,
+  // unless one is already in view. (gradio's scroll_to_output scrolls when a run starts,
+  // before the outputs have their height, and missed them.)
+  const running = new Set();
+  const settle = () => {
+    for (const t of document.querySelectorAll('[data-testid="status-tracker"]:not(.hide)')) {
+      const block = t.closest(".block");
+      if (block && t.checkVisibility()) running.add(block);
+    }
+    if (!running.size) return;
+    const busy = (b) => b.isConnected && b.querySelector('[data-testid="status-tracker"]:not(.hide)');
+    if ([...running].some(busy)) return;
+    const shown = [...running].filter((b) => b.isConnected && b.getBoundingClientRect().height > 0);
+    running.clear();
+    const seen = (b) => {  // enough of it to be noticed: 80 px, or all of a shorter one
+      const r = b.getBoundingClientRect();
+      return Math.min(r.bottom, window.innerHeight) - Math.max(r.top, 0) >= Math.min(80, r.height - 1);
+    };
+    if (!shown.length || shown.some(seen)) return;
+    shown.sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top);
+    shown[0].scrollIntoView({block: "start"});
+  };
   let queued = false;
   new MutationObserver(() => {
-    if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; reveal(); }); }
-  }).observe(document.body, {childList: true, subtree: true});
+    if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; reveal(); watch(); settle(); }); }
+  }).observe(document.body, {childList: true, subtree: true, attributes: true, attributeFilter: ["class"]});
 }
 """
 

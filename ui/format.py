@@ -33,7 +33,9 @@ def result_markdown(result: Result, load_note: str = "") -> str:
         f"**{result.run.model}** on `{result.run.device}` ({result.run.precision}, {result.run.trunk} trunk) · "
         f"{result.seconds * 1000:.0f} ms "
         f"(classify {result.run.seconds * 1000:.0f} ms, {m.label} {result.explanation.seconds * 1000:.0f} ms"
-        + (f", scoring {result.faithfulness.seconds * 1000:.0f} ms" if result.faithfulness else "") + ")",
+        + (f", scoring {result.faithfulness.seconds * 1000:.0f} ms" if result.faithfulness else "")
+        + (f", ROAD {result.faithfulness.road.seconds * 1000:.0f} ms"  # ROAD's share was missing from the parts
+           if result.faithfulness and result.faithfulness.road else "") + ")",
         f"Map for **{t.label}** (class {t.index}, p = {t.prob:.3f}) · raw map {result.explanation.raw.shape[0]}"
         f"×{result.explanation.raw.shape[1]}"
         + (f" from {result.explanation.layer}" if result.explanation.layer else "") + f" · cost: {m.cost}",
@@ -82,6 +84,17 @@ def estimate_markdown(est: Estimate, device: str, limits: Limits | None = None) 
         text += (f" **Over this server's limit of {duration_text(ceiling)} per run: it will be refused.** Choose a "
                  "cheaper setting, or run the app on your own machine.")
     return text
+
+
+def download_note(spec: ModelSpec) -> str:
+    """After an estimate: a model not in the cache yet is downloaded first, which the estimate leaves out."""
+    from zoo.hub import cached_path
+
+    if cached_path(spec) is not None:
+        return ""
+    size = f" ({spec.size_bytes / 1e6:.0f} MB)" if spec.size_bytes else ""
+    return (f" Not counted: {spec.name}'s weights{size} are not downloaded yet; its first use downloads them "
+            "first, with a progress bar.")
 
 
 def depth_lab_estimate(signal: Estimate, lesion: Estimate, device: str) -> str:
@@ -290,7 +303,8 @@ def depth_lab_markdown(analyses: list[Analysis]) -> str:
 # --- faithfulness ---------------------------------------------------------------------
 
 FAITHFULNESS_NOTE = ("deletion: lower is better; insertion: higher is better; ROAD: higher is better; costs "
-                     "about 50 forwards and ROAD's imputation, a few seconds on a CPU")
+                     "about 50 forwards and ROAD's imputation: up to half a minute on a CPU, the estimate under the button "
+                     "counts it")
 # When the scores disagree: the README's "Which score to trust" says the same at length.
 SCORES_DISAGREE = ("When deletion/insertion and ROAD disagree, trust ROAD: deletion and insertion fill the removed "
                    "pixels with flat mean-colour patches, an input the network never saw in training, so part of "

@@ -69,12 +69,19 @@ class Chart(go.Figure):
 
     def to_json(self, *args: Any, **kwargs: Any) -> str:
         data = json.loads(super().to_json(*args, **kwargs))
+        if not data["layout"].get("title", {}).get("text"):
+            # gradio's gr.Plot gives any figure with a "title" key (Plotly writes an empty one)
+            # a 100 px top margin, under its label badge: the plot lost that much height.
+            data["layout"].pop("title", None)
         room = _legend_room(self)
         if room:
             # The legend at the bottom of the picture, the x axis's labels and title above it: a
             # legend placed relative to the plot would overlap them wherever the plot is short.
+            # The picture grows by the legend's rows: taken from the plot, 13 methods' names
+            # left it 3 px tall.
             data["layout"]["legend"].update(yref="container", y=0.0, yanchor="bottom")
             data["layout"]["margin"]["b"] = AXIS_ROOM + room
+            data["layout"]["height"] = (self.layout.height or HEIGHT) + room
         data["config"] = {
             "displaylogo": False,
             "modeBarButtonsToRemove": ["select2d", "lasso2d"],
@@ -110,8 +117,19 @@ def chart_name(fig: go.Figure) -> str:
     return str(meta.get("name", "chart")) if isinstance(meta, dict) else "chart"
 
 
+# Characters per line of a title: Plotly never wraps one, and a phone's chart is ~330 px wide. Chart
+# titles are kept this short; axis titles are wrapped (a two-line chart title overflowed the picture's top).
+TITLE_CHARS = 42
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` with each of its lines (``<br>``) that holds no markup wrapped at ``width`` characters."""
+    return "<br>".join(part if "<" in part or len(part) <= width else "<br>".join(textwrap.wrap(part, width))
+                       for part in text.split("<br>"))
+
+
 def _axis(title: str, log: bool = False) -> dict:
-    out: dict[str, Any] = dict(title=dict(text=title, font=dict(size=12)), gridcolor="#e5e5e5", zeroline=False,
+    out: dict[str, Any] = dict(title=dict(text=_wrap(title, TITLE_CHARS - 2), font=dict(size=12)), gridcolor="#e5e5e5", zeroline=False,
                                showline=True, linecolor="#999999", ticks="outside", automargin=True)
     if log:
         # At most ~6 labels: Plotly otherwise labels every digit of a short range (1, 2, ... 9), in a jumble.
@@ -183,10 +201,11 @@ def add_line(fig: go.Figure, *, name: str, i: int, x: Sequence[Any], y: Sequence
 
 def message(text: str, name: str = "chart") -> Chart:
     """A chart that says why there is nothing to plot, instead of an empty box."""
-    fig = figure(name, height=260)
+    fig = figure(name, height=300)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.add_annotation(text="<br>".join(textwrap.wrap(_literal(text), 56)), x=0.5, y=0.5, xref="paper",
+    # Lines of at most 40 characters: the text stays inside a phone's 360 px chart.
+    fig.add_annotation(text="<br>".join(textwrap.wrap(_literal(text), 40)), x=0.5, y=0.5, xref="paper",
                        yref="paper", showarrow=False, font=dict(size=13, color="#444444"))
     return fig
 
@@ -352,7 +371,7 @@ def per_block(analyses: list[Analysis], value: Callable[[BlockStats], float], ti
 
 def response_std(analyses: list[Analysis]) -> Chart | None:
     # Log scale: depths can differ by orders of magnitude, and the claim is about ratios.
-    return per_block(analyses, lambda b: b.response_std, "Layer responses: std of each block's 3×3 output after BN",
+    return per_block(analyses, lambda b: b.response_std, "Std of each block's 3×3 output after BN",
                      "std of bn2 output (log scale)", log=True, name="depth-lab-response-std",
                      value_label="response std")
 
@@ -361,7 +380,7 @@ def response_std_sorted(analyses: list[Analysis]) -> Chart | None:
     """Each model's responses sorted from largest to smallest, against the rank (paper Fig. 7, bottom)."""
     if not analyses:
         return None
-    fig = figure("depth-lab-response-sorted", "Layer responses sorted by magnitude (as in the paper's Fig. 7)",
+    fig = figure("depth-lab-response-sorted", "Layer responses, sorted (paper's Fig. 7)",
                  "blocks, sorted by response (largest first)", "std of bn2 output (log scale)", log_y=True)
     for i, a in enumerate(analyses):
         order = sorted(a.blocks, key=lambda b: b.response_std, reverse=True)
@@ -378,7 +397,7 @@ def residual_ratio(analyses: list[Analysis]) -> Chart | None:
 
 
 def grad_norm(analyses: list[Analysis]) -> Chart | None:
-    return per_block(analyses, lambda b: b.grad_norm, "Gradient of the target logit reaching each block",
+    return per_block(analyses, lambda b: b.grad_norm, "Gradient of the target logit at each block",
                      "‖∂z_target / ∂x_block‖ (log scale)", log=True, name="depth-lab-gradient",
                      value_label="gradient norm")
 
@@ -454,20 +473,22 @@ def depth_lab(analyses: list[Analysis]) -> list[Chart | None]:
 
 
 def faithfulness_curves(curves: list[tuple[str, Faithfulness]], target: str = "",
-                        name: str = "faithfulness-curves") -> Chart | None:
-    """Deletion and insertion curves side by side, one colour per (name, scores), areas in the legend.
+                        name: str = "faithfulness-curves", areas: bool = True) -> Chart | None:
+    """Deletion and insertion curves side by side, one colour per (name, scores), areas in the legend
+    (``areas=False``: names only, for a page that shows the areas in a table; the tooltips have them).
 
     One legend entry per name hides both of its curves.
     """
     if not curves:
         return None
     prob = f"p({target})" if target else "target probability"
-    fig = figure(name, height=400, rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
+    # Spacing: on a phone the left panel's "100%" and the right one's "0%" collided at 0.1.
+    fig = figure(name, height=400, rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.16,
                  subplot_titles=("Deletion<br><sup>top pixels removed first</sup>",
                                  "Insertion<br><sup>top pixels restored first</sup>"))
     fig.update_annotations(font_size=12)
     for i, (label, f) in enumerate(curves):
-        legend = f"{label}: deletion {f.deletion_auc:.3f}, insertion {f.insertion_auc:.3f}"
+        legend = f"{label}: deletion {f.deletion_auc:.3f}, insertion {f.insertion_auc:.3f}" if areas else label
         fractions = _floats(f.fractions)
         for col, (what, ys, auc) in enumerate((("removed", f.deletion_curve, f.deletion_auc),
                                                ("restored", f.insertion_curve, f.insertion_auc)), start=1):
@@ -477,8 +498,9 @@ def faithfulness_curves(curves: list[tuple[str, Faithfulness]], target: str = ""
                                  ("area", f"{auc:.3f}")))
     fig.update_xaxes(title_text="fraction of pixels", range=[0, 1], tickformat=".0%")
     fig.update_yaxes(title_text=prob, rangemode="tozero", row=1, col=1)
-    fig.update_layout(legend_title=dict(text="area (deletion: lower is better; insertion: higher)", side="top"),
-                      margin_t=70)
+    if areas:
+        fig.update_layout(legend_title=dict(text="area (deletion: lower is better; insertion: higher)", side="top"))
+    fig.update_layout(margin_t=70)
     return fig
 
 
@@ -501,7 +523,7 @@ def _heatmap_axes(fig: go.Figure, models: list[str]) -> None:
 def agreement_heatmap(models: list[str], matrix) -> Chart:
     """Depth x depth: the share of images on which two models give the same top-1."""
     z = [_floats(row) for row in matrix]
-    fig = figure("batch-agreement", "Agreement between depths", height=260 + 40 * len(models))
+    fig = figure("batch-agreement", "Agreement between depths", height=340 + 40 * len(models))
     fig.add_trace(go.Heatmap(z=z, x=list(models), y=list(models), zmin=0.0, zmax=1.0, colorscale="Viridis",
                              name="same top-1", texttemplate="%{z:.0%}", textfont=dict(size=12),
                              colorbar=dict(title=dict(text="same top-1", side="right"), tickformat=".0%",
@@ -522,10 +544,10 @@ def map_agreement_heatmap(models: list[str], spearman, iou) -> Chart | None:
     text = [[("ρ –" if r is None else f"ρ {r:.2f}") + "<br>" + ("IoU –" if o is None else f"IoU {o:.2f}")
              for r, o in zip(rr, oo)] for rr, oo in zip(rho, overlap)]
     # The gr.Plot label badge names the chart: no title.
-    fig = figure("map-agreement", height=260 + 45 * n)
+    fig = figure("map-agreement", height=340 + 45 * n)  # a plotting area of 200 px or more for 2 depths
     fig.add_trace(go.Heatmap(z=rho, x=list(models), y=list(models), zmin=-1.0, zmax=1.0, colorscale="RdBu",
                              reversescale=True, name="Spearman ρ", customdata=overlap, meta={"columns": ["IoU top 20 %"]},
-                             text=text, texttemplate="%{text}", textfont=dict(size=11 if n <= 3 else 9),
+                             text=text, texttemplate="%{text}", textfont=dict(size=11 if n <= 3 else 9 if n == 4 else 8),  # 5 cells fit a phone at 8 px
                              # A short colour bar title: on a phone every pixel goes to the cells.
                              colorbar=dict(title=dict(text="ρ", side="top"), thickness=10),
                              hovertemplate="<b>%{y} and %{x}</b><br>Spearman ρ of the maps: %{z:.3f}<br>"
@@ -582,7 +604,7 @@ def sanity_chart(series: list[tuple[str, list]], verdict_at: list[str], threshol
 # Error surfaces: drawn with matplotlib, shown as pictures in gr.Plot.
 
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator  # noqa: E402
 
 SIZE = (5.2, 3.6)
 _COLORS = COLORS
@@ -716,6 +738,10 @@ def landscape_figure(landscapes: list[Landscape]) -> Figure | None:
         ax3.set_ylabel("β", fontsize=8, labelpad=-4)
         ax3.set_zlabel("log₁₀ loss", fontsize=8, labelpad=-2)
         ax3.tick_params(labelsize=6, pad=-2)
+        # Three ticks per horizontal axis: nine ("-1.00-0.75-0.50...") ran into each other.
+        ax3.xaxis.set_major_locator(MaxNLocator(3))
+        ax3.yaxis.set_major_locator(MaxNLocator(3))
+        ax3.zaxis.set_major_locator(MaxNLocator(4))
         ax3.view_init(elev=32, azim=-60)
     if mappable is not None:
         cax = fig.add_subplot(grid[:, 2])

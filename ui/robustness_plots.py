@@ -118,4 +118,24 @@ def accuracy_lines(models: Sequence[str], severities: Sequence[int], clean: np.n
     return fig
 
 
-__all__ = ["probability_heatmaps", "severity_lines", "accuracy_lines", "color"]
+def changed_lines(models: Sequence[str], severities: Sequence[int], changed: np.ndarray,
+                  corruptions: Sequence[str]) -> Chart:
+    """A folder without labels: the share of images whose top-1 differs from the clean crop's, against
+    severity per depth, the mean over ``corruptions`` (``changed``: (M, C, S), fractions)."""
+    fig = figure("robustness-top1-changed", f"Top-1 changed from clean (mean of {len(corruptions)})",
+                 x="severity", y="images whose top-1 changed",
+                 height=360)
+    xs = [0, *severities]
+    for i, model in enumerate(models):
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(changed[i], axis=0) if changed[i].size else np.full(len(severities), np.nan)
+        plots.add_line(fig, name=depth_label(model), i=i, x=xs, y=[0.0, *map(float, mean)],
+                       custom={"corruptions": ["none"] + [f"mean of {len(corruptions)}"] * len(severities)},
+                       hover=hover(depth_label(model), ("corruption", "%{customdata[0]}"), ("severity", "%{x}"),
+                                   ("top-1 changed", "%{y:.1%}")))
+    fig.update_xaxes(tickvals=xs, ticktext=["clean", *map(str, severities)])
+    fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
+    return fig
+
+
+__all__ = ["probability_heatmaps", "severity_lines", "accuracy_lines", "changed_lines", "color"]

@@ -502,8 +502,9 @@ def cmd_stats(zoo: Zoo, args: argparse.Namespace) -> int:
     if args.stages:
         spec = zoo.get(args.stages)
         rows = stats.stage_stats(spec.arch.name, args.resolution, spec.num_classes)
-        if args.json:
-            print(json.dumps([r.to_json() for r in rows], indent=2))
+        if args.json:  # the model's whole row, as `stats --json` writes it, with its stages
+            row = stats.zoo_row(spec, args.resolution).to_json()
+            print(json.dumps({**row, "stages": [r.to_json() for r in rows]}, indent=2))
         else:
             print(stats.format_stage_table(spec.name, rows, args.resolution))
         return 0

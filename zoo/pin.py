@@ -108,8 +108,12 @@ def _model_info(api, repo: str, ref: str, what: str, endpoint: str):
     except HfGatedRepoError:
         raise GatedRepoError(f"{what} is gated: accept its terms at {endpoint}/{repo} and set HF_TOKEN.") from None
     except RepositoryNotFoundError:
+        mirror = "" if endpoint.rstrip("/") == constants._HF_DEFAULT_ENDPOINT else (
+            f" A mirror must answer the Hub's API as well as its downloads: pinning reads "
+            f"{endpoint}/api/models/{repo}/revision/{ref} (the commit and each file's sha256), which many mirrors "
+            "do not serve. Run it against https://huggingface.co (HF_ENDPOINT unset) or a mirror that does.")
         raise NotFoundOnHubError(f"{what}: the repo does not exist on {endpoint}, or it is private (set "
-                                 "HF_TOKEN).") from None
+                                 "HF_TOKEN)." + mirror) from None
     except RevisionNotFoundError:
         raise NotFoundOnHubError(f"{what}: the repo has no branch or tag {ref!r}.") from None
     except HfHubHTTPError as e:

@@ -180,8 +180,15 @@ def overlay_image(run, raw: np.ndarray, cmap: str = "jet", alpha: float = 0.5, s
 
 
 @functools.lru_cache(maxsize=1)
+@functools.cache
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=13)
+    # DejaVu Sans (shipped with matplotlib): Pillow's default font has no "–", drawn as a box ("r ⊠").
+    from matplotlib import font_manager
+
+    try:
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans", fallback_to_default=True), 13)
+    except OSError:
+        return ImageFont.load_default(size=13)
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:

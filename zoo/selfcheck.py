@@ -354,7 +354,8 @@ def report(result: SelfCheck) -> str:
     lines = [f"Self-check on {result.device}, {result.precision}:"]
     for m in result.models:
         lines.append(f"{m.model}: {m.status.upper()}")
-        lines.append(f"  pin:    {'ok' if m.pin_ok else 'not pinned' if m.pin_ok is False else '-'}: {m.pin}")
+        # An unpinned file's text says "not pinned" itself (it was printed twice on one line).
+        lines.append(f"  pin:    {m.pin}" if m.pin_ok is False else f"  pin:    {'ok' if m.pin_ok else '-'}: {m.pin}")
         lines.append(f"  sha256: {'ok' if m.sha_ok else 'FAILED' if m.sha_ok is False else '-'}: {m.sha}")
         for p in m.photos:
             top = ", ".join(f"{e['label']} {e['prob']:.2f}" for e in p.top5)

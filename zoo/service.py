@@ -631,6 +631,17 @@ class Explorer:
         return Estimate(forwards, seconds, est.basis, models=len(names_),
                         passes=(est.passes or est.forwards) + clean.forwards)
 
+    def robustness_preview(self, image: Any, corruption: str, severity: int, models: list[str] | None = None,
+                           seed: int = 0) -> Any:
+        """The corrupted crop ``robustness_live`` would show (the first model's crop, the same seed), as a
+        PIL image, without running any model: a preview while the settings change."""
+        from . import robustness as rb
+
+        c, sev, seed = rb.get_corruption(corruption), rb.check_severity(severity), rb.check_seed(seed)
+        names_ = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
+        clean = prepare(_decoded(image), self.zoo.get(names_[0]).preprocessing)
+        return rb.corrupt_crop(clean.crop, c.name, sev, rb.sample_seed(seed, "image", c.name, sev) if sev else 0)
+
     def robustness_live(self, image: Any, corruption: str, severity: int, models: list[str] | None = None, *,
                         method: str | None = None, target: int | str | None = None, seed: int = 0,
                         top_k: int = 5, progress: ProgressFn | None = None) -> Any:

@@ -160,7 +160,7 @@ def build(ctx: Context) -> None:
             b_accuracy = gr.Dataframe(headers=fmt.BATCH_MODEL_HEADERS, label="Per model", interactive=False,
                                       elem_id="batch-accuracy")  # natural widths: it fits, and scrolls on a phone
             # Plotly (ui/plots.py): hover a cell for the two depths and their agreement.
-            b_heatmap = gr.Plot(label="Agreement between depths", elem_id="batch-heatmap",
+            b_heatmap = gr.Plot(label="Agreement between depths", show_label=False, elem_id="batch-heatmap",  # titled
                                 elem_classes="rde-when-filled")  # hidden until a run fills it (ui/app.py)
             b_gallery = gr.Gallery(label="Where depth mattered (click one to compare its maps)", columns=6,
                                    height="auto", object_fit="contain", elem_id="batch-mattered", allow_preview=False,

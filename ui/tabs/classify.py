@@ -73,7 +73,7 @@ def build(ctx: Context) -> None:
         try:
             return fmt.estimate_markdown(cost(None, model, 5, method, None, window=window, stride=stride,
                                               steps=steps, layer=layer, score=score), explorer.device,
-                                         ctx.guard.limits)
+                                         ctx.guard.limits) + fmt.download_note(ctx.zoo.get(model))
         except ZooError as e:  # settings the server refuses: say so now
             return str(e)
 

@@ -56,6 +56,8 @@ def build(ctx: Context) -> None:
     def stream(image, models, target, lesion, progress) -> Iterator[tuple]:
         # One update per depth: the charts fill in as each finishes, and Stop takes effect in between.
         done: list[Analysis] = []
+        # An earlier run's charts go first: whatever shows after a Stop is this run's.
+        yield (None,) * 6 + ("", None, None)
         for a in analyses(image, models, target, lesion, progress):
             done.append(a)
             out = render(done, {"models": [d.to_json() for d in done]})
@@ -98,7 +100,9 @@ def build(ctx: Context) -> None:
         # entry to hide that depth. The figure carries its own title; gradio's label badge would cover it. Until a run
         # fills it, the box is hidden (rde-when-filled, ui/app.py): an empty, unlabelled box
         # says nothing.
-        return gr.Plot(label=label, show_label=False, elem_id=elem_id, elem_classes="rde-when-filled")
+        # min_width: two charts per row where there is room, one per row on a phone (at 160 px
+        # each, their titles, axes and legends were cut).
+        return gr.Plot(label=label, show_label=False, elem_id=elem_id, elem_classes="rde-when-filled", min_width=500)
 
     with gr.Row():
         p_resp = plot("Layer responses vs depth", "lab-plot-response")
@@ -123,7 +127,9 @@ def build(ctx: Context) -> None:
                            api_visibility="private")
     lesion_ev = long_event(ctx.guard, lesion_go.click, ui_lesion, ins, outs, cost=cost_of(True), message=summary,
                            api_visibility="private")
-    stop_button(stop, [signal_ev, lesion_ev], summary)
+    stop_button(stop, [signal_ev, lesion_ev], summary,
+                "The charts show the depths finished before Stop (none if it came during the first); the others "
+                "were not run.")
 
     @runs_no_model
     def ui_estimate(models) -> str:

@@ -52,6 +52,8 @@ CORRUPTION_CHOICES = [(c.label, c.name) for c in CORRUPTIONS]
 LABELS = {c.name: c.label for c in CORRUPTIONS}
 NO_MAP = "none"  # the map dropdown's "predictions only"
 LIVE_HEADERS = ["model", "top-1", "top-2", "top-3", "p(class)"]
+# Fixed widths: sized by content, "p(class)" got a column narrower than its name; on a phone the table scrolls.
+LIVE_WIDTHS = ["100px", "200px", "200px", "200px", "100px"]
 
 INTRO = """\
 **How to read it.** Each corruption is one of ImageNet-C's (Hendrycks and Dietterich, [*Benchmarking Neural Network \
@@ -165,6 +167,9 @@ def _num(v: Any) -> str:
     return "–" if v is None or not math.isfinite(float(v)) else f"{float(v):.3f}"
 
 
+CE_LABEL = "Corruption error (CE) per corruption, ÷ the shallowest depth"
+
+
 def summary_headers(s: FolderSummary) -> list[str]:
     return ["model", "clean top-1", "mean top-1 corrupted", f"mCE (÷ {s.reference})", "mCE (÷ AlexNet)"]
 
@@ -177,6 +182,21 @@ def summary_rows(s: FolderSummary) -> list[list[str]]:
         alex = s.mce_alexnet[m] if s.mce_alexnet is not None else None
         rows.append([model, _pct(s.clean_accuracy[m]), _pct(mean), _num(s.mce[m]), _num(alex)])
     return rows
+
+
+def changed_summary(s: FolderSummary) -> gr.Dataframe:
+    """Without labels, per depth: how often a corruption changed the clean top-1 (what the CLI prints)."""
+    rows = [[model, _pct(float(np.nanmean(s.changed[m]))) if s.changed is not None and s.changed[m].size else "–"]
+            for m, model in enumerate(s.models)]
+    return gr.Dataframe(value=rows, headers=["model", "top-1 changed (mean)"])
+
+
+def changed_rows(s: FolderSummary) -> gr.Dataframe:
+    """Without labels, corruption x depth: the share of images whose top-1 changed, mean over the severities."""
+    rows = [[LABELS.get(name, name), *[_pct(float(s.changed[m, c].mean())) if s.changed is not None else "–"
+                                       for m in range(len(s.models))]] for c, name in enumerate(s.corruptions)]
+    return gr.Dataframe(value=rows, headers=["corruption", *s.models],
+                        label="Top-1 changed from the clean crop's, per corruption (mean over the severities)")
 
 
 def ce_rows(s: FolderSummary) -> list[list[str]]:
@@ -198,8 +218,10 @@ def folder_markdown(s: FolderSummary) -> str:
             text += (" mCE ÷ AlexNet (the paper's figure) needs ImageNet labels, all five severities and at least one "
                      "of the 15 benchmark corruptions.")
     else:
-        text += (" No labels: accuracy, CE and mCE need them (folders in the zip named after ImageNet classes, or a "
-                 "CSV of file,label rows).")
+        text += (" **No labels**, so what is shown is what needs none: how often each corruption changes a depth's "
+                 "top-1 from the one it gives the clean crop (a stable depth changes less; it does not say which is "
+                 "right). Labels would add accuracy, CE and mCE (folders in the zip named after ImageNet classes, or "
+                 "a CSV of file,label rows).")
     for note in s.notes:
         text += f"\n\n{note}"
     if s.skipped:
@@ -247,6 +269,16 @@ def build(ctx: Context) -> None:
                                         list(models or ctx.depth_names),
                                         method=None if method in (None, "", NO_MAP) else method,
                                         target=target or None, seed=int(seed or 0), progress=progress_fn(progress))
+
+    @user_errors
+    def ui_preview(image, models, corruption, severity, seed):
+        """The corrupted crop as soon as the corruption or severity changes: no model runs."""
+        if image is None:
+            return gr.skip()
+        crop = explorer.robustness_preview(image.path, corruption or DEFAULT_CORRUPTION, int(severity),
+                                           list(models or ctx.depth_names), seed=int(seed or 0))
+        path = new_output_folder(ctx.outputs_dir) / f"preview-{corruption}-{int(severity)}.png"
+        return str(save_png(np.asarray(crop.convert("RGB")), path))
 
     def render_live(live: Live) -> tuple[str, list, list[list[str]], str]:
         folder = new_output_folder(ctx.outputs_dir)
@@ -319,8 +351,11 @@ def build(ctx: Context) -> None:
         text = ""
         for event in sweep_events(image, models, None, target, seed, progress):
             if isinstance(event, SweepProgress):
-                running = LABELS.get(event.corruption or "", "the clean crop")
-                yield f"*Running: {running} ({event.message})*\n\n{text}", *[gr.skip()] * 5
+                # The message says what runs; the corruption is named only when it does not (a batch
+                # can mix corruptions: "the clean crop (… Impulse noise …)" misnamed one).
+                running = LABELS.get(event.corruption or "")
+                what = event.message if not running or running in event.message else f"{running}: {event.message}"
+                yield f"*Running: {what}*\n\n{text}", *[gr.skip()] * 5
             elif isinstance(event, Sweep):
                 text = sweep_markdown(event, corruption)
                 heat, lines = sweep_charts(event, corruption)
@@ -371,10 +406,13 @@ def build(ctx: Context) -> None:
         return [str(lines), str(js)]
 
     def render_folder(s: FolderSummary) -> tuple[Any, ...]:
+        if not s.labelled:  # only dashes otherwise: show how often the top-1 changed, as the CLI does
+            return (folder_markdown(s), changed_summary(s), changed_rows(s),
+                    None if s.changed is None else rplots.changed_lines(s.models, s.severities, s.changed,
+                                                                         s.corruptions))
         return (folder_markdown(s), gr.Dataframe(value=summary_rows(s), headers=summary_headers(s)),
-                gr.Dataframe(value=ce_rows(s), headers=["corruption", *s.models]),
-                rplots.accuracy_lines(s.models, s.severities, s.clean_accuracy, s.accuracy, s.corruptions)
-                if s.labelled else None)
+                gr.Dataframe(value=ce_rows(s), headers=["corruption", *s.models], label=CE_LABEL),
+                rplots.accuracy_lines(s.models, s.severities, s.clean_accuracy, s.accuracy, s.corruptions))
 
     def ui_folder(files, labels_csv, models, corruptions, severities, seed, progress=gr.Progress()):
         samples: list[SampleResult] = []
@@ -452,12 +490,12 @@ def build(ctx: Context) -> None:
                                          elem_id="robust-corruption", min_width=140)
                 severity = gr.Slider(0, max(SEVERITIES), value=DEFAULT_SEVERITY, step=1,
                                      label="Severity (0 = clean)", elem_id="robust-severity", min_width=140)
-            with gr.Row():
-                method = gr.Dropdown([("No map (predictions only)", NO_MAP), *ctx.method_choices], value="cam",
-                                     label="Map method", elem_id="robust-method", min_width=140)
-                target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
-                                     label="Class (blank: most depths' clean top-1)", elem_id="robust-target",
-                                     min_width=140)
+            # One per row: side by side, the method's name was cut ("CAM (global average poo").
+            method = gr.Dropdown([("No map (predictions only)", NO_MAP), *ctx.method_choices], value="cam",
+                                 label="Map method", elem_id="robust-method", min_width=140)
+            target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
+                                 label="Class (blank: most depths' clean top-1)", elem_id="robust-target",
+                                 min_width=140)
             seed = gr.Number(0, precision=0, minimum=0, maximum=2 ** 31 - 1, label="Seed of the random corruptions",
                              elem_id="robust-seed")
             with gr.Row():
@@ -466,12 +504,12 @@ def build(ctx: Context) -> None:
             live_estimate = gr.Markdown(elem_id="robust-live-estimate", elem_classes="rde-estimate")
         with gr.Column(scale=2, min_width=300):
             live_info = gr.Markdown(elem_id="robust-live-info")
-            with gr.Row():
-                live_crop = gr.Image(label="The corrupted crop the models saw", format="png", min_width=240, scale=1,
-                                     elem_id="robust-crop", elem_classes="rde-when-filled", height=260)
-                live_table = gr.Dataframe(headers=LIVE_HEADERS, label="Each depth on this crop", interactive=False,
-                                          wrap=True, pinned_columns=1, elem_id="robust-live-table", min_width=300,
-                                          scale=2)
+            live_crop = gr.Image(label="The corrupted crop the models saw", format="png", min_width=240,
+                                 elem_id="robust-crop", elem_classes="rde-when-filled", height=260)
+            # The column's whole width: beside the crop, p(class) lay past the page's edge at 1400 px.
+            live_table = gr.Dataframe(headers=LIVE_HEADERS, label="Each depth on this crop", interactive=False,
+                                      wrap=True, pinned_columns=1, elem_id="robust-live-table",
+                                      column_widths=LIVE_WIDTHS)
             live_gallery = gr.Gallery(label="Each depth's map on the corrupted crop", columns=5, height="auto",
                                       object_fit="contain", allow_preview=False, elem_id="robust-gallery",
                                       elem_classes="rde-when-filled")
@@ -524,7 +562,7 @@ def build(ctx: Context) -> None:
             f_chart = gr.Plot(label="Accuracy against severity", show_label=False, elem_id="robust-folder-chart",
                               elem_classes="rde-when-filled")
             f_ce = gr.Dataframe(headers=["corruption", *ctx.depth_names], interactive=False, pinned_columns=1,
-                                label="Corruption error (CE) per corruption, ÷ the shallowest depth",
+                                label=CE_LABEL,
                                 elem_id="robust-folder-ce", max_height=520)
 
     # --- events ------------------------------------------------------------------------------
@@ -535,6 +573,10 @@ def build(ctx: Context) -> None:
     live_triggers = functools.partial(gr.on, [live_go.click, severity.release, corruption.input])
     live_run = long_event(ctx.guard, live_triggers, ui_live, live_ins, live_outs, cost=live_cost, message=live_info,
                           stop=live_stop, what="This view", api_visibility="private", trigger_mode="always_last")
+    # The preview: through the gate like every event, at no model cost (cost None).
+    long_event(ctx.guard, functools.partial(gr.on, [corruption.change, severity.change, image.change]), ui_preview,
+               [image, models, corruption, severity, seed], [live_crop], cost=None, what="The preview",
+               api_visibility="private", trigger_mode="always_last", show_progress="hidden")
     live_cost_ins = [models, corruption, severity, method]
     for ctl in live_cost_ins:
         ctl.change(ui_live_estimate, live_cost_ins, [live_estimate], api_visibility="private", show_progress="hidden")
