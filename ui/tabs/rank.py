@@ -145,7 +145,7 @@ def build(ctx: Context) -> None:
 
     for trigger in (model.change, methods.change, event.then, ctx.demo.load):
         trigger(ui_estimate, [model, methods], [estimate], api_visibility="private", show_progress="hidden")
-    every.click(lambda: gr.CheckboxGroup(value=list(METHODS)), None, [methods], api_visibility="private",
+    every.click(runs_no_model(lambda: gr.CheckboxGroup(value=list(METHODS))), None, [methods], api_visibility="private",
                 show_progress="hidden")
     by.change(ui_resort, [state, by], [gallery, table, info, curves, data], api_visibility="private",
               show_progress="hidden")
