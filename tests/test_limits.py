@@ -330,3 +330,68 @@ def test_a_request_waiting_for_the_model_stops_waiting(served):
         token.cancel()
         waiter.join(60)
         assert outcome == ["stopped"]  # while the model was still held: it never got its turn
+
+
+def test_a_quick_run_that_overruns_its_estimate_moves_to_the_long_lane():
+    """Issue 29 item 4: an estimate can be wrong; the quick lane must not stay held by a run that is not quick."""
+    async def scenario():
+        gate = Gate(Limits(quick_seconds=0.05, quick_slots=1, long_slots=1, max_queued=0))
+        cheap = gate.check(1, 0.01)  # priced as quick; runs "for ever" below
+        assert cheap.lane == "quick" and gate.overrun_after(cheap) == 0.05
+        release = asyncio.Event()
+
+        async def overrun():
+            async with gate.admit("a", cheap):
+                await release.wait()
+
+        slow = asyncio.ensure_future(overrun())
+        await _until(lambda: gate.moved == 1 and gate.running == {"quick": 0, "long": 1})
+        # Another visitor's quick run gets the one quick slot; the overrunning one counts as
+        # long for its visitor, whose next long run is refused (one running, none queued).
+        async with gate.admit("b", gate.check(1, 0.01)):
+            assert gate.running == {"quick": 1, "long": 1}
+        with pytest.raises(LimitError, match="You already have 1 long runs"):
+            async with gate.admit("a", gate.check(100, 30.0)):
+                pass
+        release.set()
+        await asyncio.wait_for(slow, 5)
+        assert gate.running == {"quick": 0, "long": 0} and not gate._visitors
+        # A quick run within its bound is never moved; a long run has nothing to move to.
+        async with gate.admit("a", gate.check(1, 0.01)):
+            pass
+        assert gate.moved == 1 and gate.overrun_after(gate.check(100, 30.0)) is None
+
+    asyncio.run(scenario())
+
+
+def test_a_moved_run_waits_for_a_long_slot_without_holding_the_quick_lane():
+    async def scenario():
+        gate = Gate(Limits(quick_seconds=0.05, quick_slots=1, long_slots=1))
+        long = gate.check(100, 30.0)
+        first = gate.admit("b", long)
+        await first.__aenter__()  # b holds the one long slot
+        release = asyncio.Event()
+
+        async def overrun():
+            async with gate.admit("a", gate.check(1, 0.01)):
+                await release.wait()
+
+        slow = asyncio.ensure_future(overrun())
+        await _until(lambda: gate.moved == 1)
+        assert gate.running == {"quick": 0, "long": 1}  # a's run left the quick lane; b's slot is b's
+        await first.__aexit__(None, None, None)
+        await _until(lambda: gate.running == {"quick": 0, "long": 1})  # now a's run holds the long slot
+        release.set()
+        await asyncio.wait_for(slow, 5)
+        assert gate.running == {"quick": 0, "long": 0} and not gate._visitors
+
+    asyncio.run(scenario())
+
+
+async def _until(condition, timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` (event-driven states, polled; the timeout only guards a hang)."""
+    async def poll():
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
