@@ -20,7 +20,7 @@ from . import batch as batching
 from .agreement import MapAgreement, map_agreement
 from .analysis import Analysis, analyze, check_target
 from .errors import ZooError
-from .explain import METHODS, Explanation, explain, get_method, layer_param, stage_channels
+from .explain import METHODS, Explanation, explain, get_method, layer_param, model_params
 from .faithfulness import PASS_COST as FAITHFULNESS_PASS_COST
 from .faithfulness import STEPS, Faithfulness, road_forwards, road_impute_seconds
 from .faithfulness import faithfulness as score_map
@@ -244,9 +244,7 @@ class Explorer:
         for name in models:
             spec = self.zoo.get(name)
             crop = spec.preprocessing.crop
-            p = dict(params)
-            if method in ("scorecam", "ablationcam"):  # one pass per channel of the stage it reads
-                p["channels"] = stage_channels(spec.arch, p.get("layer"))
+            p = model_params(method, spec.arch, crop, params)
             n = m.passes(p, crop)
             forwards += 1 + m.forwards(p, crop) + scored
             passes += 1 + n + scored
@@ -341,9 +339,7 @@ class Explorer:
 
     def _calibrate_map(self, ex: Explanation, spec: Any, params: dict[str, Any]) -> None:
         """Feed a map's measured time to the estimates of its method."""
-        p = {**params, "layer": ex.layer}
-        if ex.method == "scorecam":
-            p["channels"] = stage_channels(spec.arch, ex.layer)
+        p = model_params(ex.method, spec.arch, spec.preprocessing.crop, {**params, "layer": ex.layer})
         try:
             n = get_method(ex.method).passes(p, spec.preprocessing.crop)
         except ZooError:
