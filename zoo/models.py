@@ -158,6 +158,7 @@ class LoadedModel:
     compiled: Any = None
     compile_note: str = ""  # how compiling went, or why this model runs eager
     compile_log: dict[str, str] = field(default_factory=dict)  # graph kind -> how it was had, or why not
+    weights_file: Path | None = None  # the verified file it was read from (a run's journal names its bytes)
 
     @property
     def precision_name(self) -> str:
@@ -363,7 +364,9 @@ def load_model(spec: ModelSpec, device: torch.device | str = "auto", *, progress
     if progress:
         progress(None, f"Loading {spec.name} onto {device.type}")
     model = assigned(spec, read_state_dict(path, spec))
-    return ready(spec, model, device, dtype)
+    lm = ready(spec, model, device, dtype)
+    lm.weights_file = path
+    return lm
 
 
 def ready(spec: ModelSpec, model: nn.Module, device: torch.device, dtype: torch.dtype | None = None) -> LoadedModel:
