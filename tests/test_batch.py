@@ -671,3 +671,9 @@ def test_a_journal_line_that_is_json_but_not_a_result_is_a_clear_error(zoo_file,
         assert cli.main(_resumable(tmp_path, "--resume", zoo_path=zoo_file)) == 2
         err = capsys.readouterr().err
         assert "line 3: not a result line" in err and "Traceback" not in err
+
+
+def test_a_label_of_thousands_of_digits_is_no_class():
+    """Issue 29 item 7: int() refuses over 4,300 digits; the label is reported, not a traceback."""
+    index, why = LabelIndex(imagenet_labels()).resolve("9" * 5000)
+    assert index is None and "5000 characters" in why

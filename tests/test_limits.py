@@ -280,6 +280,8 @@ def test_a_server_path_gets_the_one_refusal_with_or_without_meta(app, meta):
     ([None, "resnet18", 2.5, "cam", ""], "top_k must be a whole number"),
     ([None, {"x": 1}, 5, "cam", ""], "is not in the list of choices"),
     ([None, "resnet18", 5, ["cam"], ""], "Unknown method"),
+    ([None, "resnet18", 5, "cam", "9" * 4301], "The target class is 4301 characters long"),  # int() refuses it
+    ([None, "resnet18", 5, "cam", "tabby" * 1000], "The target class is 5000 characters long"),
 ])
 def test_public_parameters_are_checked_with_a_specific_message(app, data, expected):
     data = [upload(app[0], IMAGE), *data[1:]]
