@@ -677,3 +677,18 @@ def test_a_label_of_thousands_of_digits_is_no_class():
     """Issue 29 item 7: int() refuses over 4,300 digits; the label is reported, not a traceback."""
     index, why = LabelIndex(imagenet_labels()).resolve("9" * 5000)
     assert index is None and "5000 characters" in why
+
+
+def test_a_batch_or_robustness_run_leaves_no_empty_temp_file(app, tmp_path):
+    """Issue 29 item 7: gradio's ``File`` opened an empty temp file per uploaded file per run, never removed."""
+    url, _ = app
+    cache = Path(os.environ["GRADIO_TEMP_DIR"])
+
+    def empty_files() -> set[Path]:
+        return {p for p in cache.iterdir() if p.is_file() and p.stat().st_size == 0}
+
+    files = upload_many(url, write_images(tmp_path / "leak", 2, seed=21))
+    before = empty_files()
+    assert call(url, "batch", [files, ["resnet18"]])[0] == "complete"
+    assert call(url, "robustness", [files, ["resnet18"], ["fog"]])[0] == "complete"
+    assert empty_files() == before

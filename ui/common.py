@@ -245,6 +245,26 @@ def checked_file(path: Any) -> Path:
     return Path(upload.path)
 
 
+class InputFiles(gr.File):
+    """``gr.File`` for uploads a handler reads by path (``type="filepath"``), minus a leak.
+
+    Gradio 6's ``File.preprocess`` opens a ``NamedTemporaryFile`` in its cache for every file
+    of every request and only renames the object: an empty file, never tracked by
+    ``delete_cache``, one per uploaded file per run (issue 29 item 7). This hands over the path
+    alone, after the same file-type check.
+    """
+
+    def _process_single_file(self, f: Any) -> Any:
+        if self.type != "filepath":
+            return super()._process_single_file(f)
+        from gradio.utils import NamedString
+        from gradio_client import utils as client_utils
+
+        if self.file_types and not client_utils.is_valid_file(f.path, self.file_types):
+            raise gr.Error(f"Invalid file type. Please upload a file that is one of these formats: {self.file_types}")
+        return NamedString(f.path)
+
+
 def upload_root() -> str:
     """Where gradio's upload route writes: ``GRADIO_TEMP_DIR``, else ``<tmp>/gradio`` (gradio's own rule)."""
     return os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio")

@@ -11,7 +11,7 @@ from zoo.landscape import MAX_SPAN, Landscape
 
 from .. import format as fmt
 from .. import plots
-from ..common import (EXAMPLES, Context, checked_file, gpu, progress_fn, require_image, safe_image_input,
+from ..common import (EXAMPLES, Context, InputFiles, checked_file, gpu, progress_fn, require_image, safe_image_input,
                       user_errors)
 from ..guard import long_event
 
@@ -102,8 +102,8 @@ def build(ctx: Context) -> None:
         with gr.Column(scale=1, min_width=300):
             image = safe_image_input(label="Image", elem_id="landscape-image", height=260)
             gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[image])
-            more = gr.File(label=f"More images or a .zip (optional; up to {MAX_IMAGES} in all)",
-                           file_count="multiple", type="filepath", elem_id="landscape-more", height=130)
+            more = InputFiles(label=f"More images or a .zip (optional; up to {MAX_IMAGES} in all)",
+                              file_count="multiple", type="filepath", elem_id="landscape-more", height=130)
         with gr.Column(scale=1, min_width=300):
             models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Depths",
                                       elem_id="landscape-models")
