@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 
@@ -397,3 +398,21 @@ async def _until(condition, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+def test_sigterm_removes_what_the_app_was_sent(zoo_file, tmp_path):
+    """Issue 29 item 7: uploads (gradio's folder under GRADIO_TEMP_DIR) were left behind at SIGTERM."""
+    import signal
+
+    from test_public import Served, assert_still_serving
+
+    served = Served(zoo_file, tmp_path)
+    try:
+        assert_still_serving(served.url)
+        sent = upload(served.url, IMAGE)["path"]
+        assert call(served.url, "classify", [upload(served.url, IMAGE), *QUICK])[0] == "complete"
+        assert os.path.exists(sent)
+    finally:
+        code = served.stop(signal.SIGTERM)
+    left = [p for p in (tmp_path / "gradio").rglob("*") if p.is_file()]
+    assert not left and code == 0, ((tmp_path / "app.log").read_text()[-2000:], left)

@@ -265,6 +265,34 @@ class InputFiles(gr.File):
         return NamedString(f.path)
 
 
+def remove_uploads(demo: gr.Blocks) -> int:
+    """At shutdown: delete the files gradio keeps for this app (uploads, copies of served files),
+    inside its upload folder only, and their folders once empty; the number of files deleted.
+
+    Gradio deletes them in its server's lifespan shutdown, which a SIGTERM during a long
+    request never reaches (the process exits first): 84 MB of uploads were left behind.
+    """
+    root = Path(upload_root()).resolve()
+    files = {f for fs in getattr(demo, "temp_file_sets", []) for f in list(fs)}
+    for block in list(getattr(demo, "blocks", {}).values()):
+        files.update(getattr(block, "keep_in_cache", ()) or ())
+    removed = 0
+    for f in files:
+        path = Path(f)
+        try:
+            inside = path.resolve().is_relative_to(root) and path.resolve() != root
+            if inside and path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed += 1
+            parent = path.parent
+            while parent.resolve() != root and parent.resolve().is_relative_to(root):
+                parent.rmdir()  # only when empty: OSError otherwise
+                parent = parent.parent
+        except OSError:
+            continue
+    return removed
+
+
 def upload_root() -> str:
     """Where gradio's upload route writes: ``GRADIO_TEMP_DIR``, else ``<tmp>/gradio`` (gradio's own rule)."""
     return os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio")
