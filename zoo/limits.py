@@ -111,8 +111,12 @@ class Admission:
 class Gate:
     """Admits requests under ``Limits``; one per server, used from its event loop only."""
 
-    def __init__(self, limits: Limits | None = None):
+    def __init__(self, limits: Limits | None = None, trim: Callable[[], object] | None = None):
         self.limits = limits or Limits()
+        # Called in a worker thread when the last long run ends (``zoo.memory.trim``: freed memory
+        # goes back to the system); None: ``zoo.memory.trim``.
+        self._trim = trim or _memory_trim
+        self._trimming: asyncio.Future | None = None
         self._lanes: dict[str, asyncio.Semaphore] = {}
         self._visitors: dict[str, _Visitor] = {}
         self.running = {"quick": 0, "long": 0}  # for tests, and the waiting message
@@ -190,6 +194,13 @@ class Gate:
             v.count(run.lane, -1)
             if v.long == 0 and v.quick == 0:
                 self._visitors.pop(visitor, None)
+            if run.lane == "long" and self.running["long"] == 0:
+                self._trim_soon()
+
+    def _trim_soon(self) -> None:
+        """Give freed memory back after heavy work, off the event loop, one trim at a time."""
+        if self._trimming is None or self._trimming.done():
+            self._trimming = asyncio.get_running_loop().run_in_executor(None, self._trim)
 
     async def _take(self, run: _Run, lane: str) -> None:
         await self._lane(lane).acquire()
@@ -222,6 +233,12 @@ class _Run:
     lane: str
     slot: str | None = None
     turn: bool = False
+
+
+def _memory_trim() -> object:
+    from .memory import trim
+
+    return trim()
 
 
 class UploadBudget:
