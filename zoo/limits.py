@@ -184,9 +184,10 @@ class Gate:
             yield admission
         finally:
             if mover is not None:
+                # Not awaited: a second Stop must reach this request, not the mover. The mover
+                # is parked at an await, so ``run`` says what it holds; a wake-up it had not
+                # taken yet goes back to the semaphore (asyncio's acquire handles that).
                 mover.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await mover
             if run.slot is not None:
                 self._give(run)
             if run.turn:
