@@ -66,6 +66,7 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
 
     from ui import build_app, launch_options
+    from ui.common import remove_uploads
     from ui.mcp import enabled as mcp_enabled
     from ui.spaces import activate, compile_forbidden, on_space, preload_names, zero_gpu
     from zoo.cli import print_progress
@@ -116,8 +117,11 @@ def main(argv=None) -> None:
         lambda m: print(f"{m.spec.name}: {m.compile_note} ({time.perf_counter() - t0:.1f} s after start)", flush=True))
     if explorer.compile_plan.note:
         print(f"Compile: {explorer.compile_plan.note}", flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, mcp_server=mcp_enabled(args.mcp),
-                **launch_options(demo))
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, mcp_server=mcp_enabled(args.mcp),
+                    **launch_options(demo))
+    finally:
+        remove_uploads(demo)  # what visitors sent, also when the server's own shutdown was cut short
 
 
 if __name__ == "__main__":

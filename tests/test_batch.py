@@ -605,3 +605,90 @@ def test_partial_results_stream_and_survive_a_stop(explorer, tmp_path):
     (first,) = partials
     assert first.n_images == 4 and len(first.images) == 4 and first.per_model[0].images == 4
     assert [Path(img.name).name for img in first.images] == sorted(p.name for p in folder.iterdir())[:4]
+
+
+# --- issue 29 item 6: a resumed run never mixes two runs ----------------------------------------
+
+def _resumable(tmp_path: Path, *extra: str, zoo_path: Path, model: str = "resnet18") -> list[str]:
+    folder = tmp_path / "resume-images"
+    if not folder.exists():
+        write_images(folder, 3, seed=5)
+    return ["batch", str(folder), "--zoo", str(zoo_path), "--models", model, "--precision", "fp32",
+            "--out", str(tmp_path / "run.jsonl"), *extra]
+
+
+def test_resume_refuses_other_labels(zoo_file, tmp_path, capsys):
+    from zoo import cli
+
+    tabby, bubble = tmp_path / "tabby.csv", tmp_path / "bubble.csv"
+    tabby.write_text("".join(f"img{i:03d}.png,tabby\n" for i in range(3)))
+    bubble.write_text("".join(f"img{i:03d}.png,bubble\n" for i in range(3)))
+    assert cli.main(_resumable(tmp_path, "--labels", str(tabby), zoo_path=zoo_file)) == 0
+    journal = (tmp_path / "run.jsonl").read_text()
+    capsys.readouterr()
+    assert cli.main(_resumable(tmp_path, "--labels", str(bubble), "--resume", zoo_path=zoo_file)) == 2
+    err = capsys.readouterr().err
+    assert "written by another run" in err and "labels differ" in err and "Traceback" not in err
+    assert (tmp_path / "run.jsonl").read_text() == journal  # the file is left as it was
+    assert cli.main(_resumable(tmp_path, "--labels", str(tabby), "--resume", zoo_path=zoo_file)) == 0
+
+
+def test_resume_refuses_other_weights_under_the_same_name(tmp_path, capsys):
+    """A model name that follows a moving target (a revision like ``main``, a local file) may
+    name other bytes on the next run: the journal holds each model's weights sha256."""
+    from conftest import make_weights
+    from zoo import cli
+
+    weights = tmp_path / "mine.safetensors"
+    zoo_path = tmp_path / "zoo.toml"
+    zoo_path.write_text(f'[[model]]\nname = "mine"\narch = "resnet18"\npath = "{weights}"\n')
+    make_weights("resnet18", weights, seed=1)
+    assert cli.main(_resumable(tmp_path, zoo_path=zoo_path, model="mine")) == 0
+    header = json.loads((tmp_path / "run.jsonl").read_text().splitlines()[0])
+    assert len(header["weights"]["mine"]["sha256"]) == 64 and len(header["labels"]) == 64
+    make_weights("resnet18", weights, seed=2)  # new weights, same name
+    capsys.readouterr()
+    assert cli.main(_resumable(tmp_path, "--resume", zoo_path=zoo_path, model="mine")) == 2
+    err = capsys.readouterr().err
+    assert f"mine's weights sha256: {header['weights']['mine']['sha256'][:12]} in the file" in err
+
+
+def test_a_journal_line_that_is_json_but_not_a_result_is_a_clear_error(zoo_file, tmp_path, capsys):
+    from zoo import cli
+    from zoo.batch.journal import Journal, JournalError
+
+    assert cli.main(_resumable(tmp_path, zoo_path=zoo_file)) == 0
+    path = tmp_path / "run.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    for bad in ('{"key": ["x.png"], "file": "x.png"}\n', '[1, 2, 3]\n', '17\n',
+                lines[1].replace('"seconds": ', '"seconds": "soon", "x": ')):
+        path.write_text("".join(lines[:2]) + bad + "".join(lines[2:]))
+        with pytest.raises(JournalError, match=r"run.jsonl, line 3: not a result line of a journal"):
+            Journal.open(path, command="batch", names=["resnet18"], labels=imagenet_labels(), precision="fp32",
+                         keep_k=5, resume=True, targets=json.loads(lines[0])["labels"],
+                         weights=json.loads(lines[0])["weights"])
+        capsys.readouterr()
+        assert cli.main(_resumable(tmp_path, "--resume", zoo_path=zoo_file)) == 2
+        err = capsys.readouterr().err
+        assert "line 3: not a result line" in err and "Traceback" not in err
+
+
+def test_a_label_of_thousands_of_digits_is_no_class():
+    """Issue 29 item 7: int() refuses over 4,300 digits; the label is reported, not a traceback."""
+    index, why = LabelIndex(imagenet_labels()).resolve("9" * 5000)
+    assert index is None and "5000 characters" in why
+
+
+def test_a_batch_or_robustness_run_leaves_no_empty_temp_file(app, tmp_path):
+    """Issue 29 item 7: gradio's ``File`` opened an empty temp file per uploaded file per run, never removed."""
+    url, _ = app
+    cache = Path(os.environ["GRADIO_TEMP_DIR"])
+
+    def empty_files() -> set[Path]:
+        return {p for p in cache.iterdir() if p.is_file() and p.stat().st_size == 0}
+
+    files = upload_many(url, write_images(tmp_path / "leak", 2, seed=21))
+    before = empty_files()
+    assert call(url, "batch", [files, ["resnet18"]])[0] == "complete"
+    assert call(url, "robustness", [files, ["resnet18"], ["fog"]])[0] == "complete"
+    assert empty_files() == before

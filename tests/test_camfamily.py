@@ -94,7 +94,9 @@ def test_every_new_method_is_listed_with_its_cost():
         m = METHODS[name]
         assert m.cost and m.passes() >= 1
     assert METHODS["eigencam"].forwards() == 1 and not METHODS["eigencam"].backward
-    assert METHODS["hirescam"].forwards() == 3 and METHODS["fullgrad"].forwards() == 3
+    assert METHODS["hirescam"].forwards() == 3
+    # FullGrad: a forward and a backward (3), then a map per bias channel (see the tests below).
+    assert METHODS["fullgrad"].forwards() == METHODS["fullgrad"].passes() > 3
     assert METHODS["shapleycam"].forwards() == 6  # a forward, a backward and the Hessian-vector product's
     assert METHODS["ablationcam"].passes() == 2050 and METHODS["ablationcam"].passes({"channels": 512}) == 514
     with pytest.raises(ZooError, match="between 1 and 256"):
@@ -218,3 +220,68 @@ def test_cli_explain_new_method_with_road(zoo_file, hosted):
                 "--precision", "fp32", "--method", "fullgrad", "--faithfulness")
     assert r.returncode == 0, r.stderr
     assert "FullGrad" in r.stdout and "ROAD" in r.stdout
+
+
+# --- FullGrad: priced by its real work, and stopped inside it (issue 29 item 4) -------------
+
+def test_fullgrads_price_grows_with_its_bias_channels(zoo):
+    """FullGrad maps every channel of every bias layer: 4,800 on ResNet-18, 75,712 on ResNet-152.
+    Its price, in forwards of the same model, follows that work (it was one pass on every depth)."""
+    from zoo.explain import bias_channels, model_params
+    from zoo.stats import model_stats
+
+    r18, r152 = zoo.get("resnet18"), zoo.get("resnet152")
+    assert (bias_channels("resnet18"), bias_channels("resnet152")) == (4800, 75712)
+    fg = METHODS["fullgrad"]
+    small, big = (fg.passes(model_params("fullgrad", s.arch, 224), 224) for s in (r18, r152))
+    assert 20 <= small <= 40 and 60 <= big <= 80  # benchmarks/methods.py: about 25 and 69 forwards
+    # In seconds: ResNet-152's map costs its forwards' share of the work, far above the quick lane
+    # (the old price was 3 forwards: 1 s at ResNet-152's assumed 0.3 s a forward).
+    work = lambda s, n: n * model_stats(s.arch.name, 224).macs  # noqa: E731 - multiply-adds of n forwards
+    assert work(r152, big) / work(r18, small) > 10  # 16x the channels, 6x the multiply-adds a forward
+    assert fg.passes() == big  # without a model: ResNet-152's, the dearest
+
+
+def test_fullgrad_estimate_on_resnet152_is_its_real_work(zoo):
+    from types import SimpleNamespace
+
+    from zoo.explain import model_params
+    from zoo.limits import Limits, seconds_of
+    from zoo.service import Explorer
+
+    explorer = Explorer(zoo, "cpu", precision="fp32")
+    est = explorer.estimate(["resnet152"], "fullgrad")
+    assert est.seconds is None and est.forwards >= 60 and explorer.estimate(["resnet152"], "gradcam").forwards == 4
+    seconds, _ = seconds_of(est.forwards, est.seconds)  # before any forward here: the gate's assumption
+    assert seconds > 3 * Limits().quick_seconds  # no longer the quick lane (it was 3 forwards: 0.9 s)
+    explorer._timed(SimpleNamespace(model="resnet152", seconds=0.3))  # one forward timed here
+    assert explorer.estimate(["resnet152"], "fullgrad").seconds == pytest.approx(0.3 * est.forwards)
+    # Compare on five depths: each depth's own map, priced by its own bias channels.
+    five = explorer.estimate([s.name for s in zoo.builtin_depths], "fullgrad")
+    assert five.forwards == sum(1 + METHODS["fullgrad"].passes(model_params("fullgrad", s.arch, 224), 224)
+                                for s in zoo.builtin_depths) > 5 * 25
+
+
+def test_a_stopped_fullgrad_ends_within_one_bias_layer(r18, coffee, monkeypatch):
+    """Counted in the library's per-layer maps after the Stop, not in seconds."""
+    import pytorch_grad_cam.fullgrad_cam as fullgrad_module
+
+    token = cancel.Token()
+    calls = {"n": 0, "after_stop": 0}
+    scale = fullgrad_module.scale_accross_batch_and_channels
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        if token.cancelled:
+            calls["after_stop"] += 1
+        if calls["n"] == 3:  # the input's map, two bias layers' maps: then Stop
+            token.cancel()
+        return scale(*args, **kwargs)
+
+    monkeypatch.setattr(fullgrad_module, "scale_accross_batch_and_channels", counted)
+    with cancel.running(token), pytest.raises(cancel.Cancelled):
+        explain(r18, coffee, "fullgrad")
+    assert calls == {"n": 3, "after_stop": 0}  # of 21 (the input and 20 bias layers)
+    assert hook_count(r18.module) == 0  # nothing left on the model
+    monkeypatch.setattr(fullgrad_module, "scale_accross_batch_and_channels", scale)
+    assert explain(r18, coffee, "fullgrad").raw.shape == (224, 224)  # and it still works

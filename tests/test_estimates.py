@@ -10,6 +10,7 @@ from PIL import Image
 from conftest import EXAMPLES
 from ui import format as fmt
 from zoo.batch import BatchInputError
+from zoo.images import DECODE_NS_OTHER, decode_seconds
 from zoo.service import Explorer
 
 
@@ -46,10 +47,12 @@ def test_batch_estimate_counts_images_and_models(explorer, tmp_path):
     single = tmp_path / "one.png"
     Image.new("RGB", (32, 32)).save(single)
     est = explorer.batch_estimate([photos, single], ["resnet18", "resnet34"])
-    assert est.forwards == 4 * 2 and est.seconds is None  # four images, two models, nothing timed yet
-    assert explorer.batch_estimate([single]).forwards == 5  # no models named: every depth
+    # Four images, two models, nothing timed yet; decoding four small files: under one forward's worth.
+    assert est.forwards == 4 * 2 + 1 and est.seconds is None
+    assert explorer.batch_estimate([single]).forwards == 5 + 1  # no models named: every depth
     run = explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
-    assert explorer.batch_estimate([photos], ["resnet18"]).seconds == pytest.approx(3 * run.run.seconds)
+    decode = 3 * decode_seconds("PNG", 451 * 300)
+    assert explorer.batch_estimate([photos], ["resnet18"]).seconds == pytest.approx(3 * run.run.seconds + decode)
     # What the run would refuse is said before it runs.
     with pytest.raises(BatchInputError, match="Too many files"):
         explorer.batch_estimate([photos, single], ["resnet18"], max_images=2)
@@ -67,3 +70,55 @@ def test_method_ranking_estimate_counts_maps_and_scores(explorer):
     assert explorer.rank_estimate("resnet18", ["scorecam"]).forwards == 1 + 514 + score
     assert explorer.rank_estimate("resnet50", ["scorecam"]).forwards == 1 + 2050 + score
     assert explorer.rank_estimate("resnet18").forwards > est.forwards  # no methods named: the cheap eight
+
+
+# --- issue 29 item 4: priced by the inputs' real count and pixels -----------------------------
+
+def _zip_of(path, image, n: int):
+    with zipfile.ZipFile(path, "w") as z:
+        for i in range(n):
+            z.write(image, f"set/{i}.png")
+    return path
+
+
+def test_decoding_is_priced_by_the_pixels_in_the_headers_without_decoding(explorer, tmp_path, monkeypatch):
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    Image.new("RGB", (6000, 4000), "grey").save(big)  # 24 MP, a few kB: what the file size does not tell
+    Image.new("RGB", (600, 400), "grey").save(small)
+    many_big, many_small = _zip_of(tmp_path / "big.zip", big, 10), _zip_of(tmp_path / "small.zip", small, 10)
+
+    from PIL import ImageFile
+
+    def no_decoding(self):
+        raise AssertionError("an estimate decoded an image")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    heavy = explorer.batch_estimate([many_big], ["resnet18"])
+    light = explorer.batch_estimate([many_small], ["resnet18"])
+    # Ten 24 MP PNGs: 240 MP at the lossless price, in the gate's forward equivalents (0.3 s each).
+    assert heavy.forwards == 10 + -(-10 * 24e6 * DECODE_NS_OTHER * 1e-9 // 0.3) and light.forwards == 10 + 1
+    monkeypatch.undo()
+    explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
+    heavy, light = (explorer.batch_estimate([z], ["resnet18"]) for z in (many_big, many_small))
+    assert heavy.seconds - light.seconds == pytest.approx(10 * (24e6 - 24e4) * DECODE_NS_OTHER * 1e-9)
+    assert "decoding the images priced by their pixels" in heavy.basis
+    robust = explorer.robustness_estimate(["resnet18"], ["fog"], [3], sources=[many_big])
+    assert robust.seconds > 10 * 24e6 * DECODE_NS_OTHER * 1e-9
+
+
+def test_a_landscape_counts_the_images_in_a_zip(explorer, tmp_path):
+    """A zip of extra images was counted as one image (43 s estimated, stopped at the deadline)."""
+    from zoo.landscape import grid_points
+
+    photos = _zip_of(tmp_path / "set.zip", EXAMPLES / "chelsea.png", 5)
+    per_image = grid_points(7, 2) + 1
+    one = explorer.landscape_estimate(["resnet18"], 1, 7, 2)
+    assert one.forwards == per_image
+    # The uploaded image and a zip of five: six images, each a forward per grid point.
+    image = str(EXAMPLES / "chelsea.png")
+    six = explorer.landscape_estimate(["resnet18"], 0, 7, 2, sources=[image, photos], max_images=8)
+    assert six.forwards == 6 * per_image + 1  # + decoding six small files
+    # Before the upload (the page pricing its settings) the image counts as one; the cap holds.
+    assert explorer.landscape_estimate(["resnet18"], 1, 7, 2, sources=[photos], max_images=8).forwards == six.forwards
+    assert explorer.landscape_estimate(["resnet18"], 0, 7, 2, sources=[image, photos],
+                                       max_images=3).forwards == 3 * per_image + 1

@@ -32,7 +32,7 @@ from conftest import NO_NATIVE_BF16, _ROOT  # noqa: E402
 from test_batch import write_images  # noqa: E402
 from zoo import cli  # noqa: E402
 from zoo.batch import Failed, Scored, gather, resolve_labels  # noqa: E402
-from zoo.batch.journal import Journaled, JournalError  # noqa: E402
+from zoo.batch.journal import VERSION, Journaled, JournalError  # noqa: E402
 from zoo.batch.runner import BatchPlan  # noqa: E402
 from zoo.errors import ZooError  # noqa: E402
 
@@ -74,7 +74,7 @@ def batch_cli(capsys, *args: str) -> tuple[dict, list[dict]]:
 
 def journal_lines(path: Path) -> list[dict]:
     lines = [json.loads(x) for x in path.read_text().splitlines()]
-    assert lines[0]["journal"] == 1 and lines[0]["models"] == [MODEL]
+    assert lines[0]["journal"] == VERSION and lines[0]["models"] == [MODEL]
     return lines[1:]
 
 

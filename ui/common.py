@@ -246,6 +246,54 @@ def checked_file(path: Any) -> Path:
     return Path(upload.path)
 
 
+class InputFiles(gr.File):
+    """``gr.File`` for uploads a handler reads by path (``type="filepath"``), minus a leak.
+
+    Gradio 6's ``File.preprocess`` opens a ``NamedTemporaryFile`` in its cache for every file
+    of every request and only renames the object: an empty file, never tracked by
+    ``delete_cache``, one per uploaded file per run (issue 29 item 7). This hands over the path
+    alone, after the same file-type check.
+    """
+
+    def _process_single_file(self, f: Any) -> Any:
+        if self.type != "filepath":
+            return super()._process_single_file(f)
+        from gradio.utils import NamedString
+        from gradio_client import utils as client_utils
+
+        if self.file_types and not client_utils.is_valid_file(f.path, self.file_types):
+            raise gr.Error(f"Invalid file type. Please upload a file that is one of these formats: {self.file_types}")
+        return NamedString(f.path)
+
+
+def remove_uploads(demo: gr.Blocks) -> int:
+    """At shutdown: delete the files gradio keeps for this app (uploads, copies of served files),
+    inside its upload folder only, and their folders once empty; the number of files deleted.
+
+    Gradio deletes them in its server's lifespan shutdown, which a SIGTERM during a long
+    request never reaches (the process exits first): 84 MB of uploads were left behind.
+    """
+    root = Path(upload_root()).resolve()
+    files = {f for fs in getattr(demo, "temp_file_sets", []) for f in list(fs)}
+    for block in list(getattr(demo, "blocks", {}).values()):
+        files.update(getattr(block, "keep_in_cache", ()) or ())
+    removed = 0
+    for f in files:
+        path = Path(f)
+        try:
+            inside = path.resolve().is_relative_to(root) and path.resolve() != root
+            if inside and path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed += 1
+            parent = path.parent
+            while parent.resolve() != root and parent.resolve().is_relative_to(root):
+                parent.rmdir()  # only when empty: OSError otherwise
+                parent = parent.parent
+        except OSError:
+            continue
+    return removed
+
+
 def upload_root() -> str:
     """Where gradio's upload route writes: ``GRADIO_TEMP_DIR``, else ``<tmp>/gradio`` (gradio's own rule)."""
     return os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio")

@@ -153,6 +153,11 @@ def main(argv: list[str]) -> int:
     _watch_parent()
     with contextlib.suppress(AttributeError, OSError):  # no os.nice on Windows
         os.nice(int(job["nice"]))
+    # Linux: run only when a core is otherwise idle (inherited by inductor's compiler processes
+    # and torch's threads), so a visitor's forward is not slowed by a build sharing its cores;
+    # nice alone still leaves a build a share of a busy core.
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     os.umask(0o077)  # packages and records: this user's only (zoo.compile_cache.refusal)
     torch.set_num_threads(int(job["threads"]))
     device = torch.device(job["device"])

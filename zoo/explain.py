@@ -13,7 +13,9 @@ block, which DeepLift's per-module bookkeeping cannot handle.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
+import math
 import time
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -429,8 +431,9 @@ PASS_COSTS: Mapping[str, float] = MappingProxyType({
     "cam": 0.0, "gradcam": 1.1, "guided-gradcam": 1.6, "integrated-gradients": 0.9, "saliency": 2.0,
     "occlusion": 0.55, "gradcampp": 1.1, "smoothgradcampp": 1.1, "xgradcam": 1.1, "layercam": 1.1, "scorecam": 1.0,
     # pytorch-grad-cam's (benchmarks/methods.py on ResNet-18/50 under load, README: about ±50 %);
-    # Ablation-CAM's batched passes priced as Score-CAM's; edges reads no network.
-    "hirescam": 2.1, "gradcam-elementwise": 2.5, "eigencam": 2.4, "ablationcam": 1.0, "fullgrad": 7.0,
+    # Ablation-CAM's batched passes priced as Score-CAM's; FullGrad's passes are already forward
+    # equivalents (``fullgrad_passes``); edges reads no network.
+    "hirescam": 2.1, "gradcam-elementwise": 2.5, "eigencam": 2.4, "ablationcam": 1.0, "fullgrad": 1.0,
     "shapleycam": 1.0, "edges": 0.0,
 })
 
@@ -455,12 +458,14 @@ MAX_ABLATION_BATCH = 256
 
 
 def _gradcam_lib(model: LoadedModel, run: Classification, target: int, cls_name: str, layer: str | None,
-                 whole: bool = False, score: str = "ClassifierOutputTarget", **kwargs: Any) -> np.ndarray:
+                 whole: bool = False, score: str = "ClassifierOutputTarget",
+                 setup: Callable[[Any], None] | None = None, **kwargs: Any) -> np.ndarray:
     """Run pytorch-grad-cam's ``cls_name`` on ``layer`` for ``target``; the raw map.
 
     ``whole``: the method reads the whole network (FullGrad) and its own output, already
     at the input's resolution, is the map. ``score``: the library's target class (what is
-    differentiated; by default the class's logit).
+    differentiated; by default the class's logit). ``setup(extractor)``: adjust the
+    library's object before it runs.
     """
     import pytorch_grad_cam
     from pytorch_grad_cam.utils import model_targets
@@ -470,6 +475,8 @@ def _gradcam_lib(model: LoadedModel, run: Classification, target: int, cls_name:
         layers = [] if whole else [model.module.get_submodule(stage_name(layer, model.spec.cam_layer))]
         extractor = cls(model.module, layers, **kwargs)
         try:
+            if setup is not None:
+                setup(extractor)
             maps: list[np.ndarray] = []
             if not whole:
                 image = extractor.get_cam_image
@@ -533,9 +540,71 @@ def fullgrad(model: LoadedModel, run: Classification, target: int) -> np.ndarray
     conv/BN bias, each min-max scaled and upsampled; at the input's resolution, scaled to [0, 1].
 
     BatchNorm is folded into the convolutions here, so each conv's bias is the folded BN
-    bias and its output is BN's output: the same terms as on plain torchvision.
+    bias and its output is BN's output: the same terms as on plain torchvision. Most of
+    the time goes to the library's loop over the bias layers after the backward (every
+    channel min-max scaled and resized to the input: 155 layers, 75,712 channels on
+    ResNet-152); the request's token is checked before each layer there (``_Checked``).
     """
-    return _gradcam_lib(model, run, target, "FullGrad", None, whole=True)
+    return _gradcam_lib(model, run, target, "FullGrad", None, whole=True, setup=_checked_bias_loop)
+
+
+class _Checked(list):
+    """A list whose iteration checks the request's token (``zoo.cancel.check``) before each item."""
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in super().__iter__():
+            check()
+            yield item
+
+
+def _checked_bias_loop(extractor: Any) -> None:
+    # FullGrad's compute_cam_per_layer walks ``zip(self.bias_data, grads)``: a Stop ends it
+    # within one bias layer's maps instead of after all of them (tens of seconds).
+    extractor.bias_data = _Checked(extractor.bias_data)
+
+
+# FullGrad's loop over the bias layers, per channel, in multiply-adds of a forward: a
+# channel's min-max scaling and resize to 224 x 224 took 150 us on a 2-core CPU that ran
+# 70 G multiply-adds a second in a forward (``benchmarks/methods.py --methods fullgrad``:
+# ResNet-50 75 forwards a map, ResNet-152 69). It grows with the output's pixels.
+FULLGRAD_MACS_PER_CHANNEL = 10e6
+
+
+@functools.lru_cache(maxsize=None)
+def bias_channels(arch: str) -> int:
+    """Channels of every conv/BN bias of ``arch`` (what FullGrad maps one by one): its BatchNorms' features."""
+    import torchvision
+
+    with torch.device("meta"):  # the layout only: no weights, no memory
+        module = torchvision.models.get_model(arch, weights=None)
+    return sum(m.num_features for m in module.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def model_params(method: str, arch: Architecture, crop: int, params: Mapping[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """``params`` plus what ``method``'s pass count needs to know of the model: the stage's
+    channels (Score-CAM, Ablation-CAM), the bias channels and multiply-adds (FullGrad)."""
+    p = dict(params or {})
+    if method in ("scorecam", "ablationcam"):  # one pass per channel of the stage it reads
+        p["channels"] = stage_channels(arch, p.get("layer"))
+    elif method == "fullgrad":
+        from .stats import model_stats
+
+        p["bias_channels"] = bias_channels(arch.name)
+        p["macs"] = model_stats(arch.name, crop).macs
+    return p
+
+
+def fullgrad_passes(params: Mapping[str, Any], size: int) -> int:
+    """FullGrad's forward-pass equivalents: the forward and backward to the input (3), then the
+    bias layers' maps (``FULLGRAD_MACS_PER_CHANNEL`` each, over the model's multiply-adds).
+
+    ``params``: ``bias_channels`` and ``macs`` of the model (``Explorer.estimate`` fills them
+    in); without them, ResNet-152's, the dearest built-in per multiply-add.
+    """
+    channels = int(params.get("bias_channels", 75_712))
+    macs = float(params.get("macs", 11.56e9))
+    return 3 + math.ceil(channels * FULLGRAD_MACS_PER_CHANNEL * (size / 224) ** 2 / macs)
 
 
 class _NoBar:
@@ -607,7 +676,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "1 forward per channel of the layer, + 2: 512 (ResNet-18/34) or 2048 (ResNet-50 and deeper) at layer4, "
            "64 to 1024 at layer1-3 (batched, 32 at a time)", "feature", backward=False,
            count=lambda params, size: (ablation_batch(params), int(params.get("channels", 2048)) + 2)[1]),
-    Method("fullgrad", "FullGrad", fullgrad, "1 forward + 1 backward (every conv bias's gradient)", "input"),
+    # Counted in forward-pass equivalents (``fullgrad_passes``), its backward included.
+    Method("fullgrad", "FullGrad", fullgrad, "1 forward + 1 backward (every conv bias's gradient), then a map per "
+           "bias channel: about 30 (ResNet-18) to 70 (ResNet-50 and deeper) forwards' worth", "input",
+           backward=False, count=lambda params, size: fullgrad_passes(params, size)),
     # The Hessian-vector product is a second backward through the graph of the first.
     Method("shapleycam", "ShapleyCAM", shapleycam, "1 forward + 2 backwards (gradient, then Hessian-vector "
            "product)", "feature", count=lambda params, size: 2),

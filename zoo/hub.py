@@ -225,6 +225,29 @@ def expected_sha256(spec: ModelSpec, path: Path) -> list[str]:
     return digests
 
 
+def weights_identity(spec: ModelSpec, path: Path | None = None,
+                     cache_dir: str | os.PathLike | None = None) -> dict[str, str | None]:
+    """Which bytes ``spec`` names here: the sha256 of its weights file and the commit it came from.
+
+    ``path``: the file loaded (else the cached one; never the network). The sha256 is the
+    blob's name in the Hub cache (an LFS file's ETag is its sha256), else the registry's pin,
+    else the file's hash; the commit is the cache's snapshot folder, else a pinned revision.
+    None where nothing here says (a run's journal compares what both sides know).
+    """
+    path = path or cached_path(spec, cache_dir)
+    sha: str | None = spec.sha256
+    revision: str | None = spec.revision if spec.pinned else None
+    if path is not None and Path(path).is_file():
+        real = Path(os.path.realpath(path))
+        if spec.path is None and _SHA256.fullmatch(real.name):
+            sha = real.name
+        elif sha is None:
+            sha = sha256_file(real)
+        if Path(path).parent.parent.name == "snapshots":
+            revision = Path(path).parent.name
+    return {"sha256": sha, "revision": None if spec.path is not None else revision}
+
+
 def sha256_file(path: Path, progress: ProgressFn | None = None, label: str = "") -> str:
     h = hashlib.sha256()
     total = max(path.stat().st_size, 1)

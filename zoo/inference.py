@@ -109,6 +109,9 @@ def top_k_param(top_k: Any, most: int = 1000) -> int:
     return int(top_k)
 
 
+MAX_TARGET_CHARS = 200  # the longest ImageNet class name has 98; a zoo file's labels, far fewer
+
+
 def resolve_target(labels: tuple[str, ...], target: int | str | None, default: int) -> int:
     """A class index from an index, a digit string, a (case-insensitive) name, or None."""
     if target is None or (isinstance(target, str) and not target.strip()):
@@ -116,6 +119,10 @@ def resolve_target(labels: tuple[str, ...], target: int | str | None, default: i
     if isinstance(target, bool) or not isinstance(target, (int, np.integer, str)):
         raise UnknownClassError(f"The target class must be a class name or an index 0..{len(labels) - 1}, not "
                                 f"{type(target).__name__}.")
+    if isinstance(target, str) and len(target) > MAX_TARGET_CHARS:
+        # Before int() (over 4,300 digits it raises ValueError) and the close-match search.
+        raise UnknownClassError(f"The target class is {len(target)} characters long; give a class name (at most "
+                                f"{MAX_TARGET_CHARS} characters) or an index 0..{len(labels) - 1}.")
     if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().isdigit()):
         idx = int(target)
         if not 0 <= idx < len(labels):

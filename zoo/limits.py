@@ -9,7 +9,12 @@
   through its cancellation token (``zoo.cancel``), like a Stop.
 * **Two lanes.** Requests estimated at ``quick_seconds`` or less (a classification with
   CAM or Grad-CAM) run in the quick lane, everything else in the long lane; each lane has
-  its own slots, so a cheap classify never waits behind a batch.
+  its own slots, so a cheap classify never waits behind a batch. An estimate can be wrong
+  (a loaded machine, a method dearer than its table says): a quick-lane run still going
+  after ``OVERRUN_FACTOR`` times its estimate (and at least ``quick_seconds``) is moved to
+  the long lane. It gives its quick slot back at once, counts as long for its visitor,
+  and takes the visitor's turn and a long slot as soon as they are free (it keeps running
+  meanwhile: work cannot be paused, only stopped).
 * **Fairness per visitor.** A visitor has at most one long request running and
   ``max_queued`` more waiting; beyond that a long request is refused at once. Quick
   requests: at most ``max_quick`` in flight per visitor. One client cannot fill the
@@ -42,6 +47,8 @@ DEADLINE_FACTOR = 1.5
 # seconds; the gate then assumes this much per forward pass: ResNet-152 on a 2-core CPU,
 # the dearest built-in on the slowest machine this app is meant for (benchmarks/compare.py).
 ASSUMED_FORWARD_S = 0.3
+# A quick-lane run this many times over its estimate is no quick run: it moves to the long lane.
+OVERRUN_FACTOR = 3.0
 
 
 class LimitError(ZooError):
@@ -91,6 +98,12 @@ class _Visitor:
     quick: int = 0
     turn: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))  # one long run at a time
 
+    def count(self, lane: str, n: int) -> None:
+        if lane == "long":
+            self.long += n
+        else:
+            self.quick += n
+
 
 @dataclass(frozen=True)
 class Admission:
@@ -104,11 +117,16 @@ class Admission:
 class Gate:
     """Admits requests under ``Limits``; one per server, used from its event loop only."""
 
-    def __init__(self, limits: Limits | None = None):
+    def __init__(self, limits: Limits | None = None, trim: Callable[[], object] | None = None):
         self.limits = limits or Limits()
+        # Called in a worker thread when the last long run ends (``zoo.memory.trim``: freed memory
+        # goes back to the system); None: ``zoo.memory.trim``.
+        self._trim = trim or _memory_trim
+        self._trimming: asyncio.Future | None = None
         self._lanes: dict[str, asyncio.Semaphore] = {}
         self._visitors: dict[str, _Visitor] = {}
         self.running = {"quick": 0, "long": 0}  # for tests, and the waiting message
+        self.moved = 0  # quick runs moved to the long lane (for tests and the log)
 
     def _lane(self, name: str) -> asyncio.Semaphore:
         # Made on first use, inside the running loop (a Semaphore binds to its loop).
@@ -131,13 +149,20 @@ class Gate:
         lane = "quick" if est <= self.limits.quick_seconds else "long"
         return Admission(lane, est, None if ceiling is None else ceiling * DEADLINE_FACTOR)
 
+    def overrun_after(self, admission: Admission) -> float | None:
+        """Seconds after which a quick-lane run is moved to the long lane (None: a long run)."""
+        if admission.lane != "quick":
+            return None
+        return max(self.limits.quick_seconds, OVERRUN_FACTOR * admission.seconds)
+
     @contextlib.asynccontextmanager
     async def admit(self, visitor: str, admission: Admission,
                     waiting: Callable[[str], None] | None = None) -> AsyncIterator[Admission]:
         """Hold a slot of the request's lane (and, for long work, the visitor's turn) for the block.
 
         Raises ``LimitError`` at once when the visitor already has too many requests in
-        flight. ``waiting(message)`` is told while the request waits for its turn.
+        flight. ``waiting(message)`` is told while the request waits for its turn. A quick
+        run that overruns (``overrun_after``) is moved to the long lane while the block runs.
         """
         v = self._visitors.setdefault(visitor, _Visitor())
         lim = self.limits
@@ -147,34 +172,80 @@ class Gate:
         if admission.lane == "quick" and v.quick >= lim.max_quick:
             raise LimitError(f"You already have {v.quick} requests running on this server; wait for them to "
                              "finish, then try again.")
-        lane = self._lane(admission.lane)
-        turn = v.turn if admission.lane == "long" else None
-        if admission.lane == "long":
-            v.long += 1
-        else:
-            v.quick += 1
+        run = _Run(admission.lane)
+        v.count(run.lane, +1)
+        mover: asyncio.Task | None = None
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                if turn is not None:
-                    if turn.locked() and waiting:
-                        waiting("Waiting for your previous run to finish")
-                    await stack.enter_async_context(turn)
-                if lane.locked() and waiting:
-                    waiting(f"Waiting for a free slot ({self.running[admission.lane]} {admission.lane} "
-                            "runs ahead on this server)")
-                await stack.enter_async_context(lane)
-                self.running[admission.lane] += 1
-                try:
-                    yield admission
-                finally:
-                    self.running[admission.lane] -= 1
+            if run.lane == "long":
+                if v.turn.locked() and waiting:
+                    waiting("Waiting for your previous run to finish")
+                await v.turn.acquire()
+                run.turn = True
+            if self._lane(run.lane).locked() and waiting:
+                waiting(f"Waiting for a free slot ({self.running[run.lane]} {run.lane} runs ahead on this server)")
+            await self._take(run, run.lane)
+            after = self.overrun_after(admission)
+            if after is not None:
+                mover = asyncio.ensure_future(self._move_later(v, run, after))
+            yield admission
         finally:
-            if admission.lane == "long":
-                v.long -= 1
-            else:
-                v.quick -= 1
+            if mover is not None:
+                # Not awaited: a second Stop must reach this request, not the mover. The mover
+                # is parked at an await, so ``run`` says what it holds; a wake-up it had not
+                # taken yet goes back to the semaphore (asyncio's acquire handles that).
+                mover.cancel()
+            if run.slot is not None:
+                self._give(run)
+            if run.turn:
+                v.turn.release()
+            v.count(run.lane, -1)
             if v.long == 0 and v.quick == 0:
                 self._visitors.pop(visitor, None)
+            if run.lane == "long" and self.running["long"] == 0:
+                self._trim_soon()
+
+    def _trim_soon(self) -> None:
+        """Give freed memory back after heavy work, off the event loop, one trim at a time."""
+        if self._trimming is None or self._trimming.done():
+            self._trimming = asyncio.get_running_loop().run_in_executor(None, self._trim)
+
+    async def _take(self, run: _Run, lane: str) -> None:
+        await self._lane(lane).acquire()
+        run.slot = lane
+        self.running[lane] += 1
+
+    def _give(self, run: _Run) -> None:
+        assert run.slot is not None
+        self.running[run.slot] -= 1
+        self._lane(run.slot).release()
+        run.slot = None
+
+    async def _move_later(self, v: _Visitor, run: _Run, after: float) -> None:
+        """After ``after`` seconds, move a quick run to the long lane (see the module's docstring)."""
+        await asyncio.sleep(after)
+        self._give(run)  # the quick slot goes back to quick work now
+        v.count("quick", -1)
+        v.count("long", +1)
+        run.lane = "long"
+        self.moved += 1
+        await v.turn.acquire()  # the visitor's next long run waits for this one
+        run.turn = True
+        await self._take(run, "long")
+
+
+@dataclass
+class _Run:
+    """One admitted request: the lane it counts in, the slot it holds, whether it holds its visitor's turn."""
+
+    lane: str
+    slot: str | None = None
+    turn: bool = False
+
+
+def _memory_trim() -> object:
+    from .memory import trim
+
+    return trim()
 
 
 class UploadBudget:

@@ -193,6 +193,7 @@ class LoadedModel:
     use_compiled: bool = True
     compile_note: str = ""  # how compiling went, or why this model runs eager
     compile_log: dict[str, str] = field(default_factory=dict)  # graph kind -> how it was had, or why not
+    weights_file: Path | None = None  # the verified file it was read from (a run's journal names its bytes)
 
     @property
     def precision_name(self) -> str:
@@ -397,6 +398,7 @@ def load_model(spec: ModelSpec, device: torch.device | str = "auto", *, progress
     model = assigned(spec, read_state_dict(path, spec))
     lm = ready(spec, model, device, _DTYPES[candidates[0]])
     lm.precision_note = why
+    lm.weights_file = path
     if len(candidates) > 1:
         from . import autotune
 

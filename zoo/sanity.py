@@ -43,7 +43,7 @@ from torch import nn
 
 from .cancel import check
 from .errors import ZooError
-from .explain import STAGES, explain, get_method, layer_param
+from .explain import STAGES, explain, get_method, layer_param, model_params
 from .hub import ProgressFn, fetch_weights
 from .images import LoadedImage
 from .inference import Classification, Prediction, classify, prepare, resolve_target
@@ -271,7 +271,8 @@ def forwards(spec: ModelSpec, methods: Sequence[str] | None, granularity: str = 
     """Forward-pass equivalents of a check: per step, one classification and one map per method."""
     names = check_methods(methods)
     crop = spec.preprocessing.crop
-    per_step = 1 + sum(get_method(n).forwards((params or {}).get(n, {}), crop) for n in names)
+    per_step = 1 + sum(get_method(n).forwards(model_params(n, spec.arch, crop, (params or {}).get(n, {})), crop)
+                       for n in names)
     return step_count(spec, granularity) * per_step
 
 

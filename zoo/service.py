@@ -13,14 +13,14 @@ import statistics
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
 from . import batch as batching
 from .agreement import MapAgreement, map_agreement
 from .analysis import Analysis, analyze, check_target
 from .errors import ZooError
-from .explain import METHODS, Explanation, explain, get_method, layer_param, stage_channels
+from .explain import METHODS, Explanation, explain, get_method, layer_param, model_params
 from .faithfulness import PASS_COST as FAITHFULNESS_PASS_COST
 from .faithfulness import STEPS, Faithfulness, road_forwards, road_impute_seconds
 from .faithfulness import faithfulness as score_map
@@ -244,9 +244,7 @@ class Explorer:
         for name in models:
             spec = self.zoo.get(name)
             crop = spec.preprocessing.crop
-            p = dict(params)
-            if method in ("scorecam", "ablationcam"):  # one pass per channel of the stage it reads
-                p["channels"] = stage_channels(spec.arch, p.get("layer"))
+            p = model_params(method, spec.arch, crop, params)
             n = m.passes(p, crop)
             forwards += 1 + m.forwards(p, crop) + scored
             passes += 1 + n + scored
@@ -347,9 +345,7 @@ class Explorer:
 
     def _calibrate_map(self, ex: Explanation, spec: Any, params: dict[str, Any]) -> None:
         """Feed a map's measured time to the estimates of its method."""
-        p = {**params, "layer": ex.layer}
-        if ex.method == "scorecam":
-            p["channels"] = stage_channels(spec.arch, ex.layer)
+        p = model_params(ex.method, spec.arch, spec.preprocessing.crop, {**params, "layer": ex.layer})
         try:
             n = get_method(ex.method).passes(p, spec.preprocessing.crop)
         except ZooError:
@@ -538,7 +534,7 @@ class Explorer:
         names_ = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
         for name in names_:
             self.zoo.get(name)  # an unknown model fails here, as in batch
-        return self._priced({name: float(n) for name in names_})
+        return with_decoding(self._priced({name: float(n) for name in names_}), batching.decode_seconds(inp.items))
 
     # --- robustness: ImageNet-C corruptions (zoo.robustness) -------------------------------------
 
@@ -563,8 +559,10 @@ class Explorer:
         cs, sevs = rb.corruption_names(corruptions), rb.severity_list(severities)
         names_ = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
         specs = [self.zoo.get(n) for n in names_]
+        decode_s = 0.0
         if sources is not None:
-            images = len(batching.gather(sources, names=names, max_images=max_images, globs=False).items)
+            items = batching.gather(sources, names=names, max_images=max_images, globs=False).items
+            images, decode_s = len(items), batching.decode_seconds(items)
         n = max(0, int(images))
         crops = n * (1 + len(cs) * len(sevs))
         per_crop, ratio = self._robustness_measured()
@@ -584,12 +582,12 @@ class Explorer:
         pres = list(dict.fromkeys(s.preprocessing for s in specs))
         corrupt_s = n * sum(rb.corruption_seconds(cs, sevs, p.crop) for p in pres) * (ratio or 1.0)
         if seconds is None:
-            return Estimate(crops * len(names_), None, "no forward timed on this device yet", models=len(names_),
-                            passes=crops * len(names_))
+            return with_decoding(Estimate(crops * len(names_), None, "no forward timed on this device yet",
+                                          models=len(names_), passes=crops * len(names_)), decode_s)
         basis = bases[0] if len(set(bases)) == 1 else "each model's forward measured here or scaled by multiply-adds"
         basis += "; corruptions at their cost " + ("as measured here" if ratio else "in the table")
-        return Estimate(crops * len(names_), seconds + corrupt_s, basis, models=len(names_),
-                        passes=crops * len(names_))
+        return with_decoding(Estimate(crops * len(names_), seconds + corrupt_s, basis, models=len(names_),
+                                      passes=crops * len(names_)), decode_s)
 
     def _robustness_measured(self) -> tuple[dict[str, float], float | None]:
         """Batched forward seconds per crop of each model in recent robustness runs here, and
@@ -864,17 +862,26 @@ class Explorer:
 
     # --- error surfaces (zoo.landscape) ----------------------------------------------------
 
-    def landscape_estimate(self, models: Sequence[str], images: int = 1, grid: int = 11, dims: int = 2) -> Estimate:
+    def landscape_estimate(self, models: Sequence[str], images: int = 1, grid: int = 11, dims: int = 2, *,
+                           sources: Sequence[str | os.PathLike] | None = None, names: Sequence[str] | None = None,
+                           max_images: int | None = None) -> Estimate:
         """The cost of ``landscape_each`` before it runs: (grid points + 1 centre pass) x images per model.
 
-        Seconds rest on an earlier landscape of the model here (fp32, perturbation included)
-        when there is one, else on the app's forwards (which may run in reduced precision:
-        then the landscape, always fp32, takes longer than said). Raises ``ZooError`` for
-        settings the server would refuse.
+        ``images``: images besides ``sources`` (paths, as ``landscape_each`` takes them), which
+        are counted as it reads them: a zip's or folder's files, up to ``max_images`` in all,
+        their decoding priced from their headers. Seconds rest on an earlier landscape
+        of the model here (fp32, perturbation included) when there is one, else on the app's
+        forwards (which may run in reduced precision: then the landscape, always fp32, takes
+        longer than said). Raises ``ZooError`` for settings the server would refuse.
         """
         from . import landscape as zl
 
         zl.check_settings(grid, zl.DEFAULT_SPAN, dims, zl.DEFAULT_SEED)
+        decode_s, images = 0.0, max(0, int(images))
+        if sources:
+            room = max(0, (max_images or zl.DEFAULT_MAX_IMAGES) - images)
+            items = batching.gather(list(sources), names=names, globs=False).items[:room]
+            images, decode_s = images + len(items), batching.decode_seconds(items)
         points = zl.grid_points(grid, dims)
         per_model = (points + 1) * max(1, int(images))
         measured = self._landscape_seconds()
@@ -893,9 +900,10 @@ class Explorer:
             seconds += per_model * timed[0]
             bases.append(timed[1])
         if seconds is None:
-            return Estimate(per_model * len(models), None, "no forward timed on this device yet", models=len(models))
+            return with_decoding(Estimate(per_model * len(models), None, "no forward timed on this device yet",
+                                          models=len(models)), decode_s)
         basis = bases[0] if len(set(bases)) == 1 else "each model's forward or landscape measured here"
-        return Estimate(per_model * len(models), seconds, basis, models=len(models))
+        return with_decoding(Estimate(per_model * len(models), seconds, basis, models=len(models)), decode_s)
 
     def _landscape_seconds(self) -> dict[str, float]:
         """Seconds per image-forward of recent landscapes, per model (a measurement of the machine)."""
@@ -979,6 +987,18 @@ def _analysis_passes(arch: str, lesion: bool) -> float:
         sets = [frozenset({r.index}) for r in refs] + [s for _, draw in deletion_sets(refs) for s in draw]
         passes += 1 + sum(n - min(s) for s in sets) / n
     return passes
+
+
+def with_decoding(est: Estimate, decode_s: float) -> Estimate:
+    """``est`` plus decoding its inputs (``decode_s``, priced from their headers): in seconds, and
+    in the forward-pass equivalents the gate prices before any forward has been timed here."""
+    from .limits import ASSUMED_FORWARD_S
+
+    if decode_s <= 0:
+        return est
+    return replace(est, forwards=est.forwards + math.ceil(decode_s / ASSUMED_FORWARD_S),
+                   seconds=None if est.seconds is None else est.seconds + decode_s,
+                   basis=est.basis + "; decoding the images priced by their pixels")
 
 
 def _decoded(image: Any) -> LoadedImage:

@@ -22,7 +22,7 @@ from zoo.images import load_image
 
 from .. import format as fmt
 from .. import plots
-from ..common import Context, checked_file, gpu, new_output_folder, press_js, user_errors
+from ..common import Context, InputFiles, checked_file, gpu, new_output_folder, press_js, user_errors
 from ..guard import long_event, runs_no_model
 
 TITLE = "Batch"
@@ -141,12 +141,12 @@ def build(ctx: Context) -> None:
                 "and skipped.")
     with gr.Row():
         with gr.Column(scale=1):
-            b_files = gr.File(label="Images, or one .zip", file_count="multiple", type="filepath",
-                              elem_id="batch-files", height=180)
+            b_files = InputFiles(label="Images, or one .zip", file_count="multiple", type="filepath",
+                                 elem_id="batch-files", height=180)
             # No fixed height: at 90 px gradio's drop zone (icon, "Drop File Here - or - Click to
             # Upload") was cut off.
-            b_labels = gr.File(label="Labels CSV (optional): file,label", file_count="single", type="filepath",
-                               file_types=[".csv", ".txt"], elem_id="batch-labels")
+            b_labels = InputFiles(label="Labels CSV (optional): file,label", file_count="single",
+                                  type="filepath", file_types=[".csv", ".txt"], elem_id="batch-labels")
             b_models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models", elem_id="batch-models")
             with gr.Row():
                 b_run = gr.Button("Run", variant="primary", elem_id="batch-run")

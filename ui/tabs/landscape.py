@@ -11,7 +11,7 @@ from zoo.landscape import MAX_SPAN, Landscape
 
 from .. import format as fmt
 from .. import plots
-from ..common import (EXAMPLES, Context, checked_file, gpu, progress_fn, require_image, safe_image_input,
+from ..common import (EXAMPLES, Context, InputFiles, checked_file, gpu, progress_fn, require_image, safe_image_input,
                       user_errors)
 from ..guard import long_event, runs_no_model
 
@@ -46,10 +46,13 @@ def build(ctx: Context) -> None:
 
     def cost(image: Any, models: list[str] | None = None, target: Any = None, dims: int = 2, grid: int = 11,
              span: Any = None, seed: Any = None, more: Any = None):
-        """The estimate of one run: the page's figure, the ceiling's and ZeroGPU's."""
-        files = len(more) if isinstance(more, list) else 1 if more else 0
-        return explorer.landscape_estimate(list(models or ctx.depth_names), min(MAX_IMAGES, 1 + files), int(grid),
-                                           int(dims))
+        """The estimate of one run: the page's figure, the ceiling's and ZeroGPU's. Extra files are
+        counted as the run reads them (a zip's members; decoding priced from their headers)."""
+        extra = [str(checked_file(f)) for f in (more if isinstance(more, list) else [more] if more else [])]
+        # Before an upload (the page pricing its settings) the image counts as one, unread.
+        sources = [*([require_image(image).path] if image else []), *extra]
+        return explorer.landscape_estimate(list(models or ctx.depth_names), 0 if image else 1, int(grid), int(dims),
+                                           sources=sources or None, max_images=MAX_IMAGES)
 
     @gpu(cost=lambda image, models, target, dims, grid, span, seed, progress=None, more=None:
          cost(image, models, target, dims, grid, span, seed, more))
@@ -100,8 +103,8 @@ def build(ctx: Context) -> None:
         with gr.Column(scale=1, min_width=300):
             image = safe_image_input(label="Image", elem_id="landscape-image", height=260)
             gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[image])
-            more = gr.File(label=f"More images or a .zip (optional; up to {MAX_IMAGES} in all)",
-                           file_count="multiple", type="filepath", elem_id="landscape-more", height=130)
+            more = InputFiles(label=f"More images or a .zip (optional; up to {MAX_IMAGES} in all)",
+                              file_count="multiple", type="filepath", elem_id="landscape-more", height=130)
         with gr.Column(scale=1, min_width=300):
             models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Depths",
                                       elem_id="landscape-models")

@@ -38,7 +38,7 @@ from zoo.robustness import (CORRUPTIONS, SEVERITIES, FolderSummary, Live, Sample
 
 from .. import format as fmt
 from .. import robustness_plots as rplots
-from ..common import (EXAMPLES, Context, checked_file, gpu, new_output_folder, progress_fn, require_image,
+from ..common import (EXAMPLES, Context, InputFiles, checked_file, gpu, new_output_folder, progress_fn, require_image,
                       safe_image_input, user_errors)
 from ..guard import long_event, runs_no_model
 from ..plots import depth_label
@@ -538,10 +538,10 @@ def build(ctx: Context) -> None:
                 "one forward for the clean crop and one per corruption and severity.")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            f_files = gr.File(label="Images, or one .zip", file_count="multiple", type="filepath",
-                              elem_id="robust-files", height=160)
-            f_labels = gr.File(label="Labels CSV (optional): file,label", file_count="single", type="filepath",
-                               file_types=[".csv", ".txt"], elem_id="robust-labels")
+            f_files = InputFiles(label="Images, or one .zip", file_count="multiple", type="filepath",
+                                 elem_id="robust-files", height=160)
+            f_labels = InputFiles(label="Labels CSV (optional): file,label", file_count="single",
+                                  type="filepath", file_types=[".csv", ".txt"], elem_id="robust-labels")
             f_models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Depths",
                                         elem_id="robust-folder-models")
             f_corruptions = gr.Dropdown(CORRUPTION_CHOICES, value=list(DEFAULT_FOLDER_CORRUPTIONS), multiselect=True,

@@ -11,7 +11,7 @@ from .executor import (Executor, Failed, LocalExecutor, Plan, Progress, Sample, 
                        default_batch_size, eta_text)
 from .inputs import (MAX_FILE_BYTES, MAX_LABELS_BYTES, MAX_ZIP_ENTRIES, MAX_ZIP_MEMBERS, MAX_ZIP_RATIO,
                      MAX_ZIP_TOTAL, BatchInput, BatchInputError, Item, NoImagesError, Reader, Skipped, ZipMember,
-                     attach_labels, gather, read_labels_csv, read_source, zip_items)
+                     attach_labels, decode_seconds, gather, read_labels_csv, read_source, zip_items)
 from .labels import LabelIndex, resolve_labels
 from .results import (MAX_MATTERED, BatchResult, ImageResult, Mattered, ModelSummary, Tally, csv_header,
                       csv_row, prediction_records)
@@ -21,7 +21,7 @@ __all__ = [
     "Executor", "Failed", "LocalExecutor", "Plan", "Progress", "Sample", "Scored", "classify_batch",
     "default_batch_size", "eta_text", "MAX_FILE_BYTES", "MAX_LABELS_BYTES", "MAX_ZIP_ENTRIES", "MAX_ZIP_MEMBERS",
     "MAX_ZIP_RATIO", "MAX_ZIP_TOTAL", "BatchInput", "BatchInputError", "Item", "Reader", "Skipped", "ZipMember",
-    "attach_labels", "gather", "read_labels_csv", "read_source", "zip_items", "LabelIndex", "resolve_labels",
+    "attach_labels", "decode_seconds", "gather", "read_labels_csv", "read_source", "zip_items", "LabelIndex", "resolve_labels",
     "MAX_MATTERED", "BatchResult", "ImageResult", "Mattered", "ModelSummary", "Tally", "csv_header", "csv_row",
     "prediction_records", "BatchPlan", "NoImagesError", "image_result", "run", "stream",
 ]

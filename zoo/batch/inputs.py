@@ -21,6 +21,9 @@ from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from ..errors import ImageError, ZooError
+from ..files import open_regular
+from ..images import decode_seconds as image_decode_seconds
+from ..images import header
 
 
 # Zips come from strangers on a public Space: refuse what would cost memory or disk
@@ -296,6 +299,37 @@ class Reader:
         if len(data) > MAX_FILE_BYTES:
             raise ImageError(f"{item.name} is over {MAX_FILE_BYTES >> 20} MB; skipped.")
         return data
+
+
+    def head(self, item: Item) -> tuple[str, int] | None:
+        """(format, pixels) of ``item`` from its header; a zip member is inflated only as far
+        as its header (Pillow's lazy open); None for an unreadable item or a non-image."""
+        src = item.source
+        if isinstance(src, Path):
+            try:
+                with open_regular(src) as f:
+                    return header(f)
+            except OSError:
+                return None
+        with self._lock:
+            try:
+                zf = self._zips.get(src.archive) or self._zips.setdefault(src.archive, zipfile.ZipFile(src.archive))
+                with zf.open(src.member) as f:
+                    return header(f)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError,
+                    KeyError, ValueError):
+                return None
+
+
+def decode_seconds(items: Sequence[Item]) -> float:
+    """What decoding ``items`` will cost here, priced from their headers (``zoo.images.decode_seconds``)."""
+    total = 0.0
+    with Reader() as reader:
+        for item in items:
+            head = reader.head(item)
+            if head is not None:
+                total += image_decode_seconds(*head)
+    return total
 
 
 def read_source(source: Path | ZipMember) -> Path | bytes:

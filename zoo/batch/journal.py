@@ -2,8 +2,9 @@
 
 ``--out FILE.jsonl`` (``zoo batch``, ``zoo robustness``, either engine) keeps a journal:
 
-* line 1, the header: what run wrote it (command, models, precision, top-k kept), so that
-  ``--resume`` refuses to mix in results of another run;
+* line 1, the header: what run wrote it (command, models, precision, top-k kept, a digest
+  of every image's label, each model's weights sha256 and commit), so that ``--resume``
+  refuses to mix in results of another run, and says what differs;
 * one line per (sample key, model) as each ``Scored`` arrives, flushed: the key (``[file]``
   for batch, ``[file, corruption, severity]`` for robustness), the file, the model, the
   label, the top-k with probabilities, the probability of the label, forward seconds;
@@ -19,6 +20,7 @@ every item exactly once, whichever run did it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -30,11 +32,13 @@ import numpy as np
 from ..errors import ZooError
 from .executor import Progress
 
-VERSION = 1
+VERSION = 2  # 2: the header records the labels' digest and the weights (a file of version 1 cannot be checked)
 # What must match for --resume to go on with a file: a different model list, precision or
 # top-k would give a summary that mixes two runs.
 MATCH = ("command", "models", "precision", "keep_k")
-# ... and whatever the plan adds (``Plan.journal_fields``: robustness's seed, say).
+# ... and whatever the plan adds (``Plan.journal_fields``: robustness's seed, say); the labels'
+# digest and the weights are compared apart (``_differences``), with messages of their own.
+CHECKED = ("labels", "weights")
 
 
 class JournalError(ZooError):
@@ -60,15 +64,17 @@ class Journal:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, command: str, names: Sequence[str], labels: Sequence[str],
-             precision: str, keep_k: int, resume: bool, extra: dict[str, Any] | None = None) -> Journal:
+             precision: str, keep_k: int, resume: bool, extra: dict[str, Any] | None = None,
+             targets: str | None = None, weights: dict[str, dict[str, str | None]] | None = None) -> Journal:
         """Start ``path`` afresh, or (``resume``) read it and append to it.
 
         Resuming a file that does not exist yet starts it: the same command line works for
-        the first run and every rerun.
+        the first run and every rerun. ``targets``: a digest of every item's label
+        (``labels_digest``); ``weights``: each model's ``hub.weights_identity``.
         """
         p = Path(path)
         header = {"journal": VERSION, "command": command, "models": list(names), "precision": precision,
-                  "keep_k": int(keep_k), **(extra or {})}
+                  "keep_k": int(keep_k), **(extra or {}), "labels": targets, "weights": weights or {}}
         j = cls(p, header, tuple(names), tuple(labels))
         if resume and p.exists() and p.stat().st_size:
             j._read(header)
@@ -106,32 +112,41 @@ class Journal:
                 if not isinstance(rec, dict) or rec.get("journal") != VERSION:
                     raise JournalError(f"{self.path} is not a journal of this version (its first line should be "
                                        "the header). Pass a new --out file, or drop --resume to overwrite it.")
-                fields = (*MATCH, *(k for k in want if k not in MATCH and k != "journal"))
-                differ = [k for k in fields if rec.get(k) != want.get(k)]
+                differ = _differences(rec, want)
                 if differ:
-                    what = "; ".join(f"{k}: {rec.get(k)!r} in the file, {want.get(k)!r} now" for k in differ)
-                    raise JournalError(f"{self.path} was written by another run ({what}). Resume with the same "
-                                       "options, or pass a new --out file.")
+                    raise JournalError(f"{self.path} was written by another run ({'; '.join(differ)}). Resume "
+                                       "with the same options, inputs and weights, or pass a new --out file.")
                 self.header = rec
-            elif "skipped" in rec:
-                self.failed[rec["file"]] = rec["skipped"]
-                self.lines.append(rec)
             else:
-                try:
-                    bit = 1 << self.names.index(rec["model"])
-                except ValueError:
-                    continue
-                k = key_text(rec["key"])
-                if self.done.get(k, 0) & bit:
-                    continue  # never expected; a duplicate is read once
-                self.done[k] = self.done.get(k, 0) | bit
-                self.lines.append(rec)
+                self._take(rec, raw.count(b"\n", 0, nl) + 1)
             good_end = pos
         if first:
             raise JournalError(f"{self.path} holds no journal header. Pass a new --out file, or drop --resume.")
         if good_end < len(raw):
             with open(self.path, "r+b") as f:
                 f.truncate(good_end)
+
+    def _take(self, rec: Any, lineno: int) -> None:
+        """One result or skip line read back; ``JournalError`` naming the line if it is not one."""
+        try:
+            if "skipped" in rec:
+                self.failed[str(rec["file"])] = str(rec["skipped"])
+                self.lines.append(rec)
+                return
+            if rec["model"] not in self.names:
+                return
+            bit = 1 << self.names.index(rec["model"])
+            k = key_text(rec["key"])
+            _check_result(rec)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            what = f"no {e}" if isinstance(e, KeyError) else str(e)
+            raise JournalError(f"{self.path}, line {lineno}: not a result line of a journal ({what}). Was the file "
+                               "edited? Remove that line (its image is then run again), or pass a new --out "
+                               "file.") from None
+        if self.done.get(k, 0) & bit:
+            return  # never expected; a duplicate is read once
+        self.done[k] = self.done.get(k, 0) | bit
+        self.lines.append(rec)
 
     def _write(self, recs: list[dict[str, Any]]) -> None:
         # One write per event, then flush: a crash leaves whole lines and at most one torn one.
@@ -233,6 +248,40 @@ class Journal:
                              tp, np.array([r["seconds"] for r in recs], np.float64))
 
 
+def _check_result(rec: dict[str, Any]) -> None:
+    """Raise (KeyError, TypeError, ValueError) unless ``rec`` has what ``replay`` reads, typed as written."""
+    if not isinstance(rec["key"], list) or not isinstance(rec["file"], str):
+        raise ValueError("its key or file is not what a journal writes")
+    label = rec["label_index"]
+    if label is not None and not isinstance(label, int):
+        raise ValueError(f"label_index {label!r} is not a class index")
+    for p in rec["predictions"]:
+        int(p["index"]), float(p["prob"])
+    if rec["label_prob"] is not None:
+        float(rec["label_prob"])
+    float(rec["seconds"])
+
+
+def _differences(rec: Any, want: dict[str, Any]) -> list[str]:
+    """What a journal's header says that this run does not (empty: the same run)."""
+    fields = (*MATCH, *(k for k in want if k not in MATCH and k not in CHECKED and k != "journal"))
+    out = [f"{k}: {rec.get(k)!r} in the file, {want.get(k)!r} now" for k in fields if rec.get(k) != want.get(k)]
+    if rec.get("labels") != want.get("labels"):
+        out.append("the images' labels differ (another --labels file, other label folders, or other images)")
+    mine, theirs = want.get("weights") or {}, rec.get("weights") or {}
+    for name in want.get("models", []):
+        a, b = theirs.get(name) or {}, mine.get(name) or {}
+        for key, what in (("sha256", "weights sha256"), ("revision", "revision")):
+            if a.get(key) and b.get(key) and a[key] != b[key]:  # what both sides know
+                out.append(f"{name}'s {what}: {a[key][:12]} in the file, {b[key][:12]} now")
+    return out
+
+
+def labels_digest(targets: Sequence[tuple[str, int | None]]) -> str:
+    """A digest of (file, label index) for every item of a run: the labels it is scored against."""
+    return hashlib.sha256(json.dumps(sorted(targets, key=lambda t: t[0])).encode()).hexdigest()
+
+
 def _jsonable(v: Any) -> bool:
     try:
         json.dumps(v)
@@ -265,10 +314,26 @@ class Journaled:
     def default_batch_size(self) -> int:
         return self.inner.default_batch_size()
 
+    def identity(self, items: Sequence[tuple[int, Any]], plan: Any) -> tuple[str, dict[str, dict[str, Any]]]:
+        """(digest of the items' labels, each model's weights) of this run, for the journal's header."""
+        from ..hub import weights_identity
+
+        targets = plan.targets
+        digest = labels_digest([(it.name, targets.get(i) if isinstance(targets, dict) else targets[i])
+                                for i, it in items])
+        models = getattr(self.inner, "models", None)  # loaded here: the files they were read from
+        if models is not None:
+            weights = {lm.spec.name: weights_identity(lm.spec, lm.weights_file) for lm in models}
+        else:  # loaded elsewhere (Ray's actors): what this machine's cache or the pins say
+            weights = {spec.name: weights_identity(spec) for spec in getattr(self.inner, "specs", [])}
+        return digest, weights
+
     def run(self, items: Sequence[tuple[int, Any]], plan: Any, *, keep_k: int, batch_size: int) -> Iterator[Any]:
         extra = plan.journal_fields() if hasattr(plan, "journal_fields") else {}
+        digest, weights = self.identity(items, plan)
         with Journal.open(self.path, command=self.command, names=self.names, labels=self.labels,
-                          precision=self.precision, keep_k=keep_k, resume=self.resume, extra=extra) as j:
+                          precision=self.precision, keep_k=keep_k, resume=self.resume, extra=extra,
+                          targets=digest, weights=weights) as j:
             self.journal = j
             todo, done = [], []
             for i, it in items:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Sequence
 
+from ..inference import MAX_TARGET_CHARS
 from ..models import imagenet_labels
 from .inputs import Item
 
@@ -48,6 +49,8 @@ class LabelIndex:
     def resolve(self, text: str) -> tuple[int | None, str | None]:
         """(index, None), or (None, why not)."""
         t = text.strip()
+        if len(t) > MAX_TARGET_CHARS:  # int() of over 4,300 digits raises; no class name is this long
+            return None, f"a label of {len(t)} characters is not a class (at most {MAX_TARGET_CHARS})"
         if t.isdigit():
             i = int(t)
             return (i, None) if i < len(self.labels) else (None, f"class {i} is out of range 0..{len(self.labels) - 1}")
