@@ -255,6 +255,8 @@ class InputFiles(gr.File):
     alone, after the same file-type check.
     """
 
+    is_template = True  # drawn in the page as gradio's own "file" component
+
     def _process_single_file(self, f: Any) -> Any:
         if self.type != "filepath":
             return super()._process_single_file(f)
