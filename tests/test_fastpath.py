@@ -102,8 +102,10 @@ def test_fp32_is_never_silently_changed_and_bf16_is_refused_where_not_native(mon
         resolve_precision("bf16", cpu)
     with pytest.raises(PrecisionUnavailableError, match="fp16"):
         resolve_precision("fp16", cpu)
+    assert models.precision_candidates("auto", cpu) == ["fp32"]  # auto weighs only what runs natively
     monkeypatch.setattr(models, "cpu_bf16_native", lambda: True)
-    assert resolve_precision("auto", cpu) == torch.bfloat16
+    # auto starts at fp32 and measures bf16 against it (zoo.autotune, tests/test_autotune.py)
+    assert resolve_precision("auto", cpu) is None and models.precision_candidates("auto", cpu) == ["fp32", "bf16"]
     assert resolve_precision("fp32", cpu) is None  # asked for fp32: fp32, even where bf16 is native
     monkeypatch.setenv("ZOO_PRECISION", "fp32")
     assert resolve_precision(None, cpu) is None

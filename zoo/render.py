@@ -179,16 +179,17 @@ def overlay_image(run, raw: np.ndarray, cmap: str = "jet", alpha: float = 0.5, s
     return np.asarray(out)
 
 
-@functools.lru_cache(maxsize=1)
 @functools.cache
-def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def _font(size: int = 12) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     # DejaVu Sans (shipped with matplotlib): Pillow's default font has no "–", drawn as a box ("r ⊠").
     from matplotlib import font_manager
 
     try:
-        return ImageFont.truetype(font_manager.findfont("DejaVu Sans", fallback_to_default=True), 13)
+        # 12 px: DejaVu is wider than Pillow's default at 13, and a raw map's title must end left of
+        # the buttons gradio draws over the picture's top right (tests/test_first_use.py).
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans", fallback_to_default=True), size)
     except OSError:
-        return ImageFont.load_default(size=13)
+        return ImageFont.load_default(size=size)
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
