@@ -276,7 +276,9 @@ def test_estimate_counts_forwards_prices_measurements_and_the_gate_refuses_over_
     assert est.forwards == 2 * (1 + 2 * 2) and est.models == 2 and est.seconds is None
     for i in (4, 5):
         photo(i).save(tmp_path / f"{i}.png")
-    assert explorer.robustness_estimate(MODELS, sources=[tmp_path]).forwards == 2 * 2 * (1 + 19 * 5)
+    folder = explorer.robustness_estimate(MODELS, sources=[tmp_path])
+    # every crop of both images through both depths, plus decoding the two small PNGs (under a forward's worth)
+    assert folder.passes == 2 * 2 * (1 + 19 * 5) and folder.forwards == folder.passes + 1
     explorer.robustness_live(photo(4), "fog", 1, MODELS)  # times single forwards here
     glass = explorer.robustness_estimate(MODELS, ["glass_blur"], [5])
     cheap = explorer.robustness_estimate(MODELS, ["pixelate"], [5])

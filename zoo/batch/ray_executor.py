@@ -232,7 +232,7 @@ class RayExecutor:
                  num_cpus: int | None = None, max_restarts: int = -1):
         if not specs:
             raise ZooError("Pick at least one model.")
-        from ..models import imagenet_labels, precision_name, resolve_precision
+        from ..models import imagenet_labels, precision_plan
         from .executor import same_labels
 
         self.ray = connect(address, num_cpus=num_cpus)
@@ -256,10 +256,10 @@ class RayExecutor:
         # Resolved here, once: every actor runs the same precision (a worker whose hardware
         # lacks it fails, as a local run would, rather than silently differing). ``auto`` is
         # fp32 here: zoo.autotune measures one machine, and the actors' nodes may differ.
-        self.precision = precision_name(resolve_precision(precision, torch.device(self.device)))
-        self.precision_note = (f"{self.precision}: asked for" if self.precision != "fp32" or precision not in
-                               (None, "auto") else "fp32: Ray runs auto at fp32 (nodes may differ; measured "
-                               "only on one machine)")
+        candidates, why = precision_plan(precision, torch.device(self.device))
+        self.precision = candidates[0]  # fp32 for auto, whose note then says why it is not measured
+        self.precision_note = why or ("fp32: Ray runs auto at fp32 (nodes may differ; measured only on one "
+                                      "machine)")
         self.workers = workers
         self.threads = threads
         self.max_restarts = max_restarts
