@@ -40,6 +40,8 @@ class FakeHub:
         self.fail_status: int | None = None  # answer every request with this status
         self.cut_after: int | None = None  # GET bodies stop after this many bytes
         self.serve_instead: dict[str, bytes] = {}  # repo_id -> other bytes (same ETag)
+        self.answering = threading.Event()  # cleared: every request waits until it is set (a slow Hub)
+        self.answering.set()
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -70,6 +72,7 @@ class FakeHub:
         self.fail_status = None
         self.cut_after = None
         self.serve_instead.clear()
+        self.answering.set()
         for r in self.repos.values():
             r.gated = False
         self.clear_log()
@@ -107,6 +110,7 @@ class FakeHub:
 
             def _answer(self, body: bool) -> None:
                 hub._log(self.command, self.path)
+                hub.answering.wait(300)
                 if hub.fail_status:
                     return self._error(hub.fail_status, None)
                 path = unquote(urlparse(self.path).path).lstrip("/")

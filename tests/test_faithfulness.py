@@ -490,3 +490,34 @@ def test_compare_scores_every_depth_for_the_shared_class(app):
     assert "<b>ResNet-18</b>" in fig.data[0].hovertemplate and "p(" in fig.data[0].hovertemplate
     plain_cmp = explorer.compare(EXAMPLES / "rocket.jpg", ["resnet18"])
     assert plain_cmp.results[0].faithfulness is None and "faithfulness" not in plain_cmp.to_json()["models"][0]
+
+
+@pytest.mark.browser
+def test_stop_keeps_the_methods_already_scored(app, shots):
+    """Issue 31 item 8: Stop during a ranking keeps the methods scored before it (gallery, table, curves)."""
+    import re
+    from playwright.sync_api import expect
+
+    from ui import format as fmt
+
+    url, explorer = app
+    keep = ("cam", "scorecam")  # CAM first (a moment); Score-CAM's 514 forwards are still running at Stop
+    with open_page(url, 1400, 1300) as page:
+        page.get_by_role("tab", name="Method ranking").click()
+        page.locator("#rank-image input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
+        page.locator("#rank-model input").click()
+        page.get_by_role("option", name=re.compile(r"^resnet18 ")).click()
+        expect(page.locator("#rank-methods")).to_contain_text("514 forwards", timeout=30_000)
+        spec = explorer.zoo.get("resnet18")
+        for name in METHODS:
+            page.get_by_role("checkbox", name=fmt.method_choice(name, spec)[0], exact=True).set_checked(name in keep)
+        page.locator("#rank-button").click()
+        expect(page.locator("#rank-info")).to_contain_text("1 of 2 methods scored", timeout=300_000)
+        page.locator("#rank-stop").click()
+        expect(page.locator("#rank-info")).to_contain_text("Stopped.", timeout=60_000)
+        page.wait_for_timeout(1000)  # anything the stopped run would still write has arrived
+        expect(page.locator("#rank-info")).to_contain_text("methods scored before Stop stay shown")
+        expect(page.locator("#rank-gallery img")).to_have_count(1)
+        expect(page.locator("#rank-table")).to_contain_text("CAM")
+        expect(page.locator("#rank-table")).not_to_contain_text("Score-CAM")
+        page.screenshot(path=str(shots / "browser-rank-stopped.png"), full_page=True)

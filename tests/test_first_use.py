@@ -170,3 +170,70 @@ def test_raw_map_title_fits_left_of_the_image_buttons():
     assert rows.max() - rows.min() > 20  # two lines
     # ... above the map: nothing of the map is drawn over.
     assert rows.max() < np.flatnonzero((blank[:, 10:20] != 255).any(axis=(1, 2))).min()
+
+
+def test_a_first_use_says_what_it_does_before_the_download(zoo, hub, cold_cache, monkeypatch):
+    """Issue 31 item 6: a model's first use shows a message at once, while its estimate, its turn
+    or the Hub's first answer are still pending, and every message is one the page shows.
+
+    Gradio 6's status tracker shows a step's text only beside a level (``progress`` not None);
+    without one the page shows "processing" and a timer. The estimate and the Hub are held
+    here (events, not time): each message must have arrived while they were held.
+    """
+    import threading
+    import time
+
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
+
+    from ui import build_app, launch_options
+    from zoo.service import Explorer
+
+    explorer = Explorer(zoo, "cpu", precision="fp32")
+    estimating, estimate_free = threading.Event(), threading.Event()
+    estimate = explorer.estimate
+
+    def held_estimate(*args, **kwargs):
+        estimating.set()
+        estimate_free.wait(120)
+        return estimate(*args, **kwargs)
+
+    monkeypatch.setattr(explorer, "estimate", held_estimate)
+    demo = build_app(explorer)
+    demo.queue(default_concurrency_limit=2)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                            **launch_options(demo))
+
+    def shown(job, until) -> str:
+        """The text of the job's latest progress once ``until(text)``; each one must be visible."""
+        for _ in range(1200):
+            s = job.status()
+            if s.code == Status.PROGRESS and s.progress_data:
+                unit = s.progress_data[-1]
+                assert unit.progress is not None, unit  # else the page would not show its text
+                if until(unit.desc or ""):
+                    return unit.desc
+            assert not job.done(), job.result()
+            time.sleep(0.05)
+        raise AssertionError(f"no such message; the last: {job.status()}")
+
+    try:
+        hub.answering.clear()
+        hub.clear_log()
+        job = Client(url.rstrip("/"), verbose=False).submit(handle_file(str(EXAMPLES / "chelsea.png")), "resnet18",
+                                                             5, "cam", "", api_name="/classify")
+        assert estimating.wait(120)
+        # While its estimate is held: a message already.
+        assert shown(job, lambda text: "checking its cost" in text)
+        estimate_free.set()
+        # While the Hub has not answered: the model's weights named.
+        text = shown(job, lambda text: "resnet18" in text)
+        assert text.startswith(("Preparing resnet18", "Downloading resnet18")), text
+        hub.answering.set()
+        labels = job.result(timeout=300)[0]
+        assert labels["confidences"], labels
+        assert any("/resolve/" in path for _, path in hub.requests)  # it was a download
+    finally:
+        estimate_free.set()
+        hub.answering.set()
+        demo.close()

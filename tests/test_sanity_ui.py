@@ -50,7 +50,7 @@ def _run_sanity(page, expect) -> None:
     page.locator("#sanity-button").click()
     expect(page.locator("#sanity-info")).to_contain_text("Maps computed: 14 of 14", timeout=300_000)
     expect(page.locator("#sanity-info")).to_contain_text("fails, as it must")
-    expect(page.locator("#sanity-strips img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#sanity-strips img:visible, #sanity-strips-narrow img:visible")).to_be_visible(timeout=30_000)
     expect(page.locator("#sanity-chart")).to_be_visible()
 
 
@@ -66,6 +66,7 @@ def test_sanity_tab_at_1400_px(app, shots):
         img = page.locator("#sanity-strips img")
         b = img.bounding_box()
         assert b["width"] >= 8 * 60, b
+        expect(page.locator("#sanity-strips-narrow")).to_be_hidden()  # the phone's picture
         assert img.evaluate("e => e.naturalWidth / e.naturalHeight") == pytest.approx(b["width"] / b["height"],
                                                                                        rel=0.02)
         verdicts = page.locator("#sanity-info li")
@@ -110,8 +111,16 @@ def test_sanity_tab_on_a_phone(app, shots):
         b = tab.bounding_box()
         assert b["x"] >= 0 and b["x"] + b["width"] <= width, b
         _run_sanity(page, expect)
-        b = page.locator("#sanity-strips img").bounding_box()  # the strips at the page's width
+        # The strips at the page's width, drawn for a phone (issue 31 item 10): four cells a row, and
+        # the labels (step, r and S) at least 10 px high as shown; the wide picture is not shown.
+        from ui.tabs.sanity import NARROW
+
+        img = page.locator("#sanity-strips-narrow img")
+        expect(img).to_be_visible(timeout=30_000)
+        expect(page.locator("#sanity-strips")).to_be_hidden()
+        b = img.bounding_box()
         assert b["width"] >= 0.75 * width and b["x"] + b["width"] <= width + 1, b
+        assert NARROW["font_size"] * b["width"] / img.evaluate("e => e.naturalWidth") >= 10, b
         chart = page.locator("#sanity-chart").bounding_box()
         assert chart["width"] >= 0.75 * width and chart["x"] + chart["width"] <= width + 1, chart
         assert page.evaluate("document.documentElement.scrollWidth") <= width + 1

@@ -128,7 +128,10 @@ CSS = """
 /* A phone. The tabs wrap (gr.Tabs(overflow_behavior="wrap"): no "•••" menu, no reshuffling
    when one is picked) onto exactly two rows of five equal cells (ten tabs), labels on two
    lines where needed; flowing them would take three or four rows at 400 px. */
+/* A picture drawn twice, for a wide screen and for a phone (the sanity strips: ui/tabs/sanity.py). */
+@media (min-width: 641px) { .rde-narrow-only { display: none !important; } }
 @media (max-width: 640px) {
+  .rde-wide-only { display: none !important; }
   .tab-container.wrap { display: grid !important; grid-template-columns: repeat(5, minmax(0, 1fr));
                         background: none !important; }
   .tab-container.wrap > button { white-space: normal !important; height: auto !important; min-height: var(--size-10);

@@ -26,7 +26,7 @@ from zoo.registry import Zoo
 from zoo.render import Scale, overlay_crop, overlay_image, raw_figure, save_jpeg, save_png
 from zoo.service import Explorer, Result
 
-from .guard import Guard, runs_no_model
+from .guard import Guard, runs_no_model, show_progress
 from .spaces import gpu  # noqa: F401  ZeroGPU as documented (ui/spaces.py); tabs import it from here
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -170,8 +170,8 @@ def user_errors(fn: Callable) -> Callable:
 
 
 def progress_fn(progress: gr.Progress) -> Callable[[float | None, str], None]:
-    """Adapt gradio's progress bar to zoo's ``(fraction, message)`` callback."""
-    return lambda fraction, message: progress(fraction, desc=message)
+    """Adapt gradio's progress bar to zoo's ``(fraction, message)`` callback (``show_progress``)."""
+    return functools.partial(show_progress, progress)
 
 
 class UploadedImage(gr.Image):

@@ -164,6 +164,16 @@ def connection_closed(demo: Any, request: gr.Request | None) -> bool:
 
 # --- running one request ----------------------------------------------------------------
 
+def show_progress(progress: Any, fraction: float | None, text: str) -> None:
+    """Report a step to gradio's progress bar (``fraction`` None: a step of unknown length).
+
+    Gradio 6's status tracker shows a step's text only beside a level: after a bare
+    ``progress(None, desc=...)`` the page shows "processing" and a timer, nothing else.
+    A step of unknown length is therefore shown at 0 %.
+    """
+    progress(0.0 if fraction is None else fraction, desc=text)
+
+
 async def _in_thread(guard: Guard, context: contextvars.Context, token: cancel.Token,
                      request: gr.Request | None, call: Callable[[], Any]) -> Any:
     """``call()`` in a worker thread under ``context``; cancel the token on Stop or a closed connection.
@@ -253,11 +263,14 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
         return tuple(rest), request, progress
 
     def told(progress: Any) -> Callable[[str], None]:
-        return (lambda text: progress(None, desc=text)) if progress is not None else (lambda text: None)
+        return (lambda text: show_progress(progress, None, text)) if progress is not None else (lambda text: None)
 
     @contextlib.asynccontextmanager
     async def turn(args: tuple, request: gr.Request | None, progress: Any):
         """Admitted (ceiling, lane, the visitor's turn) for the block: (token, context to run the work in)."""
+        # Said at once: the estimate, a wait for a slot or a first download may follow, and
+        # until a first message the page shows only gradio's "processing" and a timer.
+        told(progress)(f"{what}: checking its cost")
         visitor, admission = await admitted(args, request, progress)
         async with guard.gate.admit(visitor, admission, told(progress)):
             token = cancel.Token(admission.deadline_s)

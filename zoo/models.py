@@ -469,6 +469,10 @@ class ModelCache:
                 self._models.move_to_end(spec)
                 return self._models[spec]
             key_lock = self._loading.setdefault(spec, threading.Lock())
+        if progress:
+            # Said before anything that may take a while: another request's load of this model
+            # (the lock), the cache lookup, the Hub's first answer before a download.
+            progress(None, f"Preparing {spec.name}: checking its weights")
         with key_lock:
             with self._lock:
                 if spec in self._models:

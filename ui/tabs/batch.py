@@ -22,7 +22,7 @@ from zoo.images import load_image
 
 from .. import format as fmt
 from .. import plots
-from ..common import Context, InputFiles, checked_file, gpu, new_output_folder, press_js, user_errors
+from ..common import Context, InputFiles, checked_file, gpu, new_output_folder, press_js, progress_fn, user_errors
 from ..guard import long_event, runs_no_model
 
 TITLE = "Batch"
@@ -101,7 +101,7 @@ def build(ctx: Context) -> None:
         # closes this generator at its next yield, and closing the stream ends the work (a
         # plain function would go on running in its worker thread).
         # Partial results every few seconds: after a Stop the page keeps what was done.
-        events = run_stream(files, labels_csv, models, lambda f, m: progress(f, desc=m), PARTIAL_S)
+        events = run_stream(files, labels_csv, models, progress_fn(progress), PARTIAL_S)
         try:
             for event in events:
                 if isinstance(event, Progress):
@@ -128,7 +128,7 @@ def build(ctx: Context) -> None:
         summary (accuracy per depth when the zip's folders name classes, agreement matrix, where
         depth mattered, skipped files) and every prediction as CSV."""
         result = None
-        for result in run_stream(files, None, models, lambda f, m: progress(f, desc=m)):
+        for result in run_stream(files, None, models, progress_fn(progress)):
             pass
         assert isinstance(result, BatchResult)
         path = new_output_folder(ctx.outputs_dir) / "batch-predictions.csv"

@@ -417,7 +417,7 @@ def build(ctx: Context) -> None:
     def ui_folder(files, labels_csv, models, corruptions, severities, seed, progress=gr.Progress()):
         samples: list[SampleResult] = []
         events = folder_events(files, labels_csv, models, corruptions, severities, seed,
-                               lambda f, m: progress(f, desc=m), PARTIAL_S)
+                               progress_fn(progress), PARTIAL_S)
         try:
             for event in events:
                 if isinstance(event, SampleResult):
@@ -440,7 +440,7 @@ def build(ctx: Context) -> None:
         shallowest depth and, for ImageNet labels, to AlexNet) and a JSON-lines file of every prediction."""
         samples: list[SampleResult] = []
         summary = None
-        for event in folder_events(files, None, models, corruptions, None, 0, lambda f, m: progress(f, desc=m)):
+        for event in folder_events(files, None, models, corruptions, None, 0, progress_fn(progress)):
             if isinstance(event, SampleResult):
                 samples.append(event)
             elif isinstance(event, FolderSummary):

@@ -32,6 +32,12 @@ GRANULARITY_CHOICES = [("Stage (fc, layer4 … layer1, stem: 7 maps per method)"
 DEPTH_DEFAULT = "gradcam"
 
 
+# The strips as a phone shows them: the picture is scaled to the screen's width (about 360 px),
+# so 8 cells a row would draw the labels at 5 px. Four larger cells a row, larger labels:
+# about 11 px on screen. Shown instead of the wide picture under 640 px (ui/app.py's CSS).
+NARROW = {"per_row": 4, "cell": 128, "font_size": 17}
+
+
 def step_title(name: str) -> str:
     """A strip cell's title: cumulative steps read "+layer4" (fc already random)."""
     return "original" if name == "none" else f"+{name}"
@@ -48,19 +54,23 @@ def build(ctx: Context) -> None:
     def render(reports: list[Any], folder: Path, total: int, by_depth: bool = False) -> tuple:
         """One picture of every strip (a row per method, or per depth: the paper's Fig. 2 on this image),
         the similarity chart and the verdicts so far."""
-        rows, series, verdicts = [], [], []
+        rows, narrow, series, verdicts = [], [], [], []
         for r in reports:
             for m in r.methods:
+                cells = (r.run.crop, m.heats, [step_title(s.randomized) for s in m.steps], fmt.sanity_notes(m))
                 heading = fmt.sanity_caption(m, r.model)
-                rows.append(strip(r.run.crop, m.heats, [step_title(s.randomized) for s in m.steps],
-                                  fmt.sanity_notes(m), heading=heading))
+                rows.append(strip(*cells, heading=heading))
+                narrow.append(strip(*cells, heading=heading, **NARROW))
                 series.append((r.model if by_depth else METHODS[m.method].label, m.steps))
                 verdicts.append(m.verdict_at)
         done = sum(len(m.steps) for r in reports for m in r.methods)
         path = save_png(stack(rows), folder / f"sanity-{reports[0].model}-{done}.png")
+        # Room at the top: on a phone gradio's image buttons would cover the first row's last titles.
+        phone = save_png(stack(narrow, top=28), folder / f"sanity-{reports[0].model}-{done}-narrow.png")
         chart = plots.sanity_chart(series, verdicts, PASS_BELOW, name=f"sanity-{reports[0].model}-{done}")
         # The chart's data as CSV beside the picture (its camera icon saves the chart as PNG).
-        return str(path), chart, fmt.sanity_markdown(reports, total, by_depth), plots.csv_files([chart], folder)
+        return (str(path), chart, fmt.sanity_markdown(reports, total, by_depth), plots.csv_files([chart], folder),
+                str(phone))
 
     @gpu
     def one_model(image, model, methods, target, granularity, seed, progress) -> Iterator[Any]:
@@ -171,7 +181,9 @@ def build(ctx: Context) -> None:
                         "with the original (of |map|), and S, their SSIM.", elem_classes="rde-estimate")
             # The picture carries its own headings; gradio's label badge would cover the first.
             strips = gr.Image(label="Maps as the weights are randomized", show_label=False, format="png",
-                              elem_id="sanity-strips")
+                              elem_id="sanity-strips", elem_classes="rde-wide-only")
+            strips_narrow = gr.Image(label="Maps as the weights are randomized", show_label=False, format="png",
+                                     elem_id="sanity-strips-narrow", elem_classes="rde-narrow-only")
             gr.Markdown("Similarity with the original map per step: dashed, the step after which fc and layer4 "
                         f"are random (the verdict); dotted, the pass line ({PASS_BELOW}).",
                         elem_classes="rde-estimate")
@@ -179,7 +191,7 @@ def build(ctx: Context) -> None:
             chart = gr.Plot(label="Similarity with the original map, per step", show_label=False,
                             elem_id="sanity-chart")
             data = plots.data_files("sanity-chart-data")
-    outs = [strips, chart, info, data]
+    outs = [strips, chart, info, data, strips_narrow]
     def cost(image, model, methods=None, target=None, granularity="stage", seed=None):
         return explorer.sanity_estimate([model], list(methods or DEFAULT_METHODS), granularity, PARAMS)
 
