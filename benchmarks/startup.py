@@ -104,6 +104,20 @@ def rest_example(url: str, index: int, timeout: float = 900) -> dict:
     raise RuntimeError("no result")
 
 
+def wait_serving(proc: subprocess.Popen, url: str, log: object) -> None:
+    """Until the app's page answers (200); an app that exits first is an error naming its log."""
+    import httpx
+
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app exited: see {log}")
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+
+
 def run_app(space: bool, zoo: Path, device: str, work: Path, compiled: bool = False,
             compile_cache: Path | None = None) -> dict[str, float]:
     import httpx
@@ -124,14 +138,7 @@ def run_app(space: bool, zoo: Path, device: str, work: Path, compiled: bool = Fa
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app exited: see {log.name}")
-            try:
-                if httpx.get(url, timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_serving(proc, url, log.name)
         ready = time.perf_counter() - t0
         rest_example(url, 0)
         example = time.perf_counter() - t0
@@ -207,14 +214,7 @@ def run_builds(zoo: Path, depths: list[str], device: str, work: Path, after: int
     calls: list[tuple[float, float, str]] = []  # (start, seconds, trunk), start from the process start
     stop = threading.Event()
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app exited: see {log_path}")
-            try:
-                if httpx.get(url, timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_serving(proc, url, log_path)
         ready = time.perf_counter() - t0
         up = httpx.post(f"{url}/gradio_api/upload", files=[("files", (EXAMPLE.name, EXAMPLE.read_bytes()))], timeout=60)
         image = {"path": up.json()[0], "orig_name": EXAMPLE.name, "meta": {"_type": "gradio.FileData"}}
