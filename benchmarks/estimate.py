@@ -48,7 +48,7 @@ def main() -> None:
         for _ in range(2):  # a model has run: its forward is measured (twice: a first call pays for allocations)
             explorer.run(EXAMPLE, spec.name, 5, "cam")
         for name in args.methods.split(","):
-            unit = explorer.forward_seconds(spec.name)[0]
+            unit = explorer.costs.forward_seconds(spec.name)[0]
             page = explorer.estimate([spec.name], name)
             table = unit * (1 + (page.passes - 1) * METHODS[name].pass_cost)
             first = explorer.run(EXAMPLE, spec.name, 5, name).seconds

@@ -254,7 +254,7 @@ def test_fullgrad_estimate_on_resnet152_is_its_real_work(zoo):
     assert est.seconds is None and est.forwards >= 60 and explorer.estimate(["resnet152"], "gradcam").forwards == 4
     seconds, _ = seconds_of(est.forwards, est.seconds)  # before any forward here: the gate's assumption
     assert seconds > 3 * Limits().quick_seconds  # no longer the quick lane (it was 3 forwards: 0.9 s)
-    explorer._timed(SimpleNamespace(model="resnet152", seconds=0.3))  # one forward timed here
+    explorer.costs.timed(SimpleNamespace(model="resnet152", seconds=0.3))  # one forward timed here
     assert explorer.estimate(["resnet152"], "fullgrad").seconds == pytest.approx(0.3 * est.forwards)
     # Compare on five depths: each depth's own map, priced by its own bias channels.
     five = explorer.estimate([s.name for s in zoo.builtin_depths], "fullgrad")

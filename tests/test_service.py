@@ -63,11 +63,11 @@ def test_compare_says_how_its_class_was_chosen(explorer):
 
 
 def test_timing_every_model_is_estimated_too(explorer):
-    assert explorer.latency_estimate(224).seconds is None
+    assert explorer.costs.latency_estimate(224).seconds is None
     explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
-    at224, at448 = explorer.latency_estimate(224), explorer.latency_estimate(448)
+    at224, at448 = explorer.costs.latency_estimate(224), explorer.costs.latency_estimate(448)
     assert at224.forwards == 13 * len(explorer.zoo.names)  # 3 warm-up and 10 timed forwards per model
-    per_model = [explorer.forward_seconds(n)[0] for n in explorer.zoo.names]
+    per_model = [explorer.costs.forward_seconds(n)[0] for n in explorer.zoo.names]
     assert at224.seconds == pytest.approx(13 * sum(per_model)) and at448.seconds == pytest.approx(4 * at224.seconds)
 
 
@@ -111,22 +111,22 @@ def test_an_estimate_follows_what_the_methods_took_here(explorer):
     methods that did run were from the table. After: its own passes' time, so the estimate of the
     same request is what that request took (no wall clock asserted: both come from the same timings)."""
     explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
-    one = explorer.forward_seconds("resnet18")[0]
+    one = explorer.costs.forward_seconds("resnet18")[0]
     params = {"steps": 8}
     before = explorer.estimate(["resnet18"], "integrated-gradients", **params)
     assert before.seconds == pytest.approx(one * (1 + 8 * METHODS["integrated-gradients"].pass_cost))
     result = explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "integrated-gradients", **params)
-    took = explorer.forward_seconds("resnet18")[0] + result.explanation.seconds
+    took = explorer.costs.forward_seconds("resnet18")[0] + result.explanation.seconds
     after = explorer.estimate(["resnet18"], "integrated-gradients", **params)
     assert after.seconds == pytest.approx(took) and "the map's passes as timed here" in after.basis
     # Twice the steps: twice the map's time; another depth: scaled by multiply-adds.
-    assert explorer.pass_seconds("integrated-gradients", "resnet18", one) == pytest.approx(
+    assert explorer.costs.pass_seconds("integrated-gradients", "resnet18", one) == pytest.approx(
         (result.explanation.seconds / 8, True))
     ratio = model_stats("resnet50").macs / model_stats("resnet18").macs
-    per_pass, measured = explorer.pass_seconds("integrated-gradients", "resnet50", 1.0)
+    per_pass, measured = explorer.costs.pass_seconds("integrated-gradients", "resnet50", 1.0)
     assert measured and per_pass == pytest.approx(result.explanation.seconds / 8 * ratio)
     # A method not run yet takes the table's figure, corrected as Integrated Gradients was.
-    off = (result.explanation.seconds / 8) / (METHODS["integrated-gradients"].pass_cost * explorer.forward_seconds(
+    off = (result.explanation.seconds / 8) / (METHODS["integrated-gradients"].pass_cost * explorer.costs.forward_seconds(
         "resnet18")[0])
-    per_pass, measured = explorer.pass_seconds("saliency", "resnet18", one)
+    per_pass, measured = explorer.costs.pass_seconds("saliency", "resnet18", one)
     assert not measured and per_pass == pytest.approx(METHODS["saliency"].pass_cost * one * off, rel=1e-6)

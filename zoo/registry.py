@@ -109,6 +109,15 @@ class ModelSpec:
     provenance: Provenance | None = None  # built-ins: where revision, size and sha256 were read
 
     @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes this model's outputs name: its own labels, else the 1000 ImageNet classes."""
+        if self.labels is not None:
+            return self.labels
+        from .models import imagenet_labels  # torchvision's metadata: only when a model runs
+
+        return imagenet_labels()
+
+    @property
     def depth(self) -> int:
         return self.arch.depth
 

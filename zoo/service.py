@@ -7,12 +7,9 @@ zoo and the locked model cache, and keeps no per-request state.
 from __future__ import annotations
 
 import functools
-import math
 import os
-import statistics
-import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
@@ -27,7 +24,8 @@ from .faithfulness import faithfulness as score_map
 from .hub import ProgressFn
 from .images import LoadedImage, load_image, to_tensor
 from .inference import Classification, Prediction, Prepared, classify, prepare, resolve_target, top_k_param
-from .models import ModelCache
+from .costs import FAITHFULNESS, Estimate, with_decoding
+from .runtime import Runtime, decoded, share
 from .registry import ModelSpec, Preprocessing, Zoo
 
 
@@ -128,107 +126,8 @@ class Ranking:
                 "notes": self.run.notes}
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """What a request will cost before it runs: forward passes, and seconds on this device."""
-
-    forwards: int  # forward-pass equivalents over all models: classification, map, score (a backward: two)
-    seconds: float | None  # None until some model's forward has been timed on this device
-    basis: str  # whose timing it rests on, for the user to judge it
-    models: int = 1  # how many models it runs (a ZeroGPU call pays a fixed cost for each)
-    passes: int = 0  # images through the network over all models, each counted once (as a forward hook sees)
-
-
-FAITHFULNESS = "faithfulness"  # the calibration key of scoring a map (``Explorer.pass_seconds``)
-
-
-class Explorer:
-    def __init__(self, zoo: Zoo, device: str = "auto", cache_size: int | None = None,
-                 cache_dir: str | os.PathLike | None = None, precision: str | None = None,
-                 compile: str | None = None, compile_forbidden: str | None = None):
-        self.zoo = zoo
-        # Default (ZOO_MODEL_CACHE, 5) holds all five depths, so "compare" never reloads.
-        # ``compile``: --compile auto|on|off (zoo.compiled); ``compile_forbidden``: why the
-        # front end rules compiling out (ZeroGPU), if it does.
-        self.cache = ModelCache(cache_size, device, cache_dir, precision, compile, compile_forbidden)
-        # Recent classification times per model on this device, for estimates (shared like
-        # the cache: a measurement of the machine, not anyone's request).
-        self._forward_s: dict[str, deque[float]] = {}
-        # Recent passes of each method (and of scoring) here: (seconds per pass per
-        # multiply-add of the model, that pass over the table's PASS_COSTS x the forward then).
-        self._pass_s: dict[str, deque[tuple[float, float | None]]] = {}
-        self._timing_lock = threading.Lock()
-
-    def _timed(self, run: Classification) -> Classification:
-        with self._timing_lock:
-            self._forward_s.setdefault(run.model, deque(maxlen=5)).append(run.seconds)
-        return run
-
-    def _macs(self, model: str) -> int:
-        from .stats import model_stats
-
-        spec = self.zoo.get(model)
-        return model_stats(spec.arch.name, spec.preprocessing.crop).macs
-
-    @staticmethod
-    def _table_cost(key: str) -> float:
-        return FAITHFULNESS_PASS_COST if key == FAITHFULNESS else METHODS[key].pass_cost
-
-    def _calibrate(self, key: str, model: str, seconds: float, passes: int) -> None:
-        """Remember what one pass of ``key`` (a method, or ``FAITHFULNESS``) took here on ``model``."""
-        if passes <= 0 or seconds <= 0 or self._table_cost(key) <= 0:
-            return
-        per_pass = seconds / passes
-        timed = self.forward_seconds(model)
-        off = per_pass / (self._table_cost(key) * timed[0]) if timed else None
-        with self._timing_lock:
-            self._pass_s.setdefault(key, deque(maxlen=5)).append((per_pass / self._macs(model), off))
-
-    def pass_seconds(self, key: str, model: str, forward_s: float) -> tuple[float, bool]:
-        """One pass of ``key`` on ``model`` here, and whether it was measured.
-
-        Once the method (or scoring) has run here: its passes' median time, scaled by
-        multiply-adds. Before that: the table's multiple of ``forward_s`` (the measured
-        forward), times the median of how far the methods that did run were from the table
-        on this device (batching and backward speed vary with the machine and precision).
-        """
-        with self._timing_lock:
-            own = [per_mac for per_mac, _ in self._pass_s.get(key, ())]
-            offs = [off for runs in self._pass_s.values() for _, off in runs if off is not None]
-        if own:
-            return statistics.median(own) * self._macs(model), True
-        return self._table_cost(key) * forward_s * (statistics.median(offs) if offs else 1.0), False
-
-    def forward_seconds(self, model: str) -> tuple[float, str] | None:
-        """One forward of ``model`` here: the median of its recent runs, else another model's
-        scaled by multiply-adds; None before any model ran. With the model whose time it rests on."""
-        from .stats import model_stats
-
-        with self._timing_lock:
-            measured = {name: statistics.median(times) for name, times in self._forward_s.items()}
-        if model in measured:
-            return measured[model], f"{model}'s forward measured here"
-        if not measured:
-            return None
-
-        def macs(name: str) -> int:
-            spec = self.zoo.get(name)
-            return model_stats(spec.arch.name, spec.preprocessing.crop).macs
-
-        other = min(measured, key=lambda n: abs(macs(n) - macs(model)))  # the closest in cost scales best
-        return (measured[other] * macs(model) / macs(other),
-                f"{other}'s forward measured here, scaled by multiply-adds")
-
-    def latency_estimate(self, resolution: int, repeats: int = 10, warmup: int = 3) -> Estimate:
-        """The cost of timing every model (``stats.measure_latency``) at ``resolution``."""
-        n = warmup + repeats
-        forwards, seconds = n * len(self.zoo.names), 0.0
-        for spec in self.zoo:
-            timed = self.forward_seconds(spec.name)
-            if timed is None:
-                return Estimate(forwards, None, "no forward timed on this device yet")
-            seconds += n * timed[0] * (resolution / spec.preprocessing.crop) ** 2  # cost grows with the pixels
-        return Estimate(forwards, seconds, "each model's forward measured here or scaled by multiply-adds")
+class Explorer(Runtime):
+    """The features' old entry point, kept while front ends move to ``zoo.features``."""
 
     def estimate(self, models: Sequence[str], method: str = "cam", faithfulness: bool = False,
                  **params: Any) -> Estimate:
@@ -248,13 +147,13 @@ class Explorer:
             n = m.passes(p, crop)
             forwards += 1 + m.forwards(p, crop) + scored
             passes += 1 + n + scored
-            timed = self.forward_seconds(name) if seconds is not None else None
+            timed = self.costs.forward_seconds(name) if seconds is not None else None
             if timed is None:
                 seconds = None
                 continue
             unit, basis = timed
-            map_s, measured = self.pass_seconds(method, name, unit) if n else (0.0, False)
-            score_s, scores_measured = self.pass_seconds(FAITHFULNESS, name, unit) if scored else (0.0, False)
+            map_s, measured = self.costs.pass_seconds(method, name, unit) if n else (0.0, False)
+            score_s, scores_measured = self.costs.pass_seconds(FAITHFULNESS, name, unit) if scored else (0.0, False)
             # ROAD's sparse solves run on the CPU and do not scale with the model's forward.
             seconds += unit + n * map_s + scored * score_s + (road_impute_seconds() if faithfulness else 0.0)
             if measured or scores_measured:
@@ -269,60 +168,11 @@ class Explorer:
         names = list(dict.fromkeys(methods or RANK_DEFAULT))
         each = [self.estimate([model], m, faithfulness=True) for m in names]  # each counts the classification
         extra = len(each) - 1
-        timed = self.forward_seconds(model)
+        timed = self.costs.forward_seconds(model)
         seconds = None if timed is None or any(e.seconds is None for e in each) else (
             sum(e.seconds for e in each) - extra * timed[0])  # type: ignore[misc]
         return Estimate(sum(e.forwards for e in each) - extra, seconds, each[0].basis, models=1,
                         passes=sum(e.passes for e in each) - extra)
-
-    @property
-    def device(self) -> str:
-        return str(self.cache.device)
-
-    @property
-    def precision(self) -> str:
-        """What the loaded models run (``ModelCache.precision_label``)."""
-        return self.cache.precision_label()
-
-    @property
-    def precision_note(self) -> str:
-        """Why they run it: measured here (zoo.autotune), or asked for."""
-        return self.cache.precision_note()
-
-    @property
-    def compile_plan(self) -> Any:
-        """What --compile resolved to here (``zoo.compiled.Plan``: mode, enabled, why not)."""
-        return self.cache.compile_plan
-
-    def compile_in_background(self, report: Any = None) -> None:
-        """Compile each loaded model, and each one loaded later, in the background; eager answers until each swap.
-
-        ``report(model)``: called after each model's compile (``model.compile_note`` says how it went).
-        """
-        self.cache.compile_in_background(report)
-
-    def compile_status(self) -> str:
-        """One line on the compiled path (the page header's): off and why, compiling, or which models run compiled."""
-        plan = self.cache.compile_plan
-        if not plan.enabled:
-            return plan.note
-        models = self.cache.models()
-        done = [m.spec.name for m in models if m.compiled is not None]
-        pending = self.cache.compiling()
-        failed = [f"{m.spec.name} ({m.compile_note})" for m in models
-                  if m.compiled is None and m.compile_note.startswith("eager")]
-        partly = [f"{m.spec.name} ({'; '.join(m.compile_missing.values())})" for m in models
-                  if m.compiled is not None and m.compile_missing]
-        parts = []
-        if done:
-            parts.append(f"compiled: {', '.join(done)}")
-        if pending:  # each graph is built in a child process (zoo.compiling): requests are not held up
-            parts.append(f"compiling {', '.join(pending)} in the background: answers use the eager path meanwhile")
-        if failed:
-            parts.append(f"eager: {'; '.join(failed)}")
-        if partly:
-            parts.append(f"partly compiled: {'; '.join(partly)}")
-        return "; ".join(parts) or f"--compile {plan.mode}: each model compiles once it is loaded"
 
     def run(self, image: Any, model: str, top_k: int = 5, method: str = "cam", target: int | str | None = None,
             progress: ProgressFn | None = None, faithfulness: bool = False, **params: Any) -> Result:
@@ -331,16 +181,16 @@ class Explorer:
         top_k = top_k_param(top_k)
         get_method(method)
         layer_param(method, dict(params), spec.cam_layer)  # a bad layer fails before any download
-        loaded = _decoded(image)  # check the upload before fetching weights
+        loaded = decoded(image)  # check the upload before fetching weights
         lm = self.cache.get(spec, progress)
         t0 = time.perf_counter()
-        run = self._timed(classify(lm, loaded, top_k))
+        run = self.costs.timed(classify(lm, loaded, top_k))
         ex = explain(lm, run, method, target, **params)
         self._calibrate_map(ex, spec, params)
         scores = None
         if faithfulness:
             scores = score_map(lm, run, ex.raw, ex.target.index, progress=progress)
-            self._calibrate(FAITHFULNESS, spec.name, scores.seconds, scores.forwards)
+            self.costs.calibrate(FAITHFULNESS, spec.name, scores.seconds, scores.forwards)
         return Result(run, ex, method, time.perf_counter() - t0, scores)
 
     def _calibrate_map(self, ex: Explanation, spec: Any, params: dict[str, Any]) -> None:
@@ -350,7 +200,7 @@ class Explorer:
             n = get_method(ex.method).passes(p, spec.preprocessing.crop)
         except ZooError:
             return
-        self._calibrate(ex.method, spec.name, ex.seconds, n)
+        self.costs.calibrate(ex.method, spec.name, ex.seconds, n)
 
     def compare(self, image: Any, models: list[str] | None = None, method: str = "cam",
                 target: int | str | None = None, top_k: int = 5, progress: ProgressFn | None = None,
@@ -362,7 +212,7 @@ class Explorer:
         names = models or [s.name for s in self.zoo.builtin_depths]
         specs = [self.zoo.get(n) for n in names]
         get_method(method)
-        loaded = _decoded(image)
+        loaded = decoded(image)
         runs: list[tuple[Any, Classification, float]] = []
         prepared: dict[Preprocessing, Prepared] = {}  # one resize-and-crop per distinct recipe
         for i, spec in enumerate(specs):
@@ -373,7 +223,7 @@ class Explorer:
             pre = spec.preprocessing
             if pre not in prepared:
                 prepared[pre] = prepare(loaded, pre)
-            run = self._timed(classify(lm, loaded, top_k, prepared[pre]))
+            run = self.costs.timed(classify(lm, loaded, top_k, prepared[pre]))
             runs.append((lm, run, time.perf_counter() - t0))
         labels = runs[0][1].labels
         if any(r.labels != labels for _, r, _ in runs):
@@ -390,7 +240,7 @@ class Explorer:
                 if progress:
                     progress(None, f"{run.model}: scoring its map ({2 * STEPS - 1 + road_forwards()} forwards)")
                 scores = score_map(lm, run, ex.raw, idx)
-                self._calibrate(FAITHFULNESS, run.model, scores.seconds, scores.forwards)
+                self.costs.calibrate(FAITHFULNESS, run.model, scores.seconds, scores.forwards)
             results.append(Result(run, ex, method, secs + time.perf_counter() - t0, scores))
         if progress:
             progress(1.0, "done")
@@ -410,11 +260,11 @@ class Explorer:
         specs = [self.zoo.get(n) for n in names]
         for spec in specs:
             check_target(spec, target)  # a typo fails now, not after minutes of work
-        loaded = _decoded(image)  # decoded once for every depth
+        loaded = decoded(image)  # decoded once for every depth
         for i, spec in enumerate(specs):
             lm = self.cache.get(spec, progress)
             yield analyze(lm, loaded, target, lesion=lesion, deletions=deletions,
-                          progress=_share(progress, i, len(specs)))
+                          progress=share(progress, i, len(specs)))
 
     def rank_methods(self, image: Any, model: str, target: int | str | None = None,
                      methods: list[str] | None = None, progress: ProgressFn | None = None) -> Ranking:
@@ -435,7 +285,7 @@ class Explorer:
         for name in names:
             get_method(name)
         spec = self.zoo.get(model)
-        loaded = _decoded(image)
+        loaded = decoded(image)
         lm = self.cache.get(spec, progress)
         run = classify(lm, loaded, top_k=5)
         idx = resolve_target(run.labels, target, default=run.predictions[0].index)
@@ -491,23 +341,6 @@ class Explorer:
         assert isinstance(result, batching.BatchResult)
         return result
 
-    def _priced(self, passes: dict[str, float]) -> Estimate:
-        """An ``Estimate`` from forward-pass equivalents per model, priced by ``forward_seconds``."""
-        forwards = sum(passes.values())
-        seconds: float | None = 0.0
-        bases = []
-        for name, n in passes.items():
-            timed = self.forward_seconds(name) if seconds is not None else None
-            if timed is None:
-                seconds = None
-            else:
-                seconds += n * timed[0]
-                bases.append(timed[1])
-        if seconds is None:
-            return Estimate(math.ceil(forwards), None, "no forward timed on this device yet", len(passes))
-        basis = bases[0] if len(set(bases)) == 1 else "each model's forward measured here or scaled by multiply-adds"
-        return Estimate(math.ceil(forwards), seconds, basis, len(passes))
-
     def analyze_estimate(self, models: Sequence[str] | None = None, lesion: bool = False) -> Estimate:
         """The cost of ``analyze`` (Depth lab) for ``models``, before running it.
 
@@ -518,7 +351,7 @@ class Explorer:
         classification runs in bf16 the seconds are a low estimate.
         """
         names = list(models or [s.name for s in self.zoo.builtin_depths])
-        return self._priced({name: _analysis_passes(self.zoo.get(name).arch.name, lesion) for name in names})
+        return self.costs.priced({name: _analysis_passes(self.zoo.get(name).arch.name, lesion) for name in names})
 
     def batch_estimate(self, sources: Sequence[str | os.PathLike], models: Sequence[str] | None = None, *,
                        names: Sequence[str] | None = None, max_images: int | None = None) -> Estimate:
@@ -534,7 +367,7 @@ class Explorer:
         names_ = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
         for name in names_:
             self.zoo.get(name)  # an unknown model fails here, as in batch
-        return with_decoding(self._priced({name: float(n) for name in names_}), batching.decode_seconds(inp.items))
+        return with_decoding(self.costs.priced({name: float(n) for name in names_}), batching.decode_seconds(inp.items))
 
     # --- robustness: ImageNet-C corruptions (zoo.robustness) -------------------------------------
 
@@ -565,7 +398,7 @@ class Explorer:
             images, decode_s = len(items), batching.decode_seconds(items)
         n = max(0, int(images))
         crops = n * (1 + len(cs) * len(sevs))
-        per_crop, ratio = self._robustness_measured()
+        per_crop, ratio = self.costs.measured("robustness"), self.costs.ratio("corrupting")
         seconds: float | None = 0.0
         bases = []
         for name in names_:
@@ -573,7 +406,7 @@ class Explorer:
                 seconds += crops * per_crop[name]  # type: ignore[operator]
                 bases.append("an earlier sweep's batched forwards measured here")
                 continue
-            timed = self.forward_seconds(name)
+            timed = self.costs.forward_seconds(name)
             if timed is None:
                 seconds = None
                 break
@@ -589,26 +422,12 @@ class Explorer:
         return with_decoding(Estimate(crops * len(names_), seconds + corrupt_s, basis, models=len(names_),
                                       passes=crops * len(names_)), decode_s)
 
-    def _robustness_measured(self) -> tuple[dict[str, float], float | None]:
-        """Batched forward seconds per crop of each model in recent robustness runs here, and
-        the median ratio of their corruption time to the table's (a measurement of the machine)."""
-        store = self.__dict__.setdefault("_robust_s", {})  # made on first use, so __init__ stays as it is
-        ratios = self.__dict__.setdefault("_corrupt_ratio", deque(maxlen=5))
-        with self._timing_lock:
-            return ({name: statistics.median(v) for name, v in store.items()},
-                    statistics.median(ratios) if ratios else None)
-
     def _remember_robustness(self, result: Any) -> None:
         """A finished sweep or folder run feeds ``robustness_estimate``."""
-        store = self.__dict__.setdefault("_robust_s", {})
-        ratios = self.__dict__.setdefault("_corrupt_ratio", deque(maxlen=5))
-        with self._timing_lock:
-            if result.forward_s is not None:
-                for name, sec in zip(result.models, result.forward_s):
-                    if sec > 0:
-                        store.setdefault(name, deque(maxlen=5)).append(float(sec))
-            if result.corrupt_ratio:
-                ratios.append(float(result.corrupt_ratio))
+        if result.forward_s is not None:
+            for name, sec in zip(result.models, result.forward_s):
+                self.costs.remember("robustness", name, sec)
+        self.costs.remember_ratio("corrupting", result.corrupt_ratio)
 
     def robustness_live_estimate(self, models: Sequence[str] | None = None, corruption: str = "fog",
                                  severity: int = 3, method: str | None = None) -> Estimate:
@@ -619,9 +438,9 @@ class Explorer:
         c = rb.get_corruption(corruption)
         sev = rb.check_severity(severity)
         names_ = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
-        est = self.estimate(names_, method) if method else self._priced({n: 1.0 for n in names_})
+        est = self.estimate(names_, method) if method else self.costs.priced({n: 1.0 for n in names_})
         # A corrupted crop is classified clean too (the default target is the clean consensus).
-        clean = self._priced({n: 1.0 for n in names_}) if sev else Estimate(0, 0.0, "")
+        clean = self.costs.priced({n: 1.0 for n in names_}) if sev else Estimate(0, 0.0, "")
         pres = list(dict.fromkeys(self.zoo.get(n).preprocessing for n in names_))
         corrupt_s = sum(rb.corruption_seconds([c.name], [sev], p.crop) for p in pres) if sev else 0.0
         seconds = None if est.seconds is None or clean.seconds is None else est.seconds + clean.seconds + corrupt_s
@@ -637,7 +456,7 @@ class Explorer:
 
         c, sev, seed = rb.get_corruption(corruption), rb.check_severity(severity), rb.check_seed(seed)
         names_ = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
-        clean = prepare(_decoded(image), self.zoo.get(names_[0]).preprocessing)
+        clean = prepare(decoded(image), self.zoo.get(names_[0]).preprocessing)
         return rb.corrupt_crop(clean.crop, c.name, sev, rb.sample_seed(seed, "image", c.name, sev) if sev else 0)
 
     def robustness_live(self, image: Any, corruption: str, severity: int, models: list[str] | None = None, *,
@@ -660,7 +479,7 @@ class Explorer:
         specs = [self.zoo.get(n) for n in names_]
         if method:
             get_method(method)
-        loaded = _decoded(image)
+        loaded = decoded(image)
         item_seed = rb.sample_seed(seed, "image", c.name, sev) if sev else 0
         prepared: dict[Preprocessing, tuple[Prepared, Prepared]] = {}
         for pre in dict.fromkeys(s.preprocessing for s in specs):
@@ -675,7 +494,7 @@ class Explorer:
             lm = self.cache.get(spec, progress)
             clean, bad = prepared[spec.preprocessing]
             cleans.append(classify(lm, loaded, top_k, clean) if sev else None)
-            runs.append((lm, self._timed(classify(lm, loaded, top_k, bad))))
+            runs.append((lm, self.costs.timed(classify(lm, loaded, top_k, bad))))
         labels = runs[0][1].labels
         if any(r.labels != labels for _, r in runs):
             raise ZooError(f"Models {', '.join(names_)} do not share one label set; run models that "
@@ -723,7 +542,7 @@ class Explorer:
         cs, sevs, seed = rb.corruption_names(corruptions), rb.severity_list(severities), rb.check_seed(seed)
         for name in models or []:
             self.zoo.get(name)
-        loaded = _decoded(image)  # a bad upload fails before any download
+        loaded = decoded(image)  # a bad upload fails before any download
         executor = self.executor(models, progress=progress)
         if target is not None:
             resolve_target(executor.labels, target, 0)
@@ -782,7 +601,7 @@ class Explorer:
         """The cost of ``sanity`` on each of ``models``: per step, a classification and one map per method."""
         from . import sanity
 
-        return self._priced({n: sanity.forwards(self.zoo.get(n), methods, granularity, params) for n in models})
+        return self.costs.priced({n: sanity.forwards(self.zoo.get(n), methods, granularity, params) for n in models})
 
     def iter_sanity(self, image: Any, model: str, methods: Sequence[str] | None = None,
                     target: int | str | None = None, granularity: str = "stage", seed: int | None = None,
@@ -802,7 +621,7 @@ class Explorer:
                 f"This check would cost {est} forward passes on {spec.name} ({sanity.step_count(spec, granularity)} "
                 f"maps per method); the limit here is {max_forwards}. Tick fewer or cheaper methods, use the "
                 "'stage' granularity, or run it with python -m zoo sanity.")
-        loaded = _decoded(image)
+        loaded = decoded(image)
         yield from sanity.iter_sanity(spec, loaded, methods, target, granularity,
                                       sanity.SEED if seed is None else int(seed), self.cache.device, params,
                                       self.cache.cache_dir, progress)
@@ -832,11 +651,11 @@ class Explorer:
             raise sanity.SanityError(
                 f"Checking {get_method(method).label} on {len(specs)} depths would cost {total} forward passes; the "
                 f"limit here is {max_forwards}. Pick a cheaper method, or run it with python -m zoo sanity.")
-        loaded = _decoded(image)
+        loaded = decoded(image)
         done: list[Any] = []
         for i, spec in enumerate(specs):
             for report in self.iter_sanity(loaded, spec.name, [method], target, granularity, seed, params,
-                                           _share(progress, i, len(specs))):
+                                           share(progress, i, len(specs))):
                 yield done + [report]
             done.append(report)
 
@@ -845,7 +664,7 @@ class Explorer:
         from .explain import every_stage_passes
 
         spec = self.zoo.get(model)
-        return self._priced({model: 1 + every_stage_passes(method, params, spec.preprocessing.crop)})
+        return self.costs.priced({model: 1 + every_stage_passes(method, params, spec.preprocessing.crop)})
 
     def every_stage(self, image: Any, model: str, method: str = "gradcam", target: int | str | None = None,
                     progress: ProgressFn | None = None, **params: Any) -> tuple[Classification, list[Explanation]]:
@@ -854,9 +673,9 @@ class Explorer:
 
         spec = self.zoo.get(model)
         check_every_stage(method)  # CAM and input methods fail before any download
-        loaded = _decoded(image)
+        loaded = decoded(image)
         lm = self.cache.get(spec, progress)
-        run = self._timed(classify(lm, loaded, top_k=5))
+        run = self.costs.timed(classify(lm, loaded, top_k=5))
         return run, every_stage(lm, run, method, target, **params)
 
 
@@ -884,7 +703,7 @@ class Explorer:
             images, decode_s = images + len(items), batching.decode_seconds(items)
         points = zl.grid_points(grid, dims)
         per_model = (points + 1) * max(1, int(images))
-        measured = self._landscape_seconds()
+        measured = self.costs.measured("landscape")
         seconds: float | None = 0.0
         bases = []
         for name in models:
@@ -893,7 +712,7 @@ class Explorer:
                 seconds += per_model * measured[name]
                 bases.append("an earlier landscape measured here")
                 continue
-            timed = self.forward_seconds(name)
+            timed = self.costs.forward_seconds(name)
             if timed is None:
                 seconds = None
                 break
@@ -904,13 +723,6 @@ class Explorer:
                                           models=len(models)), decode_s)
         basis = bases[0] if len(set(bases)) == 1 else "each model's forward or landscape measured here"
         return with_decoding(Estimate(per_model * len(models), seconds, basis, models=len(models)), decode_s)
-
-    def _landscape_seconds(self) -> dict[str, float]:
-        """Seconds per image-forward of recent landscapes, per model (a measurement of the machine)."""
-        # Created on first use, so that __init__ stays as it is.
-        store = self.__dict__.setdefault("_landscape_s", {})
-        with self._timing_lock:
-            return {name: statistics.median(v) for name, v in store.items()}
 
     def landscape_each(self, sources: Any, models: list[str] | None = None, target: int | str | None = None, *,
                        grid: int = 11, span: float = 1.0, dims: int = 2, seed: int = 0, max_images: int = 8,
@@ -935,11 +747,9 @@ class Explorer:
         for k, spec in enumerate(specs):
             for event in zl.stream(spec, images, device=self.cache.device, target=target, grid=grid, span=span,
                                    dims=dims, seed=seed, keep_directions=keep_directions,
-                                   progress=_share(progress, k, len(specs)), cache_dir=self.cache.cache_dir):
+                                   progress=share(progress, k, len(specs)), cache_dir=self.cache.cache_dir):
                 if isinstance(event, zl.Landscape) and event.point_seconds > 0:
-                    with self._timing_lock:
-                        self.__dict__.setdefault("_landscape_s", {}).setdefault(
-                            spec.name, deque(maxlen=5)).append(event.point_seconds / len(event.images))
+                    self.costs.remember("landscape", spec.name, event.point_seconds / len(event.images))
                 yield event
 
     def landscape(self, image: Any, model: str, target: int | str | None = None, **kwargs: Any) -> Any:
@@ -961,7 +771,7 @@ class Explorer:
         from .selfcheck import FORWARDS_PER_PHOTO, PHOTOS
 
         names = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
-        return self._priced({self.zoo.get(n).name: float(FORWARDS_PER_PHOTO * len(PHOTOS)) for n in names})
+        return self.costs.priced({self.zoo.get(n).name: float(FORWARDS_PER_PHOTO * len(PHOTOS)) for n in names})
 
     def selfcheck(self, models: Sequence[str] | None = None, progress: ProgressFn | None = None) -> Any:
         """``zoo.selfcheck.SelfCheck`` of ``models`` (default: the built-in depths), with this explorer's models."""
@@ -987,32 +797,6 @@ def _analysis_passes(arch: str, lesion: bool) -> float:
         sets = [frozenset({r.index}) for r in refs] + [s for _, draw in deletion_sets(refs) for s in draw]
         passes += 1 + sum(n - min(s) for s in sets) / n
     return passes
-
-
-def with_decoding(est: Estimate, decode_s: float) -> Estimate:
-    """``est`` plus decoding its inputs (``decode_s``, priced from their headers): in seconds, and
-    in the forward-pass equivalents the gate prices before any forward has been timed here."""
-    from .limits import ASSUMED_FORWARD_S
-
-    if decode_s <= 0:
-        return est
-    # Rounded, not ceiled: decoding a few small images (well under a forward) adds no pass to the count;
-    # 140 photos of 40 MP add about 200.
-    return replace(est, forwards=est.forwards + round(decode_s / ASSUMED_FORWARD_S),
-                   seconds=None if est.seconds is None else est.seconds + decode_s,
-                   basis=est.basis + "; decoding the images priced by their pixels")
-
-
-def _decoded(image: Any) -> LoadedImage:
-    """Decode once: a ``LoadedImage`` passes through, anything else goes to ``load_image``."""
-    return image if isinstance(image, LoadedImage) else load_image(image)
-
-
-def _share(progress: ProgressFn | None, i: int, n: int) -> ProgressFn | None:
-    """``progress`` for the ``i``-th of ``n`` equal parts of a job."""
-    if progress is None:
-        return None
-    return lambda fraction, message: progress(None if fraction is None else (i + fraction) / n, message)
 
 
 def consensus(runs: list[Classification]) -> int:

@@ -114,7 +114,7 @@ def build(ctx: Context) -> None:
     # while it is ticked. The per-stage model and downloads never time anything.
     def cost(resolution: int, stage_model: str = "", latency: bool = False):
         """Timing every model is long work; the tables alone cost no forward at all."""
-        return explorer.latency_estimate(int(resolution)) if latency else None
+        return explorer.costs.latency_estimate(int(resolution)) if latency else None
 
     # The page's first load fills the tables the same way, through the same gate: its inputs can
     # be sent by anyone (a raw /queue/join), latency ticked and 448 px included.
@@ -124,7 +124,7 @@ def build(ctx: Context) -> None:
 
     @runs_no_model
     def latency_estimate(resolution: int) -> str:
-        est = explorer.latency_estimate(int(resolution))
+        est = explorer.costs.latency_estimate(int(resolution))
         return "Measuring latency: " + fmt.estimate_markdown(est, explorer.device, ctx.guard.limits)
 
     for event in (z_res.change, ctx.demo.load, *[r.then for r in runs]):
