@@ -3,80 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 import time
-from typing import Sequence, TextIO
+from typing import Sequence
 
 from .errors import ZooError
+from .commands.common import (DEFAULT_MODEL, ProgressPrinter, compile_for_run, device_arg,  # noqa: F401
+                              precision_arg, print_progress)
 from .registry import Zoo
 
-DEFAULT_MODEL = "resnet50"
-
-
-class ProgressPrinter:
-    """The command line's progress on stderr.
-
-    Each phase (a fraction of None or 0) is a line of its own, wherever stderr goes. On a
-    terminal, a download's or a check's fraction is also drawn as a bar on one line,
-    rewritten in place: huggingface_hub 2.x draws none of its own (``zoo.hub`` turns its
-    bar off, so there is one reporter), and a 9 s download looked like a hang. In a log or
-    a pipe only the phases are written: a line per chunk would flood it.
-    """
-
-    WIDTH = 24  # characters of the bar
-
-    def __init__(self, stream: TextIO | None = None, tty: bool | None = None, interval_s: float = 0.1):
-        self._stream = stream  # None: whatever sys.stderr is at the time (pytest's capture swaps it)
-        self._tty = tty  # None: ask the stream
-        self.interval_s = interval_s  # the fastest redraw; a bar at 100% is always drawn
-        self._last = 0.0
-        self._open = False  # a bar is on the current line, without its newline yet
-
-    @property
-    def stream(self) -> TextIO:
-        return self._stream or sys.stderr
-
-    @property
-    def tty(self) -> bool:
-        if self._tty is not None:
-            return self._tty
-        try:
-            return self.stream.isatty()
-        except (AttributeError, ValueError):  # a closed or unusual stream: no bar
-            return False
-
-    def __call__(self, fraction: float | None, message: str) -> None:
-        if fraction is None or fraction <= 0.0:
-            self._end_bar()
-            print(message, file=self.stream, flush=True)
-            return
-        if not self.tty:
-            return
-        now = time.monotonic()
-        done = fraction >= 1.0
-        if not done and now - self._last < self.interval_s:
-            return
-        self._last = now
-        filled = int(self.WIDTH * min(fraction, 1.0))
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        # \r back to the line's start, \x1b[K clears what a longer previous message left.
-        self.stream.write(f"\r[{bar}] {min(fraction, 1.0) * 100:3.0f}%  {message}\x1b[K")
-        self._open = True
-        if done:
-            self._end_bar()
-        self.stream.flush()
-
-    def _end_bar(self) -> None:
-        if self._open:
-            self.stream.write("\n")
-            self._open = False
-
-
-# One for the process: app.py reports its preloads through it too.
-print_progress = ProgressPrinter()
-
+# One module per command (zoo/commands/<name>.py), each with ``add_parser(sub, common)`` that
+# parses into its feature's request; build_parser adds them in this order.
+COMMANDS: tuple[str, ...] = ()
 
 def cmd_list(zoo: Zoo, args: argparse.Namespace) -> int:
     from .hub import cached_path
@@ -833,59 +774,6 @@ def cmd_selfcheck(zoo: Zoo, args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
-def precision_arg(s: argparse.ArgumentParser) -> None:
-    """How the trunk runs: --precision and --compile (every command that loads a model takes both)."""
-    s.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
-                   help="trunk precision (default: $ZOO_PRECISION or auto: reduced only where the hardware "
-                        "runs it natively)")
-    s.add_argument("--compile", default=None, choices=["auto", "on", "off"],
-                   help="compiled trunk for classifying (default: $ZOO_COMPILE or auto: for a batch or robustness run, "
-                        "a compiled trunk already in the cache, or one built for a run of at least 10000 forwards per "
-                        "model, where building pays for itself; off where not possible, with a note); on compiles "
-                        "whatever the run and is an error where compiling is not possible")
-
-
-def compile_for_run(args: argparse.Namespace, models: list, images: int | None = None, batch: int = 1) -> None:
-    """The command line's --compile for ``models`` (``LoadedModel``s) before a run of ``images`` forwards per model.
-
-    ``images`` is None for single-image commands (batch-1 graph), else a batch or
-    robustness run (the any-batch graph). ``on`` compiles (from the cache when it can);
-    ``auto`` is eager for single images, and for a run takes a graph already in the cache,
-    building a missing one only for at least ``zoo.compiled.CLI_MIN_FORWARDS`` forwards per
-    model. What it does, and why not, goes to stderr for runs.
-    """
-    from .compiled import CLI_MIN_FORWARDS, resolve
-    from .compiling import Compiler
-
-    if not models:
-        return
-    plan = resolve(getattr(args, "compile", None), models[0].device)  # on, where impossible: an error
-
-    def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-    if not plan.enabled:
-        if images is not None and plan.mode != "off":
-            say(f"compile {plan.mode}: {plan.note}")
-        return
-    kinds = ["one"] if images is None else ["any"]
-    if plan.mode == "auto" and images is None:
-        return  # one image: loading or building a graph costs more than it saves
-    build = plan.mode == "on" or images >= CLI_MIN_FORWARDS
-    why = "--compile on" if plan.mode == "on" else f"{images} forwards per model"
-    compiler = Compiler(plan, batch=batch)  # a build runs in a child process, as the app's (zoo.compiling)
-    for lm in models:
-        if build:
-            say(f"{lm.spec.name}: compiling the trunk ({why}; from the cache on disk when it is there)")
-        compiler.run(lm, kinds, build_missing=build)
-        if lm.compile_note:
-            say(f"{lm.spec.name}: {lm.compile_note}")
-        if lm.compiled is None and not build:
-            say(f"compile auto: {lm.spec.name} eager, {images} forwards per model are too few for building a "
-                f"compiled trunk to pay (auto builds one from {CLI_MIN_FORWARDS} and uses one already in the "
-                "cache; --compile on forces it)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--zoo", metavar="FILE", default=argparse.SUPPRESS,
@@ -894,6 +782,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="ImageNet ResNets (18-152) from the Hugging Face Hub: "
                                             "classify, explain, measure.")
     sub = p.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"{__package__}.commands.{name}").add_parser(sub, common)
 
     s = sub.add_parser("list", parents=[common], help="the models, their size and whether they are cached")
     s.add_argument("--json", action="store_true")
@@ -914,7 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(s: argparse.ArgumentParser) -> None:
         s.add_argument("image", metavar="IMAGE")
         s.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo name (default {DEFAULT_MODEL})")
-        s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+        device_arg(s)
         precision_arg(s)
         s.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -960,7 +850,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--faithfulness", action="store_true", help="also score each depth's map (deletion, insertion, "
                                                                "ROAD)")
     s.add_argument("--npy-dir", metavar="DIR", help="write each model's raw map as DIR/<model>-<method>-<class>.npy")
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    device_arg(s)
     precision_arg(s)
     s.add_argument("--json", action="store_true", help="print one JSON object: what /compare's details hold")
     s.set_defaults(func=cmd_compare)
@@ -993,7 +883,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resolution", type=int, default=224, metavar="N")
     s.add_argument("--stages", metavar="NAME", help="per-stage table of one model, as in the paper's Table 1")
     s.add_argument("--latency", action="store_true", help="also measure latency on --device")
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    device_arg(s)
     precision_arg(s)
     s.set_defaults(func=cmd_stats)
 
@@ -1009,7 +899,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "FILE.jsonl: a journal, one JSON line per image and model written "
                                                  "as each is done, that --resume goes on with")
     s.add_argument("--json", action="store_true", help="JSON lines: one per image and model, then a summary")
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    device_arg(s)
     precision_arg(s)
     engine_args(s, "batch")
     s.set_defaults(func=cmd_batch)
@@ -1035,7 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="FILE.jsonl", help="a journal: one JSON line per image, corruption, severity "
                                                        "and model, written as each is done, that --resume goes on "
                                                        "with")
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    device_arg(s)
     precision_arg(s)
     engine_args(s, "robustness")
     s.set_defaults(func=cmd_robustness)
@@ -1060,7 +950,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--directions-out", metavar="FILE.safetensors",
                    help="save delta and eta, keyed by torchvision parameter name, to recompute any point")
     s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    device_arg(s)
     precision_arg(s)  # accepted like everywhere; the landscape itself always runs in fp32
     s.set_defaults(func=cmd_landscape)
 
@@ -1068,7 +958,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do the deployed weights give real answers? pin, sha256 and the example photos' "
                             "top-5 per model, with a diagnosis of what looks wrong")
     s.add_argument("--models", nargs="+", metavar="NAME", help="zoo names (default: the five depths)")
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    device_arg(s)
     precision_arg(s)
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_selfcheck)

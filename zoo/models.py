@@ -30,9 +30,8 @@ from .compiled import KINDS, resolve
 from .compiling import Compiler
 from .errors import ArchitectureMismatchError, CorruptWeightsError, ZooError
 from .hub import ProgressFn, fetch_weights
+from .params import DEVICES
 from .registry import ModelSpec
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 class DeviceUnavailableError(ZooError):

@@ -10,7 +10,7 @@ import functools
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from . import batch as batching
@@ -18,15 +18,14 @@ from .agreement import MapAgreement, map_agreement
 from .analysis import Analysis, analyze, check_target
 from .errors import ZooError
 from .explain import METHODS, Explanation, explain, get_method, layer_param, model_params
-from .faithfulness import PASS_COST as FAITHFULNESS_PASS_COST
 from .faithfulness import STEPS, Faithfulness, road_forwards, road_impute_seconds
 from .faithfulness import faithfulness as score_map
 from .hub import ProgressFn
-from .images import LoadedImage, load_image, to_tensor
+from .images import to_tensor
 from .inference import Classification, Prediction, Prepared, classify, prepare, resolve_target, top_k_param
 from .costs import FAITHFULNESS, Estimate, with_decoding
 from .runtime import Runtime, decoded, share
-from .registry import ModelSpec, Preprocessing, Zoo
+from .registry import ModelSpec, Preprocessing
 
 
 @dataclass
