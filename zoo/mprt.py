@@ -111,17 +111,17 @@ class Mprt:
             else:
                 low = abs(self.smooth) < below
                 out.append(f"sMPRT {self.smooth:.2f} (rank correlation of the maps averaged over {self.samples} "
-                           f"noisy copies, original vs random at {self.against}; lower is better): "
-                           + (f"{label}'s denoised evidence changes with the weights."
-                              if low else f"{label}'s denoised map survives random weights, so noise cannot "
-                                          "be what made it look different (or alike)."))
+                           f"noisy copies, original vs the last step ({self.against}); lower is better): "
+                           + (f"with the noise averaged away, {label}'s evidence changes with the weights."
+                              if low else f"with the noise averaged away, {label}'s map still ranks the pixels "
+                                          "like the original's: it does not depend on the weights."))
         if self.efficient is None:
             out.append("eMPRT: undefined, the original map has no spread of values to compare.")
         else:
             verb = "rose" if self.efficient > 0 else "did not rise"
             out.append(f"eMPRT {self.efficient:+.2f} (the map's histogram entropy {verb} from "
-                       f"{self.entropy_original:.2f} to {self.entropy_random:.2f} once everything up to "
-                       f"{self.against} is random; higher is better): "
+                       f"{self.entropy_original:.2f} to {self.entropy_random:.2f} at the last step ({self.against}); "
+                       "higher is better): "
                        + ("a random network gives a more disordered map, as a faithful method should."
                           if self.efficient > 0 else
                           "the map keeps its order without the learned weights, so that order is not "

@@ -26,10 +26,8 @@ Re-initialisation follows torchvision's ``ResNet.__init__``: convolutions
 its running statistics reset (mean 0, variance 1), since a stage's BatchNorms belong to it;
 ``fc`` as ``nn.Linear`` initialises itself (Kaiming-uniform weight, uniform bias). Each
 module draws from its own generator, seeded from the run's seed and the module's name, so a
-run reproduces and a module gets the same weights at any granularity.
-
-Beside the cascade, each method gets Hedström et al.'s (2023) smooth and efficient MPRT,
-original against the last step's model (``zoo.mprt``).
+run reproduces and a module gets the same weights at any granularity. Beside the cascade: smooth
+and efficient MPRT (Hedström et al. 2023), original against the last step's model (``zoo.mprt``).
 """
 
 from __future__ import annotations
