@@ -73,3 +73,12 @@ def target(spec: Any, value: int | str | None, default: int = 0) -> int:
 # --- methods and their settings (zoo.explain.SETTINGS) ---------------------------------------
 
 # --- features' own settings (grids, severities, sample sizes) ---------------------------------
+
+# --- sanity check: smooth MPRT (issue 34; zoo.mprt) --------------------------------------------
+
+SMOOTH_SAMPLES_MAX = 50  # the paper's (and Quantus's) N on ImageNet: the most a check takes
+
+
+def smooth_samples(value: Any, error: type[ZooError] = ZooError) -> int:
+    """N of sMPRT: noisy copies averaged per map (the last without noise); 0: no sMPRT."""
+    return whole(value, "The number of smooth MPRT samples", 0, SMOOTH_SAMPLES_MAX, error)

@@ -4,7 +4,10 @@ Cascading model-parameter randomization ("Sanity Checks for Saliency Maps", Neur
 https://arxiv.org/abs/1810.03292): starting from the top, re-initialise ``fc``, then
 ``layer4``, ``layer3``, ``layer2``, ``layer1``, then the stem (``conv1`` and ``bn1``), one step
 at a time and cumulatively (granularity ``stage``), or every residual block from the last
-to the first (``block``). After each step the map is computed again, for the same class
+to the first (``block``), or only each block's residual branch, from the last block to the
+first, with the stem, every shortcut (identity or downsampling projection) and ``fc`` kept
+(``residual-branches``: does the map follow the branches' weights, or what the identity
+paths carry from the input?). After each step the map is computed again, for the same class
 index, and compared with the original map: Spearman rank correlation of the absolute maps
 and of the signed maps, and SSIM, on the maps as drawn on the model's crop (upsampled to
 the crop bilinearly, ``zoo.render.heat_on_crop``).
@@ -23,7 +26,8 @@ Re-initialisation follows torchvision's ``ResNet.__init__``: convolutions
 its running statistics reset (mean 0, variance 1), since a stage's BatchNorms belong to it;
 ``fc`` as ``nn.Linear`` initialises itself (Kaiming-uniform weight, uniform bias). Each
 module draws from its own generator, seeded from the run's seed and the module's name, so a
-run reproduces and a module gets the same weights at either granularity.
+run reproduces and a module gets the same weights at any granularity. Beside the cascade: smooth
+and efficient MPRT (Hedström et al. 2023), original against the last step's model (``zoo.mprt``).
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import mprt
 from .cancel import check
 from .errors import ZooError
-from .explain import STAGES, explain, get_method, layer_param, model_params
+from .explain import METHODS, STAGES, explain, get_method, layer_param, model_params
 from .hub import ProgressFn, fetch_weights
 from .images import LoadedImage
 from .inference import Classification, Prediction, classify, prepare, resolve_target
@@ -52,7 +57,10 @@ from .registry import ModelSpec
 from .render import heat_on_crop
 
 SEED = 0
-GRANULARITIES = ("stage", "block")
+GRANULARITIES = ("stage", "block", "residual-branches")
+# The step after which a method passes or fails: fc and all of layer4 random (stage, block), or
+# every residual branch random (residual-branches: the first block is the last step).
+VERDICT_STEP = {"stage": "layer4", "block": "layer4.0", "residual-branches": "layer1.0"}
 # What the check runs when no methods are named: the issue's four methods and the control.
 DEFAULT_METHODS = ("cam", "gradcam", "guided-gradcam", "integrated-gradients", "edges")
 # A method passes when, once fc and layer4 are random, its map keeps less than this of its
@@ -73,10 +81,16 @@ def plan(module: nn.Module, granularity: str = "stage") -> list[tuple[str, tuple
 
     ``stage``: fc, layer4, layer3, layer2, layer1, stem. ``block``: fc, then each residual
     block from the last (``layer4.2``) to the first (``layer1.0``), then the stem.
+    ``residual-branches``: each block from the last to the first, named by the block, but only
+    its residual branch (convolutions and BatchNorms, not ``downsample``); nothing else.
     """
     if granularity not in GRANULARITIES:
         raise SanityError(f"Unknown granularity {granularity!r}; choose 'stage' (fc, each stage, the stem: "
-                          "6 steps) or 'block' (fc, every residual block, the stem).")
+                          "6 steps), 'block' (fc, every residual block, the stem) or 'residual-branches' (each "
+                          "block's residual branch, top down; stem, shortcuts and fc kept).")
+    if granularity == "residual-branches":
+        return [(f"{stage}.{j}", branch(module.get_submodule(f"{stage}.{j}"), f"{stage}.{j}"))
+                for stage in reversed(STAGES) for j in reversed(range(len(module.get_submodule(stage))))]
     steps: list[tuple[str, tuple[str, ...]]] = [("fc", ("fc",))]
     for stage in reversed(STAGES):
         if granularity == "stage":
@@ -88,9 +102,16 @@ def plan(module: nn.Module, granularity: str = "stage") -> list[tuple[str, tuple
     return steps
 
 
+def branch(block: nn.Module, name: str) -> tuple[str, ...]:
+    """A residual block's branch: its modules with weights (conv1, bn1, ...), not the ``downsample``
+    projection, which lies on the shortcut."""
+    return tuple(f"{name}.{child}" for child, m in block.named_children()
+                 if child != "downsample" and any(True for _ in m.parameters()))
+
+
 def verdict_step(granularity: str = "stage") -> str:
-    """The step after which fc and all of layer4 are random: where a method passes or fails."""
-    return "layer4" if granularity == "stage" else "layer4.0"
+    """The step where a method passes or fails: fc and all of layer4 random, or every branch random."""
+    return VERDICT_STEP.get(granularity, "layer4")
 
 
 def step_count(spec: ModelSpec, granularity: str = "stage") -> int:
@@ -99,6 +120,8 @@ def step_count(spec: ModelSpec, granularity: str = "stage") -> int:
         plan(nn.Module(), granularity)  # raises the message
     if granularity == "stage":
         return 1 + 1 + len(STAGES) + 1
+    if granularity == "residual-branches":
+        return 1 + sum(spec.arch.blocks_per_stage)
     return 1 + 1 + sum(spec.arch.blocks_per_stage) + 1
 
 
@@ -192,6 +215,8 @@ class MethodCheck:
     raws: list[np.ndarray] = field(default_factory=list, repr=False)  # each step's map as the method produced it
     notes: list[str] = field(default_factory=list)
     verdict_at: str = "layer4"
+    granularity: str = "stage"
+    mprt: mprt.Mprt | None = None  # sMPRT and eMPRT, once the last step ran
 
     @property
     def verdict(self) -> Step | None:
@@ -212,9 +237,33 @@ class MethodCheck:
     def flat_original(self) -> bool:
         return bool(self.heats) and float(np.ptp(self.heats[0])) == 0.0
 
+    @property
+    def still_like_original(self) -> bool | None:
+        """At the verdict step (residual-branches: every branch random), does the map still look
+        like the original (it fails the threshold)? None until then, or for a flat original."""
+        return None if self.passes is None else not self.passes
+
+    def readings(self) -> list[str]:
+        """The shortcut question's answer (residual-branches) and sMPRT/eMPRT's, in words."""
+        label = METHODS[self.method].label
+        out = []
+        v = self.verdict
+        if self.granularity == "residual-branches" and v is not None and self.passes is not None:
+            nums = f"rank correlation {abs(v.spearman_abs or 0.0):.2f} of |map|, SSIM {v.ssim:.2f}"
+            out.append(f"With every residual branch random (stem, shortcuts and fc kept), {label}'s map "
+                       + (f"still looks like the original ({nums}): it follows what the identity paths carry "
+                          "from the input more than the branches' learned weights." if self.still_like_original
+                          else f"no longer looks like the original ({nums}): it follows the residual branches' "
+                               "learned weights, not just what the identity paths carry."))
+        if self.mprt is not None:
+            out += self.mprt.readings(label, PASS_BELOW)
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "layer": self.layer, "passes": self.passes,
-                "steps": [s.to_json() for s in self.steps], "notes": self.notes}
+                "still_like_original": self.still_like_original,
+                "steps": [s.to_json() for s in self.steps], "notes": self.notes,
+                "mprt": None if self.mprt is None else self.mprt.to_json(), "readings": self.readings()}
 
 
 @dataclass
@@ -230,6 +279,7 @@ class SanityReport:
     planned: list[str]  # every step's name, "none" first
     device: str = "cpu"
     seconds: float = 0.0
+    smooth_samples: int = 0  # N of sMPRT (0: not computed)
 
     @property
     def done(self) -> bool:
@@ -241,6 +291,7 @@ class SanityReport:
                 "seed": self.seed, "granularity": self.granularity, "threshold": PASS_BELOW,
                 "verdict_step": verdict_step(self.granularity), "steps": self.planned, "device": self.device,
                 "precision": "fp32", "seconds": round(self.seconds, 3), "complete": self.done,
+                "smooth_samples": self.smooth_samples, "noise": mprt.NOISE if self.smooth_samples else None,
                 "methods": [m.to_json() for m in self.methods]}
 
     def save_maps(self, folder: str | Path) -> list[Path]:
@@ -266,14 +317,26 @@ def check_methods(methods: Sequence[str] | None) -> list[str]:
     return names
 
 
-def forwards(spec: ModelSpec, methods: Sequence[str] | None, granularity: str = "stage",
+def per_step(spec: ModelSpec, methods: Sequence[str] | None,
              params: Mapping[str, Mapping[str, Any]] | None = None) -> int:
-    """Forward-pass equivalents of a check: per step, one classification and one map per method."""
-    names = check_methods(methods)
+    """Forward-pass equivalents of one step: one classification and one map per method."""
     crop = spec.preprocessing.crop
-    per_step = 1 + sum(get_method(n).forwards(model_params(n, spec.arch, crop, (params or {}).get(n, {})), crop)
-                       for n in names)
-    return step_count(spec, granularity) * per_step
+    return 1 + sum(get_method(n).forwards(model_params(n, spec.arch, crop, (params or {}).get(n, {})), crop)
+                   for n in check_methods(methods))
+
+
+def mprt_passes(spec: ModelSpec, methods: Sequence[str] | None,
+                params: Mapping[str, Mapping[str, Any]] | None = None, smooth_samples: int = 0) -> int:
+    """What sMPRT adds to a check: N - 1 noisy copies on each of the two models, each a step's
+    worth (a classification and a map per method). eMPRT adds nothing."""
+    return mprt.passes(per_step(spec, methods, params), smooth_samples)
+
+
+def forwards(spec: ModelSpec, methods: Sequence[str] | None, granularity: str = "stage",
+             params: Mapping[str, Mapping[str, Any]] | None = None, smooth_samples: int = 0) -> int:
+    """Forward-pass equivalents of a check: each step's, and sMPRT's noisy copies (``mprt_passes``)."""
+    return (step_count(spec, granularity) * per_step(spec, methods, params)
+            + mprt_passes(spec, methods, params, smooth_samples))
 
 
 def master_copy(spec: ModelSpec, cache_dir: Any = None, progress: ProgressFn | None = None) -> nn.Module:
@@ -286,16 +349,40 @@ def master_copy(spec: ModelSpec, cache_dir: Any = None, progress: ProgressFn | N
     return assigned(spec, read_state_dict(path, spec))
 
 
+def _step_maps(report: SanityReport, model: Any, run: Classification, name: str, first: bool,
+               method_params: Mapping[str, dict[str, Any]], crop: int) -> None:
+    """Each method's map after one step, and its similarity with the original."""
+    idx = report.target.index
+    for mc in report.methods:
+        check()
+        ex = explain(model, run, mc.method, idx, **method_params[mc.method])
+        heat = heat_on_crop(ex.raw, crop)
+        if first:
+            mc.notes += ex.notes
+            if float(np.ptp(heat)) == 0.0:
+                mc.notes.append("The original map is flat, so there is nothing for the check to compare: "
+                                "no verdict.")
+        original = mc.heats[0] if mc.heats else heat
+        mc.raws.append(ex.raw)
+        mc.heats.append(heat)
+        mc.steps.append(Step(name, spearman(np.abs(original), np.abs(heat)), spearman(original, heat),
+                             ssim(original, heat)))
+
+
 def iter_sanity(spec: ModelSpec, image: LoadedImage, methods: Sequence[str] | None = None,
                 target: int | str | None = None, granularity: str = "stage", seed: int = SEED,
                 device: torch.device | str = "cpu", params: Mapping[str, Mapping[str, Any]] | None = None,
-                cache_dir: Any = None, progress: ProgressFn | None = None) -> Iterator[SanityReport]:
+                cache_dir: Any = None, progress: ProgressFn | None = None,
+                smooth_samples: int = 0) -> Iterator[SanityReport]:
     """The report after the original maps and after each randomization step (the same object, growing).
 
     A caller can show it grow and stop between steps; ``zoo.cancel.check`` runs before each
     step and each map. ``params``: per-method parameters (e.g. ``{"integrated-gradients":
     {"steps": 16}}``); stage methods read ``layer4`` unless a ``layer`` is given there.
+    ``smooth_samples``: N of sMPRT (0: eMPRT only, which costs nothing more).
     """
+    from .params import smooth_samples as samples_rule
+
     names = check_methods(methods)
     if isinstance(device, str):
         from .models import resolve_device
@@ -304,6 +391,7 @@ def iter_sanity(spec: ModelSpec, image: LoadedImage, methods: Sequence[str] | No
     seed = int(seed)
     if not 0 <= seed < 2 ** 32:
         raise SanityError(f"The seed must be a whole number from 0 to {2 ** 32 - 1}, got {seed}.")
+    samples = samples_rule(smooth_samples, SanityError)
     method_params = {n: dict((params or {}).get(n, {})) for n in names}
     layers = {n: layer_param(n, method_params[n], spec.cam_layer) for n in names}  # a bad layer fails now
     for n in names:
@@ -315,7 +403,9 @@ def iter_sanity(spec: ModelSpec, image: LoadedImage, methods: Sequence[str] | No
     steps = [("none", ())] + plan(master, granularity)
     prepared = prepare(image, spec.preprocessing)
     crop = spec.preprocessing.crop
+    rng = np.random.RandomState(seed)  # sMPRT's noise: the original model's copies first, then the random one's
     report: SanityReport | None = None
+    smooth: dict[int, dict[str, np.ndarray]] = {}
     for k, (name, parts) in enumerate(steps):
         check()
         if progress:
@@ -330,23 +420,19 @@ def iter_sanity(spec: ModelSpec, image: LoadedImage, methods: Sequence[str] | No
         if report is None:
             idx = resolve_target(run.labels, target, default=run.predictions[0].index)
             report = SanityReport(spec.name, run.prediction(idx), seed, granularity,
-                                  [MethodCheck(n, layers[n], verdict_at=verdict_step(granularity)) for n in names],
-                                  run, [s for s, _ in steps], str(device))
-        idx = report.target.index
-        for mc in report.methods:
-            check()
-            ex = explain(model, run, mc.method, idx, **method_params[mc.method])
-            heat = heat_on_crop(ex.raw, crop)
-            if k == 0:
-                mc.notes += ex.notes
-                if float(np.ptp(heat)) == 0.0:
-                    mc.notes.append("The original map is flat, so there is nothing for the check to compare: "
-                                    "no verdict.")
-            first = mc.heats[0] if mc.heats else heat
-            mc.raws.append(ex.raw)
-            mc.heats.append(heat)
-            mc.steps.append(Step(name, spearman(np.abs(first), np.abs(heat)), spearman(first, heat),
-                                 ssim(first, heat)))
+                                  [MethodCheck(n, layers[n], verdict_at=verdict_step(granularity),
+                                               granularity=granularity) for n in names],
+                                  run, [s for s, _ in steps], str(device), smooth_samples=samples)
+        _step_maps(report, model, run, name, k == 0, method_params, crop)
+        if samples and k in (0, len(steps) - 1):
+            if progress and samples > 1:
+                progress(k / len(steps), f"{spec.name}: sMPRT, {samples - 1} noisy copies of the input")
+            smooth[k] = mprt.denoised(model, run, image, method_params, report.target.index, crop,
+                                      {mc.method: mc.heats[-1] for mc in report.methods}, samples, rng)
+        if k == len(steps) - 1:
+            for mc in report.methods:
+                mc.mprt = mprt.measure(name, mc.heats[0], mc.heats[-1], spearman, samples,
+                                       *(smooth[i][mc.method] if samples else None for i in (0, k)))
         report.seconds = time.perf_counter() - t0
         del model
         yield report
