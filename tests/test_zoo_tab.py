@@ -13,7 +13,7 @@ import pytest
 
 from browser import hover_point, open_page
 from ui import format as fmt
-from ui.plots import accuracy_vs
+from ui.charts import accuracy_vs
 from zoo.stats import Latency, zoo_row
 
 

@@ -20,7 +20,7 @@ Layout of ``ui``:
 * ``server.py``: HTTP middleware (upload budget, unknown endpoints, server paths) and the
   output folder's pruning.
 * ``mcp.py``: which endpoints are MCP tools (``python app.py --mcp``) and what an agent reads about them.
-* ``format.py`` (tables and text), ``plots.py`` (figures): presentation helpers.
+* ``format.py`` (tables and text), ``charts.py`` (Plotly charts), ``figures.py`` (matplotlib figures): presentation helpers.
 * ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``sanity``, ``depth_lab``,
   ``landscape``, ``robustness``, ``batch``, ``zoo_tab``, ``about``.
 

@@ -14,10 +14,10 @@ from zoo.service import Estimate
 from zoo.stats import NOTES, ZooRow, stage_stats, zoo_row
 
 from .. import format as fmt
-from .. import plots
+from .. import charts
 from ..common import Context, gpu, new_output_folder, progress_fn, user_errors
 from ..guard import long_event, runs_no_model, stop_button
-from ..plots import accuracy_vs
+from ..charts import accuracy_vs
 from ..spaces import LATENCY_S
 
 TITLE = "Model zoo"
@@ -56,7 +56,7 @@ def build(ctx: Context) -> None:
         rows = timed_rows(resolution, progress) if latency else [zoo_row(s, resolution) for s in zoo]
         charts = accuracy_vs(rows, "macs"), accuracy_vs(rows, "latency")
         return (table(rows), stages(resolution, stage_model), *charts, fmt.resolution_note(resolution), rows,
-                plots.csv_files(charts, new_output_folder(ctx.outputs_dir)))
+                charts.csv_files(charts, new_output_folder(ctx.outputs_dir)))
 
     @runs_no_model
     @user_errors
@@ -101,7 +101,7 @@ def build(ctx: Context) -> None:
     with gr.Row():  # min_width: side by side where there is room, one per row on a phone
         z_plot_macs = gr.Plot(label="Top-1 vs multiply-adds", elem_id="zoo-plot-macs", min_width=320)
         z_plot_lat = gr.Plot(label="Top-1 vs latency", elem_id="zoo-plot-latency", min_width=320)
-    z_data = plots.data_files("zoo-chart-data")
+    z_data = charts.data_files("zoo-chart-data")
     gr.Markdown("\n".join(f"* {n}" for n in NOTES))
     with gr.Row():
         z_dl = gr.CheckboxGroup(zoo.names, label="Download weights (verified, cached)", elem_id="zoo-download-models")
