@@ -73,3 +73,12 @@ def target(spec: Any, value: int | str | None, default: int = 0) -> int:
 # --- methods and their settings (zoo.explain.SETTINGS) ---------------------------------------
 
 # --- features' own settings (grids, severities, sample sizes) ---------------------------------
+
+# zoo_table: the input side the architectures are measured at (the page offers 160..448; the
+# command line any size a ResNet's five stride-2 stages still leave a pixel of).
+RESOLUTION_MIN, RESOLUTION_MAX = 32, 2048
+
+
+def resolution(value: Any) -> int:
+    """The square input size, in pixels, that the zoo table measures the architectures at."""
+    return whole(value, "The resolution", RESOLUTION_MIN, RESOLUTION_MAX)

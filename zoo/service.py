@@ -762,23 +762,6 @@ class Explorer(Runtime):
         assert result is not None
         return result
 
-    # --- do the deployed weights give real answers? (zoo.selfcheck) -------------------------
-
-    def selfcheck_estimate(self, models: Sequence[str] | None = None) -> Estimate:
-        """The cost of ``selfcheck``: per model and example photo, its forward and, when the input
-        is off, one more on the reference input (plus hashing each file, not counted)."""
-        from .selfcheck import FORWARDS_PER_PHOTO, PHOTOS
-
-        names = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
-        return self.costs.priced({self.zoo.get(n).name: float(FORWARDS_PER_PHOTO * len(PHOTOS)) for n in names})
-
-    def selfcheck(self, models: Sequence[str] | None = None, progress: ProgressFn | None = None) -> Any:
-        """``zoo.selfcheck.SelfCheck`` of ``models`` (default: the built-in depths), with this explorer's models."""
-        from .selfcheck import run_selfcheck
-
-        names = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
-        return run_selfcheck(self.cache, [self.zoo.get(n) for n in names], progress)
-
 
 @functools.lru_cache(maxsize=None)
 def _analysis_passes(arch: str, lesion: bool) -> float:
