@@ -47,7 +47,6 @@ from plotly.subplots import make_subplots
 
 from zoo.analysis import Analysis, BlockStats, relative_depths
 from zoo.faithfulness import Faithfulness
-from zoo.stats import ZooRow
 
 COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
 HEIGHT = 420  # px; gr.Plot takes the width of its column
@@ -277,50 +276,6 @@ def csv_files(figs: Iterable[go.Figure | None], folder: Path) -> list[str]:
 
 
 # --- Model zoo ---------------------------------------------------------------------------------
-
-
-def accuracy_vs(rows: list[ZooRow], x: str) -> Chart:
-    """Top-1 against ``x`` = "macs" (measured multiply-adds) or "latency" (median ms).
-
-    Axes name the resolution the costs were measured at; models without a reported
-    top-1 are left out and named; with nothing to plot, the chart says why.
-    """
-    name = f"zoo-top1-vs-{x}"
-    if not rows:
-        return message("No models to plot.", name)
-    res = rows[0].resolution
-    if x == "latency" and all(r.latency is None for r in rows):
-        return message("Latency not measured yet: tick 'Measure latency' to time every model on this "
-                       "device and plot top-1 against it.", name)
-    no_top1 = [r.name for r in rows if r.top1 is None]
-    pts = [r for r in rows if r.top1 is not None and (x == "macs" or r.latency is not None)]
-    if not pts:
-        return message(f"Nothing to plot: {', '.join(no_top1)} {'has' if len(no_top1) == 1 else 'have'} "
-                       "no reported top-1 accuracy. Add top1 = ... to a model's entry in your zoo file "
-                       "to place it here.", name)
-    if x == "macs":
-        xlabel = f"multiply-adds (G) at {res}×{res}"
-        xs = [r.macs / 1e9 for r in pts]
-        rows_hover = [("multiply-adds", "%{x:.2f} G"), ("top-1", "%{y:.2f} %"), ("parameters", "%{customdata[1]}")]
-    else:
-        device = next(r.latency.device for r in rows if r.latency is not None)
-        xlabel = f"median latency (ms) at {res}×{res}, batch 1, {device}"
-        xs = [r.latency.median_ms for r in pts]
-        rows_hover = [("median latency", "%{x:.1f} ms"), ("p10–p90", "%{customdata[2]}"), ("top-1", "%{y:.2f} %")]
-    title = ("No top-1 reported, not shown: " + ", ".join(no_top1)) if no_top1 else ""
-    fig = figure(name, textwrap.shorten(title, 70) if title else "", xlabel, "ImageNet top-1 (%, reported at 224)",
-                 height=380)
-    # One trace per model: each has its own tooltip and legend entry (click to hide it).
-    fig.add_trace(go.Scatter(x=xs, y=[r.top1 for r in pts], mode="lines", line=dict(color="#3b6fb6", width=1.2),
-                             hoverinfo="skip", showlegend=False, name=""))
-    for i, (r, xv) in enumerate(zip(pts, xs)):
-        lat = f"{r.latency.p10_ms:.1f}–{r.latency.p90_ms:.1f} ms" if r.latency else "not measured"
-        right = xv > 0.7 * max(xs)  # its name to the left, inside the plot
-        add_line(fig, name=r.name, i=i, x=[xv], y=[r.top1], mode="markers+text", text=[r.name],
-                 textposition="bottom left" if right else "bottom right", textfont=dict(size=10),
-                 custom={"model": [r.name], "parameters": [f"{r.params / 1e6:.1f} M"], "latency p10–p90": [lat]},
-                 hover=hover(depth_label(r.name), *rows_hover), marker=dict(size=9))
-    return fig
 
 
 # --- Depth lab ---------------------------------------------------------------------------------
