@@ -47,6 +47,8 @@ from zoo import cancel
 from zoo.errors import ZooError
 from zoo.limits import Gate, InFlight, Limits, UploadBudget
 
+from .errors import user_message
+
 log = logging.getLogger("rde")
 
 GENERIC_ERROR = ("Something went wrong on the server while running this. The details are in the server's log; "
@@ -202,11 +204,6 @@ async def _in_thread(guard: Guard, context: contextvars.Context, token: cancel.T
         raise
 
 
-def _text(e: Exception) -> str:
-    """What a user error says: a ``gr.Error``'s message, a ``ZooError``'s text."""
-    return str(e.message) if isinstance(e, gr.Error) else str(e)
-
-
 def _special(fn: Callable) -> int:
     """How many leading positional parameters of ``fn`` are inputs (before a ``gr.Progress`` default)."""
     n = 0
@@ -219,8 +216,7 @@ def _special(fn: Callable) -> int:
 
 def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
             outputs: list[Any] | None = None, message: Any = None, what: str = "This run") -> Callable:
-    """``fn`` (a plain handler or a generator, usually wrapped in ``user_errors``) as a guarded
-    async handler with the same inputs.
+    """``fn`` (a plain handler or a generator) as a guarded async handler with the same inputs.
 
     ``cost(*inputs)`` returns an ``Estimate`` (``forwards``, ``seconds``), or None for a
     request that costs at most a moment; ``cost=None`` means every request does (both
@@ -228,7 +224,9 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
     With ``outputs`` and ``message`` (one of them), an error is written in ``message``, where
     the result would be, and every other output (the state too) is cleared, so nothing
     stale stays beside it or is redrawn later; it stays until the next run. Without them,
-    errors are raised as ``gr.Error``: an API client needs an error, not a page.
+    errors are raised as ``gr.Error``: an API client needs an error, not a page. Either way the
+    text is ``ui.errors.user_message``'s (an upload named as the visitor named it), so ``fn``
+    needs no ``user_errors`` of its own.
     """
     n_inputs = _special(fn)
     takes_progress = any(isinstance(p.default, gr.Progress) for p in inspect.signature(fn).parameters.values())
@@ -293,7 +291,7 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
                     finally:
                         context.run(steps.close)
             except (ZooError, gr.Error) as e:
-                yield failed(_text(e))
+                yield failed(user_message(e, args))
             except (asyncio.CancelledError, GeneratorExit):
                 raise
             except Exception as e:  # noqa: BLE001 - a bug: logged, and one generic message
@@ -305,7 +303,7 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
                 async with turn(args, request, progress) as (token, context):
                     return await _in_thread(guard, context, token, request, functools.partial(fn, *args))
             except (ZooError, gr.Error) as e:
-                return failed(_text(e))
+                return failed(user_message(e, args))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001
