@@ -31,7 +31,6 @@ LONG_FILES = {
 
 # Functions still over the limit ("path:qualified name": lines now).
 LONG_FUNCTIONS = {
-    "ui/guard.py:guarded": 107,
     "ui/tabs/batch.py:build": 158,
     "ui/tabs/classify.py:build": 194,
     "ui/tabs/compare.py:build": 164,
