@@ -44,7 +44,7 @@ def table_section(ctx: Context) -> None:
         return zoo_table.Request.create(rt, resolution, latency)
 
     @gpu(duration=LATENCY_S)
-    def timed(req: zoo_table.Request, progress: gr.Progress) -> ZooTable:
+    def timed_rows(req: zoo_table.Request, progress: gr.Progress) -> ZooTable:
         """Every model's row with its latency measured on the app's device (slow: runs each model)."""
         return zoo_table.result(rt, req, progress_fn(progress))
 
@@ -59,7 +59,7 @@ def table_section(ctx: Context) -> None:
     def refresh(resolution: int, stage_model: str, latency: bool, progress=gr.Progress()):
         """Everything at ``resolution``; latency only when its box is ticked (it runs every model)."""
         req = request(resolution, stage_model, latency)
-        t = timed(req, progress) if req.latency else zoo_table.result(rt, req)
+        t = timed_rows(req, progress) if req.latency else zoo_table.result(rt, req)
         figs = view.charts(t)
         return (table(t), stages(t.resolution, stage_model), *figs, view.resolution_note(t.resolution), t,
                 view.chart_data(figs, new_output_folder(ctx.outputs_dir)))
