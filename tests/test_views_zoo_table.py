@@ -190,3 +190,13 @@ def test_selfcheck_markdown_names_each_model_and_its_diagnosis():
     assert "| resnet18 | passes | commit abc | sha ok | chelsea.png: pass, tabby 0.90 |" in text
     assert "| resnet50 | **fails** |" in text and "* **resnet50**: the file differs" in text
     assert selfcheck_markdown(SelfCheck([good], "cpu", "fp32")).startswith("**Self-check: the model passes")
+
+
+def test_the_about_credits_are_the_examples_credits_without_their_heading():
+    from ui.common import EXAMPLES
+    from ui.views.about import credits_markdown
+
+    text = credits_markdown()
+    source = (EXAMPLES / "CREDITS.md").read_text(encoding="utf-8").splitlines()
+    assert "Stefan van der Walt" in text and not any(ln.startswith("# ") for ln in text.splitlines())
+    assert all(ln in text for ln in source if ln.strip() and not ln.startswith("# "))
