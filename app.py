@@ -71,6 +71,7 @@ def main(argv=None) -> None:
     from ui.spaces import activate, compile_forbidden, on_space, preload_names, zero_gpu
     from zoo.cli import print_progress
     from zoo.errors import ZooError
+    from zoo.features.selfcheck import selfcheck
     from zoo.registry import Zoo
     from zoo.service import Explorer
 
@@ -96,7 +97,7 @@ def main(argv=None) -> None:
     health = None
     if names and on_space() and not zero_gpu():
         try:
-            health = explorer.selfcheck(names, print_progress).health_line()
+            health = selfcheck(explorer, names, print_progress).health_line()
         except Exception as e:  # noqa: BLE001 - a bug in the check must not keep the Space from starting
             health = f"Self-check: could not run ({type(e).__name__}); see the server's log."
             logging.getLogger("rde").exception("The self-check failed")

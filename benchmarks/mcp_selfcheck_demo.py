@@ -44,6 +44,7 @@ def main() -> None:
 
     from zoo.models import imagenet_labels
     from zoo.registry import Zoo
+    from zoo.features.selfcheck import selfcheck
     from zoo.selfcheck import report
     from zoo.service import Explorer
 
@@ -79,16 +80,16 @@ def main() -> None:
         demo.close()
 
     print("=" * 100, "\nSelf-check (python -m zoo selfcheck --models ...) on the generated weights\n")
-    print(report(explorer.selfcheck(["resnet18"])), "\n")
+    print(report(selfcheck(explorer, ["resnet18"])), "\n")
     print("--- with a fault: each entry carries one -----------------------------------------------------\n")
-    print(report(explorer.selfcheck(["wrong-norm", "shuffled", "wrong-keys"])), "\n")
+    print(report(selfcheck(explorer, ["wrong-norm", "shuffled", "wrong-keys"])), "\n")
     print("--- with a fault in the code: the pipeline feeds BGR -----------------------------------------\n")
     import zoo.inference
 
     original = zoo.inference.to_tensor
     zoo.inference.to_tensor = lambda crop, pre: original(crop, pre).flip(1)
     try:
-        print(report(explorer.selfcheck(["resnet18"])))
+        print(report(selfcheck(explorer, ["resnet18"])))
     finally:
         zoo.inference.to_tensor = original
 

@@ -46,9 +46,9 @@ import pytest  # noqa: E402
 # (Subprocesses that start app.py still see the real CPU; none of them compares figures.)
 NO_NATIVE_BF16 = os.environ.get("ZOO_TEST_NO_NATIVE_BF16") == "1"
 if NO_NATIVE_BF16:
-    from zoo import models as _models
+    from zoo import precision as _precision
 
-    _models.cpu_bf16_native = lambda: False
+    _precision.cpu_bf16_native = lambda: False
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 EXAMPLES = _ROOT / "examples"
@@ -200,7 +200,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subproce
     full_env = {**os.environ, **(env or {})}
     command = [sys.executable, "-m", "zoo"]
     if NO_NATIVE_BF16:  # the same CPU as this process pretends to be
-        command = [sys.executable, "-c", "import runpy, zoo.models as m; m.cpu_bf16_native = lambda: False; "
+        command = [sys.executable, "-c", "import runpy, zoo.precision as m; m.cpu_bf16_native = lambda: False; "
                    "runpy.run_module('zoo', run_name='__main__')"]
     return subprocess.run([*command, *args], cwd=_ROOT, env=full_env, capture_output=True, text=True,
                           timeout=timeout)

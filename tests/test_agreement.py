@@ -159,7 +159,7 @@ def test_heatmap_cells_tooltips_and_csv(tmp_path):
     whole in the tooltips; the CSV holds every cell."""
     import csv
 
-    from ui.plots import csv_file, map_agreement_heatmap
+    from ui.charts import csv_file, map_agreement_heatmap
 
     names = ["resnet18", "resnet34", "resnet50", "resnet101", "my-resnet152-finetuned"]
     rho = [[1.0 if i == j else 0.5 for j in range(5)] for i in range(5)]

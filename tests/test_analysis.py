@@ -338,13 +338,13 @@ def test_charts_are_labelled_and_name_each_block_in_their_tooltips(r18_full, tmp
     holds every point."""
     import csv
 
-    from ui import plots
+    from ui import charts
 
     signal_only = dataclasses.replace(r18_full, blocks=[dataclasses.replace(b, lesion=None) for b in r18_full.blocks],
                                       deletions=None)
-    figures = plots.depth_lab([r18_full, signal_only])
+    figures = charts.depth_lab([r18_full, signal_only])
     assert all(f is not None for f in figures)
-    assert plots.depth_lab([signal_only])[4:] == [None, None]
+    assert charts.depth_lab([signal_only])[4:] == [None, None]
     for fig in figures:
         assert fig.layout.title.text
         layout = fig.to_dict()["layout"]
@@ -363,11 +363,11 @@ def test_charts_are_labelled_and_name_each_block_in_their_tooltips(r18_full, tmp
     downs = [b.name for b in r18_full.blocks if b.downsample]
     crosses = [c[0] for c, s in zip(lesion.data[0].customdata, lesion.data[0].marker.symbol) if s == "x"]
     assert crosses == downs and len(downs) == 3
-    rows = list(csv.reader(open(plots.csv_file(lesion, tmp_path), encoding="utf-8")))
+    rows = list(csv.reader(open(charts.csv_file(lesion, tmp_path), encoding="utf-8")))
     assert rows[0][:3] == ["series", "relative depth (block number / number of blocks)",
                            "p(target) with that block deleted"] and "block" in rows[0]
     assert len([r for r in rows if r[0] == "resnet18 (8 blocks)"]) == 8
-    assert [p.rsplit("/", 1)[-1] for p in plots.csv_files(figures, tmp_path)] == [
+    assert [p.rsplit("/", 1)[-1] for p in charts.csv_files(figures, tmp_path)] == [
         "depth-lab-response-std.csv", "depth-lab-response-sorted.csv", "depth-lab-residual-ratio.csv",
         "depth-lab-gradient.csv", "depth-lab-lesion.csv", "depth-lab-deletions.csv"]
 

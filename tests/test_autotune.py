@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import EXAMPLES, run_cli
-from zoo import autotune, models
+from zoo import autotune, precision
 from zoo.inference import classify
 from zoo.models import ModelCache, load_model, precision_candidates
 
@@ -32,7 +32,7 @@ def fresh(monkeypatch, tmp_path):
     """An empty cache folder, bf16 a candidate, and a counter of the trunk's forwards that measure."""
     monkeypatch.setenv("ZOO_COMPILE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("ZOO_PRECISION", raising=False)
-    monkeypatch.setattr(models, "cpu_bf16_native", lambda: True)
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: True)
     calls = {"n": 0}
     real = autotune.eager_forward
 
@@ -77,11 +77,11 @@ def test_the_fastest_candidate_that_keeps_the_contract_wins_by_a_clear_margin():
 def test_where_bf16_is_not_native_it_is_no_candidate(monkeypatch):
     """As on a CPU without AMX or AVX-512 BF16 (ZOO_TEST_NO_NATIVE_BF16=1 runs the whole suite so)."""
     monkeypatch.delenv("ZOO_PRECISION", raising=False)
-    monkeypatch.setattr(models, "cpu_bf16_native", lambda: False)
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: False)
     assert precision_candidates("auto", CPU) == ["fp32"]
-    candidates, why = models.precision_plan(None, CPU)
+    candidates, why = precision.precision_plan(None, CPU)
     assert candidates == ["fp32"] and "only precision it runs natively" in why
-    monkeypatch.setattr(models, "cpu_bf16_native", lambda: True)
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: True)
     assert precision_candidates("auto", CPU) == ["fp32", "bf16"]
 
 

@@ -22,8 +22,10 @@ def test_list_json_and_table(zoo_file, hosted, tmp_path):
     cache = {"HF_HUB_CACHE": str(tmp_path / "c")}
     r = run_cli("list", "--json", "--zoo", str(zoo_file), env=cache)
     assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)
+    table = json.loads(r.stdout)  # zoo.features.zoo_table's JSON, as /zoo returns it
+    rows = table["models"]
     assert [row["name"] for row in rows] == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    assert table["resolution"] == 224 and table["cached"]["resnet18"] is False
     assert rows[2]["params"] == 25557032 and rows[2]["depth"] == 50 and rows[0]["cached"] is False
     r = run_cli("download", "resnet18", "--zoo", str(zoo_file), env=cache)
     assert r.returncode == 0, r.stderr
@@ -108,7 +110,9 @@ def test_stats_json_offline_with_empty_cache(tmp_path, args):
         stages = rows["stages"]
         assert [s["stage"] for s in stages] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "fc"]
         assert {"stage", "output_size", "params", "macs"} <= set(stages[0])
-    else:
+    else:  # the zoo table's JSON (zoo.features.zoo_table), as `list --json` and /zoo give it
+        assert rows["resolution"] == 224
+        rows = rows["models"]
         assert {"name", "params", "macs", "flops", "paper_flops", "top1", "top5"} <= set(rows[0])
         assert [r["params"] for r in rows] == [11689512, 21797672, 25557032, 44549160, 60192808]
 
@@ -125,12 +129,19 @@ def test_list_with_a_fine_tuned_head(tmp_path, capsys, monkeypatch):
     f.write_text('[[model]]\nname = "flowers"\narch = "resnet18"\nrepo = "me/flowers-resnet18"\n'
                  'labels = ["daisy", "rose", "tulip"]\n')
     assert main(["list", "--json", "--zoo", str(f)]) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["models"]}
     fc_1000, fc_3 = 512 * 1000 + 1000, 512 * 3 + 3
     assert rows["flowers"]["params"] == 11689512 - fc_1000 + fc_3
     assert rows["resnet18"]["params"] == 11689512
     # counted at the default resolution, never at "num_classes" pixels
-    assert calls and all(len(a) == 1 and set(k) == {"num_classes"} for a, k in calls), calls
+    def resolution(a: tuple, k: dict) -> int:
+        return k.get("resolution", a[1] if len(a) > 1 else 224)
+
+    def classes(a: tuple, k: dict) -> int:
+        return k.get("num_classes", a[2] if len(a) > 2 else 1000)
+
+    assert calls and all(resolution(a, k) == 224 for a, k in calls), calls
+    assert sorted({classes(a, k) for a, k in calls}) == [3, 1000], calls
 
 
 @pytest.mark.parametrize("args, message", [

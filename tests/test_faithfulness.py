@@ -471,7 +471,7 @@ def test_browser_method_ranking(app, shots):
 
 def test_compare_scores_every_depth_for_the_shared_class(app):
     from ui import format as fmt
-    from ui.plots import faithfulness_curves
+    from ui.charts import faithfulness_curves
 
     _, explorer = app
     cmp = explorer.compare(EXAMPLES / "rocket.jpg", ["resnet18", "resnet34"], "gradcampp", faithfulness=True)

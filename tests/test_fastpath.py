@@ -14,7 +14,7 @@ import torch
 import torchvision
 
 from conftest import EXAMPLES, plain_model
-from zoo import models
+from zoo import precision
 from zoo.explain import explain, hooks_restored
 from zoo.images import load_image, model_crop, to_tensor
 from zoo.inference import classify
@@ -96,16 +96,16 @@ def test_captum_maps_of_the_folded_model_equal_the_plain_model(r50, hosted, meth
 def test_fp32_is_never_silently_changed_and_bf16_is_refused_where_not_native(monkeypatch):
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) is None
-    monkeypatch.setattr(models, "cpu_bf16_native", lambda: False)
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: False)
     assert resolve_precision("auto", cpu) is None
     with pytest.raises(PrecisionUnavailableError, match="neither AMX nor AVX-512 BF16.*--precision fp32"):
         resolve_precision("bf16", cpu)
     with pytest.raises(PrecisionUnavailableError, match="fp16"):
         resolve_precision("fp16", cpu)
-    assert models.precision_candidates("auto", cpu) == ["fp32"]  # auto weighs only what runs natively
-    monkeypatch.setattr(models, "cpu_bf16_native", lambda: True)
+    assert precision.precision_candidates("auto", cpu) == ["fp32"]  # auto weighs only what runs natively
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: True)
     # auto starts at fp32 and measures bf16 against it (zoo.autotune, tests/test_autotune.py)
-    assert resolve_precision("auto", cpu) is None and models.precision_candidates("auto", cpu) == ["fp32", "bf16"]
+    assert resolve_precision("auto", cpu) is None and precision.precision_candidates("auto", cpu) == ["fp32", "bf16"]
     assert resolve_precision("fp32", cpu) is None  # asked for fp32: fp32, even where bf16 is native
     monkeypatch.setenv("ZOO_PRECISION", "fp32")
     assert resolve_precision(None, cpu) is None
@@ -135,7 +135,7 @@ def test_cli_and_json_say_which_precision_and_device(zoo_file, hosted):
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got["precision"] == "fp32" and got["device"] == "cpu"
-    if not models.cpu_bf16_native():
+    if not precision.cpu_bf16_native():
         bad = run_cli("classify", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", "--precision", "bf16",
                       "--zoo", str(zoo_file))
         assert bad.returncode == 2 and "Use --precision fp32 or auto" in bad.stderr and "Traceback" not in bad.stderr

@@ -6,6 +6,7 @@ through /gradio_api/queue/join ([448, "resnet152", true]: 48 s, no Stop, no ceil
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import gradio as gr
@@ -110,3 +111,62 @@ def test_the_zoo_page_load_event_refuses_inputs_over_the_ceiling(gated, monkeypa
     # The page's own load (latency not ticked) still fills the tables.
     msg = join(url, load["id"], [224, "resnet18", False], "load-224")
     assert msg["success"] is True, msg
+
+
+# --- one conversion of a ZooError (ui/errors.py), for plain and streaming handlers, gated or not ----------
+
+UPLOAD_PATH = "/tmp/gradio/3f2a/upload.png"
+
+
+def refuse(upload, text: str = "x"):
+    from zoo.errors import ImageError
+
+    raise ImageError(f"{upload.path} is not an image.")
+
+
+def refuse_streaming(upload, text: str = "x"):
+    from zoo.errors import ImageError
+
+    yield "a first step"
+    raise ImageError(f"{upload.path} is not an image.")
+
+
+@pytest.mark.parametrize("handler", [refuse, refuse_streaming])
+def test_user_errors_names_the_upload_for_plain_and_streaming_handlers(handler):
+    from ui.errors import Upload, user_errors
+
+    wrapped = user_errors(handler)
+    with pytest.raises(gr.Error) as e:
+        out = wrapped(Upload(UPLOAD_PATH, "holiday.png"))
+        list(out)  # a generator raises as it is consumed
+    assert e.value.message == "holiday.png is not an image."
+    assert UPLOAD_PATH not in e.value.message
+
+
+@pytest.mark.parametrize("handler", [refuse, refuse_streaming])
+@pytest.mark.parametrize("in_page", [True, False])
+def test_the_gate_converts_a_zoo_error_as_user_errors_does(handler, in_page):
+    """Gated, with or without user_errors around the handler, the text is the same: no server path."""
+    import asyncio
+
+    from ui.errors import Upload, user_errors
+    from ui.guard import Guard, guarded
+
+    guard = Guard.create()
+    outputs = [gr.Markdown(), gr.JSON()] if in_page else None
+    upload = Upload(UPLOAD_PATH, "holiday.png")
+
+    async def answers(fn) -> list:
+        handler_ = guarded(guard, fn, outputs=outputs, message=outputs[0] if outputs else None)
+        if inspect.isasyncgenfunction(handler_):
+            return [item async for item in handler_(upload, "x", None)]
+        return [await handler_(upload, "x", None)]
+
+    for fn in (handler, user_errors(handler)):
+        if in_page:
+            last = asyncio.run(answers(fn))[-1]
+            assert "holiday.png is not an image." in last[0] and UPLOAD_PATH not in last[0] and last[1] is None
+        else:
+            with pytest.raises(gr.Error) as e:
+                asyncio.run(answers(fn))
+            assert e.value.message == "holiday.png is not an image."

@@ -18,14 +18,14 @@ import pytest
 import torch
 
 from conftest import ARCHS, EXAMPLES, run_cli
-from zoo import autotune, models
+from zoo import autotune, precision
 from zoo.inference import classify
 from zoo.models import ModelCache, PrecisionUnavailableError, load_model, resolve_precision
 from zoo.service import Explorer
 
 CPU = torch.device("cpu")
 EXAMPLE_FILES = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
-NATIVE = models.cpu_bf16_native()
+NATIVE = precision.cpu_bf16_native()
 native_only = pytest.mark.skipif(
     not NATIVE, reason="this CPU has neither AMX nor AVX-512 BF16: auto runs fp32 here and bf16 would be emulated")
 
@@ -49,22 +49,22 @@ def test_auto_measures_bf16_exactly_where_the_cpu_runs_it_natively(monkeypatch, 
     (which one wins is zoo.autotune's measurement: tests/test_autotune.py)."""
     monkeypatch.delenv("ZOO_PRECISION", raising=False)
     assert resolve_precision("auto", CPU) is None and resolve_precision(None, CPU) is None
-    assert models.precision_candidates("auto", CPU) == (["fp32", "bf16"] if NATIVE else ["fp32"])
+    assert precision.precision_candidates("auto", CPU) == (["fp32", "bf16"] if NATIVE else ["fp32"])
     lm = load_model(zoo.get("resnet18"), "cpu")
     assert lm.precision_name in ("bf16" if NATIVE else "fp32", "fp32") and lm.precision_note
     assert lm.precision_note.startswith(lm.precision_name + ": ")
     for native, candidates in ((True, ["fp32", "bf16"]), (False, ["fp32"])):
-        monkeypatch.setattr(models, "cpu_bf16_native", lambda native=native: native)
-        assert models.precision_candidates("auto", CPU) == candidates
+        monkeypatch.setattr(precision, "cpu_bf16_native", lambda native=native: native)
+        assert precision.precision_candidates("auto", CPU) == candidates
         assert ModelCache(1, "cpu").precision is None  # what a model starts at, before measuring
         assert resolve_precision("fp32", CPU) is None  # fp32 is fp32 on every CPU
         monkeypatch.setenv("ZOO_PRECISION", "fp32")
-        assert models.precision_candidates(None, CPU) == ["fp32"] and Explorer(zoo, "cpu").precision == "fp32"
+        assert precision.precision_candidates(None, CPU) == ["fp32"] and Explorer(zoo, "cpu").precision == "fp32"
         monkeypatch.delenv("ZOO_PRECISION")
 
 
 def test_explicit_bf16_is_refused_where_the_cpu_has_no_native_bf16(monkeypatch, zoo, hosted):
-    monkeypatch.setattr(models, "cpu_bf16_native", lambda: False)
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: False)
     why = "neither AMX nor AVX-512 BF16.*--precision fp32 or auto"
     with pytest.raises(PrecisionUnavailableError, match=why):
         resolve_precision("bf16", CPU)
@@ -75,7 +75,7 @@ def test_explicit_bf16_is_refused_where_the_cpu_has_no_native_bf16(monkeypatch, 
     monkeypatch.setenv("ZOO_PRECISION", "bf16")
     with pytest.raises(PrecisionUnavailableError, match=why):
         ModelCache(1, "cpu")
-    monkeypatch.setattr(models, "cpu_bf16_native", lambda: True)
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: True)
     assert resolve_precision(None, CPU) is torch.bfloat16 and resolve_precision("bf16", CPU) is torch.bfloat16
 
 

@@ -206,7 +206,7 @@ def test_local_run_killed_midway_resumes(zoo_file, tmp_path):
             "--batch-size", "1", "--out", str(out)]
     command = [sys.executable, "-m", "zoo"]
     if NO_NATIVE_BF16:
-        command = [sys.executable, "-c", "import runpy, zoo.models as m; m.cpu_bf16_native = lambda: False; "
+        command = [sys.executable, "-c", "import runpy, zoo.precision as m; m.cpu_bf16_native = lambda: False; "
                    "runpy.run_module('zoo', run_name='__main__')"]
     proc = subprocess.Popen([*command, *args], cwd=_ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)

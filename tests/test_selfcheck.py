@@ -50,16 +50,23 @@ def checked_zoo(checked_weights, tmp_path_factory):
     return path
 
 
+def selfcheck(rt, models):
+    """The self-check feature (zoo.features.selfcheck), imported once the test's Hub is set up."""
+    from zoo.features.selfcheck import selfcheck as run
+
+    return run(rt, models)
+
+
 @pytest.fixture(scope="module")
-def explorer(checked_zoo):
+def rt(checked_zoo):
     from zoo.registry import Zoo
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    return Explorer(Zoo.load(checked_zoo), "cpu", precision="fp32")
+    return Runtime(Zoo.load(checked_zoo), "cpu", precision="fp32")
 
 
-def test_weights_that_answer_as_imagenet_pass(explorer, checked_weights):
-    result = explorer.selfcheck(["good"])
+def test_weights_that_answer_as_imagenet_pass(rt, checked_weights):
+    result = selfcheck(rt, ["good"])
     (m,) = result.models
     assert m.passed and m.status == "pass" and result.passed
     assert m.pin_ok is True and m.pin.startswith("commit ")
@@ -72,8 +79,8 @@ def test_weights_that_answer_as_imagenet_pass(explorer, checked_weights):
     assert js["models"][0]["photos"][0]["accepted"] == ["tabby", "tiger cat", "Egyptian cat"]
 
 
-def test_a_wrong_mean_and_std_fail_and_are_named(explorer):
-    (m,) = explorer.selfcheck(["wrong-norm"]).models
+def test_a_wrong_mean_and_std_fail_and_are_named(rt):
+    (m,) = selfcheck(rt, ["wrong-norm"]).models
     assert not m.passed and m.sha_ok  # the file is fine: the recipe is not
     assert {p.input.kind for p in m.photos} == {"normalisation"}
     assert m.photos[0].input.mean == pytest.approx((0.5, 0.5, 0.5), abs=1e-3)
@@ -82,40 +89,40 @@ def test_a_wrong_mean_and_std_fail_and_are_named(explorer):
     assert "Check 'mean' and 'std'" in m.diagnosis and "3 of 3 photos would pass" in m.diagnosis
 
 
-def test_a_bgr_input_fails_and_is_named(explorer, monkeypatch):
+def test_a_bgr_input_fails_and_is_named(rt, monkeypatch):
     """A pipeline that feeds BGR (as OpenCV decodes): the fault is in code, so it is put into the code."""
     import zoo.inference
 
     original = zoo.inference.to_tensor
     monkeypatch.setattr(zoo.inference, "to_tensor", lambda crop, pre: original(crop, pre).flip(1))
-    (m,) = explorer.selfcheck(["good"]).models
+    (m,) = selfcheck(rt, ["good"]).models
     assert not m.passed and {p.input.kind for p in m.photos} == {"bgr"}
     assert m.diagnosis.startswith("The input's colour channels are swapped (BGR instead of RGB).")
     assert "RGB order" in m.diagnosis
 
 
-def test_a_shuffled_class_list_fails_and_is_named(explorer):
-    (m,) = explorer.selfcheck(["shuffled"]).models
+def test_a_shuffled_class_list_fails_and_is_named(rt):
+    (m,) = selfcheck(rt, ["shuffled"]).models
     assert not m.passed and all(p.input.kind == "ok" and p.by_index for p in m.photos)  # right answers, wrong names
     assert "The class list is not in ImageNet's order: class 281 is called 'tiger cat' here, ImageNet's 'tabby'" \
         in m.diagnosis
     assert "Check 'labels'" in m.diagnosis
 
 
-def test_weights_under_the_wrong_keys_fail_and_are_named(explorer):
-    (m,) = explorer.selfcheck(["wrong-keys"]).models
+def test_weights_under_the_wrong_keys_fail_and_are_named(rt):
+    (m,) = selfcheck(rt, ["wrong-keys"]).models
     assert not m.passed and m.sha_ok and all(p.input.kind == "ok" for p in m.photos)
     assert "weights are loaded under the wrong keys" in m.diagnosis
     assert "The file is the verified one" in m.diagnosis
 
 
-def test_unpinned_weights_pass_with_a_warning_and_a_bad_file_fails(explorer, hub, weights_dir):
-    result = explorer.selfcheck(["unpinned", "good"])
+def test_unpinned_weights_pass_with_a_warning_and_a_bad_file_fails(rt, hub, weights_dir):
+    result = selfcheck(rt, ["unpinned", "good"])
     unpinned = result.models[0]
     assert unpinned.passed and unpinned.status == "warn" and unpinned.pin_ok is False
     assert "not pinned" in unpinned.pin
     assert result.health_line().endswith("not pinned: unpinned.")
-    (bad,) = explorer.selfcheck(["bad-sha"]).models
+    (bad,) = selfcheck(rt, ["bad-sha"]).models
     assert not bad.passed and bad.sha_ok is False and bad.photos == []
     assert bad.diagnosis.startswith("The weights file is not the pinned one:") and "sha256" in bad.diagnosis
 

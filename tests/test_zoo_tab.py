@@ -1,76 +1,16 @@
-"""The Model zoo tab at other resolutions, without top-1 figures, and its Download button; About.
+"""The Model zoo tab in a browser at other resolutions, its Download button and self-check; About.
 
-Unit tests check the table and plots against figures computed here; the browser test
-checks that every column is in view at 1400 px, that a download refreshes the cached
-column without timing any model again, and that bold text keeps the page's font.
+The browser test checks that every column is in view at 1400 px, that a download refreshes the
+cached column without timing any model again, and that bold text keeps the page's font. The
+table, notes and charts themselves are unit-tested in test_views_zoo_table.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from browser import hover_point, open_page
-from ui import format as fmt
-from ui.plots import accuracy_vs
 from zoo.stats import Latency, zoo_row
-
-
-def figure_texts(fig) -> str:
-    layout = fig.layout
-    return unwrapped(" ".join([layout.title.text or "", layout.xaxis.title.text or ""]
-                              + [a.text for a in layout.annotations]))
-
-
-def unwrapped(text: str) -> str:
-    """A chart's text as one line: long texts are wrapped with <br> to fit a phone's chart."""
-    return text.replace("<br>", " ")
-
-
-def model_points(fig) -> list[tuple[str, float, float]]:
-    """(model, x, y) of each model's point: one trace per model, named after it."""
-    return [(t.name, t.x[0], t.y[0]) for t in fig.data if t.name]
-
-
-def test_zoo_table_at_448_names_the_resolution_and_scales_the_paper_column(zoo):
-    rows = [zoo_row(s, 448) for s in zoo]
-    headers = fmt.zoo_headers(448)
-    assert "GMACs at 448 px" in headers and "paper GMACs (at 224 px)" in headers and len(headers) == 13
-    table = fmt.zoo_table(rows, {})
-    paper = headers.index("paper GMACs (at 224 px)")
-    assert table[0][paper] == f"1.8 (≈ {1.8 * (448 / 224) ** 2:.1f} at 448)"  # resnet18, Table 1: 1.8 G
-    assert table[4][paper] == f"11.3 (≈ {11.3 * 4:.1f} at 448)"
-    assert "448×448" in fmt.resolution_note(448) and "(448/224)² = 4.00" in fmt.resolution_note(448)
-    assert fmt.zoo_table([zoo_row(zoo.get("resnet18"), 224)], {})[0][paper] == "1.8"  # as printed at 224
-
-
-def test_plots_name_the_resolution_and_explain_empty_plots(zoo):
-    rows = [zoo_row(s, 448) for s in zoo]
-    fig = accuracy_vs(rows, "macs")
-    assert unwrapped(fig.layout.xaxis.title.text) == "multiply-adds (G) at 448×448"
-    points = model_points(fig)
-    assert [p[0] for p in points] == [r.name for r in rows]
-    assert [p[1] for p in points] == pytest.approx([r.macs / 1e9 for r in rows])
-    assert [p[2] for p in points] == pytest.approx([r.top1 for r in rows])
-    # Each tooltip names the depth and gives its values.
-    tip = fig.data[1].hovertemplate
-    assert "<b>ResNet-18</b>" in tip and "%{x:.2f} G" in tip and "%{y:.2f} %" in tip
-
-    assert "tick 'Measure latency'" in figure_texts(accuracy_vs(rows, "latency"))
-    timed = [dataclasses.replace(r, latency=Latency("cpu", 1, 10.0 * (i + 1), 9.0, 11.0, 100.0, 1))
-             for i, r in enumerate(rows)]
-    assert (unwrapped(accuracy_vs(timed, "latency").layout.xaxis.title.text)
-            == "median latency (ms) at 448×448, batch 1, cpu")
-
-    unknown = [dataclasses.replace(r, top1=None, top5=None) for r in rows]
-    for x in ("macs", "latency"):
-        text = figure_texts(accuracy_vs([dataclasses.replace(r, latency=t.latency) for r, t in zip(unknown, timed)],
-                                        x))
-        assert "no reported top-1" in text and "resnet152" in text
-    partial = accuracy_vs(unknown[:2] + rows[2:], "macs")
-    assert len(model_points(partial)) == 3
-    assert "resnet18, resnet34" in partial.layout.title.text
 
 
 @pytest.mark.browser

@@ -8,8 +8,10 @@ in module globals.
 Layout of ``ui``:
 
 * ``app.py``: ``build_app`` (this file): the page header and the tabs, in ``TABS`` order.
-* ``common.py``: what tabs share: ``Context``; ``user_errors`` (``ZooError`` becomes a
-  message naming the visitor's file); ``carry_image`` (an image to another tab); ``safe_image_input``
+* ``errors.py``: the one conversion of a ``ZooError`` into what the visitor reads
+  (``user_message``: an upload named by its file name; ``user_errors`` for handlers that do
+  not pass the gate, which converts by itself); ``Upload``.
+* ``common.py``: what tabs share: ``Context``; ``user_errors`` and ``Upload`` (from ``errors.py``); ``carry_image`` (an image to another tab); ``safe_image_input``
   (the only way to take an image: its handler gets an ``Upload`` whose ``path`` goes to
   zoo, which alone decodes it); ``require_image``; ``progress_fn``; ``gpu`` (ZeroGPU when
   present); output files (``new_output_folder``, ``render_result``, ``save_raw``).
@@ -20,7 +22,8 @@ Layout of ``ui``:
 * ``server.py``: HTTP middleware (upload budget, unknown endpoints, server paths) and the
   output folder's pruning.
 * ``mcp.py``: which endpoints are MCP tools (``python app.py --mcp``) and what an agent reads about them.
-* ``format.py`` (tables and text), ``plots.py`` (figures): presentation helpers.
+* ``views/<feature>.py``: a feature's result as the components show it (plain functions).
+* ``format.py`` (tables and text), ``charts.py`` (Plotly charts), ``figures.py`` (matplotlib figures): presentation helpers.
 * ``tabs/<name>.py``: one tab each: ``classify``, ``compare``, ``rank``, ``sanity``, ``depth_lab``,
   ``landscape``, ``robustness``, ``batch``, ``zoo_tab``, ``about``.
 
@@ -29,7 +32,7 @@ Adding a tab: write ``ui/tabs/<name>.py`` that defines
 * ``TITLE: str``: the tab's label;
 * ``def build(ctx: Context) -> None``: creates the tab's components and wires its
   events; it is called inside ``with gr.Tab(TITLE)``. Handlers are closures over
-  ``ctx``; wrap each in ``@user_errors``, take images with ``safe_image_input`` (never
+  ``ctx``; wrap each that does not pass the gate in ``@user_errors``, take images with ``safe_image_input`` (never
   ``gr.Image`` or ``gr.File`` as an input: they would open paths a raw call names),
   register every event that runs a model with ``guard.long_event(ctx.guard, button.click,
   fn, inputs, outputs, cost=..., message=..., stop=...)``: ``cost`` returns the

@@ -6,7 +6,6 @@ A tab module imports from here and from ``zoo``; it never reaches into another t
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import shutil
 import stat
@@ -19,13 +18,13 @@ from typing import Any, Callable, NoReturn, Sequence
 import gradio as gr
 import numpy as np
 
-from zoo.errors import ZooError
 from zoo.explain import METHODS, value_unit
 from zoo.models import imagenet_labels
 from zoo.registry import Zoo
 from zoo.render import Scale, overlay_crop, overlay_image, raw_figure, save_jpeg, save_png
 from zoo.service import Explorer, Result
 
+from .errors import Upload, user_errors  # noqa: F401  (tabs import them from here)
 from .guard import Guard, runs_no_model, show_progress
 from .spaces import gpu  # noqa: F401  ZeroGPU as documented (ui/spaces.py); tabs import it from here
 
@@ -89,14 +88,6 @@ class Context:
         )
 
 
-@dataclass(frozen=True)
-class Upload:
-    """An uploaded image file, checked but not opened: ``zoo`` is its only decoder."""
-
-    path: str  # resolved; a regular file inside gradio's upload folder
-    name: str  # the file's name on the visitor's machine, for messages
-
-
 UPLOAD_REFUSED = ("This app only accepts images uploaded to it (with the page's image box, or gradio_client's "
                   "handle_file). Upload the image, then try again.")
 
@@ -140,33 +131,6 @@ def checked_upload(payload: Any, upload_folder: str) -> Upload | None:
     if st.st_size > MAX_UPLOAD_BYTES:  # e.g. fetched by gradio from a URL: no upload limit applied
         raise gr.Error(f"{name} is larger than {MAX_FILE_SIZE}.", print_exception=False)
     return Upload(real, name)
-
-
-def user_errors(fn: Callable) -> Callable:
-    """Show errors a user can cause as a message in the page (and the API), not a traceback."""
-    if inspect.isgeneratorfunction(fn):  # a handler that streams results (and can be stopped between them)
-        @functools.wraps(fn)
-        def stream(*args: Any, **kwargs: Any) -> Any:
-            try:
-                yield from fn(*args, **kwargs)
-            except ZooError as e:
-                raise gr.Error(str(e), print_exception=False) from None
-
-        return stream
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ZooError as e:
-            message = str(e)
-            # zoo names a file by the path it was given: show the visitor's file name instead.
-            for arg in (*args, *kwargs.values()):
-                if isinstance(arg, Upload):
-                    message = message.replace(arg.path, arg.name)
-            raise gr.Error(message, print_exception=False) from None
-
-    return wrapper
 
 
 def progress_fn(progress: gr.Progress) -> Callable[[float | None, str], None]:

@@ -14,7 +14,6 @@ from zoo.landscape import Landscape
 from zoo.registry import ModelSpec
 from zoo.service import Comparison, Estimate, Ranked, Ranking, Result
 from zoo.batch import BatchResult, Mattered
-from zoo.stats import StageStats, ZooRow
 
 
 def label_dict(result: Result) -> dict[str, float]:
@@ -188,31 +187,6 @@ def map_agreement_markdown(cmp: Comparison) -> str:
             "the pixels alike, 0: unrelated); IoU is the overlap of their top-20 % regions (1: the same region).")
 
 
-PAPER_RESOLUTION = 224  # the paper's Table 1 counts multiply-adds for 224x224 inputs
-
-
-def paper_scale(resolution: int) -> float:
-    """How many times the multiply-adds grow from 224x224 to ``resolution`` (the pixel count; fc aside)."""
-    return (resolution / PAPER_RESOLUTION) ** 2
-
-
-def zoo_headers(resolution: int) -> list[str]:
-    """Short headers, so that all 13 columns fit at 1400 px; the resolution is in the measured one."""
-    return ["model", "layers", "blocks", "block", "params", f"GMACs at {resolution} px",
-            f"paper GMACs (at {PAPER_RESOLUTION} px)", "GFLOPs", "file MB", "top-1 %", "top-5 %",
-            "latency ms (p10–p90)", "cached"]
-
-
-ZOO_HEADERS = zoo_headers(PAPER_RESOLUTION)
-# Column widths, in pixels: gradio applies them to the header and the body alike (so they
-# stay aligned) and wraps text between words inside them (wrap=True). Percentages were
-# shares of the table's box: on a 400 px phone they gave 33 px columns that broke every word
-# ("m o d e l"). Fixed widths fit the 1400 px page and, on a phone, the table scrolls
-# sideways inside its box with its first column pinned. Each is at least its longest word.
-ZOO_COLUMN_WIDTHS = [104, 72, 100, 118, 88, 84, 124, 76, 80, 80, 80, 124, 72]  # 1202 px; the box: 1214
-STAGE_COLUMN_WIDTHS = [88, 96, 440, 110, 90, 80]
-
-
 def compare_column_widths(models: int) -> list[int]:
     """The top-5 table: rank, then one column per depth; five depths fit the Compare tab at 1400 px."""
     return [56] + [146] * models  # 786 px: the box is 798 px wide at 1400 px
@@ -220,43 +194,6 @@ def compare_column_widths(models: int) -> list[int]:
 
 FAITHFULNESS_COLUMN_WIDTHS = [110, 190, 200, 130, 110, 110]
 RANK_COLUMN_WIDTHS = [56, 150, 150, 160, 110, 70, 90]  # 786 px: the box is 798 px wide at 1400 px
-
-
-def zoo_table(rows: list[ZooRow], cached: dict[str, bool]) -> list[list[Any]]:
-    out = []
-    for r in rows:
-        lat = f"{r.latency.median_ms:.1f} ({r.latency.p10_ms:.1f}–{r.latency.p90_ms:.1f})" if r.latency else "–"
-        paper = f"{r.paper_flops / 1e9:.1f}"
-        if r.resolution != PAPER_RESOLUTION:  # the paper's figure as printed, and scaled to compare
-            paper += f" (≈ {r.paper_flops * paper_scale(r.resolution) / 1e9:.1f} at {r.resolution})"
-        out.append([
-            r.name, r.layers, "-".join(map(str, r.blocks_per_stage)), r.block, f"{r.params / 1e6:.2f} M",
-            f"{r.macs / 1e9:.2f}", paper, f"{r.flops / 1e9:.2f}",
-            f"{r.size_bytes / 1e6:.1f}" if r.size_bytes else "–",
-            f"{r.top1:.2f}" if r.top1 is not None else "–", f"{r.top5:.2f}" if r.top5 is not None else "–",
-            lat, "yes" if cached.get(r.name) else "no",
-        ])
-    return out
-
-
-def resolution_note(resolution: int) -> str:
-    """What the numbers are measured at, and how to read the paper's 224-px column beside them."""
-    if resolution == PAPER_RESOLUTION:
-        return (f"Measured at {resolution}×{resolution}, the resolution of the paper's Table 1, so the measured "
-                "and paper columns compare directly.")
-    return (f"Measured at **{resolution}×{resolution}**. The paper's figures are for {PAPER_RESOLUTION}×"
-            f"{PAPER_RESOLUTION}; multiply-adds grow with the number of pixels, so the paper column also shows "
-            f"them scaled by ({resolution}/{PAPER_RESOLUTION})² = {paper_scale(resolution):.2f} (≈; the fc layer "
-            "does not grow, but it is under 0.1% of the total). Latency and the plots are at "
-            f"{resolution}×{resolution} too; accuracy is as reported, at {PAPER_RESOLUTION}.")
-
-
-STAGE_HEADERS = ["stage", "output", "layout", "params", "MMACs", "share"]
-
-
-def stage_table(rows: list[StageStats]) -> list[list[Any]]:
-    return [[r.stage, f"{r.output_size}×{r.output_size}", r.layout, f"{r.params:,}", f"{r.macs / 1e6:.1f}",
-             f"{r.share * 100:.1f}%"] for r in rows]
 
 
 def depth_lab_markdown(analyses: list[Analysis]) -> str:
@@ -519,22 +456,4 @@ def landscape_markdown(done: list[Landscape], total: int) -> str:
     if first.skipped:  # files that were not images: named with the reason, not silently dropped
         lines.append("Skipped: " + "; ".join(f"{s.name} ({s.reason})" for s in first.skipped[:5])
                      + (" …" if len(first.skipped) > 5 else ""))
-    return "\n".join(lines)
-
-
-def selfcheck_markdown(result: Any) -> str:
-    """A ``zoo.selfcheck.SelfCheck`` as the page shows it: the health line, then a table per model."""
-    mark = {"pass": "passes", "warn": "passes (not pinned)", "fail": "**fails**"}
-    failed = [m.model for m in result.models if not m.passed]
-    n = len(result.models)
-    head = (f"Self-check: {n - len(failed)} of {n} models pass; {', '.join(failed)} "
-            f"{'fails' if len(failed) == 1 else 'fail'}." if failed else result.health_line())
-    lines = [f"**{head}**", "",
-             "| model | result | pin | sha256 | photos (accepted class in top-5) |", "|---|---|---|---|---|"]
-    for m in result.models:
-        photos = "; ".join(f"{p.file}: {'pass' if p.passed else 'FAIL'}, {p.top5[0]['label']} {p.top5[0]['prob']:.2f}"
-                           for p in m.photos) or "–"
-        lines.append(f"| {m.model} | {mark[m.status]} | {m.pin} | {m.sha} | {photos} |")
-    lines.append("")
-    lines += [f"* **{m.model}**: {m.diagnosis}" for m in result.models]
     return "\n".join(lines)

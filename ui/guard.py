@@ -47,6 +47,8 @@ from zoo import cancel
 from zoo.errors import ZooError
 from zoo.limits import Gate, InFlight, Limits, UploadBudget
 
+from .errors import user_message
+
 log = logging.getLogger("rde")
 
 GENERIC_ERROR = ("Something went wrong on the server while running this. The details are in the server's log; "
@@ -202,11 +204,6 @@ async def _in_thread(guard: Guard, context: contextvars.Context, token: cancel.T
         raise
 
 
-def _text(e: Exception) -> str:
-    """What a user error says: a ``gr.Error``'s message, a ``ZooError``'s text."""
-    return str(e.message) if isinstance(e, gr.Error) else str(e)
-
-
 def _special(fn: Callable) -> int:
     """How many leading positional parameters of ``fn`` are inputs (before a ``gr.Progress`` default)."""
     n = 0
@@ -217,10 +214,109 @@ def _special(fn: Callable) -> int:
     return n
 
 
+@dataclass
+class _Call:
+    """What every request of one guarded handler shares: its gate, its cost, where its errors go."""
+
+    guard: Guard
+    fn: Callable
+    cost: Callable[..., Any] | None
+    what: str
+    outputs: list[Any] | None
+    at: int | None  # the output an error is written to; None: raised as gr.Error
+    n_inputs: int
+    takes_progress: bool
+
+    def failed(self, text: str) -> Any:
+        if self.at is None:
+            raise gr.Error(text, print_exception=False)
+        return tuple(error_markdown(text) if i == self.at else None for i in range(len(self.outputs or [])))
+
+    def unexpected(self, e: BaseException) -> Any:
+        log.error("Unexpected error in %s", getattr(self.fn, "__name__", self.fn), exc_info=e)
+        return self.failed(GENERIC_ERROR)
+
+    async def admitted(self, args: tuple, request: gr.Request | None) -> tuple[str, Any]:
+        """(visitor, admission) for this request, or raise ``ZooError`` / ``gr.Error``."""
+        gate = self.guard.gate
+        if self.cost is None:
+            admission = gate.check(0, 0.0, self.what)
+        else:
+            loop = asyncio.get_running_loop()
+            est = await loop.run_in_executor(self.guard.executor, functools.partial(self.cost, *args[:self.n_inputs]))
+            # None: this request costs at most a moment (e.g. the zoo's tables without timing).
+            admission = (gate.check(0, 0.0, self.what) if est is None
+                         else gate.check(est.forwards, est.seconds, self.what))
+        return visitor_key(request, self.guard), admission
+
+    def split(self, args: tuple) -> tuple[tuple, gr.Request | None, Any]:
+        *rest, request = args
+        progress = rest[self.n_inputs] if self.takes_progress and len(rest) > self.n_inputs else None
+        return tuple(rest), request, progress
+
+    @staticmethod
+    def told(progress: Any) -> Callable[[str], None]:
+        return (lambda text: show_progress(progress, None, text)) if progress is not None else (lambda text: None)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, args: tuple, request: gr.Request | None, progress: Any):
+        """Admitted (ceiling, lane, the visitor's turn) for the block: (token, context to run the work in)."""
+        # Said at once: the estimate, a wait for a slot or a first download may follow, and
+        # until a first message the page shows only gradio's "processing" and a timer.
+        self.told(progress)(f"{self.what}: checking its cost")
+        visitor, admission = await self.admitted(args, request)
+        async with self.guard.gate.admit(visitor, admission, self.told(progress)):
+            token = cancel.Token(admission.deadline_s)
+            yield token, cancel.context_with(token)
+
+
+def _streaming(call: _Call) -> Callable:
+    """The guarded handler of a generator: each step in the worker thread, under the request's token."""
+    async def handler(*args: Any) -> Any:
+        args, request, progress = call.split(args)
+        try:
+            async with call.turn(args, request, progress) as (token, context):
+                steps = context.run(call.fn, *args)
+                end = object()
+                try:
+                    while True:
+                        item = await _in_thread(call.guard, context, token, request,
+                                                functools.partial(next, steps, end))
+                        if item is end:
+                            return
+                        yield item
+                finally:
+                    context.run(steps.close)
+        except (ZooError, gr.Error) as e:
+            yield call.failed(user_message(e, args))
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug: logged, and one generic message
+            yield call.unexpected(e)
+
+    return handler
+
+
+def _plain(call: _Call) -> Callable:
+    """The guarded handler of a plain function: it runs in the worker thread under the request's token."""
+    async def handler(*args: Any) -> Any:
+        args, request, progress = call.split(args)
+        try:
+            async with call.turn(args, request, progress) as (token, context):
+                return await _in_thread(call.guard, context, token, request, functools.partial(call.fn, *args))
+        except (ZooError, gr.Error) as e:
+            return call.failed(user_message(e, args))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            return call.unexpected(e)
+
+    return handler
+
+
 def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
             outputs: list[Any] | None = None, message: Any = None, what: str = "This run") -> Callable:
-    """``fn`` (a plain handler or a generator, usually wrapped in ``user_errors``) as a guarded
-    async handler with the same inputs.
+    """``fn`` (a plain handler or a generator) as a guarded async handler with the same inputs.
 
     ``cost(*inputs)`` returns an ``Estimate`` (``forwards``, ``seconds``), or None for a
     request that costs at most a moment; ``cost=None`` means every request does (both
@@ -228,93 +324,19 @@ def guarded(guard: Guard, fn: Callable, cost: Callable[..., Any] | None = None,
     With ``outputs`` and ``message`` (one of them), an error is written in ``message``, where
     the result would be, and every other output (the state too) is cleared, so nothing
     stale stays beside it or is redrawn later; it stays until the next run. Without them,
-    errors are raised as ``gr.Error``: an API client needs an error, not a page.
+    errors are raised as ``gr.Error``: an API client needs an error, not a page. Either way the
+    text is ``ui.errors.user_message``'s (an upload named as the visitor named it), so ``fn``
+    needs no ``user_errors`` of its own.
     """
-    n_inputs = _special(fn)
-    takes_progress = any(isinstance(p.default, gr.Progress) for p in inspect.signature(fn).parameters.values())
-    at = None if outputs is None else next(i for i, c in enumerate(outputs) if c is message)
-
-    def failed(text: str) -> Any:
-        if at is None:
-            raise gr.Error(text, print_exception=False)
-        values: list[Any] = [None] * len(outputs)
-        values[at] = error_markdown(text)
-        return tuple(values)
-
-    def unexpected(e: BaseException) -> Any:
-        log.error("Unexpected error in %s", getattr(fn, "__name__", fn), exc_info=e)
-        return failed(GENERIC_ERROR)
-
-    async def admitted(args: tuple, request: gr.Request | None, progress: Any):
-        """(visitor, admission) for this request, or raise ``ZooError`` / ``gr.Error``."""
-        if cost is None:
-            admission = guard.gate.check(0, 0.0, what)
-        else:
-            loop = asyncio.get_running_loop()
-            est = await loop.run_in_executor(guard.executor, functools.partial(cost, *args[:n_inputs]))
-            # None: this request costs at most a moment (e.g. the zoo's tables without timing).
-            admission = guard.gate.check(0, 0.0, what) if est is None else guard.gate.check(est.forwards,
-                                                                                             est.seconds, what)
-        return visitor_key(request, guard), admission
-
-    def split(args: tuple) -> tuple[tuple, gr.Request | None, Any]:
-        *rest, request = args
-        progress = rest[n_inputs] if takes_progress and len(rest) > n_inputs else None
-        return tuple(rest), request, progress
-
-    def told(progress: Any) -> Callable[[str], None]:
-        return (lambda text: show_progress(progress, None, text)) if progress is not None else (lambda text: None)
-
-    @contextlib.asynccontextmanager
-    async def turn(args: tuple, request: gr.Request | None, progress: Any):
-        """Admitted (ceiling, lane, the visitor's turn) for the block: (token, context to run the work in)."""
-        # Said at once: the estimate, a wait for a slot or a first download may follow, and
-        # until a first message the page shows only gradio's "processing" and a timer.
-        told(progress)(f"{what}: checking its cost")
-        visitor, admission = await admitted(args, request, progress)
-        async with guard.gate.admit(visitor, admission, told(progress)):
-            token = cancel.Token(admission.deadline_s)
-            yield token, cancel.context_with(token)
-
-    if inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(inspect.unwrap(fn)):
-        async def handler(*args: Any) -> Any:
-            args, request, progress = split(args)
-            try:
-                async with turn(args, request, progress) as (token, context):
-                    steps = context.run(fn, *args)
-                    end = object()
-                    try:
-                        while True:
-                            item = await _in_thread(guard, context, token, request,
-                                                    functools.partial(next, steps, end))
-                            if item is end:
-                                return
-                            yield item
-                    finally:
-                        context.run(steps.close)
-            except (ZooError, gr.Error) as e:
-                yield failed(_text(e))
-            except (asyncio.CancelledError, GeneratorExit):
-                raise
-            except Exception as e:  # noqa: BLE001 - a bug: logged, and one generic message
-                yield unexpected(e)
-    else:
-        async def handler(*args: Any) -> Any:
-            args, request, progress = split(args)
-            try:
-                async with turn(args, request, progress) as (token, context):
-                    return await _in_thread(guard, context, token, request, functools.partial(fn, *args))
-            except (ZooError, gr.Error) as e:
-                return failed(_text(e))
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001
-                return unexpected(e)
-
+    signature = inspect.signature(fn)
+    call = _Call(guard, fn, cost, what, outputs,
+                 None if outputs is None else next(i for i, c in enumerate(outputs) if c is message),
+                 _special(fn), any(isinstance(p.default, gr.Progress) for p in signature.parameters.values()))
+    streams = inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(inspect.unwrap(fn))
+    handler = _streaming(call) if streams else _plain(call)
     # Gradio reads a handler's parameters to pass gr.Progress and gr.Request: the inputs,
     # then fn's own progress parameter, then the request.
-    params = [p for p in inspect.signature(fn).parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    params = [p for p in signature.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
                                     annotation=gr.Request))
     handler.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

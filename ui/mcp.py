@@ -130,7 +130,7 @@ Args:
     resolution: input side in pixels, a whole number from 160 to 448 (default 224; the paper's is 224).
 
 Returns:
-    a JSON object {models: [{name, arch, depth, layers, block, blocks_per_stage, resolution, params, macs, flops, paper_flops, torchvision_gflops, torchvision_params, size_bytes, top1, top5}], cached: {name: bool}}.
+    a JSON object {resolution, models: [{name, arch, depth, layers, block, blocks_per_stage, resolution, params, macs, flops, paper_flops, torchvision_gflops, torchvision_params, size_bytes, top1, top5, latency, repo, revision, cached}], cached: {name: bool}}: the same object as `python -m zoo list --json`.
 """,
     "selfcheck": """Do this server's weights give real answers? For each model: whether its revision is pinned, whether the file's sha256 matches, and whether the bundled photos (a tabby cat, a cup of coffee, a rocket launch) get an accepted ImageNet class in their top-5, with the input compared to torchvision's recipe; a failure says what looks wrong (BGR input, wrong mean/std, class list out of order, weights under the wrong keys).
 

@@ -1,4 +1,4 @@
-"""The Robustness tab's charts (Plotly, in ``gr.Plot``): built with ``ui.plots``' shared helpers.
+"""The Robustness tab's charts (Plotly, in ``gr.Plot``): built with ``ui.charts``' shared helpers.
 
 * ``probability_heatmaps``: one panel per depth, corruption (rows) x severity (columns, 0 = the
   clean crop), coloured by the target class's probability on one 0-1 scale;
@@ -19,8 +19,8 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from . import plots
-from .plots import Chart, _literal, color, depth_label, figure, hover
+from . import charts
+from .charts import Chart, _literal, color, depth_label, figure, hover
 
 COLORSCALE = "Viridis"
 
@@ -89,7 +89,7 @@ def severity_lines(models: Sequence[str], severities: Sequence[int], corruption:
         names = [class_labels[t] if t >= 0 else "not scored yet" for t in tops]
         flipped = ["yes" if t >= 0 and t != tops[0] else "no" for t in tops]
         symbols = ["x" if f == "yes" else "circle" for f in flipped]
-        plots.add_line(fig, name=depth_label(model), i=i, x=xs, y=ys, marker={"symbol": symbols, "size": 8},
+        charts.add_line(fig, name=depth_label(model), i=i, x=xs, y=ys, marker={"symbol": symbols, "size": 8},
                        custom={"corruption": [corruption] * len(xs), "top-1": names, "top-1 changed": flipped},
                        hover=hover(depth_label(model), ("corruption", "%{customdata[0]}"), ("severity", "%{x}"),
                                    (f"p({target_label})", "%{y:.3f}"), ("top-1", "%{customdata[1]}"),
@@ -109,7 +109,7 @@ def accuracy_lines(models: Sequence[str], severities: Sequence[int], clean: np.n
     for i, model in enumerate(models):
         with np.errstate(all="ignore"):
             mean = np.nanmean(accuracy[i], axis=0) if accuracy[i].size else np.full(len(severities), np.nan)
-        plots.add_line(fig, name=depth_label(model), i=i, x=xs, y=[float(clean[i]), *map(float, mean)],
+        charts.add_line(fig, name=depth_label(model), i=i, x=xs, y=[float(clean[i]), *map(float, mean)],
                        custom={"corruptions": ["none"] + [f"mean of {len(corruptions)}"] * len(severities)},
                        hover=hover(depth_label(model), ("corruption", "%{customdata[0]}"), ("severity", "%{x}"),
                                    ("top-1 accuracy", "%{y:.1%}")))
@@ -129,7 +129,7 @@ def changed_lines(models: Sequence[str], severities: Sequence[int], changed: np.
     for i, model in enumerate(models):
         with np.errstate(all="ignore"):
             mean = np.nanmean(changed[i], axis=0) if changed[i].size else np.full(len(severities), np.nan)
-        plots.add_line(fig, name=depth_label(model), i=i, x=xs, y=[0.0, *map(float, mean)],
+        charts.add_line(fig, name=depth_label(model), i=i, x=xs, y=[0.0, *map(float, mean)],
                        custom={"corruptions": ["none"] + [f"mean of {len(corruptions)}"] * len(severities)},
                        hover=hover(depth_label(model), ("corruption", "%{customdata[0]}"), ("severity", "%{x}"),
                                    ("top-1 changed", "%{y:.1%}")))

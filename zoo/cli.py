@@ -17,90 +17,10 @@ from .registry import Zoo
 
 # One module per command (zoo/commands/<name>.py), each with ``add_parser(sub, common)`` that
 # parses into its feature's request; build_parser adds them in this order.
-COMMANDS: tuple[str, ...] = ()
-
-def cmd_list(zoo: Zoo, args: argparse.Namespace) -> int:
-    from .hub import cached_path
-    from .stats import model_stats
-
-    rows = []
-    for spec in zoo:
-        rows.append({
-            "name": spec.name, "depth": spec.depth, "repo": spec.repo or spec.path,
-            "revision": spec.revision,
-            "params": model_stats(spec.arch.name, num_classes=spec.num_classes).params,
-            "top1": spec.top1, "top5": spec.top5, "cached": cached_path(spec) is not None,
-        })
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'name':<18}{'depth':>6}  {'params':>11}  {'top-1':>6}  {'top-5':>6}  {'cached':<7}repo")
-    for r in rows:
-        acc = lambda v: f"{v:6.2f}" if v is not None else f"{'-':>6}"  # noqa: E731
-        print(f"{r['name']:<18}{r['depth']:>6}  {r['params']:>11,}  {acc(r['top1'])}  {acc(r['top5'])}  "
-              f"{'yes' if r['cached'] else 'no':<7}{r['repo']}")
-    return 0
-
-
-def cmd_download(zoo: Zoo, args: argparse.Namespace) -> int:
-    from .hub import evict, fetch_weights
-
-    if not args.names and not args.all:
-        raise ZooError("Name at least one model to download, or pass --all.")
-    specs = list(zoo) if args.all else [zoo.get(n) for n in args.names]
-    for spec in specs:
-        if args.force:
-            evict(spec)
-        path = fetch_weights(spec, progress=print_progress)
-        print(f"{spec.name}: {path}")
-    return 0
-
-
-def cmd_pin(zoo: Zoo, args: argparse.Namespace) -> int:
-    """Each model's current commit, size and LFS sha256 on the Hub, as registry and front-matter lines."""
-    import datetime as dt
-
-    from huggingface_hub import constants
-
-    from .pin import front_matter_line, read_hub_file, report, require_online
-
-    specs = [zoo.get(n) for n in args.names] if args.names else zoo.builtin_depths
-    require_online()
-    today = dt.date.today()
-    print(f"# Read from {constants.ENDPOINT} on {today.isoformat()} with huggingface_hub.model_info"
-          "(files_metadata=True).\n# 'DIFFERS' marks a value the registry does not hold yet. Paste the lines "
-          "below over the old ones.", flush=True)
-    failed: list[str] = []
-    differ: dict[str, list[str]] = {}
-    front: list[str] = []
-    for spec in specs:
-        try:
-            hub = read_hub_file(spec)
-        except ZooError as e:
-            print(f"error: {spec.name}: {e}", file=sys.stderr, flush=True)
-            failed.append(spec.name)
-            if spec.builtin:  # keep the block whole: this line as the registry has it now
-                front.append(f"  - {spec.repo} {spec.filename}" + (f" {spec.revision}" if spec.pinned else "")
-                             + "  # not read from the Hub: unchanged")
-            continue
-        lines, changed = report(spec, hub, today)
-        print("\n" + "\n".join(lines), flush=True)
-        if changed:
-            differ[spec.name] = changed
-        if spec.builtin:
-            front.append(front_matter_line(hub))
-    if front:
-        print("\n# README.md, front matter:\npreload_from_hub:\n" + "\n".join(front))
-    done = len(specs) - len(failed)
-    if differ:
-        print(f"\n# {len(differ)} of {done} differ from the registry: "
-              + "; ".join(f"{n} ({', '.join(c)})" for n, c in differ.items())
-              + ". After pasting, run the tests: tests/test_spaces.py checks the front matter against the registry.")
-    elif done:
-        print(f"\n# All {done} match the registry; nothing to paste.")
-    if failed:
-        print(f"# Not read: {', '.join(failed)} (see the errors above).")
-    return 2 if failed else 0
+COMMANDS: tuple[str, ...] = (
+    "zoo_table",
+    "selfcheck",
+)
 
 
 def cmd_classify(zoo: Zoo, args: argparse.Namespace) -> int:
@@ -437,34 +357,6 @@ def cmd_analyze(zoo: Zoo, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_stats(zoo: Zoo, args: argparse.Namespace) -> int:
-    from . import stats
-
-    if args.stages:
-        spec = zoo.get(args.stages)
-        rows = stats.stage_stats(spec.arch.name, args.resolution, spec.num_classes)
-        if args.json:  # the model's whole row, as `stats --json` writes it, with its stages
-            row = stats.zoo_row(spec, args.resolution).to_json()
-            print(json.dumps({**row, "stages": [r.to_json() for r in rows]}, indent=2))
-        else:
-            print(stats.format_stage_table(spec.name, rows, args.resolution))
-        return 0
-    device = None
-    if args.latency:
-        from .models import resolve_device
-
-        device = resolve_device(args.device)
-    rows = [stats.zoo_row(spec, args.resolution, latency_device=device) for spec in zoo]
-    if args.json:
-        print(json.dumps([r.to_json() for r in rows], indent=2))
-    else:
-        print(stats.format_table(rows, args.resolution))
-        print()
-        for note in stats.NOTES:
-            print(f"* {note}")
-    return 0
-
-
 def engine_args(s: argparse.ArgumentParser, command: str) -> None:
     """--engine, --ray-address, --workers, --resume: how a long run's forwards run, and how it
     survives a stop. ``zoo batch`` and ``zoo robustness`` take the same."""
@@ -763,17 +655,6 @@ def _landscape_text(r) -> str:
     return "\n".join(lines)
 
 
-def cmd_selfcheck(zoo: Zoo, args: argparse.Namespace) -> int:
-    """Pin, sha256 and the example photos' answers for each model; exit 1 if any fails."""
-    from .selfcheck import report
-    from .service import Explorer
-
-    explorer = Explorer(zoo, args.device, precision=args.precision)
-    result = explorer.selfcheck(args.models, progress=None if args.json else print_progress)
-    print(json.dumps(result.to_json(), indent=2) if args.json else report(result))
-    return 0 if result.passed else 1
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--zoo", metavar="FILE", default=argparse.SUPPRESS,
@@ -784,22 +665,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__package__}.commands.{name}").add_parser(sub, common)
-
-    s = sub.add_parser("list", parents=[common], help="the models, their size and whether they are cached")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_list)
-
-    s = sub.add_parser("download", parents=[common], help="fetch and verify weights")
-    s.add_argument("names", nargs="*", metavar="NAME")
-    s.add_argument("--all", action="store_true", help="every model in the zoo")
-    s.add_argument("--force", action="store_true", help="drop the cached copy first")
-    s.set_defaults(func=cmd_download)
-
-    s = sub.add_parser("pin", parents=[common],
-                       help="read each model's current commit, size and sha256 from the Hub; print the lines to "
-                            "paste into zoo/registry.py and the README's front matter")
-    s.add_argument("names", nargs="*", metavar="NAME", help="zoo names (default: the five built-in depths)")
-    s.set_defaults(func=cmd_pin)
 
     def model_args(s: argparse.ArgumentParser) -> None:
         s.add_argument("image", metavar="IMAGE")
@@ -878,15 +743,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--deletions", action="store_true", help="delete k random identity-shortcut blocks at once")
     s.set_defaults(func=cmd_analyze)
 
-    s = sub.add_parser("stats", parents=[common], help="parameters, FLOPs and speed per depth and stage")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--resolution", type=int, default=224, metavar="N")
-    s.add_argument("--stages", metavar="NAME", help="per-stage table of one model, as in the paper's Table 1")
-    s.add_argument("--latency", action="store_true", help="also measure latency on --device")
-    device_arg(s)
-    precision_arg(s)
-    s.set_defaults(func=cmd_stats)
-
     s = sub.add_parser("batch", parents=[common], help="many images at once: every depth, accuracy when labelled")
     s.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (walked), globs, .zip files")
     s.add_argument("--models", nargs="+", metavar="NAME", help="zoo names (default: the five depths)")
@@ -954,14 +810,6 @@ def build_parser() -> argparse.ArgumentParser:
     precision_arg(s)  # accepted like everywhere; the landscape itself always runs in fp32
     s.set_defaults(func=cmd_landscape)
 
-    s = sub.add_parser("selfcheck", parents=[common],
-                       help="do the deployed weights give real answers? pin, sha256 and the example photos' "
-                            "top-5 per model, with a diagnosis of what looks wrong")
-    s.add_argument("--models", nargs="+", metavar="NAME", help="zoo names (default: the five depths)")
-    device_arg(s)
-    precision_arg(s)
-    s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.set_defaults(func=cmd_selfcheck)
     return p
 
 

@@ -32,7 +32,6 @@ MAX_ASPECT = 25.0
 # JPEG includes MPO, the multi-picture JPEG many phone cameras write.
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP or TIFF"
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
 
 # What decoding a file and resizing it to the model's input costs, per pixel of its canvas

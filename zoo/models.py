@@ -3,6 +3,9 @@
 Loading is strict: every key and shape must match ``torchvision.models.<arch>``.
 The module is built on the meta device and the weights are *assigned*, so no time is
 spent on a random initialisation that would be overwritten anyway.
+
+The device and precision rules are in ``zoo.precision``, the hook-free forward in
+``zoo.forward``; both are re-exported here, where callers have always imported them.
 """
 
 from __future__ import annotations
@@ -23,124 +26,25 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torch.overrides import TorchFunctionMode
-from torchvision.models.resnet import Bottleneck
 
 from .cancel import check
 from .compiled import KINDS, resolve
 from .compiling import Compiler
-from .errors import ArchitectureMismatchError, CorruptWeightsError, ZooError
+from .errors import ArchitectureMismatchError, CorruptWeightsError
 from .hub import ProgressFn, fetch_weights
-from .params import DEVICES
+# Re-exported from their old home (callers import them from here); cpu_bf16_native is not, so a
+# test that patches it must patch zoo.precision, where precision_candidates reads it.
+from .forward import block_forward, call, residual_branch, shortcut, stem  # noqa: F401 (as above)
+from .precision import (_DTYPES, DeviceUnavailableError, PrecisionUnavailableError,  # noqa: F401
+                        _requested, autocast, precision_candidates, precision_name, precision_plan,
+                        resolve_device, resolve_precision, to_input)
 from .registry import ModelSpec
-
-
-class DeviceUnavailableError(ZooError):
-    """The device asked for is not present on this machine."""
-
-
-def resolve_device(name: str | None = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU: one code path for all three."""
-    name = (name or "auto").lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError("CUDA was asked for but no CUDA GPU is available here; use --device auto or cpu.")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise DeviceUnavailableError("MPS was asked for but Apple's Metal backend is not available; use --device auto or cpu.")
-    if name not in DEVICES:
-        raise DeviceUnavailableError(f"Unknown device {name!r}; choose one of {', '.join(DEVICES)}.")
-    return torch.device(name)
 
 
 @lru_cache(maxsize=1)
 def imagenet_labels() -> tuple[str, ...]:
     """The 1000 ImageNet class names, from torchvision's weights metadata (no download)."""
     return tuple(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-
-
-class PrecisionUnavailableError(ZooError):
-    """A reduced precision was asked for on hardware that does not run it natively."""
-
-
-def cpu_bf16_native() -> bool:
-    """True on CPUs that run bf16 matrix maths natively (AMX tiles or AVX-512 BF16).
-
-    Elsewhere oneDNN emulates bf16 and it is *slower* than fp32, so ``auto`` stays fp32.
-    """
-    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-
-
-def _requested(name: str | None) -> tuple[str, str]:
-    """(precision asked for, where it was asked): --precision, else $ZOO_PRECISION, else auto."""
-    if name:
-        return name.lower(), f"--precision {name.lower()}"
-    env = os.environ.get("ZOO_PRECISION")
-    return ((env.lower(), f"ZOO_PRECISION={env.lower()}") if env else ("auto", "auto"))
-
-
-def precision_candidates(name: str | None, device: torch.device) -> list[str]:
-    """The precisions ``name`` allows on ``device``: an explicit one alone, or for ``auto`` fp32 (the
-    reference, always first) and the reduced ones the device runs natively (``zoo.autotune`` measures
-    which is fastest here): CUDA bf16 (where supported) and fp16, Apple MPS fp16, CPUs with AMX /
-    AVX-512 BF16 bf16. Asking explicitly for a precision the device cannot run is an error, never a
-    silent fallback.
-    """
-    name, _ = _requested(name)
-    if name not in PRECISIONS:
-        raise PrecisionUnavailableError(f"Unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}.")
-    kind = device.type
-    if name == "auto":
-        if kind == "cuda":
-            return ["fp32", *(["bf16"] if torch.cuda.is_bf16_supported() else []), "fp16"]
-        if kind == "mps":
-            return ["fp32", "fp16"]
-        return ["fp32", "bf16"] if cpu_bf16_native() else ["fp32"]
-    dtype = _DTYPES[name]
-    if kind == "cpu" and dtype is not None and not (dtype == torch.bfloat16 and cpu_bf16_native()):
-        why = ("this CPU has neither AMX nor AVX-512 BF16, so bf16 would be emulated and slower than fp32"
-               if dtype == torch.bfloat16 else "CPUs do not run fp16 convolutions natively")
-        raise PrecisionUnavailableError(f"--precision {name} is not available on the CPU here: {why}. "
-                                        "Use --precision fp32 or auto.")
-    if kind == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise PrecisionUnavailableError("This GPU does not support bf16; use --precision fp16, fp32 or auto.")
-    if kind == "mps" and dtype == torch.bfloat16:
-        raise PrecisionUnavailableError("Apple MPS runs fp16, not bf16; use --precision fp16, fp32 or auto.")
-    return [name]
-
-
-def resolve_precision(name: str | None, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype a model starts at for ``name`` on ``device``; None means plain fp32.
-
-    An explicit precision is itself (checked as in ``precision_candidates``); ``auto`` starts
-    at fp32, and each model loaded at ``auto`` then runs what ``zoo.autotune`` measured fastest.
-    """
-    candidates = precision_candidates(name, device)
-    return _DTYPES[candidates[0]] if len(candidates) == 1 else None
-
-
-def precision_plan(name: str | None, device: torch.device) -> tuple[list[str], str]:
-    """(candidates, why) for ``name`` on ``device``: one candidate and its note when nothing is to measure."""
-    candidates = precision_candidates(name, device)
-    asked, where = _requested(name)
-    if asked != "auto":
-        return candidates, f"{asked}: asked for ({where})"
-    if len(candidates) == 1:
-        return candidates, ("fp32: this CPU has neither AMX nor AVX-512 BF16, so fp32 is the only precision "
-                            "it runs natively" if device.type == "cpu" else "fp32: the only candidate here")
-    return candidates, ""
-
-
-def precision_name(dtype: torch.dtype | None) -> str:
-    return _NAMES[dtype]
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
@@ -259,72 +163,9 @@ class LoadedModel:
         return tuple(k for k in KINDS if self.compiled is not None and k in self.compiled.graphs)
 
 
-# --- a forward that no hook can reach ----------------------------------------------------
-# Classification, batches and the Depth lab walk the network through each module's
-# ``forward``, never ``module(x)``: hooks that an explanation (Captum, TorchCAM) has put on
-# this shared module for a moment, or process-wide module hooks of another thread, must
-# not run inside (and corrupt) another request's forward.
-
-def call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` through ``forward``, so that no hook of anyone runs inside the analysis.
-
-    ``module(x)`` would also run process-wide module hooks that another thread may have
-    installed for a moment (torch's ``FlopCounterMode``, behind the Model zoo tab, does),
-    and those break ``torch.autograd.grad`` here. A ``Sequential`` is walked layer by layer.
-    """
-    if isinstance(module, nn.Sequential):
-        for layer in module:
-            x = call(layer, x)
-        return x
-    return module.forward(x)
-
-
-def stem(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """conv1, bn1, relu, maxpool: the input of ``layer1.0``."""
-    check()  # a stopped request ends here, before the next block (zoo.cancel)
-    return call(m.maxpool, call(m.relu, call(m.bn1, call(m.conv1, x))))
-
-
-def residual_branch(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(F(x), bn2's output): the residual branch after its last BN, and the 3x3 layer's response.
-
-    In a basic block the last BN is ``bn2``, so the two are one tensor; in a bottleneck
-    ``bn2`` follows the only 3x3 conv and F ends at ``bn3``.
-    """
-    out = call(block.relu, call(block.bn1, call(block.conv1, x)))
-    response = call(block.bn2, call(block.conv2, out))
-    if isinstance(block, Bottleneck):
-        return call(block.bn3, call(block.conv3, call(block.relu, response))), response
-    return response, response
-
-
-def shortcut(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The identity, or the projection (1x1 conv + BN) of a downsampling block."""
-    return x if block.downsample is None else call(block.downsample, x)
-
-
-def block_forward(block: nn.Module, x: torch.Tensor, lesioned: bool = False) -> torch.Tensor:
-    """ReLU(F(x) + shortcut(x)) as torchvision computes it; with ``lesioned``, F is deleted."""
-    check()  # a stopped request ends within one block (zoo.cancel)
-    if lesioned:
-        # x is already non-negative for an identity block, so this is x itself there.
-        return call(block.relu, shortcut(block, x))
-    return call(block.relu, residual_branch(block, x)[0] + shortcut(block, x))
-
-
 def _set(event: threading.Event) -> threading.Event:
     event.set()
     return event
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
-    """Autocast to ``dtype`` on ``device``; a no-op for fp32."""
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
-def to_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Move a batch to ``device`` in channels-last layout, which the models use on every device."""
-    return batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
 class _SkipInit(TorchFunctionMode):

@@ -82,3 +82,13 @@ SMOOTH_SAMPLES_MAX = 50  # the paper's (and Quantus's) N on ImageNet: the most a
 def smooth_samples(value: Any, error: type[ZooError] = ZooError) -> int:
     """N of sMPRT: noisy copies averaged per map (the last without noise); 0: no sMPRT."""
     return whole(value, "The number of smooth MPRT samples", 0, SMOOTH_SAMPLES_MAX, error)
+
+
+# zoo_table: the input side the architectures are measured at (the page offers 160..448; the
+# command line any size a ResNet's five stride-2 stages still leave a pixel of).
+RESOLUTION_MIN, RESOLUTION_MAX = 32, 2048
+
+
+def resolution(value: Any) -> int:
+    """The square input size, in pixels, that the zoo table measures the architectures at."""
+    return whole(value, "The resolution", RESOLUTION_MIN, RESOLUTION_MAX)

@@ -30,7 +30,6 @@ from .files import FileTooLargeError, NotRegularFileError, read_regular
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PAPER_URL = "https://arxiv.org/abs/1512.03385"
 # A zoo file is a short list of entries; anything bigger is a wrong path (or /dev/zero).
 MAX_ZOO_FILE_BYTES = 1 << 20
 # Normalisation divides by std: a tiny one turns any image into infinities.

@@ -736,15 +736,6 @@ def _summary(tally: _FolderTally, models: Sequence[str], depths: Sequence[int], 
                          ce, mce, ce_a, mce_a, bench if ce_a is not None else (), notes=notes, changed=changed)
 
 
-def summarize(results: Sequence[SampleResult], models: Sequence[str], depths: Sequence[int],
-              corruptions: Sequence[str], severities: Sequence[int], seed: int, imagenet: bool) -> FolderSummary:
-    """The ``FolderSummary`` of scored samples (also used to check a run from its JSON lines)."""
-    tally = _FolderTally(len(models), len(corruptions), len(severities))
-    for r in results:
-        tally.add(r, corruptions, severities)
-    return _summary(tally, models, depths, corruptions, severities, seed, imagenet)
-
-
 # --- the runs -----------------------------------------------------------------------------------
 
 class _Meter:

@@ -340,15 +340,6 @@ def _accepted(photo: PhotoCheck) -> list[tuple[int, str]]:
     return next(p.accepted for p in PHOTOS if p.file == photo.file)
 
 
-def run_selfcheck(cache: Any, specs: Sequence[Any], progress: ProgressFn | None = None) -> SelfCheck:
-    """``check_model`` for each of ``specs`` with the models of ``cache`` (a ``zoo.models.ModelCache``)."""
-    results = []
-    for spec in specs:
-        check()
-        results.append(check_model(cache, spec, progress))
-    return SelfCheck(results, str(cache.device), cache.precision_label())
-
-
 def report(result: SelfCheck) -> str:
     """The self-check as text, one block per model (the command line prints it)."""
     lines = [f"Self-check on {result.device}, {result.precision}:"]

@@ -11,7 +11,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from . import batch as batching
 from .agreement import MapAgreement, map_agreement
@@ -26,6 +26,14 @@ from .inference import Classification, Prediction, Prepared, classify, prepare, 
 from .costs import FAITHFULNESS, Estimate, with_decoding
 from .runtime import Runtime, decoded, share
 from .registry import ModelSpec, Preprocessing
+
+if TYPE_CHECKING:  # the engines are imported when a feature first runs (torch-heavy); named here for the types
+    from PIL import Image
+
+    from .landscape import Landscape
+    from .landscape import Step as LandscapeStep
+    from .robustness import FolderSummary, Live, SampleResult, Sweep, SweepProgress
+    from .sanity import SanityReport
 
 
 @dataclass
@@ -421,7 +429,7 @@ class Explorer(Runtime):
         return with_decoding(Estimate(crops * len(names_), seconds + corrupt_s, basis, models=len(names_),
                                       passes=crops * len(names_)), decode_s)
 
-    def _remember_robustness(self, result: Any) -> None:
+    def _remember_robustness(self, result: Sweep | FolderSummary) -> None:
         """A finished sweep or folder run feeds ``robustness_estimate``."""
         if result.forward_s is not None:
             for name, sec in zip(result.models, result.forward_s):
@@ -448,7 +456,7 @@ class Explorer(Runtime):
                         passes=(est.passes or est.forwards) + clean.forwards)
 
     def robustness_preview(self, image: Any, corruption: str, severity: int, models: list[str] | None = None,
-                           seed: int = 0) -> Any:
+                           seed: int = 0) -> Image.Image:
         """The corrupted crop ``robustness_live`` would show (the first model's crop, the same seed), as a
         PIL image, without running any model: a preview while the settings change."""
         from . import robustness as rb
@@ -460,7 +468,7 @@ class Explorer(Runtime):
 
     def robustness_live(self, image: Any, corruption: str, severity: int, models: list[str] | None = None, *,
                         method: str | None = None, target: int | str | None = None, seed: int = 0,
-                        top_k: int = 5, progress: ProgressFn | None = None) -> Any:
+                        top_k: int = 5, progress: ProgressFn | None = None) -> Live:
         """Every depth on ``image`` corrupted by ``corruption`` at ``severity`` (0: the clean
         crop): a ``zoo.robustness.Live``. With ``method``, each depth's map of the corrupted
         crop for one class (``target``, default: the class most depths pick on the clean crop),
@@ -531,7 +539,7 @@ class Explorer(Runtime):
     def robustness_sweep(self, image: Any, models: list[str] | None = None, *,
                          corruptions: Sequence[str] | None = None, severities: Sequence[int] | None = None,
                          target: int | str | None = None, seed: int = 0, batch_size: int | None = None,
-                         progress: ProgressFn | None = None) -> Iterator[Any]:
+                         progress: ProgressFn | None = None) -> Iterator[SweepProgress | Sweep]:
         """Every corruption x severity x depth on one image (``zoo.robustness.sweep_stream``):
         yields ``SweepProgress`` (naming the corruption running) and partial ``Sweep``s between
         batches, then the finished ``Sweep``. The request's token or closing the generator stops it.
@@ -557,7 +565,7 @@ class Explorer(Runtime):
                           seed: int = 0, save_dir: str | os.PathLike | None = None, top_k: int = 5,
                           batch_size: int | None = None, max_images: int | None = None, globs: bool = False,
                           progress: ProgressFn | None = None, partial_every_s: float | None = None,
-                          executor: Any = None) -> Iterator[Any]:
+                          executor: Any = None) -> Iterator[SampleResult | FolderSummary | Any]:
         """A folder (files, folders, globs, a zip, read as Batch reads them) under every
         corruption (``zoo.robustness.stream``): yields ``Skipped``, one ``SampleResult`` per
         (image, corruption, severity), ``Progress``, partial ``FolderSummary``s with
@@ -582,7 +590,7 @@ class Explorer(Runtime):
             yield event
 
     def robustness(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None,
-                   **kwargs: Any) -> Any:
+                   **kwargs: Any) -> FolderSummary:
         """``robustness_stream`` to the end: the ``FolderSummary``."""
         from .robustness import FolderSummary
 
@@ -605,7 +613,7 @@ class Explorer(Runtime):
     def iter_sanity(self, image: Any, model: str, methods: Sequence[str] | None = None,
                     target: int | str | None = None, granularity: str = "stage", seed: int | None = None,
                     params: dict[str, dict[str, Any]] | None = None, progress: ProgressFn | None = None,
-                    max_forwards: int | None = None) -> Iterator[Any]:
+                    max_forwards: int | None = None) -> Iterator[SanityReport]:
         """The sanity check (``zoo.sanity``) of ``methods`` on ``model``: the report after each step.
 
         Runs on a private copy of the weights on this explorer's device, never on the cached
@@ -625,7 +633,7 @@ class Explorer(Runtime):
                                       sanity.SEED if seed is None else int(seed), self.cache.device, params,
                                       self.cache.cache_dir, progress)
 
-    def sanity(self, image: Any, model: str, methods: Sequence[str] | None = None, **kwargs: Any) -> Any:
+    def sanity(self, image: Any, model: str, methods: Sequence[str] | None = None, **kwargs: Any) -> SanityReport:
         """``iter_sanity`` to the end: the finished ``zoo.sanity.SanityReport``."""
         report = None
         for report in self.iter_sanity(image, model, methods, **kwargs):
@@ -635,7 +643,7 @@ class Explorer(Runtime):
     def iter_sanity_depths(self, image: Any, method: str, models: Sequence[str] | None = None,
                            target: int | str | None = None, granularity: str = "stage", seed: int | None = None,
                            params: dict[str, dict[str, Any]] | None = None, progress: ProgressFn | None = None,
-                           max_forwards: int | None = None) -> Iterator[list[Any]]:
+                           max_forwards: int | None = None) -> Iterator[list[SanityReport]]:
         """One method's sanity check on every depth (default: the five built-ins), side by side.
 
         Yields the reports so far after each step of each depth; whether a method passes can
@@ -727,7 +735,7 @@ class Explorer(Runtime):
                        grid: int = 11, span: float = 1.0, dims: int = 2, seed: int = 0, max_images: int = 8,
                        names: Sequence[str] | None = None, labels_csv: str | os.PathLike | None = None,
                        globs: bool = False, keep_directions: bool = False,
-                       progress: ProgressFn | None = None) -> Iterator[Any]:
+                       progress: ProgressFn | None = None) -> Iterator[LandscapeStep | Landscape]:
         """Error surfaces (``zoo.landscape``) of each model: yields each ``Step`` (before every
         grid point: a generator consumer can stop there) and each model's ``Landscape``.
 
@@ -751,7 +759,7 @@ class Explorer(Runtime):
                     self.costs.remember("landscape", spec.name, event.point_seconds / len(event.images))
                 yield event
 
-    def landscape(self, image: Any, model: str, target: int | str | None = None, **kwargs: Any) -> Any:
+    def landscape(self, image: Any, model: str, target: int | str | None = None, **kwargs: Any) -> Landscape:
         """One model's ``zoo.landscape.Landscape`` (see ``landscape_each``)."""
         from .landscape import Landscape
 
@@ -761,23 +769,6 @@ class Explorer(Runtime):
                 result = event
         assert result is not None
         return result
-
-    # --- do the deployed weights give real answers? (zoo.selfcheck) -------------------------
-
-    def selfcheck_estimate(self, models: Sequence[str] | None = None) -> Estimate:
-        """The cost of ``selfcheck``: per model and example photo, its forward and, when the input
-        is off, one more on the reference input (plus hashing each file, not counted)."""
-        from .selfcheck import FORWARDS_PER_PHOTO, PHOTOS
-
-        names = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
-        return self.costs.priced({self.zoo.get(n).name: float(FORWARDS_PER_PHOTO * len(PHOTOS)) for n in names})
-
-    def selfcheck(self, models: Sequence[str] | None = None, progress: ProgressFn | None = None) -> Any:
-        """``zoo.selfcheck.SelfCheck`` of ``models`` (default: the built-in depths), with this explorer's models."""
-        from .selfcheck import run_selfcheck
-
-        names = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
-        return run_selfcheck(self.cache, [self.zoo.get(n) for n in names], progress)
 
 
 @functools.lru_cache(maxsize=None)

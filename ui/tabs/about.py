@@ -1,10 +1,12 @@
-"""About: the degradation problem, residual learning, how to read the maps."""
+"""About: the degradation problem, residual learning, how to read the maps (layout only; the credits' text is
+``ui.views.about``'s)."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from ..common import EXAMPLES, Context
+from ..common import Context
+from ..views.about import credits_markdown
 
 TITLE = "About"
 PAPER = "https://arxiv.org/abs/1512.03385"
@@ -32,12 +34,6 @@ blocks (1×1, 3×3, 1×1) keep ResNet-50/101/152 cheaper than VGG-16/19.
 Weights: the original torchvision ImageNet weights, from the Hugging Face Hub as safetensors, and
 checked by sha256 before they are loaded. Example photos: credits below.
 """
-
-
-def credits_markdown() -> str:
-    """examples/CREDITS.md, read when the page is built (its own heading dropped: the accordion has one)."""
-    lines = (EXAMPLES / "CREDITS.md").read_text(encoding="utf-8").splitlines()
-    return "\n".join(ln for ln in lines if not ln.startswith("# ")).strip()
 
 
 def build(ctx: Context) -> None:

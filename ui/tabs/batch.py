@@ -21,7 +21,7 @@ from zoo.errors import ZooError
 from zoo.images import load_image
 
 from .. import format as fmt
-from .. import plots
+from .. import charts
 from ..common import Context, InputFiles, checked_file, gpu, new_output_folder, press_js, progress_fn, user_errors
 from ..guard import long_event, runs_no_model
 
@@ -80,7 +80,7 @@ def build(ctx: Context) -> None:
                                  datatype=["markdown"] + ["str"] * (len(headers) - 1),
                                  column_widths=[f"{THUMB + 16}px"] + ["auto"] * (len(headers) - 1))
             return (f"**Partial results: the {result.n_images} images done so far.**\n\n" + fmt.batch_markdown(result),
-                    fmt.batch_model_table(result), plots.agreement_heatmap(result.models, result.agreement), table,
+                    fmt.batch_model_table(result), charts.agreement_heatmap(result.models, result.agreement), table,
                     gr.skip(), gr.skip(), gr.skip())
         folder = new_output_folder(ctx.outputs_dir)
         csv_path, json_path = folder / "batch-predictions.csv", folder / "batch-predictions.json"
@@ -92,9 +92,9 @@ def build(ctx: Context) -> None:
         table = gr.Dataframe(value=fmt.batch_rows(result, thumbnail_uri), headers=headers,
                              datatype=["markdown"] + ["str"] * (len(headers) - 1),
                              column_widths=[f"{THUMB + 16}px"] + ["auto"] * (len(headers) - 1))
-        heatmap = plots.agreement_heatmap(result.models, result.agreement)
+        heatmap = charts.agreement_heatmap(result.models, result.agreement)
         return (fmt.batch_markdown(result), fmt.batch_model_table(result), heatmap, table, gallery,
-                [str(csv_path), str(json_path), plots.csv_file(heatmap, folder)], [m.image.source for m in result.mattered])
+                [str(csv_path), str(json_path), charts.csv_file(heatmap, folder)], [m.image.source for m in result.mattered])
 
     def ui_run(files, labels_csv, models, progress=gr.Progress()):
         # A generator that yields before every forward: Stop cancels the event, gradio then
@@ -159,7 +159,7 @@ def build(ctx: Context) -> None:
             b_status = gr.Markdown(elem_id="batch-status")
             b_accuracy = gr.Dataframe(headers=fmt.BATCH_MODEL_HEADERS, label="Per model", interactive=False,
                                       elem_id="batch-accuracy")  # natural widths: it fits, and scrolls on a phone
-            # Plotly (ui/plots.py): hover a cell for the two depths and their agreement.
+            # Plotly (ui/charts.py): hover a cell for the two depths and their agreement.
             b_heatmap = gr.Plot(label="Agreement between depths", show_label=False, elem_id="batch-heatmap",  # titled
                                 elem_classes="rde-when-filled")  # hidden until a run fills it (ui/app.py)
             b_gallery = gr.Gallery(label="Where depth mattered (click one to compare its maps)", columns=6,

@@ -18,7 +18,7 @@ from ..common import (EXAMPLES, Context, Upload, gpu, progress_fn, render_result
                       safe_image_input, save_raw, user_errors)
 from ..guard import cached_example, long_event, runs_no_model
 from ..spaces import example_caching
-from ..plots import csv_file, faithfulness_curves
+from ..charts import csv_file, faithfulness_curves
 
 TITLE = "Classify & explain"
 
@@ -185,7 +185,7 @@ def build(ctx: Context) -> None:
                                          type="filepath", format="jpeg", max_height=448, elem_id="crop-slider",
                                          buttons=["fullscreen"])
             faith_info = gr.Markdown(elem_id="faithfulness-info")
-            # Plotly (ui/plots.py): hover a point for its fraction and probability; camera icon: PNG.
+            # Plotly (ui/charts.py): hover a point for its fraction and probability; camera icon: PNG.
             faith_plot = gr.Plot(label="Deletion and insertion curves", elem_id="faithfulness-plot",
                                  elem_classes="rde-when-filled")
     state = gr.State()

@@ -14,7 +14,7 @@ from ..common import (EXAMPLES, Context, Upload, carry_image, gpu, new_output_fo
                       safe_image_input, user_errors)
 from ..guard import cached_example, long_event, runs_no_model
 from ..spaces import example_caching
-from ..plots import csv_files, data_files, faithfulness_curves, map_agreement_heatmap
+from ..charts import csv_files, data_files, faithfulness_curves, map_agreement_heatmap
 
 TITLE = "Compare depths"
 CLASSIFY_TAB = "Classify & explain"  # that tab's id (build_app gives each tab its TITLE as id)
@@ -128,7 +128,7 @@ def build(ctx: Context) -> None:
                                    column_widths=fmt.compare_column_widths(len(ctx.depth_names)),
                                    elem_id="compare-table")
             c_maps_text = gr.Markdown(elem_id="map-agreement")
-            # Plotly (ui/plots.py): hover a cell for the two depths, ρ and IoU.
+            # Plotly (ui/charts.py): hover a cell for the two depths, ρ and IoU.
             c_maps_plot = gr.Plot(label="Map agreement between depths", elem_id="map-agreement-plot")
             c_faith = gr.Dataframe(label="Faithfulness of each depth's map, for the shared class", interactive=False,
                                    visible=False, elem_id="compare-faithfulness", wrap=True, pinned_columns=1,

@@ -9,7 +9,7 @@ import gradio as gr
 from zoo.analysis import Analysis
 
 from .. import format as fmt
-from .. import plots
+from .. import charts
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
                       user_errors)
 from ..guard import long_event, runs_no_model, stop_button
@@ -51,7 +51,7 @@ def build(ctx: Context) -> None:
                                          deletions=lesion, progress=progress_fn(progress))
 
     def render(done: list[Analysis], as_json: Any) -> tuple:
-        return (*plots.depth_lab(done), fmt.depth_lab_markdown(done), as_json)
+        return (*charts.depth_lab(done), fmt.depth_lab_markdown(done), as_json)
 
     def stream(image, models, target, lesion, progress) -> Iterator[tuple]:
         # One update per depth: the charts fill in as each finishes, and Stop takes effect in between.
@@ -62,7 +62,7 @@ def build(ctx: Context) -> None:
             done.append(a)
             out = render(done, {"models": [d.to_json() for d in done]})
             # The data of every chart drawn so far, as CSV (the PNG comes from each chart's modebar).
-            yield (*out, plots.csv_files(out[:6], new_output_folder(ctx.outputs_dir)))
+            yield (*out, charts.csv_files(out[:6], new_output_folder(ctx.outputs_dir)))
 
     @user_errors
     def ui_signal(image, models, target, progress=gr.Progress()):
@@ -96,7 +96,7 @@ def build(ctx: Context) -> None:
     summary = gr.Markdown(elem_id="lab-summary")
 
     def plot(label: str, elem_id: str) -> gr.Plot:
-        # Plotly (ui/plots.py): hover a point for its block, depth and value; click a legend
+        # Plotly (ui/charts.py): hover a point for its block, depth and value; click a legend
         # entry to hide that depth. The figure carries its own title; gradio's label badge would cover it. Until a run
         # fills it, the box is hidden (rde-when-filled, ui/app.py): an empty, unlabelled box
         # says nothing.
@@ -113,7 +113,7 @@ def build(ctx: Context) -> None:
     with gr.Row():
         p_lesion = plot("Lesion study: one block deleted", "lab-plot-lesion")
         p_del = plot("k random identity blocks deleted", "lab-plot-deletions")
-    data = plots.data_files("lab-data")
+    data = charts.data_files("lab-data")
     with gr.Accordion("The numbers (JSON)", open=False):
         numbers = gr.JSON(label="Per model and block")
     ins = [image, models, target]

@@ -10,7 +10,7 @@ from zoo.errors import ZooError
 from zoo.landscape import MAX_SPAN, Landscape
 
 from .. import format as fmt
-from .. import plots
+from .. import figures
 from ..common import (EXAMPLES, Context, InputFiles, checked_file, gpu, progress_fn, require_image, safe_image_input,
                       user_errors)
 from ..guard import long_event, runs_no_model
@@ -87,7 +87,7 @@ def build(ctx: Context) -> None:
             if isinstance(event, Landscape):
                 done.append(event)
                 text = fmt.landscape_markdown(done, total)
-                yield plots.landscape_figure(done), text, {"models": [d.to_json() for d in done]}
+                yield figures.landscape_figure(done), text, {"models": [d.to_json() for d in done]}
             else:  # where the run is, above what the finished depths said
                 yield gr.skip(), f"*Running: {event.message}*\n\n{text}", gr.skip()
 
@@ -95,7 +95,7 @@ def build(ctx: Context) -> None:
     def api_landscape(image, model, progress=gr.Progress()):
         """The loss around one model's weights on the image: a 2-D surface at the tab's defaults."""
         done = [e for e in events(image, [model], None, 2, GRID[2], SPAN[2], 0, progress) if isinstance(e, Landscape)]
-        return plots.landscape_figure(done), fmt.landscape_markdown(done, 1), done[0].to_json()
+        return figures.landscape_figure(done), fmt.landscape_markdown(done, 1), done[0].to_json()
 
     with gr.Accordion("How to read these plots, and what the paper found", open=True):
         gr.Markdown(INTRO)

@@ -19,7 +19,7 @@ from .. import format as fmt
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
                       user_errors)
 from ..guard import long_event, runs_no_model
-from ..plots import csv_files, data_files, faithfulness_curves
+from ..charts import csv_files, data_files, faithfulness_curves
 
 TITLE = "Method ranking"
 # What the tab ticks: the methods that answer in seconds on a CPU, and Edges, the floor every

@@ -41,7 +41,7 @@ from .. import robustness_plots as rplots
 from ..common import (EXAMPLES, Context, InputFiles, checked_file, gpu, new_output_folder, progress_fn, require_image,
                       safe_image_input, user_errors)
 from ..guard import long_event, runs_no_model
-from ..plots import depth_label
+from ..charts import depth_label
 
 TITLE = "Robustness"
 PARTIAL_S = 3.0  # seconds between a folder run's partial results in the page

@@ -18,7 +18,7 @@ from zoo.render import save_png, stack, strip
 from zoo.sanity import DEFAULT_METHODS, GRANULARITIES, PASS_BELOW, SEED, step_count
 
 from .. import format as fmt
-from .. import plots
+from .. import charts
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
                       user_errors)
 from ..guard import long_event, runs_no_model, stop_button
@@ -67,9 +67,9 @@ def build(ctx: Context) -> None:
         path = save_png(stack(rows), folder / f"sanity-{reports[0].model}-{done}.png")
         # Room at the top: on a phone gradio's image buttons would cover the first row's last titles.
         phone = save_png(stack(narrow, top=28), folder / f"sanity-{reports[0].model}-{done}-narrow.png")
-        chart = plots.sanity_chart(series, verdicts, PASS_BELOW, name=f"sanity-{reports[0].model}-{done}")
+        chart = charts.sanity_chart(series, verdicts, PASS_BELOW, name=f"sanity-{reports[0].model}-{done}")
         # The chart's data as CSV beside the picture (its camera icon saves the chart as PNG).
-        return (str(path), chart, fmt.sanity_markdown(reports, total, by_depth), plots.csv_files([chart], folder),
+        return (str(path), chart, fmt.sanity_markdown(reports, total, by_depth), charts.csv_files([chart], folder),
                 str(phone))
 
     @gpu
@@ -187,10 +187,10 @@ def build(ctx: Context) -> None:
             gr.Markdown("Similarity with the original map per step: dashed, the step after which fc and layer4 "
                         f"are random (the verdict); dotted, the pass line ({PASS_BELOW}).",
                         elem_classes="rde-estimate")
-            # Plotly (ui/plots.py): hover a point for the method, the layers randomized so far and the value.
+            # Plotly (ui/charts.py): hover a point for the method, the layers randomized so far and the value.
             chart = gr.Plot(label="Similarity with the original map, per step", show_label=False,
                             elem_id="sanity-chart")
-            data = plots.data_files("sanity-chart-data")
+            data = charts.data_files("sanity-chart-data")
     outs = [strips, chart, info, data, strips_narrow]
     def cost(image, model, methods=None, target=None, granularity="stage", seed=None):
         return explorer.sanity_estimate([model], list(methods or DEFAULT_METHODS), granularity, PARAMS)

@@ -8,7 +8,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from ..plots import Chart, _heatmap_axes, figure
+from ..charts import Chart, _heatmap_axes, figure
 
 
 def _as_json(transfer: Any) -> dict[str, Any]:
