@@ -116,7 +116,7 @@ class Sweep:
         return self.done < self.total
 
     @property
-    def targetcorruption_label(self) -> str:
+    def target_label(self) -> str:
         return self.labels[self.target]
 
     def _m(self, model: int | str) -> int:
