@@ -113,7 +113,7 @@ def test_sanity_tab_on_a_phone(app, shots):
         _run_sanity(page, expect)
         # The strips at the page's width, drawn for a phone (issue 31 item 10): four cells a row, and
         # the labels (step, r and S) at least 10 px high as shown; the wide picture is not shown.
-        from ui.tabs.sanity import NARROW
+        from ui.views.sanity import NARROW
 
         img = page.locator("#sanity-strips-narrow img")
         expect(img).to_be_visible(timeout=30_000)

@@ -29,6 +29,7 @@ import numpy as np
 from zoo.batch import Progress
 from zoo.errors import ZooError
 from zoo.features import robustness as feature
+from zoo.params import SEED_MAX
 from zoo.render import save_png
 from zoo.robustness import CORRUPTIONS, SEVERITIES
 from zoo.robustness_folder import FolderSummary, SampleResult
@@ -183,7 +184,7 @@ def _live_layout(ctx: Context) -> SimpleNamespace:
             target = gr.Dropdown([""] + ctx.class_choices, value="", allow_custom_value=True, filterable=True,
                                  label="Class (blank: most depths' clean top-1)", elem_id="robust-target",
                                  min_width=140)
-            seed = gr.Number(0, precision=0, minimum=0, maximum=2 ** 31 - 1, label="Seed of the random corruptions",
+            seed = gr.Number(0, precision=0, minimum=0, maximum=SEED_MAX, label="Seed of the random corruptions",
                              elem_id="robust-seed")
             with gr.Row():
                 live_go = gr.Button("Show", variant="primary", elem_id="robust-live-run", min_width=80)
@@ -243,7 +244,7 @@ def _folder_layout(ctx: Context) -> SimpleNamespace:
                                         label="Corruptions (default: the paper's 15)", elem_id="robust-folder-corruptions")
             f_severities = gr.CheckboxGroup(list(SEVERITIES), value=list(SEVERITIES), label="Severities",
                                             elem_id="robust-folder-severities")
-            f_seed = gr.Number(0, precision=0, minimum=0, maximum=2 ** 31 - 1, label="Seed", elem_id="robust-folder-seed")
+            f_seed = gr.Number(0, precision=0, minimum=0, maximum=SEED_MAX, label="Seed", elem_id="robust-folder-seed")
             with gr.Row():
                 f_go = gr.Button("Run", variant="primary", elem_id="robust-folder-run", min_width=80)
                 f_stop = gr.Button("Stop", variant="stop", elem_id="robust-folder-stop", min_width=80)

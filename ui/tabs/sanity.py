@@ -15,6 +15,7 @@ import gradio as gr
 
 from zoo.errors import ZooError
 from zoo.explain import METHODS
+from zoo.params import SEED_MAX
 from zoo.features import sanity as feature
 from zoo.sanity import DEFAULT_METHODS, GRANULARITIES, PASS_BELOW, SEED
 
@@ -23,7 +24,6 @@ from .. import plots
 from ..common import EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input, user_errors
 from ..guard import long_event, runs_no_model, stop_button
 from ..views import sanity as views
-from ..views.sanity import NARROW, step_title  # noqa: F401  (where tests and older callers look)
 
 TITLE = "Sanity check"
 # Integrated Gradients at the page's default (as in Classify & explain): half the library's
@@ -89,7 +89,7 @@ def _layout(ctx: Context) -> SimpleNamespace:
             with gr.Accordion("Granularity and seed", open=False):
                 granularity = gr.Radio(GRANULARITY_CHOICES, value=GRANULARITIES[0], label="Randomize",
                                        elem_id="sanity-granularity")
-                seed = gr.Number(SEED, precision=0, minimum=0, maximum=2 ** 32 - 1, label="Seed",
+                seed = gr.Number(SEED, precision=0, minimum=0, maximum=SEED_MAX, label="Seed",
                                  elem_id="sanity-seed")
             with gr.Row():
                 go = gr.Button("Run sanity check", variant="primary", elem_id="sanity-button")
