@@ -102,7 +102,7 @@ def _layout(ctx: Context) -> SimpleNamespace:
             depth_go = gr.Button("Check it on every depth", elem_id="sanity-depth-button")
             depth_estimate = gr.Markdown(elem_id="sanity-depth-estimate", elem_classes="rde-estimate")
         with gr.Column(scale=3):
-            info = gr.Markdown(fmt.SANITY_NOTE, elem_id="sanity-info")
+            info = gr.Markdown(views.SANITY_NOTE, elem_id="sanity-info")
             gr.Markdown("Each row: the input, then the map as the weights are randomized from the top, left to "
                         "right (each map drawn as |map| on its own scale). Under each map: r, its rank correlation "
                         "with the original (of |map|), and S, their SSIM.", elem_classes="rde-estimate")
