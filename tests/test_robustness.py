@@ -24,6 +24,7 @@ from zoo import cancel
 from zoo import robustness as rb
 from zoo import robustness_sweep as rs
 from zoo.features import robustness as feature
+from zoo.errors import ZooError
 from zoo.limits import Gate, LimitError, Limits
 from zoo.service import Explorer
 
@@ -381,3 +382,22 @@ def test_cli_refuses_an_unknown_corruption_with_a_message(zoo_file, hosted, tmp_
     photo(8).save(tmp_path / "a.png")
     r = run_cli("robustness", str(tmp_path / "a.png"), "--corruptions", "rain", "--zoo", str(zoo_file))
     assert r.returncode == 2 and "Unknown corruption 'rain'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_one_seed_rule_for_every_feature(zoo):
+    """Issue 32: robustness, sanity and landscape take the same seeds (zoo.params.seed): whole numbers
+    0..2**32-1, integral floats too (JSON has one number type), never a bool."""
+    from zoo import landscape, sanity
+    from zoo.features import sanity as sanity_feature
+
+    rt = Explorer(zoo, "cpu", precision="fp32")
+    assert feature.LiveRequest.create(rt, None, ["resnet18"], "fog", 3, seed=3.0).seed == 3
+    assert feature.SweepRequest.create(rt, None, ["resnet18"], seed=2 ** 32 - 1).seed == 2 ** 32 - 1
+    assert sanity_feature.Request.create(rt, None, ["resnet18"], ["cam"], seed=7.0).seed == 7
+    for bad in (2 ** 32, -1, True, 2.5, "3"):
+        with pytest.raises(ZooError, match="seed must be a whole number from 0 to 4294967295"):
+            feature.Request.create(rt, [], ["resnet18"], seed=bad)
+        with pytest.raises(sanity.SanityError, match="seed must be a whole number from 0 to 4294967295"):
+            sanity_feature.Request.create(rt, None, ["resnet18"], ["cam"], seed=bad)
+        with pytest.raises(landscape.LandscapeError, match="seed must be a whole number from 0 to 4294967295"):
+            landscape.check_settings(3, 0.5, 2, bad)
