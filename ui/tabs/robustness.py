@@ -1,18 +1,13 @@
 """Robustness: which depth still sees the cat through fog, noise and JPEG (issue 19). Layout and wiring.
 
 Three parts, each its own guarded event with its own estimate and Stop, each a request of
-``zoo.features.robustness`` built by one function here (used by the handler and its cost):
-
-* **Live** (``live_request``): one corruption at one severity (0 = the clean crop): the
-  corrupted crop every depth saw, each depth's prediction and its map on that crop;
-* **Sweep** (``sweep_request``): every corruption x severity x depth on the image, streamed
-  batch by batch: heatmaps, the chosen corruption's curves, breaking points, a sentence, a CSV;
-* **A folder** (``folder_request``): images (or one .zip, read as Batch reads them) under the
-  chosen corruptions: accuracy, CE and mCE per depth.
-
-What the components show comes from ``ui/views/robustness.py``. Endpoints:
-``/robustness(files, models, corruptions)``, ``/robustness_live(image, models, corruption,
-severity, method)``, ``/robustness_sweep(image, models, corruptions)``.
+``zoo.features.robustness`` built by one function (for the handler and its cost): **Live**
+(``live_request``: one corruption at one severity, every depth's answer and map on the crop),
+**Sweep** (``sweep_request``: every corruption x severity x depth on the image, streamed) and
+**a folder** (``folder_request``: accuracy, CE and mCE per depth). What the components show:
+``ui/views/robustness.py``. Endpoints: ``/robustness(files, models, corruptions)``,
+``/robustness_live(image, models, corruption, severity, method)``, ``/robustness_sweep(image,
+models, corruptions)``.
 """
 
 from __future__ import annotations
@@ -101,27 +96,31 @@ def folder_cost(ctx: Context, files: Any, labels_csv: Any = None, models: Any = 
 
 # --- the runs (on ZeroGPU, each asks for what its estimate says) ---------------------------------
 
-@gpu(cost=lambda ctx, image, models, corruption, severity, method, target, seed, progress=None:
-     live_cost(ctx, image, models, corruption, severity, method))
-def live_result(ctx: Context, image, models, corruption, severity, method, target, seed, progress) -> Live:
-    req = live_request(ctx, require_image(image).path, models, corruption, severity, method, target, seed)
-    return feature.result(ctx.explorer, req, progress_fn(progress))
+def gpu_runs(ctx: Context) -> SimpleNamespace:
+    """The model-running functions, as closures over ``ctx``: on ZeroGPU their arguments travel to
+    a forked worker, so they are the request's own values only (the context stays here)."""
 
+    @gpu(cost=lambda image, models, corruption, severity, method, target, seed, progress=None:
+         live_cost(ctx, image, models, corruption, severity, method))
+    def live_result(image, models, corruption, severity, method, target, seed, progress) -> Live:
+        req = live_request(ctx, require_image(image).path, models, corruption, severity, method, target, seed)
+        return feature.result(ctx.explorer, req, progress_fn(progress))
 
-@gpu(cost=lambda ctx, image, models, corruptions, target, seed, progress=None: sweep_cost(ctx, image, models,
-                                                                                         corruptions))
-def sweep_events(ctx: Context, image, models, corruptions, target, seed, progress) -> Iterator[SweepProgress | Sweep]:
-    upload = require_image(image)
-    yield from feature.run(ctx.explorer, sweep_request(ctx, upload.path, models, corruptions, target, seed),
-                           progress_fn(progress))
+    @gpu(cost=lambda image, models, corruptions, target, seed, progress=None: sweep_cost(ctx, image, models,
+                                                                                        corruptions))
+    def sweep_events(image, models, corruptions, target, seed, progress) -> Iterator[SweepProgress | Sweep]:
+        upload = require_image(image)
+        yield from feature.run(ctx.explorer, sweep_request(ctx, upload.path, models, corruptions, target, seed),
+                               progress_fn(progress))
 
+    @gpu(cost=lambda files, labels_csv, models, corruptions, severities, seed, progress=None, partial_every_s=None:
+         folder_cost(ctx, files, labels_csv, models, corruptions, severities))
+    def folder_events(files, labels_csv, models, corruptions, severities, seed, progress,
+                      partial_every_s: float | None = None) -> Iterator[Any]:
+        req = folder_request(ctx, files, labels_csv, models, corruptions, severities, seed, partial_every_s)
+        yield from feature.run(ctx.explorer, req, progress)
 
-@gpu(cost=lambda ctx, files, labels_csv, models, corruptions, severities, seed, progress=None, partial_every_s=None:
-     folder_cost(ctx, files, labels_csv, models, corruptions, severities))
-def folder_events(ctx: Context, files, labels_csv, models, corruptions, severities, seed, progress,
-                  partial_every_s: float | None = None) -> Iterator[Any]:
-    req = folder_request(ctx, files, labels_csv, models, corruptions, severities, seed, partial_every_s)
-    yield from feature.run(ctx.explorer, req, progress)
+    return SimpleNamespace(live_result=live_result, sweep_events=sweep_events, folder_events=folder_events)
 
 
 # --- files and pictures a result leaves -----------------------------------------------------------
@@ -151,9 +150,10 @@ def render_folder(s: FolderSummary) -> tuple[Any, ...]:
 def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
     c = SimpleNamespace(**vars(_live_layout(ctx)), **vars(_sweep_layout(ctx)), **vars(_folder_layout(ctx)))
-    live_cost_ins = _wire_live(ctx, c)
-    _wire_sweep(ctx, c)
-    f_cost_ins = _wire_folder(ctx, c)
+    runs = gpu_runs(ctx)
+    live_cost_ins = _wire_live(ctx, c, runs)
+    _wire_sweep(ctx, c, runs)
+    f_cost_ins = _wire_folder(ctx, c, runs)
 
     @runs_no_model
     def ui_estimates(models_, corruption_, severity_, method_, files_, f_models_, f_corruptions_, f_severities_):
@@ -162,7 +162,7 @@ def build(ctx: Context) -> None:
 
     ctx.demo.load(ui_estimates, [*live_cost_ins, *f_cost_ins], [c.live_estimate, c.sweep_estimate, c.f_estimate],
                   api_visibility="private", show_progress="hidden")
-    _endpoints(ctx, c)
+    _endpoints(ctx, c, runs)
 
 
 def _live_layout(ctx: Context) -> SimpleNamespace:
@@ -295,10 +295,10 @@ def ui_folder_estimate(ctx: Context, files, models, corruptions, severities) -> 
 
 # --- events ---------------------------------------------------------------------------------------
 
-def _wire_live(ctx: Context, c: SimpleNamespace) -> list:
+def _wire_live(ctx: Context, c: SimpleNamespace, runs: SimpleNamespace) -> list:
     @user_errors
     def ui_live(image, models, corruption, severity, method, target, seed, progress=gr.Progress()):
-        crop, gallery, rows, info = render_live(ctx, live_result(ctx, image, models, corruption, severity, method,
+        crop, gallery, rows, info = render_live(ctx, runs.live_result(image, models, corruption, severity, method,
                                                                   target, seed, progress))
         # At least three columns: a lone map would fill the row at 1400 px.
         return (crop, gr.Gallery(value=gallery, columns=max(3, len(gallery))),
@@ -334,13 +334,13 @@ def _wire_live(ctx: Context, c: SimpleNamespace) -> list:
     return cost_ins
 
 
-def _wire_sweep(ctx: Context, c: SimpleNamespace) -> None:
+def _wire_sweep(ctx: Context, c: SimpleNamespace, runs: SimpleNamespace) -> None:
     @user_errors
     def ui_sweep(image, models, corruption, target, seed, progress=gr.Progress()):
         # A generator that yields between batches: Stop cancels the event, gradio closes it at its
         # next yield, and closing the stream ends the work. Partial results stay after a Stop.
         text = ""
-        for event in sweep_events(ctx, image, models, None, target, seed, progress):
+        for event in runs.sweep_events(image, models, None, target, seed, progress):
             if isinstance(event, SweepProgress):
                 yield views.running_text(event, text), *[gr.skip()] * 5
             elif isinstance(event, Sweep):
@@ -373,12 +373,12 @@ def _wire_sweep(ctx: Context, c: SimpleNamespace) -> None:
     run.then(estimate, [c.models], [c.sweep_estimate], api_visibility="private", show_progress="hidden")
 
 
-def _wire_folder(ctx: Context, c: SimpleNamespace) -> list:
+def _wire_folder(ctx: Context, c: SimpleNamespace, runs: SimpleNamespace) -> list:
     @user_errors
     def ui_folder(files, labels_csv, models, corruptions, severities, seed, progress=gr.Progress()):
         samples: list[SampleResult] = []
         # closing: a Stop closes this generator; the run it iterates ends at once too.
-        with closing(folder_events(ctx, files, labels_csv, models, corruptions, severities, seed,
+        with closing(runs.folder_events(files, labels_csv, models, corruptions, severities, seed,
                                    progress_fn(progress), PARTIAL_S)) as events:
             for event in events:
                 if isinstance(event, SampleResult):
@@ -405,13 +405,13 @@ def _wire_folder(ctx: Context, c: SimpleNamespace) -> list:
 
 # --- public endpoints ------------------------------------------------------------------------------
 
-def _endpoints(ctx: Context, c: SimpleNamespace) -> None:
+def _endpoints(ctx: Context, c: SimpleNamespace, runs: SimpleNamespace) -> None:
     @user_errors
     def api_live(image, models, corruption, severity, method, progress=gr.Progress()):
         """Every chosen depth (none: all five) on the image corrupted by one ImageNet-C corruption at one
         severity (0: clean), with each depth's map (method "none": predictions only); returns the corrupted
         crop (PNG, what the models saw) and the JSON."""
-        live = live_result(ctx, image, models, corruption, severity, method, None, 0, progress)
+        live = runs.live_result(image, models, corruption, severity, method, None, 0, progress)
         return render_live(ctx, live)[0], live.to_json()
 
     @user_errors
@@ -419,7 +419,7 @@ def _endpoints(ctx: Context, c: SimpleNamespace) -> None:
         """Every chosen corruption (none: all 19) x severity 1-5 x depth (none: all five) on the image,
         seed 0, the class most depths pick on the clean crop; streams partial results. Returns the
         sweep's JSON (target probability, top-1, breaking points, the sentence) and a CSV of every cell."""
-        for event in sweep_events(ctx, image, models, corruptions, None, 0, progress):
+        for event in runs.sweep_events(image, models, corruptions, None, 0, progress):
             if isinstance(event, Sweep):
                 yield event.to_json(), (gr.skip() if event.partial else sweep_files(ctx, event)[0])
 
@@ -429,7 +429,7 @@ def _endpoints(ctx: Context, c: SimpleNamespace) -> None:
         corruptions (none: all 19) at severities 1-5, seed 0, through the chosen depths (none: all five).
         Returns the summary (accuracy per model, corruption and severity; CE and mCE relative to the
         shallowest depth and, for ImageNet labels, to AlexNet) and a JSON-lines file of every prediction."""
-        events = list(folder_events(ctx, files, None, models, corruptions, None, 0, progress_fn(progress)))
+        events = list(runs.folder_events(files, None, models, corruptions, None, 0, progress_fn(progress)))
         summary = events[-1]
         assert isinstance(summary, FolderSummary) and not summary.partial
         return summary.to_json(), folder_files(ctx, summary, [e for e in events if isinstance(e, SampleResult)])[0]

@@ -53,9 +53,15 @@ def depth_cost(ctx: Context, image: Any, method: str, target: Any = None, granul
     return feature.estimate(ctx.explorer, request(ctx, None, ctx.depth_names, [method], target, granularity))
 
 
-@gpu(cost=lambda ctx, req, progress=None: feature.estimate(ctx.explorer, req))
-def checks(ctx: Context, req: feature.Request, progress: Any) -> Iterator[feature.Checks]:
-    yield from feature.run(ctx.explorer, req, progress_fn(progress))
+def gpu_checks(ctx: Context) -> Any:
+    """The model-running function, a closure over ``ctx``: on ZeroGPU its arguments (the request)
+    travel to a forked worker; the context stays here."""
+
+    @gpu(cost=lambda req, progress=None: feature.estimate(ctx.explorer, req))
+    def checks(req: feature.Request, progress: Any) -> Iterator[feature.Checks]:
+        yield from feature.run(ctx.explorer, req, progress_fn(progress))
+
+    return checks
 
 
 def estimate_text(ctx: Context, models: list[str], methods: Any, granularity: Any) -> str:
@@ -71,7 +77,7 @@ def estimate_text(ctx: Context, models: list[str], methods: Any, granularity: An
 def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
     c = _layout(ctx)
-    _wire(ctx, c)
+    _wire(ctx, c, gpu_checks(ctx))
 
 
 def _layout(ctx: Context) -> SimpleNamespace:
@@ -121,21 +127,21 @@ def _layout(ctx: Context) -> SimpleNamespace:
     return SimpleNamespace(image=image, model=model, methods=methods, target=target, granularity=granularity, seed=seed, go=go, stop=stop, estimate=estimate, depth_method=depth_method, depth_go=depth_go, depth_estimate=depth_estimate, info=info, strips=strips, strips_narrow=strips_narrow, chart=chart, data=data)
 
 
-def _wire(ctx: Context, c: SimpleNamespace) -> None:
+def _wire(ctx: Context, c: SimpleNamespace, checks: Any) -> None:
     @user_errors
     def ui_sanity(image, model, methods, target, granularity, seed, progress=gr.Progress()):
         if not methods:
             raise gr.Error("Tick at least one method to check.", print_exception=False)
         req = request(ctx, require_image(image).path, [model], methods, target, granularity, seed)
         folder, total = new_output_folder(ctx.outputs_dir), feature.maps(ctx.explorer, req)
-        for done in checks(ctx, req, progress):
+        for done in checks(req, progress):
             yield views.render(done.reports, folder, total)
 
     @user_errors
     def ui_depths(image, method, target, granularity, seed, progress=gr.Progress()):
         req = request(ctx, require_image(image).path, ctx.depth_names, [method], target, granularity, seed)
         folder, total = new_output_folder(ctx.outputs_dir), feature.maps(ctx.explorer, req)
-        for done in checks(ctx, req, progress):
+        for done in checks(req, progress):
             yield views.render(done.reports, folder, total, by_depth=True)
 
     @runs_no_model
@@ -164,10 +170,10 @@ def _wire(ctx: Context, c: SimpleNamespace) -> None:
     run.then(ui_estimate, cost_ins, [c.estimate], api_visibility="private", show_progress="hidden")
     ctx.demo.load(ui_estimate, cost_ins, [c.estimate], api_visibility="private", show_progress="hidden")
     ctx.demo.load(ui_depth_estimate, depth_ins, [c.depth_estimate], api_visibility="private", show_progress="hidden")
-    _endpoint(ctx, c)
+    _endpoint(ctx, c, checks)
 
 
-def _endpoint(ctx: Context, c: SimpleNamespace) -> None:
+def _endpoint(ctx: Context, c: SimpleNamespace, checks: Any) -> None:
     @user_errors
     def api_sanity(image, model, methods, progress=gr.Progress()):
         """Can this map be trusted? Re-initialises the model's weights from the top (fc, layer4 … the stem,
@@ -180,7 +186,7 @@ def _endpoint(ctx: Context, c: SimpleNamespace) -> None:
         """
         req = request(ctx, require_image(image).path, [model], methods, None, "stage", SEED)
         done = None
-        for done in checks(ctx, req, progress):
+        for done in checks(req, progress):
             pass
         picture, *_ = views.render(done.reports, new_output_folder(ctx.outputs_dir), 0)
         return picture, done.to_json()
