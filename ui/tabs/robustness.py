@@ -125,15 +125,6 @@ def gpu_runs(ctx: Context) -> SimpleNamespace:
 
 # --- files and pictures a result leaves -----------------------------------------------------------
 
-def render_live(ctx: Context, live: Live) -> tuple[str, list, list[list[str]], str]:
-    crop, gallery = views.live_pictures(live, new_output_folder(ctx.outputs_dir))
-    return crop, gallery, views.live_rows(live), views.live_info(live)
-
-
-def sweep_files(ctx: Context, sweep: Sweep) -> list[str]:
-    return views.sweep_files(sweep, new_output_folder(ctx.outputs_dir))
-
-
 def folder_files(ctx: Context, summary: FolderSummary, samples: list[SampleResult]) -> list[str]:
     return views.folder_files(summary, samples, feature.labels_of(ctx.explorer, summary.models),
                               new_output_folder(ctx.outputs_dir))
@@ -201,7 +192,10 @@ def _live_layout(ctx: Context) -> SimpleNamespace:
             live_gallery = gr.Gallery(label="Each depth's map on the corrupted crop", columns=5, height="auto",
                                       object_fit="contain", allow_preview=False, elem_id="robust-gallery",
                                       elem_classes="rde-when-filled")
-    return SimpleNamespace(image=image, models=models, corruption=corruption, severity=severity, method=method, target=target, seed=seed, live_go=live_go, live_stop=live_stop, live_estimate=live_estimate, live_info=live_info, live_crop=live_crop, live_table=live_table, live_gallery=live_gallery)
+    return SimpleNamespace(image=image, models=models, corruption=corruption, severity=severity, method=method,
+                           target=target, seed=seed, live_go=live_go, live_stop=live_stop,
+                           live_estimate=live_estimate, live_info=live_info, live_crop=live_crop,
+                           live_table=live_table, live_gallery=live_gallery)
 
 
 def _sweep_layout(ctx: Context) -> SimpleNamespace:
@@ -224,7 +218,9 @@ def _sweep_layout(ctx: Context) -> SimpleNamespace:
                                       elem_id="robust-sweep-downloads", elem_classes="rde-when-filled")
     sweep_state = gr.State()
 
-    return SimpleNamespace(sweep_go=sweep_go, sweep_stop=sweep_stop, sweep_estimate=sweep_estimate, sweep_status=sweep_status, heatmap=heatmap, lines=lines, breaking=breaking, sweep_downloads=sweep_downloads, sweep_state=sweep_state)
+    return SimpleNamespace(sweep_go=sweep_go, sweep_stop=sweep_stop, sweep_estimate=sweep_estimate,
+                           sweep_status=sweep_status, heatmap=heatmap, lines=lines, breaking=breaking,
+                           sweep_downloads=sweep_downloads, sweep_state=sweep_state)
 
 
 def _folder_layout(ctx: Context) -> SimpleNamespace:
@@ -261,36 +257,36 @@ def _folder_layout(ctx: Context) -> SimpleNamespace:
                                 label=views.CE_LABEL,
                                 elem_id="robust-folder-ce", max_height=520)
 
-    return SimpleNamespace(f_files=f_files, f_labels=f_labels, f_models=f_models, f_corruptions=f_corruptions, f_severities=f_severities, f_seed=f_seed, f_go=f_go, f_stop=f_stop, f_estimate=f_estimate, f_downloads=f_downloads, f_status=f_status, f_summary=f_summary, f_chart=f_chart, f_ce=f_ce)
+    return SimpleNamespace(f_files=f_files, f_labels=f_labels, f_models=f_models, f_corruptions=f_corruptions,
+                           f_severities=f_severities, f_seed=f_seed, f_go=f_go, f_stop=f_stop, f_estimate=f_estimate,
+                           f_downloads=f_downloads, f_status=f_status, f_summary=f_summary, f_chart=f_chart, f_ce=f_ce)
 
 
 # --- estimates under the buttons (no model runs) ----------------------------------------------------
 
-def ui_live_estimate(ctx: Context, models, corruption, severity, method) -> str:
+def estimate_text(ctx: Context, cost: Any, *args: Any, batch: bool = False) -> str:
+    """The estimate under a button (``cost(ctx, *args)``), or what is wrong with the settings."""
     try:
-        return fmt.estimate_markdown(live_cost(ctx, None, models, corruption, severity, method), ctx.explorer.device,
-                                     ctx.guard.limits)
+        say = fmt.batch_estimate_markdown if batch else fmt.estimate_markdown
+        return say(cost(ctx, *args), ctx.explorer.device, ctx.guard.limits)
     except ZooError as e:
         return str(e)
+    except gr.Error as e:
+        return str(e.message)
+
+
+def ui_live_estimate(ctx: Context, models, corruption, severity, method) -> str:
+    return estimate_text(ctx, live_cost, None, models, corruption, severity, method)
 
 
 def ui_sweep_estimate(ctx: Context, models) -> str:
-    try:
-        return fmt.estimate_markdown(sweep_cost(ctx, None, models), ctx.explorer.device, ctx.guard.limits)
-    except ZooError as e:
-        return str(e)
+    return estimate_text(ctx, sweep_cost, None, models)
 
 
 def ui_folder_estimate(ctx: Context, files, models, corruptions, severities) -> str:
     if not files:
         return views.FOLDER_COST
-    try:
-        return fmt.batch_estimate_markdown(folder_cost(ctx, files, None, models, corruptions, severities),
-                                           ctx.explorer.device, ctx.guard.limits)
-    except ZooError as e:
-        return str(e)
-    except gr.Error as e:
-        return str(e.message)
+    return estimate_text(ctx, folder_cost, files, None, models, corruptions, severities, batch=True)
 
 
 # --- events ---------------------------------------------------------------------------------------
@@ -298,11 +294,11 @@ def ui_folder_estimate(ctx: Context, files, models, corruptions, severities) -> 
 def _wire_live(ctx: Context, c: SimpleNamespace, runs: SimpleNamespace) -> list:
     @user_errors
     def ui_live(image, models, corruption, severity, method, target, seed, progress=gr.Progress()):
-        crop, gallery, rows, info = render_live(ctx, runs.live_result(image, models, corruption, severity, method,
-                                                                  target, seed, progress))
+        live = runs.live_result(image, models, corruption, severity, method, target, seed, progress)
+        crop, gallery = views.live_pictures(live, new_output_folder(ctx.outputs_dir))
         # At least three columns: a lone map would fill the row at 1400 px.
         return (crop, gr.Gallery(value=gallery, columns=max(3, len(gallery))),
-                gr.Dataframe(value=rows, headers=views.LIVE_HEADERS), info)
+                gr.Dataframe(value=views.live_rows(live), headers=views.LIVE_HEADERS), views.live_info(live))
 
     @user_errors
     def ui_preview(image, models, corruption, severity, seed):
@@ -346,7 +342,7 @@ def _wire_sweep(ctx: Context, c: SimpleNamespace, runs: SimpleNamespace) -> None
             elif isinstance(event, Sweep):
                 text = views.sweep_markdown(event, corruption)
                 heat, lines = views.sweep_charts(event, corruption)
-                files = gr.skip() if event.partial else sweep_files(ctx, event)
+                files = gr.skip() if event.partial else views.sweep_files(event, new_output_folder(ctx.outputs_dir))
                 yield (text, heat, lines, gr.Dataframe(value=views.breaking_rows(event),
                                                        headers=["corruption", *event.models]), files, event)
 
@@ -412,7 +408,7 @@ def _endpoints(ctx: Context, c: SimpleNamespace, runs: SimpleNamespace) -> None:
         severity (0: clean), with each depth's map (method "none": predictions only); returns the corrupted
         crop (PNG, what the models saw) and the JSON."""
         live = runs.live_result(image, models, corruption, severity, method, None, 0, progress)
-        return render_live(ctx, live)[0], live.to_json()
+        return views.live_pictures(live, new_output_folder(ctx.outputs_dir))[0], live.to_json()
 
     @user_errors
     def api_sweep(image, models, corruptions, progress=gr.Progress()):
@@ -421,7 +417,8 @@ def _endpoints(ctx: Context, c: SimpleNamespace, runs: SimpleNamespace) -> None:
         sweep's JSON (target probability, top-1, breaking points, the sentence) and a CSV of every cell."""
         for event in runs.sweep_events(image, models, corruptions, None, 0, progress):
             if isinstance(event, Sweep):
-                yield event.to_json(), (gr.skip() if event.partial else sweep_files(ctx, event)[0])
+                files = gr.skip() if event.partial else views.sweep_files(event, new_output_folder(ctx.outputs_dir))
+                yield event.to_json(), files if event.partial else files[0]
 
     @user_errors
     def api_robustness(files, models, corruptions, progress=gr.Progress()):

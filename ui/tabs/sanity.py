@@ -21,7 +21,8 @@ from zoo.sanity import DEFAULT_METHODS, GRANULARITIES, PASS_BELOW, SEED
 
 from .. import format as fmt
 from .. import plots
-from ..common import EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input, user_errors
+from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
+                      user_errors)
 from ..guard import long_event, runs_no_model, stop_button
 from ..views import sanity as views
 
@@ -124,7 +125,10 @@ def _layout(ctx: Context) -> SimpleNamespace:
             chart = gr.Plot(label="Similarity with the original map, per step", show_label=False,
                             elem_id="sanity-chart")
             data = plots.data_files("sanity-chart-data")
-    return SimpleNamespace(image=image, model=model, methods=methods, target=target, granularity=granularity, seed=seed, go=go, stop=stop, estimate=estimate, depth_method=depth_method, depth_go=depth_go, depth_estimate=depth_estimate, info=info, strips=strips, strips_narrow=strips_narrow, chart=chart, data=data)
+    return SimpleNamespace(image=image, model=model, methods=methods, target=target, granularity=granularity,
+                           seed=seed, go=go, stop=stop, estimate=estimate, depth_method=depth_method,
+                           depth_go=depth_go, depth_estimate=depth_estimate, info=info, strips=strips,
+                           strips_narrow=strips_narrow, chart=chart, data=data)
 
 
 def _wire(ctx: Context, c: SimpleNamespace, checks: Any) -> None:

@@ -81,11 +81,12 @@ def text(report: Any) -> str:
     for m in report.methods:
         at = f" at {m.layer}" if m.layer else ""
         verdict = {True: "PASSES", False: "FAILS", None: "no verdict"}[m.passes]
-        lines += ["", f"{METHODS[m.method].label}{at}: {verdict}", f"  {'randomized':<12}{'|rank|':>8}{'rank':>8}{'SSIM':>8}"]
+        lines += ["", f"{METHODS[m.method].label}{at}: {verdict}",
+                  f"  {'randomized':<12}{'|rank|':>8}{'rank':>8}{'SSIM':>8}"]
         for s in m.steps:
             mark = "  <- verdict" if s.randomized == m.verdict_at else ""
             lines.append(f"  {s.randomized:<12}{fmt(s.spearman_abs):>8}{fmt(s.spearman):>8}{fmt(s.ssim):>8}{mark}")
         lines += [f"  note: {note}" for note in m.notes]
-    lines += ["", f"A method passes when, with fc and layer4 random, both the rank correlation of the absolute maps and "
-                  f"SSIM fall below {PASS_BELOW}. 'edges' never reads the network: it must fail."]
+    lines += ["", "A method passes when, with fc and layer4 random, both the rank correlation of the absolute maps "
+                  f"and SSIM fall below {PASS_BELOW}. 'edges' never reads the network: it must fail."]
     return "\n".join(lines)

@@ -158,7 +158,8 @@ def _crops_estimate(rt: Runtime, models: Sequence[str], corruptions: Sequence[st
     n = max(0, int(images))
     crops = n * (1 + len(corruptions) * len(severities))
     est = rt.costs.priced({name: float(crops) for name in models}, unit=UNIT,
-                          unit_basis="an earlier sweep's batched forwards measured here", passes_count=crops * len(models))
+                          unit_basis="an earlier sweep's batched forwards measured here",
+                          passes_count=crops * len(models))
     if est.seconds is None:
         return with_decoding(est, decode_s)
     ratio = rt.costs.ratio("corrupting")
