@@ -6,7 +6,7 @@
 1. Cost of each corruption: ``zoo.robustness.corrupt_array`` (corrupt-tta, seeded) on a
    224 x 224 crop of the example photo, median over ``--repeats`` of the mean over severities
    1-5, in ms (the figures ``zoo.robustness.CORRUPTIONS`` carries for the estimates).
-2. The sweep, end to end: ``zoo.robustness.sweep_stream`` over a ``zoo.batch.LocalExecutor``
+2. The sweep, end to end: ``zoo.robustness_sweep.sweep_stream`` over a ``zoo.batch.LocalExecutor``
    (every corruption x severity x model; crops corrupted in the executor's pool while the
    batched forwards run), against a bare loop: ``torchvision.models.<arch>`` with the same
    weights, eval, channels-last, under the same autocast, batched forwards + softmax +
@@ -48,6 +48,7 @@ def main() -> None:
     from zoo.batch import LocalExecutor, default_batch_size
     from zoo.images import load_image, model_crop, to_tensor
     from zoo.models import autocast, load_model, precision_name, resolve_device, resolve_precision
+    from zoo.robustness_sweep import sweep_stream
 
     device = resolve_device(args.device)
     dtype = resolve_precision(args.precision, device)
@@ -102,7 +103,7 @@ def main() -> None:
     def project() -> float:
         t0 = time.perf_counter()
         for i, im in enumerate(images):
-            for _ in rb.sweep_stream(executor, im, name=f"image{i}", seed=0, batch_size=bs):
+            for _ in sweep_stream(executor, im, name=f"image{i}", seed=0, batch_size=bs):
                 pass
         sync()
         return time.perf_counter() - t0

@@ -10,6 +10,7 @@ from PIL import Image
 from conftest import EXAMPLES
 from ui import format as fmt
 from zoo.batch import BatchInputError
+from zoo.features import robustness
 from zoo.images import DECODE_NS_OTHER, decode_seconds
 from zoo.service import Explorer
 
@@ -102,7 +103,7 @@ def test_decoding_is_priced_by_the_pixels_in_the_headers_without_decoding(explor
     heavy, light = (explorer.batch_estimate([z], ["resnet18"]) for z in (many_big, many_small))
     assert heavy.seconds - light.seconds == pytest.approx(10 * (24e6 - 24e4) * DECODE_NS_OTHER * 1e-9)
     assert "decoding the images priced by their pixels" in heavy.basis
-    robust = explorer.robustness_estimate(["resnet18"], ["fog"], [3], sources=[many_big])
+    robust = robustness.estimate(explorer, robustness.Request.create(explorer, [many_big], ["resnet18"], ["fog"], [3]))
     assert robust.seconds > 10 * 24e6 * DECODE_NS_OTHER * 1e-9
 
 

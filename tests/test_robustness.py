@@ -22,8 +22,26 @@ from safetensors.torch import load_file
 from conftest import run_cli
 from zoo import cancel
 from zoo import robustness as rb
+from zoo import robustness_sweep as rs
+from zoo.features import robustness as feature
+from zoo.errors import ZooError
 from zoo.limits import Gate, LimitError, Limits
 from zoo.service import Explorer
+
+
+def run_sweep(rt, image, models, progress=None, **kw):
+    """The sweep's events (``zoo.features.robustness``)."""
+    return feature.run(rt, feature.SweepRequest.create(rt, image, models, **kw), progress)
+
+
+def run_live(rt, image, corruption, severity, models, **kw):
+    return feature.result(rt, feature.LiveRequest.create(rt, image, models, corruption, severity, **kw))
+
+
+def price(rt, models, corruptions=None, severities=None, sources=None):
+    if sources is None:
+        return feature.estimate(rt, feature.SweepRequest.create(rt, None, models, corruptions, severities))
+    return feature.estimate(rt, feature.Request.create(rt, sources, models, corruptions, severities))
 
 FAST = ("gaussian_noise", "impulse_noise", "contrast", "jpeg_compression", "pixelate", "fog")
 
@@ -190,9 +208,9 @@ def plain_probs(net, crops: list[Image.Image]) -> np.ndarray:
 
 def test_sweep_equals_plain_torchvision_on_the_library_crops(explorer, nets):
     img = photo(1)
-    events = list(explorer.robustness_sweep(img, MODELS, corruptions=SWEEP, seed=5, batch_size=8))
-    progress = [e for e in events if isinstance(e, rb.SweepProgress)]
-    sweeps = [e for e in events if isinstance(e, rb.Sweep)]
+    events = list(run_sweep(explorer, img, MODELS, corruptions=SWEEP, seed=5, batch_size=8))
+    progress = [e for e in events if isinstance(e, rs.SweepProgress)]
+    sweeps = [e for e in events if isinstance(e, rs.Sweep)]
     final = sweeps[-1]
     assert not final.partial and final.done == final.total == 10 and any(s.partial for s in sweeps)
     assert any("Fog, severity" in p.message for p in progress)  # progress names the corruption running
@@ -216,17 +234,17 @@ def test_sweep_equals_plain_torchvision_on_the_library_crops(explorer, nets):
     assert json.loads(json.dumps(data))["target"]["label"] == final.target_label
     # The same seed reproduces (to float noise: another batch composition); the crops' own
     # reproduction, bit for bit, is tested above.
-    again = [e for e in explorer.robustness_sweep(img, MODELS[:1], corruptions=["fog"],
-                                                  seed=5, target=final.target) if isinstance(e, rb.Sweep)][-1]
+    again = [e for e in run_sweep(explorer, img, MODELS[:1], corruptions=["fog"],
+                                                  seed=5, target=final.target) if isinstance(e, rs.Sweep)][-1]
     np.testing.assert_array_equal(again.top1[0, 0], final.top1[0, 1])
     np.testing.assert_allclose(again.target_p[0, 0], final.target_p[0, 1], atol=1e-5)
 
 
 def test_live_is_the_sweeps_cell_and_maps_the_corrupted_crop(explorer):
     img = photo(2)
-    live = explorer.robustness_live(img, "fog", 3, MODELS, method="cam", seed=5)
-    sweep = [e for e in explorer.robustness_sweep(img, MODELS, corruptions=["fog"], severities=[3], seed=5)
-             if isinstance(e, rb.Sweep)][-1]
+    live = run_live(explorer, img, "fog", 3, MODELS, method="cam", seed=5)
+    sweep = [e for e in run_sweep(explorer, img, MODELS, corruptions=["fog"], severities=[3], seed=5)
+             if isinstance(e, rs.Sweep)][-1]
     clean = np.asarray(torchvision.transforms.CenterCrop(224)(torchvision.transforms.Resize(256)(img)))
     np.testing.assert_array_equal(np.asarray(live.crop), library_output(clean, "fog", 3,
                                                                         rb.sample_seed(5, "image", "fog", 3)))
@@ -235,14 +253,14 @@ def test_live_is_the_sweeps_cell_and_maps_the_corrupted_crop(explorer):
         assert r.run.predictions[0].index == sweep.top1[m, 0, 0]
         assert float(r.run.probs[sweep.target]) == pytest.approx(sweep.target_p[m, 0, 0], abs=1e-5)
         assert r.explanation.target.index == live.target and r.run.crop is live.crop or m > 0
-    zero = explorer.robustness_live(img, "fog", 0, MODELS[:1])
+    zero = run_live(explorer, img, "fog", 0, MODELS[:1])
     np.testing.assert_array_equal(np.asarray(zero.crop), clean)
 
 
 def test_verdict_sentence_from_breaking_points():
     labels = tuple(f"class{i}" for i in range(3))
     top1 = np.array([[[0, 1, 1, 1, 1]], [[0, 0, 0, 0, 2]]])  # (M=2, C=1, S=5)
-    sweep = rb.Sweep(("resnet18", "resnet152"), (18, 152), ("fog",), (1, 2, 3, 4, 5), labels, 0, 0, "consensus",
+    sweep = rs.Sweep(("resnet18", "resnet152"), (18, 152), ("fog",), (1, 2, 3, 4, 5), labels, 0, 0, "consensus",
                      np.array([0, 0]), np.array([0.9, 0.9]), np.array([0.9, 0.9]), top1, np.zeros((2, 1, 5)),
                      np.zeros((2, 1, 5)), 5, 5)
     assert sweep.breaking_point("resnet18", "fog") == 2 and sweep.breaking_point(1, 0) == 5
@@ -263,7 +281,7 @@ def test_stop_ends_a_sweep_between_batches(explorer):
                 token.cancel()
 
     with cancel.running(token), pytest.raises(cancel.Cancelled, match="Stopped"):
-        for _ in explorer.robustness_sweep(photo(3), MODELS[:1], corruptions=SWEEP, batch_size=4,
+        for _ in run_sweep(explorer, photo(3), MODELS[:1], corruptions=SWEEP, batch_size=4,
                                            progress=progress):
             pass
     assert len(seen) == 3  # no forward after the Stop
@@ -272,32 +290,32 @@ def test_stop_ends_a_sweep_between_batches(explorer):
 
 def test_estimate_counts_forwards_prices_measurements_and_the_gate_refuses_over_the_ceiling(zoo, tmp_path):
     explorer = Explorer(zoo, "cpu", precision="fp32")  # nothing measured yet
-    est = explorer.robustness_estimate(MODELS, ["fog", "glass_blur"], [1, 2])
+    est = price(explorer, MODELS, ["fog", "glass_blur"], [1, 2])
     assert est.forwards == 2 * (1 + 2 * 2) and est.models == 2 and est.seconds is None
     for i in (4, 5):
         photo(i).save(tmp_path / f"{i}.png")
-    folder = explorer.robustness_estimate(MODELS, sources=[tmp_path])
+    folder = price(explorer, MODELS, sources=[tmp_path])
     # every crop of both images through both depths (decoding two small PNGs: well under a forward's worth)
     assert folder.passes == folder.forwards == 2 * 2 * (1 + 19 * 5)
-    explorer.robustness_live(photo(4), "fog", 1, MODELS)  # times single forwards here
-    glass = explorer.robustness_estimate(MODELS, ["glass_blur"], [5])
-    cheap = explorer.robustness_estimate(MODELS, ["pixelate"], [5])
+    run_live(explorer, photo(4), "fog", 1, MODELS)  # times single forwards here
+    glass = price(explorer, MODELS, ["glass_blur"], [5])
+    cheap = price(explorer, MODELS, ["pixelate"], [5])
     assert glass.seconds - cheap.seconds == pytest.approx(  # the table's measured costs
         rb.get_corruption("glass_blur").seconds - rb.get_corruption("pixelate").seconds)
     assert "in the table" in glass.basis
     # After a sweep, its own batched forwards and corruption times price the next one.
-    sweep = [e for e in explorer.robustness_sweep(photo(4), MODELS, corruptions=["fog", "contrast"], severities=[1])
-             if isinstance(e, rb.Sweep)][-1]
+    sweep = [e for e in run_sweep(explorer, photo(4), MODELS, corruptions=["fog", "contrast"], severities=[1])
+             if isinstance(e, rs.Sweep)][-1]
     assert sweep.forward_s.shape == (2,) and (sweep.forward_s > 0).all() and sweep.corrupt_ratio > 0
-    again = explorer.robustness_estimate(MODELS, ["fog", "contrast"], [1])
+    again = price(explorer, MODELS, ["fog", "contrast"], [1])
     table = rb.get_corruption("fog").seconds + rb.get_corruption("contrast").seconds
     assert again.seconds == pytest.approx(3 * sweep.forward_s.sum() + table * sweep.corrupt_ratio)
     assert "earlier sweep" in again.basis and "as measured here" in again.basis
-    whole = explorer.robustness_estimate(["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
+    whole = price(explorer, ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
     with pytest.raises(LimitError, match=r"this server allows 10 s per request"):
         Gate(Limits(max_request_seconds=10)).check(whole.forwards, whole.seconds, "This sweep")
     with pytest.raises(rb.UnknownCorruptionError):
-        explorer.robustness_estimate(MODELS, ["rain"])
+        price(explorer, MODELS, ["rain"])
 
 
 def test_cli_lines_saved_crops_and_summary(nets, zoo_file, hosted, tmp_path):
@@ -364,3 +382,22 @@ def test_cli_refuses_an_unknown_corruption_with_a_message(zoo_file, hosted, tmp_
     photo(8).save(tmp_path / "a.png")
     r = run_cli("robustness", str(tmp_path / "a.png"), "--corruptions", "rain", "--zoo", str(zoo_file))
     assert r.returncode == 2 and "Unknown corruption 'rain'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_one_seed_rule_for_every_feature(zoo):
+    """Issue 32: robustness, sanity and landscape take the same seeds (zoo.params.seed): whole numbers
+    0..2**32-1, integral floats too (JSON has one number type), never a bool."""
+    from zoo import landscape, sanity
+    from zoo.features import sanity as sanity_feature
+
+    rt = Explorer(zoo, "cpu", precision="fp32")
+    assert feature.LiveRequest.create(rt, None, ["resnet18"], "fog", 3, seed=3.0).seed == 3
+    assert feature.SweepRequest.create(rt, None, ["resnet18"], seed=2 ** 32 - 1).seed == 2 ** 32 - 1
+    assert sanity_feature.Request.create(rt, None, ["resnet18"], ["cam"], seed=7.0).seed == 7
+    for bad in (2 ** 32, -1, True, 2.5, "3"):
+        with pytest.raises(ZooError, match="seed must be a whole number from 0 to 4294967295"):
+            feature.Request.create(rt, [], ["resnet18"], seed=bad)
+        with pytest.raises(sanity.SanityError, match="seed must be a whole number from 0 to 4294967295"):
+            sanity_feature.Request.create(rt, None, ["resnet18"], ["cam"], seed=bad)
+        with pytest.raises(landscape.LandscapeError, match="seed must be a whole number from 0 to 4294967295"):
+            landscape.check_settings(3, 0.5, 2, bad)

@@ -325,21 +325,3 @@ def test_the_endpoints_never_open_a_server_path(served):
         event, message = call(url, api, data, timeout=60)
         assert event == "error", (api, message)
         assert "hostname" not in message and (api == "robustness" or message == UPLOAD_REFUSED), (api, message)
-
-
-def test_an_unlabelled_folder_shows_how_often_the_top1_changed():
-    """Issue 31 item 4: without labels the tab shows what needs none (as the CLI prints it), not dashes."""
-    from types import SimpleNamespace
-
-    from ui.tabs import robustness as tab
-
-    changed = np.array([[[0.0, 0.5], [1.0, 1.0]], [[0.0, 0.0], [0.5, 0.5]]])  # (models, corruptions, severities)
-    s = SimpleNamespace(models=("resnet18", "resnet34"), corruptions=("gaussian_noise", "fog"), severities=(1, 2),
-                        changed=changed, labelled=0, images=2, partial=False, seed=0, device="cpu", precision="fp32",
-                        seconds=1.0, notes=(), skipped=())
-    assert tab.changed_summary(s).value["data"] == [["resnet18", "62.5 %"], ["resnet34", "25.0 %"]]
-    rows = tab.changed_rows(s).value["data"]
-    assert rows == [[tab.LABELS.get("gaussian_noise", "gaussian_noise"), "25.0 %", "0.0 %"],
-                    [tab.LABELS.get("fog", "fog"), "100.0 %", "50.0 %"]]
-    text = tab.folder_markdown(s)
-    assert "how often each corruption changes" in text and "Labels would add accuracy, CE and mCE" in text

@@ -21,7 +21,15 @@ from zoo.explain import STAGES, LayerError, every_stage, explain
 from zoo.images import load_image
 from zoo.inference import classify
 from zoo.models import load_model
+from zoo.features import sanity as feature
 from zoo.service import Explorer
+
+
+def checks(rt, image, models, methods=None, progress=None, **kw):
+    """The reports after each step (``zoo.features.sanity``): one model's, or every model's so far."""
+    req = feature.Request.create(rt, image, models, methods, **kw)
+    for done in feature.run(rt, req, progress):
+        yield done.reports if len(req.models) > 1 else done.reports[0]
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +211,8 @@ def test_shared_model_untouched_before_during_after(zoo, image, hosted):
         if "layer3 randomized" in message:  # fc and layer4 of the private copy are random by now
             during.append(classify(shared, image).logits)
 
-    report = explorer.sanity(image, "resnet18", ["cam"], progress=progress)
+    report = feature.result(explorer, feature.Request.create(explorer, image, ["resnet18"], ["cam"]),
+                            progress).reports[0]
     assert report.done and during
     after = classify(shared, image).logits
     np.testing.assert_array_equal(before, during[0])
@@ -225,7 +234,7 @@ def test_classify_in_another_thread_while_a_check_runs(zoo, image, hosted):
 
     t = threading.Thread(target=other)
     t.start()
-    for report in explorer.iter_sanity(image, "resnet18", ["gradcam"]):
+    for report in checks(explorer, image, ["resnet18"], ["gradcam"]):
         if len(report.methods[0].steps) == 3:
             started.set()
     t.join(120)
@@ -237,7 +246,7 @@ def test_stop_between_steps(zoo, image, hosted):
     token = cancel.Token()
     steps = []
     with cancel.running(token), pytest.raises(cancel.Cancelled):
-        for report in explorer.iter_sanity(image, "resnet18", ["cam", "gradcam"]):
+        for report in checks(explorer, image, ["resnet18"], ["cam", "gradcam"]):
             steps.append(len(report.methods[0].steps))
             if len(steps) == 2:
                 token.cancel()
@@ -246,14 +255,18 @@ def test_stop_between_steps(zoo, image, hosted):
 
 def test_estimate_and_limit(zoo, image, hosted):
     explorer = Explorer(zoo, "cpu", precision="fp32")
-    est = explorer.sanity_estimate(["resnet18"], ["cam", "gradcam", "edges"])
+    def est_of(models, methods, granularity="stage"):
+        return feature.estimate(explorer, feature.Request.create(explorer, None, models, methods,
+                                                                 granularity=granularity))
+
+    est = est_of(["resnet18"], ["cam", "gradcam", "edges"])
     assert est.forwards == 7 * (1 + 0 + 3 + 0)
-    assert explorer.sanity_estimate(["resnet18"], ["gradcam"], "block").forwards == 11 * 4
-    assert explorer.sanity_estimate(["resnet18", "resnet50"], ["gradcam"]).forwards == 2 * 7 * 4
+    assert est_of(["resnet18"], ["gradcam"], "block").forwards == 11 * 4
+    assert est_of(["resnet18", "resnet50"], ["gradcam"]).forwards == 2 * 7 * 4
     with pytest.raises(sanity.SanityError, match="limit here is 10"):
-        next(explorer.iter_sanity(image, "resnet18", ["gradcam"], max_forwards=10))
+        next(checks(explorer, image, ["resnet18"], ["gradcam"], max_forwards=10))
     with pytest.raises(Exception, match="Unknown method"):
-        next(explorer.iter_sanity(image, "resnet18", ["nope"]))
+        next(checks(explorer, image, ["resnet18"], ["nope"]))
 
 
 # --- part 5: every stage -------------------------------------------------------------------
@@ -340,10 +353,10 @@ def test_cli_explain_layer_all(zoo_file, tmp_path):
 def test_every_depth_streams_one_report_per_depth(zoo, image, hosted):
     explorer = Explorer(zoo, "cpu", precision="fp32")
     seen = []
-    for reports in explorer.iter_sanity_depths(image, "cam", ["resnet18", "resnet34"]):
+    for reports in checks(explorer, image, ["resnet18", "resnet34"], ["cam"]):
         seen.append([r.model for r in reports])
     assert seen[0] == ["resnet18"] and seen[-1] == ["resnet18", "resnet34"]
     assert len(seen) == 2 * 7
     assert all(r.done and r.methods[0].method == "cam" for r in reports)
     with pytest.raises(sanity.SanityError, match="limit here is 5"):
-        next(explorer.iter_sanity_depths(image, "cam", ["resnet18", "resnet34"], max_forwards=5))
+        next(checks(explorer, image, ["resnet18", "resnet34"], ["cam"], max_forwards=5))

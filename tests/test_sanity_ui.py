@@ -113,7 +113,7 @@ def test_sanity_tab_on_a_phone(app, shots):
         _run_sanity(page, expect)
         # The strips at the page's width, drawn for a phone (issue 31 item 10): four cells a row, and
         # the labels (step, r and S) at least 10 px high as shown; the wide picture is not shown.
-        from ui.tabs.sanity import NARROW
+        from ui.views.sanity import NARROW
 
         img = page.locator("#sanity-strips-narrow img")
         expect(img).to_be_visible(timeout=30_000)
@@ -125,25 +125,3 @@ def test_sanity_tab_on_a_phone(app, shots):
         assert chart["width"] >= 0.75 * width and chart["x"] + chart["width"] <= width + 1, chart
         assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
         page.screenshot(path=str(shots / "sanity-400.png"), full_page=True)
-
-
-def test_verdict_words():
-    import numpy as np
-
-    from ui import format as fmt
-    from zoo.sanity import MethodCheck, Step
-
-    def check(method, at_layer4, first=None):
-        m = MethodCheck(method, None, verdict_at="layer4")
-        m.steps = [Step("none", 1.0, 1.0, 1.0), Step("fc", 0.9, 0.9, 0.9), Step("layer4", *at_layer4)]
-        m.heats = [first if first is not None else np.eye(4)] * 3
-        return m
-
-    assert "passes" in fmt.sanity_verdict(check("gradcam", (0.1, 0.1, 0.2)))
-    text = fmt.sanity_verdict(check("gradcam", (0.7, 0.7, 0.2)))
-    assert "fails" in text and "0.70" in text and "0.5" in text
-    assert "fails, as it must" in fmt.sanity_verdict(check("edges", (1.0, 1.0, 1.0)))
-    assert "no verdict" in fmt.sanity_verdict(check("gradcam", (None, None, 1.0), np.zeros((4, 4))))
-    # A map that became constant has no ranking left: it counts as 0, so SSIM decides.
-    assert check("gradcam", (None, None, 0.3)).passes is True
-    assert fmt.sanity_notes(check("gradcam", (None, None, 0.3)))[2] == "r –  S 0.30"

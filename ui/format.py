@@ -372,69 +372,6 @@ def mattered_caption(result: BatchResult, m: Mattered) -> str:
     return f"{img.name}{label}: {m.reason}. {picks}"
 
 
-# --- the sanity check ------------------------------------------------------------------------
-
-SANITY_NOTE = ("Each map is computed again after re-initialising the network's weights from the top "
-               "(fc, then layer4, layer3, …, the stem), cumulatively. A map that explains *this* network "
-               "must change once the weights it reads are random; one that stays the same shows something "
-               "the weights do not decide. `edges` (a Sobel edge detector) never reads the network: it is "
-               "the control that must fail.")
-
-
-def _num(v: float | None) -> str:
-    return "–" if v is None else f"{v:.2f}"
-
-
-def sanity_verdict(check: Any, model: str = "") -> str:
-    """One method's verdict in words, with the numbers it rests on."""
-    from zoo.sanity import PASS_BELOW
-
-    label = METHODS[check.method].label
-    who = f"{label} on {model}" if model else label
-    v = check.verdict
-    if check.flat_original:
-        return f"**{who}: no verdict.** Its original map is flat, so there is nothing to compare."
-    if v is None:
-        return f"**{who}:** not yet at the step where fc and layer4 are random."
-    nums = (f"with fc and all of layer4 random its map keeps a rank correlation of "
-            f"{_num(v.spearman_abs)} (|map|) and an SSIM of {v.ssim:.2f} with the original")
-    if check.method == "edges":
-        return (f"**{who} fails, as it must:** {nums}. It never reads the network, so no weight can change it: "
-                "a map can look right and prove nothing.")
-    if check.passes:
-        return f"**{who} passes:** {nums}, both below {PASS_BELOW}: the map depends on the weights it explains."
-    return (f"**{who} fails:** {nums}; a pass needs both below {PASS_BELOW}. Much of the map survives random "
-            "weights, so it shows something other than what this network learned.")
-
-
-def sanity_markdown(reports: list[Any], total_steps: int | None = None, by_depth: bool | None = None) -> str:
-    """What was checked, how far it got (``total_steps``: maps planned), then a verdict per method or depth."""
-    if not reports:
-        return ""
-    r0 = reports[0]
-    t = r0.target
-    by_depth = len(reports) > 1 if by_depth is None else by_depth
-    lines = []
-    what = ", ".join(f"`{r.model}`" for r in reports) if by_depth else f"`{r0.model}`"
-    lines.append(f"Sanity check on {what} for **{t.label}** (class {t.index}); granularity *{r0.granularity}*, "
-                 f"seed {r0.seed}, fp32 on `{r0.device}`. Maps computed: "
-                 f"{sum(len(m.steps) for r in reports for m in r.methods)}"
-                 + (f" of {total_steps}" if total_steps else "") + ".")
-    for r in reports:
-        for m in r.methods:
-            lines.append("* " + sanity_verdict(m, r.model if by_depth else ""))
-    return "\n".join(lines)
-
-
-def sanity_caption(check: Any, model: str = "") -> str:
-    verdict = {True: "passes", False: "fails", None: "no verdict yet"}[check.passes]
-    head = f"{model} · " if model else ""
-    return f"{head}{METHODS[check.method].label}: {verdict}"
-
-
-def sanity_notes(check: Any) -> list[str]:
-    """Under each map of the strip: its rank correlation and SSIM with the original."""
-    return [f"r {_num(s.spearman_abs)}  S {s.ssim:.2f}" for s in check.steps]
 def landscape_markdown(done: list[Landscape], total: int) -> str:
     """What the error surfaces so far say: each depth's loss at its weights and around them."""
     if not done:

@@ -9,7 +9,7 @@
   corruptions of the run.
 
 Tooltips name the depth, the corruption, the severity and the value. They take the arrays of
-``zoo.robustness.Sweep`` / ``FolderSummary`` (numpy only; ``ui`` never imports torch).
+``zoo.robustness_sweep.Sweep`` / ``zoo.robustness_folder.FolderSummary`` (numpy only; ``ui`` never imports torch).
 """
 
 from __future__ import annotations

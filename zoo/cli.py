@@ -20,6 +20,8 @@ from .registry import Zoo
 COMMANDS: tuple[str, ...] = (
     "zoo_table",
     "selfcheck",
+    "sanity",
+    "robustness",
 )
 
 
@@ -135,56 +137,6 @@ def explain_every_stage(zoo: Zoo, args: argparse.Namespace) -> int:
         print(f"every stage: {how}. Earlier stages are finer (56x56 at layer1) and see less abstract features "
               "(edges, textures); each stage's map is a different layer's evidence, so maps can flip between "
               "stages.")
-    return 0
-
-
-def cmd_sanity(zoo: Zoo, args: argparse.Namespace) -> int:
-    """The sanity check (Adebayo et al. 2018): does each method's map depend on the weights?"""
-    from . import sanity
-    from .explain import METHODS
-    from .images import load_image
-    from .models import resolve_device
-
-    spec = zoo.get(args.model)
-    methods = sanity.check_methods(args.methods)
-    params = {"integrated-gradients": {"steps": args.steps}} if "integrated-gradients" in methods else {}
-    n = sanity.forwards(spec, methods, args.granularity, params)
-    maps = sanity.step_count(spec, args.granularity)
-    image = load_image(args.image)
-    if not args.json:
-        print(f"{spec.name}: {len(methods)} method(s) x {maps} maps (the original, then {maps - 1} randomization "
-              f"steps), about {n} forward-pass equivalents, in fp32; seed {args.seed}", file=sys.stderr, flush=True)
-
-    def progress(fraction: float | None, message: str) -> None:
-        if not args.json:
-            print(message, file=sys.stderr, flush=True)
-
-    report = sanity.sanity_check(spec, image, methods, target=args.target, granularity=args.granularity,
-                                 seed=args.seed, device=resolve_device(args.device), params=params,
-                                 progress=progress)
-    if args.npy_dir:
-        paths = report.save_maps(args.npy_dir)
-        if not args.json:
-            print(f"wrote {len(paths)} maps to {args.npy_dir}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(report.to_json()))
-        return 0
-    t = report.target
-    print(f"{spec.name}, class {t.label!r} ({t.index}), granularity {report.granularity}, seed {report.seed}: "
-          f"similarity of each map with the original as the layers are randomized, top down")
-    fmt = lambda v: f"{v:6.2f}" if v is not None else f"{'-':>6}"  # noqa: E731
-    for m in report.methods:
-        at = f" at {m.layer}" if m.layer else ""
-        verdict = {True: "PASSES", False: "FAILS", None: "no verdict"}[m.passes]
-        print(f"\n{METHODS[m.method].label}{at}: {verdict}")
-        print(f"  {'randomized':<12}{'|rank|':>8}{'rank':>8}{'SSIM':>8}")
-        for s in m.steps:
-            mark = "  <- verdict" if s.randomized == m.verdict_at else ""
-            print(f"  {s.randomized:<12}{fmt(s.spearman_abs):>8}{fmt(s.spearman):>8}{fmt(s.ssim):>8}{mark}")
-        for note in m.notes:
-            print(f"  note: {note}")
-    print(f"\nA method passes when, with fc and layer4 random, both the rank correlation of the absolute maps and "
-          f"SSIM fall below {sanity.PASS_BELOW}. 'edges' never reads the network: it must fail.")
     return 0
 
 
@@ -516,85 +468,6 @@ def _summary_text(result) -> str:
     return "\n".join(lines)
 
 
-def cmd_robustness(zoo: Zoo, args: argparse.Namespace) -> int:
-    """A folder under ImageNet-C corruptions: JSON lines or a table; accuracy, CE and mCE when labelled."""
-    from .batch import Skipped, gather
-    from .models import imagenet_labels
-    from .robustness import FolderSummary, SampleResult, corruption_names, severity_list
-    from .service import Explorer
-
-    if args.out and not args.out.lower().endswith(".jsonl"):
-        raise ZooError("--out for robustness is a journal of JSON lines: name it FILE.jsonl.")
-    models = list(dict.fromkeys(args.models or [s.name for s in zoo.builtin_depths]))
-    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision, compile=args.compile)
-    last = [0.0]
-
-    def progress(fraction: float | None, message: str) -> None:
-        if fraction is None or time.monotonic() - last[0] > 5:
-            last[0] = time.monotonic()
-            print(message, file=sys.stderr, flush=True)
-
-    # Forwards per model: the clean crop and one per corruption and severity, per image.
-    crops = 1 + len(corruption_names(args.corruptions)) * len(severity_list(args.severities))
-    images = len(gather(args.paths, labels_csv=args.labels, globs=True).items)  # a listing: nothing decoded
-    make = make_executor(zoo, args, "robustness", progress, explorer.cache, forwards=images * crops)
-    labels = zoo.get(models[0]).labels or imagenet_labels()  # a run's models share one label set
-    result = None
-    for event in explorer.robustness_stream(args.paths, models, corruptions=args.corruptions,
-                                            severities=args.severities, labels_csv=args.labels, seed=args.seed,
-                                            save_dir=args.save_dir, top_k=args.top, batch_size=args.batch_size,
-                                            globs=True, progress=progress,
-                                            executor=make):
-        if isinstance(event, Skipped):
-            print(f"skipped {event.name}: {event.reason}", file=sys.stderr)
-        elif isinstance(event, SampleResult) and args.json:
-            for r in event.records(models, labels, args.top):
-                print(json.dumps(r), flush=True)
-        elif isinstance(event, FolderSummary) and not event.partial:
-            result = event
-    assert result is not None
-    if args.json:
-        print(json.dumps({"summary": result.to_json()}))
-    else:
-        print(_robustness_text(result))
-    if args.save_dir:
-        print(f"wrote the crops to {args.save_dir}", file=sys.stderr)
-    return 0
-
-
-def _robustness_text(r) -> str:
-    from .robustness import get_corruption
-
-    pct = lambda v: "    -" if v != v else f"{v * 100:5.1f}"  # noqa: E731  (NaN: no labelled image)
-    lines = [f"{r.images} images ({r.labelled} labelled), {len(r.skipped)} skipped; {len(r.corruptions)} corruptions "
-             f"x severities {', '.join(map(str, r.severities))}; seed {r.seed}; {r.device}, {r.precision}, "
-             f"{r.seconds:.1f} s"]
-    if not r.labelled:
-        lines += ["No labels: accuracy and corruption errors need them (class folders or --labels CSV).", "",
-                  "Share of images whose top-1 changed from the clean crop's, % (mean over severities):",
-                  f"{'corruption':<18}" + "".join(f"{m[:12]:>14}" for m in r.models)]
-        for j, c in enumerate(r.corruptions):
-            lines.append(f"{get_corruption(c).label:<18}"
-                         + "".join(f"{pct(float(r.changed[i, j].mean())):>14}" for i in range(len(r.models))))
-    else:
-        alex = "" if r.mce_alexnet is None else f"{'mCE/AlexNet':>13}"
-        lines.append(f"{'model':<14}{'clean %':>9}{'mCE':>8}{alex}")
-        for i, m in enumerate(r.models):
-            row = f"{m:<14}{pct(r.clean_accuracy[i]):>9}{r.mce[i]:8.3f}"
-            if r.mce_alexnet is not None:
-                row += f"{r.mce_alexnet[i]:13.3f}"
-            lines.append(row)
-        lines += ["", f"Top-1 accuracy % by corruption (mean over severities); CE relative to {r.reference}:",
-                  f"{'corruption':<18}" + "".join(f"{m[:12]:>14}" for m in r.models)]
-        for j, c in enumerate(r.corruptions):
-            cells = "".join(f"{pct(float(r.accuracy[i, j].mean())):>7} {r.ce[i, j]:6.3f}" for i in range(len(r.models)))
-            lines.append(f"{get_corruption(c).label:<18}{cells}")
-    if r.skipped:
-        lines += ["", f"Skipped {len(r.skipped)}:"] + [f"  {s.name}: {s.reason}" for s in r.skipped]
-    lines += [f"note: {n}" for n in r.notes]
-    return "\n".join(lines)
-
-
 def cmd_landscape(zoo: Zoo, args: argparse.Namespace) -> int:
     """The loss around one model's weights along filter-normalized random directions (Li et al. 2018)."""
     import time
@@ -720,22 +593,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object: what /compare's details hold")
     s.set_defaults(func=cmd_compare)
 
-    from .sanity import DEFAULT_METHODS, GRANULARITIES, SEED
-
-    s = sub.add_parser("sanity", parents=[common],
-                       help="can I trust this map? re-initialise the layers top down and watch each map change")
-    model_args(s)
-    s.add_argument("--methods", nargs="+", metavar="METHOD", choices=list(METHODS),
-                   help=f"methods to check (default: {' '.join(DEFAULT_METHODS)}); 'edges' is the control")
-    s.add_argument("--target", default=None, help="class index or name (default: top-1 of the original model)")
-    s.add_argument("--granularity", default="stage", choices=GRANULARITIES,
-                   help="'stage': fc, layer4 ... layer1, stem (6 steps); 'block': every residual block, top down")
-    s.add_argument("--seed", type=int, default=SEED, help=f"seed of the re-initialisation (default {SEED})")
-    s.add_argument("--steps", type=int, default=IG_STEPS.default,
-                   help=f"integrated-gradients steps ({IG_STEPS.low}-{IG_STEPS.high}, default {IG_STEPS.default})")
-    s.add_argument("--npy-dir", metavar="DIR", help="write each step's map on the crop as METHOD-STEP.npy")
-    s.set_defaults(func=cmd_sanity)
-
     s = sub.add_parser("analyze", parents=[common], help="per-block responses, gradients and lesions (Depth lab)")
     model_args(s)
     s.add_argument("--target", default=None, help="class index or name (default: top-1)")
@@ -759,32 +616,6 @@ def build_parser() -> argparse.ArgumentParser:
     precision_arg(s)
     engine_args(s, "batch")
     s.set_defaults(func=cmd_batch)
-
-    s = sub.add_parser("robustness", parents=[common],
-                       help="a folder under ImageNet-C corruptions (Hendrycks & Dietterich 2019): accuracy, CE, mCE")
-    s.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (walked), globs, .zip files")
-    s.add_argument("--models", nargs="+", metavar="NAME", help="zoo names (default: the five depths)")
-    s.add_argument("--corruptions", nargs="+", metavar="NAME",
-                   help="corruption names (default: all 19; e.g. fog jpeg_compression gaussian_noise)")
-    s.add_argument("--severities", nargs="+", type=int, metavar="S", help="1-5 (default: all five)")
-    s.add_argument("--labels", metavar="CSV", help="'file,label' rows; otherwise labels come from folder names "
-                                                   "(ImageNet class names or WordNet ids), if any")
-    s.add_argument("--seed", type=int, default=0, help="base seed of the random corruptions (default 0); each "
-                                                       "crop's own seed is in its JSON line")
-    s.add_argument("--save-dir", metavar="DIR", help="write the clean and every corrupted crop as PNG "
-                                                     "(DIR/<image>/<corruption>-<severity>.png)")
-    s.add_argument("--top", type=int, default=5, metavar="K")
-    s.add_argument("--batch-size", type=int, default=None, metavar="N",
-                   help="default: 64 on CUDA, 32 on MPS, 16 on CPU")
-    s.add_argument("--json", action="store_true",
-                   help="JSON lines: one per image, model, corruption and severity, then a summary")
-    s.add_argument("--out", metavar="FILE.jsonl", help="a journal: one JSON line per image, corruption, severity "
-                                                       "and model, written as each is done, that --resume goes on "
-                                                       "with")
-    device_arg(s)
-    precision_arg(s)
-    engine_args(s, "robustness")
-    s.set_defaults(func=cmd_robustness)
 
     from .landscape import DEFAULT_MAX_IMAGES, MAX_GRID, MAX_IMAGES, MAX_SPAN, MIN_GRID
 

@@ -44,6 +44,7 @@ from .hub import ProgressFn, fetch_weights
 from .images import LoadedImage, load_image, model_crop, to_tensor
 from .inference import resolve_target
 from .models import assigned, block_forward, call, imagenet_labels, read_state_dict, stem
+from .params import seed as seed_rule
 from .registry import ModelSpec
 
 DEFAULT_GRID = 11  # points per axis: 11 x 11 = 121 points in 2-D, as the issue asks
@@ -164,8 +165,7 @@ def check_settings(grid: int, span: float, dims: int, seed: int) -> None:
     if not (isinstance(span, (int, float)) and math.isfinite(span) and 0 < span <= MAX_SPAN):
         raise LandscapeError(f"The span must be a number in (0, {MAX_SPAN:g}]: the grid covers "
                              f"alpha, beta in [-span, span]. Got {span}.")
-    if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
-        raise LandscapeError(f"The seed must be a whole number from 0 to 2^63 - 1, not {seed}.")
+    seed_rule(seed, LandscapeError)  # zoo.params: the one seed rule of every feature
 
 
 def axis(grid: int, span: float) -> list[float]:

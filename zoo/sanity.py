@@ -53,6 +53,7 @@ from .hub import ProgressFn, fetch_weights
 from .images import LoadedImage
 from .inference import Classification, Prediction, classify, prepare, resolve_target
 from .models import assigned, read_state_dict, ready
+from .params import seed as seed_rule
 from .registry import ModelSpec
 from .render import heat_on_crop
 
@@ -388,9 +389,7 @@ def iter_sanity(spec: ModelSpec, image: LoadedImage, methods: Sequence[str] | No
         from .models import resolve_device
 
         device = resolve_device(device)
-    seed = int(seed)
-    if not 0 <= seed < 2 ** 32:
-        raise SanityError(f"The seed must be a whole number from 0 to {2 ** 32 - 1}, got {seed}.")
+    seed = seed_rule(seed, SanityError)  # zoo.params: the one seed rule of every feature
     samples = samples_rule(smooth_samples, SanityError)
     method_params = {n: dict((params or {}).get(n, {})) for n in names}
     layers = {n: layer_param(n, method_params[n], spec.cam_layer) for n in names}  # a bad layer fails now

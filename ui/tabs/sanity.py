@@ -1,4 +1,5 @@
 """Sanity check: can I believe this map? Cascading randomization (Adebayo et al. 2018); ``/sanity``.
+Layout and wiring over ``zoo.features.sanity``; what the components show: ``ui/views/sanity.py``.
 
 The maps of each method as the network's weights are re-initialised from the top, the
 similarity with the original map at each step, and a verdict per method; or one method on
@@ -7,21 +8,23 @@ every depth side by side. Streams after each step, so Stop ends it between steps
 
 from __future__ import annotations
 
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import gradio as gr
 
 from zoo.errors import ZooError
 from zoo.explain import METHODS
-from zoo.render import save_png, stack, strip
-from zoo.sanity import DEFAULT_METHODS, GRANULARITIES, PASS_BELOW, SEED, step_count
+from zoo.params import SEED_MAX
+from zoo.features import sanity as feature
+from zoo.sanity import DEFAULT_METHODS, GRANULARITIES, PASS_BELOW, SEED
 
 from .. import format as fmt
 from .. import charts
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
                       user_errors)
 from ..guard import long_event, runs_no_model, stop_button
+from ..views import sanity as views
 
 TITLE = "Sanity check"
 # Integrated Gradients at the page's default (as in Classify & explain): half the library's
@@ -30,139 +33,70 @@ PARAMS = {"integrated-gradients": {"steps": 16}}
 GRANULARITY_CHOICES = [("Stage (fc, layer4 … layer1, stem: 7 maps per method)", "stage"),
                        ("Block (fc, every residual block top down, stem)", "block")]
 DEPTH_DEFAULT = "gradcam"
+METHOD_CHOICES = [(m.label, m.name) for m in METHODS.values()]
 
 
-# The strips as a phone shows them: the picture is scaled to the screen's width (about 360 px),
-# so 8 cells a row would draw the labels at 5 px. Four larger cells a row, larger labels:
-# about 11 px on screen. Shown instead of the wide picture under 640 px (ui/app.py's CSS).
-NARROW = {"per_row": 4, "cell": 128, "font_size": 17}
+def request(ctx: Context, image: Any, models: list[str], methods: Any, target: Any = None,
+            granularity: Any = "stage", seed: Any = SEED) -> feature.Request:
+    """The one request of both parts (one model and its methods; one method on every depth), for the
+    handler and its cost. ``image``: an upload's path, or None for the estimate."""
+    return feature.Request.create(ctx.explorer, image, models, list(methods or DEFAULT_METHODS), target,
+                                  granularity, SEED if seed is None else seed, PARAMS)
 
 
-def step_title(name: str) -> str:
-    """A strip cell's title: cumulative steps read "+layer4" (fc already random)."""
-    return "original" if name == "none" else f"+{name}"
+def cost(ctx: Context, image: Any, model: str, methods: Any = None, target: Any = None, granularity: Any = "stage",
+         seed: Any = None) -> Any:
+    return feature.estimate(ctx.explorer, request(ctx, None, [model], methods, target, granularity))
+
+
+def depth_cost(ctx: Context, image: Any, method: str, target: Any = None, granularity: Any = "stage",
+               seed: Any = None) -> Any:
+    return feature.estimate(ctx.explorer, request(ctx, None, ctx.depth_names, [method], target, granularity))
+
+
+def gpu_checks(ctx: Context) -> Any:
+    """The model-running function, a closure over ``ctx``: on ZeroGPU its arguments (the request)
+    travel to a forked worker; the context stays here."""
+
+    @gpu(cost=lambda req, progress=None: feature.estimate(ctx.explorer, req))
+    def checks(req: feature.Request, progress: Any) -> Iterator[feature.Checks]:
+        yield from feature.run(ctx.explorer, req, progress_fn(progress))
+
+    return checks
+
+
+def estimate_text(ctx: Context, models: list[str], methods: Any, granularity: Any) -> str:
+    """The estimate under a button: the maps it draws, then its cost."""
+    try:
+        req = request(ctx, None, models, methods, None, granularity)
+        return (views.maps_text(feature.maps(ctx.explorer, req), len(req.methods), len(req.models))
+                + fmt.estimate_markdown(feature.estimate(ctx.explorer, req), ctx.explorer.device, ctx.guard.limits))
+    except ZooError as e:
+        return str(e)
 
 
 def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
-    explorer = ctx.explorer
-    method_choices = [(m.label, m.name) for m in METHODS.values()]
+    c = _layout(ctx)
+    _wire(ctx, c, gpu_checks(ctx))
 
-    def total_maps(model: str, methods: list[str], granularity: str) -> int:
-        return step_count(ctx.zoo.get(model), granularity) * len(methods)
 
-    def render(reports: list[Any], folder: Path, total: int, by_depth: bool = False) -> tuple:
-        """One picture of every strip (a row per method, or per depth: the paper's Fig. 2 on this image),
-        the similarity chart and the verdicts so far."""
-        rows, narrow, series, verdicts = [], [], [], []
-        for r in reports:
-            for m in r.methods:
-                cells = (r.run.crop, m.heats, [step_title(s.randomized) for s in m.steps], fmt.sanity_notes(m))
-                heading = fmt.sanity_caption(m, r.model)
-                rows.append(strip(*cells, heading=heading))
-                narrow.append(strip(*cells, heading=heading, **NARROW))
-                series.append((r.model if by_depth else METHODS[m.method].label, m.steps))
-                verdicts.append(m.verdict_at)
-        done = sum(len(m.steps) for r in reports for m in r.methods)
-        path = save_png(stack(rows), folder / f"sanity-{reports[0].model}-{done}.png")
-        # Room at the top: on a phone gradio's image buttons would cover the first row's last titles.
-        phone = save_png(stack(narrow, top=28), folder / f"sanity-{reports[0].model}-{done}-narrow.png")
-        chart = charts.sanity_chart(series, verdicts, PASS_BELOW, name=f"sanity-{reports[0].model}-{done}")
-        # The chart's data as CSV beside the picture (its camera icon saves the chart as PNG).
-        return (str(path), chart, fmt.sanity_markdown(reports, total, by_depth), charts.csv_files([chart], folder),
-                str(phone))
-
-    @gpu
-    def one_model(image, model, methods, target, granularity, seed, progress) -> Iterator[Any]:
-        upload = require_image(image)
-        if not methods:
-            raise gr.Error("Tick at least one method to check.", print_exception=False)
-        yield from explorer.iter_sanity(upload.path, model, list(methods), target or None, granularity,
-                                        int(seed or 0), PARAMS, progress_fn(progress))
-
-    @gpu
-    def every_depth(image, method, target, granularity, seed, progress) -> Iterator[list[Any]]:
-        upload = require_image(image)
-        yield from explorer.iter_sanity_depths(upload.path, method, ctx.depth_names, target or None, granularity,
-                                               int(seed or 0), PARAMS, progress_fn(progress))
-
-    @user_errors
-    def ui_sanity(image, model, methods, target, granularity, seed, progress=gr.Progress()):
-        folder = new_output_folder(ctx.outputs_dir)
-        total = total_maps(model, list(methods or []), granularity)
-        for report in one_model(image, model, methods, target, granularity, seed, progress):
-            yield render([report], folder, total)
-
-    @user_errors
-    def ui_depths(image, method, target, granularity, seed, progress=gr.Progress()):
-        folder = new_output_folder(ctx.outputs_dir)
-        total = sum(step_count(ctx.zoo.get(n), granularity) for n in ctx.depth_names)
-        for reports in every_depth(image, method, target, granularity, seed, progress):
-            yield render(reports, folder, total, by_depth=True)
-
-    @user_errors
-    def api_sanity(image, model, methods, progress=gr.Progress()):
-        """Can this map be trusted? Re-initialises the model's weights from the top (fc, layer4 … the stem,
-        cumulatively, seed 0) and recomputes each method's map for the original top-1 class.
-
-        Returns one picture (a strip of maps per method, left to right as the layers are randomized)
-        and, as JSON, the similarity with the original map at each step (Spearman of |map| and of the
-        map, SSIM) and whether the method passes. An empty
-        ``methods`` list checks CAM, Grad-CAM, Guided Grad-CAM, Integrated Gradients and the edges control.
-        """
-        report = None
-        for report in one_model(image, model, list(methods or DEFAULT_METHODS), None, "stage", SEED, progress):
-            pass
-        folder = new_output_folder(ctx.outputs_dir)
-        picture, *_ = render([report], folder, 0)
-        return picture, report.to_json()
-
-    @runs_no_model
-    def ui_estimate(model: str, methods: list[str], granularity: str) -> str:
-        try:
-            methods = list(methods or [])
-            if not methods:
-                return "Tick at least one method."
-            est = explorer.sanity_estimate([model], methods, granularity, PARAMS)
-            maps = step_count(ctx.zoo.get(model), granularity)
-            text = (f"{maps} maps per method (the original, then {maps - 1} randomization steps), "
-                    f"{maps * len(methods)} in all. "
-                    + fmt.estimate_markdown(est, explorer.device, ctx.guard.limits))
-            return text
-        except ZooError as e:
-            return str(e)
-
-    @runs_no_model
-    def ui_depth_estimate(method: str, granularity: str) -> str:
-        try:
-            est = explorer.sanity_estimate(ctx.depth_names, [method], granularity, PARAMS)
-            maps = sum(step_count(ctx.zoo.get(n), granularity) for n in ctx.depth_names)
-            text = (f"{maps} maps over {len(ctx.depth_names)} depths. "
-                    + fmt.estimate_markdown(est, explorer.device, ctx.guard.limits))
-            return text
-        except ZooError as e:
-            return str(e)
-
+def _layout(ctx: Context) -> SimpleNamespace:
     with gr.Accordion("Can I trust this map? What this checks", open=False):
-        gr.Markdown(fmt.SANITY_NOTE + f"\n\nA method **passes** when, with fc and layer4 random, its map keeps "
-                    f"less than {PASS_BELOW} of its similarity with the original, both by rank (Spearman of |map|) "
-                    "and by structure (SSIM), as in Adebayo et al., [Sanity Checks for Saliency Maps]"
-                    "(https://arxiv.org/abs/1810.03292) (NeurIPS 2018). The check runs on a private copy of the "
-                    "weights, re-initialised with torchvision's rules from a fixed seed; the shared model is "
-                    "never touched.")
+        gr.Markdown(views.ABOUT)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             image = safe_image_input(label="Image", elem_id="sanity-image", height=260)
             gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png")], inputs=[image])
             model = gr.Dropdown(ctx.model_choices, value=ctx.default_model, label="Model", elem_id="sanity-model")
-            methods = gr.CheckboxGroup(method_choices, value=list(DEFAULT_METHODS), elem_id="sanity-methods",
+            methods = gr.CheckboxGroup(METHOD_CHOICES, value=list(DEFAULT_METHODS), elem_id="sanity-methods",
                                        label="Methods (edges: the control, never reads the network)")
             target = gr.Dropdown([""] + ctx.class_choices, value="", label="Target class (blank: top-1)",
                                  allow_custom_value=True, filterable=True, elem_id="sanity-target")
             with gr.Accordion("Granularity and seed", open=False):
                 granularity = gr.Radio(GRANULARITY_CHOICES, value=GRANULARITIES[0], label="Randomize",
                                        elem_id="sanity-granularity")
-                seed = gr.Number(SEED, precision=0, minimum=0, maximum=2 ** 32 - 1, label="Seed",
+                seed = gr.Number(SEED, precision=0, minimum=0, maximum=SEED_MAX, label="Seed",
                                  elem_id="sanity-seed")
             with gr.Row():
                 go = gr.Button("Run sanity check", variant="primary", elem_id="sanity-button")
@@ -170,12 +104,12 @@ def build(ctx: Context) -> None:
             estimate = gr.Markdown(elem_id="sanity-estimate", elem_classes="rde-estimate")
             gr.Markdown("**Every depth**: one method, checked on all five depths side by side (whether it passes "
                         "can depend on depth).")
-            depth_method = gr.Dropdown(method_choices, value=DEPTH_DEFAULT, label="Method for every depth",
+            depth_method = gr.Dropdown(METHOD_CHOICES, value=DEPTH_DEFAULT, label="Method for every depth",
                                        elem_id="sanity-depth-method")
             depth_go = gr.Button("Check it on every depth", elem_id="sanity-depth-button")
             depth_estimate = gr.Markdown(elem_id="sanity-depth-estimate", elem_classes="rde-estimate")
         with gr.Column(scale=3):
-            info = gr.Markdown(fmt.SANITY_NOTE, elem_id="sanity-info")
+            info = gr.Markdown(views.SANITY_NOTE, elem_id="sanity-info")
             gr.Markdown("Each row: the input, then the map as the weights are randomized from the top, left to "
                         "right (each map drawn as |map| on its own scale). Under each map: r, its rank correlation "
                         "with the original (of |map|), and S, their SSIM.", elem_classes="rde-estimate")
@@ -191,32 +125,79 @@ def build(ctx: Context) -> None:
             chart = gr.Plot(label="Similarity with the original map, per step", show_label=False,
                             elem_id="sanity-chart")
             data = charts.data_files("sanity-chart-data")
-    outs = [strips, chart, info, data, strips_narrow]
-    def cost(image, model, methods=None, target=None, granularity="stage", seed=None):
-        return explorer.sanity_estimate([model], list(methods or DEFAULT_METHODS), granularity, PARAMS)
+    return SimpleNamespace(image=image, model=model, methods=methods, target=target, granularity=granularity,
+                           seed=seed, go=go, stop=stop, estimate=estimate, depth_method=depth_method,
+                           depth_go=depth_go, depth_estimate=depth_estimate, info=info, strips=strips,
+                           strips_narrow=strips_narrow, chart=chart, data=data)
 
-    def depth_cost(image, method, target=None, granularity="stage", seed=None):
-        return explorer.sanity_estimate(ctx.depth_names, [method], granularity, PARAMS)
 
-    run = long_event(ctx.guard, go.click, ui_sanity, [image, model, methods, target, granularity, seed], outs,
-                     cost=cost, message=info, what="This sanity check", api_visibility="private")
-    depth_run = long_event(ctx.guard, depth_go.click, ui_depths, [image, depth_method, target, granularity, seed],
-                           outs, cost=depth_cost, message=info, what="This sanity check", api_visibility="private")
+def _wire(ctx: Context, c: SimpleNamespace, checks: Any) -> None:
+    @user_errors
+    def ui_sanity(image, model, methods, target, granularity, seed, progress=gr.Progress()):
+        if not methods:
+            raise gr.Error("Tick at least one method to check.", print_exception=False)
+        req = request(ctx, require_image(image).path, [model], methods, target, granularity, seed)
+        folder, total = new_output_folder(ctx.outputs_dir), feature.maps(ctx.explorer, req)
+        for done in checks(req, progress):
+            yield views.render(done.reports, folder, total)
+
+    @user_errors
+    def ui_depths(image, method, target, granularity, seed, progress=gr.Progress()):
+        req = request(ctx, require_image(image).path, ctx.depth_names, [method], target, granularity, seed)
+        folder, total = new_output_folder(ctx.outputs_dir), feature.maps(ctx.explorer, req)
+        for done in checks(req, progress):
+            yield views.render(done.reports, folder, total, by_depth=True)
+
+    @runs_no_model
+    def ui_estimate(model: str, methods: list[str], granularity: str) -> str:
+        return estimate_text(ctx, [model], methods, granularity) if methods else "Tick at least one method."
+
+    @runs_no_model
+    def ui_depth_estimate(method: str, granularity: str) -> str:
+        return estimate_text(ctx, ctx.depth_names, [method], granularity)
+
+    outs = [c.strips, c.chart, c.info, c.data, c.strips_narrow]
+    run = long_event(ctx.guard, c.go.click, ui_sanity, [c.image, c.model, c.methods, c.target, c.granularity, c.seed],
+                     outs, cost=lambda *a: cost(ctx, *a), message=c.info, what="This sanity check",
+                     api_visibility="private")
+    depth_run = long_event(ctx.guard, c.depth_go.click, ui_depths,
+                           [c.image, c.depth_method, c.target, c.granularity, c.seed], outs,
+                           cost=lambda *a: depth_cost(ctx, *a), message=c.info, what="This sanity check",
+                           api_visibility="private")
     # The token ends a run within one block; the page says it stopped.
-    stop_button(stop, [run, depth_run], info)
-    cost_ins = [model, methods, granularity]
+    stop_button(c.stop, [run, depth_run], c.info)
+    cost_ins, depth_ins = [c.model, c.methods, c.granularity], [c.depth_method, c.granularity]
     for ctl in cost_ins:
-        ctl.change(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
-    for ctl in (depth_method, granularity):
-        ctl.change(ui_depth_estimate, [depth_method, granularity], [depth_estimate], api_visibility="private",
-                   show_progress="hidden")
-    run.then(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
-    ctx.demo.load(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
-    ctx.demo.load(ui_depth_estimate, [depth_method, granularity], [depth_estimate], api_visibility="private",
-                  show_progress="hidden")
+        ctl.change(ui_estimate, cost_ins, [c.estimate], api_visibility="private", show_progress="hidden")
+    for ctl in depth_ins:
+        ctl.change(ui_depth_estimate, depth_ins, [c.depth_estimate], api_visibility="private", show_progress="hidden")
+    run.then(ui_estimate, cost_ins, [c.estimate], api_visibility="private", show_progress="hidden")
+    ctx.demo.load(ui_estimate, cost_ins, [c.estimate], api_visibility="private", show_progress="hidden")
+    ctx.demo.load(ui_depth_estimate, depth_ins, [c.depth_estimate], api_visibility="private", show_progress="hidden")
+    _endpoint(ctx, c, checks)
+
+
+def _endpoint(ctx: Context, c: SimpleNamespace, checks: Any) -> None:
+    @user_errors
+    def api_sanity(image, model, methods, progress=gr.Progress()):
+        """Can this map be trusted? Re-initialises the model's weights from the top (fc, layer4 … the stem,
+        cumulatively, seed 0) and recomputes each method's map for the original top-1 class.
+
+        Returns one picture (a strip of maps per method, left to right as the layers are randomized)
+        and, as JSON, the similarity with the original map at each step (Spearman of |map| and of the
+        map, SSIM) and whether the method passes. An empty
+        ``methods`` list checks CAM, Grad-CAM, Guided Grad-CAM, Integrated Gradients and the edges control.
+        """
+        req = request(ctx, require_image(image).path, [model], methods, None, "stage", SEED)
+        done = None
+        for done in checks(req, progress):
+            pass
+        picture, *_ = views.render(done.reports, new_output_folder(ctx.outputs_dir), 0)
+        return picture, done.to_json()
+
     # The public endpoint /sanity(image, model, methods): stage granularity, seed 0, the top-1 class.
     api_json = gr.JSON(visible=False)
     api_button = gr.Button(visible=False)
-    long_event(ctx.guard, api_button.click, api_sanity, [image, model, methods], [strips, api_json],
-               cost=lambda image, model, methods=None: cost(image, model, methods), what="This sanity check",
+    long_event(ctx.guard, api_button.click, api_sanity, [c.image, c.model, c.methods], [c.strips, api_json],
+               cost=lambda image, model, methods=None: cost(ctx, image, model, methods), what="This sanity check",
                api_name="sanity")
