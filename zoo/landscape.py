@@ -38,23 +38,21 @@ import torch
 from torch import nn
 
 from . import batch as batching
+from . import params
 from .cancel import check
 from .errors import ImageError, ZooError
-from .hub import ProgressFn, fetch_weights
+from .hub import ProgressFn
 from .images import LoadedImage, load_image, model_crop, to_tensor
 from .inference import resolve_target
-from .models import assigned, block_forward, call, imagenet_labels, read_state_dict, stem
+from .models import block_forward, call, stem
+from .private import private_copy
 from .registry import ModelSpec
 
 DEFAULT_GRID = 11  # points per axis: 11 x 11 = 121 points in 2-D, as the issue asks
 DEFAULT_SPAN = 1.0  # alpha, beta in [-span, span]: the paper's [-1, 1]
 DEFAULT_SEED = 0
 DEFAULT_MAX_IMAGES = 8  # images averaged over, when a folder is given
-MIN_GRID, MAX_GRID = 3, 51  # odd only: theta itself is the centre point
-MAX_SPAN = 10.0
-MAX_IMAGES = 256
 CHUNK = 16  # images per forward; bounds activation memory whatever the number of images
-DIMS = (1, 2)
 
 
 class LandscapeError(ZooError):
@@ -155,17 +153,11 @@ class Landscape:
 # --- settings ------------------------------------------------------------------------------
 
 def check_settings(grid: int, span: float, dims: int, seed: int) -> None:
-    """Raise ``LandscapeError`` for settings that cannot run (before anything is loaded)."""
-    if dims not in DIMS:
-        raise LandscapeError(f"dims must be 1 (a curve along one direction) or 2 (a surface), not {dims}.")
-    if not isinstance(grid, (int, np.integer)) or not MIN_GRID <= grid <= MAX_GRID or grid % 2 == 0:
-        raise LandscapeError(f"The grid must be an odd number of points per axis from {MIN_GRID} to {MAX_GRID} "
-                             f"(odd, so that the trained weights are the centre point), not {grid}.")
-    if not (isinstance(span, (int, float)) and math.isfinite(span) and 0 < span <= MAX_SPAN):
-        raise LandscapeError(f"The span must be a number in (0, {MAX_SPAN:g}]: the grid covers "
-                             f"alpha, beta in [-span, span]. Got {span}.")
-    if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
-        raise LandscapeError(f"The seed must be a whole number from 0 to 2^63 - 1, not {seed}.")
+    """Raise ``LandscapeError`` for settings that cannot run (before anything is loaded): zoo.params' rules."""
+    params.dims(dims, LandscapeError)
+    params.grid(grid, LandscapeError)
+    params.span(span, LandscapeError)
+    params.seed(seed, LandscapeError)
 
 
 def axis(grid: int, span: float) -> list[float]:
@@ -202,8 +194,7 @@ def gather_images(sources: Any, *, max_images: int = DEFAULT_MAX_IMAGES, names: 
     ``max_images`` files that decode are used, and the rest is noted, not refused: a
     landscape is an average over a sample.
     """
-    if not 1 <= int(max_images) <= MAX_IMAGES:
-        raise LandscapeError(f"Average over 1 to {MAX_IMAGES} images, not {max_images}.")
+    max_images = params.image_count(max_images, LandscapeError)
     if isinstance(sources, LoadedImage):
         return Images(["the image"], [sources], [None])
     if isinstance(sources, (str, os.PathLike)):
@@ -236,23 +227,12 @@ def gather_images(sources: Any, *, max_images: int = DEFAULT_MAX_IMAGES, names: 
     return out
 
 
-def model_labels(spec: ModelSpec) -> tuple[str, ...]:
-    return spec.labels if spec.labels is not None else imagenet_labels()
-
-
-def check_target(spec: ModelSpec, target: int | str | None) -> None:
-    """Fail on an unknown class before any weights are fetched."""
-    resolve_target(model_labels(spec), target, default=0)
-
-
 # --- the private model and the directions --------------------------------------------------
 
 def private_model(spec: ModelSpec, device: torch.device, *, progress: ProgressFn | None = None,
                   cache_dir: str | os.PathLike | None = None) -> nn.Module:
-    """torchvision's model with BatchNorm unfolded, fp32, eval mode, from the verified file; nobody else's."""
-    path = fetch_weights(spec, progress=progress, cache_dir=cache_dir)
-    state = read_state_dict(path, spec)  # fresh tensors: this copy shares no memory with the app's model
-    model = assigned(spec, state)  # strict, as load_model loads; BatchNorm stays unfolded
+    """``zoo.private.private_copy`` (fp32, BatchNorm unfolded), in eval mode on ``device``."""
+    model = private_copy(spec, progress=progress, cache_dir=cache_dir)
     model.eval().requires_grad_(False)
     return model.to(device, memory_format=torch.channels_last)
 
@@ -307,7 +287,7 @@ def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu
            cache_dir: str | os.PathLike | None = None) -> Iterator[Step | Landscape]:
     """Yields a ``Step`` before each grid point, then the ``Landscape``. Closing the generator stops it."""
     check_settings(grid, span, dims, seed)
-    labels = model_labels(spec)
+    labels = spec.class_names
     given = resolve_target(labels, target, default=-1)  # -1: none given; a typo fails before any work
     device = torch.device(device)
     t_start = time.perf_counter()
