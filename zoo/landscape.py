@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from . import batch as batching
-from . import params
+from . import params as rules
 from .cancel import check
 from .errors import ImageError, ZooError
 from .hub import ProgressFn
@@ -154,10 +154,10 @@ class Landscape:
 
 def check_settings(grid: int, span: float, dims: int, seed: int) -> None:
     """Raise ``LandscapeError`` for settings that cannot run (before anything is loaded): zoo.params' rules."""
-    params.dims(dims, LandscapeError)
-    params.grid(grid, LandscapeError)
-    params.span(span, LandscapeError)
-    params.seed(seed, LandscapeError)
+    rules.dims(dims, LandscapeError)
+    rules.grid(grid, LandscapeError)
+    rules.span(span, LandscapeError)
+    rules.seed(seed, LandscapeError)
 
 
 def axis(grid: int, span: float) -> list[float]:
@@ -194,7 +194,7 @@ def gather_images(sources: Any, *, max_images: int = DEFAULT_MAX_IMAGES, names: 
     ``max_images`` files that decode are used, and the rest is noted, not refused: a
     landscape is an average over a sample.
     """
-    max_images = params.image_count(max_images, LandscapeError)
+    max_images = rules.image_count(max_images, LandscapeError)
     if isinstance(sources, LoadedImage):
         return Images(["the image"], [sources], [None])
     if isinstance(sources, (str, os.PathLike)):

@@ -53,7 +53,7 @@ def agreement_markdown(cmp: Comparison) -> str:
         target = shown + ": every model's first choice."
     elif sum(1 for v in firsts.values() if v == n) == 1:
         target = shown + f": the class most models put first ({n} of {total}). Pick a target class to see another."
-    else:  # a tie on first places: zoo.service.consensus breaks it by probability
+    else:  # a tie on first places: zoo.features.compare.consensus breaks it by probability
         target = (shown + f": no class leads on first places ({n} each), so it is the tied class with the highest "
                   "probability summed over the models. Pick a target class to see another.")
     flat = [r for r in cmp.results if r.explanation.notes]
