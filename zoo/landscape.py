@@ -281,6 +281,47 @@ def mean_loss(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]
 
 # --- the landscape -------------------------------------------------------------------------
 
+def _chunks(spec: ModelSpec, images: Images, device: torch.device) -> list[torch.Tensor]:
+    """The images, cropped as this model's recipe says, in chunks of ``CHUNK`` on ``device``."""
+    pre = spec.preprocessing
+    xs = torch.cat([to_tensor(model_crop(im.image, pre), pre) for im in images.images])
+    return [xs[i:i + CHUNK].to(device).contiguous(memory_format=torch.channels_last)
+            for i in range(0, xs.shape[0], CHUNK)]
+
+
+def _targets(given: int, folder_labels: list[Any], center_logits: torch.Tensor) -> tuple[list[int], list[str]]:
+    """Each image's class and why: the one given, else its label (folder, CSV), else the unperturbed top-1."""
+    targets, chosen = [], []
+    for i in range(center_logits.shape[0]):
+        if given >= 0:
+            targets.append(given), chosen.append("given")
+        elif folder_labels[i] is not None:
+            targets.append(int(folder_labels[i])), chosen.append("label")
+        else:
+            targets.append(int(center_logits[i].argmax())), chosen.append("top-1")
+    return targets, chosen
+
+
+@torch.no_grad()
+def _move(perturbed: list[tuple[nn.Parameter, str]], theta: dict[str, torch.Tensor], row: dict[str, torch.Tensor],
+          d_dev: dict[str, torch.Tensor], new_row: dict[str, torch.Tensor] | None, a: float, b: float) -> None:
+    """The weights to the point (a, b), in place, from theta itself (no rounding accumulates).
+
+    ``new_row``: eta at the first point of a 2-D row, where row = theta + b * eta is computed once.
+    """
+    if new_row is not None:
+        for _, name in perturbed:
+            torch.add(theta[name], new_row[name], alpha=b, out=row[name])
+    for p, name in perturbed:  # p = (theta + b * eta) + a * delta
+        torch.add(row[name], d_dev[name], alpha=a, out=p)
+
+
+def _overflow_note(loss: list[list[float]]) -> list[str]:
+    nonfinite = sum(1 for row in loss for v in row if not math.isfinite(v))
+    return [f"{nonfinite} grid point(s) gave a non-finite loss (the perturbed network overflowed); "
+            "try a smaller span."] if nonfinite else []
+
+
 def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu", target: int | str | None = None,
            grid: int = DEFAULT_GRID, span: float = DEFAULT_SPAN, dims: int = 2, seed: int = DEFAULT_SEED,
            keep_directions: bool = False, progress: ProgressFn | None = None,
@@ -312,11 +353,8 @@ def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu
     # per row (one more copy of the weights in 2-D), then p = row + a * delta per point.
     row = {n: torch.empty_like(v) for n, v in theta.items()} if dims == 2 else theta
 
-    # The images, cropped as this model's recipe says, in chunks.
-    pre = spec.preprocessing
-    xs = torch.cat([to_tensor(model_crop(im.image, pre), pre) for im in images.images])
-    n = xs.shape[0]
-    chunks = [xs[i:i + CHUNK].to(device).contiguous(memory_format=torch.channels_last) for i in range(0, n, CHUNK)]
+    chunks = _chunks(spec, images, device)
+    n = len(images)
 
     # The centre pass: the unperturbed model's top-1 (for unlabelled images) and its loss.
     check()
@@ -326,14 +364,7 @@ def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu
         center_logits = torch.cat([logits_of(model, x) for x in chunks])
     folder_labels, label_notes = batching.resolve_labels([it or batching.Item(nm, Path(nm)) for it, nm in
                                                           zip(images.items, images.names)], labels)
-    targets, chosen = [], []
-    for i in range(n):
-        if given >= 0:
-            targets.append(given), chosen.append("given")
-        elif folder_labels[i] is not None:
-            targets.append(int(folder_labels[i])), chosen.append("label")
-        else:
-            targets.append(int(center_logits[i].argmax())), chosen.append("top-1")
+    targets, chosen = _targets(given, folder_labels, center_logits)
     t = torch.tensor(targets, device=device)
     per_image = nn.functional.cross_entropy(center_logits, t, reduction="none").cpu().tolist()
     center_loss = float(sum(per_image) / n)
@@ -354,13 +385,7 @@ def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu
                 if progress:
                     progress(done / total, msg)
                 t0 = time.perf_counter()
-                with torch.no_grad():
-                    if i == 0:  # a new row: row = theta + b * eta, once per row (theta itself in 1-D)
-                        for _, name in perturbed:
-                            if dims == 2:
-                                torch.add(theta[name], e_dev[name], alpha=b, out=row[name])
-                    for p, name in perturbed:  # p = (theta + b * eta) + a * delta, in place, from theta
-                        torch.add(row[name], d_dev[name], alpha=a, out=p)
+                _move(perturbed, theta, row, d_dev, e_dev if i == 0 and dims == 2 else None, a, b)
                 with torch.inference_mode():
                     loss[j][i] = mean_loss(model, batches, n)
                 times.append(time.perf_counter() - t0)
@@ -371,11 +396,7 @@ def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu
                 p.copy_(theta[name])
     if progress:
         progress(1.0, f"{spec.name}: done")
-    notes = list(images.notes) + label_notes
-    nonfinite = sum(1 for row in loss for v in row if not math.isfinite(v))
-    if nonfinite:
-        notes.append(f"{nonfinite} grid point(s) gave a non-finite loss (the perturbed network overflowed); "
-                     "try a smaller span.")
+    notes = list(images.notes) + label_notes + _overflow_note(loss)
     yield Landscape(
         model=spec.name, arch=spec.arch.name, seed=int(seed), dims=dims, span=float(span), alphas=alphas,
         betas=betas, loss=loss, center_loss=center_loss,
