@@ -150,6 +150,7 @@ def layout(ctx: Context) -> SimpleNamespace:
                                    elem_classes="rde-when-filled")
             c_data = data_files("compare-chart-data")
     c_state = gr.State()
+    # Every component above by its variable name (c.c_image, ...), for build's wiring.
     return SimpleNamespace(**{k: v for k, v in locals().items() if k.startswith("c_") or k == "examples_slot"})
 
 
