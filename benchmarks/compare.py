@@ -16,7 +16,7 @@ natively; fp16 too on CUDA):
 * ``auto``: what ``--precision auto --compile auto`` chose for the depth (zoo.autotune: its
   own short calibration, or its cached result; ``--remeasure`` drops the cached ones first).
 
-Then, models loaded as the app loads them at ``auto``: the five-depth ``Explorer.compare``
+Then, models loaded as the app loads them at ``auto``: the five-depth compare (``zoo.features.compare``)
 (one decode, one crop per recipe, a forward per depth, CAMs for the shared class), eager and
 with what ``--compile auto`` kept; ``classify+CAM`` per depth; and loading ResNet-152 from a
 warm disk cache. Ratios against the sum of the five bare fp32 forwards (target <= 0.70) and
@@ -66,6 +66,7 @@ def main() -> None:
     from zoo.compiled import resolve
     from zoo.compiling import compile_model
     from zoo.explain import explain
+    from zoo.features import compare
     from zoo.images import load_image
     from zoo.inference import classify, prepare
     from zoo.models import _DTYPES, autocast, load_model, precision_candidates, resolve_device
@@ -131,7 +132,7 @@ def main() -> None:
     print("sums: " + ", ".join(f"{c} {v:.1f}" for c, v in sums.items()))
 
     def run_compare(ex=auto):
-        ex.compare(image, [s.name for s in specs])
+        compare.result(ex, compare.Request.create(ex, image, [s.name for s in specs]))
 
     big = specs[-1]
     jobs = {"compare auto": run_compare, "compare auto eager": lambda: run_compare(eager_auto),

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from common import EXAMPLE, local_specs
 
+from zoo.features import compare, landscape
 from zoo.memory import trim
 from zoo.registry import Zoo
 from zoo.service import Explorer
@@ -35,10 +36,11 @@ def main() -> None:
     img = str(EXAMPLE)
     jobs = [lambda: explorer.run(img, "resnet152", method="fullgrad"),
             lambda: explorer.run(img, "resnet101", method="fullgrad"),
-            lambda: list(explorer.landscape_each(img, ["resnet50"], grid=3, dims=2)),
-            lambda: explorer.compare(img, method="gradcam"),
+            lambda: list(landscape.run(explorer, landscape.Request.create(explorer, img, ["resnet50"], grid=3, dims=2))),
+            lambda: compare.result(explorer, compare.Request.create(explorer, img, method="gradcam")),
             lambda: explorer.run(img, "resnet50", method="integrated-gradients"),
-            lambda: list(explorer.landscape_each(img, ["resnet152"], grid=3, dims=1))]
+            lambda: list(landscape.run(explorer, landscape.Request.create(explorer, img, ["resnet152"], grid=3,
+                                                                           dims=1)))]
     with ThreadPoolExecutor(5) as pool:
         for future in [pool.submit(job) for job in jobs]:
             future.result()

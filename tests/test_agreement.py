@@ -15,6 +15,7 @@ from scipy.stats import spearmanr
 from browser import hover_cell, open_page
 from conftest import EXAMPLES, run_cli
 from zoo.agreement import map_agreement, top_region
+from zoo.features import compare
 from zoo.render import heat_on_crop
 from zoo.service import Explorer
 
@@ -29,7 +30,7 @@ def explorer(zoo, hosted):
 @pytest.fixture(scope="module")
 def cmp(explorer):
     # Grad-CAM: maps with ReLU'd (tied) zeros, the case where ranks need care
-    return explorer.compare(EXAMPLES / "chelsea.png", MODELS, "gradcam")
+    return compare.result(explorer, compare.Request.create(explorer, EXAMPLES / "chelsea.png", MODELS, "gradcam"))
 
 
 def iou_top20(a: np.ndarray, b: np.ndarray) -> float:
@@ -75,9 +76,9 @@ def test_same_reversed_and_flat_maps():
 
 
 def test_sentence_names_the_depths_and_rho(cmp):
-    from ui import format as fmt
+    from ui.views import compare as views
 
-    text = fmt.map_agreement_markdown(cmp)
+    text = views.map_agreement_markdown(cmp)
     rho = cmp.map_agreement.spearman[0, -1]
     assert "ResNet-18 and ResNet-50" in text
     if np.isfinite(rho):
@@ -144,7 +145,8 @@ def test_browser_map_agreement_heatmap(app, shots, width):
         assert not sentence.evaluate("e => e.scrollWidth > e.clientWidth + 1")
         # Hovering a cell names the two depths and gives both figures, as Compare computes them.
         names = [s.name for s in explorer.zoo.builtin_depths]
-        m = explorer.compare(EXAMPLES / "chelsea.png", names, "cam").map_agreement.to_json()
+        req = compare.Request.create(explorer, EXAMPLES / "chelsea.png", names, "cam")
+        m = compare.result(explorer, req).map_agreement.to_json()
         # The bottom-left cell: the modebar, shown on hover, sits over the top-right one.
         tip = hover_cell(page, "#map-agreement-plot", 4, 0, 5, 5)
         assert f"{m['models'][4]} and {m['models'][0]}" in tip, tip

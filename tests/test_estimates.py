@@ -12,6 +12,7 @@ from ui import format as fmt
 from zoo.batch import BatchInputError
 from zoo.features import robustness
 from zoo.images import DECODE_NS_OTHER, decode_seconds
+from zoo.features import analyze, landscape
 from zoo.service import Explorer
 
 
@@ -20,22 +21,37 @@ def explorer(zoo):
     return Explorer(zoo, "cpu")
 
 
+def lab(explorer, models=None, lesion=False):
+    """The Depth lab's estimate as its buttons price it (the Lesion study runs the deletions too)."""
+    return analyze.estimate(explorer, analyze.Request.create(explorer, None, models, lesion=lesion, deletions=lesion))
+
+
+def surface(explorer, models, unread, grid, dims, sources=None, max_images=8):
+    """An error surface's estimate as the tab prices it: ``unread`` images besides ``sources``."""
+    req = landscape.Request.create(explorer, sources, models, grid=grid, dims=dims, max_images=max_images,
+                                   unread=unread)
+    return landscape.estimate(explorer, req)
+
+
 def test_depth_lab_estimate_counts_its_passes(explorer):
-    signal = explorer.analyze_estimate(["resnet18", "resnet50"])
+    signal = lab(explorer, ["resnet18", "resnet50"])
     assert signal.forwards == 2 * 3 and signal.seconds is None  # a forward and a backward per depth
     # ResNet-18: 8 blocks, 5 with identity shortcuts. Each block deleted in turn restarts at that
     # block: (8 + 7 + ... + 1) / 8 = 4.5 forwards; 16 random deletions of 1, 2, 4 and all 5 identity
     # blocks cost between 1/8 and one forward each; plus one clean forward.
-    lesion = explorer.analyze_estimate(["resnet18"], lesion=True)
+    lesion = lab(explorer, ["resnet18"], lesion=True)
     assert 3 + 1 + 4.5 + 16 / 8 <= lesion.forwards <= 3 + 1 + 4.5 + 16 + 1
     # Deeper networks cost more, and the default is every depth.
-    assert explorer.analyze_estimate(["resnet152"], lesion=True).forwards > lesion.forwards
-    assert explorer.analyze_estimate().forwards == 5 * 3
+    assert lab(explorer, ["resnet152"], lesion=True).forwards > lesion.forwards
+    assert lab(explorer).forwards == 5 * 3
+    # Lesions alone (the command line's --lesion) cost less than with the random deletions.
+    alone = analyze.estimate(explorer, analyze.Request.create(explorer, None, ["resnet18"], lesion=True))
+    assert 3 + 1 + 4.5 == pytest.approx(alone.forwards, abs=1) and alone.forwards < lesion.forwards
 
 
 def test_depth_lab_estimate_rests_on_forwards_timed_here(explorer):
     run = explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
-    est = explorer.analyze_estimate(["resnet18"])
+    est = lab(explorer, ["resnet18"])
     assert est.seconds == pytest.approx(3 * run.run.seconds) and "resnet18's forward measured here" in est.basis
     assert "Estimated time on cpu" in fmt.estimate_markdown(est, "cpu")
 
@@ -113,13 +129,12 @@ def test_a_landscape_counts_the_images_in_a_zip(explorer, tmp_path):
 
     photos = _zip_of(tmp_path / "set.zip", EXAMPLES / "chelsea.png", 5)
     per_image = grid_points(7, 2) + 1
-    one = explorer.landscape_estimate(["resnet18"], 1, 7, 2)
+    one = surface(explorer, ["resnet18"], 1, 7, 2)
     assert one.forwards == per_image
     # The uploaded image and a zip of five: six images, each a forward per grid point.
     image = str(EXAMPLES / "chelsea.png")
-    six = explorer.landscape_estimate(["resnet18"], 0, 7, 2, sources=[image, photos], max_images=8)
+    six = surface(explorer, ["resnet18"], 0, 7, 2, sources=[image, photos], max_images=8)
     assert six.forwards == 6 * per_image  # decoding six small files: well under a forward's worth
     # Before the upload (the page pricing its settings) the image counts as one; the cap holds.
-    assert explorer.landscape_estimate(["resnet18"], 1, 7, 2, sources=[photos], max_images=8).forwards == six.forwards
-    assert explorer.landscape_estimate(["resnet18"], 0, 7, 2, sources=[image, photos],
-                                       max_images=3).forwards == 3 * per_image
+    assert surface(explorer, ["resnet18"], 1, 7, 2, sources=[photos], max_images=8).forwards == six.forwards
+    assert surface(explorer, ["resnet18"], 0, 7, 2, sources=[image, photos], max_images=3).forwards == 3 * per_image

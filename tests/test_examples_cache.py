@@ -16,13 +16,15 @@ from rest import result
 
 @pytest.fixture
 def model_runs(app, monkeypatch) -> list[str]:
-    """Every Explorer.run / compare call the app makes during the test, by image name."""
+    """Every Explorer.run / compare feature run the app makes during the test, by image name."""
+    from zoo.features import compare as fcompare
+
     _, explorer = app
     calls: list[str] = []
-    run, compare = explorer.run, explorer.compare
+    run, compare = explorer.run, fcompare.run
     monkeypatch.setattr(explorer, "run", lambda image, *a, **k: calls.append(str(image)) or run(image, *a, **k))
-    monkeypatch.setattr(explorer, "compare",
-                        lambda image, *a, **k: calls.append(str(image)) or compare(image, *a, **k))
+    monkeypatch.setattr(fcompare, "run",
+                        lambda rt, req, *a, **k: calls.append(str(req.image)) or compare(rt, req, *a, **k))
     return calls
 
 

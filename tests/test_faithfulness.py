@@ -470,11 +470,13 @@ def test_browser_method_ranking(app, shots):
 
 
 def test_compare_scores_every_depth_for_the_shared_class(app):
-    from ui import format as fmt
     from ui.charts import faithfulness_curves
+    from ui.views import compare as views
+    from zoo.features import compare
 
     _, explorer = app
-    cmp = explorer.compare(EXAMPLES / "rocket.jpg", ["resnet18", "resnet34"], "gradcampp", faithfulness=True)
+    cmp = compare.result(explorer, compare.Request.create(explorer, EXAMPLES / "rocket.jpg", ["resnet18", "resnet34"],
+                                                          "gradcampp", faithfulness=True))
     assert all(r.faithfulness is not None and r.explanation.target.index == cmp.target for r in cmp.results)
     for r in cmp.results:
         lm = explorer.cache.get(explorer.zoo.get(r.run.model))
@@ -482,13 +484,13 @@ def test_compare_scores_every_depth_for_the_shared_class(app):
         assert f.deletion_auc == pytest.approx(r.faithfulness.deletion_auc, abs=1e-5)
     models = cmp.to_json()["models"]
     assert [m["faithfulness"]["steps"] for m in models] == [20, 20] and models[0]["layer"] == "layer4"
-    assert [row[0] for row in fmt.faithfulness_table(cmp)] == ["resnet18", "resnet34"]
+    assert [row[0] for row in views.faithfulness_table(cmp)] == ["resnet18", "resnet34"]
     fig = faithfulness_curves([(r.run.model, r.faithfulness) for r in cmp.results], cmp.target_label)
     assert [t.xaxis for t in fig.data] == ["x", "x2", "x", "x2"]  # deletion, insertion per depth
     assert list(fig.data[1].y) == pytest.approx([float(v) for v in cmp.results[0].faithfulness.insertion_curve])
     assert [t.showlegend for t in fig.data] == [True, False, True, False]  # one entry hides both curves
     assert "<b>ResNet-18</b>" in fig.data[0].hovertemplate and "p(" in fig.data[0].hovertemplate
-    plain_cmp = explorer.compare(EXAMPLES / "rocket.jpg", ["resnet18"])
+    plain_cmp = compare.result(explorer, compare.Request.create(explorer, EXAMPLES / "rocket.jpg", ["resnet18"]))
     assert plain_cmp.results[0].faithfulness is None and "faithfulness" not in plain_cmp.to_json()["models"][0]
 
 

@@ -16,6 +16,7 @@ from conftest import EXAMPLES, plain_model, run_cli
 from zoo import landscape as zl
 from zoo.cancel import Cancelled, Token, running
 from zoo.errors import ZooError
+from zoo.features import landscape
 from zoo.images import load_image, model_crop, to_tensor
 from zoo.service import Explorer
 
@@ -28,10 +29,15 @@ def explorer(zoo, hosted) -> Explorer:
     return Explorer(zoo, "cpu", precision="fp32")
 
 
+def surface_of(rt, sources, model, target=None, progress=None, **settings) -> zl.Landscape:
+    """One model's error surface through the feature, as the tab and the command line run it."""
+    return landscape.result(rt, landscape.Request.create(rt, sources, [model], target, **settings), progress)
+
+
 @pytest.fixture(scope="module")
 def surface(explorer) -> zl.Landscape:
     """resnet18, 3 x 3 around theta, directions kept."""
-    return explorer.landscape(IMAGE, "resnet18", grid=3, span=SPAN, dims=2, seed=7, keep_directions=True)
+    return surface_of(explorer, IMAGE, "resnet18", grid=3, span=SPAN, dims=2, seed=7, keep_directions=True)
 
 
 def plain_x(spec, paths=(IMAGE,)) -> torch.Tensor:
@@ -124,7 +130,7 @@ def test_the_shared_model_is_unchanged_during_and_after_a_run(explorer, zoo):
         if "point" in message:
             during.append(shared_outputs(explorer, x))
 
-    explorer.landscape(IMAGE, "resnet18", grid=3, span=1.0, dims=1, progress=progress)
+    surface_of(explorer, IMAGE, "resnet18", grid=3, span=1.0, dims=1, progress=progress)
     assert len(during) == 3
     for out in during + [shared_outputs(explorer, x)]:
         assert torch.equal(out, before)
@@ -145,11 +151,11 @@ def test_stop_ends_a_run_between_points(explorer, zoo):
                 token.cancel()
 
     with running(token), pytest.raises(Cancelled, match="Stopped"):
-        explorer.landscape(IMAGE, "resnet18", grid=5, dims=2, progress=progress)
+        surface_of(explorer, IMAGE, "resnet18", grid=5, dims=2, progress=progress)
     assert len(points) == 2  # the second point's forward stopped within a block; no third began
     assert torch.equal(shared_outputs(explorer, x), before)
     # A generator consumer (the app) stops by closing the stream at a Step.
-    stream = explorer.landscape_each(IMAGE, ["resnet18"], grid=5, dims=2)
+    stream = landscape.run(explorer, landscape.Request.create(explorer, IMAGE, ["resnet18"], grid=5, dims=2))
     steps = [next(stream) for _ in range(3)]
     assert all(isinstance(s, zl.Step) for s in steps) and steps[-1].done == 2
     stream.close()
@@ -161,7 +167,7 @@ def test_one_d_curves_json_targets_and_labels(explorer, tmp_path):
     shutil.copy(IMAGE, folder / "tabby" / "cat.png")
     shutil.copy(EXAMPLES / "rocket.jpg", folder / "rocket.jpg")
     (folder / "notes.txt").write_text("not an image")
-    r = explorer.landscape([folder], "resnet18", grid=3, span=SPAN, dims=1)
+    r = surface_of(explorer, [folder], "resnet18", grid=3, span=SPAN, dims=1)
     out = json.loads(json.dumps(r.to_json()))
     assert {"model", "seed", "dims", "alphas", "betas", "loss", "center_loss", "images"} <= set(out)
     assert out["dims"] == 1 and out["betas"] == [0.0] and len(out["loss"]) == 1 and len(out["loss"][0]) == 3
@@ -172,7 +178,7 @@ def test_one_d_curves_json_targets_and_labels(explorer, tmp_path):
     assert out["center_loss"] == pytest.approx(sum(i["center_loss"] for i in out["images"]) / 2, rel=1e-6)
     assert out["loss"][0][1] == pytest.approx(out["center_loss"], rel=1e-6)
     # A given class wins over labels; max_images keeps the first files and says so.
-    given = explorer.landscape([folder], "resnet18", "goldfish", grid=3, dims=1, max_images=1)
+    given = surface_of(explorer, [folder], "resnet18", "goldfish", grid=3, dims=1, max_images=1)
     assert [i.chosen for i in given.images] == ["given"] and given.images[0].index == 1
     assert any("first 1 image(s); 1 more file(s) not used" in n for n in given.notes)
 
@@ -181,21 +187,25 @@ def test_settings_are_checked_before_any_work(explorer):
     for kwargs, match in (({"grid": 4}, "odd"), ({"grid": 101}, "odd"), ({"span": 0}, "span"),
                           ({"dims": 3}, "dims"), ({"span": math.inf}, "span"), ({"seed": -1}, "seed")):
         with pytest.raises(ZooError, match=match):
-            explorer.landscape(IMAGE, "resnet18", **kwargs)
+            surface_of(explorer, IMAGE, "resnet18", **kwargs)
     with pytest.raises(ZooError, match="Unknown class"):
-        explorer.landscape(IMAGE, "resnet18", "not a class at all")
+        surface_of(explorer, IMAGE, "resnet18", "not a class at all")
 
 
 def test_the_estimate_counts_points_times_images_and_learns_from_a_run(zoo, hosted):
     fresh = Explorer(zoo, "cpu", precision="fp32")
-    est = fresh.landscape_estimate(["resnet18", "resnet34"], images=2, grid=3, dims=2)
+
+    def price(models, **settings):
+        return landscape.estimate(fresh, landscape.Request.create(fresh, None, models, **settings))
+
+    est = price(["resnet18", "resnet34"], unread=2, grid=3, dims=2)
     assert est.forwards == 2 * (9 + 1) * 2 and est.seconds is None
-    assert fresh.landscape_estimate(["resnet18"], grid=5, dims=1).forwards == 6
-    r = fresh.landscape(IMAGE, "resnet18", grid=3, dims=1)
-    est = fresh.landscape_estimate(["resnet18"], grid=3, dims=1)
+    assert price(["resnet18"], grid=5, dims=1).forwards == 6
+    r = surface_of(fresh, IMAGE, "resnet18", grid=3, dims=1)
+    est = price(["resnet18"], grid=3, dims=1)
     assert est.seconds == pytest.approx(4 * r.point_seconds) and "landscape" in est.basis
     with pytest.raises(ZooError, match="odd"):
-        fresh.landscape_estimate(["resnet18"], grid=8)
+        price(["resnet18"], grid=8)
 
 
 def test_cli_json_and_directions_file(zoo_file, hosted, tmp_path):

@@ -23,6 +23,7 @@ from conftest import EXAMPLES, plain_model
 from zoo import mprt, sanity
 from zoo.explain import STAGES, explain
 from zoo.images import load_image
+from zoo.private import private_copy
 from zoo.inference import Prepared, classify, prepare
 from zoo.models import ready
 from zoo.render import heat_on_crop
@@ -51,7 +52,7 @@ def report(spec, image, hosted):
 @pytest.fixture(scope="module")
 def modules(spec, hosted):
     """The original and the fully randomised torchvision modules, built as the check builds them."""
-    master = sanity.master_copy(spec)
+    master = private_copy(spec)
     original = copy.deepcopy(master).eval()
     for _, parts in sanity.plan(master, "stage"):
         for part in parts:
@@ -175,7 +176,7 @@ def test_residual_branches_check_reports_the_shortcut_answer(spec, image, hosted
     r = sanity.sanity_check(spec, image, ["gradcam", "edges"], seed=SEED, granularity="residual-branches",
                             device="cpu")
     out = r.to_json()
-    assert out["steps"][0] == "none" and out["steps"][1:] == [s for s, _ in sanity.plan(sanity.master_copy(spec),
+    assert out["steps"][0] == "none" and out["steps"][1:] == [s for s, _ in sanity.plan(private_copy(spec),
                                                                                            "residual-branches")]
     assert out["verdict_step"] == "layer1.0" and out["smooth_samples"] == 0
     edges = next(m for m in out["methods"] if m["method"] == "edges")

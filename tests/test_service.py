@@ -9,7 +9,10 @@ from ui import format as fmt
 from zoo.errors import ZooError
 from zoo.explain import METHODS
 from zoo.faithfulness import STEPS, road_forwards
-from zoo.service import Explorer, consensus
+from ui.views import compare as compare_views
+from zoo.features import compare
+from zoo.features.compare import consensus
+from zoo.service import Explorer
 from zoo.stats import model_stats
 
 
@@ -49,17 +52,19 @@ def test_an_estimate_rests_on_forwards_timed_here(explorer):
 
 
 def test_compare_says_how_its_class_was_chosen(explorer):
-    cmp = explorer.compare(EXAMPLES / "rocket.jpg", ["resnet18", "resnet34", "resnet50"])
+    cmp = compare.result(explorer, compare.Request.create(explorer, EXAMPLES / "rocket.jpg",
+                                                          ["resnet18", "resnet34", "resnet50"]))
     assert cmp.chosen == "consensus" and cmp.to_json()["target"]["chosen"] == "consensus"
     # The majority the text names is the class the maps show (ties broken the same way).
     assert cmp.agreement["top1_majority"] == cmp.target == consensus([r.run for r in cmp.results])
-    text = fmt.agreement_markdown(cmp)
+    text = compare_views.agreement_markdown(cmp)
     assert f"Maps show **{cmp.target_label}**" in text
     assert any(why in text for why in ("every model's first choice", "the class most models put first",
                                        "the tied class with the highest probability"))
-    given = explorer.compare(EXAMPLES / "rocket.jpg", ["resnet18", "resnet34"], target="tabby")
+    given = compare.result(explorer, compare.Request.create(explorer, EXAMPLES / "rocket.jpg", ["resnet18", "resnet34"],
+                                                            target="tabby"))
     assert given.chosen == "given" and "**tabby** (class 281) for every model: the class you picked" in \
-        fmt.agreement_markdown(given)
+        compare_views.agreement_markdown(given)
 
 
 def test_timing_every_model_is_estimated_too(explorer):

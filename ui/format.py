@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from typing import Any, Callable
 
-from zoo.analysis import Analysis
 from zoo.explain import METHODS, STAGES, stage_channels
 from zoo.faithfulness import Faithfulness
 from zoo.limits import Limits, duration_text, seconds_of
-from zoo.landscape import Landscape
 from zoo.registry import ModelSpec
-from zoo.service import Comparison, Estimate, Ranked, Ranking, Result
+from zoo.service import Estimate, Ranked, Ranking, Result
 from zoo.batch import BatchResult, Mattered
 
 
@@ -49,19 +45,6 @@ def result_markdown(result: Result, load_note: str = "") -> str:
     return "\n\n".join(lines)
 
 
-def compare_table(cmp: Comparison) -> list[list[Any]]:
-    """Rows: rank 1..k; columns: one per model, 'label (p%)'."""
-    k = max(len(r.run.predictions) for r in cmp.results)
-    rows = []
-    for rank in range(k):
-        row: list[Any] = [rank + 1]
-        for r in cmp.results:
-            p = r.run.predictions[rank] if rank < len(r.run.predictions) else None
-            row.append(f"{p.label} ({p.prob * 100:.1f}%)" if p else "")
-        rows.append(row)
-    return rows
-
-
 def duration(seconds: float) -> str:
     if seconds < 1:
         return "under a second"
@@ -96,12 +79,6 @@ def download_note(spec: ModelSpec) -> str:
             "first, with a progress bar.")
 
 
-def depth_lab_estimate(signal: Estimate, lesion: Estimate, device: str) -> str:
-    """Under the Depth lab's buttons: what each of its two runs costs."""
-    return (f"Signal analysis: {estimate_markdown(signal, device)}\n\n"
-            f"Lesion study: {estimate_markdown(lesion, device)}")
-
-
 def batch_estimate_markdown(est: Estimate | None, device: str, limits: Limits | None = None) -> str:
     """Under the Batch tab's Run button; ``est`` is None until files are picked."""
     if est is None:
@@ -112,131 +89,6 @@ def batch_estimate_markdown(est: Estimate | None, device: str, limits: Limits | 
     return text
 
 
-def agreement_markdown(cmp: Comparison) -> str:
-    """How far the depths agree, which class the maps show and why, and each model's time."""
-    a = cmp.agreement
-    labels = cmp.results[0].run.labels
-    n, total, top1 = a["top1_majority_count"], a["models"], a["top1"]
-    firsts = Counter(top1.values())
-    if a["top1_unanimous"]:
-        head = f"All {total} models agree: **{labels[a['top1_majority']]}**."
-    elif n == 1:
-        head = (f"The {total} models put {len(firsts)} different classes first: "
-                + ", ".join(f"{m}: {labels[c]}" for m, c in top1.items()) + ".")
-    else:
-        head = (f"{n} of {total} models put **{labels[a['top1_majority']]}** first; "
-                + ", ".join(f"{m}: {labels[c]}" for m, c in top1.items() if c != a["top1_majority"]) + ".")
-    common = a["top5_common"]
-    tail = (f" {len(common)} class(es) appear in every top-5: " + ", ".join(labels[c] for c in common) + "."
-            if common else " No class is in every model's top-5.")
-    shown = f" Maps show **{cmp.target_label}** (class {cmp.target}) for every model"
-    if cmp.chosen == "given":
-        target = shown + ": the class you picked."
-    elif a["top1_unanimous"]:
-        target = shown + ": every model's first choice."
-    elif sum(1 for v in firsts.values() if v == n) == 1:
-        target = shown + f": the class most models put first ({n} of {total}). Pick a target class to see another."
-    else:  # a tie on first places: zoo.service.consensus breaks it by probability
-        target = (shown + f": no class leads on first places ({n} each), so it is the tied class with the highest "
-                  "probability summed over the models. Pick a target class to see another.")
-    flat = [r for r in cmp.results if r.explanation.notes]
-    if flat:  # all-zero or constant maps look like a real answer; say which and why
-        target += (f" **{', '.join(r.run.model for r in flat)}: flat map.** "
-                   + flat[0].explanation.notes[0])
-    times = " Time: " + ", ".join(f"{r.run.model} {r.seconds * 1000:.0f} ms" for r in cmp.results) + "."
-    paths = Counter(r.run.trunk for r in cmp.results)  # the classifying forwards: compiled or eager trunk
-    times += (f" Trunks: all {next(iter(paths))}." if len(paths) == 1 else
-              " Trunks: " + ", ".join(f"{r.run.model} {r.run.trunk}" for r in cmp.results) + ".")
-    return head + tail + target + times
-
-
-def model_title(name: str) -> str:
-    """``resnet152`` -> ``ResNet-152``; any other name as it is."""
-    m = re.fullmatch(r"resnet(\d+)", name)
-    return f"ResNet-{m.group(1)}" if m else name
-
-
-def map_agreement_markdown(cmp: Comparison) -> str:
-    """One sentence on whether the first and last depths look at the same place, then the extremes."""
-    m = cmp.map_agreement
-    n = len(m.models)
-    if n < 2:
-        return ""
-    label = cmp.target_label
-    a, b = m.models[0], m.models[-1]
-    rho, iou = m.pair(a, b)
-    overlap = "" if iou != iou else f" (their top-20 % regions overlap with IoU {iou:.2f})"
-    if rho != rho:  # NaN: a flat map has no order to compare
-        head = f"{model_title(a)} and {model_title(b)} cannot be compared: one of their maps is flat."
-    elif rho >= 0.7:
-        head = f"{model_title(a)} and {model_title(b)} agree on where the {label} is: ρ = {rho:.2f}{overlap}."
-    elif rho >= 0.3:
-        head = (f"{model_title(a)} and {model_title(b)} partly agree on where the {label} is: ρ = {rho:.2f}"
-                f"{overlap}.")
-    else:
-        head = (f"{model_title(a)} and {model_title(b)} look at different places for {label}: ρ = {rho:.2f}"
-                f"{overlap}.")
-    pairs = [(m.spearman[i, j], m.models[i], m.models[j]) for i in range(n) for j in range(i + 1, n)
-             if m.spearman[i, j] == m.spearman[i, j]]
-    extremes = ""
-    if n > 2 and pairs:
-        hi, lo = max(pairs), min(pairs)
-        extremes = (f" Most alike: {model_title(hi[1])} and {model_title(hi[2])} (ρ = {hi[0]:.2f}); least alike: "
-                    f"{model_title(lo[1])} and {model_title(lo[2])} (ρ = {lo[0]:.2f}).")
-    return (f"**{head}**{extremes} ρ is Spearman's rank correlation of two maps as drawn on the crop (1: they rank "
-            "the pixels alike, 0: unrelated); IoU is the overlap of their top-20 % regions (1: the same region).")
-
-
-def compare_column_widths(models: int) -> list[int]:
-    """The top-5 table: rank, then one column per depth; five depths fit the Compare tab at 1400 px."""
-    return [56] + [146] * models  # 786 px: the box is 798 px wide at 1400 px
-
-
-FAITHFULNESS_COLUMN_WIDTHS = [110, 190, 200, 130, 110, 110]
-RANK_COLUMN_WIDTHS = [56, 150, 150, 160, 110, 70, 90]  # 786 px: the box is 798 px wide at 1400 px
-
-
-def depth_lab_markdown(analyses: list[Analysis]) -> str:
-    """Per model: the figures behind each Depth lab chart, and whether the paper's claims hold here."""
-    if not analyses:
-        return ""
-    lesioned = any(a.blocks[0].lesion is not None for a in analyses)
-    head = ["model", "blocks", "target (p)", "median response std", "median ‖F‖/‖x‖", "grad norm, first → last"]
-    if lesioned:
-        head += ["p, an identity block deleted (mean)", "p, a downsampling block deleted (mean)",
-                 "top-1 kept, one block deleted"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    medians = []
-    for a in analyses:
-        stds = sorted(b.response_std for b in a.blocks)
-        ratios = sorted(b.residual_ratio for b in a.blocks)
-        medians.append(stds[len(stds) // 2])
-        row = [a.model, str(a.num_blocks), f"{a.target.label} ({a.target.prob:.2f})", f"{medians[-1]:.3g}",
-               f"{ratios[len(ratios) // 2]:.3g}", f"{a.blocks[0].grad_norm:.3g} → {a.blocks[-1].grad_norm:.3g}"]
-        if lesioned and a.blocks[0].lesion is not None:
-            ident = [b.lesion.prob for b in a.blocks if not b.downsample]
-            down = [b.lesion.prob for b in a.blocks if b.downsample]
-            kept = sum(b.lesion.top1.index == a.top1.index for b in a.blocks)
-            row += [f"{sum(ident) / len(ident):.2f}" if ident else "–", f"{sum(down) / len(down):.2f}" if down else "–",
-                    f"{kept} of {a.num_blocks}"]
-        elif lesioned:
-            row += ["–", "–", "–"]
-        lines.append("| " + " | ".join(row) + " |")
-    notes = []
-    if len(analyses) > 1:
-        steps = sum(b < a for a, b in zip(medians, medians[1:]))
-        verdict = ("falls at every step, as the paper found" if steps == len(medians) - 1 else
-                   f"falls at {steps} of {len(medians) - 1} steps: the paper's trend does not hold fully here")
-        notes.append(f"**Responses vs depth**: the median response std ({', '.join(a.model for a in analyses)}) "
-                     f"{verdict}.")
-    if lesioned:
-        notes.append("**Lesions**: dashed lines are the undamaged networks. Veit et al. expect one deleted identity "
-                     "block to cost little and a deleted downsampling block (crosses) to cost most.")
-    prec = {a.precision for a in analyses if a.blocks[0].lesion is not None or a.deletions}
-    if prec:
-        notes.append(f"Statistics and gradients in fp32; lesions in {', '.join(sorted(prec))}. "
-                     f"Time: {', '.join(f'{a.model} {a.seconds:.1f} s' for a in analyses)}.")
-    return "\n".join(lines) + "\n\n" + "\n\n".join(notes)
 # --- faithfulness ---------------------------------------------------------------------
 
 FAITHFULNESS_NOTE = ("deletion: lower is better; insertion: higher is better; ROAD: higher is better; costs "
@@ -265,18 +117,6 @@ def faithfulness_markdown(f: Faithfulness) -> str:
             f"pixels are imputed, and stay when the least relevant are) · percentiles "
             f"{', '.join(map(str, f.road.percentiles))}, {f.road.forwards} forwards, {f.road.seconds * 1000:.0f} ms"
             f"\n\n{SCORES_DISAGREE}"))
-
-
-def faithfulness_table(cmp: Comparison) -> list[list[Any]]:
-    """One row per depth: its map's two areas for the shared target."""
-    return [[r.run.model, f"{r.faithfulness.deletion_auc:.3f}", f"{r.faithfulness.insertion_auc:.3f}",
-             road_text(r.faithfulness), f"{r.explanation.target.prob:.3f}",
-             f"{(r.faithfulness.seconds + (r.faithfulness.road.seconds if r.faithfulness.road else 0)) * 1000:.0f}"]
-            for r in cmp.results if r.faithfulness is not None]
-
-
-FAITHFULNESS_HEADERS = ["model", "deletion AUC (lower is better)", "insertion AUC (higher is better)",
-                        "ROAD (higher is better)", "p(target)", "scoring ms"]
 
 
 def method_choice(name: str, spec: ModelSpec | None = None, layer: str = STAGES[-1]) -> tuple[str, str]:
@@ -370,27 +210,3 @@ def mattered_caption(result: BatchResult, m: Mattered) -> str:
     label = f" [{result.labels[img.label]}]" if img.label is not None else ""
     picks = " · ".join(f"{name}: {result.labels[img.top1(i)]}" for i, name in enumerate(result.models))
     return f"{img.name}{label}: {m.reason}. {picks}"
-
-
-def landscape_markdown(done: list[Landscape], total: int) -> str:
-    """What the error surfaces so far say: each depth's loss at its weights and around them."""
-    if not done:
-        return ""
-    first = done[0]
-    shape = f"{len(first.alphas)} × {len(first.betas)}" if first.dims == 2 else f"{len(first.alphas)} points along δ"
-    targets = "; ".join(f"{i.name}: **{i.label}** ({'your class' if i.chosen == 'given' else i.chosen})"
-                        for i in first.images[:4]) + (" …" if len(first.images) > 4 else "")
-    lines = [f"**{len(done)} of {total} depths** · grid {shape}, α, β ∈ [−{first.span:g}, {first.span:g}], seed "
-             f"{first.seed}, fp32 on `{first.device}` · targets ({first.model}): {targets}"]
-    for ls in done:
-        z = [v for row in ls.loss for v in row]
-        finite = [v for v in z if v == v and abs(v) != float("inf")]
-        edge = max(finite) if finite else float("nan")
-        lines.append(f"* **{ls.model}**: loss {ls.center_loss:.3g} at its weights, up to {edge:.3g} on the grid; "
-                     f"{ls.points} points, {ls.point_seconds * 1000:.0f} ms each, {ls.seconds:.0f} s in all")
-    notes = dict.fromkeys(n for ls in done for n in ls.notes)
-    lines += [f"Note: {n}" for n in notes]
-    if first.skipped:  # files that were not images: named with the reason, not silently dropped
-        lines.append("Skipped: " + "; ".join(f"{s.name} ({s.reason})" for s in first.skipped[:5])
-                     + (" …" if len(first.skipped) > 5 else ""))
-    return "\n".join(lines)

@@ -35,8 +35,7 @@ from .explain import hooks_restored
 from .hub import ProgressFn
 from .images import LoadedImage, load_image, model_crop, to_tensor
 from .inference import Prediction, resolve_target
-from .models import LoadedModel, block_forward, call, imagenet_labels, residual_branch, shortcut, stem  # noqa: F401
-from .registry import ModelSpec
+from .models import LoadedModel, block_forward, call, residual_branch, shortcut, stem  # noqa: F401
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 MAX_BATCH = 32  # lesioned variants travelling together; bounds memory (~32 activations of one image)
@@ -284,11 +283,6 @@ def deletion_sets(refs: list[BlockRef], draws: int = DELETION_DRAWS,
         n = 1 if k == len(pool) else draws  # deleting all of them has one draw only
         out.append((k, [frozenset(int(i) for i in rng.choice(pool, size=k, replace=False)) for _ in range(n)]))
     return out
-
-
-def check_target(spec: ModelSpec, target: int | str | None) -> None:
-    """Fail on an unknown class before any weights are fetched."""
-    resolve_target(spec.labels if spec.labels is not None else imagenet_labels(), target, default=0)
 
 
 def prepare(lm: LoadedModel, image: Any) -> torch.Tensor:

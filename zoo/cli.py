@@ -22,6 +22,9 @@ COMMANDS: tuple[str, ...] = (
     "selfcheck",
     "sanity",
     "robustness",
+    "compare",
+    "analyze",
+    "landscape",
 )
 
 
@@ -208,107 +211,6 @@ def explain_one(model, run, name: str, args: argparse.Namespace, suffix: bool) -
         print(f"wrote {path}")
 
 
-def cmd_compare(zoo: Zoo, args: argparse.Namespace) -> int:
-    """Several depths on one image, maps for one shared class, and how far the maps agree."""
-    from pathlib import Path
-
-    from .explain import get_method
-    from .images import load_image
-    from .service import Explorer
-
-    get_method(args.method)  # a typo fails before any download
-    models = args.models or [s.name for s in zoo.builtin_depths]
-    for name in models:
-        zoo.get(name)
-    image = load_image(args.image)
-    explorer = Explorer(zoo, args.device, cache_size=len(models), precision=args.precision, compile=args.compile)
-    if explorer.compile_plan.mode == "on":
-        compile_for_run(args, [explorer.cache.get(zoo.get(n), None if args.json else print_progress)
-                               for n in models])
-    cmp = explorer.compare(image, models, args.method, args.target, faithfulness=args.faithfulness,
-                           progress=None if args.json else print_progress)
-    written = []
-    if args.npy_dir:
-        import numpy as np
-
-        folder = Path(args.npy_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        for r in cmp.results:
-            path = folder / f"{r.run.model}-{args.method}-{cmp.target}.npy"
-            np.save(path, r.explanation.raw.astype("float32"))
-            written.append(path)
-    if args.json:
-        print(json.dumps(cmp.to_json()))
-        return 0
-    for r in cmp.results:
-        for note in r.run.notes + r.explanation.notes:
-            print(f"note: {r.run.model}: {note}")
-    print(f"{args.method} maps for {cmp.target_label!r} (class {cmp.target}; "
-          f"{'the class you gave' if cmp.chosen == 'given' else 'the class most models put first'}):")
-    for r in cmp.results:
-        top = r.run.predictions[0]
-        line = (f"  {r.run.model:<14} top-1 {top.label!r} ({top.prob:.3f}) · p(target) "
-                f"{r.explanation.target.prob:.3f} · map {r.explanation.raw.shape[0]}x{r.explanation.raw.shape[1]} · "
-                f"{r.seconds * 1000:.0f} ms")
-        if r.faithfulness is not None:
-            f = r.faithfulness
-            line += f" · deletion {f.deletion_auc:.3f}, insertion {f.insertion_auc:.3f}"
-            if f.road is not None:
-                line += f", ROAD {f.road.combined:+.3f}"
-        print(line)
-    m = cmp.map_agreement
-    if len(m.models) > 1:
-        print(f"\nDo the depths look at the same place? (on the {m.size}x{m.size} crop)")
-        for title, matrix in (("Spearman rank correlation", m.spearman),
-                              ("IoU of the top-20 % regions", m.iou_top20)):
-            print(f"{title}:\n" + " " * 14 + "".join(f"{n[:10]:>11}" for n in m.models))
-            for name, row in zip(m.models, matrix):
-                print(f"{name:<14}" + "".join(f"{'-' if v != v else f'{v:.2f}':>11}" for v in row))
-    for path in written:
-        print(f"wrote {path}")
-    return 0
-
-
-def cmd_analyze(zoo: Zoo, args: argparse.Namespace) -> int:
-    from .analysis import analyze, check_target
-    from .images import load_image
-    from .models import load_model
-
-    spec = zoo.get(args.model)
-    check_target(spec, args.target)
-    image = load_image(args.image)
-    model = load_model(spec, args.device, progress=None if args.json else print_progress,
-                       precision=args.precision)
-    result = analyze(model, image, args.target, lesion=args.lesion, deletions=args.deletions)
-    if args.json:
-        print(json.dumps(result.to_json()))
-        return 0
-    t = result.target
-    lesions = f", lesions in {result.precision}" if args.lesion or args.deletions else ""
-    print(f"{spec.name} on {result.device}: {result.num_blocks} blocks, target {t.label!r} (class {t.index}, "
-          f"p={t.prob:.3f}); statistics in fp32{lesions}, {result.seconds:.1f} s")
-    head = f"{'block':<11}{'proj':>5}{'response std':>14}{'|F|/|x|':>10}{'grad norm':>12}"
-    if args.lesion:
-        head += f"{'p deleted':>11}  top-1 when deleted"
-    print(head)
-    for b in result.blocks:
-        line = (f"{b.name:<11}{'yes' if b.downsample else '':>5}{b.response_std:14.4g}{b.residual_ratio:10.3f}"
-                f"{b.grad_norm:12.4g}")
-        if b.lesion:
-            line += f"{b.lesion.prob:11.3f}  {b.lesion.top1.label}"
-        print(line)
-    if result.deletions:
-        print(f"\nk identity blocks deleted at random ({result.deletions[1].draws} seeded draws each):")
-        print(f"{'k':>4}{'draws':>7}{'mean p':>9}{'top-1 kept':>12}")
-        for d in result.deletions:
-            print(f"{d.k:>4}{d.draws:>7}{d.prob_mean:9.3f}{d.top1_kept:12.0%}")
-    print("\nresponse std: spread of each block's 3x3-layer output after BN (paper Fig. 7); |F|/|x|: how much "
-          "the block changes its input; grad norm: gradient of the target logit at the block's input"
-          + ("; p deleted: p(target) with the block's residual branch removed (Veit et al. 2016)."
-             if args.lesion else "."))
-    return 0
-
-
 def engine_args(s: argparse.ArgumentParser, command: str) -> None:
     """--engine, --ray-address, --workers, --resume: how a long run's forwards run, and how it
     survives a stop. ``zoo batch`` and ``zoo robustness`` take the same."""
@@ -468,66 +370,6 @@ def _summary_text(result) -> str:
     return "\n".join(lines)
 
 
-def cmd_landscape(zoo: Zoo, args: argparse.Namespace) -> int:
-    """The loss around one model's weights along filter-normalized random directions (Li et al. 2018)."""
-    import time
-
-    from .landscape import Landscape
-    from .service import Explorer
-
-    if args.directions_out and not args.directions_out.lower().endswith(".safetensors"):
-        raise ZooError("--directions-out writes safetensors: give a file name ending in .safetensors.")
-    explorer = Explorer(zoo, args.device, cache_size=1, precision=args.precision)
-    last = [0.0]
-
-    def progress(fraction: float | None, message: str) -> None:
-        # Hub phases and the first point always; then where the grid is, every 10 seconds.
-        if fraction in (None, 0.0) or time.monotonic() - last[0] > 10:
-            last[0] = time.monotonic()
-            print(message, file=sys.stderr, flush=True)
-
-    result = None
-    for event in explorer.landscape_each(args.paths, [args.model], args.target, grid=args.grid, span=args.span,
-                                         dims=args.dims, seed=args.seed, max_images=args.max_images,
-                                         labels_csv=args.labels, globs=True,
-                                         keep_directions=bool(args.directions_out),
-                                         progress=None if args.json else progress):
-        if isinstance(event, Landscape):
-            result = event
-    assert isinstance(result, Landscape)
-    if args.directions_out:
-        result.save_directions(args.directions_out)
-    for s in result.skipped:
-        print(f"skipped {s.name}: {s.reason}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        print(_landscape_text(result))
-    if args.directions_out:
-        print(f"wrote {args.directions_out} (delta and eta by parameter name; seed {result.seed})", file=sys.stderr)
-    return 0
-
-
-def _landscape_text(r) -> str:
-    n = len(r.images)
-    lines = [f"{r.model} on {r.device}, fp32: cross-entropy averaged over {n} image(s), filter-normalized "
-             f"directions, seed {r.seed}, {r.points} points ({r.point_seconds * 1000:.0f} ms each), "
-             f"{r.seconds:.1f} s",
-             "targets: " + ", ".join(f"{i.name}: {i.label} ({i.chosen})" for i in r.images[:8])
-             + (" ..." if n > 8 else ""),
-             f"loss at the trained weights: {r.center_loss:.4g}"]
-    if r.dims == 1:
-        lines += [f"{'alpha':>8}  loss"] + [f"{a:8.2f}  {v:.4g}" for a, v in zip(r.alphas, r.loss[0])]
-    else:
-        lines.append("loss[beta][alpha]; rows: beta from -span to +span, columns: alpha")
-        corner = "b \\ a"
-        lines.append(f"{corner:>7}" + "".join(f"{a:>9.2f}" for a in r.alphas))
-        for b, row in zip(r.betas, r.loss):
-            lines.append(f"{b:7.2f}" + "".join(f"{v:9.3g}" for v in row))
-    lines += [f"note: {note}" for note in r.notes]
-    return "\n".join(lines)
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--zoo", metavar="FILE", default=argparse.SUPPRESS,
@@ -579,27 +421,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"integrated-gradients steps ({IG_STEPS.low}-{IG_STEPS.high}, default {IG_STEPS.default})")
     s.set_defaults(func=cmd_explain)
 
-    s = sub.add_parser("compare", parents=[common], help="several depths on one image: maps for one shared "
-                                                         "class, and whether they look at the same place")
-    s.add_argument("image", metavar="IMAGE")
-    s.add_argument("--models", nargs="+", metavar="NAME", help="zoo names (default: the five depths)")
-    s.add_argument("--method", default="cam", choices=list(METHODS), help="explanation method (default cam)")
-    s.add_argument("--target", default=None, help="class index or name (default: the class most models put first)")
-    s.add_argument("--faithfulness", action="store_true", help="also score each depth's map (deletion, insertion, "
-                                                               "ROAD)")
-    s.add_argument("--npy-dir", metavar="DIR", help="write each model's raw map as DIR/<model>-<method>-<class>.npy")
-    device_arg(s)
-    precision_arg(s)
-    s.add_argument("--json", action="store_true", help="print one JSON object: what /compare's details hold")
-    s.set_defaults(func=cmd_compare)
-
-    s = sub.add_parser("analyze", parents=[common], help="per-block responses, gradients and lesions (Depth lab)")
-    model_args(s)
-    s.add_argument("--target", default=None, help="class index or name (default: top-1)")
-    s.add_argument("--lesion", action="store_true", help="delete each block's residual branch in turn")
-    s.add_argument("--deletions", action="store_true", help="delete k random identity-shortcut blocks at once")
-    s.set_defaults(func=cmd_analyze)
-
     s = sub.add_parser("batch", parents=[common], help="many images at once: every depth, accuracy when labelled")
     s.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (walked), globs, .zip files")
     s.add_argument("--models", nargs="+", metavar="NAME", help="zoo names (default: the five depths)")
@@ -616,30 +437,6 @@ def build_parser() -> argparse.ArgumentParser:
     precision_arg(s)
     engine_args(s, "batch")
     s.set_defaults(func=cmd_batch)
-
-    from .landscape import DEFAULT_MAX_IMAGES, MAX_GRID, MAX_IMAGES, MAX_SPAN, MIN_GRID
-
-    s = sub.add_parser("landscape", parents=[common],
-                       help="the loss around a model's weights along random directions (Li et al. 2018)")
-    s.add_argument("paths", nargs="+", metavar="PATH", help="an image, or files, folders, globs, a .zip (as batch)")
-    s.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo name (default {DEFAULT_MODEL})")
-    s.add_argument("--target", default=None, help="class index or name for every image (default: each image's "
-                                                   "label from its folder or --labels, else the model's top-1)")
-    s.add_argument("--labels", metavar="CSV", help="'file,label' rows, as for batch")
-    s.add_argument("--grid", type=int, default=11, metavar="N",
-                   help=f"points per axis, odd, {MIN_GRID}-{MAX_GRID} (default 11: 11 x 11 in 2-D)")
-    s.add_argument("--span", type=float, default=1.0, help=f"alpha, beta in [-span, span] (default 1, at most "
-                                                           f"{MAX_SPAN:g})")
-    s.add_argument("--dims", type=int, default=2, choices=[1, 2], help="2: a surface; 1: a curve along delta only")
-    s.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
-    s.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES, metavar="N",
-                   help=f"average over the first N images (default {DEFAULT_MAX_IMAGES}, at most {MAX_IMAGES})")
-    s.add_argument("--directions-out", metavar="FILE.safetensors",
-                   help="save delta and eta, keyed by torchvision parameter name, to recompute any point")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
-    device_arg(s)
-    precision_arg(s)  # accepted like everywhere; the landscape itself always runs in fp32
-    s.set_defaults(func=cmd_landscape)
 
     return p
 

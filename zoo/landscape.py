@@ -38,24 +38,21 @@ import torch
 from torch import nn
 
 from . import batch as batching
+from . import params as rules
 from .cancel import check
 from .errors import ImageError, ZooError
-from .hub import ProgressFn, fetch_weights
+from .hub import ProgressFn
 from .images import LoadedImage, load_image, model_crop, to_tensor
 from .inference import resolve_target
-from .models import assigned, block_forward, call, imagenet_labels, read_state_dict, stem
-from .params import seed as seed_rule
+from .models import block_forward, call, stem
+from .private import private_copy
 from .registry import ModelSpec
 
 DEFAULT_GRID = 11  # points per axis: 11 x 11 = 121 points in 2-D, as the issue asks
 DEFAULT_SPAN = 1.0  # alpha, beta in [-span, span]: the paper's [-1, 1]
 DEFAULT_SEED = 0
 DEFAULT_MAX_IMAGES = 8  # images averaged over, when a folder is given
-MIN_GRID, MAX_GRID = 3, 51  # odd only: theta itself is the centre point
-MAX_SPAN = 10.0
-MAX_IMAGES = 256
 CHUNK = 16  # images per forward; bounds activation memory whatever the number of images
-DIMS = (1, 2)
 
 
 class LandscapeError(ZooError):
@@ -156,16 +153,11 @@ class Landscape:
 # --- settings ------------------------------------------------------------------------------
 
 def check_settings(grid: int, span: float, dims: int, seed: int) -> None:
-    """Raise ``LandscapeError`` for settings that cannot run (before anything is loaded)."""
-    if dims not in DIMS:
-        raise LandscapeError(f"dims must be 1 (a curve along one direction) or 2 (a surface), not {dims}.")
-    if not isinstance(grid, (int, np.integer)) or not MIN_GRID <= grid <= MAX_GRID or grid % 2 == 0:
-        raise LandscapeError(f"The grid must be an odd number of points per axis from {MIN_GRID} to {MAX_GRID} "
-                             f"(odd, so that the trained weights are the centre point), not {grid}.")
-    if not (isinstance(span, (int, float)) and math.isfinite(span) and 0 < span <= MAX_SPAN):
-        raise LandscapeError(f"The span must be a number in (0, {MAX_SPAN:g}]: the grid covers "
-                             f"alpha, beta in [-span, span]. Got {span}.")
-    seed_rule(seed, LandscapeError)  # zoo.params: the one seed rule of every feature
+    """Raise ``LandscapeError`` for settings that cannot run (before anything is loaded): zoo.params' rules."""
+    rules.dims(dims, LandscapeError)
+    rules.grid(grid, LandscapeError)
+    rules.span(span, LandscapeError)
+    rules.seed(seed, LandscapeError)
 
 
 def axis(grid: int, span: float) -> list[float]:
@@ -202,8 +194,7 @@ def gather_images(sources: Any, *, max_images: int = DEFAULT_MAX_IMAGES, names: 
     ``max_images`` files that decode are used, and the rest is noted, not refused: a
     landscape is an average over a sample.
     """
-    if not 1 <= int(max_images) <= MAX_IMAGES:
-        raise LandscapeError(f"Average over 1 to {MAX_IMAGES} images, not {max_images}.")
+    max_images = rules.image_count(max_images, LandscapeError)
     if isinstance(sources, LoadedImage):
         return Images(["the image"], [sources], [None])
     if isinstance(sources, (str, os.PathLike)):
@@ -236,23 +227,12 @@ def gather_images(sources: Any, *, max_images: int = DEFAULT_MAX_IMAGES, names: 
     return out
 
 
-def model_labels(spec: ModelSpec) -> tuple[str, ...]:
-    return spec.labels if spec.labels is not None else imagenet_labels()
-
-
-def check_target(spec: ModelSpec, target: int | str | None) -> None:
-    """Fail on an unknown class before any weights are fetched."""
-    resolve_target(model_labels(spec), target, default=0)
-
-
 # --- the private model and the directions --------------------------------------------------
 
 def private_model(spec: ModelSpec, device: torch.device, *, progress: ProgressFn | None = None,
                   cache_dir: str | os.PathLike | None = None) -> nn.Module:
-    """torchvision's model with BatchNorm unfolded, fp32, eval mode, from the verified file; nobody else's."""
-    path = fetch_weights(spec, progress=progress, cache_dir=cache_dir)
-    state = read_state_dict(path, spec)  # fresh tensors: this copy shares no memory with the app's model
-    model = assigned(spec, state)  # strict, as load_model loads; BatchNorm stays unfolded
+    """``zoo.private.private_copy`` (fp32, BatchNorm unfolded), in eval mode on ``device``."""
+    model = private_copy(spec, progress=progress, cache_dir=cache_dir)
     model.eval().requires_grad_(False)
     return model.to(device, memory_format=torch.channels_last)
 
@@ -301,13 +281,54 @@ def mean_loss(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]
 
 # --- the landscape -------------------------------------------------------------------------
 
+def _chunks(spec: ModelSpec, images: Images, device: torch.device) -> list[torch.Tensor]:
+    """The images, cropped as this model's recipe says, in chunks of ``CHUNK`` on ``device``."""
+    pre = spec.preprocessing
+    xs = torch.cat([to_tensor(model_crop(im.image, pre), pre) for im in images.images])
+    return [xs[i:i + CHUNK].to(device).contiguous(memory_format=torch.channels_last)
+            for i in range(0, xs.shape[0], CHUNK)]
+
+
+def _targets(given: int, folder_labels: list[Any], center_logits: torch.Tensor) -> tuple[list[int], list[str]]:
+    """Each image's class and why: the one given, else its label (folder, CSV), else the unperturbed top-1."""
+    targets, chosen = [], []
+    for i in range(center_logits.shape[0]):
+        if given >= 0:
+            targets.append(given), chosen.append("given")
+        elif folder_labels[i] is not None:
+            targets.append(int(folder_labels[i])), chosen.append("label")
+        else:
+            targets.append(int(center_logits[i].argmax())), chosen.append("top-1")
+    return targets, chosen
+
+
+@torch.no_grad()
+def _move(perturbed: list[tuple[nn.Parameter, str]], theta: dict[str, torch.Tensor], row: dict[str, torch.Tensor],
+          d_dev: dict[str, torch.Tensor], new_row: dict[str, torch.Tensor] | None, a: float, b: float) -> None:
+    """The weights to the point (a, b), in place, from theta itself (no rounding accumulates).
+
+    ``new_row``: eta at the first point of a 2-D row, where row = theta + b * eta is computed once.
+    """
+    if new_row is not None:
+        for _, name in perturbed:
+            torch.add(theta[name], new_row[name], alpha=b, out=row[name])
+    for p, name in perturbed:  # p = (theta + b * eta) + a * delta
+        torch.add(row[name], d_dev[name], alpha=a, out=p)
+
+
+def _overflow_note(loss: list[list[float]]) -> list[str]:
+    nonfinite = sum(1 for row in loss for v in row if not math.isfinite(v))
+    return [f"{nonfinite} grid point(s) gave a non-finite loss (the perturbed network overflowed); "
+            "try a smaller span."] if nonfinite else []
+
+
 def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu", target: int | str | None = None,
            grid: int = DEFAULT_GRID, span: float = DEFAULT_SPAN, dims: int = 2, seed: int = DEFAULT_SEED,
            keep_directions: bool = False, progress: ProgressFn | None = None,
            cache_dir: str | os.PathLike | None = None) -> Iterator[Step | Landscape]:
     """Yields a ``Step`` before each grid point, then the ``Landscape``. Closing the generator stops it."""
     check_settings(grid, span, dims, seed)
-    labels = model_labels(spec)
+    labels = spec.class_names
     given = resolve_target(labels, target, default=-1)  # -1: none given; a typo fails before any work
     device = torch.device(device)
     t_start = time.perf_counter()
@@ -332,11 +353,8 @@ def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu
     # per row (one more copy of the weights in 2-D), then p = row + a * delta per point.
     row = {n: torch.empty_like(v) for n, v in theta.items()} if dims == 2 else theta
 
-    # The images, cropped as this model's recipe says, in chunks.
-    pre = spec.preprocessing
-    xs = torch.cat([to_tensor(model_crop(im.image, pre), pre) for im in images.images])
-    n = xs.shape[0]
-    chunks = [xs[i:i + CHUNK].to(device).contiguous(memory_format=torch.channels_last) for i in range(0, n, CHUNK)]
+    chunks = _chunks(spec, images, device)
+    n = len(images)
 
     # The centre pass: the unperturbed model's top-1 (for unlabelled images) and its loss.
     check()
@@ -346,14 +364,7 @@ def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu
         center_logits = torch.cat([logits_of(model, x) for x in chunks])
     folder_labels, label_notes = batching.resolve_labels([it or batching.Item(nm, Path(nm)) for it, nm in
                                                           zip(images.items, images.names)], labels)
-    targets, chosen = [], []
-    for i in range(n):
-        if given >= 0:
-            targets.append(given), chosen.append("given")
-        elif folder_labels[i] is not None:
-            targets.append(int(folder_labels[i])), chosen.append("label")
-        else:
-            targets.append(int(center_logits[i].argmax())), chosen.append("top-1")
+    targets, chosen = _targets(given, folder_labels, center_logits)
     t = torch.tensor(targets, device=device)
     per_image = nn.functional.cross_entropy(center_logits, t, reduction="none").cpu().tolist()
     center_loss = float(sum(per_image) / n)
@@ -374,13 +385,7 @@ def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu
                 if progress:
                     progress(done / total, msg)
                 t0 = time.perf_counter()
-                with torch.no_grad():
-                    if i == 0:  # a new row: row = theta + b * eta, once per row (theta itself in 1-D)
-                        for _, name in perturbed:
-                            if dims == 2:
-                                torch.add(theta[name], e_dev[name], alpha=b, out=row[name])
-                    for p, name in perturbed:  # p = (theta + b * eta) + a * delta, in place, from theta
-                        torch.add(row[name], d_dev[name], alpha=a, out=p)
+                _move(perturbed, theta, row, d_dev, e_dev if i == 0 and dims == 2 else None, a, b)
                 with torch.inference_mode():
                     loss[j][i] = mean_loss(model, batches, n)
                 times.append(time.perf_counter() - t0)
@@ -391,11 +396,7 @@ def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu
                 p.copy_(theta[name])
     if progress:
         progress(1.0, f"{spec.name}: done")
-    notes = list(images.notes) + label_notes
-    nonfinite = sum(1 for row in loss for v in row if not math.isfinite(v))
-    if nonfinite:
-        notes.append(f"{nonfinite} grid point(s) gave a non-finite loss (the perturbed network overflowed); "
-                     "try a smaller span.")
+    notes = list(images.notes) + label_notes + _overflow_note(loss)
     yield Landscape(
         model=spec.name, arch=spec.arch.name, seed=int(seed), dims=dims, span=float(span), alphas=alphas,
         betas=betas, loss=loss, center_loss=center_loss,

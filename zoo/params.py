@@ -92,3 +92,56 @@ RESOLUTION_MIN, RESOLUTION_MAX = 32, 2048
 def resolution(value: Any) -> int:
     """The square input size, in pixels, that the zoo table measures the architectures at."""
     return whole(value, "The resolution", RESOLUTION_MIN, RESOLUTION_MAX)
+# Depth lab, error surfaces, compare (zoo.features.analyze, .landscape, .compare)
+
+GRID_MIN, GRID_MAX = 3, 51  # an error surface's points per axis: odd only, theta itself is the centre point
+SPAN_MAX = 10.0  # alpha, beta in [-span, span]
+DIMS = (1, 2)  # 1: a curve along delta; 2: a surface
+LANDSCAPE_IMAGES_MAX = 256  # images a landscape averages over
+
+
+def grid(value: Any, error: type[ZooError] = ZooError) -> int:
+    """An error surface's points per axis: an odd whole number in GRID_MIN..GRID_MAX."""
+    ok = not isinstance(value, bool) and (
+        isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer()))
+    if not ok or not GRID_MIN <= int(value) <= GRID_MAX or int(value) % 2 == 0:
+        raise error(f"The grid must be an odd number of points per axis from {GRID_MIN} to {GRID_MAX} "
+                    f"(odd, so that the trained weights are the centre point), not {value!r}.")
+    return int(value)
+
+
+def span(value: Any, error: type[ZooError] = ZooError) -> float:
+    """How far an error surface reaches: a number in (0, SPAN_MAX]."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or not 0 < value <= SPAN_MAX:
+        raise error(f"The span must be a number in (0, {SPAN_MAX:g}]: the grid covers "
+                    f"alpha, beta in [-span, span]. Got {value!r}.")
+    return float(value)
+
+
+def dims(value: Any, error: type[ZooError] = ZooError) -> int:
+    """1 (a curve along one direction) or 2 (a surface)."""
+    if isinstance(value, bool) or value not in DIMS:
+        raise error(f"dims must be 1 (a curve along one direction) or 2 (a surface), not {value!r}.")
+    return int(value)
+
+
+def image_count(value: Any, error: type[ZooError] = ZooError) -> int:
+    """How many images a landscape averages over: 1..LANDSCAPE_IMAGES_MAX."""
+    return whole(value, "The number of images to average over", 1, LANDSCAPE_IMAGES_MAX, error)
+
+
+def blank_target(value: Any) -> Any:
+    """A form's blank target ("" or spaces) as None: each front end's "no class given"."""
+    return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
+
+def targets(specs: Sequence[Any], value: Any) -> Any:
+    """``value`` checked against every model's classes (``target``), before any weights are fetched;
+    returned as given (None for a blank), since each model resolves it against its own classes."""
+    value = blank_target(value)
+    for spec in specs:
+        target(spec, value)
+    return value

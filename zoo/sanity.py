@@ -49,11 +49,12 @@ from . import mprt
 from .cancel import check
 from .errors import ZooError
 from .explain import METHODS, STAGES, explain, get_method, layer_param, model_params
-from .hub import ProgressFn, fetch_weights
+from .hub import ProgressFn
 from .images import LoadedImage
 from .inference import Classification, Prediction, classify, prepare, resolve_target
-from .models import assigned, read_state_dict, ready
+from .models import ready
 from .params import seed as seed_rule
+from .private import private_copy
 from .registry import ModelSpec
 from .render import heat_on_crop
 
@@ -340,16 +341,6 @@ def forwards(spec: ModelSpec, methods: Sequence[str] | None, granularity: str = 
             + mprt_passes(spec, methods, params, smooth_samples))
 
 
-def master_copy(spec: ModelSpec, cache_dir: Any = None, progress: ProgressFn | None = None) -> nn.Module:
-    """A private fp32 torchvision module (BatchNorm unfolded) with the verified weights of ``spec``.
-
-    Read again from the safetensors file (``fetch_weights`` checks it; never ``torch.load``),
-    so nothing is shared with the cached model.
-    """
-    path = fetch_weights(spec, progress=progress, cache_dir=cache_dir)
-    return assigned(spec, read_state_dict(path, spec))
-
-
 def _step_maps(report: SanityReport, model: Any, run: Classification, name: str, first: bool,
                method_params: Mapping[str, dict[str, Any]], crop: int) -> None:
     """Each method's map after one step, and its similarity with the original."""
@@ -398,7 +389,7 @@ def iter_sanity(spec: ModelSpec, image: LoadedImage, methods: Sequence[str] | No
         if layers[n] is not None:
             method_params[n]["layer"] = layers[n]
     t0 = time.perf_counter()
-    master = master_copy(spec, cache_dir, progress)
+    master = private_copy(spec, progress=progress, cache_dir=cache_dir)  # nothing shared with the cached model
     steps = [("none", ())] + plan(master, granularity)
     prepared = prepare(image, spec.preprocessing)
     crop = spec.preprocessing.crop

@@ -1,4 +1,6 @@
-"""One entry point for front ends: classify + explain one model, compare depths, or analyze them.
+"""One entry point for front ends: classify + explain one model, rank methods, robustness, batch, sanity.
+
+Compare, Depth lab and error surfaces moved to zoo.features.compare, .analyze and .landscape.
 
 The app, its API and the load script all call ``Explorer``; it owns the read-only
 zoo and the locked model cache, and keeps no per-request state.
@@ -6,16 +8,12 @@ zoo and the locked model cache, and keeps no per-request state.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from . import batch as batching
-from .agreement import MapAgreement, map_agreement
-from .analysis import Analysis, analyze, check_target
 from .errors import ZooError
 from .explain import METHODS, Explanation, explain, get_method, layer_param, model_params
 from .faithfulness import STEPS, Faithfulness, road_forwards, road_impute_seconds
@@ -51,27 +49,6 @@ class Result:
             out["layer"] = self.explanation.layer
             out["faithfulness"] = self.faithfulness.to_json()
         return out
-
-
-@dataclass
-class Comparison:
-    """Several depths on one image, explained for one shared target class."""
-
-    results: list[Result]
-    target: int
-    target_label: str
-    agreement: dict[str, Any] = field(default_factory=dict)
-    chosen: str = "consensus"  # how the target was picked: "consensus" (see ``consensus``) or "given"
-
-    @functools.cached_property
-    def map_agreement(self) -> MapAgreement:
-        """Do the depths look at the same place? Each pair of maps, as drawn on the crop (see zoo.agreement)."""
-        return map_agreement([(r.run.model, r.explanation.raw, int(r.run.input.shape[-1])) for r in self.results])
-
-    def to_json(self) -> dict[str, Any]:
-        return {"target": {"index": self.target, "label": self.target_label, "chosen": self.chosen},
-                "agreement": self.agreement, "map_agreement": self.map_agreement.to_json(),
-                "models": [r.to_json() for r in self.results]}
 
 
 # Methods a ranking runs when none are named: those costing a few passes at most
@@ -204,70 +181,6 @@ class Explorer(Runtime):
             return
         self.costs.calibrate(ex.method, spec.name, ex.seconds, n)
 
-    def compare(self, image: Any, models: list[str] | None = None, method: str = "cam",
-                target: int | str | None = None, top_k: int = 5, progress: ProgressFn | None = None,
-                faithfulness: bool = False) -> Comparison:
-        """Every depth on one image; CAMs for one class (default: the one most depths pick).
-
-        With ``faithfulness``, each depth's map is scored too (about 40 forwards per depth).
-        """
-        names = models or [s.name for s in self.zoo.builtin_depths]
-        specs = [self.zoo.get(n) for n in names]
-        get_method(method)
-        loaded = decoded(image)
-        runs: list[tuple[Any, Classification, float]] = []
-        prepared: dict[Preprocessing, Prepared] = {}  # one resize-and-crop per distinct recipe
-        for i, spec in enumerate(specs):
-            if progress:
-                progress(i / len(specs), f"{spec.name}: classifying ({i + 1} of {len(specs)})")
-            lm = self.cache.get(spec, progress)
-            t0 = time.perf_counter()
-            pre = spec.preprocessing
-            if pre not in prepared:
-                prepared[pre] = prepare(loaded, pre)
-            run = self.costs.timed(classify(lm, loaded, top_k, prepared[pre]))
-            runs.append((lm, run, time.perf_counter() - t0))
-        labels = runs[0][1].labels
-        if any(r.labels != labels for _, r, _ in runs):
-            raise ZooError(f"Models {', '.join(names)} do not share one label set; compare models that "
-                           "predict the same classes.")
-        idx = resolve_target(labels, target, default=consensus([r for _, r, _ in runs]))
-        results = []
-        for lm, run, secs in runs:
-            t0 = time.perf_counter()
-            ex = explain(lm, run, method, idx)
-            self._calibrate_map(ex, lm.spec, {})
-            scores = None
-            if faithfulness:
-                if progress:
-                    progress(None, f"{run.model}: scoring its map ({2 * STEPS - 1 + road_forwards()} forwards)")
-                scores = score_map(lm, run, ex.raw, idx)
-                self.costs.calibrate(FAITHFULNESS, run.model, scores.seconds, scores.forwards)
-            results.append(Result(run, ex, method, secs + time.perf_counter() - t0, scores))
-        if progress:
-            progress(1.0, "done")
-        given = target is not None and not (isinstance(target, str) and not target.strip())
-        return Comparison(results, idx, labels[idx], agreement(results), "given" if given else "consensus")
-
-    def analyze(self, image: Any, models: list[str] | None = None, target: int | str | None = None,
-                lesion: bool = False, deletions: bool = False, progress: ProgressFn | None = None) -> list[Analysis]:
-        """Depth lab: per-block statistics (and lesions) of each model for one image."""
-        return list(self.analyze_each(image, models, target, lesion, deletions, progress))
-
-    def analyze_each(self, image: Any, models: list[str] | None = None, target: int | str | None = None,
-                     lesion: bool = False, deletions: bool = False,
-                     progress: ProgressFn | None = None) -> Iterator[Analysis]:
-        """``analyze``, one model at a time, so a front end can show each depth as it finishes (and stop)."""
-        names = models or [s.name for s in self.zoo.builtin_depths]
-        specs = [self.zoo.get(n) for n in names]
-        for spec in specs:
-            check_target(spec, target)  # a typo fails now, not after minutes of work
-        loaded = decoded(image)  # decoded once for every depth
-        for i, spec in enumerate(specs):
-            lm = self.cache.get(spec, progress)
-            yield analyze(lm, loaded, target, lesion=lesion, deletions=deletions,
-                          progress=share(progress, i, len(specs)))
-
     def rank_methods(self, image: Any, model: str, target: int | str | None = None,
                      methods: list[str] | None = None, progress: ProgressFn | None = None) -> Ranking:
         """Each method's map of ``image`` for one class (default: top-1), scored; see ``iter_rank``."""
@@ -343,18 +256,6 @@ class Explorer(Runtime):
         assert isinstance(result, batching.BatchResult)
         return result
 
-    def analyze_estimate(self, models: Sequence[str] | None = None, lesion: bool = False) -> Estimate:
-        """The cost of ``analyze`` (Depth lab) for ``models``, before running it.
-
-        Per model: the signal pass (one forward and one backward, three forwards' worth);
-        with ``lesion`` (which the app runs with the deletions), one more clean forward and
-        every lesioned variant from its first deleted block on, in forwards' worth (block
-        counts over the number of blocks). Statistics run in fp32, so on a machine whose
-        classification runs in bf16 the seconds are a low estimate.
-        """
-        names = list(models or [s.name for s in self.zoo.builtin_depths])
-        return self.costs.priced({name: _analysis_passes(self.zoo.get(name).arch.name, lesion) for name in names})
-
     def batch_estimate(self, sources: Sequence[str | os.PathLike], models: Sequence[str] | None = None, *,
                        names: Sequence[str] | None = None, max_images: int | None = None) -> Estimate:
         """The cost of ``batch`` on ``sources`` (files and zips, as the app gets them), before running it.
@@ -405,128 +306,3 @@ class Explorer(Runtime):
         return run, every_stage(lm, run, method, target, **params)
 
 
-    # --- error surfaces (zoo.landscape) ----------------------------------------------------
-
-    def landscape_estimate(self, models: Sequence[str], images: int = 1, grid: int = 11, dims: int = 2, *,
-                           sources: Sequence[str | os.PathLike] | None = None, names: Sequence[str] | None = None,
-                           max_images: int | None = None) -> Estimate:
-        """The cost of ``landscape_each`` before it runs: (grid points + 1 centre pass) x images per model.
-
-        ``images``: images besides ``sources`` (paths, as ``landscape_each`` takes them), which
-        are counted as it reads them: a zip's or folder's files, up to ``max_images`` in all,
-        their decoding priced from their headers. Seconds rest on an earlier landscape
-        of the model here (fp32, perturbation included) when there is one, else on the app's
-        forwards (which may run in reduced precision: then the landscape, always fp32, takes
-        longer than said). Raises ``ZooError`` for settings the server would refuse.
-        """
-        from . import landscape as zl
-
-        zl.check_settings(grid, zl.DEFAULT_SPAN, dims, zl.DEFAULT_SEED)
-        decode_s, images = 0.0, max(0, int(images))
-        if sources:
-            room = max(0, (max_images or zl.DEFAULT_MAX_IMAGES) - images)
-            items = batching.gather(list(sources), names=names, globs=False).items[:room]
-            images, decode_s = images + len(items), batching.decode_seconds(items)
-        points = zl.grid_points(grid, dims)
-        per_model = (points + 1) * max(1, int(images))
-        measured = self.costs.measured("landscape")
-        seconds: float | None = 0.0
-        bases = []
-        for name in models:
-            self.zoo.get(name)
-            if name in measured:
-                seconds += per_model * measured[name]
-                bases.append("an earlier landscape measured here")
-                continue
-            timed = self.costs.forward_seconds(name)
-            if timed is None:
-                seconds = None
-                break
-            seconds += per_model * timed[0]
-            bases.append(timed[1])
-        if seconds is None:
-            return with_decoding(Estimate(per_model * len(models), None, "no forward timed on this device yet",
-                                          models=len(models)), decode_s)
-        basis = bases[0] if len(set(bases)) == 1 else "each model's forward or landscape measured here"
-        return with_decoding(Estimate(per_model * len(models), seconds, basis, models=len(models)), decode_s)
-
-    def landscape_each(self, sources: Any, models: list[str] | None = None, target: int | str | None = None, *,
-                       grid: int = 11, span: float = 1.0, dims: int = 2, seed: int = 0, max_images: int = 8,
-                       names: Sequence[str] | None = None, labels_csv: str | os.PathLike | None = None,
-                       globs: bool = False, keep_directions: bool = False,
-                       progress: ProgressFn | None = None) -> Iterator[LandscapeStep | Landscape]:
-        """Error surfaces (``zoo.landscape``) of each model: yields each ``Step`` (before every
-        grid point: a generator consumer can stop there) and each model's ``Landscape``.
-
-        ``sources``: one image, or paths (files, folders, a zip) read as Batch reads them,
-        up to ``max_images``. Each model runs on a private fp32 copy of its weights; the
-        shared model is never touched.
-        """
-        from . import landscape as zl
-
-        names_ = models or [s.name for s in self.zoo.builtin_depths]
-        specs = [self.zoo.get(n) for n in names_]
-        zl.check_settings(grid, span, dims, seed)
-        for spec in specs:
-            zl.check_target(spec, target)  # a typo fails now, not after minutes of work
-        images = zl.gather_images(sources, max_images=max_images, names=names, labels_csv=labels_csv, globs=globs)
-        for k, spec in enumerate(specs):
-            for event in zl.stream(spec, images, device=self.cache.device, target=target, grid=grid, span=span,
-                                   dims=dims, seed=seed, keep_directions=keep_directions,
-                                   progress=share(progress, k, len(specs)), cache_dir=self.cache.cache_dir):
-                if isinstance(event, zl.Landscape) and event.point_seconds > 0:
-                    self.costs.remember("landscape", spec.name, event.point_seconds / len(event.images))
-                yield event
-
-    def landscape(self, image: Any, model: str, target: int | str | None = None, **kwargs: Any) -> Landscape:
-        """One model's ``zoo.landscape.Landscape`` (see ``landscape_each``)."""
-        from .landscape import Landscape
-
-        result = None
-        for event in self.landscape_each(image, [model], target, **kwargs):
-            if isinstance(event, Landscape):
-                result = event
-        assert result is not None
-        return result
-
-
-@functools.lru_cache(maxsize=None)
-def _analysis_passes(arch: str, lesion: bool) -> float:
-    """Forward-pass equivalents of ``analysis.analyze`` on one model of ``arch`` (see ``analyze_estimate``)."""
-    import torch
-    import torchvision
-
-    from .analysis import blocks, deletion_sets
-
-    with torch.device("meta"):  # the block layout only: no weights, no memory
-        refs = blocks(torchvision.models.get_model(arch, weights=None))
-    n = len(refs)
-    passes = 3.0  # one forward and one backward (about two forwards)
-    if lesion:
-        sets = [frozenset({r.index}) for r in refs] + [s for _, draw in deletion_sets(refs) for s in draw]
-        passes += 1 + sum(n - min(s) for s in sets) / n
-    return passes
-
-
-def consensus(runs: list[Classification]) -> int:
-    """The class most models rank first; ties go to the higher mean probability."""
-    votes = Counter(r.predictions[0].index for r in runs)
-    return max(votes, key=lambda c: (votes[c], sum(float(r.probs[c]) for r in runs)))
-
-
-def agreement(results: list[Result]) -> dict[str, Any]:
-    """How far the depths agree: on top-1, and in the overlap of their top-5 sets."""
-    top1 = [r.run.predictions[0].index for r in results]
-    sets = [{p.index for p in r.run.predictions[:5]} for r in results]
-    common = set.intersection(*sets) if sets else set()
-    votes = Counter(top1)
-    majority = consensus([r.run for r in results]) if results else None  # ties broken as for the maps' class
-    n = votes[majority] if results else 0
-    return {
-        "models": len(results),
-        "top1_majority": majority,
-        "top1_majority_count": n,
-        "top1_unanimous": len(votes) == 1,
-        "top5_common": sorted(common),
-        "top1": {r.run.model: r.run.predictions[0].index for r in results},
-    }

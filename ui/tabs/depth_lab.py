@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import gradio as gr
 
 from zoo.analysis import Analysis
+from zoo.features import analyze
 
-from .. import format as fmt
 from .. import charts
+from ..views import depth_lab as views
 from ..common import (EXAMPLES, Context, gpu, new_output_folder, progress_fn, require_image, safe_image_input,
                       user_errors)
 from ..guard import long_event, runs_no_model, stop_button
@@ -39,19 +41,23 @@ variants reuse the undamaged pass up to their block. Does each claim hold on you
 """
 
 
-def build(ctx: Context) -> None:
-    """The tab's components and events; called inside its ``gr.Tab``."""
-    explorer = ctx.explorer
+def handlers(ctx: Context) -> SimpleNamespace:
+    """The tab's handlers and cost callbacks, built on the tab's one request."""
+    rt = ctx.explorer
+
+    def request(image: Any, models: list[str] | None, target: str | None, lesion: bool) -> analyze.Request:
+        """The tab's one request: the handlers run it, the cost callbacks price it (image None: pricing).
+        The Lesion study deletes every block in turn and k random identity blocks at once."""
+        return analyze.Request.create(rt, getattr(image, "path", image), list(models or ctx.depth_names), target,
+                                      lesion=lesion, deletions=lesion)
+
+    def cost_of(lesion: bool):
+        return lambda image, models=None, target=None: analyze.estimate(rt, request(image, models, target, lesion))
 
     @gpu
     def analyses(image: Any, models: list[str] | None, target: str | None, lesion: bool,
                  progress: gr.Progress) -> Iterator[Analysis]:
-        upload = require_image(image)
-        yield from explorer.analyze_each(upload.path, list(models or ctx.depth_names), target or None, lesion=lesion,
-                                         deletions=lesion, progress=progress_fn(progress))
-
-    def render(done: list[Analysis], as_json: Any) -> tuple:
-        return (*charts.depth_lab(done), fmt.depth_lab_markdown(done), as_json)
+        yield from analyze.run(rt, request(require_image(image), models, target, lesion), progress_fn(progress))
 
     def stream(image, models, target, lesion, progress) -> Iterator[tuple]:
         # One update per depth: the charts fill in as each finishes, and Stop takes effect in between.
@@ -60,9 +66,9 @@ def build(ctx: Context) -> None:
         yield (None,) * 6 + ("", None, None)
         for a in analyses(image, models, target, lesion, progress):
             done.append(a)
-            out = render(done, {"models": [d.to_json() for d in done]})
+            out = views.render(done)
             # The data of every chart drawn so far, as CSV (the PNG comes from each chart's modebar).
-            yield (*out, charts.csv_files(out[:6], new_output_folder(ctx.outputs_dir)))
+            yield (*out, views.numbers(done), charts.csv_files(out[:6], new_output_folder(ctx.outputs_dir)))
 
     @user_errors
     def ui_signal(image, models, target, progress=gr.Progress()):
@@ -76,8 +82,20 @@ def build(ctx: Context) -> None:
     def api_analyze(image, model, target, progress=gr.Progress()):
         """Depth lab for one model: per-block responses, residual ratios, gradients, lesions and deletions."""
         (a,) = analyses(image, [model], target, True, progress)
-        return render([a], a.to_json())
+        return (*views.render([a]), a.to_json())
 
+    @runs_no_model
+    def ui_estimate(models) -> str:
+        """What each button will cost here, before pressing it."""
+        return views.depth_lab_estimate(cost_of(False)(None, models), cost_of(True)(None, models), rt.device)
+
+    return SimpleNamespace(cost_of=cost_of, ui_signal=ui_signal, ui_lesion=ui_lesion, api_analyze=api_analyze,
+                           ui_estimate=ui_estimate)
+
+
+def build(ctx: Context) -> None:
+    """The tab's components and events; called inside its ``gr.Tab``."""
+    h = handlers(ctx)
     with gr.Accordion("What the papers found, and what each chart shows", open=True):
         gr.Markdown(INTRO)
     with gr.Row():
@@ -119,30 +137,19 @@ def build(ctx: Context) -> None:
     ins = [image, models, target]
     outs = [p_resp, p_sorted, p_ratio, p_grad, p_lesion, p_del, summary, numbers, data]
 
-    def cost_of(lesion: bool):
-        return lambda image, models=None, target=None: explorer.analyze_estimate(list(models or ctx.depth_names),
-                                                                                 lesion)
-
-    signal_ev = long_event(ctx.guard, signal_go.click, ui_signal, ins, outs, cost=cost_of(False), message=summary,
-                           api_visibility="private")
-    lesion_ev = long_event(ctx.guard, lesion_go.click, ui_lesion, ins, outs, cost=cost_of(True), message=summary,
+    signal_ev = long_event(ctx.guard, signal_go.click, h.ui_signal, ins, outs, cost=h.cost_of(False),
+                           message=summary, api_visibility="private")
+    lesion_ev = long_event(ctx.guard, lesion_go.click, h.ui_lesion, ins, outs, cost=h.cost_of(True), message=summary,
                            api_visibility="private")
     stop_button(stop, [signal_ev, lesion_ev], summary,
                 "The charts show the depths finished before Stop (none if it came during the first); the others "
                 "were not run.")
 
-    @runs_no_model
-    def ui_estimate(models) -> str:
-        """What each button will cost here, before pressing it."""
-        chosen = list(models or ctx.depth_names)
-        return fmt.depth_lab_estimate(explorer.analyze_estimate(chosen), explorer.analyze_estimate(chosen, lesion=True),
-                                      explorer.device)
-
     for event in (models.change, signal_ev.then, lesion_ev.then, ctx.demo.load):
-        event(ui_estimate, [models], [estimate], api_visibility="private", show_progress="hidden")
+        event(h.ui_estimate, [models], [estimate], api_visibility="private", show_progress="hidden")
     # The public endpoint /analyze(image, model, target): one model, everything (lesions included).
     api_json = gr.JSON(visible=False)
     api_button = gr.Button(visible=False)
     api_model = gr.Textbox(value=ctx.default_model, visible=False, label="model")
-    long_event(ctx.guard, api_button.click, api_analyze, [image, api_model, target], outs[:-2] + [api_json],
-               cost=lambda image, model, target=None: explorer.analyze_estimate([model], True), api_name="analyze")
+    long_event(ctx.guard, api_button.click, h.api_analyze, [image, api_model, target], outs[:-2] + [api_json],
+               cost=lambda image, model, target=None: h.cost_of(True)(image, [model], target), api_name="analyze")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import gradio as gr
 
 from zoo.errors import ZooError
-from zoo.landscape import MAX_SPAN, Landscape
+from zoo.features import landscape
+from zoo.landscape import Landscape
+from zoo.params import SPAN_MAX
 
 from .. import format as fmt
 from .. import figures
+from ..views import landscape as views
 from ..common import (EXAMPLES, Context, InputFiles, checked_file, gpu, progress_fn, require_image, safe_image_input,
                       user_errors)
 from ..guard import long_event, runs_no_model
@@ -40,32 +44,40 @@ Stop ends a run between two points.
 """
 
 
-def build(ctx: Context) -> None:
-    """The tab's components and events; called inside its ``gr.Tab``."""
-    explorer = ctx.explorer
+def _extra(more: Any) -> list[Any]:
+    """The optional extra files, checked (ui.common.checked_file)."""
+    return [checked_file(f) for f in (more if isinstance(more, list) else [more] if more else [])]
+
+
+def handlers(ctx: Context) -> SimpleNamespace:
+    """The tab's handlers and its cost callback, built on the tab's one request."""
+    rt = ctx.explorer
+
+    def request(image: Any, models: list[str] | None = None, target: Any = None, dims: Any = 2, grid: Any = 11,
+                span: Any = SPAN[2], seed: Any = 0, more: Any = None) -> landscape.Request:
+        """The tab's one request: the handlers run it, the cost callback prices it. Extra files (images,
+        or a zip whose folders may name classes) join the image, as Batch reads them; before an upload
+        (the page pricing its settings) the image counts as one, unread."""
+        extra = _extra(more)
+        sources = [*([image.path] if image is not None else []), *map(str, extra)]
+        names = [*([image.name] if image is not None else []), *(p.name for p in extra)]
+        return landscape.Request.create(
+            rt, (sources if extra else sources[0]) if sources else None, list(models or ctx.depth_names), target,
+            grid=int(grid), span=float(span if span is not None else SPAN[2]), dims=int(dims), seed=int(seed or 0),
+            max_images=MAX_IMAGES, names=names if image is not None else None, unread=0 if image is not None else 1)
 
     def cost(image: Any, models: list[str] | None = None, target: Any = None, dims: int = 2, grid: int = 11,
              span: Any = None, seed: Any = None, more: Any = None):
         """The estimate of one run: the page's figure, the ceiling's and ZeroGPU's. Extra files are
         counted as the run reads them (a zip's members; decoding priced from their headers)."""
-        extra = [str(checked_file(f)) for f in (more if isinstance(more, list) else [more] if more else [])]
-        # Before an upload (the page pricing its settings) the image counts as one, unread.
-        sources = [*([require_image(image).path] if image else []), *extra]
-        return explorer.landscape_estimate(list(models or ctx.depth_names), 0 if image else 1, int(grid), int(dims),
-                                           sources=sources or None, max_images=MAX_IMAGES)
+        return landscape.estimate(rt, request(image, models, target, dims, grid, span, seed, more))
 
     @gpu(cost=lambda image, models, target, dims, grid, span, seed, progress=None, more=None:
          cost(image, models, target, dims, grid, span, seed, more))
     def events(image: Any, models: list[str] | None, target: str | None, dims: int, grid: int, span: float,
                seed: float, progress: gr.Progress, more: Any = None) -> Iterator[Any]:
-        upload = require_image(image)
-        # Extra files (images, or a zip whose folders may name classes) join the image, as Batch reads them.
-        extra = [checked_file(f) for f in (more if isinstance(more, list) else [more] if more else [])]
-        sources = [upload.path, *map(str, extra)] if extra else upload.path
-        yield from explorer.landscape_each(sources, list(models or ctx.depth_names), target or None,
-                                           grid=int(grid), span=float(span), dims=int(dims), seed=int(seed or 0),
-                                           names=[upload.name, *(p.name for p in extra)], max_images=MAX_IMAGES,
-                                           progress=progress_fn(progress))
+        req = request(require_image(image), models, target, dims, grid, span, seed, more)
+        yield from landscape.run(rt, req, progress_fn(progress))
 
     @runs_no_model
     def ui_estimate(models, dims, grid, more=None) -> str:
@@ -74,7 +86,7 @@ def build(ctx: Context) -> None:
             est = cost(None, models, None, dims, grid, more=more)
         except ZooError as e:
             return str(e)
-        return fmt.estimate_markdown(est, explorer.device, ctx.guard.limits)
+        return fmt.estimate_markdown(est, rt.device, ctx.guard.limits)
 
     @user_errors
     def ui_run(image, models, target, dims, grid, span, seed, more, progress=gr.Progress()):
@@ -86,17 +98,23 @@ def build(ctx: Context) -> None:
         for event in events(image, models, target, dims, grid, span, seed, progress, more):
             if isinstance(event, Landscape):
                 done.append(event)
-                text = fmt.landscape_markdown(done, total)
-                yield figures.landscape_figure(done), text, {"models": [d.to_json() for d in done]}
+                text = views.landscape_markdown(done, total)
+                yield figures.landscape_figure(done), text, views.numbers(done)
             else:  # where the run is, above what the finished depths said
-                yield gr.skip(), f"*Running: {event.message}*\n\n{text}", gr.skip()
+                yield gr.skip(), views.running(event, text), gr.skip()
 
     @user_errors
     def api_landscape(image, model, progress=gr.Progress()):
         """The loss around one model's weights on the image: a 2-D surface at the tab's defaults."""
         done = [e for e in events(image, [model], None, 2, GRID[2], SPAN[2], 0, progress) if isinstance(e, Landscape)]
-        return figures.landscape_figure(done), fmt.landscape_markdown(done, 1), done[0].to_json()
+        return figures.landscape_figure(done), views.landscape_markdown(done, 1), done[0].to_json()
 
+    return SimpleNamespace(cost=cost, ui_estimate=ui_estimate, ui_run=ui_run, api_landscape=api_landscape)
+
+
+def build(ctx: Context) -> None:
+    """The tab's components and events; called inside its ``gr.Tab``."""
+    h = handlers(ctx)
     with gr.Accordion("How to read these plots, and what the paper found", open=True):
         gr.Markdown(INTRO)
     with gr.Row():
@@ -112,7 +130,7 @@ def build(ctx: Context) -> None:
             with gr.Row():
                 grid = gr.Slider(*GRID[:2], value=GRID[2], step=2, label="Grid points per axis (odd)",
                                  elem_id="landscape-grid", min_width=160)
-                span = gr.Slider(SPAN[0], min(SPAN[1], MAX_SPAN), value=SPAN[2], step=0.1,
+                span = gr.Slider(SPAN[0], min(SPAN[1], SPAN_MAX), value=SPAN[2], step=0.1,
                                  label="Span: α, β in [−span, span]", elem_id="landscape-span", min_width=160)
             with gr.Row():
                 seed = gr.Number(0, precision=0, minimum=0, maximum=2 ** 31 - 1, label="Seed of the directions",
@@ -131,16 +149,15 @@ def build(ctx: Context) -> None:
         numbers = gr.JSON(label="Per model: alphas, betas, loss[beta][alpha]")
     ins = [image, models, target, dims, grid, span, seed, more]
     outs = [plot, summary, numbers]
-    run = long_event(ctx.guard, go.click, ui_run, ins, outs, cost=cost, message=summary, stop=stop,
+    run = long_event(ctx.guard, go.click, h.ui_run, ins, outs, cost=h.cost, message=summary, stop=stop,
                      what="This error surface", api_visibility="private")
     cost_ins = [models, dims, grid, more]
-    for ctl in cost_ins:
-        ctl.change(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
-    run.then(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
-    ctx.demo.load(ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
+    for event in [ctl.change for ctl in cost_ins] + [run.then, ctx.demo.load]:
+        event(h.ui_estimate, cost_ins, [estimate], api_visibility="private", show_progress="hidden")
     # The public endpoint /landscape(image, model): one model, a 2-D surface at the defaults above.
     api_json = gr.JSON(visible=False)
     api_button = gr.Button(visible=False)
     api_model = gr.Textbox(value=ctx.default_model, visible=False, label="model")
-    long_event(ctx.guard, api_button.click, api_landscape, [image, api_model], [plot, summary, api_json],
-               cost=lambda image, model: cost(image, [model]), what="This error surface", api_name="landscape")
+    long_event(ctx.guard, api_button.click, h.api_landscape, [image, api_model], [plot, summary, api_json],
+               cost=lambda image, model: h.cost(image, [model], None, 2, GRID[2], SPAN[2], 0), what="This error surface",
+               api_name="landscape")
