@@ -128,6 +128,9 @@ def method_choice(name: str, spec: ModelSpec | None = None, layer: str = STAGES[
     return f"{m.label} — {m.cost}", name
 
 
+RANK_COLUMN_WIDTHS = [56, 150, 150, 160, 110, 70, 90]  # 786 px: the box is 798 px wide at 1400 px
+
+
 def rank_caption(place: int, r: Ranked) -> str:
     f = r.faithfulness
     # Short: a thumbnail shows ~40 characters; the table beside it has the full labels.

@@ -17,7 +17,7 @@ from ..common import (EXAMPLES, Context, Upload, carry_image, gpu, new_output_fo
                       safe_image_input, user_errors)
 from ..guard import cached_example, long_event, runs_no_model
 from ..spaces import example_caching
-from ..plots import csv_files, data_files
+from ..charts import csv_files, data_files
 
 TITLE = "Compare depths"
 CLASSIFY_TAB = "Classify & explain"  # that tab's id (build_app gives each tab its TITLE as id)
