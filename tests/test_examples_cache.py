@@ -16,11 +16,13 @@ from rest import result
 
 @pytest.fixture
 def model_runs(app, monkeypatch) -> list[str]:
-    """Every Explorer.run / compare call the app makes during the test, by image name."""
+    """Every classification (``zoo.features.classify.run``) and compare the app makes during the test, by image name."""
+    from zoo.features import classify as feature
+
     _, explorer = app
     calls: list[str] = []
-    run, compare = explorer.run, explorer.compare
-    monkeypatch.setattr(explorer, "run", lambda image, *a, **k: calls.append(str(image)) or run(image, *a, **k))
+    run, compare = feature.run, explorer.compare
+    monkeypatch.setattr(feature, "run", lambda rt, req, *a, **k: calls.append(str(req.image)) or run(rt, req, *a, **k))
     monkeypatch.setattr(explorer, "compare",
                         lambda image, *a, **k: calls.append(str(image)) or compare(image, *a, **k))
     return calls

@@ -24,7 +24,8 @@ from zoo.explain import METHODS, value_unit
 from zoo.models import imagenet_labels
 from zoo.registry import Zoo
 from zoo.render import Scale, overlay_crop, overlay_image, raw_figure, save_jpeg, save_png
-from zoo.service import Explorer, Result
+from zoo.features.classify import Result
+from zoo.service import Explorer
 
 from .guard import Guard, runs_no_model, show_progress
 from .spaces import gpu  # noqa: F401  ZeroGPU as documented (ui/spaces.py); tabs import it from here

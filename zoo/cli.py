@@ -12,12 +12,12 @@ from typing import Sequence
 
 from .errors import ZooError
 from .commands.common import (DEFAULT_MODEL, ProgressPrinter, compile_for_run, device_arg,  # noqa: F401
-                              precision_arg, print_progress)
+                              model_args, precision_arg, print_progress)
 from .registry import Zoo
 
 # One module per command (zoo/commands/<name>.py), each with ``add_parser(sub, common)`` that
 # parses into its feature's request; build_parser adds them in this order.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("classify",)
 
 def cmd_list(zoo: Zoo, args: argparse.Namespace) -> int:
     from .hub import cached_path
@@ -103,121 +103,6 @@ def cmd_pin(zoo: Zoo, args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def cmd_classify(zoo: Zoo, args: argparse.Namespace) -> int:
-    from .images import load_image
-    from .inference import classify
-    from .models import load_model
-
-    spec = zoo.get(args.model)
-    image = load_image(args.image)  # a bad path fails before seconds are spent on weights
-    model = load_model(spec, args.device, progress=None if args.json else print_progress,
-                       precision=args.precision)
-    compile_for_run(args, [model])
-    result = classify(model, image, top_k=args.top)
-    if args.json:
-        print(json.dumps(result.to_json()))
-        return 0
-    for note in result.notes:
-        print(f"note: {note}")
-    print(f"{spec.name} on {result.device}, {result.precision} ({result.seconds * 1000:.0f} ms):")
-    for p in result.predictions:
-        print(f"  {p.prob * 100:6.2f}%  {p.label}  (class {p.index})")
-    return 0
-
-
-def cmd_explain(zoo: Zoo, args: argparse.Namespace) -> int:
-    from .explain import METHODS, layer_param
-    from .images import load_image
-    from .inference import classify
-    from .models import load_model
-
-    spec = zoo.get(args.model)
-    if args.layer == "all":
-        return explain_every_stage(zoo, args)
-    names = list(METHODS) if args.method == "all" else [args.method]
-    if args.method != "all":  # a layer the method refuses, or parameters over the limits, fail now
-        layer_param(args.method, {"layer": args.layer}, spec.cam_layer)
-        METHODS[args.method].passes(method_params(args.method, args), spec.preprocessing.crop)
-    image = load_image(args.image)
-    model = load_model(spec, args.device, progress=None if args.json else print_progress,
-                       precision=args.precision)
-    compile_for_run(args, [model])
-    run = classify(model, image, top_k=5)
-    failed = 0
-    for name in names:
-        try:
-            explain_one(model, run, name, args, suffix=args.method == "all")
-        except ZooError as e:
-            if args.method != "all":
-                raise
-            failed += 1  # one method's refusal (CAM below layer4) does not stop the others
-            if args.json:
-                print(json.dumps({"model": spec.name, "method": name, "error": str(e)}), flush=True)
-            else:
-                print(f"{name}: skipped: {e}", flush=True)
-    return 0 if failed < len(names) else 2
-
-
-def explain_every_stage(zoo: Zoo, args: argparse.Namespace) -> int:
-    """``explain --layer all``: the method's maps at layer1 ... layer4, one line (or JSON object) each."""
-    from pathlib import Path
-
-    from .explain import METHODS, check_every_stage, every_stage, every_stage_passes
-    from .images import load_image
-    from .inference import classify
-    from .models import load_model
-    from .render import overlay_crop, save_png
-
-    if args.method == "all":
-        raise ZooError("--layer all shows one method at every stage; name one method with --method.")
-    if args.faithfulness:
-        raise ZooError("--faithfulness scores one map; use it with one --layer, not --layer all.")
-    check_every_stage(args.method)  # CAM and the input methods have no map at every stage
-    spec = zoo.get(args.model)
-    params = method_params(args.method, args)
-    passes = every_stage_passes(args.method, params, spec.preprocessing.crop)
-    image = load_image(args.image)
-    model = load_model(spec, args.device, progress=None if args.json else print_progress,
-                       precision=args.precision)
-    run = classify(model, image, top_k=5)
-    maps = every_stage(model, run, args.method, args.target, **params)
-    for ex in maps:
-        paths = []
-        for path, kind in ((args.npy, "npy"), (args.out, "png")):
-            if not path:
-                continue
-            path = Path(path)
-            path = path.with_name(f"{path.stem}-{ex.layer}{path.suffix}")
-            if kind == "npy":
-                import numpy as np
-
-                np.save(path, ex.raw.astype("float32"))
-            else:
-                save_png(overlay_crop(run, ex.raw, cmap=args.cmap, alpha=args.alpha), path)
-            paths.append(path)
-        t = ex.target
-        if args.json:
-            print(json.dumps({"model": spec.name, "method": args.method, "device": run.device,
-                              "precision": run.precision, "precision_note": run.precision_note,
-                              "target": {"index": t.index, "label": t.label, "prob": t.prob},
-                              "layer": ex.layer, "shape": list(ex.raw.shape), "seconds": round(ex.seconds, 4),
-                              "passes": passes, "notes": run.notes + ex.notes}), flush=True)
-            continue
-        for note in ex.notes:
-            print(f"note: {note}")
-        print(f"{spec.name} · {METHODS[args.method].label} for {t.label!r} (class {t.index}) at {ex.layer}: "
-              f"map {ex.raw.shape[0]}x{ex.raw.shape[1]}", flush=True)
-        for path in paths:
-            print(f"wrote {path}")
-    if not args.json:
-        how = ("one forward and one backward for all four" if passes == 3
-               else f"one run per stage ({passes} forward-pass equivalents)")
-        print(f"every stage: {how}. Earlier stages are finer (56x56 at layer1) and see less abstract features "
-              "(edges, textures); each stage's map is a different layer's evidence, so maps can flip between "
-              "stages.")
-    return 0
-
-
 def cmd_sanity(zoo: Zoo, args: argparse.Namespace) -> int:
     """The sanity check (Adebayo et al. 2018): does each method's map depend on the weights?"""
     from . import sanity
@@ -266,74 +151,6 @@ def cmd_sanity(zoo: Zoo, args: argparse.Namespace) -> int:
     print(f"\nA method passes when, with fc and layer4 random, both the rank correlation of the absolute maps and "
           f"SSIM fall below {sanity.PASS_BELOW}. 'edges' never reads the network: it must fail.")
     return 0
-
-
-def method_params(name: str, args: argparse.Namespace) -> dict:
-    """The command line's parameters for one method."""
-    if name == "occlusion":
-        return {"window": args.window, "stride": args.stride}
-    if name == "integrated-gradients":
-        return {"steps": args.steps}
-    return {}
-
-
-def explain_one(model, run, name: str, args: argparse.Namespace, suffix: bool) -> None:
-    """One method's map (and its scores with --faithfulness); one line or one JSON object."""
-    from pathlib import Path
-
-    from .explain import METHODS, explain, takes_layer
-    from .faithfulness import faithfulness
-    from .render import overlay_crop, save_png
-
-    params = method_params(name, args)
-    if args.layer and (takes_layer(name) or not suffix):  # --method all: input methods just take none
-        params["layer"] = args.layer
-    ex = explain(model, run, name, args.target, **params)
-    scores = faithfulness(model, run, ex.raw, ex.target.index) if args.faithfulness else None
-    paths = []
-    for path, write in ((args.npy, "npy"), (args.out, "png")):
-        if not path:
-            continue
-        path = Path(path)
-        if suffix:
-            path = path.with_name(f"{path.stem}-{name}{path.suffix}")
-        if write == "npy":
-            import numpy as np
-
-            np.save(path, ex.raw.astype("float32"))
-        else:
-            save_png(overlay_crop(run, ex.raw, cmap=args.cmap, alpha=args.alpha), path)
-        paths.append(path)
-    if args.json:
-        t = ex.target
-        out = {"model": model.spec.name, "method": name, "device": run.device, "precision": run.precision,
-               "precision_note": run.precision_note,
-               "target": {"index": t.index, "label": t.label, "prob": t.prob}, "shape": list(ex.raw.shape),
-               "layer": ex.layer, "seconds": round(ex.seconds, 4), "notes": run.notes + ex.notes,
-               "faithfulness": None}
-        if scores is not None:
-            f = scores.to_json()
-            out["faithfulness"] = {k: f[k] for k in ("deletion_auc", "insertion_auc", "deletion_curve",
-                                                      "insertion_curve", "fractions", "steps", "forwards", "seconds",
-                                                      "road")}
-        print(json.dumps(out), flush=True)
-        return
-    for note in run.notes + ex.notes:
-        print(f"note: {note}")
-    at = f" at {ex.layer}" if ex.layer else ""
-    print(f"{model.spec.name} · {METHODS[name].label} for {ex.target.label!r} (class {ex.target.index}, "
-          f"p={ex.target.prob:.3f}){at}; map {ex.raw.shape[0]}x{ex.raw.shape[1]}, {ex.seconds * 1000:.0f} ms",
-          flush=True)
-    if scores is not None:
-        print(f"  deletion AUC {scores.deletion_auc:.4f} (lower is better) · insertion AUC "
-              f"{scores.insertion_auc:.4f} (higher is better) · {scores.forwards} forwards, "
-              f"{scores.seconds * 1000:.0f} ms", flush=True)
-        if scores.road is not None:
-            r = scores.road
-            print(f"  ROAD {r.combined:+.4f} (higher is better; percentiles {', '.join(map(str, r.percentiles))}) · "
-                  f"{r.forwards} forwards, {r.seconds * 1000:.0f} ms", flush=True)
-    for path in paths:
-        print(f"wrote {path}")
 
 
 def cmd_compare(zoo: Zoo, args: argparse.Namespace) -> int:
@@ -801,45 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="*", metavar="NAME", help="zoo names (default: the five built-in depths)")
     s.set_defaults(func=cmd_pin)
 
-    def model_args(s: argparse.ArgumentParser) -> None:
-        s.add_argument("image", metavar="IMAGE")
-        s.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo name (default {DEFAULT_MODEL})")
-        device_arg(s)
-        precision_arg(s)
-        s.add_argument("--json", action="store_true", help="print one JSON object")
-
-    s = sub.add_parser("classify", parents=[common], help="top-k ImageNet classes of an image")
-    model_args(s)
-    s.add_argument("--top", type=int, default=5, metavar="K")
-    s.set_defaults(func=cmd_classify)
-
-    from .explain import IG_STEPS, MAX_OCCLUSION_POSITIONS, METHODS, OCCLUSION_STRIDE, OCCLUSION_WINDOW, STAGES
-
-    s = sub.add_parser("explain", parents=[common], help="where the network looked")
-    model_args(s)
-    s.add_argument("--method", default="cam", choices=[*METHODS, "all"],
-                   help="explanation method, or 'all': one line (or JSON object) per method")
-    s.add_argument("--layer", default=None, choices=[*STAGES, "all"],
-                   help="stage the map is read from (default layer4; CAM works on layer4 only); 'all': the "
-                        "method's maps at layer1 ... layer4, one forward and one backward for Grad-CAM, XGrad-CAM "
-                        "and Layer-CAM")
-    s.add_argument("--faithfulness", action="store_true",
-                   help="also score the map: deletion AUC (lower is better), insertion AUC (higher is better) "
-                        "and ROAD (higher is better), about 50 forwards and a few seconds of imputation")
-    s.add_argument("--target", default=None, help="class index or name (default: top-1)")
-    s.add_argument("--out", metavar="PNG", help="write the overlay on the model's crop")
-    s.add_argument("--npy", metavar="NPY", help="write the raw map (float32, before normalising/upsampling)")
-    s.add_argument("--cmap", default="jet")
-    s.add_argument("--alpha", type=float, default=0.5)
-    # Defaults and limits are zoo.explain's, as in the page and the API.
-    s.add_argument("--window", type=int, default=OCCLUSION_WINDOW.default,
-                   help=f"occlusion window (pixels, default {OCCLUSION_WINDOW.default})")
-    s.add_argument("--stride", type=int, default=OCCLUSION_STRIDE.default,
-                   help=f"occlusion stride (pixels, default {OCCLUSION_STRIDE.default}); at most "
-                        f"{MAX_OCCLUSION_POSITIONS} window positions in all")
-    s.add_argument("--steps", type=int, default=IG_STEPS.default,
-                   help=f"integrated-gradients steps ({IG_STEPS.low}-{IG_STEPS.high}, default {IG_STEPS.default})")
-    s.set_defaults(func=cmd_explain)
+    from .explain import IG_STEPS, METHODS  # the choices of compare and sanity
 
     s = sub.add_parser("compare", parents=[common], help="several depths on one image: maps for one shared "
                                                          "class, and whether they look at the same place")

@@ -100,8 +100,8 @@ def takes_layer(method: str) -> bool:
 # the map's passes; ResNet-18 / 50 / 152 on a 2-core CPU, see the README). Batched passes
 # (Occlusion 16 at a time, Score-CAM 32, Integrated Gradients 8) cost less than a lone
 # forward each; a backward to a stage adds little, one to the input about as much as the
-# forward. ``Explorer.estimate`` multiplies these by the forward it measured, and replaces
-# them by what a method's own runs took once it has run (see ``Explorer.pass_seconds``).
+# forward. ``zoo.features.classify.map_estimate`` multiplies these by the forward it measured, and replaces
+# them by what a method's own runs took once it has run (see ``CostModel.pass_seconds``).
 # The two dear ones are in the Explorer's own unit, the classification's forward at the
 # model's precision (bf16 on CPUs with AVX-512 BF16, where it is no faster than fp32):
 # ``benchmarks/estimate.py`` on such a 2-core CPU, shared and loaded (so noisy: the forward
@@ -145,7 +145,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("scorecam", "Score-CAM", scorecam,
            "1 forward per channel of the layer, + 2: 512 (ResNet-18/34) or 2048 (ResNet-50 and deeper) at layer4, "
            "64 to 1024 at layer1-3", "feature", backward=False,
-           # ``channels``: the stage's (``stage_channels``), which ``Explorer.estimate`` fills in;
+           # ``channels``: the stage's (``stage_channels``), which ``map_estimate`` fills in;
            # without the model at hand, the largest stage (2048 channels) bounds the estimate.
            count=lambda params, size: int(params.get("channels", 2048)) + 2),
     # pytorch-grad-cam's methods that neither Captum nor TorchCAM has.

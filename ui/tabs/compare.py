@@ -7,6 +7,7 @@ import gradio as gr
 from zoo.errors import ZooError
 from zoo.explain import METHODS
 from zoo.render import COLORMAPS, Scale, overlay_crop, save_jpeg
+from zoo.features.classify import map_estimate
 from zoo.service import Comparison
 
 from .. import format as fmt
@@ -26,7 +27,7 @@ def build(ctx: Context) -> None:
 
     def cost(image, models=None, method="cam", target=None, cmap=None, alpha=None, shared=None, score=False):
         """The estimate of one comparison (the page's figure, the ceiling's, ZeroGPU's)."""
-        return explorer.estimate(list(models or ctx.depth_names), method, bool(score))
+        return map_estimate(explorer, list(models or ctx.depth_names), method, None, bool(score))
 
     @gpu(cost=lambda image, models, method, target, progress=None, score=False: cost(image, models, method,
                                                                                      score=score))

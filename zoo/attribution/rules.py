@@ -180,7 +180,7 @@ def fullgrad_passes(params: Mapping[str, Any], size: int) -> int:
     """FullGrad's forward-pass equivalents: the forward and backward to the input (3), then the
     bias layers' maps (``FULLGRAD_MACS_PER_CHANNEL`` each, over the model's multiply-adds).
 
-    ``params``: ``bias_channels`` and ``macs`` of the model (``Explorer.estimate`` fills them
+    ``params``: ``bias_channels`` and ``macs`` of the model (``zoo.features.classify.map_estimate`` fills them
     in); without them, ResNet-152's, the dearest built-in per multiply-add.
     """
     channels = int(params.get("bias_channels", 75_712))
