@@ -2,7 +2,7 @@
 
     python benchmarks/app_overhead.py [--repeats N] [--model resnet50]
 
-Both paths run the same Explorer.run(image, model, top_k=5, method="cam") on the same
+Both paths run the same classify (zoo.features.classify, top_k=5, method="cam") on the same
 loaded model; the app path adds upload, queue, rendering of three images and the
 download. Loopback only.
 
@@ -32,6 +32,8 @@ def main() -> None:
     from gradio_client import Client, handle_file
 
     from ui import build_app
+    from ui.views import classify as views
+    from zoo.features import classify
     from zoo.registry import Zoo
     from zoo.render import overlay_crop, overlay_image, raw_figure
     from zoo.service import Explorer
@@ -45,10 +47,10 @@ def main() -> None:
         image = handle_file(str(EXAMPLE))
 
         def direct() -> None:
-            explorer.run(EXAMPLE, args.model, 5, "cam")
+            classify.result(explorer, classify.Request.create(explorer, EXAMPLE, args.model, 5, "cam"))
 
         def direct_and_render() -> None:
-            r = explorer.run(EXAMPLE, args.model, 5, "cam")
+            r = classify.result(explorer, classify.Request.create(explorer, EXAMPLE, args.model, 5, "cam"))
             overlay_crop(r.run, r.explanation.raw), overlay_image(r.run, r.explanation.raw)
             raw_figure(r.explanation.raw)
 
@@ -83,17 +85,16 @@ def main() -> None:
         import tempfile
         from pathlib import Path
 
-        from ui import format as fmt
         from ui.common import Context, render_result, save_raw
         from zoo.render import save_png
 
         ctx = Context.create(explorer, demo)
-        result = explorer.run(EXAMPLE, args.model, 5, "cam")
+        result = classify.result(explorer, classify.Request.create(explorer, EXAMPLE, args.model, 5, "cam"))
 
         def own_work() -> tuple[str, ...]:
             paths = render_result(ctx, result, "jet", 0.5, download=True)
             save_raw(result, Path(paths[0]).parent)
-            fmt.label_dict(result), fmt.result_markdown(result)
+            views.label_dict(result), views.result_markdown(result)
             return paths
 
         own = median_time(own_work, args.repeats)[0]

@@ -1,4 +1,4 @@
-"""How close ``Explorer.estimate`` comes to the time a run takes, per method (issue 17, item 7).
+"""How close ``zoo.features.classify.map_estimate`` comes to the time a run takes, per method (issue 17, item 7).
 
     python benchmarks/estimate.py [--device auto] [--models resnet18,resnet50] [--methods NAME,...]
                                   [--precision auto|fp32|bf16|fp16]
@@ -34,6 +34,7 @@ def main() -> None:
     import torch
 
     from zoo.explain import METHODS
+    from zoo.features import classify
     from zoo.registry import Zoo
     from zoo.service import Explorer
 
@@ -46,14 +47,14 @@ def main() -> None:
     worst = 1.0
     for spec in specs:
         for _ in range(2):  # a model has run: its forward is measured (twice: a first call pays for allocations)
-            explorer.run(EXAMPLE, spec.name, 5, "cam")
+            classify.result(explorer, classify.Request.create(explorer, EXAMPLE, spec.name, 5, "cam"))
         for name in args.methods.split(","):
             unit = explorer.costs.forward_seconds(spec.name)[0]
-            page = explorer.estimate([spec.name], name)
+            page = classify.map_estimate(explorer, [spec.name], name)
             table = unit * (1 + (page.passes - 1) * METHODS[name].pass_cost)
-            first = explorer.run(EXAMPLE, spec.name, 5, name).seconds
-            own = explorer.estimate([spec.name], name)
-            second = explorer.run(EXAMPLE, spec.name, 5, name).seconds
+            first = classify.result(explorer, classify.Request.create(explorer, EXAMPLE, spec.name, 5, name)).seconds
+            own = classify.map_estimate(explorer, [spec.name], name)
+            second = classify.result(explorer, classify.Request.create(explorer, EXAMPLE, spec.name, 5, name)).seconds
             r1, r2 = page.seconds / first, own.seconds / second
             worst = max(worst, r1, 1 / r1, r2, 1 / r2)
             print(f"{spec.name:<10}{name:<22}{page.passes:>7}{table:8.2f}s{page.seconds:8.2f}s{first:9.2f}s{r1:7.2f}"

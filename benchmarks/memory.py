@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from common import EXAMPLE, local_specs
 
-from zoo.features import compare, landscape
+from zoo.features import classify, compare, landscape
 from zoo.memory import trim
 from zoo.registry import Zoo
 from zoo.service import Explorer
@@ -34,11 +34,14 @@ def main() -> None:
         explorer.cache.get(spec)
     base = rss_mb()
     img = str(EXAMPLE)
-    jobs = [lambda: explorer.run(img, "resnet152", method="fullgrad"),
-            lambda: explorer.run(img, "resnet101", method="fullgrad"),
+    def explained(model: str, method: str) -> classify.Result:
+        return classify.result(explorer, classify.Request.create(explorer, img, model, method=method))
+
+    jobs = [lambda: explained("resnet152", "fullgrad"),
+            lambda: explained("resnet101", "fullgrad"),
             lambda: list(landscape.run(explorer, landscape.Request.create(explorer, img, ["resnet50"], grid=3, dims=2))),
             lambda: compare.result(explorer, compare.Request.create(explorer, img, method="gradcam")),
-            lambda: explorer.run(img, "resnet50", method="integrated-gradients"),
+            lambda: explained("resnet50", "integrated-gradients"),
             lambda: list(landscape.run(explorer, landscape.Request.create(explorer, img, ["resnet152"], grid=3,
                                                                            dims=1)))]
     with ThreadPoolExecutor(5) as pool:

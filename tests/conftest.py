@@ -209,3 +209,10 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subproce
 def pytest_sessionfinish(session, exitstatus):
     HUB.stop()
     shutil.rmtree(_TMP, ignore_errors=True)
+
+
+def explained(rt, *args, **kwargs):
+    """``zoo.features.classify``'s result for these raw values: ``Request.create(rt, ...)`` run to its end."""
+    from zoo.features import classify
+
+    return classify.result(rt, classify.Request.create(rt, *args, **kwargs))

@@ -14,7 +14,7 @@ import threading
 import pytest
 import torch
 
-from conftest import EXAMPLES, run_cli
+from conftest import EXAMPLES, explained, run_cli
 from zoo import autotune, precision
 from zoo.inference import classify
 from zoo.models import ModelCache, load_model, precision_candidates
@@ -174,7 +174,7 @@ def test_json_answers_and_the_header_say_why(fresh, monkeypatch, zoo, zoo_file, 
 
     explorer = Explorer(zoo, "cpu")
     assert explorer.precision == "auto" and "measured per model when it loads" in explorer.precision_note
-    result = explorer.run(EXAMPLES / "chelsea.png", "resnet18")
+    result = explained(explorer, EXAMPLES / "chelsea.png", "resnet18")
     assert result.run.to_json()["precision"] == "bf16"
     assert explorer.precision == "bf16" and explorer.precision_note == "bf16: 1.7x faster than fp32 here, measured at load"
     from ui import build_app

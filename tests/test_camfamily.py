@@ -16,7 +16,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from conftest import EXAMPLES, hook_count, plain_model, run_cli
+from conftest import EXAMPLES, explained, hook_count, plain_model, run_cli
 from zoo import cancel
 from zoo.errors import ZooError
 from zoo.explain import METHODS, explain, takes_layer
@@ -24,6 +24,7 @@ from zoo.faithfulness import ROAD_PERCENTILES, faithfulness, road, road_cam, roa
 from zoo.inference import classify
 from zoo.models import load_model
 from zoo.render import heat_on_crop
+from zoo.features.classify import map_estimate
 
 # ours -> (pytorch-grad-cam class, target class, reads a stage)
 LIBRARY = {"hirescam": ("HiResCAM", "ClassifierOutputTarget", True),
@@ -189,12 +190,14 @@ def test_faithfulness_reports_road_beside_the_areas_and_can_be_stopped(r18, coff
 
 def test_ranking_sorts_by_road_and_the_estimate_counts_it(zoo, hosted):
     from zoo.faithfulness import STEPS
+    from zoo.features import rank
     from zoo.service import Explorer
 
     explorer = Explorer(zoo, "cpu", precision="fp32")
-    explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")  # times a forward, for the estimate
-    before = explorer.estimate(["resnet18"], "hirescam", faithfulness=False)
-    ranking = explorer.rank_methods(EXAMPLES / "chelsea.png", "resnet18", None, ["hirescam", "eigencam"])
+    explained(explorer, EXAMPLES / "chelsea.png", "resnet18", 5, "cam")  # times a forward, for the estimate
+    before = map_estimate(explorer, ["resnet18"], "hirescam", None, False)
+    ranking = rank.result(explorer, rank.Request.create(explorer, EXAMPLES / "chelsea.png", "resnet18", None,
+                                                        ["hirescam", "eigencam"]))
     by_road = ranking.sorted("road")
     combined = [r.faithfulness.road.combined for r in by_road]
     assert combined == sorted(combined, reverse=True)
@@ -203,7 +206,7 @@ def test_ranking_sorts_by_road_and_the_estimate_counts_it(zoo, hosted):
     assert out["methods"][0]["faithfulness"]["road"]["combined"] == combined[0]
     with pytest.raises(ZooError, match="'road'"):
         ranking.sorted("roads")
-    after = explorer.estimate(["resnet18"], "hirescam", faithfulness=True)
+    after = map_estimate(explorer, ["resnet18"], "hirescam", None, True)
     assert after.forwards == before.forwards + 2 * STEPS - 1 + road_forwards()
     # ROAD's imputation runs on the CPU, priced apart from the forwards
     assert after.seconds > before.seconds * after.forwards / before.forwards
@@ -250,14 +253,14 @@ def test_fullgrad_estimate_on_resnet152_is_its_real_work(zoo):
     from zoo.service import Explorer
 
     explorer = Explorer(zoo, "cpu", precision="fp32")
-    est = explorer.estimate(["resnet152"], "fullgrad")
-    assert est.seconds is None and est.forwards >= 60 and explorer.estimate(["resnet152"], "gradcam").forwards == 4
+    est = map_estimate(explorer, ["resnet152"], "fullgrad")
+    assert est.seconds is None and est.forwards >= 60 and map_estimate(explorer, ["resnet152"], "gradcam").forwards == 4
     seconds, _ = seconds_of(est.forwards, est.seconds)  # before any forward here: the gate's assumption
     assert seconds > 3 * Limits().quick_seconds  # no longer the quick lane (it was 3 forwards: 0.9 s)
     explorer.costs.timed(SimpleNamespace(model="resnet152", seconds=0.3))  # one forward timed here
-    assert explorer.estimate(["resnet152"], "fullgrad").seconds == pytest.approx(0.3 * est.forwards)
+    assert map_estimate(explorer, ["resnet152"], "fullgrad").seconds == pytest.approx(0.3 * est.forwards)
     # Compare on five depths: each depth's own map, priced by its own bias channels.
-    five = explorer.estimate([s.name for s in zoo.builtin_depths], "fullgrad")
+    five = map_estimate(explorer, [s.name for s in zoo.builtin_depths], "fullgrad")
     assert five.forwards == sum(1 + METHODS["fullgrad"].passes(model_params("fullgrad", s.arch, 224), 224)
                                 for s in zoo.builtin_depths) > 5 * 25
 

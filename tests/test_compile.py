@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, explained
 from zoo import autotune
 from zoo import compile_cache as cc
 from zoo import compiled as zc
@@ -111,7 +111,7 @@ def test_auto_falls_back_to_eager_with_the_reason(monkeypatch, zoo, hosted):
     monkeypatch.setenv("CXX", NO_COMPILER)
     explorer = Explorer(zoo, "cpu", precision="fp32", compile="auto")
     explorer.compile_in_background()  # nothing to do: no compiler
-    result = explorer.run(EXAMPLES / "chelsea.png", "resnet18")
+    result = explained(explorer, EXAMPLES / "chelsea.png", "resnet18")
     assert result.run.trunk == "eager" and result.to_json()["trunk"] == "eager"
     lm = explorer.cache.get(zoo.get("resnet18"))
     assert lm.compiled is None and NO_COMPILER in lm.compile_note
@@ -314,14 +314,14 @@ def test_background_compile_never_blocks_and_swaps(zoo, hosted, monkeypatch, tmp
     monkeypatch.setattr(autotune, "check_compiled", lambda *args, **kwargs: None)
     explorer = Explorer(zoo, "cpu", precision="auto", compile="auto")
     image = load_image(EXAMPLES / "chelsea.png")
-    first = explorer.run(image, "resnet18").run  # loads the model: eager, nothing compiling yet
+    first = explained(explorer, image, "resnet18").run  # loads the model: eager, nothing compiling yet
     assert first.trunk == "eager" and explorer.cache.compiling() == []
     explorer.compile_in_background()
     results: list[tuple[str, bool, np.ndarray]] = []
     lock = threading.Lock()
 
     def request() -> None:
-        run = explorer.run(image, "resnet18").run
+        run = explained(explorer, image, "resnet18").run
         still = bool(explorer.cache.compiling())  # compiling after this answer came back
         with lock:
             results.append((run.trunk, still, run.logits))
@@ -393,8 +393,8 @@ def test_cli_auto_takes_a_cached_graph_for_a_short_batch(r18, capsys, zoo_file):
 
 
 def test_result_header_says_which_path(r18):
-    from ui.format import result_markdown
-    from zoo.service import Result
+    from ui.views.classify import result_markdown
+    from zoo.features.classify import Result
 
     run = classify(r18, EXAMPLES / "chelsea.png")
     text = result_markdown(Result(run, explain(r18, run, "cam"), "cam", 0.1))

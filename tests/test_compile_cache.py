@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, explained
 from zoo import compile_cache as cc
 from zoo import compiled as zc
 from zoo.compiling import compile_model
@@ -131,7 +131,7 @@ def test_a_build_process_that_dies_leaves_the_model_eager(zoo, hosted, tmp_path,
     assert not explorer.cache.compile(lm, ["one"])
     assert lm.compiled is None and lm.graphs == ()
     assert lm.compile_note.startswith("eager: batch 1 failed (the build process") and note in lm.compile_note
-    assert explorer.run(EXAMPLES / "chelsea.png", "resnet18").run.trunk == "eager"  # and the answers go on
+    assert explained(explorer, EXAMPLES / "chelsea.png", "resnet18").run.trunk == "eager"  # and the answers go on
 
 
 def test_the_header_says_while_graphs_build_and_a_killed_build_is_noted(zoo, hosted, tmp_path, monkeypatch):
@@ -152,7 +152,7 @@ def test_the_header_says_while_graphs_build_and_a_killed_build_is_noted(zoo, hos
     (pid,) = processes_running(marker)
     line = compile_line(explorer)
     assert "compiling resnet18 in the background: answers use the eager path meanwhile" in line
-    assert explorer.run(EXAMPLES / "chelsea.png", "resnet18").run.trunk == "eager"
+    assert explained(explorer, EXAMPLES / "chelsea.png", "resnet18").run.trunk == "eager"
     os.kill(pid, 9)
     deadline = time.monotonic() + 60
     while not (pids := [p for p in processes_running(marker) if p != pid]) and time.monotonic() < deadline:
@@ -163,7 +163,7 @@ def test_the_header_says_while_graphs_build_and_a_killed_build_is_noted(zoo, hos
     lm = explorer.cache.get(zoo.get("resnet18"))
     assert lm.compiled is None and "batch 1 failed (the build process was killed by SIGKILL" in lm.compile_note
     assert "eager: resnet18 (eager: batch 1 failed" in compile_line(explorer)
-    assert explorer.run(EXAMPLES / "chelsea.png", "resnet18").run.trunk == "eager"
+    assert explained(explorer, EXAMPLES / "chelsea.png", "resnet18").run.trunk == "eager"
 
 
 @pytest.mark.browser

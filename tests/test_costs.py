@@ -15,6 +15,7 @@ import httpx
 
 from zoo.explain import (IG_STEPS, MAX_OCCLUSION_POSITIONS, METHODS, OCCLUSION_STRIDE, OCCLUSION_WINDOW,
                          PASS_COSTS, integrated_gradients, occlusion, occlusion_positions)
+from zoo.features.classify import map_estimate
 
 SLIDERS = {"occlusion-window": OCCLUSION_WINDOW, "occlusion-stride": OCCLUSION_STRIDE, "ig-steps": IG_STEPS}
 DEFAULT_POSITIONS = occlusion_positions(OCCLUSION_WINDOW.default, OCCLUSION_STRIDE.default, 224)
@@ -44,10 +45,10 @@ def test_the_api_and_the_cli_use_the_same_defaults():
     # What a call without parameters costs is what the defaults cost, everywhere.
     # The estimate the page shows, the ceiling checks and ZeroGPU sizes its slot by:
     explorer = Explorer(Zoo.load(None), "cpu")
-    assert METHODS["occlusion"].passes() == DEFAULT_POSITIONS + 1 == explorer.estimate(["resnet50"],
-                                                                                      "occlusion").forwards - 1
+    assert METHODS["occlusion"].passes() == DEFAULT_POSITIONS + 1 == map_estimate(explorer, ["resnet50"],
+                                                                                  "occlusion").forwards - 1
     assert METHODS["integrated-gradients"].passes() == IG_STEPS.default
-    assert explorer.estimate(["resnet50"], "integrated-gradients").forwards == 1 + 3 * IG_STEPS.default
+    assert map_estimate(explorer, ["resnet50"], "integrated-gradients").forwards == 1 + 3 * IG_STEPS.default
 
 
 def test_the_cost_texts_name_the_same_numbers(repo_root):
@@ -74,10 +75,10 @@ def test_the_estimate_at_the_defaults(zoo):
     from zoo.service import Explorer
 
     explorer = Explorer(zoo, "cpu")
-    est = explorer.estimate(["resnet18"], "occlusion")
+    est = map_estimate(explorer, ["resnet18"], "occlusion")
     assert est.passes == 1 + DEFAULT_POSITIONS + 1 and est.forwards == est.passes
-    est = explorer.estimate(["resnet18"], "integrated-gradients")
+    est = map_estimate(explorer, ["resnet18"], "integrated-gradients")
     assert est.passes == 1 + IG_STEPS.default and est.forwards == 1 + 3 * IG_STEPS.default
     # Score-CAM: one pass per channel of the stage it reads, on this model.
-    assert explorer.estimate(["resnet18"], "scorecam").passes == 1 + 512 + 2
-    assert explorer.estimate(["resnet50"], "scorecam", layer="layer2").passes == 1 + 512 + 2
+    assert map_estimate(explorer, ["resnet18"], "scorecam").passes == 1 + 512 + 2
+    assert map_estimate(explorer, ["resnet50"], "scorecam", {"layer": "layer2"}).passes == 1 + 512 + 2

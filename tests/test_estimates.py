@@ -7,7 +7,7 @@ import zipfile
 import pytest
 from PIL import Image
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, explained
 from ui import format as fmt
 from zoo.batch import BatchInputError
 from zoo.features import robustness
@@ -50,7 +50,7 @@ def test_depth_lab_estimate_counts_its_passes(explorer):
 
 
 def test_depth_lab_estimate_rests_on_forwards_timed_here(explorer):
-    run = explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
+    run = explained(explorer, EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
     est = lab(explorer, ["resnet18"])
     assert est.seconds == pytest.approx(3 * run.run.seconds) and "resnet18's forward measured here" in est.basis
     assert "Estimated time on cpu" in fmt.estimate_markdown(est, "cpu")
@@ -67,7 +67,7 @@ def test_batch_estimate_counts_images_and_models(explorer, tmp_path):
     # Four images, two models, nothing timed yet; decoding four small files: well under a forward's worth.
     assert est.forwards == 4 * 2 and est.seconds is None
     assert explorer.batch_estimate([single]).forwards == 5  # no models named: every depth
-    run = explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
+    run = explained(explorer, EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
     decode = 3 * decode_seconds("PNG", 451 * 300)
     assert explorer.batch_estimate([photos], ["resnet18"]).seconds == pytest.approx(3 * run.run.seconds + decode)
     # What the run would refuse is said before it runs.
@@ -81,12 +81,14 @@ def test_method_ranking_estimate_counts_maps_and_scores(explorer):
     # The deletion and insertion curves, 39 forwards per map (zoo.faithfulness.STEPS = 20), then ROAD's.
     score = 2 * 20 - 1 + road_forwards()
     # CAM is free, Grad-CAM is a forward and a backward (three forwards' worth); one classification in all.
-    est = explorer.rank_estimate("resnet18", ["cam", "gradcam"])
+    from zoo.features.rank import rank_estimate
+
+    est = rank_estimate(explorer, "resnet18", ["cam", "gradcam"])
     assert est.forwards == 1 + (0 + score) + (3 + score) and est.seconds is None
     # Score-CAM: one forward per channel of layer4 (512 on ResNet-18, 2048 on ResNet-50), plus two.
-    assert explorer.rank_estimate("resnet18", ["scorecam"]).forwards == 1 + 514 + score
-    assert explorer.rank_estimate("resnet50", ["scorecam"]).forwards == 1 + 2050 + score
-    assert explorer.rank_estimate("resnet18").forwards > est.forwards  # no methods named: the cheap eight
+    assert rank_estimate(explorer, "resnet18", ["scorecam"]).forwards == 1 + 514 + score
+    assert rank_estimate(explorer, "resnet50", ["scorecam"]).forwards == 1 + 2050 + score
+    assert rank_estimate(explorer, "resnet18").forwards > est.forwards  # no methods named: the cheap eight
 
 
 # --- issue 29 item 4: priced by the inputs' real count and pixels -----------------------------
@@ -115,7 +117,7 @@ def test_decoding_is_priced_by_the_pixels_in_the_headers_without_decoding(explor
     # Ten 24 MP PNGs: 240 MP at the lossless price, in the gate's forward equivalents (0.3 s each).
     assert heavy.forwards == 10 + round(10 * 24e6 * DECODE_NS_OTHER * 1e-9 / 0.3) and light.forwards == 10
     monkeypatch.undo()
-    explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
+    explained(explorer, EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
     heavy, light = (explorer.batch_estimate([z], ["resnet18"]) for z in (many_big, many_small))
     assert heavy.seconds - light.seconds == pytest.approx(10 * (24e6 - 24e4) * DECODE_NS_OTHER * 1e-9)
     assert "decoding the images priced by their pixels" in heavy.basis

@@ -16,13 +16,14 @@ from rest import result
 
 @pytest.fixture
 def model_runs(app, monkeypatch) -> list[str]:
-    """Every Explorer.run / compare feature run the app makes during the test, by image name."""
+    """Every classification and compare feature run the app makes during the test, by image name."""
+    from zoo.features import classify as fclassify
     from zoo.features import compare as fcompare
 
     _, explorer = app
     calls: list[str] = []
-    run, compare = explorer.run, fcompare.run
-    monkeypatch.setattr(explorer, "run", lambda image, *a, **k: calls.append(str(image)) or run(image, *a, **k))
+    run, compare = fclassify.run, fcompare.run
+    monkeypatch.setattr(fclassify, "run", lambda rt, req, *a, **k: calls.append(str(req.image)) or run(rt, req, *a, **k))
     monkeypatch.setattr(fcompare, "run",
                         lambda rt, req, *a, **k: calls.append(str(req.image)) or compare(rt, req, *a, **k))
     return calls

@@ -191,14 +191,16 @@ def test_a_first_use_says_what_it_does_before_the_download(zoo, hub, cold_cache,
 
     explorer = Explorer(zoo, "cpu", precision="fp32")
     estimating, estimate_free = threading.Event(), threading.Event()
-    estimate = explorer.estimate
+    from zoo.features import classify as feature
+
+    estimate = feature.estimate
 
     def held_estimate(*args, **kwargs):
         estimating.set()
         estimate_free.wait(120)
         return estimate(*args, **kwargs)
 
-    monkeypatch.setattr(explorer, "estimate", held_estimate)
+    monkeypatch.setattr(feature, "estimate", held_estimate)
     demo = build_app(explorer)
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,

@@ -88,8 +88,8 @@ def test_cli_explain_prints_the_note_and_json_carries_it(zero_case, zoo_file):
 def test_app_info_text_and_api_json_carry_the_note(zero_case, app, client):
     from gradio_client import handle_file
 
-    from ui.format import result_markdown
-    from zoo.service import Result
+    from ui.views.classify import result_markdown
+    from zoo.features.classify import Result
 
     lm, run, c = zero_case
     ex = explain(lm, run, "gradcam", c)

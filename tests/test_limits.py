@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, explained
 from rest import call, upload
 from zoo import cancel
 from zoo.limits import Gate, LimitError, Limits, UploadBudget
@@ -93,7 +93,7 @@ def test_the_deadline_stops_a_run_between_blocks(served):
     explorer = served[1].rde_context.explorer
     token = cancel.Token(deadline_s=0.3)
     with cancel.running(token), pytest.raises(cancel.Cancelled, match="passed its time limit"):
-        explorer.run(IMAGE, "resnet18", method="scorecam")
+        explained(explorer, IMAGE, "resnet18", method="scorecam")
     assert token.reason == "deadline"
 
 
@@ -110,12 +110,12 @@ def test_a_cancelled_token_stops_captum_and_torchcam_inside_their_forwards(serve
     handle = lm.module.layer2.register_forward_pre_hook(stop_in_the_middle)
     try:
         with cancel.running(token), pytest.raises(cancel.Cancelled):
-            explorer.run(IMAGE, "resnet18", method="integrated-gradients")
+            explained(explorer, IMAGE, "resnet18", method="integrated-gradients")
     finally:
         handle.remove()
     assert len(seen) == 1  # Captum's forward went no further than the next block
     assert not lm.module.layer2[0]._forward_pre_hooks  # the checks were removed with the explanation
-    explorer.run(IMAGE, "resnet18", method="gradcam")  # and the model still works for everyone
+    explained(explorer, IMAGE, "resnet18", method="gradcam")  # and the model still works for everyone
 
 
 # --- the app, as a visitor calls it -------------------------------------------------------
@@ -322,7 +322,7 @@ def test_a_request_waiting_for_the_model_stops_waiting(served):
     def queued() -> None:
         try:
             with cancel.running(token):
-                explorer.run(IMAGE, "resnet18", method="gradcam")
+                explained(explorer, IMAGE, "resnet18", method="gradcam")
             outcome.append("finished")
         except cancel.Cancelled:
             outcome.append("stopped")

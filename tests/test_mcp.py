@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, run_cli
 from rest import result, upload
 
 CEILING_S = 5.0
@@ -100,6 +100,35 @@ def test_classify_answers_as_the_http_endpoint(mcp_app):
     assert details["target"] == rest["target"] and details["model"] == "resnet18"
     labels = json.loads(texts(res)[0])  # the top-k as gradio's Label gives it
     assert labels["label"] == rest["predictions"][0]["label"]
+
+
+def timeless(obj: Any) -> Any:
+    """A feature's JSON without its timings, floats to 5 places (the command line runs in another process)."""
+    if isinstance(obj, dict):
+        return {k: timeless(v) for k, v in obj.items() if k != "seconds"}
+    if isinstance(obj, list):
+        return [timeless(v) for v in obj]
+    return round(obj, 5) if isinstance(obj, float) else obj
+
+
+@pytest.mark.parametrize("tool, args, command", [
+    ("classify", {"top_k": 5, "method": "cam", "target": ""}, ["classify", "--top", "5"]),
+    ("explain", {"method": "gradcam", "layer": "layer3", "target": "espresso"},
+     ["explain", "--method", "gradcam", "--layer", "layer3", "--target", "espresso"]),
+])
+def test_the_cli_the_endpoint_and_the_tool_give_one_json(mcp_app, zoo_file, tool, args, command):
+    """Issue 32: ``python -m zoo <command> --json``, the endpoint's JSON output and the MCP tool's text are
+    one object for one request (``zoo.features.classify``'s ``Result.to_json``), timings aside."""
+    url, mcp_url = mcp_app
+    photo = EXAMPLES / "coffee.png"
+    res = session_run(mcp_url, lambda s: s.call_tool(tool, {"image": data_url(photo), "model": "resnet18", **args}))
+    assert not res.isError, texts(res)
+    rest = result(url, tool, [upload(url, photo), "resnet18", *args.values()])[-1]
+    r = run_cli(*command, str(photo), "--model", "resnet18", "--zoo", str(zoo_file), "--precision", "fp32", "--json")
+    assert r.returncode == 0, r.stderr
+    cli = json.loads(r.stdout)
+    assert timeless(json.loads(texts(res)[-1])) == timeless(rest) == timeless(cli)
+    assert cli["model"] == "resnet18" and ("layer" in cli) == (tool == "explain")
 
 
 def test_robustness_live_answers_as_the_http_endpoint(mcp_app):

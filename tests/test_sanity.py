@@ -286,13 +286,19 @@ def test_every_stage_equals_one_map_per_stage(spec, image, hosted, method):
 
 
 def test_every_stage_refuses_cam_and_input_methods(zoo, image, hosted):
+    from zoo.features import classify
+
     explorer = Explorer(zoo, "cpu", precision="fp32")
     with pytest.raises(LayerError, match="exact only on layer4"):
-        explorer.every_stage(image, "resnet18", "cam")
+        classify.Request.create(explorer, image, "resnet18", method="cam", every_stage=True)
     with pytest.raises(LayerError, match="input pixels"):
-        explorer.every_stage(image, "resnet18", "saliency")
-    assert explorer.every_stage_estimate("resnet18", "gradcam").forwards == 1 + 3
-    assert explorer.every_stage_estimate("resnet18", "gradcampp").forwards == 1 + 4 * 3
+        classify.Request.create(explorer, image, "resnet18", method="saliency", every_stage=True)
+    assert classify.every_stage_estimate(explorer, "resnet18", "gradcam").forwards == 1 + 3
+    assert classify.estimate(explorer, classify.Request.create(explorer, None, "resnet18", method="gradcampp",
+                                                               every_stage=True)).forwards == 1 + 4 * 3
+    stages = classify.result(explorer, classify.Request.create(explorer, image, "resnet18", method="layercam",
+                                                               every_stage=True))
+    assert [ex.layer for ex in stages.explanations] == list(STAGES) and stages.passes == 3
 
 
 # --- command line ----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, explained
 from ui import format as fmt
 from zoo.errors import ZooError
 from zoo.explain import METHODS
@@ -14,6 +14,7 @@ from zoo.features import compare
 from zoo.features.compare import consensus
 from zoo.service import Explorer
 from zoo.stats import model_stats
+from zoo.features.classify import map_estimate
 
 
 @pytest.fixture
@@ -22,29 +23,29 @@ def explorer(zoo):
 
 
 def test_an_estimate_counts_passes_before_any_model_ran(explorer):
-    est = explorer.estimate(["resnet50"], "cam")
+    est = map_estimate(explorer, ["resnet50"], "cam")
     assert est.forwards == 1 and est.seconds is None  # CAM reuses the classification's forward
     # Grad-CAM: one forward and one backward (counted as two forwards) after the classification.
-    assert explorer.estimate(["resnet50"], "gradcam").forwards == 1 + 3
+    assert map_estimate(explorer, ["resnet50"], "gradcam").forwards == 1 + 3
     # Occlusion 56/28 px: 7 x 7 positions and the unoccluded image, no backward.
-    assert explorer.estimate(["resnet50"], "occlusion", window=56, stride=28).forwards == 1 + 49 + 1
+    assert map_estimate(explorer, ["resnet50"], "occlusion", {"window": 56, "stride": 28}).forwards == 1 + 49 + 1
     # Scoring the map adds the deletion and insertion curves' forwards and ROAD's; five depths add up.
-    assert explorer.estimate(["resnet50"], "cam", True).forwards == 1 + 2 * STEPS - 1 + road_forwards()
-    assert explorer.estimate(explorer.zoo.names[:5], "cam").forwards == 5
+    assert map_estimate(explorer, ["resnet50"], "cam", None, True).forwards == 1 + 2 * STEPS - 1 + road_forwards()
+    assert map_estimate(explorer, explorer.zoo.names[:5], "cam").forwards == 5
     assert METHODS["integrated-gradients"].forwards({"steps": 16}) == 16 * 3
     with pytest.raises(ZooError, match="positions"):  # what the server would refuse is said before running
-        explorer.estimate(["resnet50"], "occlusion", window=8, stride=4)
+        map_estimate(explorer, ["resnet50"], "occlusion", {"window": 8, "stride": 4})
 
 
 def test_an_estimate_rests_on_forwards_timed_here(explorer):
-    run = explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
+    run = explained(explorer, EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
     one = run.run.seconds
-    est = explorer.estimate(["resnet18"], "gradcam")
+    est = map_estimate(explorer, ["resnet18"], "gradcam")
     # The classification, then one Grad-CAM pass at its measured multiple of a forward.
     assert est.seconds == pytest.approx((1 + METHODS["gradcam"].pass_cost) * one)
     assert "resnet18's forward measured here" in est.basis
     # A model not run yet: the timed one's forward, scaled by multiply-adds.
-    scaled = explorer.estimate(["resnet50"], "cam")
+    scaled = map_estimate(explorer, ["resnet50"], "cam")
     ratio = model_stats("resnet50").macs / model_stats("resnet18").macs
     assert scaled.seconds == pytest.approx(one * ratio) and "scaled by multiply-adds" in scaled.basis
     text = fmt.estimate_markdown(scaled, "cpu")
@@ -69,7 +70,7 @@ def test_compare_says_how_its_class_was_chosen(explorer):
 
 def test_timing_every_model_is_estimated_too(explorer):
     assert explorer.costs.latency_estimate(224).seconds is None
-    explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
+    explained(explorer, EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
     at224, at448 = explorer.costs.latency_estimate(224), explorer.costs.latency_estimate(448)
     assert at224.forwards == 13 * len(explorer.zoo.names)  # 3 warm-up and 10 timed forwards per model
     per_model = [explorer.costs.forward_seconds(n)[0] for n in explorer.zoo.names]
@@ -101,9 +102,9 @@ def test_an_estimate_counts_every_image_the_network_sees(explorer, monkeypatch):
     try:
         for method, params in COUNTED + [("scorecam", {"layer": "layer1"})]:
             for score in (False, True) if method == "gradcam" else (False,):
-                est = explorer.estimate(["resnet18"], method, score, **params)
+                est = map_estimate(explorer, ["resnet18"], method, params, score)
                 seen.clear()
-                explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, method, faithfulness=score, **params)
+                explained(explorer, EXAMPLES / "chelsea.png", "resnet18", 5, method, faithfulness=score, params=params)
                 assert sum(seen) == est.passes, (method, score, seen)
                 assert est.passes == 1 + METHODS[method].passes(
                     {**params, "channels": 64}, 224) + (2 * STEPS - 1 + road_forwards() if score else 0)
@@ -115,14 +116,14 @@ def test_an_estimate_follows_what_the_methods_took_here(explorer):
     """Before a method ran here: its table cost times the measured forward, corrected by how far the
     methods that did run were from the table. After: its own passes' time, so the estimate of the
     same request is what that request took (no wall clock asserted: both come from the same timings)."""
-    explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
+    explained(explorer, EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
     one = explorer.costs.forward_seconds("resnet18")[0]
     params = {"steps": 8}
-    before = explorer.estimate(["resnet18"], "integrated-gradients", **params)
+    before = map_estimate(explorer, ["resnet18"], "integrated-gradients", params)
     assert before.seconds == pytest.approx(one * (1 + 8 * METHODS["integrated-gradients"].pass_cost))
-    result = explorer.run(EXAMPLES / "chelsea.png", "resnet18", 5, "integrated-gradients", **params)
+    result = explained(explorer, EXAMPLES / "chelsea.png", "resnet18", 5, "integrated-gradients", params=params)
     took = explorer.costs.forward_seconds("resnet18")[0] + result.explanation.seconds
-    after = explorer.estimate(["resnet18"], "integrated-gradients", **params)
+    after = map_estimate(explorer, ["resnet18"], "integrated-gradients", params)
     assert after.seconds == pytest.approx(took) and "the map's passes as timed here" in after.basis
     # Twice the steps: twice the map's time; another depth: scaled by multiply-adds.
     assert explorer.costs.pass_seconds("integrated-gradients", "resnet18", one) == pytest.approx(

@@ -25,6 +25,7 @@ import pytest
 from conftest import EXAMPLES, commit_for
 from rest import result, upload
 from ui import spaces
+from zoo.features.classify import map_estimate
 
 FAKE_SPACES = Path(__file__).resolve().parent / "fake_spaces"
 SPACE_VARS = ("SPACE_ID", "SPACES_ZERO_GPU", "ZOO_CACHE_EXAMPLES")
@@ -67,10 +68,10 @@ def _estimates():
     def cost(image, model, top_k, method, target, progress=None, window=32, stride=16, steps=32):
         params = {"window": window, "stride": stride} if method == "occlusion" else (
             {"steps": steps} if method == "integrated-gradients" else {})
-        return explorer.estimate([model], method, **params)
+        return map_estimate(explorer, [model], method, params)
 
     def cost_many(image, models, method, target, progress=None):
-        return explorer.estimate(models or [s.name for s in explorer.zoo.builtin_depths], method)
+        return map_estimate(explorer, models or [s.name for s in explorer.zoo.builtin_depths], method)
 
     return cost, cost_many
 

@@ -22,7 +22,8 @@ from zoo.explain import METHODS, value_unit
 from zoo.models import imagenet_labels
 from zoo.registry import Zoo
 from zoo.render import Scale, overlay_crop, overlay_image, raw_figure, save_jpeg, save_png
-from zoo.service import Explorer, Result
+from zoo.features.classify import Result
+from zoo.service import Explorer
 
 from .errors import Upload, user_errors  # noqa: F401  (tabs import them from here)
 from .guard import Guard, runs_no_model, show_progress

@@ -8,41 +8,8 @@ from zoo.explain import METHODS, STAGES, stage_channels
 from zoo.faithfulness import Faithfulness
 from zoo.limits import Limits, duration_text, seconds_of
 from zoo.registry import ModelSpec
-from zoo.service import Estimate, Ranked, Ranking, Result
+from zoo.costs import Estimate
 from zoo.batch import BatchResult, Mattered
-
-
-def label_dict(result: Result) -> dict[str, float]:
-    """Top-k for ``gr.Label``; ImageNet repeats a few names, so repeats get their index."""
-    out: dict[str, float] = {}
-    for p in result.run.predictions:
-        key = p.label if p.label not in out else f"{p.label} (class {p.index})"
-        out[key] = p.prob
-    return out
-
-
-def result_markdown(result: Result, load_note: str = "") -> str:
-    t = result.explanation.target
-    m = METHODS[result.method]
-    lines = [
-        f"**{result.run.model}** on `{result.run.device}` ({result.run.precision}, {result.run.trunk} trunk) · "
-        f"{result.seconds * 1000:.0f} ms "
-        f"(classify {result.run.seconds * 1000:.0f} ms, {m.label} {result.explanation.seconds * 1000:.0f} ms"
-        + (f", scoring {result.faithfulness.seconds * 1000:.0f} ms" if result.faithfulness else "")
-        + (f", ROAD {result.faithfulness.road.seconds * 1000:.0f} ms"  # ROAD's share was missing from the parts
-           if result.faithfulness and result.faithfulness.road else "") + ")",
-        f"Map for **{t.label}** (class {t.index}, p = {t.prob:.3f}) · raw map {result.explanation.raw.shape[0]}"
-        f"×{result.explanation.raw.shape[1]}"
-        + (f" from {result.explanation.layer}" if result.explanation.layer else "") + f" · cost: {m.cost}",
-    ]
-    if m.signed:
-        lines.append("Signed map: positive values support the class, negative values count against it. Drawn "
-                     "in a diverging colormap centred on 0 (red: for, blue: against), whichever colormap is picked.")
-    lines += [f"Note: {n}." for n in result.run.notes]
-    lines += [f"**Note:** {n}" for n in result.explanation.notes]  # e.g. an all-zero map, and why
-    if load_note:
-        lines.append(load_note)
-    return "\n\n".join(lines)
 
 
 def duration(seconds: float) -> str:
@@ -128,43 +95,6 @@ def method_choice(name: str, spec: ModelSpec | None = None, layer: str = STAGES[
     return f"{m.label} — {m.cost}", name
 
 
-RANK_COLUMN_WIDTHS = [56, 150, 150, 160, 110, 70, 90]  # 786 px: the box is 798 px wide at 1400 px
-
-
-def rank_caption(place: int, r: Ranked) -> str:
-    f = r.faithfulness
-    # Short: a thumbnail shows ~40 characters; the table beside it has the full labels.
-    return (f"{place}. {r.method}: deletion {f.deletion_auc:.3f}, insertion {f.insertion_auc:.3f}, "
-            f"ROAD {road_text(f)} ({r.explanation.seconds:.1f} s + {scoring_seconds(f):.1f} s scoring)")
-
-
-def scoring_seconds(f: Faithfulness) -> float:
-    return f.seconds + (f.road.seconds if f.road else 0.0)
-
-
-def rank_table(entries: list[Ranked]) -> list[list[Any]]:
-    return [[i + 1, METHODS[r.method].label, f"{r.faithfulness.deletion_auc:.3f}",
-             f"{r.faithfulness.insertion_auc:.3f}", road_text(r.faithfulness), f"{r.explanation.seconds:.2f}",
-             f"{scoring_seconds(r.faithfulness):.2f}"]
-            for i, r in enumerate(entries)]
-
-
-RANK_HEADERS = ["rank", "method", "deletion AUC (lower is better)", "insertion AUC (higher is better)",
-                "ROAD (higher is better)", "map s", "scoring s"]
-
-
-def ranking_markdown(ranking: Ranking, total: int, by: str) -> str:
-    t = ranking.target
-    done = len(ranking.entries)
-    head = (f"**{ranking.run.model}** · maps for **{t.label}** (class {t.index}, p = {t.prob:.3f}) · "
-            f"{done} of {total} methods scored")
-    key = {"deletion": "deletion AUC, lowest first (the class falls fastest when the map's top pixels are removed)",
-           "insertion": "insertion AUC, highest first (the class returns fastest when the map's top pixels are "
-                        "restored)",
-           "road": "ROAD, highest first (imputing the map's top pixels hurts the class most, its bottom pixels "
-                   "least)"}[by]
-    return (f"{head} · sorted by {key}. Each score costs about 50 forwards and ROAD's imputation.\n\n"
-            f"{SCORES_DISAGREE}")
 # --- Batch tab -----------------------------------------------------------------------------
 
 BATCH_MODEL_HEADERS = ["model", "top-1", "top-5", "mean confidence", "images/s"]

@@ -72,7 +72,7 @@ Args:
     {TARGET}
 
 Returns:
-    the map over the model's 224x224 crop; the raw map with a colour bar and its unit; and a JSON object as classify's, plus the layer used.
+    the map over the model's 224x224 crop; the raw map with a colour bar and its unit; and a JSON object as classify's, plus the layer used and faithfulness (null: this tool does not score the map).
 """,
     "compare": f"""Classify one image with all five depths (ResNet-18, 34, 50, 101, 152) and compare where each looked, with CAM maps for the class most depths agree on, on a shared colour scale.
 

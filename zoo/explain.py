@@ -12,57 +12,35 @@ block, which DeepLift's per-module bookkeeping cannot handle.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import inspect
-import math
 import time
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-from torch import nn
 
-from .cancel import check, holding
-from .errors import UnknownMethodError, ZooError
+from .cancel import check
+from .errors import UnknownMethodError
 from .inference import Classification, Prediction, resolve_target
 from .models import LoadedModel
-from .registry import Architecture
+# The runners and the rules of their settings live in zoo.attribution; their names stay
+# importable from here, where the method table is.
+from .attribution.cam_family import (ablationcam, eigencam, fullgrad, gradcam_elementwise, gradcampp,  # noqa: F401
+                                     hirescam, layercam, scorecam, shapleycam, smoothgradcampp, xgradcam)
+from .attribution.captum_maps import (_HOOK_DICTS, cam, cancellable, edges, gradcam, guided_gradcam,  # noqa: F401
+                                      hooks_restored, integrated_gradients, occlusion, saliency)
+from .attribution.rules import (FULLGRAD_MACS_PER_CHANNEL, IG_DEFAULTS, IG_STEPS, MAX_ABLATION_BATCH,  # noqa: F401
+                                MAX_IG_STEPS, MAX_OCCLUSION_POSITIONS, MIN_IG_STEPS, OCCLUSION_DEFAULTS,
+                                OCCLUSION_STRIDE, OCCLUSION_WINDOW, STAGES, LayerError, Setting, _occlusion_cost,
+                                ablation_batch, bias_channels, check_cam_layer, fullgrad_passes, ig_steps,
+                                model_params, occlusion_positions, occlusion_window, stage_channels, stage_name)
 
 MethodFn = Callable[..., np.ndarray]
 PassesFn = Callable[[Mapping[str, Any], int], int]
 
-@dataclass(frozen=True)
-class Setting:
-    """One whole-number parameter of a method: the single source of its range, default and step.
-
-    The page's slider, the CLI's option, the API's default and the checks below all read
-    it, so no two of them can disagree.
-    """
-
-    name: str
-    low: int
-    high: int
-    default: int
-    step: int = 1
-
-
-# The defaults answer in seconds on a 2-core CPU. What one request may cost is enforced
-# here, not only by the page's sliders: anyone can call the API with any parameters.
-# Occlusion runs one forward per window position, ((224 - window) / stride + 1)^2: 49 at
-# the defaults (window 56, stride 28), at most MAX_OCCLUSION_POSITIONS; the sliders offer
-# windows and strides within these ranges, and a pair over the limit is refused.
-OCCLUSION_WINDOW = Setting("window", 16, 112, 56, 8)
-OCCLUSION_STRIDE = Setting("stride", 8, 112, 28, 4)
-MAX_OCCLUSION_POSITIONS = 400
-# Integrated Gradients runs `steps` forwards and backwards, within this range everywhere.
-IG_STEPS = Setting("steps", 4, 64, 16, 4)
-MIN_IG_STEPS, MAX_IG_STEPS = IG_STEPS.low, IG_STEPS.high
-OCCLUSION_DEFAULTS: Mapping[str, int] = MappingProxyType({"window": OCCLUSION_WINDOW.default,
-                                                          "stride": OCCLUSION_STRIDE.default})
-IG_DEFAULTS: Mapping[str, int] = MappingProxyType({"steps": IG_STEPS.default})
+# The settings with a slider and a CLI option, per method (ranges and defaults: zoo.attribution.rules).
 SETTINGS: Mapping[str, tuple[Setting, ...]] = MappingProxyType({
     "occlusion": (OCCLUSION_WINDOW, OCCLUSION_STRIDE), "integrated-gradients": (IG_STEPS,)})
 
@@ -109,308 +87,12 @@ class Explanation:
     layer: str | None = None  # the stage the map was read from; None for input-gradient methods
 
 
-# --- stages: the layer a map is read from -----------------------------------------------
-
-STAGES = ("layer1", "layer2", "layer3", "layer4")
-
-
-class LayerError(ZooError):
-    """A layer that is not one of the four stages, or one a method cannot use."""
-
-
-def stage_name(layer: str | None, default: str = "layer4") -> str:
-    """``layer`` checked against the four stages; None or blank means ``default``."""
-    if layer is None or not str(layer).strip():
-        return default
-    name = str(layer).strip().lower()
-    if name not in STAGES:
-        raise LayerError(f"Unknown layer {layer!r}; choose one of {', '.join(STAGES)} (the four stages of a "
-                         "ResNet; layer4 is the last).")
-    return name
-
-
-def check_cam_layer(cam_layer: str, layer: str | None) -> None:
-    """CAM is defined by fc's weights, which apply to the last stage's channels only."""
-    name = stage_name(layer, cam_layer)
-    if name != cam_layer:
-        raise LayerError(
-            f"CAM is exact only on {cam_layer}, the last stage: its output feeds global average pooling and fc, "
-            f"so fc's weights score its channels and no other stage's. For {name}, use Grad-CAM, Grad-CAM++, "
-            "XGrad-CAM, Layer-CAM or Score-CAM, which take any stage.")
-
-
-def stage_channels(arch: Architecture, layer: str | None) -> int:
-    """Channels of a stage's output: 64, 128, 256, 512, times 4 for bottleneck blocks."""
-    i = STAGES.index(stage_name(layer))
-    return 64 * 2 ** i * (4 if arch.block == "bottleneck" else 1)
-
 
 def takes_layer(method: str) -> bool:
     """True when ``method`` reads a stage and accepts ``layer=``."""
     return "layer" in inspect.signature(get_method(method).fn).parameters
 
 
-# --- the hook-free method -------------------------------------------------------------
-
-def cam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
-    """Class activation map (Zhou et al. 2016): sum_k w_ck f_k(x, y).
-
-    Exact for a network that ends in global average pooling and one linear layer: the
-    spatial mean of this map plus the fc bias is the class logit. Only the last stage
-    feeds that pooling, so ``layer`` may only name it.
-    """
-    check_cam_layer(model.spec.cam_layer, layer)
-    w = model.module.fc.weight[target].detach().float().cpu().numpy()
-    return np.einsum("k,khw->hw", w, run.features).astype(np.float32)
-
-
-# --- Captum methods -------------------------------------------------------------------
-
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-               "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
-
-
-@contextlib.contextmanager
-def hooks_restored(module: nn.Module) -> Iterator[nn.Module]:
-    """Run a block that may add hooks; afterwards every module's hooks are as before.
-
-    Captum removes its hooks itself when all goes well; this also covers an exception
-    raised half-way, and restores train/eval mode and ``requires_grad``.
-    """
-    saved = [(m, {d: dict(getattr(m, d)) for d in _HOOK_DICTS if hasattr(m, d)}) for m in module.modules()]
-    training = module.training
-    grads = [p.requires_grad for p in module.parameters()]
-    try:
-        yield module
-    finally:
-        for m, dicts in saved:
-            for d, hooks in dicts.items():
-                current = getattr(m, d)
-                current.clear()
-                current.update(hooks)
-        module.train(training)
-        for p, g in zip(module.parameters(), grads):
-            p.requires_grad_(g)
-
-
-@contextlib.contextmanager
-def _captum_session(model: LoadedModel, run: Classification) -> Iterator[torch.Tensor]:
-    """The model's lock, restored hooks, gradients on, and a fresh input tensor.
-
-    Attributions run in fp32 whatever precision classification uses: gradients in bf16
-    or fp16 are too coarse for maps one is asked to trust.
-    """
-    with holding(model.lock), hooks_restored(model.module), torch.enable_grad():
-        cancellable(model.module)
-        yield model.to_input(run.input.clone()).requires_grad_(True)
-
-
-def cancellable(module: nn.Module) -> None:
-    """Check the request's cancellation token before the stem and each residual block.
-
-    Captum and TorchCAM call ``module(x)`` themselves (Score-CAM hundreds of times), so
-    our own walker's checks never run there; these pre-hooks make a Stop end such a run
-    within one block too. Call it inside ``hooks_restored``, which removes them.
-    """
-    def hook(_module: nn.Module, _args: Any) -> None:
-        check()
-
-    module.register_forward_pre_hook(hook)
-    for name, child in module.named_modules():
-        if name.count(".") == 1 and name.startswith("layer"):  # layerS.j: each residual block
-            child.register_forward_pre_hook(hook)
-
-
-def _to_map(attr: torch.Tensor, reduce: str) -> np.ndarray:
-    """(1, C, H, W) attributions -> (H, W): 'sum', 'abs' (sum of |.|) or 'mean' over C."""
-    a = attr.detach().float()[0]
-    if reduce == "abs":
-        a = a.abs().sum(0)
-    elif reduce == "mean":
-        a = a.mean(0)
-    else:
-        a = a.sum(0)
-    return a.cpu().numpy().astype(np.float32)
-
-
-def gradcam(model: LoadedModel, run: Classification, target: int, relu: bool = True,
-            layer: str | None = None) -> np.ndarray:
-    from captum.attr import LayerGradCam
-
-    name = stage_name(layer, model.spec.cam_layer)
-    with _captum_session(model, run) as x:
-        stage = model.module.get_submodule(name)
-        attr = LayerGradCam(model.module, stage).attribute(x, target=target, relu_attributions=relu)
-    return attr.detach().float()[0, 0].cpu().numpy().astype(np.float32)
-
-
-def guided_gradcam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
-    from captum.attr import GuidedGradCam
-
-    name = stage_name(layer, model.spec.cam_layer)
-    with _captum_session(model, run) as x:
-        stage = model.module.get_submodule(name)
-        attr = GuidedGradCam(model.module, stage).attribute(x, target=target)
-    return _to_map(attr, "abs")
-
-
-def _whole(params: Mapping[str, Any], key: str, default: int) -> int:
-    """An integer parameter (a slider may send 32.0); anything else is the caller's mistake."""
-    v = params.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or isinstance(v, float) and not v.is_integer():
-        raise ZooError(f"Parameter '{key}' must be a whole number, got {v!r}.")
-    return int(v)
-
-
-def ig_steps(params: Mapping[str, Any]) -> int:
-    """The validated ``steps`` of Integrated Gradients."""
-    steps = _whole(params, "steps", IG_STEPS.default)
-    if not IG_STEPS.low <= steps <= IG_STEPS.high:
-        raise ZooError(f"Integrated Gradients takes between {IG_STEPS.low} and {IG_STEPS.high} steps, got {steps}. "
-                       f"Choose a number in that range (the default is {IG_STEPS.default}).")
-    return steps
-
-
-def occlusion_positions(window: int, stride: int, size: int) -> int:
-    """Window positions (one forward each) of a square window sliding over a square crop."""
-    per_side = (size - window) // stride + 1
-    return per_side * per_side
-
-
-def occlusion_window(params: Mapping[str, Any], size: int) -> tuple[int, int]:
-    """The validated (window, stride) of Occlusion on a ``size`` crop, within the pass limit."""
-    window = _whole(params, "window", OCCLUSION_DEFAULTS["window"])
-    stride = _whole(params, "stride", OCCLUSION_DEFAULTS["stride"])
-    if not (1 <= stride <= window <= size):
-        raise ZooError(f"Occlusion needs 1 <= stride <= window <= {size}; got window {window}, stride {stride}.")
-    n = occlusion_positions(window, stride, size)
-    if n > MAX_OCCLUSION_POSITIONS:
-        side = int(MAX_OCCLUSION_POSITIONS ** 0.5)
-
-        def least(w: int) -> int:  # the smallest stride that keeps a w px window within the limit
-            return (size - w) // side + 1
-
-        if least(window) <= window:
-            hint = f"use a stride of at least {least(window)} for a {window} px window"
-        else:
-            w = next(w for w in range(window, size + 1) if least(w) <= w)
-            hint = f"use a window and a stride of at least {w} px"
-        raise ZooError(f"Occlusion with window {window} and stride {stride} would occlude {n} window positions, "
-                       f"one forward pass each; the limit is {MAX_OCCLUSION_POSITIONS}. To stay within it, {hint}.")
-    return window, stride
-
-
-def integrated_gradients(model: LoadedModel, run: Classification, target: int, steps: int = IG_DEFAULTS["steps"],
-                         batch: int = 8) -> np.ndarray:
-    from captum.attr import IntegratedGradients
-
-    steps = ig_steps({"steps": steps})
-    with _captum_session(model, run) as x:
-        # internal_batch_size bounds memory: at most `batch` interpolated images at once.
-        attr = IntegratedGradients(model.module).attribute(
-            x, baselines=torch.zeros_like(x), target=target, n_steps=steps, internal_batch_size=batch)
-    return _to_map(attr, "sum")
-
-
-def saliency(model: LoadedModel, run: Classification, target: int) -> np.ndarray:
-    from captum.attr import Saliency
-
-    with _captum_session(model, run) as x:
-        attr = Saliency(model.module).attribute(x, target=target, abs=True)
-    return _to_map(attr, "abs")
-
-
-def occlusion(model: LoadedModel, run: Classification, target: int, window: int = OCCLUSION_DEFAULTS["window"],
-              stride: int = OCCLUSION_DEFAULTS["stride"], batch: int = 16) -> np.ndarray:
-    from captum.attr import Occlusion
-
-    window, stride = occlusion_window({"window": window, "stride": stride}, run.input.shape[-1])
-    with _captum_session(model, run) as x:
-        attr = Occlusion(model.module).attribute(
-            x, target=target, sliding_window_shapes=(3, window, window),
-            strides=(3, stride, stride), baselines=0.0, perturbations_per_eval=batch)
-    return _to_map(attr, "mean")
-
-
-# --- TorchCAM's CAM family ------------------------------------------------------------
-# A TorchCAM extractor hooks its layer when built and unhooks on exit. It runs inside the
-# same session as Captum (lock, hooks_restored, fp32 gradients), so no hook, mode or
-# requires_grad survives an exception either. Maps are taken unnormalised (TorchCAM's
-# ``normalized=False``), after the ReLU each method applies.
-
-def _torchcam(model: LoadedModel, run: Classification, target: int, extractor: type, layer: str | None,
-              setup: Callable[[Any], None] | None = None, **kwargs: Any) -> np.ndarray:
-    name = stage_name(layer, model.spec.cam_layer)
-    with _captum_session(model, run) as x:
-        with extractor(model.module, name, **kwargs) as ex:
-            if setup is not None:
-                setup(ex)
-            scores = model.module(x)
-            maps = ex(target, scores, normalized=False)
-    return maps[0][0].detach().float().cpu().numpy().astype(np.float32)
-
-
-def gradcampp(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
-    from torchcam.methods import GradCAMpp
-
-    return _torchcam(model, run, target, GradCAMpp, layer)
-
-
-def xgradcam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
-    from torchcam.methods import XGradCAM
-
-    return _torchcam(model, run, target, XGradCAM, layer)
-
-
-def layercam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
-    from torchcam.methods import LayerCAM
-
-    return _torchcam(model, run, target, LayerCAM, layer)
-
-
-class _SeededNormal:
-    """N(0, std) noise from a private generator, in place of Smooth Grad-CAM++'s distribution.
-
-    TorchCAM samples from torch's global generator, which every thread shares: the map
-    would change from call to call and with other requests. Same ``sample`` interface;
-    with the same seed it draws what ``torch.manual_seed(seed)`` then TorchCAM would.
-    """
-
-    def __init__(self, std: float, seed: int):
-        self.std = std
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def sample(self, shape: Any) -> torch.Tensor:
-        return torch.normal(0.0, self.std, size=tuple(shape), generator=self.generator)
-
-
-def smoothgradcampp(model: LoadedModel, run: Classification, target: int, layer: str | None = None,
-                    samples: int = 4, std: float = 0.3, seed: int = 0) -> np.ndarray:
-    from torchcam.methods import SmoothGradCAMpp
-
-    if not 1 <= int(samples) <= 64:
-        raise ZooError(f"Smooth Grad-CAM++ needs between 1 and 64 noisy samples, got {samples}.")
-    if not 0.0 < float(std) <= 5.0:
-        raise ZooError(f"Smooth Grad-CAM++ needs a noise std in (0, 5] (normalised input units), got {std}.")
-
-    def seeded(ex: Any) -> None:
-        ex._distrib = _SeededNormal(float(std), int(seed))
-
-    return _torchcam(model, run, target, SmoothGradCAMpp, layer, setup=seeded, num_samples=int(samples),
-                     std=float(std))
-
-
-def scorecam(model: LoadedModel, run: Classification, target: int, layer: str | None = None,
-             batch: int = 32) -> np.ndarray:
-    """Score-CAM: each channel of the stage, upsampled and min-max scaled, masks the input.
-
-    One forward per channel (``stage_channels``), in batches of ``batch``, plus two.
-    """
-    from torchcam.methods import ScoreCAM
-
-    if not 1 <= int(batch) <= 256:
-        raise ZooError(f"Score-CAM's batch must be between 1 and 256 masked images, got {batch}.")
-    return _torchcam(model, run, target, ScoreCAM, layer, batch_size=int(batch))
 
 
 # Measured time of one pass of each method, in batch-1 forwards of the same model
@@ -418,8 +100,8 @@ def scorecam(model: LoadedModel, run: Classification, target: int, layer: str | 
 # the map's passes; ResNet-18 / 50 / 152 on a 2-core CPU, see the README). Batched passes
 # (Occlusion 16 at a time, Score-CAM 32, Integrated Gradients 8) cost less than a lone
 # forward each; a backward to a stage adds little, one to the input about as much as the
-# forward. ``Explorer.estimate`` multiplies these by the forward it measured, and replaces
-# them by what a method's own runs took once it has run (see ``Explorer.pass_seconds``).
+# forward. ``zoo.features.classify.map_estimate`` multiplies these by the forward it measured, and replaces
+# them by what a method's own runs took once it has run (see ``CostModel.pass_seconds``).
 # The two dear ones are in the Explorer's own unit, the classification's forward at the
 # model's precision (bf16 on CPUs with AVX-512 BF16, where it is no faster than fp32):
 # ``benchmarks/estimate.py`` on such a 2-core CPU, shared and loaded (so noisy: the forward
@@ -438,206 +120,6 @@ PASS_COSTS: Mapping[str, float] = MappingProxyType({
 })
 
 
-def _occlusion_cost() -> str:
-    w, s = OCCLUSION_WINDOW.default, OCCLUSION_STRIDE.default
-    return (f"1 forward per window position, ((224 - window) / stride + 1)^2: {occlusion_positions(w, s, 224)} "
-            f"by default (window {w}, stride {s} px), at most {MAX_OCCLUSION_POSITIONS}")
-
-
-
-# --- pytorch-grad-cam's methods -------------------------------------------------------
-# pytorch-grad-cam (``grad-cam`` on PyPI) has CAM methods TorchCAM lacks. Its CAM objects
-# hook the layers when built; ``_gradcam_lib`` releases them in ``finally`` rather than
-# through ``with``: the library's ``__exit__`` swallows IndexError (it prints and returns
-# True), which would turn a failure into a missing map. The session around it (lock,
-# hooks_restored, fp32 gradients, cancellation pre-hooks) is the one every method uses.
-# Maps are taken before the library's min-max scaling and resizing: its ``get_cam_image``
-# output (feature resolution, unnormalised) after the ReLU it applies next.
-
-MAX_ABLATION_BATCH = 256
-
-
-def _gradcam_lib(model: LoadedModel, run: Classification, target: int, cls_name: str, layer: str | None,
-                 whole: bool = False, score: str = "ClassifierOutputTarget",
-                 setup: Callable[[Any], None] | None = None, **kwargs: Any) -> np.ndarray:
-    """Run pytorch-grad-cam's ``cls_name`` on ``layer`` for ``target``; the raw map.
-
-    ``whole``: the method reads the whole network (FullGrad) and its own output, already
-    at the input's resolution, is the map. ``score``: the library's target class (what is
-    differentiated; by default the class's logit). ``setup(extractor)``: adjust the
-    library's object before it runs.
-    """
-    import pytorch_grad_cam
-    from pytorch_grad_cam.utils import model_targets
-
-    cls = getattr(pytorch_grad_cam, cls_name)
-    with _captum_session(model, run) as x, _modules_restored(model.module):
-        layers = [] if whole else [model.module.get_submodule(stage_name(layer, model.spec.cam_layer))]
-        extractor = cls(model.module, layers, **kwargs)
-        try:
-            if setup is not None:
-                setup(extractor)
-            maps: list[np.ndarray] = []
-            if not whole:
-                image = extractor.get_cam_image
-
-                def kept(*args: Any, **kw: Any) -> np.ndarray:
-                    out = image(*args, **kw)
-                    maps.append(np.asarray(out.detach().cpu() if isinstance(out, torch.Tensor) else out))
-                    return out
-
-                extractor.get_cam_image = kept
-            out = extractor(input_tensor=x, targets=[getattr(model_targets, score)(int(target))])
-        finally:
-            extractor.activations_and_grads.release()
-    raw = out[0] if whole else np.maximum(maps[0][0], 0)  # the library's own ReLU, before scaling
-    return np.ascontiguousarray(raw, dtype=np.float32)
-
-
-@contextlib.contextmanager
-def _modules_restored(module: nn.Module) -> Iterator[None]:
-    """Every submodule back in its place afterwards: Ablation-CAM swaps a stage for an
-    ablation layer while it runs, and an exception (or a Stop) half-way must not leave it there."""
-    saved = [(m, dict(m._modules)) for m in module.modules()]
-    try:
-        yield
-    finally:
-        for m, children in saved:
-            if dict(m._modules) != children:
-                m._modules.clear()
-                m._modules.update(children)
-
-
-def hirescam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
-    """HiResCAM (Draelos & Carin 2020): sum over channels of gradient x activation, element-wise."""
-    return _gradcam_lib(model, run, target, "HiResCAM", layer)
-
-
-def gradcam_elementwise(model: LoadedModel, run: Classification, target: int,
-                        layer: str | None = None) -> np.ndarray:
-    """Grad-CAM element-wise: like HiResCAM, with a ReLU on each gradient x activation before the sum."""
-    return _gradcam_lib(model, run, target, "GradCAMElementWise", layer)
-
-
-def eigencam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
-    """Eigen-CAM (Muhammad & Yeasin 2020): the stage's first principal component. Class-agnostic:
-    ``target`` does not change it (the same map for every class)."""
-    return _gradcam_lib(model, run, target, "EigenCAM", layer)
-
-
-def shapleycam(model: LoadedModel, run: Classification, target: int, layer: str | None = None) -> np.ndarray:
-    """ShapleyCAM (Cai et al. 2025): channel weights from the gradient minus half the Hessian-vector
-    product, of the paper's ReST score (the logit plus the log-softmax of the class).
-
-    With the bare logit the Hessian is zero in a ReLU network (everything after the stage is
-    piecewise linear) and ShapleyCAM would be Grad-CAM; ReST's softmax term is what curves.
-    """
-    return _gradcam_lib(model, run, target, "ShapleyCAM", layer, score="ClassifierOutputReST")
-
-
-def fullgrad(model: LoadedModel, run: Classification, target: int) -> np.ndarray:
-    """FullGrad (Srinivas & Fleuret 2019): |input x input-gradient| plus |bias x gradient| of every
-    conv/BN bias, each min-max scaled and upsampled; at the input's resolution, scaled to [0, 1].
-
-    BatchNorm is folded into the convolutions here, so each conv's bias is the folded BN
-    bias and its output is BN's output: the same terms as on plain torchvision. Most of
-    the time goes to the library's loop over the bias layers after the backward (every
-    channel min-max scaled and resized to the input: 155 layers, 75,712 channels on
-    ResNet-152); the request's token is checked before each layer there (``_Checked``).
-    """
-    return _gradcam_lib(model, run, target, "FullGrad", None, whole=True, setup=_checked_bias_loop)
-
-
-class _Checked(list):
-    """A list whose iteration checks the request's token (``zoo.cancel.check``) before each item."""
-
-    def __iter__(self) -> Iterator[Any]:
-        for item in super().__iter__():
-            check()
-            yield item
-
-
-def _checked_bias_loop(extractor: Any) -> None:
-    # FullGrad's compute_cam_per_layer walks ``zip(self.bias_data, grads)``: a Stop ends it
-    # within one bias layer's maps instead of after all of them (tens of seconds).
-    extractor.bias_data = _Checked(extractor.bias_data)
-
-
-# FullGrad's loop over the bias layers, per channel, in multiply-adds of a forward: a
-# channel's min-max scaling and resize to 224 x 224 took 150 us on a 2-core CPU that ran
-# 70 G multiply-adds a second in a forward (``benchmarks/methods.py --methods fullgrad``:
-# ResNet-50 75 forwards a map, ResNet-152 69). It grows with the output's pixels.
-FULLGRAD_MACS_PER_CHANNEL = 10e6
-
-
-@functools.lru_cache(maxsize=None)
-def bias_channels(arch: str) -> int:
-    """Channels of every conv/BN bias of ``arch`` (what FullGrad maps one by one): its BatchNorms' features."""
-    import torchvision
-
-    with torch.device("meta"):  # the layout only: no weights, no memory
-        module = torchvision.models.get_model(arch, weights=None)
-    return sum(m.num_features for m in module.modules() if isinstance(m, nn.BatchNorm2d))
-
-
-def model_params(method: str, arch: Architecture, crop: int, params: Mapping[str, Any] | None = None
-                 ) -> dict[str, Any]:
-    """``params`` plus what ``method``'s pass count needs to know of the model: the stage's
-    channels (Score-CAM, Ablation-CAM), the bias channels and multiply-adds (FullGrad)."""
-    p = dict(params or {})
-    if method in ("scorecam", "ablationcam"):  # one pass per channel of the stage it reads
-        p["channels"] = stage_channels(arch, p.get("layer"))
-    elif method == "fullgrad":
-        from .stats import model_stats
-
-        p["bias_channels"] = bias_channels(arch.name)
-        p["macs"] = model_stats(arch.name, crop).macs
-    return p
-
-
-def fullgrad_passes(params: Mapping[str, Any], size: int) -> int:
-    """FullGrad's forward-pass equivalents: the forward and backward to the input (3), then the
-    bias layers' maps (``FULLGRAD_MACS_PER_CHANNEL`` each, over the model's multiply-adds).
-
-    ``params``: ``bias_channels`` and ``macs`` of the model (``Explorer.estimate`` fills them
-    in); without them, ResNet-152's, the dearest built-in per multiply-add.
-    """
-    channels = int(params.get("bias_channels", 75_712))
-    macs = float(params.get("macs", 11.56e9))
-    return 3 + math.ceil(channels * FULLGRAD_MACS_PER_CHANNEL * (size / 224) ** 2 / macs)
-
-
-class _NoBar:
-    """Stands in for the ``tqdm`` module inside pytorch-grad-cam's Ablation-CAM: no progress
-    bar on the server's stderr for each request (progress goes through the app's own)."""
-
-    @staticmethod
-    def tqdm(iterable: Any, *args: Any, **kwargs: Any) -> Any:
-        return iterable
-
-
-def ablation_batch(params: Mapping[str, Any]) -> int:
-    """The validated ``batch`` (ablated copies per forward) of Ablation-CAM."""
-    batch = _whole(params, "batch", 32)
-    if not 1 <= batch <= MAX_ABLATION_BATCH:
-        raise ZooError(f"Ablation-CAM's batch must be between 1 and {MAX_ABLATION_BATCH} ablated copies, got "
-                       f"{batch}.")
-    return batch
-
-
-def ablationcam(model: LoadedModel, run: Classification, target: int, layer: str | None = None,
-                batch: int = 32) -> np.ndarray:
-    """Ablation-CAM (Desai & Ramaswamy 2020): each channel's weight is the relative drop of the
-    target's logit when that channel of the stage is zeroed; one forward per channel, in
-    batches of ``batch``, plus two. Nothing is skipped (the library's ratio stays 1.0)."""
-    import pytorch_grad_cam.ablation_cam as ablation_module
-    from pytorch_grad_cam import AblationLayer
-
-    batch = ablation_batch({"batch": batch})
-    ablation_module.tqdm = _NoBar
-    # A fresh ablation layer per call: the library's default one is shared by every instance.
-    return _gradcam_lib(model, run, target, "AblationCAM", layer, ablation_layer=AblationLayer(),
-                        batch_size=batch)
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("cam", "CAM (global average pooling)", cam,
@@ -663,7 +145,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("scorecam", "Score-CAM", scorecam,
            "1 forward per channel of the layer, + 2: 512 (ResNet-18/34) or 2048 (ResNet-50 and deeper) at layer4, "
            "64 to 1024 at layer1-3", "feature", backward=False,
-           # ``channels``: the stage's (``stage_channels``), which ``Explorer.estimate`` fills in;
+           # ``channels``: the stage's (``stage_channels``), which ``map_estimate`` fills in;
            # without the model at hand, the largest stage (2048 channels) bounds the estimate.
            count=lambda params, size: int(params.get("channels", 2048)) + 2),
     # pytorch-grad-cam's methods that neither Captum nor TorchCAM has.
@@ -685,25 +167,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "product)", "feature", count=lambda params, size: 2),
 )}
 
-# --- a control that reads no network --------------------------------------------------
-
-def edges(model: LoadedModel, run: Classification, target: int) -> np.ndarray:
-    """Sobel gradient magnitude of the crop the model saw, in grey (0-1): an edge detector.
-
-    It reads neither the network nor the class, yet looks like a plausible saliency map:
-    the control of the sanity check (Adebayo et al. 2018, which compares saliency maps
-    with an edge detector; pytorch-grad-cam ships the same baseline as ``sobel_cam``).
-    Grey as ``PIL``'s "L" (ITU-R 601-2 luma); 3x3 Sobel kernels with the border mirrored
-    without repeating the edge pixel (OpenCV's default, SciPy's ``mode="mirror"``).
-    """
-    grey = np.asarray(run.crop.convert("L"), dtype=np.float64) / 255.0
-    p = np.pad(grey, 1, mode="reflect")
-    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
-    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
-    return np.hypot(gx, gy).astype(np.float32)
-
-
-# Appended, never reordered: other tables and tests list the methods in this order.
 METHODS["edges"] = Method("edges", "Edges (Sobel; ignores the network)", edges,
                           "free: no network at all (a control: an edge detector)", "input", backward=False,
                           count=lambda params, size: 0)
@@ -809,6 +272,7 @@ VALUE_UNITS: Mapping[str, str] = MappingProxyType({
 def value_unit(method: str) -> str:
     """What ``method``'s map values are (for a colour bar's label)."""
     return VALUE_UNITS.get(method, "attribution")
+
 
 
 # --- every stage at once ----------------------------------------------------------------

@@ -60,7 +60,7 @@ STEPS = 20
 BATCH = 16  # perturbed images per forward: bounds memory on the deepest model
 # Measured time of one scored image (2 * STEPS - 1 per map, batched) in batch-1 forwards of
 # the model: 34 / 36 / 29 forwards' time for 39 images on ResNet-18 / 50 / 152
-# (benchmarks/methods.py, README). ``Explorer.estimate`` uses it until scoring ran here.
+# (benchmarks/methods.py, README). ``zoo.features.classify.map_estimate`` uses it until scoring ran here.
 PASS_COST = 0.85
 
 # ROAD's percentiles. The paper (and pytorch-grad-cam's ROADCombined) uses 10, 20, ..., 90:

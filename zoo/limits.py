@@ -2,7 +2,7 @@
 
 ``Gate`` admits each request of the app before its work starts:
 
-* **Ceiling.** A request whose estimate (``Explorer.estimate`` and friends, the same
+* **Ceiling.** A request whose estimate (``zoo.features.*.estimate``, the same
   figure the page shows under its Run button) is over ``max_request_seconds`` is refused
   up front, with a message naming the limit and what to do. One that is admitted gets a
   deadline of ``DEADLINE_FACTOR`` times the ceiling: a run still going then is stopped

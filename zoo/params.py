@@ -8,7 +8,7 @@ kept per concern; add a rule to its section rather than writing a check in a fea
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -71,6 +71,69 @@ def target(spec: Any, value: int | str | None, default: int = 0) -> int:
 
 
 # --- methods and their settings (zoo.explain.SETTINGS) ---------------------------------------
+
+# The settings with a slider on the page and an option on the command line (ranges, defaults,
+# steps and the limits on what a map may cost): the one source of each, kept with the runners'
+# other rules in zoo.attribution.rules; the page, the CLI and these checks read them from here.
+from .attribution.rules import (IG_STEPS, MAX_OCCLUSION_POSITIONS, OCCLUSION_STRIDE, OCCLUSION_WINDOW,  # noqa: E402
+                                STAGES)
+
+METHOD_ARGS = ("model", "run", "target")  # what every runner takes besides its settings (zoo.explain)
+
+
+def method(name: Any) -> str:
+    """A method of the table (``zoo.explain.METHODS``); an unknown one fails with the names to use."""
+    from .explain import get_method
+
+    return get_method(name).name
+
+
+def method_names() -> list[str]:
+    """Every method, in the table's order (the choices of every front end)."""
+    from .explain import METHODS
+
+    return list(METHODS)
+
+
+def method_takes(name: str) -> tuple[str, ...]:
+    """The settings ``name``'s runner takes: ``layer`` for stage methods, ``window``, ``steps`` ..."""
+    import inspect
+
+    from .explain import get_method
+
+    return tuple(p for p in inspect.signature(get_method(name).fn).parameters if p not in METHOD_ARGS)
+
+
+def method_params(name: str, raw: Mapping[str, Any] | None = None, spec: Any = None, *,
+                  refuse_layer: bool = False) -> dict[str, Any]:
+    """The settings of method ``name`` out of ``raw``, checked: what every front end sends a feature.
+
+    A form (or the command line) sends every setting whatever the method: those ``name`` does
+    not take are dropped, and a blank layer too. ``refuse_layer``: a layer given to a method of
+    the input pixels is refused instead (one method named with its layer, as on the command
+    line). A whole-number setting may come as an integral float (a slider's 32.0). With
+    ``spec`` (the model's ``ModelSpec``): the layer is resolved (default: its last stage; CAM
+    refuses any other) and the map's cost is checked against the limits, before any weights
+    are fetched.
+    """
+    from .explain import SETTINGS, get_method, layer_param, model_params
+
+    takes = method_takes(name)
+    given = dict(raw or {})
+    layer = given.pop("layer", None)
+    out = {k: v for k, v in given.items() if k in takes and v is not None}
+    for setting in SETTINGS.get(name, ()):
+        v = out.get(setting.name)
+        if isinstance(v, float) and v.is_integer():
+            out[setting.name] = int(v)
+    if layer is not None and str(layer).strip() and ("layer" in takes or refuse_layer):
+        out["layer"] = layer
+    if spec is not None:
+        layer_param(name, out, spec.cam_layer)  # LayerError: an unknown stage, or one the method refuses
+        crop = spec.preprocessing.crop
+        get_method(name).passes(model_params(name, spec.arch, crop, out), crop)  # over the limits: refused now
+    return out
+
 
 # --- features' own settings (grids, severities, sample sizes) ---------------------------------
 

@@ -228,7 +228,7 @@ class SweepProgress:
 class Live:
     """Every selected depth on one corrupted crop (and, when asked, each depth's map of it).
 
-    ``results[i]`` is a ``zoo.service.Result`` (classification + explanation) when a map method
+    ``results[i]`` is a ``zoo.features.classify.Result`` (classification + explanation) when a map method
     was given, else a ``zoo.inference.Classification``. ``crop`` is the corrupted crop the
     first model saw; ``clean`` the clean one.
     """

@@ -79,6 +79,15 @@ def device_arg(s: argparse.ArgumentParser) -> None:
     s.add_argument("--device", default="auto", choices=DEVICES)
 
 
+def model_args(s: argparse.ArgumentParser) -> None:
+    """An image, one --model, --device, --precision/--compile and --json (the single-model commands')."""
+    s.add_argument("image", metavar="IMAGE")
+    s.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo name (default {DEFAULT_MODEL})")
+    device_arg(s)
+    precision_arg(s)
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def precision_arg(s: argparse.ArgumentParser) -> None:
     """How the trunk runs: --precision and --compile (every command that loads a model takes both)."""
     s.add_argument("--precision", default=None, choices=PRECISIONS,

@@ -10,7 +10,7 @@ import functools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from .. import params as rules
 from ..agreement import MapAgreement, map_agreement
@@ -25,9 +25,8 @@ from ..inference import Classification, Prepared, classify, prepare, resolve_tar
 from ..registry import Preprocessing
 from ..runtime import Runtime, decoded
 from . import last
+from .classify import Result, calibrate_map, map_estimate
 
-if TYPE_CHECKING:
-    from ..service import Result
 
 
 @dataclass(frozen=True)
@@ -77,33 +76,11 @@ class Comparison:
                 "models": [r.to_json() for r in self.results]}
 
 
-# --- TODO(merge): the classify feature (zoo.features.classify) takes these over from zoo.service:
-# switch the three bodies to it (``map_estimate``, ``Result``, its map calibration) in this one place.
-
-def _map_estimate(rt: Runtime, models: Sequence[str], method: str, faithfulness: bool,
-                  params: Mapping[str, Any]) -> Estimate:
-    from ..service import Explorer
-
-    return Explorer.estimate(rt, list(models), method, faithfulness, **params)  # type: ignore[arg-type]
-
-
-def _calibrate_map(rt: Runtime, ex: Any, spec: Any, params: Mapping[str, Any]) -> None:
-    from ..service import Explorer
-
-    Explorer._calibrate_map(rt, ex, spec, dict(params))  # type: ignore[arg-type]
-
-
-def _result(*args: Any) -> Result:
-    from ..service import Result
-
-    return Result(*args)
-
-
 # --- the feature ---------------------------------------------------------------------------
 
 def estimate(rt: Runtime, req: Request) -> Estimate:
     """Per depth: its classification, the map's passes and, with ``faithfulness``, the scores'."""
-    return _map_estimate(rt, req.models, req.method, req.faithfulness, req.params)
+    return map_estimate(rt, req.models, req.method, req.params, req.faithfulness)
 
 
 def run(rt: Runtime, req: Request, progress: ProgressFn | None = None) -> Iterator[Comparison]:
@@ -135,14 +112,14 @@ def run(rt: Runtime, req: Request, progress: ProgressFn | None = None) -> Iterat
         check()
         t0 = time.perf_counter()
         ex = explain(lm, run_, req.method, idx, **req.params)
-        _calibrate_map(rt, ex, lm.spec, req.params)
+        calibrate_map(rt, ex, lm.spec, req.params)
         scores = None
         if req.faithfulness:
             if progress:
                 progress(None, f"{run_.model}: scoring its map ({2 * STEPS - 1 + road_forwards()} forwards)")
             scores = score_map(lm, run_, ex.raw, idx)
             rt.costs.calibrate(FAITHFULNESS, run_.model, scores.seconds, scores.forwards)
-        results.append(_result(run_, ex, req.method, secs + time.perf_counter() - t0, scores))
+        results.append(Result(run_, ex, req.method, secs + time.perf_counter() - t0, scores))
     if progress:
         progress(1.0, "done")
     yield Comparison(results, idx, labels[idx], agreement(results),

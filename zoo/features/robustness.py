@@ -25,7 +25,6 @@ from .. import params
 from .. import robustness as rb
 from ..cancel import check
 from ..costs import Estimate, with_decoding
-from ..errors import ZooError
 from ..explain import get_method
 from ..hub import ProgressFn
 from ..images import to_tensor
@@ -35,6 +34,8 @@ from ..robustness_folder import FolderSummary, SampleResult, stream
 from ..robustness_sweep import Live, Sweep, sweep_stream
 from ..runtime import Runtime, decoded
 from . import last
+from .classify import Result, calibrate_map, map_estimate
+from .compare import consensus, shared_labels
 
 DEFAULT_CORRUPTION = "fog"
 DEFAULT_SEVERITY = 3
@@ -173,7 +174,7 @@ def _live_estimate(rt: Runtime, req: LiveRequest) -> Estimate:
     """One corrupted crop, each model's forward and, with a method, its map; a corrupted crop is
     classified clean too (the default target is the clean consensus)."""
     names = list(req.models)
-    est = _map_estimate(rt, names, req.method) if req.method else rt.costs.priced({n: 1.0 for n in names})
+    est = map_estimate(rt, names, req.method) if req.method else rt.costs.priced({n: 1.0 for n in names})
     clean = rt.costs.priced({n: 1.0 for n in names}) if req.severity else Estimate(0, 0.0, "")
     pres = list(dict.fromkeys(rt.zoo.get(n).preprocessing for n in names))
     corrupt_s = sum(rb.corruption_seconds([req.corruption], [req.severity], p.crop)
@@ -181,11 +182,6 @@ def _live_estimate(rt: Runtime, req: LiveRequest) -> Estimate:
     seconds = None if est.seconds is None or clean.seconds is None else est.seconds + clean.seconds + corrupt_s
     return Estimate(est.forwards + clean.forwards, seconds, est.basis, models=len(names),
                     passes=(est.passes or est.forwards) + clean.forwards)
-
-
-def _map_estimate(rt: Any, models: list[str], method: str) -> Estimate:
-    # TODO(merge): zoo.features.classify's price of a classification and its map per model.
-    return rt.estimate(models, method)
 
 
 # --- the runs ---------------------------------------------------------------------------------
@@ -291,8 +287,8 @@ def live(rt: Runtime, req: LiveRequest, progress: ProgressFn | None = None) -> L
         clean, bad = prepared[spec.preprocessing]
         cleans.append(classify(lm, loaded, req.top_k, clean) if req.severity else None)
         runs.append((lm, rt.costs.timed(classify(lm, loaded, req.top_k, bad))))
-    labels = _shared_labels([r for _, r in runs], req.models)
-    idx = resolve_target(labels, req.target, default=_consensus([c or r for c, (_, r) in zip(cleans, runs)]))
+    labels = shared_labels([r for _, r in runs])
+    idx = resolve_target(labels, req.target, default=consensus([c or r for c, (_, r) in zip(cleans, runs)]))
     results: list[Any] = []
     for i, (lm, run_) in enumerate(runs):
         check()
@@ -309,30 +305,13 @@ def live(rt: Runtime, req: LiveRequest, progress: ProgressFn | None = None) -> L
                 req.method)
 
 
-def _shared_labels(runs: list[Any], names: Sequence[str]) -> tuple[str, ...]:
-    # TODO(merge): zoo.features.compare's check that the models share one label set.
-    labels = runs[0].labels
-    if any(r.labels != labels for r in runs):
-        raise ZooError(f"Models {', '.join(names)} do not share one label set; run models that "
-                       "predict the same classes together.")
-    return labels
-
-
-def _consensus(runs: list[Any]) -> int:
-    # TODO(merge): zoo.features.compare's consensus (the class most depths pick).
-    from ..service import consensus
-
-    return consensus(runs)
-
-
-def _explained(rt: Any, lm: Any, run_: Any, method: str, idx: int) -> Any:
-    # TODO(merge): zoo.features.compare's (or classify's) explain step: the map, its calibration, a Result.
+def _explained(rt: Runtime, lm: Any, run_: Any, method: str, idx: int) -> Result:
+    """One depth's map of the corrupted crop, timed into the estimates, as a classify ``Result``."""
     from ..explain import explain
-    from ..service import Result
 
     t0 = time.perf_counter()
     ex = explain(lm, run_, method, idx)
-    rt._calibrate_map(ex, lm.spec, {})
+    calibrate_map(rt, ex, lm.spec)
     return Result(run_, ex, method, run_.seconds + time.perf_counter() - t0)
 
 

@@ -11,7 +11,7 @@ event to ``$FAKE_SPACES_LOG``:
 * ``{"event": "call", "fn": ..., "duration": <seconds>}``: a GPU function ran, with the
   duration it would have asked for;
 * ``{"event": "load", "name": ..., "inside_gpu": bool}``: ``zoo.models.load_model``;
-* ``{"event": "model", "what": ..., "inside_gpu": bool}``: ``Explorer.run`` / ``zoo.features.compare.run`` /
+* ``{"event": "model", "what": ..., "inside_gpu": bool}``: ``zoo.features.classify.run`` / ``zoo.features.compare.run`` /
   ``zoo.stats.measure_latency``.
 
 The wrappers are installed only when ``FAKE_SPACES_RECORD=1`` (the app's subprocess).
@@ -78,13 +78,14 @@ def _record(owner: Any, attr: str, event: str, label: Callable[..., str]) -> Non
 
 
 def _install_recorders() -> None:
+    import zoo.features.classify
     import zoo.features.compare
     import zoo.models
     import zoo.service
     import zoo.stats
 
     _record(zoo.models, "load_model", "load", lambda spec, *a, **k: spec.name)
-    _record(zoo.service.Explorer, "run", "model", lambda self, image, model, *a, **k: model)
+    _record(zoo.features.classify, "run", "model", lambda rt, req, *a, **k: req.model)
     _record(zoo.features.compare, "run", "model", lambda rt, req, *a, **k: "compare")
     _record(zoo.stats, "measure_latency", "model", lambda arch, *a, **k: arch)
 
