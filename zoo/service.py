@@ -11,7 +11,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from . import batch as batching
 from .agreement import MapAgreement, map_agreement
@@ -25,7 +25,7 @@ from .images import to_tensor
 from .inference import Classification, Prediction, Prepared, classify, prepare, resolve_target, top_k_param
 from .costs import FAITHFULNESS, Estimate, with_decoding
 from .runtime import Runtime, decoded, share
-from .registry import ModelSpec, Preprocessing
+from .registry import Preprocessing
 
 
 @dataclass
@@ -306,40 +306,6 @@ class Explorer(Runtime):
         if progress:
             progress(1.0, "done")
 
-    def batch_stream(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None, *,
-                     names: Sequence[str] | None = None, labels_csv: str | os.PathLike | None = None,
-                     top_k: int = 5, batch_size: int | None = None, max_images: int | None = None,
-                     globs: bool = False, thumbnails: int = 0, keep_images: bool = True,
-                     progress: ProgressFn | None = None, partial_every_s: float | None = None,
-                     executor: batching.Executor | Callable[[list[ModelSpec]], batching.Executor] | None = None,
-                     ) -> Iterator[batching.ImageResult | batching.Skipped | batching.Progress | batching.BatchResult]:
-        """Many images (files, folders, globs, a zip) through ``models`` (default: every depth).
-
-        Yields each ``Skipped`` file and ``ImageResult`` as it is done, ``Progress`` before
-        each forward, partial ``BatchResult``s with ``partial_every_s``, then the final
-        ``BatchResult`` (see ``zoo.batch.stream``). The request's token or closing the
-        generator stops the work. ``executor``: another engine over ``models``, or a function
-        of their specs that makes one once the inputs are known to be usable (the command
-        line's ``--engine ray`` and ``--out FILE.jsonl``); default: the models of this
-        process's cache, run here.
-        """
-        for name in models or []:
-            self.zoo.get(name)
-        # Inputs first: a bad path or an unsafe zip fails before seconds are spent on weights.
-        inp = batching.gather(sources, names=names, labels_csv=labels_csv, max_images=max_images, globs=globs)
-        ex = self.executor(models, executor, progress)
-        yield from batching.stream(inp, ex, top_k=top_k, batch_size=batch_size, thumbnails=thumbnails,
-                                   progress=progress, keep_images=keep_images, partial_every_s=partial_every_s)
-
-    def batch(self, sources: Sequence[str | os.PathLike], models: list[str] | None = None,
-              **kwargs: Any) -> batching.BatchResult:
-        """``batch_stream`` to the end: the ``BatchResult``."""
-        result = None
-        for result in self.batch_stream(sources, models, **kwargs):
-            pass
-        assert isinstance(result, batching.BatchResult)
-        return result
-
     def analyze_estimate(self, models: Sequence[str] | None = None, lesion: bool = False) -> Estimate:
         """The cost of ``analyze`` (Depth lab) for ``models``, before running it.
 
@@ -351,22 +317,6 @@ class Explorer(Runtime):
         """
         names = list(models or [s.name for s in self.zoo.builtin_depths])
         return self.costs.priced({name: _analysis_passes(self.zoo.get(name).arch.name, lesion) for name in names})
-
-    def batch_estimate(self, sources: Sequence[str | os.PathLike], models: Sequence[str] | None = None, *,
-                       names: Sequence[str] | None = None, max_images: int | None = None) -> Estimate:
-        """The cost of ``batch`` on ``sources`` (files and zips, as the app gets them), before running it.
-
-        One forward per image and model. The images are counted as ``batch`` counts them (a
-        zip's members are listed, nothing is decoded); raises ``ZooError`` for what ``batch``
-        would refuse, such as more than ``max_images``. The seconds rest on single-image
-        forwards: batched ones usually cost less per image, so they are an upper estimate.
-        """
-        inp = batching.gather(sources, names=names, max_images=max_images, globs=False)
-        n = len(inp.items)
-        names_ = list(dict.fromkeys(models or [s.name for s in self.zoo.builtin_depths]))
-        for name in names_:
-            self.zoo.get(name)  # an unknown model fails here, as in batch
-        return with_decoding(self.costs.priced({name: float(n) for name in names_}), batching.decode_seconds(inp.items))
 
     # --- robustness: ImageNet-C corruptions (zoo.robustness) -------------------------------------
 
@@ -516,17 +466,12 @@ class Explorer(Runtime):
         first = prepared[specs[0].preprocessing]
         return rb.Live(c.name, sev, item_seed, first[1].crop, first[0].crop, idx, labels[idx], results, method)
 
-    def executor(self, models: Sequence[str] | None = None,
-                 executor: batching.Executor | Callable[[list[ModelSpec]], batching.Executor] | None = None,
+    def executor(self, models: Sequence[str] | None = None, executor: Any = None,
                  progress: ProgressFn | None = None) -> batching.Executor:
-        """What runs the forwards of a batch or robustness run over ``models`` (default: every
-        depth): ``executor`` as given, or made from the models' specs when it is a function of
-        them (the command line's ``--engine ray``, ``--out``); by default a
-        ``zoo.batch.LocalExecutor`` over this process's cached models."""
-        specs = list(dict.fromkeys(self.zoo.get(n) for n in (models or [s.name for s in self.zoo.builtin_depths])))
-        if executor is None:
-            return batching.LocalExecutor([self.cache.get(spec, progress) for spec in specs])
-        return executor(specs) if callable(executor) else executor
+        """``zoo.features.batch.executor`` (the one executor seam); kept for the robustness methods."""
+        from .features.batch import executor as make
+
+        return make(self, models, executor, progress)
 
     def robustness_sweep(self, image: Any, models: list[str] | None = None, *,
                          corruptions: Sequence[str] | None = None, severities: Sequence[int] | None = None,
