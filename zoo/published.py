@@ -48,9 +48,9 @@ class Published:
         return asdict(self)
 
 
-def _timm(row: str, *, mce: float | None = None, notes: str = "") -> str:
+def _timm(row: str, *, mce: float | None = None) -> str:
     files = ", ".join(f"{TIMM_URL}{f}" for f in FILES.values())
-    return (f"timm results CSVs, rows {row} at 224 px: {files}" + (f"; ImageNet-C mCE: {MCE_SOURCE}" if mce else ""))
+    return f"timm results CSVs, rows {row} at 224 px: {files}" + (f"; ImageNet-C mCE: {MCE_SOURCE}" if mce else "")
 
 
 def _entry(arch: str, v2: float, real: float, r: float, sketch: float, a: float | None,
