@@ -705,3 +705,30 @@ def test_a_batch_or_robustness_run_leaves_no_empty_temp_file(app, tmp_path):
     assert call(url, "batch", [files, ["resnet18"]])[0] == "complete"
     assert call(url, "robustness", [files, ["resnet18"], ["fog"]])[0] == "complete"
     assert empty_files() == before
+
+
+def test_the_cli_json_and_the_endpoint_json_are_one_object(client, zoo_file, tmp_path, capsys):
+    """Issue 32: ``zoo batch --json``'s last line and ``/batch``'s JSON are the run's ``to_json()``,
+    the same object for the same request (minus timings, file paths and the cost measured)."""
+    from gradio_client import handle_file
+    from zoo import cli
+
+    paths = write_images(tmp_path / "same", 3, seed=22)
+    (tmp_path / "same" / "zz.png").write_bytes(b"not an image")
+    api, _ = client.predict([handle_file(str(p)) for p in [*paths, tmp_path / "same" / "zz.png"]], ["resnet18"],
+                            api_name="/batch")
+    capsys.readouterr()
+    assert cli.main(["batch", *map(str, paths), str(tmp_path / "same" / "zz.png"), "--zoo", str(zoo_file),
+                     "--models", "resnet18", "--json", "--decide", "--precision", api["summary"]["precision"]]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    def same(x):  # file names as the visitor knows them; what this machine measured, dropped
+        if isinstance(x, dict):
+            return {k: same(v) for k, v in x.items()
+                    if k not in ("seconds", "images_per_s", "cost", "precision_note", "batch_size")}
+        if isinstance(x, list):
+            return [same(v) for v in x]
+        return Path(x).name if isinstance(x, str) and os.sep in x else x
+
+    assert set(line) == {"summary", "decision"} == set(api)
+    assert same(line) == same(api)
