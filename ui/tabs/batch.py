@@ -119,15 +119,6 @@ def build(ctx: Context) -> None:
         finally:
             events.close()
 
-    @runs_no_model
-    @user_errors
-    def ui_open(sources: list[Path | ZipMember] | None, evt: gr.SelectData):
-        """A "where depth mattered" image into Compare depths, which then runs on it."""
-        if not sources or evt.index is None or not 0 <= int(evt.index) < len(sources):
-            return gr.skip(), gr.skip()
-        folder = new_output_folder(ctx.outputs_dir)
-        return save_picture(sources[int(evt.index)], folder / "compare.png"), gr.Tabs(selected=COMPARE_TAB)
-
     @user_errors
     def api_batch(files, models, progress=gr.Progress()):
         """Classify many images (or one .zip) with the chosen depths (none: all five); returns the
@@ -147,6 +138,21 @@ def build(ctx: Context) -> None:
                message=c.status, stop=c.stop, what="This batch", api_visibility="private",
                stopped="The results shown are those of the images finished before Stop.")
 
+    estimates(ctx, c, cost)
+    open_in_compare(ctx, c)
+
+    # The public endpoint /batch(files, models): the run's JSON and a CSV of every prediction.
+    b_json = gr.JSON(visible=False)
+    b_csv = gr.File(visible=False)
+    b_api = gr.Button(visible=False)
+    long_event(ctx.guard, b_api.click, api_batch, [c.files, c.models], [b_json, b_csv],
+               cost=lambda files, models=None: cost(files, None, models), what="This batch", api_name="batch")
+
+
+def estimates(ctx: Context, c: SimpleNamespace, cost: Any) -> None:
+    """The cost under Run, as files and models are picked."""
+    rt = ctx.explorer
+
     @runs_no_model
     def ui_estimate(files, models) -> str:
         """What Run will cost here: the files are counted (a zip's members listed, nothing decoded)."""
@@ -164,19 +170,25 @@ def build(ctx: Context) -> None:
     for event in (c.files.change, c.models.change, ctx.demo.load):
         event(ui_estimate, [c.files, c.models], [c.estimate], api_visibility="private", show_progress="hidden")
 
+
+def open_in_compare(ctx: Context, c: SimpleNamespace) -> None:
+    """A click on a "where depth mattered" picture opens it in Compare depths."""
+
+    @runs_no_model
+    @user_errors
+    def ui_open(sources: list[Path | ZipMember] | None, evt: gr.SelectData):
+        """A "where depth mattered" image into Compare depths, which then runs on it."""
+        if not sources or evt.index is None or not 0 <= int(evt.index) < len(sources):
+            return gr.skip(), gr.skip()
+        folder = new_output_folder(ctx.outputs_dir)
+        return save_picture(sources[int(evt.index)], folder / "compare.png"), gr.Tabs(selected=COMPARE_TAB)
+
     compare_image, tabs = ctx.components.get("compare.image"), ctx.components.get("tabs")
     if compare_image is not None and tabs is not None:
         # Set the image, switch tab, then press Compare there (its own event, its own inputs).
         # Gradio renders a tab when it is first shown, so wait for the button to exist.
         c.gallery.select(ui_open, [c.state], [compare_image, tabs], api_visibility="private").then(
             None, None, None, js=press_js("compare-button"), api_visibility="private")
-
-    # The public endpoint /batch(files, models): the run's JSON and a CSV of every prediction.
-    b_json = gr.JSON(visible=False)
-    b_csv = gr.File(visible=False)
-    b_api = gr.Button(visible=False)
-    long_event(ctx.guard, b_api.click, api_batch, [c.files, c.models], [b_json, b_csv],
-               cost=lambda files, models=None: cost(files, None, models), what="This batch", api_name="batch")
 
 
 def layout(ctx: Context) -> SimpleNamespace:
