@@ -554,6 +554,7 @@ def test_browser_batch_tab(small_app, tmp_path, shots, monkeypatch):
         expect(page.locator("#batch-accuracy")).to_contain_text("resnet152")
         expect(page.locator("#batch-heatmap .js-plotly-plot").first).to_be_visible(timeout=30_000)
         expect(page.locator("#batch-downloads")).to_contain_text("batch-agreement")  # the heatmap's data, CSV
+        expect(page.locator("#batch-decision")).to_contain_text("needs labels")  # what labels would add
         page.screenshot(path=str(shots / "browser-batch.png"), full_page=True)
 
         # A "where depth mattered" image opens in Compare depths, which runs on it.
@@ -732,3 +733,31 @@ def test_the_cli_json_and_the_endpoint_json_are_one_object(client, zoo_file, tmp
 
     assert set(line) == {"summary", "decision"} == set(api)
     assert same(line) == same(api)
+
+
+@pytest.mark.browser
+def test_browser_which_depth_should_i_ship(app, tmp_path, shots):
+    """Issue 33: a labelled zip of 30 images gives the decision section: a recommendation, its charts."""
+    from playwright.sync_api import expect
+
+    url, _ = app
+    archive = tmp_path / "labelled.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in write_images(tmp_path / "ship", 30, seed=31):
+            zf.write(p, f"tabby/{p.name}")
+    with open_page(url, 1400, 1200) as page:
+        page.get_by_role("tab", name="Batch").click()
+        for name in ("resnet50", "resnet101", "resnet152"):
+            page.locator("#batch-models label", has_text=name).click()
+        page.locator("#batch-files input[type=file]").set_input_files([str(archive)])
+        expect(page.locator("#batch-files")).to_contain_text("labelled", timeout=30_000)
+        page.locator("#batch-run").click()
+        expect(page.locator("#batch-decision")).to_contain_text("Recommended:", timeout=240_000)
+        expect(page.locator("#batch-decision")).to_contain_text("30 labelled images")
+        expect(page.locator("#batch-decision-table")).to_contain_text("resnet34")
+        # (every depth is wrong on every image with random weights: kappa is undefined, its chart stays hidden)
+        for chart in ("#batch-tradeoff", "#batch-reliability"):
+            expect(page.locator(f"{chart} .js-plotly-plot").first).to_be_visible(timeout=30_000)
+        expect(page.locator("#batch-published")).to_contain_text("resnet18")
+        page.locator("#batch-decision-section").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "browser-batch-decision.png"), full_page=True)

@@ -115,7 +115,15 @@ def test_a_significantly_better_deep_net_is_recommended():
     rec = _case(200, {"resnet18": 100, "resnet50": 110, "resnet152": 170}, both=60)
     r = decision.build(rec, COST, seed=0, level=0.05, budget_ms=None).recommendation
     assert r["model"] == "resnet152" and "most accurate" in r["reason"]
+    assert "every cheaper depth is significantly less accurate" in r["reason"]
     assert set(r["dominated"]) == set()  # each cheaper depth is less accurate: none dominated
+
+
+def test_the_best_that_is_also_the_cheapest():
+    rec = _case(200, {"resnet18": 170, "resnet50": 100, "resnet152": 110}, both=60)
+    r = decision.build(rec, COST, seed=0, level=0.05, budget_ms=None).recommendation
+    assert r["model"] == "resnet18" and r["reason"].endswith("it is also the cheapest.")
+    assert set(r["dominated"]) == {"resnet50", "resnet152"}
 
 
 def test_an_insignificant_difference_gives_the_cheaper_depth():

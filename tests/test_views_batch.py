@@ -71,3 +71,10 @@ def test_an_unlabelled_run_says_what_labels_would_add():
     assert view.decision_markdown(d) == view.NO_LABELS and "needs labels" in view.NO_LABELS
     assert view.accuracy_latency(d) is None and view.reliability(d) is None and view.kappa_heatmap(d) is None
     assert view.decision_markdown(None) == ""
+
+
+def test_no_kappa_chart_where_kappa_is_undefined():
+    d = decision.build(_case(40, {"resnet18": 0, "resnet50": 0, "resnet152": 0}), COST, seed=0, level=0.05,
+                       budget_ms=None)
+    assert d.error_consistency["kappa"][0][1] is None and view.kappa_heatmap(d) is None
+    assert view.accuracy_latency(d) is not None

@@ -265,10 +265,11 @@ def recommend(models: Sequence[str], n: int, top1: dict[str, float], pairs: Sequ
     if ok:
         pick = min(ok, key=lambda m: _cost_key(cost[m]))
         if pick == best:
+            cheaper = [m for m in within if _cost_key(cost[m]) < _cost_key(cost[best])]
             why = (f"{best} is the most accurate depth on your {n} labelled images ({top1[best] * 100:.1f} %)"
                    + (f" and runs{budget}" if budget else "")
                    + (f"; every cheaper depth is significantly less accurate (McNemar p < {level:g})."
-                      if len(within) > 1 else "."))
+                      if cheaper else "; it is also the cheapest."))
         else:
             why = (f"{pick} is the cheapest depth{budget} whose top-1 is not significantly below the best, {best} "
                    f"({top1[pick] * 100:.1f} % against {top1[best] * 100:.1f} % on your {n} labelled images, "

@@ -210,7 +210,7 @@ def layout(ctx: Context) -> SimpleNamespace:
             with gr.Row():
                 c.run = gr.Button("Run", variant="primary", elem_id="batch-run")
                 c.stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
-            c.max_ms = gr.Number(label="Latency budget (ms per image at batch 1, optional)", value=None, minimum=0,
+            c.max_ms = gr.Number(label="Latency budget: ms per image at batch 1 here (0: none)", value=0, minimum=0,
                                  elem_id="batch-max-ms")
             c.estimate = gr.Markdown(elem_id="batch-estimate", elem_classes="rde-estimate")
             c.downloads = gr.File(label="Every prediction: CSV and JSON; the agreement chart's data (CSV)",

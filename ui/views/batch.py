@@ -193,6 +193,8 @@ def kappa_heatmap(d: Any) -> Chart | None:
     """Depth x depth error consistency (Cohen's kappa of the right/wrong patterns)."""
     if not d.n or d.error_consistency.get("kappa") is None:
         return None
+    if all(v is None for row in d.error_consistency["kappa"] for v in row):
+        return None  # every depth all right or all wrong: kappa is undefined (c_exp = 1)
     models = d.error_consistency["models"]
     z = [[None if v is None else float(v) for v in row] for row in d.error_consistency["kappa"]]
     fig = plots.figure("decision-kappa", "Error consistency (κ)", height=340 + 40 * len(models))
