@@ -253,3 +253,30 @@ def _differences(x, y, path: str):
             yield f"{path}: {x} != {y}"
     elif x != y:
         yield f"{path}: {x!r} != {y!r}"
+
+
+def test_the_estimate_prices_the_decision(zoo_file, tmp_path):
+    """The decision's batch-1 timing forwards and its corrupted images are in the run's estimate."""
+    from zoo.features import batch as feature
+    from zoo.registry import Zoo
+    from zoo.runtime import Runtime
+    from zoo.robustness import corruption_seconds
+
+    rt = Runtime(Zoo.load(str(zoo_file)), "cpu", precision="fp32")
+    write_images(tmp_path / "p", 10, seed=1)
+    req = lambda **kw: feature.Request.create(rt, [tmp_path / "p"], MODELS, **kw)  # noqa: E731
+    assert feature.estimate(rt, req()).forwards == 10 * 2
+    assert feature.estimate(rt, req(decide=True)).forwards == (10 + 6) * 2  # six timed at batch 1
+    decided = feature.estimate(rt, req(decide=True, corruptions=["fog", "jpeg"], severities=[1, 3]))
+    assert decided.forwards == (10 + 6 + 10 * (4 + 1)) * 2  # and the clean crops they are compared with
+    from types import SimpleNamespace
+
+    from zoo.batch import decode_seconds, gather
+
+    for m in MODELS:
+        rt.costs.timed(SimpleNamespace(model=m, seconds=0.01))
+    priced = feature.estimate(rt, req(decide=True, corruptions=["fog", "jpeg"], severities=[1, 3]))
+    decode_s = decode_seconds(gather([tmp_path / "p"]).items)
+    assert priced.seconds == pytest.approx((10 + 6 + 50) * 2 * 0.01 + decode_s
+                                           + 10 * corruption_seconds(("fog", "jpeg_compression"), (1, 3)))
+    assert "corrupting the crops" in priced.basis

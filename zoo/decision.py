@@ -37,8 +37,9 @@ CHUNK = 2_000_000  # bootstrap: index elements drawn at a time (memory stays bou
 
 
 def extra_forwards(images: int, corrupted_per_image: int) -> int:
-    """The decision's forwards per model beyond the batch: latency probes and corrupted images."""
-    return min(PROBE_IMAGES, images) + images * corrupted_per_image
+    """The decision's forwards per model beyond the batch: latency probes, and with corruptions each
+    corrupted image and the clean crop the robustness run compares them with."""
+    return min(PROBE_IMAGES, images) + (images * (corrupted_per_image + 1) if corrupted_per_image else 0)
 
 
 @dataclass

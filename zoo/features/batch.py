@@ -95,6 +95,14 @@ def estimate(rt: Any, req: Request) -> Estimate:
     n = len(inp.items)
     per_model = float(n + (extra_forwards(n, len(req.corruptions) * len(req.severities)) if req.decide else 0))
     est = rt.costs.priced({name: per_model for name in req.models})
+    if req.decide and req.corruptions and est.seconds is not None:
+        from dataclasses import replace
+
+        from ..robustness import corruption_seconds
+
+        # Making the corrupted crops (once per image, whatever the models), as the robustness lab prices it.
+        est = replace(est, seconds=est.seconds + n * corruption_seconds(req.corruptions, req.severities),
+                      basis=est.basis + "; corrupting the crops priced from the corruptions' measured times")
     return with_decoding(est, batching.decode_seconds(inp.items))
 
 
