@@ -69,11 +69,11 @@ def main(argv=None) -> None:
     from ui.common import remove_uploads
     from ui.mcp import enabled as mcp_enabled
     from ui.spaces import activate, compile_forbidden, on_space, preload_names, zero_gpu
-    from zoo.cli import print_progress
+    from zoo.commands.common import print_progress
     from zoo.errors import ZooError
     from zoo.features.selfcheck import selfcheck
     from zoo.registry import Zoo
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
     activate()  # ZeroGPU: `import spaces` first; it emulates CUDA, so the preloaded models land on `cuda`
     t0 = time.perf_counter()
@@ -82,29 +82,29 @@ def main(argv=None) -> None:
         names = preload_names(args.preload, zoo.names, [s.name for s in zoo.builtin_depths])
         # Preloaded models must all stay in the cache: on ZeroGPU nothing loaded later persists.
         cache_size = max(len(names), int(os.environ.get("ZOO_MODEL_CACHE", "5")))
-        explorer = Explorer(zoo, args.device, cache_size=cache_size, precision=args.precision,
+        rt = Runtime(zoo, args.device, cache_size=cache_size, precision=args.precision,
                             compile=args.compile, compile_forbidden=compile_forbidden())
         for name in names:
-            explorer.cache.get(zoo.get(name), print_progress)
+            rt.cache.get(zoo.get(name), print_progress)
     except ZooError as e:
         sys.exit(f"error: {e}")
     # Models loaded from now on answer in fp32 while auto measures their precision (zoo.autotune).
-    explorer.cache.tune_in_background()
+    rt.cache.tune_in_background()
     if names:
-        print(f"Preloaded {', '.join(names)} on {explorer.device} in {time.perf_counter() - t0:.1f} s", flush=True)
+        print(f"Preloaded {', '.join(names)} on {rt.device} in {time.perf_counter() - t0:.1f} s", flush=True)
     # On a Space, the preloaded weights are checked once (zoo.selfcheck): the header says whether they give real
     # answers. Not on ZeroGPU, where no model may run outside a GPU call (the Model zoo tab runs it there).
     health = None
     if names and on_space() and not zero_gpu():
         try:
-            health = selfcheck(explorer, names, print_progress).health_line()
+            health = selfcheck(rt, names, print_progress).health_line()
         except Exception as e:  # noqa: BLE001 - a bug in the check must not keep the Space from starting
             health = f"Self-check: could not run ({type(e).__name__}); see the server's log."
             logging.getLogger("rde").exception("The self-check failed")
         print(health, flush=True)
     limits = limits_from(args, on_space())
     trust_proxy = on_space() if args.trust_proxy is None else args.trust_proxy
-    demo = build_app(explorer, max_batch_images=args.max_batch_images, limits=limits, trust_proxy=trust_proxy,
+    demo = build_app(rt, max_batch_images=args.max_batch_images, limits=limits, trust_proxy=trust_proxy,
                      health=health)
     # SIGTERM (what Spaces, Docker and systemd send) ends the process without cleanup by
     # default; as an interrupt, gradio closes the server and the output folder is removed.
@@ -114,10 +114,10 @@ def main(argv=None) -> None:
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     # Never blocks a visitor: the eager models answer until each compiled trunk is swapped in, and each graph
     # is built by a child process (zoo.compiling): no tracing or compiling in this one.
-    explorer.compile_in_background(
+    rt.compile_in_background(
         lambda m: print(f"{m.spec.name}: {m.compile_note} ({time.perf_counter() - t0:.1f} s after start)", flush=True))
-    if explorer.compile_plan.note:
-        print(f"Compile: {explorer.compile_plan.note}", flush=True)
+    if rt.compile_plan.note:
+        print(f"Compile: {rt.compile_plan.note}", flush=True)
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, mcp_server=mcp_enabled(args.mcp),
                     **launch_options(demo))

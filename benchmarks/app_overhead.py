@@ -36,9 +36,9 @@ def main() -> None:
     from zoo.features import classify
     from zoo.registry import Zoo
     from zoo.render import overlay_crop, overlay_image, raw_figure
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    explorer = Explorer(Zoo(local_specs(archs=[args.model])))
+    explorer = Runtime(Zoo(local_specs(archs=[args.model])))
     demo = build_app(explorer)
     demo.queue(default_concurrency_limit=1)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)

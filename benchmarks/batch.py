@@ -62,7 +62,7 @@ def main() -> None:
     tensors = [to_tensor(model_crop(load_image(p).image, pre), pre)[0] for p in photos]
     x = torch.stack([tensors[i % len(tensors)] for i in range(bs)])  # decoded and preprocessed, on the CPU
     cache = ModelCache(len(specs), args.device, precision="auto", compile="off" if args.no_compile else "auto")
-    cache.batch_size = bs  # as a batch run sets it (zoo.cli.make_executor)
+    cache.batch_size = bs  # as a batch run sets it (zoo.commands.batch.make_executor)
 
     def sync() -> None:
         if device.type == "cuda":

@@ -71,7 +71,7 @@ def main() -> None:
     from zoo.inference import classify, prepare
     from zoo.models import _DTYPES, autocast, load_model, precision_candidates, resolve_device
     from zoo.registry import Zoo
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
     device = resolve_device(args.device)
     names = precision_candidates("auto", device)
@@ -79,8 +79,8 @@ def main() -> None:
     if args.remeasure:
         shutil.rmtree(cache_dir() / "autotune", ignore_errors=True)
     compile_mode = "off" if args.no_compile else "auto"
-    auto = Explorer(Zoo(specs), args.device, precision="auto", compile=compile_mode)
-    eager_auto = Explorer(Zoo(specs), args.device, precision="auto", compile="off")
+    auto = Runtime(Zoo(specs), args.device, precision="auto", compile=compile_mode)
+    eager_auto = Runtime(Zoo(specs), args.device, precision="auto", compile="off")
     image = load_image(EXAMPLE)
     x = prepare(image, specs[0].preprocessing).batch
 

@@ -11,7 +11,7 @@ second run, the estimate from the method's own measured passes against that run'
 A ratio is estimate / measured; the aim is within 1.5x either way.
 
 The table's figures come from ``benchmarks/methods.py`` (a map's time over a paired forward's,
-divided by its passes); this script checks them through the Explorer, as the page uses them.
+divided by its passes); this script checks them through the Runtime, as the page uses them.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ def main() -> None:
     from zoo.explain import METHODS
     from zoo.features import classify
     from zoo.registry import Zoo
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
     specs = local_specs(archs=args.models.split(","))
-    explorer = Explorer(Zoo(specs), args.device, precision=args.precision)
+    explorer = Runtime(Zoo(specs), args.device, precision=args.precision)
     print(f"device: {explorer.device}, precision: {explorer.precision}, torch threads: {torch.get_num_threads()}")
     head = f"{'model':<10}{'method':<22}{'passes':>7}{'table':>9}{'page':>9}{'measured':>10}{'ratio':>7}" \
            f"{'own':>9}{'measured':>10}{'ratio':>7}"

@@ -125,9 +125,9 @@ def main() -> None:
     from ui import build_app, launch_options
     from zoo.limits import Limits
     from zoo.registry import Zoo
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    explorer = Explorer(Zoo(local_specs()), "cpu")
+    explorer = Runtime(Zoo(local_specs()), "cpu")
     # No ceiling (the long runs must be admitted); the public lanes and per-visitor turns.
     demo = build_app(explorer, limits=Limits(), trust_proxy=True)
     demo.queue(default_concurrency_limit=2, max_size=64)

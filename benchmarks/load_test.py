@@ -178,9 +178,9 @@ def main() -> None:
 
     from ui import build_app
     from zoo.registry import Zoo
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    explorer = Explorer(Zoo(local_specs()))
+    explorer = Runtime(Zoo(local_specs()))
     demo = build_app(explorer)
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)

@@ -46,7 +46,7 @@ def main() -> None:
     from zoo.registry import Zoo
     from zoo.features.selfcheck import selfcheck
     from zoo.selfcheck import report
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
     state = selfcheck_state()
     good = HUB.add("demo/good", commit("good"), "model.safetensors", save(state, TMP / "good.safetensors"))
@@ -65,7 +65,7 @@ def main() -> None:
         entry("shuffled", good, "demo/good", labels=labels[1:] + labels[:1]),
         entry("wrong-keys", keys, "demo/keys"),
     ]))
-    explorer = Explorer(Zoo.load(zoo_file), "cpu", precision="fp32")
+    explorer = Runtime(Zoo.load(zoo_file), "cpu", precision="fp32")
 
     print("=" * 100, "\nMCP: python app.py --mcp serves the tools at /gradio_api/mcp/ (streamable HTTP)\n")
     from ui import build_app, launch_options

@@ -20,7 +20,7 @@ from common import EXAMPLE, local_specs
 from zoo.features import classify, compare, landscape
 from zoo.memory import trim
 from zoo.registry import Zoo
-from zoo.service import Explorer
+from zoo.runtime import Runtime
 
 
 def rss_mb() -> float:
@@ -29,7 +29,7 @@ def rss_mb() -> float:
 
 
 def main() -> None:
-    explorer = Explorer(Zoo(local_specs()), "cpu", precision="fp32", compile="off")
+    explorer = Runtime(Zoo(local_specs()), "cpu", precision="fp32", compile="off")
     for spec in explorer.zoo:
         explorer.cache.get(spec)
     base = rss_mb()

@@ -17,14 +17,14 @@ from conftest import EXAMPLES, run_cli
 from zoo.agreement import map_agreement, top_region
 from zoo.features import compare
 from zoo.render import heat_on_crop
-from zoo.service import Explorer
+from zoo.runtime import Runtime
 
 MODELS = ["resnet18", "resnet34", "resnet50"]
 
 
 @pytest.fixture(scope="module")
 def explorer(zoo, hosted):
-    return Explorer(zoo, "cpu", precision="fp32")
+    return Runtime(zoo, "cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")

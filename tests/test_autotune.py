@@ -170,9 +170,9 @@ def test_requests_run_fp32_while_the_precision_is_measured(fresh, monkeypatch, z
 
 def test_json_answers_and_the_header_say_why(fresh, monkeypatch, zoo, zoo_file, hosted):
     timings(monkeypatch, {"fp32": 100.0, "bf16": 60.0})
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    explorer = Explorer(zoo, "cpu")
+    explorer = Runtime(zoo, "cpu")
     assert explorer.precision == "auto" and "measured per model when it loads" in explorer.precision_note
     result = explained(explorer, EXAMPLES / "chelsea.png", "resnet18")
     assert result.run.to_json()["precision"] == "bf16"

@@ -36,10 +36,21 @@ from zoo.batch import BatchInputError, LabelIndex
 from zoo.inference import classify
 from zoo.models import imagenet_labels, load_model
 from zoo.registry import Preprocessing
-from zoo.service import Explorer
+from zoo.features import batch as batch_feature
+from zoo.features import last
+from zoo.runtime import Runtime
 
 MODELS = ["resnet18", "resnet34"]
 TABBY, TENCH = 281, 0  # n02123045 and n01440764, the first classes of the ImageNet validation layout
+
+
+def batch_stream(rt, sources, models=None, progress=None, **kwargs):
+    """``zoo.features.batch.run`` of a request made from keywords."""
+    return batch_feature.run(rt, batch_feature.Request.create(rt, sources, models, **kwargs), progress)
+
+
+def batch_run(rt, sources, models=None, progress=None, **kwargs) -> batch.BatchResult:
+    return last(batch_stream(rt, sources, models, progress, **kwargs))
 
 
 # --- generated images and the reference --------------------------------------------------
@@ -77,8 +88,8 @@ def write_images(folder: Path, n: int, seed: int = 0, prefix: str = "img") -> li
 
 
 @pytest.fixture(scope="module")
-def explorer(zoo, hosted) -> Explorer:
-    return Explorer(zoo, "cpu", precision="fp32")
+def explorer(zoo, hosted) -> Runtime:
+    return Runtime(zoo, "cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +154,7 @@ def test_imagefolder_labels_from_names_synonyms_and_wordnet_ids(explorer, plain,
         path.rename(dest)
         files[str(dest)] = folders[name]
 
-    result = explorer.batch([root], MODELS, batch_size=4)
+    result = batch_run(explorer, [root], MODELS, batch_size=4)
     assert result.n_images == 15 and result.n_labelled == 12 and not result.skipped
     assert {img.name: img.label for img in result.images} == files  # names: the paths as named
     assert_counts(result, expected_counts(plain, files))
@@ -173,7 +184,7 @@ def test_labels_from_a_csv(explorer, plain, tmp_path):
     labels_csv = tmp_path / "labels.csv"
     labels_csv.write_text(buf.getvalue())
 
-    result = explorer.batch([tmp_path / "flat"], MODELS, labels_csv=labels_csv)
+    result = batch_run(explorer, [tmp_path / "flat"], MODELS, labels_csv=labels_csv)
     by_name = {Path(img.name).name: img.label for img in result.images}
     assert by_name == {"img000.png": TABBY, "img001.png": TABBY, "img002.png": TENCH, "img003.png": c18,
                        "sub000.png": c18, "img004.png": None, "img005.png": None}
@@ -205,7 +216,7 @@ def test_a_damaged_file_in_the_middle_is_skipped_and_reported(explorer, plain, t
     (folder / "c-notes.jpg").write_text("not a photo\n" * 30)
     (d,) = write_images(folder, 1, seed=6, prefix="d")
 
-    events = list(explorer.batch_stream([folder], ["resnet18"], batch_size=2))
+    events = list(batch_stream(explorer, [folder], ["resnet18"], batch_size=2))
     result = events[-1]
     assert [Path(i.name).name for i in result.images] == [a.name, b.name, d.name]
     assert {Path(s.name).name: s.reason for s in result.skipped}.keys() == {"b-truncated.jpg", "c-notes.jpg"}
@@ -221,9 +232,9 @@ def test_a_damaged_file_in_the_middle_is_skipped_and_reported(explorer, plain, t
 def test_nothing_classifiable_is_a_clear_error(explorer, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(batch.NoImagesError, match="None of the 1 file"):
-        explorer.batch([tmp_path / "notes.txt"], ["resnet18"])
+        batch_run(explorer, [tmp_path / "notes.txt"], ["resnet18"])
     with pytest.raises(BatchInputError, match="does not exist"):
-        explorer.batch([tmp_path / "nowhere"], ["resnet18"])
+        batch_run(explorer, [tmp_path / "nowhere"], ["resnet18"])
 
 
 # --- zips -------------------------------------------------------------------------------------
@@ -246,7 +257,7 @@ def test_a_zip_with_class_folders(explorer, plain, tmp_path, fresh_tmp):
         zf.writestr("set/.DS_Store", b"\0\0")
         zf.writestr("__MACOSX/set/._img000.png", b"\0\0")
         zf.writestr("set/readme.txt", "not an image")
-    result = explorer.batch([archive], MODELS)
+    result = batch_run(explorer, [archive], MODELS)
     assert [img.name for img in result.images] == [f"set/{'n02123045' if i % 2 else 'holiday'}/{p.name}"
                                                    for i, p in enumerate(paths)]
     assert [img.label for img in result.images] == [None, TABBY, None, TABBY]
@@ -304,7 +315,7 @@ def test_zip_defences(case, match, explorer, tmp_path, fresh_tmp, monkeypatch):
     archive = _zip_with(tmp_path / "upload.zip", members)
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(BatchInputError, match=match):
-        explorer.batch([archive], ["resnet18"])
+        batch_run(explorer, [archive], ["resnet18"])
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert list(fresh_tmp.iterdir()) == []
     assert not (tmp_path.parent / "evil.png").exists() and not (tmp_path / "evil.png").exists()
@@ -324,7 +335,7 @@ def test_batch_equals_one_image_classify(explorer, tmp_path):
             img.save(folder / f"{i}.jpg", quality=90)
         else:
             img.save(folder / f"{i}.png")
-    result = explorer.batch([folder], MODELS, batch_size=4)  # chunks of 4, 4 and 2
+    result = batch_run(explorer, [folder], MODELS, batch_size=4)  # chunks of 4, 4 and 2
     assert result.n_images == 10 and result.precision == "fp32"
     for img in result.images:
         for m, name in enumerate(MODELS):
@@ -380,9 +391,9 @@ def test_the_token_and_closing_the_stream_stop_the_work(explorer, tmp_path):
     write_images(folder, 12, seed=10)
     token = cancel.Token()
     with cancel.running(token), pytest.raises(cancel.Cancelled, match=r"Stopped\. 4 of 12 images were done"):
-        explorer.batch([folder], ["resnet18"], batch_size=4,
+        batch_run(explorer, [folder], ["resnet18"], batch_size=4,
                        progress=lambda f, m: token.cancel() if "8 of 12" in m else None)
-    stream = explorer.batch_stream([folder], ["resnet18"], batch_size=4)
+    stream = batch_stream(explorer, [folder], ["resnet18"], batch_size=4)
     first = next(e for e in stream if isinstance(e, batch.ImageResult))
     stream.close()
     assert first.index == 0
@@ -400,7 +411,7 @@ def test_progress_reports_each_model_with_eta(explorer, tmp_path):
     for name in MODELS:  # loaded beforehand: their download progress is not what this test reads
         explorer.cache.get(explorer.zoo.get(name))
     messages = []
-    explorer.batch([tmp_path / "p"], MODELS, batch_size=4, progress=lambda f, m: messages.append((f, m)))
+    batch_run(explorer, [tmp_path / "p"], MODELS, batch_size=4, progress=lambda f, m: messages.append((f, m)))
     texts = [m for _, m in messages]
     assert "resnet18: 4 of 8 images · ETA …" in texts
     assert any(t.startswith("resnet34: 8 of 8 images · ETA ") and t.endswith(" s") for t in texts)
@@ -460,8 +471,9 @@ def test_batch_endpoint_with_gradio_client(client, app, plain, tmp_path):
     paths = write_images(tmp_path / "up", 3, seed=13)
     broken = tmp_path / "up" / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\1" * 50)
-    summary, csv_path = client.predict([handle_file(str(p)) for p in [paths[0], broken, *paths[1:]]],
-                                       ["resnet18"], api_name="/batch")
+    out, csv_path = client.predict([handle_file(str(p)) for p in [paths[0], broken, *paths[1:]]],
+                                   ["resnet18"], api_name="/batch")
+    summary = out["summary"]  # the run's JSON: zoo.features.batch's to_json(), as `zoo batch --json`'s last line
     assert summary["images"] == 3 and [s["file"] for s in summary["skipped"]] == ["broken.png"]
     assert os.environ["GRADIO_TEMP_DIR"] not in json.dumps(summary)  # names, never server paths
     with open(csv_path, newline="") as f:
@@ -481,7 +493,8 @@ def test_batch_endpoint_over_raw_rest_with_a_zip(app, plain, tmp_path):
             zf.write(p, f"{class_folder(c18) if i < 2 else 'n02123045'}/{p.name}")
     kind, out = call(url, "batch", [upload_many(url, [archive]), MODELS])
     assert kind == "complete", out
-    summary, csv_file = out
+    run_json, csv_file = out
+    summary = run_json["summary"]
     expected = expected_counts(plain, {str(p): c18 if i < 2 else TABBY for i, p in enumerate(paths)})
     for s in summary["models"]:
         assert (s["labelled"], s["top1_correct"], s["top5_correct"]) == expected[s["model"]]
@@ -541,6 +554,7 @@ def test_browser_batch_tab(small_app, tmp_path, shots, monkeypatch):
         expect(page.locator("#batch-accuracy")).to_contain_text("resnet152")
         expect(page.locator("#batch-heatmap .js-plotly-plot").first).to_be_visible(timeout=30_000)
         expect(page.locator("#batch-downloads")).to_contain_text("batch-agreement")  # the heatmap's data, CSV
+        expect(page.locator("#batch-decision")).to_contain_text("needs labels")  # what labels would add
         page.screenshot(path=str(shots / "browser-batch.png"), full_page=True)
 
         # A "where depth mattered" image opens in Compare depths, which runs on it.
@@ -597,7 +611,7 @@ def test_partial_results_stream_and_survive_a_stop(explorer, tmp_path):
     token = cancel.Token()
     partials = []
     with cancel.running(token), pytest.raises(cancel.Cancelled, match="4 of 8 images were done"):
-        for event in explorer.batch_stream([folder], ["resnet18"], batch_size=4, partial_every_s=0):
+        for event in batch_stream(explorer, [folder], ["resnet18"], batch_size=4, partial_every_s=0):
             if isinstance(event, batch.BatchResult):
                 assert event.partial
                 partials.append(event)
@@ -692,3 +706,58 @@ def test_a_batch_or_robustness_run_leaves_no_empty_temp_file(app, tmp_path):
     assert call(url, "batch", [files, ["resnet18"]])[0] == "complete"
     assert call(url, "robustness", [files, ["resnet18"], ["fog"]])[0] == "complete"
     assert empty_files() == before
+
+
+def test_the_cli_json_and_the_endpoint_json_are_one_object(client, zoo_file, tmp_path, capsys):
+    """Issue 32: ``zoo batch --json``'s last line and ``/batch``'s JSON are the run's ``to_json()``,
+    the same object for the same request (minus timings, file paths and the cost measured)."""
+    from gradio_client import handle_file
+    from zoo import cli
+
+    paths = write_images(tmp_path / "same", 3, seed=22)
+    (tmp_path / "same" / "zz.png").write_bytes(b"not an image")
+    api, _ = client.predict([handle_file(str(p)) for p in [*paths, tmp_path / "same" / "zz.png"]], ["resnet18"],
+                            api_name="/batch")
+    capsys.readouterr()
+    assert cli.main(["batch", *map(str, paths), str(tmp_path / "same" / "zz.png"), "--zoo", str(zoo_file),
+                     "--models", "resnet18", "--json", "--decide", "--precision", api["summary"]["precision"]]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    def same(x):  # file names as the visitor knows them; what this machine measured, dropped
+        if isinstance(x, dict):
+            return {k: same(v) for k, v in x.items()
+                    if k not in ("seconds", "images_per_s", "cost", "precision_note", "batch_size")}
+        if isinstance(x, list):
+            return [same(v) for v in x]
+        return Path(x).name if isinstance(x, str) and os.sep in x else x
+
+    assert set(line) == {"summary", "decision"} == set(api)
+    assert same(line) == same(api)
+
+
+@pytest.mark.browser
+def test_browser_which_depth_should_i_ship(app, tmp_path, shots):
+    """Issue 33: a labelled zip of 30 images gives the decision section: a recommendation, its charts."""
+    from playwright.sync_api import expect
+
+    url, _ = app
+    archive = tmp_path / "labelled.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in write_images(tmp_path / "ship", 30, seed=31):
+            zf.write(p, f"tabby/{p.name}")
+    with open_page(url, 1400, 1200) as page:
+        page.get_by_role("tab", name="Batch").click()
+        for name in ("resnet50", "resnet101", "resnet152"):
+            page.locator("#batch-models label", has_text=name).click()
+        page.locator("#batch-files input[type=file]").set_input_files([str(archive)])
+        expect(page.locator("#batch-files")).to_contain_text("labelled", timeout=30_000)
+        page.locator("#batch-run").click()
+        expect(page.locator("#batch-decision")).to_contain_text("Recommended:", timeout=240_000)
+        expect(page.locator("#batch-decision")).to_contain_text("30 labelled images")
+        expect(page.locator("#batch-decision-table")).to_contain_text("resnet34")
+        # (every depth is wrong on every image with random weights: kappa is undefined, its chart stays hidden)
+        for chart in ("#batch-tradeoff", "#batch-reliability"):
+            expect(page.locator(f"{chart} .js-plotly-plot").first).to_be_visible(timeout=30_000)
+        expect(page.locator("#batch-published")).to_contain_text("resnet18")
+        page.locator("#batch-decision-section").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "browser-batch-decision.png"), full_page=True)

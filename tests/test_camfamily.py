@@ -191,9 +191,9 @@ def test_faithfulness_reports_road_beside_the_areas_and_can_be_stopped(r18, coff
 def test_ranking_sorts_by_road_and_the_estimate_counts_it(zoo, hosted):
     from zoo.faithfulness import STEPS
     from zoo.features import rank
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    explorer = Explorer(zoo, "cpu", precision="fp32")
+    explorer = Runtime(zoo, "cpu", precision="fp32")
     explained(explorer, EXAMPLES / "chelsea.png", "resnet18", 5, "cam")  # times a forward, for the estimate
     before = map_estimate(explorer, ["resnet18"], "hirescam", None, False)
     ranking = rank.result(explorer, rank.Request.create(explorer, EXAMPLES / "chelsea.png", "resnet18", None,
@@ -250,9 +250,9 @@ def test_fullgrad_estimate_on_resnet152_is_its_real_work(zoo):
 
     from zoo.explain import model_params
     from zoo.limits import Limits, seconds_of
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    explorer = Explorer(zoo, "cpu", precision="fp32")
+    explorer = Runtime(zoo, "cpu", precision="fp32")
     est = map_estimate(explorer, ["resnet152"], "fullgrad")
     assert est.seconds is None and est.forwards >= 60 and map_estimate(explorer, ["resnet152"], "gradcam").forwards == 4
     seconds, _ = seconds_of(est.forwards, est.seconds)  # before any forward here: the gate's assumption

@@ -198,7 +198,7 @@ def test_download_draws_a_progress_bar_on_a_terminal_only(zoo_file, hosted, tmp_
 def test_progress_printer_redraws_one_line():
     import io
 
-    from zoo.cli import ProgressPrinter
+    from zoo.commands.common import ProgressPrinter
 
     out = io.StringIO()
     p = ProgressPrinter(out, tty=True, interval_s=0)

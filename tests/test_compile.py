@@ -106,10 +106,10 @@ def test_zerogpu_and_mps_rule_compiling_out(monkeypatch):
 
 
 def test_auto_falls_back_to_eager_with_the_reason(monkeypatch, zoo, hosted):
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
     monkeypatch.setenv("CXX", NO_COMPILER)
-    explorer = Explorer(zoo, "cpu", precision="fp32", compile="auto")
+    explorer = Runtime(zoo, "cpu", precision="fp32", compile="auto")
     explorer.compile_in_background()  # nothing to do: no compiler
     result = explained(explorer, EXAMPLES / "chelsea.png", "resnet18")
     assert result.run.trunk == "eager" and result.to_json()["trunk"] == "eager"
@@ -275,7 +275,7 @@ def test_one_graph_failing_leaves_the_other_and_says_so(r18, zoo, monkeypatch, t
     """The any-batch graph cannot be built: batch 1 still runs compiled, batches eager, and the status says why."""
     import shutil
 
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
     own = tmp_path / "cache"  # r18's batch-1 graph only
     own.mkdir()
@@ -283,7 +283,7 @@ def test_one_graph_failing_leaves_the_other_and_says_so(r18, zoo, monkeypatch, t
         shutil.copy(f, own)
     monkeypatch.setenv("ZOO_COMPILE_CACHE", str(own))
 
-    explorer = Explorer(zoo, "cpu", precision="fp32", compile="on")
+    explorer = Runtime(zoo, "cpu", precision="fp32", compile="on")
     # the build process (zoo.compile_child) fails: only the any-batch graph is missing, so only it is built
     explorer.cache.compiler.command = [sys.executable, "-c", "import sys; sys.exit('no room on the disk')"]
     lm = explorer.cache.get(zoo.get("resnet18"))
@@ -307,12 +307,12 @@ def test_background_compile_never_blocks_and_swaps(zoo, hosted, monkeypatch, tmp
     logits agree within that precision's tolerance.
     """
     require_compiler()
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
     monkeypatch.setenv("ZOO_COMPILE_CACHE", str(tmp_path / "own"))  # r18's graphs would load at once
     # compiled against eager is timed in tests/test_autotune.py (here the swap must be seen, whichever is faster)
     monkeypatch.setattr(autotune, "check_compiled", lambda *args, **kwargs: None)
-    explorer = Explorer(zoo, "cpu", precision="auto", compile="auto")
+    explorer = Runtime(zoo, "cpu", precision="auto", compile="auto")
     image = load_image(EXAMPLES / "chelsea.png")
     first = explained(explorer, image, "resnet18").run  # loads the model: eager, nothing compiling yet
     assert first.trunk == "eager" and explorer.cache.compiling() == []

@@ -122,10 +122,10 @@ def processes_running(marker: str) -> list[int]:
     ("raise MemoryError('no memory left')", "exited with code 1: MemoryError: no memory left"),
 ])
 def test_a_build_process_that_dies_leaves_the_model_eager(zoo, hosted, tmp_path, monkeypatch, death, note):
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
     monkeypatch.setenv("ZOO_COMPILE_CACHE", str(tmp_path / "cache"))
-    explorer = Explorer(zoo, "cpu", precision="fp32", compile="on")
+    explorer = Runtime(zoo, "cpu", precision="fp32", compile="on")
     explorer.cache.compiler.command = [sys.executable, "-c", death]
     lm = explorer.cache.get(zoo.get("resnet18"))
     assert not explorer.cache.compile(lm, ["one"])
@@ -138,10 +138,10 @@ def test_the_header_says_while_graphs_build_and_a_killed_build_is_noted(zoo, hos
     """While a build runs the header says so; killing its process (as the OOM killer would) leaves the
     model eager with a note, and classifying goes on throughout."""
     from ui.app import compile_line
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
     monkeypatch.setenv("ZOO_COMPILE_CACHE", str(tmp_path / "cache"))
-    explorer = Explorer(zoo, "cpu", precision="fp32", compile="on")
+    explorer = Runtime(zoo, "cpu", precision="fp32", compile="on")
     marker = "rde-test-build-that-hangs"
     explorer.cache.compiler.command = [sys.executable, "-c", f"import time; time.sleep(600)  # {marker}"]
     explorer.cache.get(zoo.get("resnet18"))
@@ -174,10 +174,10 @@ def test_the_page_header_says_while_graphs_build(zoo, hosted, tmp_path, monkeypa
 
     from browser import open_page
     from ui import build_app, launch_options
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
     monkeypatch.setenv("ZOO_COMPILE_CACHE", str(tmp_path / "cache"))
-    explorer = Explorer(zoo, "cpu", precision="fp32", compile="on")
+    explorer = Runtime(zoo, "cpu", precision="fp32", compile="on")
     marker = "rde-test-build-for-the-header"
     explorer.cache.compiler.command = [sys.executable, "-c", f"import time; time.sleep(600)  # {marker}"]
     explorer.cache.get(zoo.get("resnet18"))

@@ -34,7 +34,7 @@ def test_the_pages_sliders_are_zoos_settings(app):
 def test_the_api_and_the_cli_use_the_same_defaults():
     from zoo.cli import build_parser
     from zoo.registry import Zoo
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
     assert inspect.signature(integrated_gradients).parameters["steps"].default == IG_STEPS.default
     sig = inspect.signature(occlusion).parameters
@@ -44,7 +44,7 @@ def test_the_api_and_the_cli_use_the_same_defaults():
                                                       IG_STEPS.default)
     # What a call without parameters costs is what the defaults cost, everywhere.
     # The estimate the page shows, the ceiling checks and ZeroGPU sizes its slot by:
-    explorer = Explorer(Zoo.load(None), "cpu")
+    explorer = Runtime(Zoo.load(None), "cpu")
     assert METHODS["occlusion"].passes() == DEFAULT_POSITIONS + 1 == map_estimate(explorer, ["resnet50"],
                                                                                   "occlusion").forwards - 1
     assert METHODS["integrated-gradients"].passes() == IG_STEPS.default
@@ -72,9 +72,9 @@ def test_the_cost_texts_name_the_same_numbers(repo_root):
 
 
 def test_the_estimate_at_the_defaults(zoo):
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    explorer = Explorer(zoo, "cpu")
+    explorer = Runtime(zoo, "cpu")
     est = map_estimate(explorer, ["resnet18"], "occlusion")
     assert est.passes == 1 + DEFAULT_POSITIONS + 1 and est.forwards == est.passes
     est = map_estimate(explorer, ["resnet18"], "integrated-gradients")

@@ -13,12 +13,17 @@ from zoo.batch import BatchInputError
 from zoo.features import robustness
 from zoo.images import DECODE_NS_OTHER, decode_seconds
 from zoo.features import analyze, landscape
-from zoo.service import Explorer
+from zoo.features import batch as batch_feature
+from zoo.runtime import Runtime
+
+
+def batch_estimate(rt, sources, models=None, **kwargs):
+    return batch_feature.estimate(rt, batch_feature.Request.create(rt, sources, models, **kwargs))
 
 
 @pytest.fixture
 def explorer(zoo):
-    return Explorer(zoo, "cpu")
+    return Runtime(zoo, "cpu")
 
 
 def lab(explorer, models=None, lesion=False):
@@ -63,16 +68,16 @@ def test_batch_estimate_counts_images_and_models(explorer, tmp_path):
             z.write(EXAMPLES / "chelsea.png", f"tabby/{i}.png")
     single = tmp_path / "one.png"
     Image.new("RGB", (32, 32)).save(single)
-    est = explorer.batch_estimate([photos, single], ["resnet18", "resnet34"])
+    est = batch_estimate(explorer, [photos, single], ["resnet18", "resnet34"])
     # Four images, two models, nothing timed yet; decoding four small files: well under a forward's worth.
     assert est.forwards == 4 * 2 and est.seconds is None
-    assert explorer.batch_estimate([single]).forwards == 5  # no models named: every depth
+    assert batch_estimate(explorer, [single]).forwards == 5  # no models named: every depth
     run = explained(explorer, EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
     decode = 3 * decode_seconds("PNG", 451 * 300)
-    assert explorer.batch_estimate([photos], ["resnet18"]).seconds == pytest.approx(3 * run.run.seconds + decode)
+    assert batch_estimate(explorer, [photos], ["resnet18"]).seconds == pytest.approx(3 * run.run.seconds + decode)
     # What the run would refuse is said before it runs.
     with pytest.raises(BatchInputError, match="Too many files"):
-        explorer.batch_estimate([photos, single], ["resnet18"], max_images=2)
+        batch_estimate(explorer, [photos, single], ["resnet18"], max_images=2)
 
 
 def test_method_ranking_estimate_counts_maps_and_scores(explorer):
@@ -112,13 +117,13 @@ def test_decoding_is_priced_by_the_pixels_in_the_headers_without_decoding(explor
         raise AssertionError("an estimate decoded an image")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
-    heavy = explorer.batch_estimate([many_big], ["resnet18"])
-    light = explorer.batch_estimate([many_small], ["resnet18"])
+    heavy = batch_estimate(explorer, [many_big], ["resnet18"])
+    light = batch_estimate(explorer, [many_small], ["resnet18"])
     # Ten 24 MP PNGs: 240 MP at the lossless price, in the gate's forward equivalents (0.3 s each).
     assert heavy.forwards == 10 + round(10 * 24e6 * DECODE_NS_OTHER * 1e-9 / 0.3) and light.forwards == 10
     monkeypatch.undo()
     explained(explorer, EXAMPLES / "chelsea.png", "resnet18", 5, "cam")
-    heavy, light = (explorer.batch_estimate([z], ["resnet18"]) for z in (many_big, many_small))
+    heavy, light = (batch_estimate(explorer, [z], ["resnet18"]) for z in (many_big, many_small))
     assert heavy.seconds - light.seconds == pytest.approx(10 * (24e6 - 24e4) * DECODE_NS_OTHER * 1e-9)
     assert "decoding the images priced by their pixels" in heavy.basis
     robust = robustness.estimate(explorer, robustness.Request.create(explorer, [many_big], ["resnet18"], ["fog"], [3]))

@@ -2,7 +2,7 @@
 
 Tests run the app as a local run does, so gradio caches each example at its first use
 ("lazy"): the first request computes it, every later one reads the cache. The model
-runs are counted on the app's own Explorer.
+runs are counted on the app's own Runtime.
 """
 
 from __future__ import annotations

@@ -187,9 +187,9 @@ def test_a_first_use_says_what_it_does_before_the_download(zoo, hub, cold_cache,
     from gradio_client.utils import Status
 
     from ui import build_app, launch_options
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    explorer = Explorer(zoo, "cpu", precision="fp32")
+    explorer = Runtime(zoo, "cpu", precision="fp32")
     estimating, estimate_free = threading.Event(), threading.Event()
     from zoo.features import classify as feature
 

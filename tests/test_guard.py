@@ -21,9 +21,9 @@ def gated(zoo, hosted):
     """(url, demo) of an app with a 5 s ceiling per request, as a public deployment has one."""
     from ui import build_app, launch_options
     from zoo.limits import Limits
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    demo = build_app(Explorer(zoo, "cpu", precision="fp32"), limits=Limits(max_request_seconds=CEILING_S))
+    demo = build_app(Runtime(zoo, "cpu", precision="fp32"), limits=Limits(max_request_seconds=CEILING_S))
     demo.queue(default_concurrency_limit=2, max_size=64)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
                             **launch_options(demo))

@@ -18,15 +18,15 @@ from zoo.cancel import Cancelled, Token, running
 from zoo.errors import ZooError
 from zoo.features import landscape
 from zoo.images import load_image, model_crop, to_tensor
-from zoo.service import Explorer
+from zoo.runtime import Runtime
 
 IMAGE = EXAMPLES / "chelsea.png"
 SPAN = 0.2  # small: the random test weights give moderate losses there, not saturated 0 or 1e4
 
 
 @pytest.fixture(scope="module")
-def explorer(zoo, hosted) -> Explorer:
-    return Explorer(zoo, "cpu", precision="fp32")
+def explorer(zoo, hosted) -> Runtime:
+    return Runtime(zoo, "cpu", precision="fp32")
 
 
 def surface_of(rt, sources, model, target=None, progress=None, **settings) -> zl.Landscape:
@@ -193,7 +193,7 @@ def test_settings_are_checked_before_any_work(explorer):
 
 
 def test_the_estimate_counts_points_times_images_and_learns_from_a_run(zoo, hosted):
-    fresh = Explorer(zoo, "cpu", precision="fp32")
+    fresh = Runtime(zoo, "cpu", precision="fp32")
 
     def price(models, **settings):
         return landscape.estimate(fresh, landscape.Request.create(fresh, None, models, **settings))

@@ -219,8 +219,9 @@ def test_the_other_tabs_at_1400_px(app, shots):
         assert not zone.locator("button").first.evaluate("e => e.scrollHeight > e.clientHeight + 1")
         page.locator("#batch-files input[type=file]").set_input_files(
             [str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "coffee.png")])
-        # two images through five depths (decoding them is priced too: well under one forward's worth)
-        expect(estimate).to_contain_text("10 forward passes", timeout=30_000)
+        # two images through five depths, and each depth timed at batch 1 on them for "Which depth should I
+        # ship?" (decoding them is priced too: well under one forward's worth)
+        expect(estimate).to_contain_text("20 forward passes", timeout=30_000)
         expect(estimate).to_contain_text("decoding the images priced by their pixels")
         page.screenshot(path=str(shots / "layout-1400-batch.png"), full_page=True)
 

@@ -152,9 +152,9 @@ def _cpu_seconds(window: float) -> float:
 def served(zoo, hosted):
     """An app of its own (so its gate is visible): no ceiling, like a local app."""
     from ui import build_app, launch_options
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    explorer = Explorer(zoo, "cpu", precision="fp32")
+    explorer = Runtime(zoo, "cpu", precision="fp32")
     demo = build_app(explorer, limits=Limits(max_queued=2))
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
@@ -225,9 +225,9 @@ def test_a_quick_classify_does_not_wait_behind_long_runs_and_one_visitor_cannot_
 def public(zoo, hosted):
     """An app with a public deployment's limits, smaller so that tests reach them."""
     from ui import build_app, launch_options
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    explorer = Explorer(zoo, "cpu", precision="fp32")
+    explorer = Runtime(zoo, "cpu", precision="fp32")
     demo = build_app(explorer, limits=Limits(max_request_seconds=20, upload_bytes=1_500_000, upload_window_s=600))
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,

@@ -25,9 +25,9 @@ def mcp_app(zoo, hosted):
     """(base url, MCP url) of an app serving the test zoo, its tools, and a 5 s ceiling per request."""
     from ui import build_app, launch_options
     from zoo.limits import Limits
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    explorer = Explorer(zoo, "cpu", precision="fp32")
+    explorer = Runtime(zoo, "cpu", precision="fp32")
     demo = build_app(explorer, limits=Limits(max_request_seconds=CEILING_S))
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
@@ -386,9 +386,9 @@ def test_an_image_of_over_4_mb_is_taken(mcp_app):
 
 def launch(zoo, limits, trust_proxy: bool) -> tuple[Any, str]:
     from ui import build_app, launch_options
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    demo = build_app(Explorer(zoo, "cpu", precision="fp32"), limits=limits, trust_proxy=trust_proxy)
+    demo = build_app(Runtime(zoo, "cpu", precision="fp32"), limits=limits, trust_proxy=trust_proxy)
     demo.queue(default_concurrency_limit=2, max_size=64)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
                             mcp_server=True, **launch_options(demo))

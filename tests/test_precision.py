@@ -21,7 +21,7 @@ from conftest import ARCHS, EXAMPLES, run_cli
 from zoo import autotune, precision
 from zoo.inference import classify
 from zoo.models import ModelCache, PrecisionUnavailableError, load_model, resolve_precision
-from zoo.service import Explorer
+from zoo.runtime import Runtime
 
 CPU = torch.device("cpu")
 EXAMPLE_FILES = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
@@ -59,7 +59,7 @@ def test_auto_measures_bf16_exactly_where_the_cpu_runs_it_natively(monkeypatch, 
         assert ModelCache(1, "cpu").precision is None  # what a model starts at, before measuring
         assert resolve_precision("fp32", CPU) is None  # fp32 is fp32 on every CPU
         monkeypatch.setenv("ZOO_PRECISION", "fp32")
-        assert precision.precision_candidates(None, CPU) == ["fp32"] and Explorer(zoo, "cpu").precision == "fp32"
+        assert precision.precision_candidates(None, CPU) == ["fp32"] and Runtime(zoo, "cpu").precision == "fp32"
         monkeypatch.delenv("ZOO_PRECISION")
 
 
@@ -71,7 +71,7 @@ def test_explicit_bf16_is_refused_where_the_cpu_has_no_native_bf16(monkeypatch, 
     with pytest.raises(PrecisionUnavailableError, match=why):
         load_model(zoo.get("resnet18"), "cpu", precision="bf16")
     with pytest.raises(PrecisionUnavailableError, match=why):  # the app refuses at start, not per request
-        Explorer(zoo, "cpu", precision="bf16")
+        Runtime(zoo, "cpu", precision="bf16")
     monkeypatch.setenv("ZOO_PRECISION", "bf16")
     with pytest.raises(PrecisionUnavailableError, match=why):
         ModelCache(1, "cpu")

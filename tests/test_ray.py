@@ -246,7 +246,7 @@ def cli_subprocess(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_nothing_imports_ray_without_engine_ray():
-    code = ("import sys, zoo.cli, zoo.service, zoo.batch, zoo.batch.journal; zoo.cli.build_parser(); "
+    code = ("import sys, zoo.cli, zoo.runtime, zoo.batch, zoo.batch.journal; zoo.cli.build_parser(); "
             "sys.exit(1 if 'ray' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=_ROOT).returncode == 0
 
@@ -287,3 +287,19 @@ def test_robustness_on_ray_and_resumed(ray_local, images, zoo_file, tmp_path, ca
     # Another seed is another run: --resume refuses to mix it in.
     assert cli.main([*common, "--seed", "1", "--out", str(cut), "--resume"]) == 2
     assert "seed" in capsys.readouterr().err
+
+
+def test_a_ray_run_gives_the_same_decision(ray_local, images, zoo_file, capsys):
+    """Issue 33: the decision is computed from the per-image records, so the engine does not change it."""
+    from test_decision import same_decision
+
+    def decided(*extra: str) -> dict:
+        assert cli.main(["batch", *images, "--zoo", str(zoo_file), "--json", "--models", MODEL, "--precision", "fp32",
+                         "--batch-size", "2", "--decide", *extra]) == 0
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+        return lines[-1]["decision"]
+
+    local = decided()
+    ray_run = decided("--engine", "ray")
+    assert local["n"] == 5 and same_decision(local, ray_run)
+    assert ray_run["models"][MODEL]["cost"]["ms_batch1"] > 0 and ray_run["models"][MODEL]["cost"]["peak_mb"] is None

@@ -26,7 +26,7 @@ from zoo import robustness_sweep as rs
 from zoo.features import robustness as feature
 from zoo.errors import ZooError
 from zoo.limits import Gate, LimitError, Limits
-from zoo.service import Explorer
+from zoo.runtime import Runtime
 
 
 def run_sweep(rt, image, models, progress=None, **kw):
@@ -174,8 +174,8 @@ SWEEP = ("gaussian_noise", "fog")
 
 
 @pytest.fixture(scope="module")
-def explorer(zoo, hosted) -> Explorer:
-    return Explorer(zoo, "cpu", precision="fp32")  # compared with fp32 torchvision below
+def explorer(zoo, hosted) -> Runtime:
+    return Runtime(zoo, "cpu", precision="fp32")  # compared with fp32 torchvision below
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +289,7 @@ def test_stop_ends_a_sweep_between_batches(explorer):
 
 
 def test_estimate_counts_forwards_prices_measurements_and_the_gate_refuses_over_the_ceiling(zoo, tmp_path):
-    explorer = Explorer(zoo, "cpu", precision="fp32")  # nothing measured yet
+    explorer = Runtime(zoo, "cpu", precision="fp32")  # nothing measured yet
     est = price(explorer, MODELS, ["fog", "glass_blur"], [1, 2])
     assert est.forwards == 2 * (1 + 2 * 2) and est.models == 2 and est.seconds is None
     for i in (4, 5):
@@ -390,7 +390,7 @@ def test_one_seed_rule_for_every_feature(zoo):
     from zoo import landscape, sanity
     from zoo.features import sanity as sanity_feature
 
-    rt = Explorer(zoo, "cpu", precision="fp32")
+    rt = Runtime(zoo, "cpu", precision="fp32")
     assert feature.LiveRequest.create(rt, None, ["resnet18"], "fog", 3, seed=3.0).seed == 3
     assert feature.SweepRequest.create(rt, None, ["resnet18"], seed=2 ** 32 - 1).seed == 2 ** 32 - 1
     assert sanity_feature.Request.create(rt, None, ["resnet18"], ["cam"], seed=7.0).seed == 7

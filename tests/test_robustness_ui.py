@@ -59,9 +59,9 @@ def probs_on(net, crop: Image.Image) -> np.ndarray:
 def served(zoo, hosted):
     """An app of its own, fp32, no ceiling (a local app); its gate is visible to the tests."""
     from ui import build_app, launch_options
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    demo = build_app(Explorer(zoo, "cpu", precision="fp32"))
+    demo = build_app(Runtime(zoo, "cpu", precision="fp32"))
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
                             **launch_options(demo))
@@ -220,9 +220,9 @@ def test_stop_ends_a_sweep_between_batches(served, tmp_path):
 def strict(zoo, hosted):
     """An app with a small ceiling per request (5 s), as a public deployment has one."""
     from ui import build_app, launch_options
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    demo = build_app(Explorer(zoo, "cpu", precision="fp32"), limits=Limits(max_request_seconds=5))
+    demo = build_app(Runtime(zoo, "cpu", precision="fp32"), limits=Limits(max_request_seconds=5))
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
                             **launch_options(demo))

@@ -97,9 +97,9 @@ CASES = [
 def same_app(zoo, hosted):
     """(base url, MCP url) of the app on the test zoo, CPU and fp32 as the CLI is asked to run."""
     from ui import build_app, launch_options
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    demo = build_app(Explorer(zoo, "cpu", precision="fp32"))
+    demo = build_app(Runtime(zoo, "cpu", precision="fp32"))
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
                             mcp_server=True, **launch_options(demo))

@@ -22,7 +22,7 @@ from zoo.images import load_image
 from zoo.inference import classify
 from zoo.models import load_model
 from zoo.features import sanity as feature
-from zoo.service import Explorer
+from zoo.runtime import Runtime
 
 
 def checks(rt, image, models, methods=None, progress=None, **kw):
@@ -201,7 +201,7 @@ def test_reproducible_and_granularity_independent(spec, image, report, hosted):
 def test_shared_model_untouched_before_during_after(zoo, image, hosted):
     """Classify before, during (between two randomization steps) and after: identical numbers, and
     the cached module's tensors unchanged."""
-    explorer = Explorer(zoo, "cpu", precision="fp32")
+    explorer = Runtime(zoo, "cpu", precision="fp32")
     shared = explorer.cache.get(zoo.get("resnet18"))
     before_state = {k: v.clone() for k, v in shared.module.state_dict().items()}
     before = classify(shared, image).logits
@@ -223,7 +223,7 @@ def test_shared_model_untouched_before_during_after(zoo, image, hosted):
 
 
 def test_classify_in_another_thread_while_a_check_runs(zoo, image, hosted):
-    explorer = Explorer(zoo, "cpu", precision="fp32")
+    explorer = Runtime(zoo, "cpu", precision="fp32")
     shared = explorer.cache.get(zoo.get("resnet18"))
     before = classify(shared, image).logits
     started, seen = threading.Event(), []
@@ -242,7 +242,7 @@ def test_classify_in_another_thread_while_a_check_runs(zoo, image, hosted):
 
 
 def test_stop_between_steps(zoo, image, hosted):
-    explorer = Explorer(zoo, "cpu", precision="fp32")
+    explorer = Runtime(zoo, "cpu", precision="fp32")
     token = cancel.Token()
     steps = []
     with cancel.running(token), pytest.raises(cancel.Cancelled):
@@ -254,7 +254,7 @@ def test_stop_between_steps(zoo, image, hosted):
 
 
 def test_estimate_and_limit(zoo, image, hosted):
-    explorer = Explorer(zoo, "cpu", precision="fp32")
+    explorer = Runtime(zoo, "cpu", precision="fp32")
     def est_of(models, methods, granularity="stage"):
         return feature.estimate(explorer, feature.Request.create(explorer, None, models, methods,
                                                                  granularity=granularity))
@@ -288,7 +288,7 @@ def test_every_stage_equals_one_map_per_stage(spec, image, hosted, method):
 def test_every_stage_refuses_cam_and_input_methods(zoo, image, hosted):
     from zoo.features import classify
 
-    explorer = Explorer(zoo, "cpu", precision="fp32")
+    explorer = Runtime(zoo, "cpu", precision="fp32")
     with pytest.raises(LayerError, match="exact only on layer4"):
         classify.Request.create(explorer, image, "resnet18", method="cam", every_stage=True)
     with pytest.raises(LayerError, match="input pixels"):
@@ -357,7 +357,7 @@ def test_cli_explain_layer_all(zoo_file, tmp_path):
 
 
 def test_every_depth_streams_one_report_per_depth(zoo, image, hosted):
-    explorer = Explorer(zoo, "cpu", precision="fp32")
+    explorer = Runtime(zoo, "cpu", precision="fp32")
     seen = []
     for reports in checks(explorer, image, ["resnet18", "resnet34"], ["cam"]):
         seen.append([r.model for r in reports])

@@ -147,12 +147,12 @@ def small_app(hosted, tmp_path_factory):
     """The app serving ResNet-18 and -34 of the loopback Hub, fp32; yields its URL."""
     from ui import build_app, launch_options
     from zoo.registry import Zoo
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
     path = tmp_path_factory.mktemp("screens") / "zoo.toml"
     path.write_text(zoo_toml(hosted))
     full = Zoo.load(path)
-    demo = build_app(Explorer(Zoo([full.get("resnet18"), full.get("resnet34")]), "cpu", precision="fp32"))
+    demo = build_app(Runtime(Zoo([full.get("resnet18"), full.get("resnet34")]), "cpu", precision="fp32"))
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
                             **launch_options(demo))

@@ -61,9 +61,9 @@ def test_zero_gpu_needs_the_variable_and_the_package(clean_env, tmp_path):
 
 def _estimates():
     from zoo.registry import Zoo
-    from zoo.service import Explorer
+    from zoo.runtime import Runtime
 
-    explorer = Explorer(Zoo.load(None), "cpu")
+    explorer = Runtime(Zoo.load(None), "cpu")
 
     def cost(image, model, top_k, method, target, progress=None, window=32, stride=16, steps=32):
         params = {"window": window, "stride": stride} if method == "occlusion" else (

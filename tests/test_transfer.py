@@ -15,7 +15,7 @@ from zoo.faithfulness import STEPS, faithfulness, road_forwards
 from zoo.images import load_image
 from zoo.inference import classify
 from zoo.models import load_model
-from zoo.service import Explorer
+from zoo.runtime import Runtime
 from zoo.transfer import Depth, evidence_transfer, scorings, with_transfer
 
 MODELS = ("resnet18", "resnet34")
@@ -73,7 +73,7 @@ def test_road_reuses_the_comparisons_own_scores(depths):
 
 
 def test_price_adds_every_scoring(zoo):
-    rt = Explorer(zoo, "cpu", precision="fp32")
+    rt = Runtime(zoo, "cpu", precision="fp32")
     base = rt.estimate(list(MODELS), "gradcam")
     est = with_transfer(rt, base, list(MODELS))
     assert est.forwards == base.forwards + 2 * scorings(2) * (2 * STEPS - 1) and scorings(2) == 2

@@ -14,12 +14,12 @@ from ui.views import classify as views
 from zoo.errors import UnknownMethodError, ZooError
 from zoo.explain import STAGES, LayerError
 from zoo.features import classify as feature
-from zoo.service import Explorer
+from zoo.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
 def rt(zoo, hosted):
-    return Explorer(zoo, "cpu", precision="fp32")
+    return Runtime(zoo, "cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ from conftest import EXAMPLES
 from ui.views import rank as views
 from zoo.errors import UnknownMethodError, ZooError
 from zoo.features import rank as feature
-from zoo.service import Explorer
+from zoo.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
 def rt(zoo, hosted):
-    return Explorer(zoo, "cpu", precision="fp32")
+    return Runtime(zoo, "cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")

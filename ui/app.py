@@ -1,7 +1,7 @@
 """The Gradio app: assembles one tab per module under ``ui/tabs``.
 
 Turns user input into calls of ``zoo`` and results into components. No model logic
-and no torch in ``ui``. Shared state is the read-only zoo and the explorer's locked
+and no torch in ``ui``. Shared state is the read-only zoo and the runtime's locked
 model cache, both reached through the ``Context`` made here; nothing per user lives
 in module globals.
 
@@ -36,7 +36,7 @@ Adding a tab: write ``ui/tabs/<name>.py`` that defines
   ``gr.Image`` or ``gr.File`` as an input: they would open paths a raw call names),
   register every event that runs a model with ``guard.long_event(ctx.guard, button.click,
   fn, inputs, outputs, cost=..., message=..., stop=...)``: ``cost`` returns the
-  ``Explorer`` estimate of the request from the same inputs (the page shows it under the
+  feature estimate (``zoo.features``) of the request from the same inputs (the page shows it under the
   button, the server refuses it over the ceiling, ZeroGPU sizes its slot from it); long
   loops in ``zoo`` call ``zoo.cancel.check()`` between steps. Bound costs with the
   sliders' ranges too (gr.Slider refuses out-of-range values on the server).
@@ -58,7 +58,7 @@ import tempfile
 
 import gradio as gr
 
-from zoo.service import Explorer
+from zoo.runtime import Runtime
 
 from zoo.limits import Limits
 
@@ -250,12 +250,12 @@ def launch_options(demo: gr.Blocks | None = None) -> dict:
 COMPILE_POLL_S = 5  # how often an open page asks whether graphs are still building (only while they are)
 
 
-def compile_line(explorer: Explorer) -> str:
+def compile_line(rt: Runtime) -> str:
     """The header's line on the compiled path while it is enabled: what builds now, what is in use."""
-    return f"Compiled path: {explorer.compile_status()}." if explorer.compile_plan.enabled else ""
+    return f"Compiled path: {rt.compile_status()}." if rt.compile_plan.enabled else ""
 
 
-def compile_header(explorer: Explorer, demo: gr.Blocks) -> None:
+def compile_header(rt: Runtime, demo: gr.Blocks) -> None:
     """A header line that says when graphs are building (answers use the eager path meanwhile): set at
     each page load and refreshed every few seconds while a build is under way, then no more."""
     line = gr.Markdown(elem_id="compile-status")
@@ -263,13 +263,13 @@ def compile_header(explorer: Explorer, demo: gr.Blocks) -> None:
 
     @runs_no_model
     def compile_state() -> tuple[str, gr.Timer]:
-        return compile_line(explorer), gr.Timer(active=bool(explorer.cache.compiling()))
+        return compile_line(rt), gr.Timer(active=bool(rt.cache.compiling()))
 
     for event in (demo.load, timer.tick):  # reads a status, runs no model: no gate, no queue
         event(compile_state, None, [line, timer], api_visibility="private", show_progress="hidden", queue=False)
 
 
-def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | None = None,
+def build_app(rt: Runtime, max_batch_images: int = 500, limits: Limits | None = None,
               trust_proxy: bool = False, health: str | None = None) -> gr.Blocks:
     """The whole page: a header, then each module of ``TABS`` in its own tab (id: its TITLE).
 
@@ -291,19 +291,19 @@ def build_app(explorer: Explorer, max_batch_images: int = 500, limits: Limits | 
     # uploads older than OUTPUT_MAX_AGE_S; our own outputs follow the same rule (ui.server).
     with gr.Blocks(title="ResNet Depth Explorer", analytics_enabled=False,
                    delete_cache=(CACHE_SWEEP_S, OUTPUT_MAX_AGE_S)) as demo:
-        ctx = Context.create(explorer, demo, max_batch_images, Guard.create(limits, trust_proxy))
+        ctx = Context.create(rt, demo, max_batch_images, Guard.create(limits, trust_proxy))
         demo.rde_context = ctx  # type: ignore[attr-defined]  # for ui.server's middleware and the tests
         pruning = server.start_pruning(ctx.outputs_dir, CACHE_SWEEP_S, OUTPUT_MAX_AGE_S)
         demo.rde_pruning = pruning  # type: ignore[attr-defined]  # set it to stop the pruning thread
         server.refuse_server_paths()
         gr.Markdown("# ResNet Depth Explorer\nClassify with an ImageNet ResNet of any depth, see where it looked, "
-                    f"and what each depth costs. Device: `{explorer.device}`, precision `{explorer.precision}` "
-                    f"({explorer.precision_note}), "
-                    f"compile `{explorer.compile_plan.mode}`"
-                    + (f" ({explorer.compile_plan.note})" if explorer.compile_plan.note else "")
+                    f"and what each depth costs. Device: `{rt.device}`, precision `{rt.precision}` "
+                    f"({rt.precision_note}), "
+                    f"compile `{rt.compile_plan.mode}`"
+                    + (f" ({rt.compile_plan.note})" if rt.compile_plan.note else "")
                     + ". Each result says whether a compiled or the eager trunk produced it."
                     + (f"\n\n{health}" if health else ""), elem_id="page-header")
-        compile_header(explorer, demo)
+        compile_header(rt, demo)
         with gr.Tabs(overflow_behavior="wrap") as tabs:  # every tab's button in view, in a fixed place
             ctx.components["tabs"] = tabs  # lets a tab switch to another: gr.Tabs(selected=TITLE)
             for tab in TABS:

@@ -23,7 +23,7 @@ from zoo.models import imagenet_labels
 from zoo.registry import Zoo
 from zoo.render import Scale, overlay_crop, overlay_image, raw_figure, save_jpeg, save_png
 from zoo.features.classify import Result
-from zoo.service import Explorer
+from zoo.runtime import Runtime
 
 from .errors import Upload, user_errors  # noqa: F401  (tabs import them from here)
 from .guard import Guard, runs_no_model, show_progress
@@ -42,7 +42,7 @@ CACHE_SWEEP_S = 300  # how often old files are looked for
 class Context:
     """What ``build_app`` hands every tab's ``build``: shared, read-only, nothing per user."""
 
-    explorer: Explorer
+    rt: Runtime
     demo: gr.Blocks  # the Blocks being built, for page-load events
     outputs: tempfile.TemporaryDirectory  # removed when the process exits (its finalizer runs at exit)
     model_choices: list[tuple[str, str]]  # (label, zoo name) for model dropdowns
@@ -62,20 +62,20 @@ class Context:
 
     @property
     def zoo(self) -> Zoo:
-        return self.explorer.zoo
+        return self.rt.zoo
 
     @property
     def default_model(self) -> str:
         return "resnet50" if "resnet50" in self.zoo else self.zoo.names[0]
 
     @classmethod
-    def create(cls, explorer: Explorer, demo: gr.Blocks, max_batch_images: int = 500,
+    def create(cls, rt: Runtime, demo: gr.Blocks, max_batch_images: int = 500,
                guard: Guard | None = None) -> Context:
-        zoo = explorer.zoo
+        zoo = rt.zoo
         guard = guard or Guard.create()
         guard.demo = demo
         return cls(
-            explorer=explorer,
+            rt=rt,
             demo=demo,
             outputs=tempfile.TemporaryDirectory(prefix="rde-outputs-"),
             model_choices=[(f"{s.name} · {s.depth} layers" + (f" · {s.top1:.1f}% top-1" if s.top1 else ""),

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
 
 from zoo.explain import METHODS, STAGES, stage_channels
 from zoo.faithfulness import Faithfulness
 from zoo.limits import Limits, duration_text, seconds_of
 from zoo.registry import ModelSpec
 from zoo.costs import Estimate
-from zoo.batch import BatchResult, Mattered
 
 
 def duration(seconds: float) -> str:
@@ -97,49 +95,4 @@ def method_choice(name: str, spec: ModelSpec | None = None, layer: str = STAGES[
 
 # --- Batch tab -----------------------------------------------------------------------------
 
-BATCH_MODEL_HEADERS = ["model", "top-1", "top-5", "mean confidence", "images/s"]
 
-
-def batch_model_table(result: BatchResult) -> list[list[Any]]:
-    """Per model: accuracy with counts (when labelled), mean confidence, throughput."""
-    def acc(v: float | None, n: int, of: int) -> str:
-        return "–" if v is None else f"{v * 100:.1f}% ({n} of {of})"
-
-    return [[s.name, acc(s.top1, s.top1_correct, s.labelled), acc(s.top5, s.top5_correct, s.labelled),
-             f"{s.mean_confidence * 100:.1f}%", f"{s.images_per_s:.1f}"] for s in result.per_model]
-
-
-def batch_headers(result: BatchResult) -> list[str]:
-    return ["", "file", *(["label"] if result.n_labelled else []), *result.models, "depths"]
-
-
-def batch_rows(result: BatchResult, thumbnail_uri: Callable[[Any], str]) -> list[list[Any]]:
-    """One row per image: thumbnail, file, label, each model's top-1 (✓/✗ when labelled), agreement."""
-    mark = {True: " ✓", False: " ✗", None: ""}
-    rows = []
-    for img in result.images:
-        cells = [f"{result.labels[img.top1(m)]} ({img.probs[m, 0] * 100:.0f}%){mark[img.correct(m)]}"
-                 for m in range(len(result.models))]
-        label = [result.labels[img.label] if img.label is not None else ""] if result.n_labelled else []
-        rows.append([thumbnail_uri(img.thumbnail) if img.thumbnail is not None else "", img.name, *label, *cells,
-                     "agree" if img.agree else "≠ disagree"])
-    return rows
-
-
-def batch_markdown(result: BatchResult, max_listed: int = 30) -> str:
-    s = result
-    lines = [f"**{s.n_images} images** classified by {len(s.models)} model(s) on `{s.device}` ({s.precision}, "
-             f"batches of {s.batch_size}) in {s.seconds:.1f} s · labels for {s.n_labelled}"
-             + (f" · **{len(s.skipped)} skipped**" if s.skipped else "") + "."]
-    lines += [f"Note: {n}" for n in s.notes]
-    if s.skipped:
-        lines.append("Skipped:\n" + "\n".join(f"* `{k.name}`: {k.reason}" for k in s.skipped[:max_listed])
-                     + (f"\n* … and {len(s.skipped) - max_listed} more" if len(s.skipped) > max_listed else ""))
-    return "\n\n".join(lines)
-
-
-def mattered_caption(result: BatchResult, m: Mattered) -> str:
-    img = m.image
-    label = f" [{result.labels[img.label]}]" if img.label is not None else ""
-    picks = " · ".join(f"{name}: {result.labels[img.top1(i)]}" for i, name in enumerate(result.models))
-    return f"{img.name}{label}: {m.reason}. {picks}"

@@ -5,7 +5,7 @@ with ``guarded``), page-load events included; every other handler is declared wi
 ``runs_no_model``, and ``check_events`` (called by ``build_app``) refuses an app with an
 event that is neither. For each request, on the server's event loop:
 
-1. its estimate (the tab's ``cost`` function, the same ``Explorer`` estimate the page
+1. its estimate (the tab's ``cost`` function, the same estimate (``zoo.features.<feature>.estimate``) the page
    shows) is checked against the ceiling (``zoo.limits.Gate``): over it, the request is
    refused before any work, with a message that names the limit;
 2. it waits for a slot of its lane (quick or long) and, for long work, its visitor's

@@ -66,7 +66,7 @@ def gpu(fn: Callable | None = None, *, duration: float | Callable[..., float] = 
 
     ``@gpu`` alone asks for ZeroGPU's default, 60 s; ``@gpu(duration=20)`` for 20 s;
     ``@gpu(cost=f)`` for ``gpu_seconds(f(*args))``: ``f`` takes ``fn``'s own arguments and
-    returns the request's ``zoo.service.Estimate``, the same figure the page shows and the
+    returns the request's ``zoo.costs.Estimate``, the same figure the page shows and the
     server's ceiling checks.
     """
     def wrap(f: Callable) -> Callable:

@@ -102,7 +102,7 @@ def takes_layer(method: str) -> bool:
 # forward each; a backward to a stage adds little, one to the input about as much as the
 # forward. ``zoo.features.classify.map_estimate`` multiplies these by the forward it measured, and replaces
 # them by what a method's own runs took once it has run (see ``CostModel.pass_seconds``).
-# The two dear ones are in the Explorer's own unit, the classification's forward at the
+# The two dear ones are in the cost model's own unit, the classification's forward at the
 # model's precision (bf16 on CPUs with AVX-512 BF16, where it is no faster than fp32):
 # ``benchmarks/estimate.py`` on such a 2-core CPU, shared and loaded (so noisy: the forward
 # itself varied 2x between runs), gave Integrated Gradients 1.24 (ResNet-18), 0.74 and 1.78

@@ -208,3 +208,44 @@ def targets(specs: Sequence[Any], value: Any) -> Any:
     for spec in specs:
         target(spec, value)
     return value
+
+
+# batch and its decision ("Which depth should I ship?", zoo.decision)
+
+DECISION_LEVEL = 0.05  # McNemar's significance level for "not significantly below the best"
+MAX_BATCH_SIZE = 4096
+
+
+def batch_size(value: Any) -> int | None:
+    """Images per forward: a whole number in 1..4096, or None (the device's default)."""
+    return None if value is None else whole(value, "The batch size", 1, MAX_BATCH_SIZE)
+
+
+def max_ms(value: Any) -> float | None:
+    """A latency budget in milliseconds per image at batch 1: a positive number, or None (none)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0:
+        raise ZooError(f"The latency budget (--max-ms) must be a positive number of milliseconds, not {value!r}.")
+    return float(value)
+
+
+def level(value: Any) -> float:
+    """A significance level strictly between 0 and 0.5 (0.05: the usual 5 %)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0 < float(value) < 0.5:
+        raise ZooError(f"The significance level (--level) must be a number between 0 and 0.5, such as 0.05, "
+                       f"not {value!r}.")
+    return float(value)
+
+
+def corruptions(names: Sequence[str] | None, severities: Sequence[Any] | None) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The decision's optional corruptions (the Robustness lab's names) and severities 1-5 (default 3).
+
+    No corruptions named: none (severities are then ignored), unlike a robustness run's "all 19".
+    """
+    if not names:
+        return (), (3,)
+    from .robustness import corruption_names, severity_list
+
+    return corruption_names(names), severity_list(severities or [3])

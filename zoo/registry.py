@@ -27,6 +27,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from .errors import UnknownModelError, ZooFileError
 from .files import FileTooLargeError, NotRegularFileError, read_regular
+from .published import BUILTIN as PUBLISHED
+from .published import Published, from_table
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -106,6 +108,7 @@ class ModelSpec:
     description: str = ""
     builtin: bool = False
     provenance: Provenance | None = None  # built-ins: where revision, size and sha256 were read
+    published: Published | None = None  # published ImageNet-variant figures, with their source (zoo.published)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -151,6 +154,7 @@ def _tv_entry(arch: str, top1: float, top5: float, *, revision: str = "main", si
         description="Original torchvision ImageNet weights (IMAGENET1K_V1), as published by timm.",
         builtin=True,
         provenance=read,
+        published=PUBLISHED.get(arch),
     )
 
 
@@ -297,7 +301,7 @@ class Zoo:
 
 _ALLOWED = {
     "name", "arch", "repo", "revision", "filename", "sha256", "size_bytes", "path",
-    "labels", "top1", "top5", "license", "description",
+    "labels", "top1", "top5", "license", "description", "published",
     "resize", "crop", "interpolation", "antialias", "mean", "std",
 }
 _INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
@@ -442,5 +446,6 @@ def _spec_from_table(t: dict[str, Any], i: int, path: Path) -> ModelSpec:
         preprocessing=pre,
         license=typed("license", str),
         description=typed("description", str, ""),
+        published=from_table(t.get("published"), fail),
     )
 

@@ -282,6 +282,7 @@ class ZooRow:
     top1: float | None
     top5: float | None
     latency: Latency | None = None
+    published: dict[str, Any] | None = None  # published ImageNet-variant figures (zoo.published), not measured here
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -301,6 +302,7 @@ def zoo_row(spec: ModelSpec, resolution: int = 224, latency_device: torch.device
         spec.name, spec.arch.name, spec.depth, s.layers, s.block, s.blocks_per_stage, resolution, s.params,
         s.macs, s.flops, spec.arch.paper_flops, meta["_ops"], meta["num_params"], size, spec.top1, spec.top5,
         measure_latency(spec.arch.name, latency_device, resolution) if latency_device is not None else None,
+        spec.published.to_json() if spec.published is not None else None,
     )
 
 

@@ -44,14 +44,14 @@ def request(ctx: Context, image: Upload | None, model: str, top_k: int, method: 
     slider is sent; the method takes its own (``zoo.params.method_params``).
     """
     return feature.Request.create(
-        ctx.explorer, image.path if image is not None else None, model, top_k, method, target or None,
+        ctx.rt, image.path if image is not None else None, model, top_k, method, target or None,
         {"window": window, "stride": stride, "steps": steps, "layer": layer}, faithfulness=bool(score),
         explain=explain, every_stage=every_stage)
 
 
 def _run_handlers(ctx: Context) -> SimpleNamespace:
     """The handlers of the tab's button, its estimate and its re-render."""
-    rt = ctx.explorer
+    rt = ctx.rt
 
     def cost(image, model, top_k, method, target, cmap="jet", alpha=0.5, window=OCCLUSION_WINDOW.default,
              stride=OCCLUSION_STRIDE.default, steps=IG_STEPS.default, layer=None, score=False):
@@ -258,7 +258,7 @@ def _every_stage_section(ctx: Context, c: SimpleNamespace) -> None:
     """The accordion, its button, estimate and gallery. Grad-CAM, XGrad-CAM and Layer-CAM come
     from one forward and one backward for all four stages; other stage methods run once per
     stage, and the estimate says so."""
-    rt = ctx.explorer
+    rt = ctx.rt
 
     def stages_request(image: Upload | None, model: str, method: str, target: str | None) -> feature.Request:
         return request(ctx, image, model, 5, method, target, every_stage=True)

@@ -25,7 +25,7 @@ CLASSIFY_TAB = "Classify & explain"  # that tab's id (build_app gives each tab i
 
 def handlers(ctx: Context) -> SimpleNamespace:
     """The tab's handlers and its cost callback, built on the tab's one request."""
-    rt = ctx.explorer
+    rt = ctx.rt
 
     def request(image: Upload | None, models, method="cam", target=None, score=False) -> compare.Request:
         """The tab's one request: the handler runs it, the cost callback prices it (image None: pricing)."""

@@ -43,7 +43,7 @@ variants reuse the undamaged pass up to their block. Does each claim hold on you
 
 def handlers(ctx: Context) -> SimpleNamespace:
     """The tab's handlers and cost callbacks, built on the tab's one request."""
-    rt = ctx.explorer
+    rt = ctx.rt
 
     def request(image: Any, models: list[str] | None, target: str | None, lesion: bool) -> analyze.Request:
         """The tab's one request: the handlers run it, the cost callbacks price it (image None: pricing).

@@ -51,7 +51,7 @@ def _extra(more: Any) -> list[Any]:
 
 def handlers(ctx: Context) -> SimpleNamespace:
     """The tab's handlers and its cost callback, built on the tab's one request."""
-    rt = ctx.explorer
+    rt = ctx.rt
 
     def request(image: Any, models: list[str] | None = None, target: Any = None, dims: Any = 2, grid: Any = 11,
                 span: Any = SPAN[2], seed: Any = 0, more: Any = None) -> landscape.Request:

@@ -27,13 +27,13 @@ TITLE = "Method ranking"
 def request(ctx: Context, image: Any, model: str, target: str | None, methods: Any) -> feature.Request:
     """The tab's one request, from its inputs: what the handlers run and the cost callbacks price.
     No methods ticked: the cheap ones (``RANK_DEFAULT``), as the endpoint runs."""
-    return feature.Request.create(ctx.explorer, None if image is None else image.path, model, target or None,
+    return feature.Request.create(ctx.rt, None if image is None else image.path, model, target or None,
                                   list(methods or []) or None)
 
 
 def _handlers(ctx: Context) -> tuple[Any, Any, Any, Any]:
     """The button's (a stream), the re-sort's, the endpoint's, and the cost callback."""
-    rt = ctx.explorer
+    rt = ctx.rt
 
     @gpu
     def stream(image, model, target, methods, progress) -> Iterator[Ranking]:
@@ -83,7 +83,7 @@ def _handlers(ctx: Context) -> tuple[Any, Any, Any, Any]:
 
 def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
-    rt = ctx.explorer
+    rt = ctx.rt
     ui_rank, ui_resort, api_rank, cost = _handlers(ctx)
 
     with gr.Row():

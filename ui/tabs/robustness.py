@@ -52,14 +52,14 @@ def live_request(ctx: Context, image: Any, models: Any, corruption: Any = DEFAUL
                  severity: Any = DEFAULT_SEVERITY, method: Any = None, target: Any = None,
                  seed: Any = 0) -> feature.LiveRequest:
     """``image``: an upload's path, or None for the estimate (which needs no image)."""
-    return feature.LiveRequest.create(ctx.explorer, image, list(models or ctx.depth_names),
+    return feature.LiveRequest.create(ctx.rt, image, list(models or ctx.depth_names),
                                       corruption or DEFAULT_CORRUPTION, severity,
                                       None if method in (None, "", NO_MAP) else method, target, seed or 0)
 
 
 def sweep_request(ctx: Context, image: Any, models: Any, corruptions: Any = None, target: Any = None,
                   seed: Any = 0) -> feature.SweepRequest:
-    return feature.SweepRequest.create(ctx.explorer, image, list(models or ctx.depth_names), corruptions or None,
+    return feature.SweepRequest.create(ctx.rt, image, list(models or ctx.depth_names), corruptions or None,
                                        None, target, seed or 0)
 
 
@@ -74,7 +74,7 @@ def folder_request(ctx: Context, files: Any, labels_csv: Any = None, models: Any
                    severities: Any = None, seed: Any = 0, partial_every_s: float | None = None) -> feature.Request:
     """Per image and depth: the clean crop and one forward per (corruption, severity); zips counted, not decoded."""
     paths, csv_path = uploads(files, labels_csv)
-    return feature.Request.create(ctx.explorer, paths, list(models or ctx.depth_names), corruptions or None,
+    return feature.Request.create(ctx.rt, paths, list(models or ctx.depth_names), corruptions or None,
                                   [int(s) for s in severities] if severities else None, seed or 0,
                                   names=[p.name for p in paths], labels_csv=csv_path,
                                   max_images=ctx.max_batch_images, partial_every_s=partial_every_s)
@@ -82,16 +82,16 @@ def folder_request(ctx: Context, files: Any, labels_csv: Any = None, models: Any
 
 def live_cost(ctx: Context, image: Any = None, models: Any = None, corruption: Any = DEFAULT_CORRUPTION,
               severity: Any = DEFAULT_SEVERITY, method: Any = None, *_: Any) -> Any:
-    return feature.estimate(ctx.explorer, live_request(ctx, None, models, corruption, severity, method))
+    return feature.estimate(ctx.rt, live_request(ctx, None, models, corruption, severity, method))
 
 
 def sweep_cost(ctx: Context, image: Any = None, models: Any = None, corruptions: Any = None, *_: Any) -> Any:
-    return feature.estimate(ctx.explorer, sweep_request(ctx, None, models, corruptions))
+    return feature.estimate(ctx.rt, sweep_request(ctx, None, models, corruptions))
 
 
 def folder_cost(ctx: Context, files: Any, labels_csv: Any = None, models: Any = None, corruptions: Any = None,
                 severities: Any = None, *_: Any) -> Any:
-    return feature.estimate(ctx.explorer, folder_request(ctx, files, labels_csv, models, corruptions, severities))
+    return feature.estimate(ctx.rt, folder_request(ctx, files, labels_csv, models, corruptions, severities))
 
 
 # --- the runs (on ZeroGPU, each asks for what its estimate says) ---------------------------------
@@ -104,13 +104,13 @@ def gpu_runs(ctx: Context) -> SimpleNamespace:
          live_cost(ctx, image, models, corruption, severity, method))
     def live_result(image, models, corruption, severity, method, target, seed, progress) -> Live:
         req = live_request(ctx, require_image(image).path, models, corruption, severity, method, target, seed)
-        return feature.result(ctx.explorer, req, progress_fn(progress))
+        return feature.result(ctx.rt, req, progress_fn(progress))
 
     @gpu(cost=lambda image, models, corruptions, target, seed, progress=None: sweep_cost(ctx, image, models,
                                                                                         corruptions))
     def sweep_events(image, models, corruptions, target, seed, progress) -> Iterator[SweepProgress | Sweep]:
         upload = require_image(image)
-        yield from feature.run(ctx.explorer, sweep_request(ctx, upload.path, models, corruptions, target, seed),
+        yield from feature.run(ctx.rt, sweep_request(ctx, upload.path, models, corruptions, target, seed),
                                progress_fn(progress))
 
     @gpu(cost=lambda files, labels_csv, models, corruptions, severities, seed, progress=None, partial_every_s=None:
@@ -118,7 +118,7 @@ def gpu_runs(ctx: Context) -> SimpleNamespace:
     def folder_events(files, labels_csv, models, corruptions, severities, seed, progress,
                       partial_every_s: float | None = None) -> Iterator[Any]:
         req = folder_request(ctx, files, labels_csv, models, corruptions, severities, seed, partial_every_s)
-        yield from feature.run(ctx.explorer, req, progress)
+        yield from feature.run(ctx.rt, req, progress)
 
     return SimpleNamespace(live_result=live_result, sweep_events=sweep_events, folder_events=folder_events)
 
@@ -126,7 +126,7 @@ def gpu_runs(ctx: Context) -> SimpleNamespace:
 # --- files and pictures a result leaves -----------------------------------------------------------
 
 def folder_files(ctx: Context, summary: FolderSummary, samples: list[SampleResult]) -> list[str]:
-    return views.folder_files(summary, samples, feature.labels_of(ctx.explorer, summary.models),
+    return views.folder_files(summary, samples, feature.labels_of(ctx.rt, summary.models),
                               new_output_folder(ctx.outputs_dir))
 
 
@@ -268,7 +268,7 @@ def estimate_text(ctx: Context, cost: Any, *args: Any, batch: bool = False) -> s
     """The estimate under a button (``cost(ctx, *args)``), or what is wrong with the settings."""
     try:
         say = fmt.batch_estimate_markdown if batch else fmt.estimate_markdown
-        return say(cost(ctx, *args), ctx.explorer.device, ctx.guard.limits)
+        return say(cost(ctx, *args), ctx.rt.device, ctx.guard.limits)
     except ZooError as e:
         return str(e)
     except gr.Error as e:
@@ -305,7 +305,7 @@ def _wire_live(ctx: Context, c: SimpleNamespace, runs: SimpleNamespace) -> list:
         """The corrupted crop as soon as the corruption or severity changes: no model runs."""
         if image is None:
             return gr.skip()
-        crop = feature.preview(ctx.explorer, live_request(ctx, image.path, models, corruption, severity, seed=seed))
+        crop = feature.preview(ctx.rt, live_request(ctx, image.path, models, corruption, severity, seed=seed))
         path = new_output_folder(ctx.outputs_dir) / f"preview-{corruption}-{int(severity)}.png"
         return str(save_png(np.asarray(crop.convert("RGB")), path))
 

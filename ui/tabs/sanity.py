@@ -40,27 +40,27 @@ def request(ctx: Context, image: Any, models: list[str], methods: Any, target: A
             granularity: Any = "stage", seed: Any = SEED) -> feature.Request:
     """The one request of both parts (one model and its methods; one method on every depth), for the
     handler and its cost. ``image``: an upload's path, or None for the estimate."""
-    return feature.Request.create(ctx.explorer, image, models, list(methods or DEFAULT_METHODS), target,
+    return feature.Request.create(ctx.rt, image, models, list(methods or DEFAULT_METHODS), target,
                                   granularity, SEED if seed is None else seed, PARAMS)
 
 
 def cost(ctx: Context, image: Any, model: str, methods: Any = None, target: Any = None, granularity: Any = "stage",
          seed: Any = None) -> Any:
-    return feature.estimate(ctx.explorer, request(ctx, None, [model], methods, target, granularity))
+    return feature.estimate(ctx.rt, request(ctx, None, [model], methods, target, granularity))
 
 
 def depth_cost(ctx: Context, image: Any, method: str, target: Any = None, granularity: Any = "stage",
                seed: Any = None) -> Any:
-    return feature.estimate(ctx.explorer, request(ctx, None, ctx.depth_names, [method], target, granularity))
+    return feature.estimate(ctx.rt, request(ctx, None, ctx.depth_names, [method], target, granularity))
 
 
 def gpu_checks(ctx: Context) -> Any:
     """The model-running function, a closure over ``ctx``: on ZeroGPU its arguments (the request)
     travel to a forked worker; the context stays here."""
 
-    @gpu(cost=lambda req, progress=None: feature.estimate(ctx.explorer, req))
+    @gpu(cost=lambda req, progress=None: feature.estimate(ctx.rt, req))
     def checks(req: feature.Request, progress: Any) -> Iterator[feature.Checks]:
-        yield from feature.run(ctx.explorer, req, progress_fn(progress))
+        yield from feature.run(ctx.rt, req, progress_fn(progress))
 
     return checks
 
@@ -69,8 +69,8 @@ def estimate_text(ctx: Context, models: list[str], methods: Any, granularity: An
     """The estimate under a button: the maps it draws, then its cost."""
     try:
         req = request(ctx, None, models, methods, None, granularity)
-        return (views.maps_text(feature.maps(ctx.explorer, req), len(req.methods), len(req.models))
-                + fmt.estimate_markdown(feature.estimate(ctx.explorer, req), ctx.explorer.device, ctx.guard.limits))
+        return (views.maps_text(feature.maps(ctx.rt, req), len(req.methods), len(req.models))
+                + fmt.estimate_markdown(feature.estimate(ctx.rt, req), ctx.rt.device, ctx.guard.limits))
     except ZooError as e:
         return str(e)
 
@@ -137,14 +137,14 @@ def _wire(ctx: Context, c: SimpleNamespace, checks: Any) -> None:
         if not methods:
             raise gr.Error("Tick at least one method to check.", print_exception=False)
         req = request(ctx, require_image(image).path, [model], methods, target, granularity, seed)
-        folder, total = new_output_folder(ctx.outputs_dir), feature.maps(ctx.explorer, req)
+        folder, total = new_output_folder(ctx.outputs_dir), feature.maps(ctx.rt, req)
         for done in checks(req, progress):
             yield views.render(done.reports, folder, total)
 
     @user_errors
     def ui_depths(image, method, target, granularity, seed, progress=gr.Progress()):
         req = request(ctx, require_image(image).path, ctx.depth_names, [method], target, granularity, seed)
-        folder, total = new_output_folder(ctx.outputs_dir), feature.maps(ctx.explorer, req)
+        folder, total = new_output_folder(ctx.outputs_dir), feature.maps(ctx.rt, req)
         for done in checks(req, progress):
             yield views.render(done.reports, folder, total, by_depth=True)
 

@@ -37,7 +37,7 @@ def build(ctx: Context) -> None:
 
 def table_section(ctx: Context) -> None:
     """The table, per-stage table and charts at a resolution, latency when asked, and downloads."""
-    rt, zoo = ctx.explorer, ctx.zoo
+    rt, zoo = ctx.rt, ctx.zoo
 
     def request(resolution: Any, stage_model: str = "", latency: bool = False) -> zoo_table.Request:
         """The one place the tab's inputs become the feature's request (handler and cost alike)."""
@@ -122,7 +122,7 @@ def table_layout(ctx: Context) -> dict[str, Any]:
         c["resolution"] = gr.Dropdown([160, 224, 320, 448], value=224, label="Input resolution",
                                       elem_id="zoo-resolution")
         c["stage"] = gr.Dropdown(ctx.zoo.names, value=ctx.default_model, label="Per-stage table for")
-        c["latency"] = gr.Checkbox(value=False, label=f"Measure latency on {ctx.explorer.device} (takes a while)",
+        c["latency"] = gr.Checkbox(value=False, label=f"Measure latency on {ctx.rt.device} (takes a while)",
                                    elem_id="zoo-latency")
         c["go"] = gr.Button("Refresh")
         c["stop"] = gr.Button("Stop", variant="stop", elem_id="zoo-stop")
@@ -151,7 +151,7 @@ def table_layout(ctx: Context) -> dict[str, Any]:
 
 def zoo_api(ctx: Context) -> None:
     """/zoo(resolution): the table as data (parameters, multiply-adds, FLOPs, accuracy, file size)."""
-    rt = ctx.explorer
+    rt = ctx.rt
 
     @user_errors
     def api_zoo(resolution):
@@ -166,7 +166,7 @@ def zoo_api(ctx: Context) -> None:
 
 def selfcheck_section(ctx: Context) -> None:
     """Do the deployed weights give real answers? ``zoo.features.selfcheck`` on the chosen models; ``/selfcheck``."""
-    rt = ctx.explorer
+    rt = ctx.rt
     gr.Markdown("### Self-check: do these weights give real answers?\n" + SELFCHECK_INTRO)
     with gr.Row():
         models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Models", elem_id="selfcheck-models")

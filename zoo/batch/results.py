@@ -103,6 +103,7 @@ class BatchResult:
     seconds: float
     partial: bool = False  # the images done so far, while the run goes on (or after it was stopped)
     precision_note: str = ""  # why the models ran at ``precision`` (zoo.autotune)
+    decision: Any = None  # zoo.decision.Decision, when the run was asked to decide
 
     def predictions(self) -> Iterator[dict[str, Any]]:
         """One record per image and model: what the CSV and JSON downloads hold."""
@@ -132,7 +133,12 @@ class BatchResult:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "predictions": list(self.predictions())}
+        """The one JSON of a batch run: the CLI's last ``--json`` line, the ``/batch`` endpoint's."""
+        return {"summary": self.summary(), **({"decision": self.decision.to_json()} if self.decision else {})}
+
+    def export_json(self) -> dict[str, Any]:
+        """The JSON download: ``to_json()`` and every prediction record."""
+        return {**self.to_json(), "predictions": list(self.predictions())}
 
 
 def prediction_records(img: ImageResult, models: Sequence[str], labels: tuple[str, ...],
@@ -142,6 +148,8 @@ def prediction_records(img: ImageResult, models: Sequence[str], labels: tuple[st
             "file": img.name, "model": name,
             "label": labels[img.label] if img.label is not None else None, "label_index": img.label,
             "correct": img.correct(m, 1), "correct_top5": img.correct(m, 5),
+            # The probability given to the label (negative log-likelihood, zoo.decision); None unlabelled.
+            "label_prob": None if img.label_probs is None or img.label is None else float(img.label_probs[m]),
             "predictions": [{"index": int(i), "label": labels[int(i)], "prob": round(float(p), 6)}
                     for i, p in zip(img.top[m, :top_k], img.probs[m, :top_k])],
         }

@@ -9,14 +9,8 @@ from typing import Any
 
 from ..errors import ZooError
 from ..registry import Zoo
+from .batch import engine_args, make_executor
 from .common import device_arg, precision_arg
-
-
-def _engine() -> Any:
-    # TODO(merge): engine_args and make_executor move with batch (zoo/commands/batch.py or common.py).
-    from .. import cli
-
-    return cli
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -43,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                                                        "with")
     device_arg(s)
     precision_arg(s)
-    _engine().engine_args(s, "robustness")
+    engine_args(s, "robustness")
     s.set_defaults(func=run)
 
 
@@ -72,7 +66,7 @@ def run(zoo: Zoo, args: argparse.Namespace) -> int:
     # Forwards per model: the clean crop and one per corruption and severity, per image.
     crops = 1 + len(req.corruptions) * len(req.severities)
     images = len(gather(args.paths, labels_csv=args.labels, globs=True).items)  # a listing: nothing decoded
-    make = _engine().make_executor(zoo, args, "robustness", progress, rt.cache, forwards=images * crops)
+    make = make_executor(zoo, args, "robustness", progress, rt.cache, forwards=images * crops)
     labels = feature.labels_of(rt, req.models)
     result = None
     for event in feature.run(rt, req, progress, executor=make):

@@ -29,11 +29,12 @@ from ..explain import get_method
 from ..hub import ProgressFn
 from ..images import to_tensor
 from ..inference import Prepared, classify, prepare, resolve_target
-from ..registry import ModelSpec, Preprocessing
+from ..registry import Preprocessing
 from ..robustness_folder import FolderSummary, SampleResult, stream
 from ..robustness_sweep import Live, Sweep, sweep_stream
 from ..runtime import Runtime, decoded
 from . import last
+from .batch import executor  # the one seam batch and robustness share
 from .classify import Result, calibrate_map, map_estimate
 from .compare import consensus, shared_labels
 
@@ -216,17 +217,6 @@ def preview(rt: Runtime, req: LiveRequest) -> Any:
 def _crop_seed(req: LiveRequest) -> int:
     """As a sweep seeds the same cell (``zoo.robustness.sample_seed``); the clean crop needs none."""
     return rb.sample_seed(req.seed, "image", req.corruption, req.severity) if req.severity else 0
-
-
-def executor(rt: Runtime, models: Sequence[str], given: Any = None,
-             progress: ProgressFn | None = None) -> batching.Executor:
-    """What runs the forwards over ``models``: ``given`` as it is, made from the specs when it is a
-    function of them, or by default a ``zoo.batch.LocalExecutor`` over the process's cached models."""
-    # TODO(merge): zoo.features.batch's executor (the one seam batch and robustness share).
-    specs: list[ModelSpec] = list(dict.fromkeys(rt.zoo.get(n) for n in models))
-    if given is None:
-        return batching.LocalExecutor([rt.cache.get(spec, progress) for spec in specs])
-    return given(specs) if callable(given) else given
 
 
 def _remember(rt: Runtime, result: Sweep | FolderSummary) -> None:

@@ -81,7 +81,6 @@ def _install_recorders() -> None:
     import zoo.features.classify
     import zoo.features.compare
     import zoo.models
-    import zoo.service
     import zoo.stats
 
     _record(zoo.models, "load_model", "load", lambda spec, *a, **k: spec.name)

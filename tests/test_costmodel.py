@@ -1,4 +1,4 @@
-"""Explorer: cost estimates before a run, and how Compare picks and explains its shared class."""
+"""The cost model (zoo.costs) through a Runtime: estimates before a run, and how Compare picks and explains its shared class."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from zoo.faithfulness import STEPS, road_forwards
 from ui.views import compare as compare_views
 from zoo.features import compare
 from zoo.features.compare import consensus
-from zoo.service import Explorer
+from zoo.runtime import Runtime
 from zoo.stats import model_stats
 from zoo.features.classify import map_estimate
 
 
 @pytest.fixture
 def explorer(zoo):
-    return Explorer(zoo, "cpu")
+    return Runtime(zoo, "cpu")
 
 
 def test_an_estimate_counts_passes_before_any_model_ran(explorer):
