@@ -23,7 +23,7 @@ from zoo.explain import METHODS, PASS_COSTS, VALUE_UNITS, explain
 from zoo.inference import classify
 from zoo.lrp import FORWARDS, CompositeError, attached, composite_rules
 from zoo.models import load_model, ready
-from zoo.relevance import BlockRelevance, relevance_flow
+from zoo.relevance import BlockRelevance, forwards, relevance_flow
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's ImageNet normalisation
 LRP = {"lrp-epsilon-plus-flat": "epsilon-plus-flat", "lrp-epsilon-gamma-box": "epsilon-gamma-box"}
@@ -106,6 +106,7 @@ def test_the_methods_are_in_the_table_with_their_costs():
         assert name in PASS_COSTS and m.pass_cost == PASS_COSTS[name] > 0
         assert m.measured_cost() == pytest.approx(FORWARDS[composite] * PASS_COSTS[name])
         assert VALUE_UNITS[name] == "relevance (logit units)" and m.cost
+        assert forwards(composite) == m.measured_cost()  # a relevance flow costs one map (its estimate)
     assert list(METHODS)[-2:] == list(LRP)  # appended: the order of the older methods is kept
     assert params.composite(None) == "epsilon-plus-flat" == params.composite(" Epsilon_Plus_Flat ")
     with pytest.raises(CompositeError, match="choose one of epsilon-plus-flat, epsilon-gamma-box"):

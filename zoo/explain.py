@@ -439,7 +439,7 @@ PASS_COSTS: Mapping[str, float] = MappingProxyType({
     "hirescam": 2.1, "gradcam-elementwise": 2.5, "eigencam": 2.4, "ablationcam": 1.0, "fullgrad": 1.0,
     "shapleycam": 1.0, "edges": 0.0,
     # zoo.lrp's, per forward-pass equivalent (``lrp.FORWARDS``): benchmarks/methods.py, README.
-    "lrp-epsilon-plus-flat": lrp.PASS_COST["epsilon-plus-flat"], "lrp-epsilon-gamma-box": lrp.PASS_COST["epsilon-gamma-box"],
+    **{f"lrp-{name}": cost for name, cost in lrp.PASS_COST.items()},
 })
 
 

@@ -51,9 +51,12 @@ FORWARDS = {"epsilon-plus-flat": 1 + 2 + 2 * 3, "epsilon-gamma-box": 1 + 2 + 5 *
 COST = {name: f"1 forward + 1 backward in which every conv runs again under its rule "
               f"({'z+: twice' if name == 'epsilon-plus-flat' else 'gamma: five times'}): about {n} forwards' worth"
         for name, n in FORWARDS.items()}
-# Measured time per forward-pass equivalent, in batch-1 fp32 forwards of the same model
-# (benchmarks/methods.py on ResNet-18 / 50 / 152, 2-core CPU; see the README's method table).
-PASS_COST = {"epsilon-plus-flat": 1.0, "epsilon-gamma-box": 1.0}
+# Measured time per forward-pass equivalent, in batch-1 fp32 forwards of the same model:
+# benchmarks/methods.py on a loaded 2-core CPU gave a map 13.9 / 12.3 forwards (epsilon-plus-flat)
+# and 22.8 / 21.6 (epsilon-gamma-box) on ResNet-18 / 50 (README's method table), i.e. about
+# 1.45 and 1.25 per equivalent: Zennit's hooks and the rules' clamped copies of every weight
+# cost more than the arithmetic alone.
+PASS_COST = {"epsilon-plus-flat": 1.45, "epsilon-gamma-box": 1.25}
 
 
 class CompositeError(ZooError):
@@ -103,7 +106,7 @@ class _Saved:
 
     def restore(self) -> None:
         m = self.module
-        for key in set(vars(m)) - self.attributes:  # e.g. the canonizer's ``forward`` and ``canonizer_sum``
+        for key in set(vars(m)) - self.attributes:  # e.g. the canonizer's ``forward`` (its ``Sum``: a child)
             delattr(m, key)
         for key, hooks in self.hooks.items():
             current = getattr(m, key)
@@ -112,10 +115,8 @@ class _Saved:
         for now, saved in ((m._modules, self.children), (m._parameters, self.parameters), (m._buffers, self.buffers)):
             now.clear()
             now.update(saved)
-        for key, data in self.data.items():
-            tensor = (m._parameters if key[0] == "p" else m._buffers)[key[2:]]
-            if tensor.data is not data:
-                tensor.data = data
+        for key, data in self.data.items():  # the original storage back (a merge assigned new tensors)
+            (m._parameters if key[0] == "p" else m._buffers)[key[2:]].data = data
 
 
 @contextlib.contextmanager

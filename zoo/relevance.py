@@ -96,6 +96,12 @@ class _Taps:
         return pre
 
 
+def forwards(composite: str | None = None) -> float:
+    """What one ``relevance_flow`` costs, in batch-1 forwards of its model: one LRP map's (``zoo.lrp``)."""
+    name = params.composite(composite, lrp.CompositeError)
+    return lrp.FORWARDS[name] * lrp.PASS_COST[name]
+
+
 def relevance_flow(lm: LoadedModel, image: Any, target: int | str | None = None,
                    composite: str | None = None, progress: ProgressFn | None = None) -> RelevanceFlow:
     """Each residual block's relevance into its shortcut and its residual branch (see the module).
