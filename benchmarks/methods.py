@@ -2,6 +2,7 @@
 
     python benchmarks/methods.py [--repeats N] [--device auto] [--models resnet18,resnet50,resnet152]
                                  [--methods all|NAME,...] [--scorecam auto|yes|no] [--ablationcam auto|yes|no]
+                                 [--scores yes|no]
 
 The unit ("1 forward") is one fp32 forward of the same model on the same 224x224 crop,
 batch 1, in inference mode. Each round times, for every method and for the two
@@ -14,6 +15,7 @@ rounds (ratios) and the median times. Methods run with their default parameters,
 
 Score-CAM and Ablation-CAM run one forward per channel of layer4 (512 or 2048, + 2): by
 default (auto) they are timed on a GPU only, and on the CPU their pass count is printed instead.
+``--scores no`` leaves out the deletion/insertion and ROAD rows (to time a few methods quickly).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--methods", default="all", help="comma-separated method names, or all")
     ap.add_argument("--scorecam", default="auto", choices=["auto", "yes", "no"])
     ap.add_argument("--ablationcam", default="auto", choices=["auto", "yes", "no"])
+    ap.add_argument("--scores", default="yes", choices=["yes", "no"])
     args = ap.parse_args()
 
     import torch
@@ -63,12 +66,13 @@ def main() -> None:
 
         raw = explain(lm, run, "gradcam").raw
         # The "1 forward" row is a forward over the forward before it: how noisy the machine is.
-        jobs = {"1 forward": forward, **{n: (lambda n=n: explain(lm, run, n)) for n in names},
-                "deletion+insertion": lambda: faithfulness(lm, run, raw, run.predictions[0].index,
-                                                           road_percentiles=None),
-                f"ROAD {','.join(map(str, ROAD_PERCENTILES))}": lambda: road(lm, run, raw, run.predictions[0].index),
-                "ROAD 10..90 (paper)": lambda: road(lm, run, raw, run.predictions[0].index,
-                                                    percentiles=range(10, 100, 10))}
+        jobs = {"1 forward": forward, **{n: (lambda n=n: explain(lm, run, n)) for n in names}}
+        target = run.predictions[0].index
+        scores = {"deletion+insertion": lambda: faithfulness(lm, run, raw, target, road_percentiles=None),
+                  f"ROAD {','.join(map(str, ROAD_PERCENTILES))}": lambda: road(lm, run, raw, target),
+                  "ROAD 10..90 (paper)": lambda: road(lm, run, raw, target, percentiles=range(10, 100, 10))}
+        if args.scores == "yes":
+            jobs.update(scores)
         for fn in jobs.values():  # warm-up: first calls pay for allocations and kernel choice
             fn()
         times: dict[str, list[float]] = {k: [] for k in jobs}

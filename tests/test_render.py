@@ -40,7 +40,8 @@ def test_signed_methods_draw_on_a_diverging_scale_centred_on_zero():
     rgb, _ = colorize(raw, cmap, scale)
     assert tuple(rgb[0, 1]) == tuple(_lut(SIGNED_CMAP)[128])
     # The methods whose sign means something are the ones drawn so.
-    assert {m.name for m in METHODS.values() if m.signed} == {"integrated-gradients", "occlusion"}
+    assert {m.name for m in METHODS.values() if m.signed} == {"integrated-gradients", "occlusion",
+                                                               "lrp-epsilon-plus-flat", "lrp-epsilon-gamma-box"}
 
 
 def test_raw_figure_of_a_signed_map_uses_the_diverging_colours():

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from . import lrp
 from .cancel import check
 from .errors import UnknownMethodError
 from .inference import Classification, Prediction, resolve_target
@@ -59,6 +60,8 @@ class Method:
     # below 1 where the method batches its images, near 1 where the backward stops at a
     # stage, 1.6 to 2 where it goes back to the input.
     pass_cost: float = 1.0
+    # What a reader must know of one map besides ``flat_map_notes``: (raw, run, target) -> sentences.
+    notes: Callable[[np.ndarray, Classification, int], list[str]] | None = None
 
     def passes(self, params: Mapping[str, Any] | None = None, size: int = 224) -> int:
         """Passes through the network for one map on a ``size`` x ``size`` crop.
@@ -117,6 +120,8 @@ PASS_COSTS: Mapping[str, float] = MappingProxyType({
     # equivalents (``fullgrad_passes``); edges reads no network.
     "hirescam": 2.1, "gradcam-elementwise": 2.5, "eigencam": 2.4, "ablationcam": 1.0, "fullgrad": 1.0,
     "shapleycam": 1.0, "edges": 0.0,
+    # zoo.lrp's, per forward-pass equivalent (``lrp.FORWARDS``): benchmarks/methods.py, README.
+    **{f"lrp-{name}": cost for name, cost in lrp.PASS_COST.items()},
 })
 
 
@@ -170,6 +175,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 METHODS["edges"] = Method("edges", "Edges (Sobel; ignores the network)", edges,
                           "free: no network at all (a control: an edge detector)", "input", backward=False,
                           count=lambda params, size: 0)
+# LRP with Zennit (zoo.lrp): signed input maps, counted in forward-pass equivalents as FullGrad.
+for _m in (Method("lrp-epsilon-plus-flat", "LRP epsilon-plus-flat (Zennit)", lrp.epsilon_plus_flat,
+                  lrp.COST["epsilon-plus-flat"], "input", signed=True, backward=False,
+                  count=lambda params, size: lrp.FORWARDS["epsilon-plus-flat"], notes=lrp.conservation_notes),
+           Method("lrp-epsilon-gamma-box", "LRP epsilon-gamma-box (Zennit)", lrp.epsilon_gamma_box,
+                  lrp.COST["epsilon-gamma-box"], "input", signed=True, backward=False,
+                  count=lambda params, size: lrp.FORWARDS["epsilon-gamma-box"], notes=lrp.conservation_notes)):
+    METHODS[_m.name] = _m
 for _name, _cost in PASS_COSTS.items():  # the measured figures travel with each Method
     METHODS[_name] = replace(METHODS[_name], pass_cost=_cost)
 
@@ -189,7 +202,8 @@ def explain(model: LoadedModel, run: Classification, method: str = "cam", target
     t0 = time.perf_counter()
     raw = m.fn(model, run, idx, **params)
     pred = run.prediction(idx)
-    return Explanation(method, pred, raw, time.perf_counter() - t0, flat_map_notes(m, raw, pred.label), layer)
+    notes = flat_map_notes(m, raw, pred.label) + (m.notes(raw, run, idx) if m.notes else [])
+    return Explanation(method, pred, raw, time.perf_counter() - t0, notes, layer)
 
 
 # Why a method's map can come out all zero, where it has a reason of its own.
@@ -266,6 +280,8 @@ VALUE_UNITS: Mapping[str, str] = MappingProxyType({
     "fullgrad": "attribution, scaled to [0, 1]",
     "shapleycam": "attribution (non-negative)",
     "edges": "edge magnitude (Sobel, normalised pixel units)",
+    "lrp-epsilon-plus-flat": "relevance (logit units)",
+    "lrp-epsilon-gamma-box": "relevance (logit units)",
 })
 
 

@@ -135,6 +135,21 @@ def method_params(name: str, raw: Mapping[str, Any] | None = None, spec: Any = N
     return out
 
 
+# LRP's composites (zoo.lrp): the rules Zennit applies layer by layer. The first is Zennit's
+# recommended default for image classifiers; the names are what --composite and the JSON say.
+LRP_COMPOSITES = ("epsilon-plus-flat", "epsilon-gamma-box")
+
+
+def composite(value: Any, error: type[ZooError] = ZooError) -> str:
+    """An LRP composite's name (``LRP_COMPOSITES``); None or blank means the first."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return LRP_COMPOSITES[0]
+    name = value.strip().lower().replace("_", "-") if isinstance(value, str) else value
+    if name not in LRP_COMPOSITES:
+        raise error(f"Unknown LRP composite {value!r}; choose one of {', '.join(LRP_COMPOSITES)}.")
+    return name
+
+
 # --- features' own settings (grids, severities, sample sizes) ---------------------------------
 
 # --- sanity check: smooth MPRT (issue 34; zoo.mprt) --------------------------------------------
