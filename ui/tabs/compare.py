@@ -23,6 +23,20 @@ TITLE = "Compare depths"
 CLASSIFY_TAB = "Classify & explain"  # that tab's id (build_app gives each tab its TITLE as id)
 
 
+def render_scores(cmp: Comparison) -> tuple:
+    """A row per depth and every depth's curves on one plot; hidden when not asked for."""
+    rows, curves = views.scores(cmp)
+    if not rows:
+        return gr.Dataframe(value=None, visible=False), None
+    return gr.Dataframe(value=rows, headers=views.FAITHFULNESS_HEADERS, visible=True), curves
+
+
+def render_transfer(cmp: Comparison) -> tuple:
+    """The evidence-transfer reading and heatmap; both hidden when not asked for."""
+    text, heatmap = views.transfer(cmp)
+    return gr.Markdown(value=text, visible=bool(text)), heatmap
+
+
 def handlers(ctx: Context) -> SimpleNamespace:
     """The tab's handlers and its cost callback, built on the tab's one request."""
     rt = ctx.rt
@@ -45,13 +59,6 @@ def handlers(ctx: Context) -> SimpleNamespace:
         return compare.result(rt, request(require_image(image), models, method, target, score, transfer),
                               progress_fn(progress))
 
-    def render_scores(cmp: Comparison):
-        """A row per depth and every depth's curves on one plot; hidden when not asked for."""
-        rows, curves = views.scores(cmp)
-        if not rows:
-            return gr.Dataframe(value=None, visible=False), None
-        return gr.Dataframe(value=rows, headers=views.FAITHFULNESS_HEADERS, visible=True), curves
-
     def render_compare(cmp: Comparison, cmap: str, alpha: float, shared: bool):
         gallery = views.gallery(cmp, cmap, alpha, shared, new_output_folder(ctx.outputs_dir))
         # Fixed widths, cells wrapped between words: five depths in view at 1400 px; on a phone
@@ -64,11 +71,10 @@ def handlers(ctx: Context) -> SimpleNamespace:
     def ui_compare(image, models, method, target, cmap, alpha, shared, score, transfer=False,
                    progress=gr.Progress()):
         cmp = run_compare(image, models, method, target, progress, score, transfer)
-        scores, agreement, moved = render_scores(cmp), views.map_agreement(cmp), views.transfer(cmp)
+        scores, agreement, moved = render_scores(cmp), views.map_agreement(cmp), render_transfer(cmp)
         # The data of the charts as CSV (each chart's camera icon saves its PNG).
         data = csv_files([scores[1], agreement[1], moved[1]], new_output_folder(ctx.outputs_dir))
-        return (*render_compare(cmp, cmap, alpha, shared), *scores, *agreement,
-                gr.Markdown(value=moved[0], visible=bool(moved[0])), moved[1], cmp, data)
+        return (*render_compare(cmp, cmap, alpha, shared), *scores, *agreement, *moved, cmp, data)
 
     @runs_no_model
     def ui_estimate(models, method, score, transfer=False) -> str:
