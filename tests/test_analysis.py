@@ -385,7 +385,8 @@ def test_analyze_endpoint_with_gradio_client(client, app):
     *figures, text, details = client.predict(handle_file(str(IMAGE)), "resnet18", "", api_name="/analyze")
     direct = analyze(explorer.cache.get(explorer.zoo.get("resnet18")), IMAGE, lesion=True, deletions=True)
     assert_same_json(details, direct.to_json())
-    assert len(figures) == 6 and all(f and f.get("plot") for f in figures)
+    assert len(figures) == 7 and all(f and f.get("plot") for f in figures[:6])
+    assert figures[6] is None  # the relevance flow's chart: not asked for
     assert "resnet18" in text and "median response std" in text
 
 

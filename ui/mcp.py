@@ -88,11 +88,9 @@ Args:
     {IMAGE}
     {MODEL}
     {TARGET}
-    relevance: true to also trace where LRP relevance flows in each block, into the shortcut or the residual branch (one LRP pass more; default false).
-    composite: the LRP composite for relevance, one of {{composites}} (empty: the first).
 
 Returns:
-    seven charts and a summary; the JSON object last: {{model, target, precision, blocks: [{{name, stage, downsample, response_std, residual_ratio, grad_norm, lesion: {{prob, logit, top1}}, relevance: {{shortcut, branch, share_branch}} (with relevance)}}], deletions: [{{k, draws, prob_mean, top1_kept}}], relevance: {{composite, target, logit, input_relevance, conservation}} (with relevance)}}. Compare each block's lesion.prob with target.prob: the drop is what that block contributes; share_branch is the share of the block's relevance that flows into its residual branch.
+    seven charts (the seventh, the relevance flow, is empty from this tool) and a summary; the JSON object last: {{model, target, precision, blocks: [{{name, stage, downsample, response_std, residual_ratio, grad_norm, lesion: {{prob, logit, top1}}}}], deletions: [{{k, draws, prob_mean, top1_kept}}]}}. Compare each block's lesion.prob with target.prob: the drop is what that block contributes. (Where relevance flows per block, shortcut or residual branch, is on the Depth lab page and in `python -m zoo analyze --relevance`.)
 """,
     "sanity": f"""Can a heat map be trusted? Re-initialises the model's weights from the top (fc, layer4 ... the stem, cumulatively, seed 0) and recomputes each method's map; a map that barely changes does not depend on what the network learned (Adebayo et al. 2018).
 
@@ -160,13 +158,11 @@ def describe_tools(demo: Any, model_names: list[str]) -> None:
     its own, so setting them here touches nothing else. Only ``TOOLS`` are offered as tools
     (``_only_tools``); the other endpoints stay as they are for the HTTP API.
     """
-    from zoo.params import LRP_COMPOSITES
     from zoo.robustness import CORRUPTIONS
     from zoo.sanity import DEFAULT_METHODS
 
     values = {"models": ", ".join(model_names), "methods": ", ".join(METHODS), "layers": ", ".join(STAGES),
-              "sanity_methods": ", ".join(DEFAULT_METHODS), "corruptions": ", ".join(c.name for c in CORRUPTIONS),
-              "composites": ", ".join(LRP_COMPOSITES)}
+              "sanity_methods": ", ".join(DEFAULT_METHODS), "corruptions": ", ".join(c.name for c in CORRUPTIONS)}
     for fn in demo.fns.values():
         if fn.api_name in TOOLS and fn.fn is not None:
             fn.fn.__name__ = fn.api_name

@@ -83,10 +83,9 @@ def handlers(ctx: Context) -> SimpleNamespace:
         yield from stream(request(image, models, target, True, relevance, composite), progress)
 
     @user_errors
-    def api_analyze(image, model, target, relevance=False, composite="", progress=gr.Progress()):
-        """Depth lab for one model: per-block responses, residual ratios, gradients, lesions and deletions
-        (and, with ``relevance``, where LRP relevance flows in each block)."""
-        (a,) = analyses(request(image, [model], target, True, relevance, composite), progress)
+    def api_analyze(image, model, target, progress=gr.Progress()):
+        """Depth lab for one model: per-block responses, residual ratios, gradients, lesions and deletions."""
+        (a,) = analyses(request(image, [model], target, True), progress)
         return (*views.render([a]), a.to_json())
 
     @runs_no_model
@@ -163,14 +162,11 @@ def build(ctx: Context) -> None:
                   ctx.demo.load):
         event(h.ui_estimate, [models, relevance, composite], [estimate], api_visibility="private",
               show_progress="hidden")
-    # The public endpoint /analyze(image, model, target, relevance, composite): one model, everything (lesions
-    # included); the relevance flow when asked for (default off).
+    # The public endpoint /analyze(image, model, target): one model, everything (lesions included). Its
+    # signature stays as published (gradio refuses a call with fewer values than inputs, so an added input
+    # would break every caller); the relevance flow is the page's, the command line's and the library's.
     api_json = gr.JSON(visible=False)
     api_button = gr.Button(visible=False)
     api_model = gr.Textbox(value=ctx.default_model, visible=False, label="model")
-    api_relevance = gr.Checkbox(value=False, visible=False, label="relevance")
-    api_composite = gr.Textbox(value="", visible=False, label="composite")
-    long_event(ctx.guard, api_button.click, h.api_analyze, [image, api_model, target, api_relevance, api_composite],
-               outs[:-2] + [api_json],
-               cost=lambda image, model, target=None, relevance=False, composite=None: h.cost_of(True)(
-                   image, [model], target, relevance, composite), api_name="analyze")
+    long_event(ctx.guard, api_button.click, h.api_analyze, [image, api_model, target], outs[:-2] + [api_json],
+               cost=lambda image, model, target=None: h.cost_of(True)(image, [model], target), api_name="analyze")
