@@ -385,7 +385,8 @@ def test_analyze_endpoint_with_gradio_client(client, app):
     *figures, text, details = client.predict(handle_file(str(IMAGE)), "resnet18", "", api_name="/analyze")
     direct = analyze(explorer.cache.get(explorer.zoo.get("resnet18")), IMAGE, lesion=True, deletions=True)
     assert_same_json(details, direct.to_json())
-    assert len(figures) == 6 and all(f and f.get("plot") for f in figures)
+    assert len(figures) == 7 and all(f and f.get("plot") for f in figures[:6])
+    assert figures[6] is None  # the relevance flow's chart: not asked for
     assert "resnet18" in text and "median response std" in text
 
 
@@ -451,3 +452,28 @@ def test_browser_depth_lab(app, shots):
         expect(summary).to_contain_text("a downsampling block deleted")
         expect(summary).to_contain_text("of 8")
         page.screenshot(path=str(shots / "browser-depth-lab-lesion.png"), full_page=True)
+
+
+def test_cli_relevance_per_block_equals_relevance_flow_called_directly(zoo_file, r18):
+    """Issue 34: ``analyze --relevance``: each block's JSON gains the relevance flow's split, the same
+    numbers as ``zoo.relevance.relevance_flow`` on the same model, image, class and composite."""
+    from zoo.relevance import relevance_flow
+
+    r = run_cli("analyze", str(IMAGE), "--model", "resnet18", "--relevance", "--composite", "epsilon-gamma-box",
+                "--json", "--device", "cpu", "--precision", "fp32", "--zoo", str(zoo_file))
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    direct = relevance_flow(r18, IMAGE, j["target"]["index"], "epsilon-gamma-box")
+    assert [b["name"] for b in j["blocks"]] == [b.name for b in direct.blocks]
+    for got, want in zip(j["blocks"], direct.blocks):
+        assert set(got["relevance"]) == {"shortcut", "branch", "share_branch"}
+        assert got["relevance"]["shortcut"] == pytest.approx(want.shortcut, rel=1e-4, abs=1e-6)
+        assert got["relevance"]["branch"] == pytest.approx(want.branch, rel=1e-4, abs=1e-6)
+    assert j["relevance"]["composite"] == "epsilon-gamma-box"
+    assert j["relevance"]["conservation"] == pytest.approx(direct.conservation, rel=1e-4)
+    r = run_cli("analyze", str(IMAGE), "--model", "resnet18", "--relevance", "--zoo", str(zoo_file))
+    assert r.returncode == 0, r.stderr
+    assert "R branch" in r.stdout and "epsilon-plus-flat" in r.stdout
+    r = run_cli("analyze", str(IMAGE), "--model", "resnet18", "--relevance", "--composite", "alpha",
+                "--zoo", str(zoo_file))
+    assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -366,3 +366,37 @@ def test_every_depth_streams_one_report_per_depth(zoo, image, hosted):
     assert all(r.done and r.methods[0].method == "cam" for r in reports)
     with pytest.raises(sanity.SanityError, match="limit here is 5"):
         next(checks(explorer, image, ["resnet18", "resnet34"], ["cam"], max_forwards=5))
+
+
+def test_the_tabs_request_runs_residual_branches_with_smooth_mprt(zoo, hosted, image):
+    """Issue 34, item 3, wired: the Sanity tab's one request builder takes the ``residual-branches`` choice
+    and the smooth MPRT samples; the feature passes them to the engine, prices them once, and the report
+    carries sMPRT and the readings (printed by ``zoo sanity`` under each method)."""
+    from types import SimpleNamespace
+
+    from ui.tabs.sanity import GRANULARITY_CHOICES, request
+    from zoo.commands.sanity import text
+
+    assert ("Residual branches (each block's branch, top down; stem, shortcuts, fc kept)",
+            "residual-branches") in GRANULARITY_CHOICES
+    ctx = SimpleNamespace(rt=Runtime(zoo, "cpu", precision="fp32"))
+    req = request(ctx, str(EXAMPLES / "chelsea.png"), ["resnet18"], ["cam"], None, "residual-branches", 3, 2)
+    assert req.granularity == "residual-branches" and req.smooth_samples == 2
+    spec = zoo.get("resnet18")
+    assert feature.estimate(ctx.rt, req).forwards == sanity.forwards(spec, ["cam"], "residual-branches",
+                                                                     req.params, smooth_samples=2)
+    assert feature.estimate(ctx.rt, req).forwards > feature.estimate(
+        ctx.rt, request(ctx, None, ["resnet18"], ["cam"], None, "residual-branches", 3, 0)).forwards
+    checks = feature.result(ctx.rt, req)
+    out = checks.to_json()
+    assert out["granularity"] == "residual-branches" and out["smooth_samples"] == 2
+    assert out["steps"] == ["none"] + [f"layer{s}.{b}" for s in (4, 3, 2, 1) for b in (1, 0)]
+    m = out["methods"][0]
+    assert m["mprt"]["smooth"]["samples"] == 2 and m["mprt"]["smooth"]["score"] is not None
+    assert any("sMPRT" in line for line in m["readings"])
+    with pytest.raises(sanity.SanityError, match="smooth MPRT samples"):
+        request(ctx, None, ["resnet18"], ["cam"], None, "stage", 3, 51)
+    report = checks.reports[0]
+    printed = text(report)
+    assert all(f"  {line}" in printed for line in report.methods[0].readings())
+    assert "with every residual branch random" in printed and "fc and layer4" not in printed

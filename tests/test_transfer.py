@@ -74,8 +74,50 @@ def test_road_reuses_the_comparisons_own_scores(depths):
 
 def test_price_adds_every_scoring(zoo):
     rt = Runtime(zoo, "cpu", precision="fp32")
-    base = rt.estimate(list(MODELS), "gradcam")
+    from zoo.features import compare
+
+    base = compare.estimate(rt, compare.Request.create(rt, None, list(MODELS), "gradcam"))  # a comparison's
     est = with_transfer(rt, base, list(MODELS))
     assert est.forwards == base.forwards + 2 * scorings(2) * (2 * STEPS - 1) and scorings(2) == 2
     scored = with_transfer(rt, base, list(MODELS), road=True, own_scored=True)
     assert scored.forwards == base.forwards + 2 * 1 * (2 * STEPS - 1 + road_forwards())
+
+
+def test_compare_transfer_json_equals_evidence_transfer_called_directly(depths, transfer, zoo_file):
+    """``zoo compare --transfer --json``: ``map_agreement.transfer`` is the matrix ``evidence_transfer``
+    gives on the same models, maps and class (the comparison builds it from the models it holds)."""
+    import json
+
+    from conftest import run_cli
+    from zoo.commands.compare import transfer_text
+
+    ds, target = depths
+    r = run_cli("compare", str(EXAMPLES / "chelsea.png"), "--models", *MODELS, "--method", "gradcam", "--target",
+                str(target), "--transfer", "--json", "--device", "cpu", "--precision", "fp32", "--zoo", str(zoo_file))
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)["map_agreement"]["transfer"]
+    want = transfer.to_json()
+    assert got["models"] == list(MODELS) and got["target"] == target and got["road"] is None
+    assert got["deletion_auc"][0][1] == pytest.approx(want["deletion_auc"][0][1], abs=2e-4)
+    assert got["deletion"][0][1] == pytest.approx(want["deletion"][0][1], abs=2e-3)
+    assert got["deletion"][0][0] == 1.0 and got["reading"].startswith("Across the 2 ordered pairs")
+    text = transfer_text(transfer)
+    assert transfer.sentence() in text and f"{transfer.deletion[0, 1]:.2f}" in text
+
+
+def test_compare_prices_the_transfer_and_refuses_one_depth(zoo, hub):
+    from zoo.errors import ZooError
+    from zoo.features import compare
+
+    rt = Runtime(zoo, "cpu")
+    plain = compare.Request.create(rt, None, list(MODELS), "gradcam")
+    moved = compare.Request.create(rt, None, list(MODELS), "gradcam", transfer=True)
+    base = compare.estimate(rt, plain)
+    assert compare.estimate(rt, moved).forwards == with_transfer(rt, base, list(MODELS)).forwards
+    scored = compare.Request.create(rt, None, list(MODELS), "gradcam", faithfulness=True, transfer=True)
+    assert compare.estimate(rt, scored).forwards == with_transfer(
+        rt, compare.estimate(rt, compare.Request.create(rt, None, list(MODELS), "gradcam", faithfulness=True)),
+        list(MODELS), road=True, own_scored=True).forwards
+    with pytest.raises(ZooError, match="at least two"):
+        compare.Request.create(rt, None, ["resnet18"], "gradcam", transfer=True)
+    assert not hub.requests

@@ -92,3 +92,17 @@ def test_the_texts_and_charts(cmp):
     assert "ResNet-18 and ResNet-34" in sentence and heatmap is not None
     assert views.scores(cmp) == ([], None)  # not scored: the tab hides the table and the curves
     assert views.model_title("resnet152") == "ResNet-152" and views.model_title("mine") == "mine"
+
+
+def test_the_transfer_reading_and_heatmap_only_when_asked():
+    import numpy as np
+    from types import SimpleNamespace
+
+    from zoo.transfer import Transfer
+
+    assert views.transfer(SimpleNamespace(transfer=None)) == ("", None)
+    auc = np.array([[0.2, 0.14], [0.1, 0.1]])
+    t = Transfer(list(MODELS[:2]), 281, auc, auc / np.diag(auc)[None, :])
+    text, fig = views.transfer(SimpleNamespace(transfer=t))
+    assert text.startswith("**Evidence transfer.** ") and t.sentence() in text
+    assert list(fig.data[0].x) == list(MODELS[:2]) and fig.data[0].text[0][1] == "1.40"

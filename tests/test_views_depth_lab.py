@@ -3,6 +3,9 @@ tab's components show (ui.views.depth_lab), from hand-made analyses."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import pytest
 
 from ui.views import depth_lab as views
@@ -10,6 +13,7 @@ from zoo.analysis import Analysis, BlockStats, Deletion, Lesion
 from zoo.errors import ZooError
 from zoo.features import analyze
 from zoo.inference import Prediction
+from zoo.relevance import BlockRelevance, RelevanceFlow
 from zoo.runtime import Runtime
 
 
@@ -42,7 +46,8 @@ def test_the_numbers_and_the_charts():
     done = [analysis("resnet18", [3.0, 2.0, 1.0], lesion=True), analysis("resnet34", [2.0, 1.0, 0.5])]
     assert views.numbers(done) == {"models": [a.to_json() for a in done]}
     out = views.render(done)
-    assert len(out) == 7 and isinstance(out[-1], str) and out[0] is not None  # six charts, then the table
+    assert len(out) == 8 and isinstance(out[-1], str) and out[0] is not None  # seven charts, then the table
+    assert out[6] is None and "Relevance flow" not in out[-1]  # no relevance flow asked for: no chart
 
 
 def test_the_request_and_the_estimate_of_each_button(zoo, hub):
@@ -57,3 +62,40 @@ def test_the_request_and_the_estimate_of_each_button(zoo, hub):
     text = views.depth_lab_estimate(signal, lesion, "cpu")
     assert text.startswith("Signal analysis: ") and "Lesion study: " in text
     assert not hub.requests  # pricing fetches nothing
+
+
+def with_flow(a: Analysis, shares: list[tuple[float, float]]) -> Analysis:
+    """``a`` with a hand-made relevance flow: (shortcut, branch) per block."""
+    rows = [BlockRelevance(b.name, b.stage, b.downsample, s, f) for b, (s, f) in zip(a.blocks, shares)]
+    return replace(a, relevance=RelevanceFlow(a.model, "epsilon-plus-flat", a.target, 2.0, 1.5, rows))
+
+
+def test_the_relevance_chart_and_its_line_in_the_table():
+    a = with_flow(analysis("resnet18", [3.0, 2.0, 1.0], lesion=True), [(1.0, 3.0), (2.0, 2.0), (0.0, 0.0)])
+    fig = views.relevance_share([analysis("resnet34", [1.0, 1.0]), a])
+    line = fig.data[0]
+    assert line.y[:2] == (0.75, 0.5) and line.y[2] is None  # nothing arrived at the last block: no share
+    assert list(line.customdata[0][:2]) == ["layer1.0", "downsampling block"]
+    assert "epsilon-plus-flat" in fig.layout.title.text and len([t for t in fig.data if t.name]) == 2
+    assert views.relevance_share([analysis("resnet34", [1.0])]) is None
+    out = views.render([a])
+    assert out[6] is not None and out[4] is not None  # beside the lesion curve
+    assert "**Relevance flow**" in out[-1] and "median share into the branch 0.75" in out[-1] and "75%" in out[-1]
+    j = a.to_json()
+    assert j["blocks"][0]["relevance"] == {"shortcut": 1.0, "branch": 3.0, "share_branch": 0.75}
+    assert j["relevance"]["composite"] == "epsilon-plus-flat" and j["relevance"]["conservation"] == 0.75
+    assert "relevance" not in analysis("resnet18", [1.0]).to_json()
+
+
+def test_relevance_is_priced_and_its_composite_checked(zoo, hub):
+    from zoo.lrp import CompositeError
+    from zoo.relevance import forwards
+
+    rt = Runtime(zoo, "cpu")
+    plain = analyze.estimate(rt, analyze.Request.create(rt, None, ["resnet18"]))
+    req = analyze.Request.create(rt, None, ["resnet18"], relevance=True, composite="epsilon_gamma_box")
+    assert req.composite == "epsilon-gamma-box"
+    assert analyze.estimate(rt, req).forwards == math.ceil(plain.forwards + forwards("epsilon-gamma-box"))
+    with pytest.raises(CompositeError, match="epsilon-plus-flat"):
+        analyze.Request.create(rt, None, ["resnet18"], relevance=True, composite="alpha-beta")
+    assert not hub.requests

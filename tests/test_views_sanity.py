@@ -49,3 +49,20 @@ def test_verdict_words():
     # A map that became constant has no ranking left: it counts as 0, so SSIM decides.
     assert check("gradcam", (None, None, 0.3)).passes is True
     assert views.sanity_notes(check("gradcam", (None, None, 0.3)))[2] == "r –  S 0.30"
+
+
+def test_residual_branches_verdict_names_the_branches_and_readings_follow():
+    m = MethodCheck("gradcam", None, verdict_at="layer1.0", granularity="residual-branches")
+    m.steps = [Step("none", 1.0, 1.0, 1.0), Step("layer4.1", 0.9, 0.9, 0.9), Step("layer1.0", 0.8, 0.8, 0.7)]
+    m.heats = [np.eye(4)] * 3
+    text = views.sanity_verdict(m)
+    assert "every residual branch random" in text and "fc and" not in text and "fails" in text
+    reading = views.sanity_readings(m)
+    assert len(reading) == 1 and "still looks like the original" in reading[0]
+    r = SimpleNamespace(model="resnet18", methods=[m], target=SimpleNamespace(label="tabby", index=281),
+                        granularity="residual-branches", seed=0, device="cpu")
+    assert f"    * {reading[0]}" in views.sanity_markdown([r])
+    pending = MethodCheck("gradcam", None, verdict_at="layer1.0", granularity="residual-branches")
+    pending.steps, pending.heats = m.steps[:2], [np.eye(4)] * 2
+    assert "every residual branch is random" in views.sanity_verdict(pending)
+    assert views.sanity_readings(report().methods[0]) == []  # a check without readings (a stand-in) shows none

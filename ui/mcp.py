@@ -80,7 +80,7 @@ Args:
     {IMAGE}
 
 Returns:
-    the five maps (a gallery); the top-5 of each depth as a table; a summary sentence; and a JSON object with target {{index, label, chosen}}, agreement (which depths agree on the top-1), map_agreement (Spearman correlation and top-20% IoU of the maps between every pair of depths) and models (each depth's predictions).
+    the five maps (a gallery); the top-5 of each depth as a table; a summary sentence; and a JSON object with target {{index, label, chosen}}, agreement (which depths agree on the top-1), map_agreement (Spearman correlation and top-20% IoU of the maps between every pair of depths; transfer, the evidence-transfer matrix, is null from this tool) and models (each depth's predictions).
 """,
     "analyze": f"""Depth lab: how each residual block of one ResNet responds to the image (He et al. 2016), how much it changes its input, how much gradient reaches it, and what deleting each block costs (Veit et al. 2016). Dozens to hundreds of forward passes: the deeper the model, the longer.
 
@@ -90,7 +90,7 @@ Args:
     {TARGET}
 
 Returns:
-    six charts and a summary; the JSON object last: {{model, target, precision, blocks: [{{name, stage, downsample, response_std, residual_ratio, grad_norm, lesion: {{prob, logit, top1}}}}], deletions: [{{k, draws, prob_mean, top1_kept}}]}}. Compare each block's lesion.prob with target.prob: the drop is what that block contributes.
+    seven charts (the seventh, the relevance flow, is empty from this tool) and a summary; the JSON object last: {{model, target, precision, blocks: [{{name, stage, downsample, response_std, residual_ratio, grad_norm, lesion: {{prob, logit, top1}}}}], deletions: [{{k, draws, prob_mean, top1_kept}}]}}. Compare each block's lesion.prob with target.prob: the drop is what that block contributes. (Where relevance flows per block, shortcut or residual branch, is on the Depth lab page and in `python -m zoo analyze --relevance`.)
 """,
     "sanity": f"""Can a heat map be trusted? Re-initialises the model's weights from the top (fc, layer4 ... the stem, cumulatively, seed 0) and recomputes each method's map; a map that barely changes does not depend on what the network learned (Adebayo et al. 2018).
 
@@ -100,7 +100,7 @@ Args:
     methods: the methods to check, a list from {{methods}} (default: {{sanity_methods}}; edges is the control, a map that reads no network). Each step costs one classification and one map per method.
 
 Returns:
-    a strip of maps per method; and a JSON object with, per method, each step's similarity to the original map (Spearman rank correlation, SSIM) and a verdict.
+    a strip of maps per method; and a JSON object with, per method, each step's similarity to the original map (Spearman rank correlation, SSIM), a verdict, mprt (efficient MPRT: the rise in the map's entropy from the original to the fully randomized model; smooth MPRT is null here) and readings (those numbers in words).
 """,
     "robustness_live": f"""Robustness, one corruption: the image corrupted by one ImageNet-C corruption (Hendrycks & Dietterich 2019) at one severity, applied to the 224x224 crop the models see, then every chosen depth's prediction and heat map on that crop. Random corruptions are seeded (from base seed 0, per image, corruption and severity; the seed used is in the JSON), so a call reproduces exactly.
 

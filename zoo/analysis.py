@@ -131,6 +131,8 @@ class Analysis:
     baseline_prob: float | None = None  # p(target) of the undamaged network at ``precision``
     device: str = "cpu"
     seconds: float = 0.0
+    # zoo.relevance.RelevanceFlow of the same model and class (issue 34), its blocks in this order
+    relevance: Any = None
 
     @property
     def num_blocks(self) -> int:
@@ -143,6 +145,10 @@ class Analysis:
             "precision": self.precision,
             "blocks": [b.to_json() for b in self.blocks],
         }
+        if self.relevance is not None:  # each block gains {shortcut, branch, share_branch}; the pass's own figures
+            for out_block, flow in zip(out["blocks"], self.relevance.blocks):
+                out_block["relevance"] = flow.to_json()
+            out["relevance"] = {k: v for k, v in self.relevance.to_json().items() if k not in ("blocks", "model")}
         if self.deletions is not None:
             out["deletions"] = [d.to_json() for d in self.deletions]
         return out

@@ -23,31 +23,41 @@ TITLE = "Compare depths"
 CLASSIFY_TAB = "Classify & explain"  # that tab's id (build_app gives each tab its TITLE as id)
 
 
+def render_scores(cmp: Comparison) -> tuple:
+    """A row per depth and every depth's curves on one plot; hidden when not asked for."""
+    rows, curves = views.scores(cmp)
+    if not rows:
+        return gr.Dataframe(value=None, visible=False), None
+    return gr.Dataframe(value=rows, headers=views.FAITHFULNESS_HEADERS, visible=True), curves
+
+
+def render_transfer(cmp: Comparison) -> tuple:
+    """The evidence-transfer reading and heatmap; both hidden when not asked for."""
+    text, heatmap = views.transfer(cmp)
+    return gr.Markdown(value=text, visible=bool(text)), heatmap
+
+
 def handlers(ctx: Context) -> SimpleNamespace:
     """The tab's handlers and its cost callback, built on the tab's one request."""
     rt = ctx.rt
 
-    def request(image: Upload | None, models, method="cam", target=None, score=False) -> compare.Request:
+    def request(image: Upload | None, models, method="cam", target=None, score=False,
+                transfer=False) -> compare.Request:
         """The tab's one request: the handler runs it, the cost callback prices it (image None: pricing)."""
         return compare.Request.create(rt, getattr(image, "path", image), list(models or ctx.depth_names),
-                                      method, target, faithfulness=bool(score))
+                                      method, target, faithfulness=bool(score), transfer=bool(transfer))
 
-    def cost(image, models=None, method="cam", target=None, cmap=None, alpha=None, shared=None, score=False):
+    def cost(image, models=None, method="cam", target=None, cmap=None, alpha=None, shared=None, score=False,
+             transfer=False):
         """The estimate of one comparison (the page's figure, the ceiling's, ZeroGPU's)."""
-        return compare.estimate(rt, request(image, models, method, target, score))
+        return compare.estimate(rt, request(image, models, method, target, score, transfer))
 
-    @gpu(cost=lambda image, models, method, target, progress=None, score=False: cost(image, models, method, target,
-                                                                                     score=score))
-    def run_compare(image: Upload | None, models, method, target, progress, score: bool = False) -> Comparison:
-        return compare.result(rt, request(require_image(image), models, method, target, score),
+    @gpu(cost=lambda image, models, method, target, progress=None, score=False, transfer=False: cost(
+        image, models, method, target, score=score, transfer=transfer))
+    def run_compare(image: Upload | None, models, method, target, progress, score: bool = False,
+                    transfer: bool = False) -> Comparison:
+        return compare.result(rt, request(require_image(image), models, method, target, score, transfer),
                               progress_fn(progress))
-
-    def render_scores(cmp: Comparison):
-        """A row per depth and every depth's curves on one plot; hidden when not asked for."""
-        rows, curves = views.scores(cmp)
-        if not rows:
-            return gr.Dataframe(value=None, visible=False), None
-        return gr.Dataframe(value=rows, headers=views.FAITHFULNESS_HEADERS, visible=True), curves
 
     def render_compare(cmp: Comparison, cmap: str, alpha: float, shared: bool):
         gallery = views.gallery(cmp, cmap, alpha, shared, new_output_folder(ctx.outputs_dir))
@@ -58,18 +68,20 @@ def handlers(ctx: Context) -> SimpleNamespace:
         return gallery, table, views.agreement_markdown(cmp)
 
     @user_errors
-    def ui_compare(image, models, method, target, cmap, alpha, shared, score, progress=gr.Progress()):
-        cmp = run_compare(image, models, method, target, progress, score)
-        scores, agreement = render_scores(cmp), views.map_agreement(cmp)
-        # The data of both charts as CSV (each chart's camera icon saves its PNG).
-        data = csv_files([scores[1], agreement[1]], new_output_folder(ctx.outputs_dir))
-        return (*render_compare(cmp, cmap, alpha, shared), *scores, *agreement, cmp, data)
+    def ui_compare(image, models, method, target, cmap, alpha, shared, score, transfer=False,
+                   progress=gr.Progress()):
+        cmp = run_compare(image, models, method, target, progress, score, transfer)
+        scores, agreement, moved = render_scores(cmp), views.map_agreement(cmp), render_transfer(cmp)
+        # The data of the charts as CSV (each chart's camera icon saves its PNG).
+        data = csv_files([scores[1], agreement[1], moved[1]], new_output_folder(ctx.outputs_dir))
+        return (*render_compare(cmp, cmap, alpha, shared), *scores, *agreement, *moved, cmp, data)
 
     @runs_no_model
-    def ui_estimate(models, method, score) -> str:
+    def ui_estimate(models, method, score, transfer=False) -> str:
         """What pressing Compare will cost here, before pressing it."""
         try:
-            return fmt.estimate_markdown(cost(None, models, method, score=score), rt.device, ctx.guard.limits)
+            return fmt.estimate_markdown(cost(None, models, method, score=score, transfer=transfer), rt.device,
+                                         ctx.guard.limits)
         except ZooError as e:
             return str(e)
 
@@ -91,8 +103,8 @@ def handlers(ctx: Context) -> SimpleNamespace:
     @cached_example
     def ui_compare_example(image, progress=gr.Progress()):
         """An example's result at the tab's defaults; gradio caches it (ui/spaces.py says when)."""
-        gallery, _, text, _, _, _, _, cmp, _ = ui_compare(image, ctx.depth_names, "cam", "", "jet", 0.5, True, False,
-                                                       progress)
+        gallery, _, text, *_, cmp, _ = ui_compare(image, ctx.depth_names, "cam", "", "jet", 0.5, True, False,
+                                                  False, progress)
         text += "\n\n*A cached example result: change the settings and press Compare to run it again.*"
         # The table as a plain value (gradio's cache stores values, not component updates);
         # no state (a cached result cannot be re-rendered); the controls that gradio's cache
@@ -123,6 +135,9 @@ def layout(ctx: Context) -> SimpleNamespace:
                                   label="Score each depth's map (deletion: lower is better; insertion and ROAD: "
                                         "higher is better; costs about 50 forwards per depth and ROAD's "
                                         "imputation)")
+            c_transfer = gr.Checkbox(value=False, elem_id="compare-transfer",
+                                     label="Evidence transfer: delete pixels by each depth's map and watch every "
+                                           "other depth's confidence (costs about 40 forwards per pair of depths)")
             c_cmap = gr.Dropdown(list(COLORMAPS), value="jet", label="Colormap")
             c_alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity")
             with gr.Row():
@@ -148,6 +163,10 @@ def layout(ctx: Context) -> SimpleNamespace:
             # Hidden until scoring fills it (rde-when-filled, ui/app.py).
             c_faith_plot = gr.Plot(label="Deletion and insertion curves, every depth", elem_id="compare-curves",
                                    elem_classes="rde-when-filled")
+            # Both hidden until a run with evidence transfer fills them.
+            c_transfer_text = gr.Markdown(visible=False, elem_id="compare-transfer-text")
+            c_transfer_plot = gr.Plot(label="Evidence transfer between depths", elem_id="compare-transfer-plot",
+                                      elem_classes="rde-when-filled")
             c_data = data_files("compare-chart-data")
     c_state = gr.State()
     # Every component above by its variable name (c.c_image, ...), for build's wiring.
@@ -162,12 +181,12 @@ def build(ctx: Context) -> None:
                     fn=h.ui_compare_example, outputs=[c.c_gallery, c.c_table, c.c_text, c.c_state, c.c_method,
                                                       c.c_target, c.c_cmap, c.c_alpha],
                     api_name="compare_example", elem_id="compare-examples", **example_caching())
-    outs = [c.c_gallery, c.c_table, c.c_text, c.c_faith, c.c_faith_plot, c.c_maps_text, c.c_maps_plot, c.c_state,
-            c.c_data]
+    outs = [c.c_gallery, c.c_table, c.c_text, c.c_faith, c.c_faith_plot, c.c_maps_text, c.c_maps_plot,
+            c.c_transfer_text, c.c_transfer_plot, c.c_state, c.c_data]
     run = long_event(ctx.guard, c.c_go.click, h.ui_compare,
-                     [c.c_image, c.c_models, c.c_method, c.c_target, c.c_cmap, c.c_alpha, c.c_shared, c.c_score],
-                     outs, cost=h.cost, message=c.c_text, stop=c.c_stop, api_visibility="private")
-    cost_ins = [c.c_models, c.c_method, c.c_score]
+                     [c.c_image, c.c_models, c.c_method, c.c_target, c.c_cmap, c.c_alpha, c.c_shared, c.c_score,
+                      c.c_transfer], outs, cost=h.cost, message=c.c_text, stop=c.c_stop, api_visibility="private")
+    cost_ins = [c.c_models, c.c_method, c.c_score, c.c_transfer]
     for event in [ctl.change for ctl in cost_ins] + [run.then, ctx.demo.load]:
         event(h.ui_estimate, cost_ins, [c.c_estimate], api_visibility="private", show_progress="hidden")
     # The image goes both ways between Classify & explain and here; Compare runs at once.

@@ -15,7 +15,7 @@ import gradio as gr
 
 from zoo.errors import ZooError
 from zoo.explain import METHODS
-from zoo.params import SEED_MAX
+from zoo.params import SEED_MAX, SMOOTH_SAMPLES_MAX
 from zoo.features import sanity as feature
 from zoo.sanity import DEFAULT_METHODS, GRANULARITIES, PASS_BELOW, SEED
 
@@ -31,27 +31,32 @@ TITLE = "Sanity check"
 # default, 7 maps of it stay affordable.
 PARAMS = {"integrated-gradients": {"steps": 16}}
 GRANULARITY_CHOICES = [("Stage (fc, layer4 … layer1, stem: 7 maps per method)", "stage"),
-                       ("Block (fc, every residual block top down, stem)", "block")]
+                       ("Block (fc, every residual block top down, stem)", "block"),
+                       ("Residual branches (each block's branch, top down; stem, shortcuts, fc kept)",
+                        "residual-branches")]
 DEPTH_DEFAULT = "gradcam"
 METHOD_CHOICES = [(m.label, m.name) for m in METHODS.values()]
 
 
 def request(ctx: Context, image: Any, models: list[str], methods: Any, target: Any = None,
-            granularity: Any = "stage", seed: Any = SEED) -> feature.Request:
+            granularity: Any = "stage", seed: Any = SEED, samples: Any = 0) -> feature.Request:
     """The one request of both parts (one model and its methods; one method on every depth), for the
-    handler and its cost. ``image``: an upload's path, or None for the estimate."""
+    handler and its cost. ``image``: an upload's path, or None for the estimate; ``samples``: N of
+    smooth MPRT (0: off)."""
     return feature.Request.create(ctx.rt, image, models, list(methods or DEFAULT_METHODS), target,
-                                  granularity, SEED if seed is None else seed, PARAMS)
+                                  granularity, SEED if seed is None else seed, PARAMS,
+                                  smooth_samples=0 if samples is None else samples)
 
 
 def cost(ctx: Context, image: Any, model: str, methods: Any = None, target: Any = None, granularity: Any = "stage",
-         seed: Any = None) -> Any:
-    return feature.estimate(ctx.rt, request(ctx, None, [model], methods, target, granularity))
+         seed: Any = None, samples: Any = 0) -> Any:
+    return feature.estimate(ctx.rt, request(ctx, None, [model], methods, target, granularity, samples=samples))
 
 
 def depth_cost(ctx: Context, image: Any, method: str, target: Any = None, granularity: Any = "stage",
-               seed: Any = None) -> Any:
-    return feature.estimate(ctx.rt, request(ctx, None, ctx.depth_names, [method], target, granularity))
+               seed: Any = None, samples: Any = 0) -> Any:
+    return feature.estimate(ctx.rt, request(ctx, None, ctx.depth_names, [method], target, granularity,
+                                            samples=samples))
 
 
 def gpu_checks(ctx: Context) -> Any:
@@ -65,10 +70,10 @@ def gpu_checks(ctx: Context) -> Any:
     return checks
 
 
-def estimate_text(ctx: Context, models: list[str], methods: Any, granularity: Any) -> str:
+def estimate_text(ctx: Context, models: list[str], methods: Any, granularity: Any, samples: Any = 0) -> str:
     """The estimate under a button: the maps it draws, then its cost."""
     try:
-        req = request(ctx, None, models, methods, None, granularity)
+        req = request(ctx, None, models, methods, None, granularity, samples=samples)
         return (views.maps_text(feature.maps(ctx.rt, req), len(req.methods), len(req.models))
                 + fmt.estimate_markdown(feature.estimate(ctx.rt, req), ctx.rt.device, ctx.guard.limits))
     except ZooError as e:
@@ -93,11 +98,14 @@ def _layout(ctx: Context) -> SimpleNamespace:
                                        label="Methods (edges: the control, never reads the network)")
             target = gr.Dropdown([""] + ctx.class_choices, value="", label="Target class (blank: top-1)",
                                  allow_custom_value=True, filterable=True, elem_id="sanity-target")
-            with gr.Accordion("Granularity and seed", open=False):
+            with gr.Accordion("Granularity, seed and smooth MPRT", open=False):
                 granularity = gr.Radio(GRANULARITY_CHOICES, value=GRANULARITIES[0], label="Randomize",
                                        elem_id="sanity-granularity")
                 seed = gr.Number(SEED, precision=0, minimum=0, maximum=SEED_MAX, label="Seed",
                                  elem_id="sanity-seed")
+                samples = gr.Number(0, precision=0, minimum=0, maximum=SMOOTH_SAMPLES_MAX, elem_id="sanity-samples",
+                                    label="Smooth MPRT samples (0 = off): each map averaged over this many noisy "
+                                          "copies of the input, at the first and the last step")
             with gr.Row():
                 go = gr.Button("Run sanity check", variant="primary", elem_id="sanity-button")
                 stop = gr.Button("Stop", variant="stop", elem_id="sanity-stop")
@@ -118,55 +126,58 @@ def _layout(ctx: Context) -> SimpleNamespace:
                               elem_id="sanity-strips", elem_classes="rde-wide-only")
             strips_narrow = gr.Image(label="Maps as the weights are randomized", show_label=False, format="png",
                                      elem_id="sanity-strips-narrow", elem_classes="rde-narrow-only")
-            gr.Markdown("Similarity with the original map per step: dashed, the step after which fc and layer4 "
-                        f"are random (the verdict); dotted, the pass line ({PASS_BELOW}).",
+            gr.Markdown("Similarity with the original map per step: dashed, the verdict's step (fc and layer4 "
+                        "random; with residual branches, every branch random); dotted, the pass line "
+                        f"({PASS_BELOW}).",
                         elem_classes="rde-estimate")
             # Plotly (ui/charts.py): hover a point for the method, the layers randomized so far and the value.
             chart = gr.Plot(label="Similarity with the original map, per step", show_label=False,
                             elem_id="sanity-chart")
             data = charts.data_files("sanity-chart-data")
     return SimpleNamespace(image=image, model=model, methods=methods, target=target, granularity=granularity,
-                           seed=seed, go=go, stop=stop, estimate=estimate, depth_method=depth_method,
+                           seed=seed, samples=samples, go=go, stop=stop, estimate=estimate, depth_method=depth_method,
                            depth_go=depth_go, depth_estimate=depth_estimate, info=info, strips=strips,
                            strips_narrow=strips_narrow, chart=chart, data=data)
 
 
 def _wire(ctx: Context, c: SimpleNamespace, checks: Any) -> None:
     @user_errors
-    def ui_sanity(image, model, methods, target, granularity, seed, progress=gr.Progress()):
+    def ui_sanity(image, model, methods, target, granularity, seed, samples=0, progress=gr.Progress()):
         if not methods:
             raise gr.Error("Tick at least one method to check.", print_exception=False)
-        req = request(ctx, require_image(image).path, [model], methods, target, granularity, seed)
+        req = request(ctx, require_image(image).path, [model], methods, target, granularity, seed, samples)
         folder, total = new_output_folder(ctx.outputs_dir), feature.maps(ctx.rt, req)
         for done in checks(req, progress):
             yield views.render(done.reports, folder, total)
 
     @user_errors
-    def ui_depths(image, method, target, granularity, seed, progress=gr.Progress()):
-        req = request(ctx, require_image(image).path, ctx.depth_names, [method], target, granularity, seed)
+    def ui_depths(image, method, target, granularity, seed, samples=0, progress=gr.Progress()):
+        req = request(ctx, require_image(image).path, ctx.depth_names, [method], target, granularity, seed,
+                      samples)
         folder, total = new_output_folder(ctx.outputs_dir), feature.maps(ctx.rt, req)
         for done in checks(req, progress):
             yield views.render(done.reports, folder, total, by_depth=True)
 
     @runs_no_model
-    def ui_estimate(model: str, methods: list[str], granularity: str) -> str:
-        return estimate_text(ctx, [model], methods, granularity) if methods else "Tick at least one method."
+    def ui_estimate(model: str, methods: list[str], granularity: str, samples: Any = 0) -> str:
+        return (estimate_text(ctx, [model], methods, granularity, samples) if methods
+                else "Tick at least one method.")
 
     @runs_no_model
-    def ui_depth_estimate(method: str, granularity: str) -> str:
-        return estimate_text(ctx, ctx.depth_names, [method], granularity)
+    def ui_depth_estimate(method: str, granularity: str, samples: Any = 0) -> str:
+        return estimate_text(ctx, ctx.depth_names, [method], granularity, samples)
 
     outs = [c.strips, c.chart, c.info, c.data, c.strips_narrow]
-    run = long_event(ctx.guard, c.go.click, ui_sanity, [c.image, c.model, c.methods, c.target, c.granularity, c.seed],
-                     outs, cost=lambda *a: cost(ctx, *a), message=c.info, what="This sanity check",
+    run = long_event(ctx.guard, c.go.click, ui_sanity,
+                     [c.image, c.model, c.methods, c.target, c.granularity, c.seed, c.samples], outs, cost=lambda *a: cost(ctx, *a), message=c.info, what="This sanity check",
                      api_visibility="private")
     depth_run = long_event(ctx.guard, c.depth_go.click, ui_depths,
-                           [c.image, c.depth_method, c.target, c.granularity, c.seed], outs,
+                           [c.image, c.depth_method, c.target, c.granularity, c.seed, c.samples], outs,
                            cost=lambda *a: depth_cost(ctx, *a), message=c.info, what="This sanity check",
                            api_visibility="private")
     # The token ends a run within one block; the page says it stopped.
     stop_button(c.stop, [run, depth_run], c.info)
-    cost_ins, depth_ins = [c.model, c.methods, c.granularity], [c.depth_method, c.granularity]
+    cost_ins, depth_ins = [c.model, c.methods, c.granularity, c.samples], [c.depth_method, c.granularity, c.samples]
     for ctl in cost_ins:
         ctl.change(ui_estimate, cost_ins, [c.estimate], api_visibility="private", show_progress="hidden")
     for ctl in depth_ins:

@@ -158,3 +158,13 @@ def map_agreement(cmp: Comparison) -> tuple[str, Any]:
 def cached_table(cmp: Comparison) -> dict[str, Any]:
     """The top-5 table as a plain value (gradio's example cache stores values, not component updates)."""
     return {"headers": top5_headers(cmp), "data": compare_table(cmp)}
+
+
+def transfer(cmp: Comparison) -> tuple[str, Any]:
+    """The evidence-transfer reading and heatmap (``ui.views.transfer``); ("", None) when not asked for."""
+    from .transfer import transfer_heatmap, transfer_markdown
+
+    if cmp.transfer is None:
+        return "", None
+    t = cmp.transfer.to_json()
+    return transfer_markdown(t), transfer_heatmap(t)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.analysis import Analysis
+from zoo.analysis import Analysis, relative_depths
 from zoo.costs import Estimate
 
 from .. import charts
@@ -61,11 +61,60 @@ def depth_lab_markdown(analyses: list[Analysis]) -> str:
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes)
 
 
+def relevance_share(analyses: list[Analysis]) -> charts.Chart | None:
+    """Per block, the share of the LRP relevance arriving at its output that flows into the residual
+    branch (the rest: into the shortcut), one line per depth; None until a depth has its relevance flow.
+    Beside the lesion curve: blocks whose branch carries little relevance should cost little to delete."""
+    done = [a for a in analyses if a.relevance is not None]
+    if not done:
+        return None
+    composites = sorted({a.relevance.composite for a in done})
+    fig = charts.figure("depth-lab-relevance", f"Where relevance flows: into the residual branch<br>"
+                        f"<sup>{charts._literal(charts._target_name(done))}; LRP {', '.join(composites)}</sup>",
+                        "relative depth (block number / number of blocks)",
+                        "share of the block's relevance into F(x)", height=460)
+    for i, a in enumerate(done):
+        shares = [r.share_branch for r in a.relevance.blocks]
+        custom = charts._block_custom(a)
+        custom["into the shortcut"] = [r.shortcut for r in a.relevance.blocks]
+        custom["into the branch"] = [r.branch for r in a.relevance.blocks]
+        charts.add_line(fig, name=charts._legend_name(a), i=i, x=relative_depths(a), y=shares, custom=custom,
+                        marker=charts._down_markers(a),
+                        hover=charts.hover(charts.depth_label(a.model),
+                                           ("block", "%{customdata[0]} (%{customdata[1]})"),
+                                           ("share into the branch", "%{y:.2f}"),
+                                           ("relevance into the shortcut", "%{customdata[2]:.3g}"),
+                                           ("relevance into the branch", "%{customdata[3]:.3g}")))
+    charts._down_legend(fig)
+    fig.update_xaxes(range=[0, 1.03])
+    return fig
+
+
+def relevance_markdown(analyses: list[Analysis]) -> str:
+    """A line per depth with its relevance flow: the median branch share and how much relevance reached the pixels."""
+    rows = []
+    for a in analyses:
+        if a.relevance is None:
+            continue
+        shares = sorted(r.share_branch for r in a.relevance.blocks if r.share_branch is not None)
+        median = f"{shares[len(shares) // 2]:.2f}" if shares else "–"
+        rows.append(f"{a.model}: median share into the branch {median}; relevance conserved to the pixels "
+                    f"{a.relevance.conservation:.0%} ({a.relevance.composite})")
+    if not rows:
+        return ""
+    return ("**Relevance flow** (LRP, the Norm rule at each block's sum: relevance splits in proportion to what the "
+            "shortcut and the branch contributed). " + "; ".join(rows) + ". A share is not a lesion: compare it "
+            "with the lesion chart, where deleting a block whose branch carries little relevance should cost little.")
+
+
 def numbers(done: list[Analysis]) -> dict[str, Any]:
     """The "numbers" box: each finished depth's JSON (the feature's one JSON per model)."""
     return {"models": [a.to_json() for a in done]}
 
 
 def render(done: list[Analysis]) -> tuple:
-    """The six charts (None where there is nothing to draw yet) and the table."""
-    return (*charts.depth_lab(done), depth_lab_markdown(done))
+    """The seven charts (the six of ``charts.depth_lab``, then the relevance share; None where there is
+    nothing to draw yet) and the table."""
+    text = depth_lab_markdown(done)
+    flow = relevance_markdown(done)
+    return (*charts.depth_lab(done), relevance_share(done), text + ("\n\n" + flow if flow else ""))

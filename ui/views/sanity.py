@@ -31,16 +31,25 @@ def _num(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}"
 
 
+def random_at_verdict(granularity: str) -> str:
+    """What is random at the verdict step of ``granularity`` (zoo.sanity.VERDICT_STEP), in words."""
+    if granularity == "residual-branches":
+        return "every residual branch"
+    return "fc and all of layer4"
+
+
 def sanity_verdict(check: Any, model: str = "") -> str:
     """One method's verdict in words, with the numbers it rests on."""
     label = METHODS[check.method].label
     who = f"{label} on {model}" if model else label
     v = check.verdict
+    random = random_at_verdict(getattr(check, "granularity", "stage"))
     if check.flat_original:
         return f"**{who}: no verdict.** Its original map is flat, so there is nothing to compare."
     if v is None:
-        return f"**{who}:** not yet at the step where fc and layer4 are random."
-    nums = (f"with fc and all of layer4 random its map keeps a rank correlation of "
+        return f"**{who}:** not yet at the step where {random} is random."
+    kept = " (stem, shortcuts and fc kept)" if random == "every residual branch" else ""
+    nums = (f"with {random} random{kept} its map keeps a rank correlation of "
             f"{_num(v.spearman_abs)} (|map|) and an SSIM of {v.ssim:.2f} with the original")
     if check.method == "edges":
         return (f"**{who} fails, as it must:** {nums}. It never reads the network, so no weight can change it: "
@@ -67,7 +76,14 @@ def sanity_markdown(reports: list[Any], total_steps: int | None = None, by_depth
     for r in reports:
         for m in r.methods:
             lines.append("* " + sanity_verdict(m, r.model if by_depth else ""))
+            lines += [f"    * {reading}" for reading in sanity_readings(m)]
     return "\n".join(lines)
+
+
+def sanity_readings(check: Any) -> list[str]:
+    """Under a verdict: the residual-branches answer (what the verdict means for the shortcuts) and
+    sMPRT/eMPRT's readings (``MethodCheck.readings``), once the steps they need ran."""
+    return list(check.readings()) if hasattr(check, "readings") else []
 
 
 def sanity_caption(check: Any, model: str = "") -> str:
@@ -86,7 +102,14 @@ ABOUT = (SANITY_NOTE + f"\n\nA method **passes** when, with fc and layer4 random
          "and by structure (SSIM), as in Adebayo et al., [Sanity Checks for Saliency Maps]"
          "(https://arxiv.org/abs/1810.03292) (NeurIPS 2018). The check runs on a private copy of the "
          "weights, re-initialised with torchvision's rules from a fixed seed; the shared model is "
-         "never touched.")
+         "never touched.\n\n"
+         "**Residual branches** randomizes only each block's residual branch, from the last block to the first, "
+         "and keeps the stem, the shortcuts and fc: with every branch random, does the map still look like the "
+         "original? Then it follows what the identity paths carry from the input more than the branches' learned "
+         "weights. Under each verdict, Hedström et al.'s (2023) readings: **eMPRT**, the rise in the map's "
+         "entropy from the original to the fully randomized model (free), and, with smooth MPRT samples above 0, "
+         "**sMPRT**, the similarity of maps averaged over noisy copies of the input (one more map per sample, at "
+         "the first and the last step).")
 
 
 def step_title(name: str) -> str:

@@ -22,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     s.add_argument("--target", default=None, help="class index or name (default: the class most models put first)")
     s.add_argument("--faithfulness", action="store_true", help="also score each depth's map (deletion, insertion, "
                                                                "ROAD)")
+    s.add_argument("--transfer", action="store_true",
+                   help="also the evidence-transfer matrix: each depth's map deletes pixels for every other depth "
+                        "(deletion AUC over that depth's own; with --faithfulness, ROAD too)")
     s.add_argument("--npy-dir", metavar="DIR", help="write each model's raw map as DIR/<model>-<method>-<class>.npy")
     device_arg(s)
     precision_arg(s)
@@ -37,7 +40,8 @@ def cmd_compare(zoo: Zoo, args: argparse.Namespace) -> int:
 
     models = list(dict.fromkeys(args.models or [s.name for s in zoo.builtin_depths]))
     rt = Runtime(zoo, args.device, cache_size=len(models), precision=args.precision, compile=args.compile)
-    req = compare.Request.create(rt, None, models, args.method, args.target, faithfulness=args.faithfulness)
+    req = compare.Request.create(rt, None, models, args.method, args.target, faithfulness=args.faithfulness,
+                                 transfer=args.transfer)
     req = replace(req, image=load_image(args.image))  # checked first; then a bad file fails before any download
     progress = None if args.json else print_progress
     if rt.compile_plan.mode == "on":
@@ -90,4 +94,19 @@ def comparison_text(cmp, method: str) -> str:
             lines.append(f"{title}:\n" + " " * 14 + "".join(f"{n[:10]:>11}" for n in m.models))
             for name, row in zip(m.models, matrix):
                 lines.append(f"{name:<14}" + "".join(f"{'-' if v != v else f'{v:.2f}':>11}" for v in row))
+    if cmp.transfer is not None:
+        lines += ["", transfer_text(cmp.transfer)]
+    return "\n".join(lines)
+
+
+def transfer_text(t) -> str:
+    """The evidence-transfer matrix (row: whose map orders the pixels; column: whose confidence falls) and
+    its sentence."""
+    lines = ["Do the depths use the same evidence? Deletion AUC of the column's model with pixels deleted in the "
+             "order of the row's map, over its own map's (1.00: as good as its own; above: slower):",
+             " " * 14 + "".join(f"{n[:10]:>11}" for n in t.models)]
+    for name, row in zip(t.models, t.deletion):
+        lines.append(f"{name:<14}" + "".join(f"{'-' if v != v else f'{v:.2f}':>11}" for v in row))
+    lines.append(t.sentence())
+    lines += [f"note: {n}" for n in t.notes]
     return "\n".join(lines)

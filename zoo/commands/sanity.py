@@ -27,10 +27,13 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help=f"methods to check (default: {' '.join(DEFAULT_METHODS)}); 'edges' is the control")
     s.add_argument("--target", default=None, help="class index or name (default: top-1 of the original model)")
     s.add_argument("--granularity", default="stage", choices=GRANULARITIES,
-                   help="'stage': fc, layer4 ... layer1, stem (6 steps); 'block': every residual block, top down")
+                   help="'stage': fc, layer4 ... layer1, stem (6 steps); 'block': every residual block, top down; "
+                        "'residual-branches': each block's residual branch only, top down (stem, shortcuts, fc kept)")
     s.add_argument("--seed", type=int, default=SEED, help=f"seed of the re-initialisation (default {SEED})")
     s.add_argument("--steps", type=int, default=IG_STEPS.default,
                    help=f"integrated-gradients steps ({IG_STEPS.low}-{IG_STEPS.high}, default {IG_STEPS.default})")
+    s.add_argument("--smooth-samples", type=int, default=0, metavar="N",
+                   help="smooth MPRT: average each map over N copies of the input (N-1 noisy; 0, the default: off)")
     s.add_argument("--npy-dir", metavar="DIR", help="write each step's map on the crop as METHOD-STEP.npy")
     s.set_defaults(func=run)
 
@@ -43,7 +46,8 @@ def run(zoo: Zoo, args: argparse.Namespace) -> int:
 
     rt = Runtime(zoo, args.device, cache_size=1, precision=args.precision)
     req = sanity.Request.create(rt, None, [args.model], args.methods, args.target, args.granularity, args.seed,
-                                {"integrated-gradients": {"steps": args.steps}})
+                                {"integrated-gradients": {"steps": args.steps}},
+                                smooth_samples=args.smooth_samples)
     name = zoo.get(req.models[0]).name
     maps, forwards = sanity.maps(rt, req) // len(req.methods), sanity.estimate(rt, req).forwards
     req = dataclasses.replace(req, image=load_image(args.image))  # settings first: they fail without reading it
@@ -87,6 +91,8 @@ def text(report: Any) -> str:
             mark = "  <- verdict" if s.randomized == m.verdict_at else ""
             lines.append(f"  {s.randomized:<12}{fmt(s.spearman_abs):>8}{fmt(s.spearman):>8}{fmt(s.ssim):>8}{mark}")
         lines += [f"  note: {note}" for note in m.notes]
-    lines += ["", "A method passes when, with fc and layer4 random, both the rank correlation of the absolute maps "
+        lines += [f"  {line}" for line in m.readings()]
+    random = "every residual branch" if report.granularity == "residual-branches" else "fc and layer4"
+    lines += ["", f"A method passes when, with {random} random, both the rank correlation of the absolute maps "
                   f"and SSIM fall below {PASS_BELOW}. 'edges' never reads the network: it must fail."]
     return "\n".join(lines)

@@ -3,13 +3,15 @@
 The feature's result is one depth's ``zoo.analysis.Analysis``: ``run`` yields one per model as
 it finishes (a front end shows each depth as it comes, and a Stop lands in between). Its
 ``to_json()`` is the one JSON of ``python -m zoo analyze --json``, the ``/analyze`` endpoint
-and the MCP analyze tool (each asks for one model).
+and the MCP analyze tool (each asks for one model). With ``relevance``, each model's analysis
+also carries its ``zoo.relevance.RelevanceFlow`` (one LRP pass, for the analysis's own class):
+each block's JSON gains ``relevance{shortcut, branch, share_branch}``.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Sequence
 
 from .. import params as rules
@@ -30,17 +32,21 @@ class Request:
     target: int | str | None = None  # None: each model's top-1
     lesion: bool = False  # delete each block's residual branch in turn (Veit et al. 2016)
     deletions: bool = False  # delete k random identity-shortcut blocks at once
-    relevance: bool = False  # issue 34: relevance flow per block (not wired yet)
+    relevance: bool = False  # issue 34: where relevance flows in each block (zoo.relevance), one LRP pass
+    composite: str = rules.LRP_COMPOSITES[0]  # the LRP composite of the relevance flow
 
     @classmethod
     def create(cls, rt: Runtime, image: Any = None, models: Sequence[str] | str | None = None,
                target: int | str | None = None, lesion: bool = False, deletions: bool = False,
-               relevance: bool = False) -> Request:
-        """Checked before any work: the models, and the class against each model's classes (a typo
-        fails now, not after minutes of work)."""
+               relevance: bool = False, composite: str | None = None) -> Request:
+        """Checked before any work: the models, the class against each model's classes (a typo
+        fails now, not after minutes of work) and the composite."""
+        from ..lrp import CompositeError
+
         names = rules.model_names(rt.zoo, models)
         target = rules.targets(rt.specs(names), target)
-        return cls(image, tuple(names), target, bool(lesion), bool(deletions), bool(relevance))
+        return cls(image, tuple(names), target, bool(lesion), bool(deletions), bool(relevance),
+                   rules.composite(composite, CompositeError))
 
 
 @functools.lru_cache(maxsize=None)
@@ -72,24 +78,37 @@ def estimate(rt: Runtime, req: Request) -> Estimate:
     Per model: the signal pass (one forward and one backward, three forwards' worth); with
     lesions or deletions, one more clean forward and every lesioned variant from its first
     deleted block on, in forwards' worth (block counts over the number of blocks).
+    With ``relevance``, one LRP map's forwards more (``zoo.relevance.forwards``).
     Statistics run in fp32, so on a machine whose classification runs in bf16 the seconds
     are a low estimate.
     """
-    return rt.costs.priced({spec.name: _analysis_passes(spec.arch.name, req.lesion, req.deletions)
+    from ..relevance import forwards
+
+    extra = forwards(req.composite) if req.relevance else 0.0
+    return rt.costs.priced({spec.name: _analysis_passes(spec.arch.name, req.lesion, req.deletions) + extra
                             for spec in rt.specs(req.models)})
 
 
 def run(rt: Runtime, req: Request, progress: ProgressFn | None = None) -> Iterator[Analysis]:
-    """Each model's ``Analysis`` in turn; ``zoo.cancel.check`` runs between models (and inside each)."""
+    """Each model's ``Analysis`` in turn; ``zoo.cancel.check`` runs between models (and inside each).
+
+    With ``relevance``, the flow is computed after the model's analysis, for the class the
+    analysis resolved (so both read the same class), and attached to it.
+    """
     from ..analysis import analyze
+    from ..relevance import relevance_flow
 
     specs = rt.specs(req.models)
     loaded = decoded(req.image)  # decoded once for every depth
     for i, spec in enumerate(specs):
         check()
         lm = rt.cache.get(spec, progress)
-        yield analyze(lm, loaded, req.target, lesion=req.lesion, deletions=req.deletions,
-                      progress=share(progress, i, len(specs)))
+        part = share(progress, i, len(specs))
+        a = analyze(lm, loaded, req.target, lesion=req.lesion, deletions=req.deletions, progress=part)
+        if req.relevance:
+            check()
+            a = replace(a, relevance=relevance_flow(lm, loaded, a.target.index, req.composite, part))
+        yield a
 
 
 def result(rt: Runtime, req: Request, progress: ProgressFn | None = None) -> Analysis:

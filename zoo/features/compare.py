@@ -1,7 +1,8 @@
 """Compare depths: several models on one image, maps for one shared class, and how far they agree.
 
 The one JSON of ``python -m zoo compare --json``, the ``/compare`` endpoint and the MCP
-compare tool is ``Comparison.to_json()``.
+compare tool is ``Comparison.to_json()``. With ``transfer``, the comparison also holds the
+evidence-transfer matrix between its depths (``zoo.transfer``), in ``map_agreement.transfer``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..hub import ProgressFn
 from ..inference import Classification, Prepared, classify, prepare, resolve_target
 from ..registry import Preprocessing
 from ..runtime import Runtime, decoded
+from ..transfer import Depth, Transfer, evidence_transfer, with_transfer
 from . import last
 from .classify import Result, calibrate_map, map_estimate
 
@@ -40,7 +42,7 @@ class Request:
     top_k: int = 5
     faithfulness: bool = False  # also score each depth's map (about 40 forwards per depth)
     params: Mapping[str, Any] = field(default_factory=dict)  # the method's settings (zoo.explain.SETTINGS)
-    transfer: bool = False  # issue 34: the evidence-transfer matrix between depths (not wired yet)
+    transfer: bool = False  # issue 34: the evidence-transfer matrix between depths (zoo.transfer)
 
     @classmethod
     def create(cls, rt: Runtime, image: Any = None, models: Sequence[str] | str | None = None,
@@ -51,6 +53,8 @@ class Request:
         names = rules.model_names(rt.zoo, models)
         get_method(method)
         target = rules.targets(rt.specs(names), target)
+        if transfer and len(names) < 2:
+            raise ZooError("Evidence transfer compares depths pairwise: choose at least two models.")
         return cls(image, tuple(names), method, target, rules.top_k(top_k), bool(faithfulness),
                    dict(params or {}), bool(transfer))
 
@@ -64,6 +68,7 @@ class Comparison:
     target_label: str
     agreement: dict[str, Any] = field(default_factory=dict)
     chosen: str = "consensus"  # how the target was picked: "consensus" (see ``consensus``) or "given"
+    transfer: Transfer | None = None  # the evidence-transfer matrix, when asked for
 
     @functools.cached_property
     def map_agreement(self) -> MapAgreement:
@@ -72,15 +77,22 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         return {"target": {"index": self.target, "label": self.target_label, "chosen": self.chosen},
-                "agreement": self.agreement, "map_agreement": self.map_agreement.to_json(),
+                "agreement": self.agreement,
+                "map_agreement": {**self.map_agreement.to_json(),
+                                  "transfer": None if self.transfer is None else self.transfer.to_json()},
                 "models": [r.to_json() for r in self.results]}
 
 
 # --- the feature ---------------------------------------------------------------------------
 
 def estimate(rt: Runtime, req: Request) -> Estimate:
-    """Per depth: its classification, the map's passes and, with ``faithfulness``, the scores'."""
-    return map_estimate(rt, req.models, req.method, req.params, req.faithfulness)
+    """Per depth: its classification, the map's passes and, with ``faithfulness``, the scores';
+    with ``transfer``, the transfer matrix's scorings (``zoo.transfer.with_transfer``)."""
+    est = map_estimate(rt, req.models, req.method, req.params, req.faithfulness)
+    if req.transfer and len(req.models) > 1:
+        # With scoring on, the matrix has ROAD too and reuses each depth's own scores.
+        est = with_transfer(rt, est, req.models, road=req.faithfulness, own_scored=req.faithfulness)
+    return est
 
 
 def run(rt: Runtime, req: Request, progress: ProgressFn | None = None) -> Iterator[Comparison]:
@@ -120,10 +132,23 @@ def run(rt: Runtime, req: Request, progress: ProgressFn | None = None) -> Iterat
             scores = score_map(lm, run_, ex.raw, idx)
             rt.costs.calibrate(FAITHFULNESS, run_.model, scores.seconds, scores.forwards)
         results.append(Result(run_, ex, req.method, secs + time.perf_counter() - t0, scores))
+    moved = _transfer(req, [lm for lm, _, _ in runs], results, idx, progress)
     if progress:
         progress(1.0, "done")
     yield Comparison(results, idx, labels[idx], agreement(results),
-                     "consensus" if req.target is None else "given")
+                     "consensus" if req.target is None else "given", moved)
+
+
+def _transfer(req: Request, models: Sequence[Any], results: Sequence[Result], target: int,
+              progress: ProgressFn | None) -> Transfer | None:
+    """The evidence-transfer matrix from the models and maps the comparison holds (None unless asked).
+
+    With ``faithfulness``, ROAD too, and each depth's own scores are reused rather than recomputed."""
+    if not req.transfer:
+        return None
+    depths = [Depth(r.run.model, lm, r.run, r.explanation.raw) for lm, r in zip(models, results)]
+    own = [r.faithfulness for r in results] if req.faithfulness else None
+    return evidence_transfer(depths, target, road=req.faithfulness, own=own, progress=progress)
 
 
 def result(rt: Runtime, req: Request, progress: ProgressFn | None = None) -> Comparison:

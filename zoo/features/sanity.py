@@ -32,12 +32,14 @@ class Request:
     # Per-method parameters, e.g. {"integrated-gradients": {"steps": 16}}.
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     max_forwards: int | None = None  # refuse a run that would cost more (a front end's bound per request)
+    smooth_samples: int = 0  # N of smooth MPRT (zoo.mprt; 0: off; eMPRT is always reported)
 
     @classmethod
     def create(cls, rt: Runtime, image: Any = None, models: Sequence[str] | str | None = None,
                methods: Sequence[str] | str | None = None, target: int | str | None = None,
                granularity: str | None = "stage", seed: Any = engine.SEED,
-               params: Mapping[str, Mapping[str, Any]] | None = None, max_forwards: int | None = None) -> Request:
+               params: Mapping[str, Mapping[str, Any]] | None = None, max_forwards: int | None = None,
+               smooth_samples: Any = 0) -> Request:
         """``models``: one name, or several (none: the built-in depths); ``methods``: none, the defaults."""
         names = rules.model_names(rt.zoo, models)
         methods = [methods] if isinstance(methods, str) else methods
@@ -50,7 +52,8 @@ class Request:
         engine.step_count(rt.zoo.get(names[0]), granularity)  # an unknown granularity fails here
         blank = target is None or (isinstance(target, str) and not target.strip())
         return cls(image, tuple(names), tuple(chosen), None if blank else target,
-                   granularity, rules.seed(seed, engine.SanityError), options, max_forwards)
+                   granularity, rules.seed(seed, engine.SanityError), options, max_forwards,
+                   rules.smooth_samples(smooth_samples, engine.SanityError))
 
 
 @dataclass
@@ -72,8 +75,10 @@ class Checks:
 
 
 def forwards(rt: Runtime, req: Request) -> dict[str, int]:
-    """Forward-pass equivalents per model: per step, one classification and one map per method."""
-    return {n: engine.forwards(rt.zoo.get(n), req.methods, req.granularity, req.params) for n in req.models}
+    """Forward-pass equivalents per model: per step, one classification and one map per method; with
+    ``smooth_samples``, sMPRT's noisy maps (``zoo.sanity.forwards`` counts them)."""
+    return {n: engine.forwards(rt.zoo.get(n), req.methods, req.granularity, req.params, req.smooth_samples)
+            for n in req.models}
 
 
 def maps(rt: Runtime, req: Request) -> int:
@@ -114,7 +119,7 @@ def run(rt: Runtime, req: Request, progress: ProgressFn | None = None) -> Iterat
         report = None
         for report in engine.iter_sanity(rt.zoo.get(name), loaded, req.methods, req.target, req.granularity,
                                          req.seed, rt.cache.device, req.params, rt.cache.cache_dir,
-                                         share(progress, i, len(req.models))):
+                                         share(progress, i, len(req.models)), req.smooth_samples):
             yield Checks(done + [report], req.models)
         if report is not None:
             done.append(report)
