@@ -384,9 +384,11 @@ def test_analyze_endpoint_with_gradio_client(client, app):
     _, explorer = app
     *figures, text, details = client.predict(handle_file(str(IMAGE)), "resnet18", "", api_name="/analyze")
     direct = analyze(explorer.cache.get(explorer.zoo.get("resnet18")), IMAGE, lesion=True, deletions=True)
+    relevance = details.pop("relevance")  # /analyze carries the relevance flow (epsilon-plus-flat) too
+    assert relevance["composite"] == "epsilon-plus-flat" and relevance["target"]["index"] == details["target"]["index"]
+    assert all(set(b.pop("relevance")) == {"shortcut", "branch", "share_branch"} for b in details["blocks"])
     assert_same_json(details, direct.to_json())
-    assert len(figures) == 7 and all(f and f.get("plot") for f in figures[:6])
-    assert figures[6] is None  # the relevance flow's chart: not asked for
+    assert len(figures) == 7 and all(f and f.get("plot") for f in figures)
     assert "resnet18" in text and "median response std" in text
 
 

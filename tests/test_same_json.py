@@ -71,7 +71,7 @@ CASES = [
          differs="the CLI's explain JSON (zoo/cli.py) has faithfulness: null and no predictions; the endpoint's "
                  "(Result.to_json) has the predictions"),
     Case("compare", ["compare", IMAGE], "compare", lambda img: [img], 3, {"image": IMAGE}),
-    Case("analyze", ["analyze", IMAGE, "--model", MODEL, "--lesion", "--deletions"], "analyze",
+    Case("analyze", ["analyze", IMAGE, "--model", MODEL, "--lesion", "--deletions", "--relevance"], "analyze",
          lambda img: [img, MODEL, ""], -1, {"image": IMAGE, "model": MODEL, "target": ""}),
     Case("sanity", ["sanity", IMAGE, "--model", MODEL, "--methods", "gradcam", "edges"], "sanity",
          lambda img: [img, MODEL, ["gradcam", "edges"]], 1,

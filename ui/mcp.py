@@ -90,7 +90,7 @@ Args:
     {TARGET}
 
 Returns:
-    seven charts (the seventh, the relevance flow, is empty from this tool) and a summary; the JSON object last: {{model, target, precision, blocks: [{{name, stage, downsample, response_std, residual_ratio, grad_norm, lesion: {{prob, logit, top1}}}}], deletions: [{{k, draws, prob_mean, top1_kept}}]}}. Compare each block's lesion.prob with target.prob: the drop is what that block contributes. (Where relevance flows per block, shortcut or residual branch, is on the Depth lab page and in `python -m zoo analyze --relevance`.)
+    seven charts (the seventh: the share of each block's relevance that flows into its residual branch, LRP epsilon-plus-flat) and a summary; the JSON object last: {{model, target, precision, blocks: [{{name, stage, downsample, response_std, residual_ratio, grad_norm, lesion: {{prob, logit, top1}}, relevance: {{shortcut, branch, share_branch}}}}], deletions: [{{k, draws, prob_mean, top1_kept}}], relevance: {{composite, target, logit, input_relevance, conservation}}}}. Compare each block's lesion.prob with target.prob: the drop is what that block contributes; set relevance.share_branch beside it: a branch that carries little relevance should cost little when deleted.
 """,
     "sanity": f"""Can a heat map be trusted? Re-initialises the model's weights from the top (fc, layer4 ... the stem, cumulatively, seed 0) and recomputes each method's map; a map that barely changes does not depend on what the network learned (Adebayo et al. 2018).
 

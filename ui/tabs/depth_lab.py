@@ -84,8 +84,9 @@ def handlers(ctx: Context) -> SimpleNamespace:
 
     @user_errors
     def api_analyze(image, model, target, progress=gr.Progress()):
-        """Depth lab for one model: per-block responses, residual ratios, gradients, lesions and deletions."""
-        (a,) = analyses(request(image, [model], target, True), progress)
+        """Depth lab for one model: per-block responses, residual ratios, gradients, lesions, deletions and the
+        relevance flow (epsilon-plus-flat: the default composite; the three published inputs stay as they were)."""
+        (a,) = analyses(request(image, [model], target, True, True), progress)
         return (*views.render([a]), a.to_json())
 
     @runs_no_model
@@ -169,4 +170,4 @@ def build(ctx: Context) -> None:
     api_button = gr.Button(visible=False)
     api_model = gr.Textbox(value=ctx.default_model, visible=False, label="model")
     long_event(ctx.guard, api_button.click, h.api_analyze, [image, api_model, target], outs[:-2] + [api_json],
-               cost=lambda image, model, target=None: h.cost_of(True)(image, [model], target), api_name="analyze")
+               cost=lambda image, model, target=None: h.cost_of(True)(image, [model], target, True), api_name="analyze")
