@@ -424,12 +424,13 @@ def _endpoints(ctx: Context, c: SimpleNamespace, runs: SimpleNamespace) -> None:
     def api_robustness(files, models, corruptions, progress=gr.Progress()):
         """Many images (or one .zip, labels from its folder names as in /batch) under the chosen ImageNet-C
         corruptions (none: all 19) at severities 1-5, seed 0, through the chosen depths (none: all five).
-        Returns the summary (accuracy per model, corruption and severity; CE and mCE relative to the
+        Returns {"summary": ...} (accuracy per model, corruption and severity; CE and mCE relative to the
         shallowest depth and, for ImageNet labels, to AlexNet) and a JSON-lines file of every prediction."""
         events = list(runs.folder_events(files, None, models, corruptions, None, 0, progress_fn(progress)))
         summary = events[-1]
         assert isinstance(summary, FolderSummary) and not summary.partial
-        return summary.to_json(), folder_files(ctx, summary, [e for e in events if isinstance(e, SampleResult)])[0]
+        files = folder_files(ctx, summary, [e for e in events if isinstance(e, SampleResult)])
+        return feature.folder_json(summary), files[0]
 
     corruption = gr.Textbox(value=DEFAULT_CORRUPTION, visible=False, label="corruption")
     corruptions = gr.Dropdown(CORRUPTION_CHOICES, value=[], multiselect=True, visible=False, label="corruptions")
