@@ -28,14 +28,18 @@ MODEL = "resnet18"
 # Keys that are timings (or when something ran), never part of what a request answers.
 TIMING_KEYS = {"seconds", "ms", "elapsed", "timestamp", "time", "started", "finished", "duration"}
 TIMING_SUFFIXES = ("_s", "_ms", "_seconds")
+TIMING_PREFIXES = ("ms_",)  # a batch decision's measured cost: ms_batch1, ms_per_image
+# Measured as a timing is: the peak memory of a run's forwards (the process's RSS on CPU).
+MEASURED_KEYS = {"peak_mb"}
 
 
 def untimed(value: Any) -> Any:
-    """``value`` without timing keys, with every absolute path cut to its file name (a temporary
+    """``value`` without timing keys (nor measured memory), with every absolute path cut to its file name (a temporary
     copy of an upload has the visitor's file name, and the CLI's input the same one)."""
     if isinstance(value, dict):
         return {k: untimed(v) for k, v in value.items()
-                if k not in TIMING_KEYS and not k.endswith(TIMING_SUFFIXES)}
+                if k not in TIMING_KEYS | MEASURED_KEYS and not k.endswith(TIMING_SUFFIXES)
+                and not k.startswith(TIMING_PREFIXES)}
     if isinstance(value, list):
         return [untimed(v) for v in value]
     if isinstance(value, str) and os.path.isabs(value) and (value.startswith(tempfile.gettempdir())
