@@ -196,7 +196,7 @@ def live_text(live: Any) -> str:
     """One corrupted crop as the command line prints it: each depth's top-1 and the target's probability."""
     from ..robustness import get_corruption
 
-    lines = [f"{get_corruption(live.corruption).label}, severity {live.severity} (seed {live.seed}); target "
+    lines = [f"{get_corruption(live.corruption).label}, severity {live.severity} (crop seed {live.seed}); target "
              f"{live.target_label!r} ({live.target})", f"{'model':<14}{'top-1':<32}{'p':>7}{'p(target)':>11}"]
     for run in live.classifications():
         top = run.predictions[0]
