@@ -227,7 +227,7 @@ def test_the_published_references_are_their_own_table_labelled_published_with_th
 
 def test_a_model_without_published_figures_has_no_row_and_no_note(zoo):
     rows = [dataclasses.replace(zoo_row(zoo.get("resnet18"), 224), published=None)]
-    assert view.published_table(rows) == [] and view.published_note(rows) == ""
+    assert view.published_table(rows) == [] and view.published_note(rows) == view.NO_PUBLISHED
     custom = dataclasses.replace(rows[0], name="mine", published={"imagenet_v2": 50.0, "source": "my paper"})
     assert view.published_table([custom]) == [["mine", "50.00", "–", "–", "–", "–", "–"]]
     assert "* mine: my paper" in view.published_note([custom])

@@ -35,6 +35,12 @@ def build(ctx: Context) -> None:
     selfcheck_section(ctx)
 
 
+def _published(t: ZooTable) -> gr.Dataframe:
+    """The published references' table; hidden where no model has any (its note says so)."""
+    rows = view.published_table(t.rows)
+    return gr.Dataframe(value=rows, headers=view.PUBLISHED_HEADERS, visible=bool(rows))
+
+
 def table_section(ctx: Context) -> None:
     """The table, per-stage table and charts at a resolution, latency when asked, and downloads."""
     rt, zoo = ctx.rt, ctx.zoo
@@ -62,8 +68,7 @@ def table_section(ctx: Context) -> None:
         t = timed_rows(req, progress) if req.latency else zoo_table.result(rt, req)
         figs = view.charts(t)
         return (table(t), stages(t.resolution, stage_model), *figs, view.resolution_note(t.resolution), t,
-                view.chart_data(figs, new_output_folder(ctx.outputs_dir)), view.published_table(t.rows),
-                view.published_note(t.rows))
+                view.chart_data(figs, new_output_folder(ctx.outputs_dir)), _published(t), view.published_note(t.rows))
 
     @runs_no_model
     @user_errors

@@ -79,6 +79,8 @@ PUBLISHED_TITLE = "Published, ImageNet variants, not your data"
 PUBLISHED_HEADERS = ["model", "ImageNet-V2 top-1 %", "ReaL top-1 %", "R top-1 %", "Sketch top-1 %", "A top-1 %",
                      "ImageNet-C mCE % (lower is better)"]
 PUBLISHED_COLUMN_WIDTHS = [104, 120, 110, 100, 110, 100, 160]
+NO_PUBLISHED = ("No model in this zoo carries published figures (the built-in weights do; a custom entry may add "
+                "a `[model.published]` table with its source).")
 
 
 def published_cells(published: dict[str, Any] | None) -> list[str]:
@@ -103,7 +105,7 @@ def published_note(rows: list[ZooRow]) -> str:
             if r.published.get("notes"):
                 notes.append(f"{r.name}: {r.published['notes']}")
     if not by_source:
-        return ""
+        return NO_PUBLISHED
     lines = [f"**{PUBLISHED_TITLE}.** Top-1 on ImageNet's variant test sets and ImageNet-C's mean corruption error "
              "as published for these weights, not measured here; never mixed into the figures measured on "
              "your images. Sources:"]
