@@ -235,6 +235,7 @@ def test_robustness_one_image_refuses_a_folder_run_s_options(zoo_file, tmp_path,
     image = str(EXAMPLES / "chelsea.png")
     for args, message in ((["--sweep", image, image], "take one image, not 2 paths"),
                           (["--sweep", "--corruption", "fog", image], "choose one of them"),
+                          (["--sweep", "--method", "cam", image], "are for one corruption"),
                           (["--corruption", "fog", "--out", str(tmp_path / "x.jsonl"), image], "for a folder run"),
                           (["--severity", "2", image], "add --corruption NAME")):
         assert main(["robustness", *args, "--zoo", str(zoo_file)]) == 2, args

@@ -151,6 +151,9 @@ def one_image(zoo: Zoo, args: argparse.Namespace) -> int:
 
     if args.sweep and args.corruption:
         raise ZooError("--sweep runs every corruption, --corruption one: choose one of them.")
+    if args.sweep and (args.method or args.severity is not None):
+        raise ZooError("--method and --severity are for one corruption (--corruption NAME); a sweep runs every "
+                       "severity of --severities with no map.")
     if len(args.paths) != 1:
         raise ZooError(f"--sweep and --corruption take one image, not {len(args.paths)} paths.")
     if args.save_dir or args.out or args.labels or args.resume or args.engine != "local":
