@@ -55,6 +55,7 @@ def main() -> None:
     from zoo.images import load_image
     from zoo.inference import classify, prepare
     from zoo.models import load_model, ready, resolve_device
+    from zoo.private import private_copy
     from zoo.render import heat_on_crop
 
     device = resolve_device(args.device)
@@ -64,7 +65,7 @@ def main() -> None:
     print(f"{'model':<10}{'forward ms':>11}{'eMPRT':>8}{'sMPRT/copy':>12}{'branch step':>13}{'stage step':>12}"
           f"{'transfer cell':>15}{'+ROAD':>8}   (multiples of a forward)")
     for spec in local_specs(archs=args.archs):
-        master = sanity.master_copy(spec)
+        master = private_copy(spec)  # the private fp32 copy sanity and landscape perturb (zoo.private)
         lm = ready(spec, copy.deepcopy(master), device, None)
         prepared = prepare(image, spec.preprocessing)
         run = classify(lm, image, prepared=prepared)

@@ -339,12 +339,13 @@ def test_charts_are_labelled_and_name_each_block_in_their_tooltips(r18_full, tmp
     import csv
 
     from ui import charts
+    from ui.views.depth_lab import lab_charts
 
     signal_only = dataclasses.replace(r18_full, blocks=[dataclasses.replace(b, lesion=None) for b in r18_full.blocks],
                                       deletions=None)
-    figures = charts.depth_lab([r18_full, signal_only])
+    figures = lab_charts([r18_full, signal_only])
     assert all(f is not None for f in figures)
-    assert charts.depth_lab([signal_only])[4:] == [None, None]
+    assert lab_charts([signal_only])[4:] == [None, None]
     for fig in figures:
         assert fig.layout.title.text
         layout = fig.to_dict()["layout"]

@@ -214,3 +214,42 @@ def test_progress_printer_redraws_one_line():
     q = ProgressPrinter(quiet, tty=False)
     q(0.5, "Downloading x: 5 / 10 MB")
     assert quiet.getvalue() == ""
+
+
+def test_rank_prints_the_methods_best_first(zoo_file, hosted, capsys):
+    """``zoo rank``: the Method ranking's request; the table lists the methods in the order of --sort."""
+    from zoo.cli import main
+
+    assert main(["rank", str(EXAMPLES / "chelsea.png"), "--model", "resnet18", "--methods", "cam", "saliency",
+                 "--sort", "insertion", "--device", "cpu", "--precision", "fp32", "--zoo", str(zoo_file)]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["cam"], ["saliency"])]
+    assert len(rows) == 2 and "best first by insertion" in out
+    insertion = [float(r[-2]) for r in rows]  # method, layer, deletion, insertion, ROAD
+    assert insertion == sorted(insertion, reverse=True)
+
+
+def test_robustness_one_image_refuses_a_folder_run_s_options(zoo_file, tmp_path, capsys):
+    from zoo.cli import main
+
+    image = str(EXAMPLES / "chelsea.png")
+    for args, message in ((["--sweep", image, image], "take one image, not 2 paths"),
+                          (["--sweep", "--corruption", "fog", image], "choose one of them"),
+                          (["--sweep", "--method", "cam", image], "are for one corruption"),
+                          (["--corruption", "fog", "--out", str(tmp_path / "x.jsonl"), image], "for a folder run"),
+                          (["--severity", "2", image], "add --corruption NAME")):
+        assert main(["robustness", *args, "--zoo", str(zoo_file)]) == 2, args
+        assert message in capsys.readouterr().err, args
+
+
+def test_robustness_live_and_sweep_print_a_table(zoo_file, hosted, capsys):
+    from zoo.cli import main
+
+    common = [str(EXAMPLES / "chelsea.png"), "--models", "resnet18", "--device", "cpu", "--precision", "fp32",
+              "--zoo", str(zoo_file)]
+    assert main(["robustness", *common, "--corruption", "fog", "--severity", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Fog, severity 2 (crop seed ") and "\nresnet18 " in out
+    assert main(["robustness", *common, "--sweep", "--corruptions", "fog", "--severities", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "severities 1, 2; seed 0" in out and out.splitlines()[4].startswith("Fog")

@@ -90,7 +90,7 @@ def test_the_visitor_is_the_proxys_last_public_address():
 
 
 def test_the_deadline_stops_a_run_between_blocks(served):
-    explorer = served[1].rde_context.explorer
+    explorer = served[1].rde_context.rt
     token = cancel.Token(deadline_s=0.3)
     with cancel.running(token), pytest.raises(cancel.Cancelled, match="passed its time limit"):
         explained(explorer, IMAGE, "resnet18", method="scorecam")
@@ -98,7 +98,7 @@ def test_the_deadline_stops_a_run_between_blocks(served):
 
 
 def test_a_cancelled_token_stops_captum_and_torchcam_inside_their_forwards(served):
-    explorer = served[1].rde_context.explorer
+    explorer = served[1].rde_context.rt
     lm = explorer.cache.get(explorer.zoo.get("resnet18"))
     seen = []
     token = cancel.Token()
@@ -315,7 +315,7 @@ def test_old_output_folders_are_pruned_and_gradios_cache_swept(tmp_path, app):
 
 def test_a_request_waiting_for_the_model_stops_waiting(served):
     """Two explanations on one model take turns (its lock); a stopped one stops waiting for its turn."""
-    explorer = served[1].rde_context.explorer
+    explorer = served[1].rde_context.rt
     lm = explorer.cache.get(explorer.zoo.get("resnet18"))
     token, outcome = cancel.Token(), []
 

@@ -145,7 +145,8 @@ def test_folder_endpoint_counts_equal_its_own_lines(served, tmp_path):
             zf.write(picture(tmp_path / f"z{i}.png", 10 + i, (80, 80)), f"{folder}/z{i}.png")
     event, out = call(url, "robustness", [upload_many(url, [archive]), ["resnet18"], ["contrast"]])
     assert event == "complete", out
-    summary, lines_file = out
+    folder_json, lines_file = out
+    summary = folder_json["summary"]  # {"summary": ...}: the command line's last --json line
     assert summary["images"] == 3 and summary["labelled"] == 3 and summary["reference"] == "resnet18"
     lines = [json.loads(line) for line in httpx.get(lines_file["url"], timeout=30).text.splitlines()]
     records, tail = lines[:-1], lines[-1]

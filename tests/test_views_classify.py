@@ -106,7 +106,7 @@ def test_every_stage_as_the_tab_shows_it(rt, tmp_path):
 def test_the_tab_builds_one_request_for_its_handler_and_its_estimate(rt):
     from ui.tabs.classify import request
 
-    ctx = SimpleNamespace(explorer=rt)
+    ctx = SimpleNamespace(rt=rt)
     upload = SimpleNamespace(path=str(EXAMPLES / "coffee.png"))
     req = request(ctx, upload, "resnet18", 5, "integrated-gradients", "", 56, 28, 8, "layer4", True)
     assert req.image == upload.path and dict(req.params) == {"steps": 8} and req.faithfulness

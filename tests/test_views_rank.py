@@ -74,7 +74,7 @@ def test_what_the_tab_shows_of_a_ranking(stream, tmp_path, zoo):
 def test_the_tab_builds_one_request_for_its_handler_and_its_estimate(rt):
     from ui.tabs.rank import request
 
-    ctx = SimpleNamespace(explorer=rt)
+    ctx = SimpleNamespace(rt=rt)
     upload = SimpleNamespace(path=str(EXAMPLES / "chelsea.png"))
     req = request(ctx, upload, "resnet18", "", ["cam", "gradcam"])
     assert req.image == upload.path and req.methods == ("cam", "gradcam") and req.target is None

@@ -200,3 +200,34 @@ def test_the_about_credits_are_the_examples_credits_without_their_heading():
     source = (EXAMPLES / "CREDITS.md").read_text(encoding="utf-8").splitlines()
     assert "Stefan van der Walt" in text and not any(ln.startswith("# ") for ln in text.splitlines())
     assert all(ln in text for ln in source if ln.strip() and not ln.startswith("# "))
+
+
+def test_the_published_references_are_their_own_table_labelled_published_with_their_source(zoo):
+    from zoo.published import BUILTIN
+
+    # The test zoo's entries are loopback copies: give them the built-in weights' figures, as ZooRow does.
+    rows = [dataclasses.replace(zoo_row(s, 224), published=BUILTIN[s.arch.name].to_json()) for s in zoo
+            if s.arch.name in BUILTIN]
+    table = view.published_table(rows)
+    assert view.PUBLISHED_TITLE == "Published, ImageNet variants, not your data"
+    assert len(view.PUBLISHED_HEADERS) == len(view.PUBLISHED_COLUMN_WIDTHS) == len(table[0]) == 7
+    assert sum(view.PUBLISHED_COLUMN_WIDTHS) < 1214  # the zoo table's box at 1400 px
+    by_name = {r[0]: r[1:] for r in table}
+    # Each built-in depth's figures as the registry holds them, in the headers' order; "–" where none.
+    r50 = BUILTIN["resnet50"]
+    assert by_name["resnet50"] == [f"{r50.imagenet_v2:.2f}", f"{r50.imagenet_real:.2f}", f"{r50.imagenet_r:.2f}",
+                                   f"{r50.imagenet_sketch:.2f}", "–", "76.70"]
+    assert by_name["resnet18"][-1] == "–" and by_name["resnet18"][0] == f"{BUILTIN['resnet18'].imagenet_v2:.2f}"
+    # Nothing published is mixed into the measured table.
+    assert not any("ImageNet-V2" in h for h in view.zoo_headers(224))
+    note = view.published_note(rows)
+    assert "not measured here" in note and "resnet50.tv_in1k" in note and "Hendrycks" in note
+    assert "no resnet50.tv_in1k row" in note  # the registry's note on the missing ImageNet-A figure
+
+
+def test_a_model_without_published_figures_has_no_row_and_no_note(zoo):
+    rows = [dataclasses.replace(zoo_row(zoo.get("resnet18"), 224), published=None)]
+    assert view.published_table(rows) == [] and view.published_note(rows) == view.NO_PUBLISHED
+    custom = dataclasses.replace(rows[0], name="mine", published={"imagenet_v2": 50.0, "source": "my paper"})
+    assert view.published_table([custom]) == [["mine", "50.00", "–", "–", "–", "–", "–"]]
+    assert "* mine: my paper" in view.published_note([custom])

@@ -1,6 +1,6 @@
 """Charts for ``gr.Plot``: Plotly figures you read by hovering, and their data as CSV.
 
-How to add a chart (the conventions every tab follows; see ``per_block`` for a full example)::
+How to add a chart (the conventions every tab follows; see ``ui.views.depth_lab.per_block`` for a full example)::
 
     fig = charts.figure("lab-response", "Layer responses", x="relative depth", y="std", log_y=True)
     for i, a in enumerate(analyses):
@@ -38,14 +38,13 @@ import json
 import re
 import textwrap
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from zoo.analysis import Analysis, BlockStats, relative_depths
 from zoo.faithfulness import Faithfulness
 
 COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
@@ -281,151 +280,6 @@ def csv_files(figs: Iterable[go.Figure | None], folder: Path) -> list[str]:
 # --- Depth lab ---------------------------------------------------------------------------------
 # One line per model, a fixed colour per model across every chart; downsampling blocks
 # (projection shortcuts) drawn as black-edged crosses wherever blocks are plotted.
-
-DOWN_LABEL = "downsampling block (projection shortcut)"
-
-
-def _legend_name(a: Analysis) -> str:
-    return f"{a.model} ({a.num_blocks} blocks)"
-
-
-def _down_markers(a: Analysis) -> dict:
-    return dict(symbol=["x" if b.downsample else "circle" for b in a.blocks],
-                size=[11 if b.downsample else 6 for b in a.blocks],
-                line=dict(color="black", width=[1 if b.downsample else 0 for b in a.blocks]))
-
-
-def _down_legend(fig: go.Figure) -> None:
-    """A legend entry that explains the crosses (it hides nothing)."""
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=DOWN_LABEL, hoverinfo="skip",
-                             marker=dict(symbol="x", size=11, color="white", line=dict(color="black", width=1))))
-
-
-def _block_custom(a: Analysis) -> dict[str, list]:
-    return {"block": [b.name for b in a.blocks],
-            "kind": ["downsampling block" if b.downsample else "identity block" for b in a.blocks]}
-
-
-def per_block(analyses: list[Analysis], value: Callable[[BlockStats], float], title: str, ylabel: str,
-              log: bool = False, name: str = "depth-lab", value_label: str = "value",
-              value_format: str = ".3g") -> Chart | None:
-    """``value`` of every block against relative depth (block / blocks), one line per model."""
-    if not analyses:
-        return None
-    fig = figure(name, title, "relative depth (block number / number of blocks)", ylabel, log_y=log)
-    for i, a in enumerate(analyses):
-        add_line(fig, name=_legend_name(a), i=i, x=relative_depths(a), y=[value(b) for b in a.blocks],
-                 custom=_block_custom(a), marker=_down_markers(a),
-                 hover=hover(depth_label(a.model), ("block", "%{customdata[0]} (%{customdata[1]})"),
-                             (value_label, f"%{{y:{value_format}}}"), ("relative depth", "%{x:.2f}")))
-    if any(b.downsample for a in analyses for b in a.blocks):
-        _down_legend(fig)
-    fig.update_xaxes(range=[0, 1.03])
-    return fig
-
-
-def response_std(analyses: list[Analysis]) -> Chart | None:
-    # Log scale: depths can differ by orders of magnitude, and the claim is about ratios.
-    return per_block(analyses, lambda b: b.response_std, "Std of each block's 3×3 output after BN",
-                     "std of bn2 output (log scale)", log=True, name="depth-lab-response-std",
-                     value_label="response std")
-
-
-def response_std_sorted(analyses: list[Analysis]) -> Chart | None:
-    """Each model's responses sorted from largest to smallest, against the rank (paper Fig. 7, bottom)."""
-    if not analyses:
-        return None
-    fig = figure("depth-lab-response-sorted", "Layer responses, sorted (paper's Fig. 7)",
-                 "blocks, sorted by response (largest first)", "std of bn2 output (log scale)", log_y=True)
-    for i, a in enumerate(analyses):
-        order = sorted(a.blocks, key=lambda b: b.response_std, reverse=True)
-        add_line(fig, name=_legend_name(a), i=i, x=list(range(1, len(order) + 1)), y=[b.response_std for b in order],
-                 custom={"block": [b.name for b in order]}, marker=dict(size=4),
-                 hover=hover(depth_label(a.model), ("rank", "%{x}"), ("block", "%{customdata[0]}"),
-                             ("response std", "%{y:.3g}")))
-    return fig
-
-
-def residual_ratio(analyses: list[Analysis]) -> Chart | None:
-    return per_block(analyses, lambda b: b.residual_ratio, "How much each block changes its input",
-                     "‖F(x)‖ / ‖shortcut(x)‖", name="depth-lab-residual-ratio", value_label="‖F(x)‖ / ‖x‖")
-
-
-def grad_norm(analyses: list[Analysis]) -> Chart | None:
-    return per_block(analyses, lambda b: b.grad_norm, "Gradient of the target logit at each block",
-                     "‖∂z_target / ∂x_block‖ (log scale)", log=True, name="depth-lab-gradient",
-                     value_label="gradient norm")
-
-
-def _target_name(analyses: list[Analysis]) -> str:
-    """The shared target's name, for titles; the models may each use their own top-1."""
-    return (f"target: {analyses[0].target.label}" if len({a.target.index for a in analyses}) == 1
-            else "target: each model's top-1")
-
-
-def lesion(analyses: list[Analysis]) -> Chart | None:
-    """p(target) with each block's residual branch deleted; dashed: the undamaged network."""
-    done = [a for a in analyses if a.blocks and a.blocks[0].lesion is not None]
-    if not done:
-        return None
-    fig = figure("depth-lab-lesion", f"Lesion study: one block's residual branch deleted<br>"
-                 f"<sup>{_literal(_target_name(done))}</sup>",
-                 "relative depth (block number / number of blocks)", "p(target) with that block deleted",
-                 height=460)
-    for i, a in enumerate(done):
-        name = _legend_name(a)
-        custom = _block_custom(a)
-        custom["top-1 with it deleted"] = [b.lesion.top1.label for b in a.blocks]
-        add_line(fig, name=name, i=i, x=relative_depths(a), y=[b.lesion.prob for b in a.blocks], custom=custom,
-                 marker=_down_markers(a),
-                 hover=hover(depth_label(a.model), ("block deleted", "%{customdata[0]} (%{customdata[1]})"),
-                             ("p(target)", "%{y:.3f}"), ("top-1", "%{customdata[2]}")))
-        if a.baseline_prob is not None:
-            add_line(fig, name=f"{a.model}: no block deleted", i=i, x=[0, 1.03], y=[a.baseline_prob] * 2,
-                     mode="lines", dash="dash", group=name, showlegend=False,
-                     hover=hover(depth_label(a.model), ("no block deleted: p(target)", "%{y:.3f}")))
-    _down_legend(fig)
-    fig.update_xaxes(range=[0, 1.03])
-    fig.update_yaxes(range=[-0.02, 1.02])
-    return fig
-
-
-def deletions(analyses: list[Analysis]) -> Chart | None:
-    """Mean p(target) and the share of draws keeping the top-1, against k random identity blocks deleted."""
-    done = [a for a in analyses if a.deletions]
-    if not done:
-        return None
-    fig = figure("depth-lab-deletions", f"k random identity blocks deleted at once<br>"
-                 f"<sup>{_literal(_target_name(done))}</sup>", height=500, rows=2, cols=1, shared_xaxes=True,
-                 vertical_spacing=0.08)
-    ks = sorted({d.k for a in done for d in a.deletions})
-    for i, a in enumerate(done):
-        name = _legend_name(a)
-        x = [str(d.k) for d in a.deletions]  # categories: k doubles from one point to the next
-        draws = {"draws": [d.draws for d in a.deletions]}
-        add_line(fig, name=name, i=i, x=x, y=[d.prob_mean for d in a.deletions], custom=draws, row=1, col=1,
-                 hover=hover(depth_label(a.model), ("blocks deleted", "k = %{x}"), ("mean p(target)", "%{y:.3f}"),
-                             ("draws", "%{customdata[0]}")))
-        add_line(fig, name=name, i=i, x=x, y=[d.top1_kept * 100 for d in a.deletions], custom=draws, row=2, col=1,
-                 showlegend=False,
-                 hover=hover(depth_label(a.model), ("blocks deleted", "k = %{x}"),
-                             ("top-1 unchanged", "%{y:.0f} % of draws"), ("draws", "%{customdata[0]}")))
-    order = dict(type="category", categoryorder="array", categoryarray=[str(k) for k in ks])
-    fig.update_xaxes(**order)
-    fig.update_xaxes(title_text="k, blocks deleted at once (seeded random draws)", row=2, col=1)
-    fig.update_yaxes(title_text="mean p(target)", range=[-0.02, 1.02], row=1, col=1)
-    fig.update_yaxes(title_text="top-1 unchanged (% of draws)", range=[-2, 102], row=2, col=1)
-    return fig
-
-
-def depth_lab(analyses: list[Analysis]) -> list[Chart | None]:
-    """The six Depth lab charts, in the tab's order."""
-    return [response_std(analyses), response_std_sorted(analyses), residual_ratio(analyses), grad_norm(analyses),
-            lesion(analyses), deletions(analyses)]
-
-
-# --- Faithfulness ------------------------------------------------------------------------------
-
 
 def faithfulness_curves(curves: list[tuple[str, Faithfulness]], target: str = "",
                         name: str = "faithfulness-curves", areas: bool = True) -> Chart | None:

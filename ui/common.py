@@ -179,6 +179,19 @@ def press_js(elem_id: str) -> str:
 }}"""
 
 
+def about(title: str, text: str, open: bool = False) -> None:
+    """A tab's explanation above its inputs, in an accordion (closed unless ``open``)."""
+    with gr.Accordion(title, open=open):
+        gr.Markdown(text)
+
+
+def image_with_examples(elem_id: str, examples: Sequence[str], height: int = 260) -> UploadedImage:
+    """A tab's image input with, under it, the bundled photos (``examples/``) that fill it."""
+    image = safe_image_input(label="Image", elem_id=elem_id, height=height)
+    gr.Examples([[str(EXAMPLES / n)] for n in examples], inputs=[image])
+    return image
+
+
 def carry_image(button: Any, source: Any, to: Any, tabs: Any, title: str, press: str | None = None,
                 also: Sequence[tuple[Any, Any]] = ()) -> None:
     """``button`` copies the image of ``source`` into the image input ``to`` of the tab ``title``

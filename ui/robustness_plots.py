@@ -105,17 +105,7 @@ def accuracy_lines(models: Sequence[str], severities: Sequence[int], clean: np.n
     fig = figure("robustness-accuracy", f"Top-1 accuracy, mean over {len(corruptions)} corruption"
                  f"{'' if len(corruptions) == 1 else 's'}", x="severity", y="top-1 accuracy",
                  height=360)
-    xs = [0, *severities]
-    for i, model in enumerate(models):
-        with np.errstate(all="ignore"):
-            mean = np.nanmean(accuracy[i], axis=0) if accuracy[i].size else np.full(len(severities), np.nan)
-        charts.add_line(fig, name=depth_label(model), i=i, x=xs, y=[float(clean[i]), *map(float, mean)],
-                       custom={"corruptions": ["none"] + [f"mean of {len(corruptions)}"] * len(severities)},
-                       hover=hover(depth_label(model), ("corruption", "%{customdata[0]}"), ("severity", "%{x}"),
-                                   ("top-1 accuracy", "%{y:.1%}")))
-    fig.update_xaxes(tickvals=xs, ticktext=["clean", *map(str, severities)])
-    fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
-    return fig
+    return _mean_lines(fig, models, severities, [float(c) for c in clean], accuracy, corruptions, "top-1 accuracy")
 
 
 def changed_lines(models: Sequence[str], severities: Sequence[int], changed: np.ndarray,
@@ -125,14 +115,21 @@ def changed_lines(models: Sequence[str], severities: Sequence[int], changed: np.
     fig = figure("robustness-top1-changed", f"Top-1 changed from clean (mean of {len(corruptions)})",
                  x="severity", y="images whose top-1 changed",
                  height=360)
+    return _mean_lines(fig, models, severities, [0.0] * len(models), changed, corruptions, "top-1 changed")
+
+
+def _mean_lines(fig: Chart, models: Sequence[str], severities: Sequence[int], clean: Sequence[float],
+                values: np.ndarray, corruptions: Sequence[str], what: str) -> Chart:
+    """One line per depth: ``clean[i]`` at severity 0, then ``values[i]`` (C, S) averaged over the
+    corruptions at each severity; shares, drawn as percentages."""
     xs = [0, *severities]
     for i, model in enumerate(models):
         with np.errstate(all="ignore"):
-            mean = np.nanmean(changed[i], axis=0) if changed[i].size else np.full(len(severities), np.nan)
-        charts.add_line(fig, name=depth_label(model), i=i, x=xs, y=[0.0, *map(float, mean)],
+            mean = np.nanmean(values[i], axis=0) if values[i].size else np.full(len(severities), np.nan)
+        charts.add_line(fig, name=depth_label(model), i=i, x=xs, y=[clean[i], *map(float, mean)],
                        custom={"corruptions": ["none"] + [f"mean of {len(corruptions)}"] * len(severities)},
                        hover=hover(depth_label(model), ("corruption", "%{customdata[0]}"), ("severity", "%{x}"),
-                                   ("top-1 changed", "%{y:.1%}")))
+                                   (what, "%{y:.1%}")))
     fig.update_xaxes(tickvals=xs, ticktext=["clean", *map(str, severities)])
     fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
     return fig

@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "zoo_table",  # list, download, pin, stats
     "classify",  # classify, explain
     "compare",
+    "rank",
     "sanity",
     "analyze",
     "landscape",

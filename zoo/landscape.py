@@ -322,6 +322,25 @@ def _overflow_note(loss: list[list[float]]) -> list[str]:
             "try a smaller span."] if nonfinite else []
 
 
+def _center(spec: ModelSpec, model: nn.Module, images: Images, given: int, device: torch.device,
+            progress: ProgressFn | None) -> tuple[list[int], list[str], list[float], list[str], list[Any]]:
+    """The centre pass: the unperturbed model's top-1 (the target of unlabelled images) and its loss.
+    Returns each image's target, how it was chosen, its loss, the labels' notes, and the (input,
+    target) batches every grid point runs."""
+    chunks = _chunks(spec, images, device)
+    check()
+    if progress:
+        progress(0.0, f"{spec.name}: the unperturbed model on {len(images)} image(s)")
+    with torch.inference_mode():
+        center_logits = torch.cat([logits_of(model, x) for x in chunks])
+    folder_labels, label_notes = batching.resolve_labels([it or batching.Item(nm, Path(nm)) for it, nm in
+                                                          zip(images.items, images.names)], spec.class_names)
+    targets, chosen = _targets(given, folder_labels, center_logits)
+    t = torch.tensor(targets, device=device)
+    per_image = nn.functional.cross_entropy(center_logits, t, reduction="none").cpu().tolist()
+    return targets, chosen, per_image, label_notes, [(x, t[i * CHUNK:(i + 1) * CHUNK]) for i, x in enumerate(chunks)]
+
+
 def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu", target: int | str | None = None,
            grid: int = DEFAULT_GRID, span: float = DEFAULT_SPAN, dims: int = 2, seed: int = DEFAULT_SEED,
            keep_directions: bool = False, progress: ProgressFn | None = None,
@@ -353,22 +372,9 @@ def stream(spec: ModelSpec, images: Images, *, device: torch.device | str = "cpu
     # per row (one more copy of the weights in 2-D), then p = row + a * delta per point.
     row = {n: torch.empty_like(v) for n, v in theta.items()} if dims == 2 else theta
 
-    chunks = _chunks(spec, images, device)
     n = len(images)
-
-    # The centre pass: the unperturbed model's top-1 (for unlabelled images) and its loss.
-    check()
-    if progress:
-        progress(0.0, f"{spec.name}: the unperturbed model on {n} image(s)")
-    with torch.inference_mode():
-        center_logits = torch.cat([logits_of(model, x) for x in chunks])
-    folder_labels, label_notes = batching.resolve_labels([it or batching.Item(nm, Path(nm)) for it, nm in
-                                                          zip(images.items, images.names)], labels)
-    targets, chosen = _targets(given, folder_labels, center_logits)
-    t = torch.tensor(targets, device=device)
-    per_image = nn.functional.cross_entropy(center_logits, t, reduction="none").cpu().tolist()
+    targets, chosen, per_image, label_notes, batches = _center(spec, model, images, given, device, progress)
     center_loss = float(sum(per_image) / n)
-    batches = [(x, t[i * CHUNK:(i + 1) * CHUNK]) for i, x in enumerate(chunks)]
 
     alphas = axis(grid, float(span))
     betas = axis(grid, float(span)) if dims == 2 else [0.0]

@@ -23,7 +23,7 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import UnknownModelError, ZooFileError
 from .files import FileTooLargeError, NotRegularFileError, read_regular
@@ -401,6 +401,22 @@ def _spec_from_table(t: dict[str, Any], i: int, path: Path) -> ModelSpec:
         if len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
             raise fail("field 'labels' must be a list of at least two non-empty strings.")
         labels = tuple(labels)
+    pre = _preprocessing(t, typed, fail)
+    if pre.crop > pre.resize:
+        raise fail(f"'crop' ({pre.crop}) cannot exceed 'resize' ({pre.resize}).")
+    size = typed("size_bytes", int)
+    top1, top5 = typed("top1", (int, float)), typed("top5", (int, float))
+    return ModelSpec(name=name, arch=ARCHITECTURES[arch], repo=repo, revision=revision, filename=filename,
+                     sha256=sha, size_bytes=size, path=local, labels=labels,
+                     top1=float(top1) if top1 is not None else None, top5=float(top5) if top5 is not None else None,
+                     preprocessing=pre, license=typed("license", str), description=typed("description", str, ""),
+                     published=from_table(t.get("published"), fail))
+
+
+def _preprocessing(t: dict[str, Any], typed: Callable[..., Any],
+                   fail: Callable[[str], ZooFileError]) -> Preprocessing:
+    """A zoo file entry's resize, crop, interpolation, antialias, mean and std (``_spec_from_table``'s
+    ``typed`` and ``fail`` read and refuse them)."""
     pre_kw: dict[str, Any] = {}
     for key in ("resize", "crop"):
         v = typed(key, int)
@@ -426,26 +442,4 @@ def _spec_from_table(t: dict[str, Any], i: int, path: Path) -> ModelSpec:
                 raise fail(f"field 'std' must be at least {MIN_STD:g} per channel (it divides the image), "
                            f"got {v}.")
             pre_kw[key] = tuple(float(x) for x in v)
-    pre = Preprocessing(**pre_kw)
-    if pre.crop > pre.resize:
-        raise fail(f"'crop' ({pre.crop}) cannot exceed 'resize' ({pre.resize}).")
-    size = typed("size_bytes", int)
-    top1, top5 = typed("top1", (int, float)), typed("top5", (int, float))
-    return ModelSpec(
-        name=name,
-        arch=ARCHITECTURES[arch],
-        repo=repo,
-        revision=revision,
-        filename=filename,
-        sha256=sha,
-        size_bytes=size,
-        path=local,
-        labels=labels,
-        top1=float(top1) if top1 is not None else None,
-        top5=float(top5) if top5 is not None else None,
-        preprocessing=pre,
-        license=typed("license", str),
-        description=typed("description", str, ""),
-        published=from_table(t.get("published"), fail),
-    )
-
+    return Preprocessing(**pre_kw)

@@ -15,7 +15,7 @@ from zoo.params import SPAN_MAX
 from .. import format as fmt
 from .. import figures
 from ..views import landscape as views
-from ..common import (EXAMPLES, Context, InputFiles, checked_file, gpu, progress_fn, require_image, safe_image_input,
+from ..common import (Context, InputFiles, about, checked_file, gpu, image_with_examples, progress_fn, require_image,
                       user_errors)
 from ..guard import long_event, runs_no_model
 
@@ -115,12 +115,10 @@ def handlers(ctx: Context) -> SimpleNamespace:
 def build(ctx: Context) -> None:
     """The tab's components and events; called inside its ``gr.Tab``."""
     h = handlers(ctx)
-    with gr.Accordion("How to read these plots, and what the paper found", open=True):
-        gr.Markdown(INTRO)
+    about("How to read these plots, and what the paper found", INTRO, open=True)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            image = safe_image_input(label="Image", elem_id="landscape-image", height=260)
-            gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "rocket.jpg")], inputs=[image])
+            image = image_with_examples("landscape-image", ("chelsea.png", "rocket.jpg"))
             more = InputFiles(label=f"More images or a .zip (optional; up to {MAX_IMAGES} in all)",
                               file_count="multiple", type="filepath", elem_id="landscape-more", height=130)
         with gr.Column(scale=1, min_width=300):

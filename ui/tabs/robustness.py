@@ -31,8 +31,8 @@ from zoo.robustness_folder import FolderSummary, SampleResult
 from zoo.robustness_sweep import Live, Sweep, SweepProgress
 
 from .. import format as fmt
-from ..common import (EXAMPLES, Context, InputFiles, checked_file, gpu, new_output_folder, progress_fn, require_image,
-                      safe_image_input, user_errors)
+from ..common import (Context, InputFiles, about, checked_file, gpu, image_with_examples, new_output_folder, progress_fn,
+                      require_image, user_errors)
 from ..guard import long_event, runs_no_model
 from ..views import robustness as views
 
@@ -157,12 +157,10 @@ def build(ctx: Context) -> None:
 
 
 def _live_layout(ctx: Context) -> SimpleNamespace:
-    with gr.Accordion("How to read it, and what the paper found", open=False):
-        gr.Markdown(views.INTRO)
+    about("How to read it, and what the paper found", views.INTRO)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            image = safe_image_input(label="Image", elem_id="robust-image", height=260)
-            gr.Examples([[str(EXAMPLES / n)] for n in ("chelsea.png", "coffee.png", "rocket.jpg")], inputs=[image])
+            image = image_with_examples("robust-image", ("chelsea.png", "coffee.png", "rocket.jpg"))
             models = gr.CheckboxGroup(ctx.zoo.names, value=ctx.depth_names, label="Depths", elem_id="robust-models")
             with gr.Row():
                 corruption = gr.Dropdown(CORRUPTION_CHOICES, value=DEFAULT_CORRUPTION, label="Corruption",
@@ -424,12 +422,13 @@ def _endpoints(ctx: Context, c: SimpleNamespace, runs: SimpleNamespace) -> None:
     def api_robustness(files, models, corruptions, progress=gr.Progress()):
         """Many images (or one .zip, labels from its folder names as in /batch) under the chosen ImageNet-C
         corruptions (none: all 19) at severities 1-5, seed 0, through the chosen depths (none: all five).
-        Returns the summary (accuracy per model, corruption and severity; CE and mCE relative to the
+        Returns {"summary": ...} (accuracy per model, corruption and severity; CE and mCE relative to the
         shallowest depth and, for ImageNet labels, to AlexNet) and a JSON-lines file of every prediction."""
         events = list(runs.folder_events(files, None, models, corruptions, None, 0, progress_fn(progress)))
         summary = events[-1]
         assert isinstance(summary, FolderSummary) and not summary.partial
-        return summary.to_json(), folder_files(ctx, summary, [e for e in events if isinstance(e, SampleResult)])[0]
+        files = folder_files(ctx, summary, [e for e in events if isinstance(e, SampleResult)])
+        return feature.folder_json(summary), files[0]
 
     corruption = gr.Textbox(value=DEFAULT_CORRUPTION, visible=False, label="corruption")
     corruptions = gr.Dropdown(CORRUPTION_CHOICES, value=[], multiselect=True, visible=False, label="corruptions")

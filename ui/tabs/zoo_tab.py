@@ -35,6 +35,12 @@ def build(ctx: Context) -> None:
     selfcheck_section(ctx)
 
 
+def _published(t: ZooTable) -> gr.Dataframe:
+    """The published references' table; hidden where no model has any (its note says so)."""
+    rows = view.published_table(t.rows)
+    return gr.Dataframe(value=rows, headers=view.PUBLISHED_HEADERS, visible=bool(rows))
+
+
 def table_section(ctx: Context) -> None:
     """The table, per-stage table and charts at a resolution, latency when asked, and downloads."""
     rt, zoo = ctx.rt, ctx.zoo
@@ -62,7 +68,7 @@ def table_section(ctx: Context) -> None:
         t = timed_rows(req, progress) if req.latency else zoo_table.result(rt, req)
         figs = view.charts(t)
         return (table(t), stages(t.resolution, stage_model), *figs, view.resolution_note(t.resolution), t,
-                view.chart_data(figs, new_output_folder(ctx.outputs_dir)))
+                view.chart_data(figs, new_output_folder(ctx.outputs_dir)), _published(t), view.published_note(t.rows))
 
     @runs_no_model
     @user_errors
@@ -83,7 +89,8 @@ def table_section(ctx: Context) -> None:
 
     c = table_layout(ctx)
     z_ins = [c["resolution"], c["stage"], c["latency"]]
-    z_outs = [c["table"], c["stages"], c["plot_macs"], c["plot_latency"], c["note"], c["rows"], c["data"]]
+    z_outs = [c["table"], c["stages"], c["plot_macs"], c["plot_latency"], c["note"], c["rows"], c["data"],
+              c["published"], c["published_note"]]
 
     def cost(resolution: int, stage_model: str = "", latency: bool = False) -> Estimate | None:
         """Timing every model is long work; the tables alone cost no forward at all."""
@@ -132,6 +139,12 @@ def table_layout(ctx: Context) -> dict[str, Any]:
     c["table"] = gr.Dataframe(headers=view.ZOO_HEADERS, interactive=False, elem_id="zoo-table", wrap=True,
                               column_widths=view.ZOO_COLUMN_WIDTHS, pinned_columns=1)
     c["note"] = gr.Markdown(elem_id="zoo-resolution-note")
+    # Published references (issue 33): their own small table, so the one above keeps fitting at 1400 px.
+    c["published"] = gr.Dataframe(headers=view.PUBLISHED_HEADERS, interactive=False, label=view.PUBLISHED_TITLE,
+                                  wrap=True, column_widths=view.PUBLISHED_COLUMN_WIDTHS, pinned_columns=1,
+                                  elem_id="zoo-published")
+    with gr.Accordion("Where the published figures come from", open=False):
+        c["published_note"] = gr.Markdown(elem_id="zoo-published-note")
     c["stages"] = gr.Dataframe(headers=view.STAGE_HEADERS, interactive=False, label="Per stage (paper Table 1)",
                                wrap=True, column_widths=view.STAGE_COLUMN_WIDTHS, pinned_columns=1,
                                elem_id="zoo-stages")

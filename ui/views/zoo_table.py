@@ -1,4 +1,4 @@
-"""The Model zoo tab's table, per-stage table, notes and charts, from ``zoo.features.zoo_table``'s
+"""The Model zoo tab's table, the published references under it, per-stage table, notes and charts, from ``zoo.features.zoo_table``'s
 ``ZooTable``: plain functions, testable without building the page.
 
 The table is built by one function (``zoo_headers`` and ``zoo_table``, column for column): a
@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import plotly.graph_objects as go
 
 from zoo.features.zoo_table import ZooTable
+from zoo.published import FIELDS as PUBLISHED_FIELDS
 from zoo.stats import StageStats, ZooRow
 
 from ..charts import Chart, add_line, csv_files, depth_label, figure, hover, message
@@ -70,6 +71,47 @@ def resolution_note(resolution: int) -> str:
             f"them scaled by ({resolution}/{PAPER_RESOLUTION})² = {paper_scale(resolution):.2f} (≈; the fc layer "
             "does not grow, but it is under 0.1% of the total). Latency and the plots are at "
             f"{resolution}×{resolution} too; accuracy is as reported, at {PAPER_RESOLUTION}.")
+
+
+# The published references (zoo.published): a second, small table under the zoo table, so that
+# the main one keeps its 13 columns in view at 1400 px. Columns in zoo.published.FIELDS' order.
+PUBLISHED_TITLE = "Published, ImageNet variants, not your data"
+PUBLISHED_HEADERS = ["model", "ImageNet-V2 top-1 %", "ReaL top-1 %", "R top-1 %", "Sketch top-1 %", "A top-1 %",
+                     "ImageNet-C mCE % (lower is better)"]
+PUBLISHED_COLUMN_WIDTHS = [104, 120, 110, 100, 110, 100, 160]
+NO_PUBLISHED = ("No model in this zoo carries published figures (the built-in weights do; a custom entry may add "
+                "a `[model.published]` table with its source).")
+
+
+def published_cells(published: dict[str, Any] | None) -> list[str]:
+    """One model's published figures, in ``PUBLISHED_HEADERS``' order after the name ("–": no source gives it)."""
+    p = published or {}
+    return [f"{p[k]:.2f}" if p.get(k) is not None else "–" for k in PUBLISHED_FIELDS]
+
+
+def published_table(rows: list[ZooRow]) -> list[list[Any]]:
+    """The models that carry published figures (built-in weights, custom entries with a
+    ``[model.published]`` table), one row each."""
+    return [[r.name, *published_cells(r.published)] for r in rows if r.published]
+
+
+def published_note(rows: list[ZooRow]) -> str:
+    """What the published table is and where each figure comes from (models sharing a source named once)."""
+    by_source: dict[str, list[str]] = {}
+    notes = []
+    for r in rows:
+        if r.published:
+            by_source.setdefault(r.published.get("source") or "no source given", []).append(r.name)
+            if r.published.get("notes"):
+                notes.append(f"{r.name}: {r.published['notes']}")
+    if not by_source:
+        return NO_PUBLISHED
+    lines = [f"**{PUBLISHED_TITLE}.** Top-1 on ImageNet's variant test sets and ImageNet-C's mean corruption error "
+             "as published for these weights, not measured here; never mixed into the figures measured on "
+             "your images. Sources:"]
+    lines += [f"* {', '.join(names)}: {source}" for source, names in by_source.items()]
+    lines += [f"* {n}" for n in notes]
+    return "\n".join(lines)
 
 
 STAGE_HEADERS = ["stage", "output", "layout", "params", "MMACs", "share"]

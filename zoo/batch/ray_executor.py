@@ -292,27 +292,14 @@ class RayExecutor:
     def run(self, items: Sequence[tuple[int, Any]], plan: Any, *, keep_k: int, batch_size: int
             ) -> Iterator[Any]:
         from ..cancel import check
-        from .executor import Failed, Progress, Sample, Scored, eta_text
-        from .inputs import Reader
+        from .executor import Failed, Progress, eta_text
 
         ray = self.ray
         if not items:
             return
         by_index = {i: it for i, it in items}
-        rows = []
-        with Reader() as reader:
-            for i, it in items:
-                check()
-                path, data = "", None
-                if isinstance(it.source, Path):
-                    path = str(it.source.resolve())
-                else:
-                    try:
-                        data = reader.read(it)  # zip members: read here, passed as bytes
-                    except ZooError as e:
-                        yield Failed(i, it, _reason(str(e), it.name))
-                        continue
-                rows.append({"index": i, "item": pickle.dumps(it), "path": path, "data": data})
+        rows: list[dict[str, Any]] = []
+        yield from _read_rows(items, rows)
         if not rows:
             return
         n_keys = {r["index"]: len(plan.keys(r["index"], by_index[r["index"]])) for r in rows}
@@ -350,16 +337,7 @@ class RayExecutor:
                         done += n_keys[i]
                         yield Failed(i, item, str(batch["error"][r]))
                         continue
-                    target = int(batch["target"][r])
-                    sample = Sample(i, tuple(_json_key(batch["key"][r])), {}, None if target < 0 else target,
-                                    pickle.loads(batch["meta"][r]))
-                    tp = None
-                    if sample.target is not None:
-                        tp = np.array([batch[f"tp{m}"][r] for m in range(n_models)], np.float32)
-                    yield Scored(sample, item,
-                                 np.stack([batch[f"top{m}"][r] for m in range(n_models)]).astype(np.int32),
-                                 np.stack([batch[f"prob{m}"][r] for m in range(n_models)]).astype(np.float32),
-                                 tp, np.array([batch[f"sec{m}"][r] for m in range(n_models)], np.float64))
+                    yield _scored(batch, r, item, n_models)
                     done += 1
                 elapsed = time.perf_counter() - t0
                 frac = min(1.0, done / total)
@@ -400,3 +378,40 @@ def _zoo_cause(e: BaseException) -> ZooError | None:
 def _ray_error(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return text[:400] + ("…" if len(text) > 400 else "")
+
+
+def _read_rows(items: Sequence[tuple[int, Any]], rows: list[dict[str, Any]]) -> Iterator[Any]:
+    """``RayExecutor.run``'s input rows, appended to ``rows``: a file by its path, a zip member read
+    here and passed as bytes; yields a ``Failed`` for each member that cannot be read."""
+    from ..cancel import check
+    from .executor import Failed
+    from .inputs import Reader
+
+    with Reader() as reader:
+        for i, it in items:
+            check()
+            path, data = "", None
+            if isinstance(it.source, Path):
+                path = str(it.source.resolve())
+            else:
+                try:
+                    data = reader.read(it)
+                except ZooError as e:
+                    yield Failed(i, it, _reason(str(e), it.name))
+                    continue
+            rows.append({"index": i, "item": pickle.dumps(it), "path": path, "data": data})
+
+
+def _scored(batch: dict[str, Any], r: int, item: Any, n_models: int) -> Any:
+    """Row ``r`` of a result batch (every model's columns) as the executor's ``Scored``."""
+    from .executor import Sample, Scored
+
+    target = int(batch["target"][r])
+    sample = Sample(int(batch["index"][r]), tuple(_json_key(batch["key"][r])), {}, None if target < 0 else target,
+                    pickle.loads(batch["meta"][r]))
+    tp = None
+    if sample.target is not None:
+        tp = np.array([batch[f"tp{m}"][r] for m in range(n_models)], np.float32)
+    return Scored(sample, item, np.stack([batch[f"top{m}"][r] for m in range(n_models)]).astype(np.int32),
+                  np.stack([batch[f"prob{m}"][r] for m in range(n_models)]).astype(np.float32),
+                  tp, np.array([batch[f"sec{m}"][r] for m in range(n_models)], np.float64))

@@ -1,8 +1,11 @@
-"""``zoo robustness``: a folder under ImageNet-C corruptions: JSON lines or a table; accuracy, CE, mCE."""
+"""``zoo robustness``: a folder under ImageNet-C corruptions (JSON lines or a table; accuracy, CE, mCE), or
+one image: every corruption x severity (``--sweep``) or one corruption at one severity (``--corruption``,
+``--severity``), as the Robustness lab's sweep and live view (and their endpoints) show them."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
@@ -12,11 +15,25 @@ from ..registry import Zoo
 from .batch import engine_args, make_executor
 from .common import device_arg, precision_arg
 
+DEFAULT_SEVERITY = 3  # zoo.features.robustness's (not imported here: --help loads no engine)
+
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     s = sub.add_parser("robustness", parents=[common],
                        help="a folder under ImageNet-C corruptions (Hendrycks & Dietterich 2019): accuracy, CE, mCE")
-    s.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (walked), globs, .zip files")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (walked), globs, .zip files "
+                                                            "(one image with --sweep or --corruption)")
+    one = s.add_argument_group("one image (the Robustness lab's sweep and live view)")
+    one.add_argument("--sweep", action="store_true", help="every corruption x severity x depth on one image: "
+                                                          "where each depth's top-1 breaks (/robustness_sweep)")
+    one.add_argument("--corruption", metavar="NAME", help="one corruption at one --severity: every depth's answer "
+                                                          "(and with --method its map) (/robustness_live)")
+    one.add_argument("--severity", type=int, default=None, metavar="S",
+                     help=f"with --corruption: 0 (clean) to 5 (default {DEFAULT_SEVERITY})")
+    one.add_argument("--method", default=None, metavar="METHOD",
+                     help="with --corruption: each depth's map of the corrupted crop (default: predictions only)")
+    one.add_argument("--target", default=None, help="with --sweep or --corruption: class index or name (default: "
+                                                    "the class most depths pick on the clean crop)")
     s.add_argument("--models", nargs="+", metavar="NAME", help="zoo names (default: the five depths)")
     s.add_argument("--corruptions", nargs="+", metavar="NAME",
                    help="corruption names (default: all 19; e.g. fog jpeg_compression gaussian_noise)")
@@ -42,7 +59,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 def run(zoo: Zoo, args: argparse.Namespace) -> int:
-    """Every chosen depth over the folder's crops; the per-prediction JSON lines, then the summary."""
+    """Every chosen depth over the folder's crops; the per-prediction JSON lines, then the summary.
+    With ``--sweep`` or ``--corruption``: one image (``one_image``)."""
+    if args.sweep or args.corruption:
+        return one_image(zoo, args)
+    if args.severity is not None or args.method or args.target:
+        raise ZooError("--severity, --method and --target are for one image: add --corruption NAME (or --sweep).")
     from ..batch import Skipped, gather
     from ..features import robustness as feature
     from ..robustness_folder import FolderSummary, SampleResult
@@ -114,4 +136,72 @@ def text(r: Any) -> str:
     if r.skipped:
         lines += ["", f"Skipped {len(r.skipped)}:"] + [f"  {s.name}: {s.reason}" for s in r.skipped]
     lines += [f"note: {n}" for n in r.notes]
+    return "\n".join(lines)
+
+
+def one_image(zoo: Zoo, args: argparse.Namespace) -> int:
+    """``--sweep`` or ``--corruption``: the feature's ``SweepRequest`` or ``LiveRequest`` on one image;
+    its JSON (the endpoint's) or a table."""
+    from dataclasses import replace
+
+    from ..features import robustness as feature
+    from ..images import load_image
+    from ..params import model_names
+    from ..runtime import Runtime
+
+    if args.sweep and args.corruption:
+        raise ZooError("--sweep runs every corruption, --corruption one: choose one of them.")
+    if args.sweep and (args.method or args.severity is not None):
+        raise ZooError("--method and --severity are for one corruption (--corruption NAME); a sweep runs every "
+                       "severity of --severities with no map.")
+    if len(args.paths) != 1:
+        raise ZooError(f"--sweep and --corruption take one image, not {len(args.paths)} paths.")
+    if args.save_dir or args.out or args.labels or args.resume or args.engine != "local":
+        raise ZooError("--save-dir, --out, --labels, --engine and --resume are for a folder run: leave out --sweep "
+                       "and --corruption.")
+    rt = Runtime(zoo, args.device, cache_size=len(model_names(zoo, args.models)), precision=args.precision,
+                 compile=args.compile)
+    if args.sweep:
+        req: Any = feature.SweepRequest.create(rt, None, args.models, args.corruptions, args.severities,
+                                               args.target, args.seed, args.batch_size)
+    else:
+        severity = DEFAULT_SEVERITY if args.severity is None else args.severity
+        req = feature.LiveRequest.create(rt, None, args.models, args.corruption, severity, args.method,
+                                         args.target, args.seed, args.top)
+    req = replace(req, image=load_image(args.paths[0]))  # settings first: they fail without reading it
+
+    def progress(fraction: float | None, message: str) -> None:
+        if fraction is None or fraction <= 0.0:
+            print(message, file=sys.stderr, flush=True)
+
+    result = feature.result(rt, req, progress)
+    print(json.dumps(result.to_json()) if args.json else (sweep_text(result) if args.sweep else live_text(result)))
+    return 0
+
+
+def sweep_text(sweep: Any) -> str:
+    """A sweep as the command line prints it: each depth's breaking point per corruption, and the sentence."""
+    from ..robustness import get_corruption
+
+    bps = sweep.breaking_points()
+    lines = [f"target {sweep.target_label!r} ({sweep.target}, {sweep.chosen}); severities "
+             f"{', '.join(map(str, sweep.severities))}; seed {sweep.seed}; {sweep.device}, {sweep.precision}",
+             "", "Lowest severity at which each depth's top-1 changes from its clean one (-: never):",
+             f"{'corruption':<18}" + "".join(f"{m[:12]:>14}" for m in sweep.models)]
+    for j, c in enumerate(sweep.corruptions):
+        lines.append(f"{get_corruption(c).label:<18}"
+                     + "".join(f"{(str(int(bps[i, j])) if bps[i, j] else '-'):>14}" for i in range(len(sweep.models))))
+    verdict = sweep.verdict()
+    return "\n".join([*lines, *(["", verdict.sentence()] if verdict else [])])
+
+
+def live_text(live: Any) -> str:
+    """One corrupted crop as the command line prints it: each depth's top-1 and the target's probability."""
+    from ..robustness import get_corruption
+
+    lines = [f"{get_corruption(live.corruption).label}, severity {live.severity} (crop seed {live.seed}); target "
+             f"{live.target_label!r} ({live.target})", f"{'model':<14}{'top-1':<32}{'p':>7}{'p(target)':>11}"]
+    for run in live.classifications():
+        top = run.predictions[0]
+        lines.append(f"{run.model:<14}{top.label[:31]:<32}{top.prob:7.3f}{float(run.probs[live.target]):11.3f}")
     return "\n".join(lines)

@@ -317,9 +317,15 @@ def record_lines(sample: SampleResult, models: Sequence[str], labels: tuple[str,
     return [json.dumps(r) for r in sample.records(models, labels, top_k)]
 
 
+def folder_json(summary: FolderSummary) -> dict[str, Any]:
+    """The one JSON of a folder run: ``{"summary": <the summary's to_json()>}`` (the command line's last
+    ``--json`` line, the ``/robustness`` endpoint's JSON), as a batch run's."""
+    return {"summary": summary.to_json()}
+
+
 def summary_line(summary: FolderSummary) -> str:
-    """The last line: ``{"summary": <the result's to_json()>}``."""
-    return json.dumps({"summary": summary.to_json()})
+    """The last line: ``folder_json``."""
+    return json.dumps(folder_json(summary))
 
 
 def json_lines(samples: Sequence[SampleResult], summary: FolderSummary, labels: tuple[str, ...],
