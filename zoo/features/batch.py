@@ -239,7 +239,7 @@ def corrupted(ex: batching.Executor, inp: batching.BatchInput, req: Request, mod
     the run's engine; the labelled images only, in input order."""
     import numpy as np
 
-    from .. import robustness as rb
+    from .. import robustness_folder as rb
     from ..decision import corrupted_accuracy
 
     rows: dict[tuple[str, int], dict[int, list[bool]]] = {}
