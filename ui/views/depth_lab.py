@@ -72,22 +72,22 @@ def relevance_share(analyses: list[Analysis]) -> charts.Chart | None:
         return None
     composites = sorted({a.relevance.composite for a in done})
     fig = charts.figure("depth-lab-relevance", f"Where relevance flows: into the residual branch<br>"
-                        f"<sup>{charts._literal(charts._target_name(done))}; LRP {', '.join(composites)}</sup>",
+                        f"<sup>{charts._literal(_target_name(done))}; LRP {', '.join(composites)}</sup>",
                         "relative depth (block number / number of blocks)",
                         "share of the block's relevance into F(x)", height=460)
     for i, a in enumerate(done):
         shares = [r.share_branch for r in a.relevance.blocks]
-        custom = charts._block_custom(a)
+        custom = _block_custom(a)
         custom["into the shortcut"] = [r.shortcut for r in a.relevance.blocks]
         custom["into the branch"] = [r.branch for r in a.relevance.blocks]
-        charts.add_line(fig, name=charts._legend_name(a), i=i, x=relative_depths(a), y=shares, custom=custom,
-                        marker=charts._down_markers(a),
+        charts.add_line(fig, name=_legend_name(a), i=i, x=relative_depths(a), y=shares, custom=custom,
+                        marker=_down_markers(a),
                         hover=charts.hover(charts.depth_label(a.model),
                                            ("block", "%{customdata[0]} (%{customdata[1]})"),
                                            ("share into the branch", "%{y:.2f}"),
                                            ("relevance into the shortcut", "%{customdata[2]:.3g}"),
                                            ("relevance into the branch", "%{customdata[3]:.3g}")))
-    charts._down_legend(fig)
+    _down_legend(fig)
     fig.update_xaxes(range=[0, 1.03])
     return fig
 
