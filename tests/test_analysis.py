@@ -401,6 +401,8 @@ def test_analyze_endpoint_over_raw_rest(app):
     direct = analyze(explorer.cache.get(explorer.zoo.get("resnet18")), EXAMPLES / "rocket.jpg", "tabby",
                      lesion=True, deletions=True)
     assert details["target"]["label"] == "tabby" and len(details["blocks"]) == 8
+    assert details.pop("relevance")["composite"] == "epsilon-plus-flat"  # /analyze carries the relevance flow
+    assert all(set(b.pop("relevance")) == {"shortcut", "branch", "share_branch"} for b in details["blocks"])
     assert_same_json(details, direct.to_json())
     event, message = call(url, "analyze", [upload(url, IMAGE), "resnet51", ""])
     assert event == "error" and "Unknown model 'resnet51'" in json.dumps(message)
